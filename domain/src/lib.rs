@@ -1,1 +1,23 @@
-pub fn _x(){}
+//! Herald's domain: the `Connection` and `PublishingJob` aggregates, their value objects and the
+//! pure decisions of the process managers. No I/O lives here: everything a decision needs is
+//! carried in the command.
+#![forbid(unsafe_code)]
+
+pub mod connection;
+pub mod content;
+pub mod failure;
+pub mod ids;
+pub mod platform;
+pub mod publishing_job;
+pub mod retry;
+
+pub use connection::Connection;
+pub use content::{Content, ContentError, MediaItem, MediaKind, Poll, PreparedContent};
+pub use failure::{ErrorClass, PlatformFailure};
+pub use ids::{AttemptId, ConnectionId, JobId, UserId};
+pub use platform::Platform;
+pub use publishing_job::PublishingJob;
+
+/// Version stamped on every event type from the first release; bump per event when its shape
+/// changes and add an upcaster in infrastructure.
+pub const EVENT_VERSION_1: &str = "1.0";

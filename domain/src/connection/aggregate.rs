@@ -1,0 +1,369 @@
+use chrono::{DateTime, Utc};
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::Aggregate;
+use serde::{Deserialize, Serialize};
+
+use super::commands::{AccountProfile, ConnectionCommand};
+use super::error::ConnectionError;
+use super::events::ConnectionEvent;
+use crate::{ConnectionId, ErrorClass, Platform, UserId};
+
+/// Consecutive transient refresh failures after which the connection shows `error`.
+pub const REFRESH_FAILURES_BEFORE_ERROR: u32 = 3;
+
+/// A connection's status, as the user sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectionStatus {
+    #[default]
+    New,
+    Active,
+    /// The access token expired and cannot be refreshed: reconnect.
+    Expired,
+    /// Refreshing keeps failing for a transient reason.
+    Error,
+    Disconnected,
+}
+
+impl ConnectionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectionStatus::New => "new",
+            ConnectionStatus::Active => "active",
+            ConnectionStatus::Expired => "expired",
+            ConnectionStatus::Error => "error",
+            ConnectionStatus::Disconnected => "disconnected",
+        }
+    }
+}
+
+/// A connection's state, rebuilt from its events.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Connection {
+    pub connection_id: Option<ConnectionId>,
+    pub user_id: Option<UserId>,
+    pub platform: Option<Platform>,
+    pub account: Option<AccountProfile>,
+    pub status: ConnectionStatus,
+    pub token_expires_at: Option<DateTime<Utc>>,
+    pub can_refresh: bool,
+    pub refresh_failures: u32,
+}
+
+impl Connection {
+    /// Whether the vault's token may be used to publish.
+    pub fn is_usable(&self) -> bool {
+        matches!(
+            self.status,
+            ConnectionStatus::Active | ConnectionStatus::Error
+        )
+    }
+
+    fn decide(&self, command: ConnectionCommand) -> Result<Vec<ConnectionEvent>, ConnectionError> {
+        use ConnectionCommand as C;
+        match command {
+            C::Connect {
+                connection_id,
+                user_id,
+                platform,
+                account,
+                scopes,
+                token_expires_at,
+                can_refresh,
+                at,
+            } => {
+                if self.status != ConnectionStatus::New {
+                    let same_owner = self.user_id.as_ref() == Some(&user_id)
+                        && self.platform == Some(platform)
+                        && self.account.as_ref().map(|a| &a.account_id)
+                            == Some(&account.account_id);
+                    if !same_owner {
+                        return Err(ConnectionError::AccountMismatch(connection_id));
+                    }
+                }
+                Ok(vec![ConnectionEvent::Connected {
+                    connection_id,
+                    user_id,
+                    platform,
+                    account,
+                    scopes,
+                    token_expires_at,
+                    can_refresh,
+                    at,
+                }])
+            }
+            C::RecordTokenRefreshed {
+                token_expires_at,
+                at,
+            } => {
+                self.require_connected()?;
+                if !self.can_refresh {
+                    return Err(ConnectionError::NotRefreshable);
+                }
+                Ok(vec![ConnectionEvent::TokenRefreshed {
+                    token_expires_at,
+                    at,
+                }])
+            }
+            C::RecordTokenRefreshFailure { failure, at } => {
+                self.require_connected()?;
+                let consecutive_failures = self.refresh_failures + 1;
+                let mut events = vec![ConnectionEvent::TokenRefreshFailed {
+                    class: failure.class,
+                    code: failure.code.clone(),
+                    message: failure.message.clone(),
+                    consecutive_failures,
+                    at,
+                }];
+                // A refused grant never heals by retrying: stop and ask the user.
+                if matches!(
+                    failure.class,
+                    ErrorClass::Auth | ErrorClass::ReauthorizationRequired | ErrorClass::Permanent
+                ) {
+                    events.push(ConnectionEvent::ReauthorizationRequired {
+                        reason: format!(
+                            "the platform refused to refresh the token ({}): {}. Connect the account again",
+                            failure.code, failure.message
+                        ),
+                        at,
+                    });
+                }
+                Ok(events)
+            }
+            C::Disconnect { at } => match self.status {
+                ConnectionStatus::New => Err(ConnectionError::NotFound),
+                ConnectionStatus::Disconnected => Ok(vec![]),
+                _ => Ok(vec![ConnectionEvent::Disconnected { at }]),
+            },
+        }
+    }
+
+    fn require_connected(&self) -> Result<(), ConnectionError> {
+        match self.status {
+            ConnectionStatus::New => Err(ConnectionError::NotFound),
+            ConnectionStatus::Disconnected => Err(ConnectionError::Disconnected),
+            ConnectionStatus::Expired => Err(ConnectionError::ReauthorizationRequired),
+            ConnectionStatus::Active | ConnectionStatus::Error => Ok(()),
+        }
+    }
+}
+
+impl Aggregate for Connection {
+    const TYPE: &'static str = "Connection";
+    type Command = ConnectionCommand;
+    type Event = ConnectionEvent;
+    type Error = ConnectionError;
+    type Services = ();
+
+    async fn handle(
+        &mut self,
+        command: Self::Command,
+        _services: &Self::Services,
+        sink: &EventSink<Self>,
+    ) -> Result<(), Self::Error> {
+        for event in self.decide(command)? {
+            sink.write(event, self).await;
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, event: Self::Event) {
+        match event {
+            ConnectionEvent::Connected {
+                connection_id,
+                user_id,
+                platform,
+                account,
+                token_expires_at,
+                can_refresh,
+                ..
+            } => {
+                self.connection_id = Some(connection_id);
+                self.user_id = Some(user_id);
+                self.platform = Some(platform);
+                self.account = Some(account);
+                self.token_expires_at = token_expires_at;
+                self.can_refresh = can_refresh;
+                self.status = ConnectionStatus::Active;
+                self.refresh_failures = 0;
+            }
+            ConnectionEvent::TokenRefreshed {
+                token_expires_at, ..
+            } => {
+                self.token_expires_at = token_expires_at;
+                self.refresh_failures = 0;
+                self.status = ConnectionStatus::Active;
+            }
+            ConnectionEvent::TokenRefreshFailed {
+                consecutive_failures,
+                ..
+            } => {
+                self.refresh_failures = consecutive_failures;
+                if consecutive_failures >= REFRESH_FAILURES_BEFORE_ERROR {
+                    self.status = ConnectionStatus::Error;
+                }
+            }
+            ConnectionEvent::ReauthorizationRequired { .. } => {
+                self.status = ConnectionStatus::Expired;
+            }
+            ConnectionEvent::Disconnected { .. } => {
+                self.status = ConnectionStatus::Disconnected;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use cqrs_es::test::TestFramework;
+
+    use super::*;
+    use crate::PlatformFailure;
+
+    type ConnectionTest = TestFramework<Connection>;
+
+    fn t0() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-11-22T10:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    fn alice() -> UserId {
+        UserId::parse("alice").unwrap()
+    }
+
+    fn account(id: &str) -> AccountProfile {
+        AccountProfile {
+            account_id: id.into(),
+            username: "alice_x".into(),
+            display_name: "Alice".into(),
+        }
+    }
+
+    fn connect(user: UserId, account_id: &str) -> ConnectionCommand {
+        ConnectionCommand::Connect {
+            connection_id: ConnectionId::for_account(&alice(), Platform::X, "1"),
+            user_id: user,
+            platform: Platform::X,
+            account: account(account_id),
+            scopes: vec!["tweet.write".into()],
+            token_expires_at: Some(t0()),
+            can_refresh: true,
+            at: t0(),
+        }
+    }
+
+    fn connected() -> ConnectionEvent {
+        ConnectionEvent::Connected {
+            connection_id: ConnectionId::for_account(&alice(), Platform::X, "1"),
+            user_id: alice(),
+            platform: Platform::X,
+            account: account("1"),
+            scopes: vec!["tweet.write".into()],
+            token_expires_at: Some(t0()),
+            can_refresh: true,
+            at: t0(),
+        }
+    }
+
+    #[test]
+    fn connecting_records_the_account_without_tokens() {
+        ConnectionTest::with(())
+            .given_no_previous_events()
+            .when(connect(alice(), "1"))
+            .then_expect_events(vec![connected()]);
+    }
+
+    #[test]
+    fn another_user_cannot_take_over_a_connection() {
+        ConnectionTest::with(())
+            .given(vec![connected()])
+            .when(connect(UserId::parse("mallory").unwrap(), "1"))
+            .then_expect_error(ConnectionError::AccountMismatch(ConnectionId::for_account(
+                &alice(),
+                Platform::X,
+                "1",
+            )));
+    }
+
+    #[test]
+    fn reconnecting_after_disconnect_reactivates() {
+        ConnectionTest::with(())
+            .given(vec![
+                connected(),
+                ConnectionEvent::Disconnected { at: t0() },
+            ])
+            .when(connect(alice(), "1"))
+            .then_expect_events(vec![connected()]);
+    }
+
+    #[test]
+    fn a_revoked_grant_requires_reauthorization() {
+        let failure = PlatformFailure::new(
+            ErrorClass::ReauthorizationRequired,
+            "invalid_request",
+            "Value passed for the token was invalid.",
+        );
+        let events = ConnectionTest::with(())
+            .given(vec![connected()])
+            .when(ConnectionCommand::RecordTokenRefreshFailure { failure, at: t0() })
+            .inspect_result()
+            .unwrap();
+        assert_eq!(events.len(), 2);
+        assert!(matches!(
+            events[1],
+            ConnectionEvent::ReauthorizationRequired { .. }
+        ));
+    }
+
+    #[test]
+    fn transient_refresh_failures_are_counted_and_mark_error_after_three() {
+        let failure = PlatformFailure::new(ErrorClass::Retryable, "503", "down");
+        let failed = |n| ConnectionEvent::TokenRefreshFailed {
+            class: ErrorClass::Retryable,
+            code: "503".into(),
+            message: "down".into(),
+            consecutive_failures: n,
+            at: t0(),
+        };
+        ConnectionTest::with(())
+            .given(vec![connected(), failed(1)])
+            .when(ConnectionCommand::RecordTokenRefreshFailure { failure, at: t0() })
+            .then_expect_events(vec![failed(2)]);
+        let mut connection = Connection::default();
+        for e in [connected(), failed(1), failed(2), failed(3)] {
+            connection.apply(e);
+        }
+        assert_eq!(connection.status, ConnectionStatus::Error);
+        assert!(connection.is_usable());
+    }
+
+    #[test]
+    fn a_disconnected_connection_cannot_record_refreshes() {
+        ConnectionTest::with(())
+            .given(vec![
+                connected(),
+                ConnectionEvent::Disconnected { at: t0() },
+            ])
+            .when(ConnectionCommand::RecordTokenRefreshed {
+                token_expires_at: None,
+                at: t0(),
+            })
+            .then_expect_error(ConnectionError::Disconnected);
+    }
+
+    #[test]
+    fn disconnecting_twice_is_a_no_op_and_unknown_connections_are_not_found() {
+        ConnectionTest::with(())
+            .given(vec![
+                connected(),
+                ConnectionEvent::Disconnected { at: t0() },
+            ])
+            .when(ConnectionCommand::Disconnect { at: t0() })
+            .then_expect_events(vec![]);
+        ConnectionTest::with(())
+            .given_no_previous_events()
+            .when(ConnectionCommand::Disconnect { at: t0() })
+            .then_expect_error(ConnectionError::NotFound);
+    }
+}

@@ -1,0 +1,56 @@
+use chrono::{DateTime, Utc};
+use cqrs_es::DomainEvent;
+use serde::{Deserialize, Serialize};
+
+use super::commands::AccountProfile;
+use crate::{ConnectionId, ErrorClass, Platform, UserId, EVENT_VERSION_1};
+
+/// Everything that happened to a connection. No token appears here, ever.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ConnectionEvent {
+    Connected {
+        connection_id: ConnectionId,
+        user_id: UserId,
+        platform: Platform,
+        account: AccountProfile,
+        scopes: Vec<String>,
+        token_expires_at: Option<DateTime<Utc>>,
+        can_refresh: bool,
+        at: DateTime<Utc>,
+    },
+    TokenRefreshed {
+        token_expires_at: Option<DateTime<Utc>>,
+        at: DateTime<Utc>,
+    },
+    TokenRefreshFailed {
+        class: ErrorClass,
+        code: String,
+        message: String,
+        consecutive_failures: u32,
+        at: DateTime<Utc>,
+    },
+    ReauthorizationRequired {
+        reason: String,
+        at: DateTime<Utc>,
+    },
+    Disconnected {
+        at: DateTime<Utc>,
+    },
+}
+
+impl DomainEvent for ConnectionEvent {
+    fn event_type(&self) -> String {
+        match self {
+            ConnectionEvent::Connected { .. } => "Connected",
+            ConnectionEvent::TokenRefreshed { .. } => "TokenRefreshed",
+            ConnectionEvent::TokenRefreshFailed { .. } => "TokenRefreshFailed",
+            ConnectionEvent::ReauthorizationRequired { .. } => "ReauthorizationRequired",
+            ConnectionEvent::Disconnected { .. } => "Disconnected",
+        }
+        .to_string()
+    }
+
+    fn event_version(&self) -> String {
+        EVENT_VERSION_1.to_string()
+    }
+}

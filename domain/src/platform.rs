@@ -1,0 +1,85 @@
+//! The platforms Herald publishes to.
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// A social platform. The string form (`x`, `youtube`, ...) is the one used in URLs and events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Platform {
+    X,
+    Youtube,
+    Tiktok,
+    Instagram,
+    FacebookPages,
+    Linkedin,
+    Threads,
+    Reddit,
+}
+
+impl Platform {
+    pub const ALL: [Platform; 8] = [
+        Platform::X,
+        Platform::Youtube,
+        Platform::Tiktok,
+        Platform::Instagram,
+        Platform::FacebookPages,
+        Platform::Linkedin,
+        Platform::Threads,
+        Platform::Reddit,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Platform::X => "x",
+            Platform::Youtube => "youtube",
+            Platform::Tiktok => "tiktok",
+            Platform::Instagram => "instagram",
+            Platform::FacebookPages => "facebook_pages",
+            Platform::Linkedin => "linkedin",
+            Platform::Threads => "threads",
+            Platform::Reddit => "reddit",
+        }
+    }
+}
+
+impl fmt::Display for Platform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The name did not match any platform.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown platform '{0}'; expected one of x, youtube, tiktok, instagram, facebook_pages, linkedin, threads, reddit")]
+pub struct UnknownPlatform(pub String);
+
+impl FromStr for Platform {
+    type Err = UnknownPlatform;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let lower = s.to_ascii_lowercase();
+        Platform::ALL
+            .into_iter()
+            .find(|p| p.as_str() == lower || (lower == "twitter" && *p == Platform::X))
+            .ok_or_else(|| UnknownPlatform(s.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_platform_and_the_twitter_alias() {
+        for p in Platform::ALL {
+            assert_eq!(p.as_str().parse::<Platform>(), Ok(p));
+        }
+        assert_eq!("Twitter".parse::<Platform>(), Ok(Platform::X));
+        assert_eq!(
+            "myspace".parse::<Platform>(),
+            Err(UnknownPlatform("myspace".into()))
+        );
+    }
+}

@@ -1,0 +1,1202 @@
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::Aggregate;
+use serde::{Deserialize, Serialize};
+
+use super::commands::{FoundPost, PublishingJobCommand, SchedulePublish};
+use super::error::PublishingJobError;
+use super::events::PublishingJobEvent;
+use crate::content::ContentRules;
+use crate::retry::RetryPolicy;
+use crate::{
+    AttemptId, ConnectionId, ContentError, ErrorClass, JobId, Platform, PlatformFailure,
+    PreparedContent, UserId,
+};
+
+/// The retry budget when the request does not name one.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
+const MAX_RETRY_BUDGET: u32 = 20;
+
+/// Where a job is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    #[default]
+    New,
+    Scheduled,
+    Publishing,
+    RetryScheduled,
+    OutcomeUnknown,
+    Published,
+    Failed,
+    Cancelled,
+}
+
+impl JobStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::New => "new",
+            JobStatus::Scheduled => "scheduled",
+            JobStatus::Publishing => "publishing",
+            JobStatus::RetryScheduled => "retry_scheduled",
+            JobStatus::OutcomeUnknown => "outcome_unknown",
+            JobStatus::Published => "published",
+            JobStatus::Failed => "failed",
+            JobStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            JobStatus::Published | JobStatus::Failed | JobStatus::Cancelled
+        )
+    }
+}
+
+/// What the publisher should do with a job now (pure; see `PublishingJob::next_step`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NextStep {
+    /// Terminal, or nothing to do.
+    Nothing,
+    /// Not due yet.
+    WaitUntil(DateTime<Utc>),
+    /// Start an attempt; refresh the token first if the last attempt failed on auth.
+    StartAttempt { refresh_token_first: bool },
+    /// An attempt was started but never concluded (its worker died): record that its outcome
+    /// is unknown before anything else.
+    DeclareOutcomeUnknown { attempt_id: AttemptId },
+    /// Ask the platform whether the unknown attempt's post exists.
+    Reconcile {
+        attempt_id: AttemptId,
+        part_index: usize,
+    },
+}
+
+/// A job's state, rebuilt from its events.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PublishingJob {
+    pub job_id: Option<JobId>,
+    pub user_id: Option<UserId>,
+    pub connection_id: Option<ConnectionId>,
+    pub platform: Option<Platform>,
+    pub content: Option<PreparedContent>,
+    pub status: JobStatus,
+    pub due_at: Option<DateTime<Utc>>,
+    pub max_attempts: u32,
+    pub attempts: u32,
+    pub current_attempt: Option<AttemptId>,
+    pub last_failure: Option<ErrorClass>,
+    /// Platform media ids already uploaded, by media index; reused by later attempts.
+    pub uploaded_media: BTreeMap<usize, String>,
+    /// Post ids (and the first post's URL) already on the platform, in part order.
+    pub posted_parts: Vec<String>,
+    pub first_post_url: Option<String>,
+    pub published_post_id: Option<String>,
+}
+
+impl PublishingJob {
+    /// The next part of the content that is not on the platform yet.
+    pub fn next_part_index(&self) -> usize {
+        self.posted_parts.len()
+    }
+
+    pub fn part_count(&self) -> usize {
+        self.content.as_ref().map_or(0, |c| c.parts.len())
+    }
+
+    /// What the publisher should do now. `attempt_is_live` says whether a worker still holds
+    /// the job's lease; a `Publishing` job without one has lost its worker.
+    pub fn next_step(&self, now: DateTime<Utc>, attempt_is_live: bool) -> NextStep {
+        match self.status {
+            JobStatus::Scheduled | JobStatus::RetryScheduled => match self.due_at {
+                Some(due) if due > now => NextStep::WaitUntil(due),
+                _ => NextStep::StartAttempt {
+                    refresh_token_first: self.last_failure == Some(ErrorClass::Auth),
+                },
+            },
+            JobStatus::Publishing if !attempt_is_live => match self.current_attempt {
+                Some(attempt_id) => NextStep::DeclareOutcomeUnknown { attempt_id },
+                None => NextStep::Nothing,
+            },
+            JobStatus::OutcomeUnknown => match self.current_attempt {
+                Some(attempt_id) => NextStep::Reconcile {
+                    attempt_id,
+                    part_index: self.next_part_index(),
+                },
+                None => NextStep::Nothing,
+            },
+            _ => NextStep::Nothing,
+        }
+    }
+
+    fn invalid(&self, action: &'static str) -> PublishingJobError {
+        if self.status == JobStatus::New {
+            return PublishingJobError::NotFound;
+        }
+        PublishingJobError::InvalidState {
+            status: self.status.as_str(),
+            action,
+        }
+    }
+
+    fn require_current(&self, attempt_id: AttemptId) -> Result<(), PublishingJobError> {
+        if self.current_attempt != Some(attempt_id) {
+            return Err(PublishingJobError::StaleAttempt(attempt_id));
+        }
+        Ok(())
+    }
+
+    fn require_publishing(
+        &self,
+        attempt_id: AttemptId,
+        action: &'static str,
+    ) -> Result<(), PublishingJobError> {
+        if self.status != JobStatus::Publishing {
+            return Err(self.invalid(action));
+        }
+        self.require_current(attempt_id)
+    }
+
+    fn schedule(
+        &self,
+        cmd: SchedulePublish,
+    ) -> Result<Vec<PublishingJobEvent>, PublishingJobError> {
+        if !(1..=MAX_RETRY_BUDGET).contains(&cmd.max_attempts) {
+            return Err(PublishingJobError::InvalidRetryBudget(cmd.max_attempts));
+        }
+        let rules =
+            ContentRules::for_platform(cmd.platform).ok_or(ContentError::PlatformNotSupported {
+                platform: cmd.platform,
+            })?;
+        let content = rules.prepare(&cmd.content)?;
+        if self.status != JobStatus::New {
+            // Same id again: an idempotent replay of the same request is a no-op.
+            let same = self.connection_id == Some(cmd.connection_id)
+                && self.user_id.as_ref() == Some(&cmd.user_id)
+                && self.content.as_ref() == Some(&content);
+            return if same {
+                Ok(vec![])
+            } else {
+                Err(PublishingJobError::IdConflict)
+            };
+        }
+        let publish_at = match cmd.publish_at {
+            Some(at) if at < cmd.requested_at => {
+                return Err(PublishingJobError::ScheduledInPast { publish_at: at })
+            }
+            Some(at) => at,
+            None => cmd.requested_at,
+        };
+        Ok(vec![PublishingJobEvent::JobScheduled {
+            job_id: cmd.job_id,
+            user_id: cmd.user_id,
+            connection_id: cmd.connection_id,
+            platform: cmd.platform,
+            content,
+            publish_at,
+            max_attempts: cmd.max_attempts,
+            at: cmd.requested_at,
+        }])
+    }
+
+    fn start_attempt(
+        &self,
+        attempt_id: AttemptId,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<PublishingJobEvent>, PublishingJobError> {
+        match self.status {
+            JobStatus::Scheduled | JobStatus::RetryScheduled => {}
+            JobStatus::OutcomeUnknown => return Err(PublishingJobError::ReconcileFirst),
+            _ => return Err(self.invalid("start an attempt")),
+        }
+        if let Some(due_at) = self.due_at.filter(|due| *due > at) {
+            return Err(PublishingJobError::NotDueYet { due_at });
+        }
+        if self.attempts >= self.max_attempts {
+            return Err(PublishingJobError::RetryBudgetExhausted {
+                max_attempts: self.max_attempts,
+            });
+        }
+        Ok(vec![PublishingJobEvent::AttemptStarted {
+            attempt_id,
+            attempt_number: self.attempts + 1,
+            at,
+        }])
+    }
+
+    fn post_created(
+        &self,
+        attempt_id: AttemptId,
+        part_index: usize,
+        post_id: String,
+        url: String,
+        at: DateTime<Utc>,
+        reconciled: bool,
+    ) -> Result<Vec<PublishingJobEvent>, PublishingJobError> {
+        let expected = self.next_part_index();
+        if part_index != expected {
+            return Err(PublishingJobError::UnexpectedPart {
+                part_index,
+                expected,
+            });
+        }
+        let mut events = Vec::new();
+        if part_index + 1 < self.part_count() {
+            events.push(PublishingJobEvent::ThreadPartPublished {
+                attempt_id,
+                part_index,
+                post_id,
+                url,
+                at,
+            });
+            // Reconciliation found a middle part: the attempt is over, continue with a new one.
+            if reconciled {
+                events.push(PublishingJobEvent::RetryScheduled { retry_at: at, at });
+            }
+            return Ok(events);
+        }
+        let mut post_ids = self.posted_parts.clone();
+        post_ids.push(post_id.clone());
+        let first_url = self.first_post_url.clone().unwrap_or(url);
+        events.push(PublishingJobEvent::Published {
+            attempt_id,
+            post_id: post_ids[0].clone(),
+            url: first_url,
+            post_ids,
+            at,
+        });
+        Ok(events)
+    }
+
+    fn attempt_failed(
+        &self,
+        attempt_id: AttemptId,
+        failure: PlatformFailure,
+        at: DateTime<Utc>,
+        jitter: f64,
+    ) -> Result<Vec<PublishingJobEvent>, PublishingJobError> {
+        self.require_publishing(attempt_id, "record a failure")?;
+        let mut class = failure.class;
+        let mut message = failure.message.clone();
+        // One refresh per auth failure: a second 401 in a row means the grant is unusable.
+        if class == ErrorClass::Auth && self.last_failure == Some(ErrorClass::Auth) {
+            class = ErrorClass::ReauthorizationRequired;
+            message = format!(
+                "{message}. The platform refused the token again after a refresh: reconnect the account"
+            );
+        }
+        let budget_left = self.attempts < self.max_attempts;
+        let retry_at = if budget_left {
+            let classified = PlatformFailure {
+                class,
+                ..failure.clone()
+            };
+            RetryPolicy::default().retry_at(&classified, self.attempts, at, jitter)
+        } else {
+            None
+        };
+        let mut events = vec![PublishingJobEvent::AttemptFailed {
+            attempt_id,
+            attempt_number: self.attempts,
+            class,
+            code: failure.code.clone(),
+            message: message.clone(),
+            retry_at,
+            at,
+        }];
+        match retry_at {
+            Some(retry_at) => events.push(PublishingJobEvent::RetryScheduled { retry_at, at }),
+            None => {
+                let message = if budget_left {
+                    message
+                } else {
+                    format!(
+                        "gave up after {} attempts; last error: {message}",
+                        self.max_attempts
+                    )
+                };
+                events.push(PublishingJobEvent::Failed {
+                    class,
+                    code: failure.code,
+                    message,
+                    at,
+                });
+            }
+        }
+        Ok(events)
+    }
+
+    fn reconciled(
+        &self,
+        attempt_id: AttemptId,
+        found: Option<FoundPost>,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<PublishingJobEvent>, PublishingJobError> {
+        if self.status != JobStatus::OutcomeUnknown {
+            return Err(self.invalid("be reconciled"));
+        }
+        self.require_current(attempt_id)?;
+        let part_index = self.next_part_index();
+        let mut events = vec![PublishingJobEvent::Reconciled {
+            attempt_id,
+            part_index,
+            found_post_id: found.as_ref().map(|f| f.post_id.clone()),
+            at,
+        }];
+        match found {
+            Some(post) => {
+                events.extend(self.post_created(
+                    attempt_id,
+                    part_index,
+                    post.post_id,
+                    post.url,
+                    at,
+                    true,
+                )?);
+            }
+            None if self.attempts < self.max_attempts => {
+                events.push(PublishingJobEvent::RetryScheduled { retry_at: at, at });
+            }
+            None => events.push(PublishingJobEvent::Failed {
+                class: ErrorClass::Retryable,
+                code: "outcome_unknown".into(),
+                message: format!(
+                    "gave up after {} attempts; the last one did not reach the platform",
+                    self.max_attempts
+                ),
+                at,
+            }),
+        }
+        Ok(events)
+    }
+
+    fn decide(
+        &self,
+        command: PublishingJobCommand,
+    ) -> Result<Vec<PublishingJobEvent>, PublishingJobError> {
+        use PublishingJobCommand as C;
+        use PublishingJobEvent as E;
+        if !matches!(command, C::SchedulePublish(_)) && self.status == JobStatus::New {
+            return Err(PublishingJobError::NotFound);
+        }
+        match command {
+            C::SchedulePublish(cmd) => self.schedule(cmd),
+            C::StartAttempt { attempt_id, at } => self.start_attempt(attempt_id, at),
+            C::RecordUploadStarted {
+                attempt_id,
+                media_index,
+                total_bytes,
+                at,
+            } => {
+                self.require_publishing(attempt_id, "upload media")?;
+                self.require_media(media_index)?;
+                Ok(vec![E::UploadStarted {
+                    attempt_id,
+                    media_index,
+                    total_bytes,
+                    at,
+                }])
+            }
+            C::RecordUploadProgress {
+                attempt_id,
+                media_index,
+                bytes_sent,
+                total_bytes,
+            } => {
+                self.require_publishing(attempt_id, "upload media")?;
+                self.require_media(media_index)?;
+                Ok(vec![E::UploadChunked {
+                    attempt_id,
+                    media_index,
+                    bytes_sent: bytes_sent.min(total_bytes),
+                    total_bytes,
+                }])
+            }
+            C::RecordUploadCompleted {
+                attempt_id,
+                media_index,
+                platform_media_id,
+                at,
+            } => {
+                self.require_publishing(attempt_id, "upload media")?;
+                self.require_media(media_index)?;
+                Ok(vec![E::UploadCompleted {
+                    attempt_id,
+                    media_index,
+                    platform_media_id,
+                    at,
+                }])
+            }
+            C::RecordPostCreated {
+                attempt_id,
+                part_index,
+                post_id,
+                url,
+                at,
+            } => {
+                self.require_publishing(attempt_id, "publish")?;
+                self.post_created(attempt_id, part_index, post_id, url, at, false)
+            }
+            C::RecordAttemptFailure {
+                attempt_id,
+                failure,
+                at,
+                jitter,
+            } => self.attempt_failed(attempt_id, failure, at, jitter),
+            C::RecordOutcomeUnknown {
+                attempt_id,
+                reason,
+                at,
+            } => {
+                self.require_publishing(attempt_id, "have an unknown outcome")?;
+                Ok(vec![E::OutcomeUnknown {
+                    attempt_id,
+                    reason,
+                    at,
+                }])
+            }
+            C::RecordReconciliation {
+                attempt_id,
+                found,
+                at,
+            } => self.reconciled(attempt_id, found, at),
+            C::Cancel { at } => match self.status {
+                JobStatus::Scheduled | JobStatus::RetryScheduled => Ok(vec![E::Cancelled { at }]),
+                _ => Err(self.invalid("be cancelled")),
+            },
+            C::Reschedule { publish_at, at } => {
+                if self.status != JobStatus::Scheduled {
+                    return Err(self.invalid("be rescheduled"));
+                }
+                if publish_at < at {
+                    return Err(PublishingJobError::ScheduledInPast { publish_at });
+                }
+                Ok(vec![E::Rescheduled { publish_at, at }])
+            }
+            C::Retry { at } => {
+                if self.status != JobStatus::Failed {
+                    return Err(self.invalid("be retried (only failed jobs can)"));
+                }
+                Ok(vec![E::RetryRequested {
+                    max_attempts: self.attempts + self.max_attempts.max(1),
+                    at,
+                }])
+            }
+        }
+    }
+
+    fn require_media(&self, media_index: usize) -> Result<(), PublishingJobError> {
+        let count = self.content.as_ref().map_or(0, |c| c.media.len());
+        if media_index >= count {
+            return Err(PublishingJobError::UnknownMedia(media_index));
+        }
+        Ok(())
+    }
+}
+
+impl Aggregate for PublishingJob {
+    const TYPE: &'static str = "PublishingJob";
+    type Command = PublishingJobCommand;
+    type Event = PublishingJobEvent;
+    type Error = PublishingJobError;
+    type Services = ();
+
+    async fn handle(
+        &mut self,
+        command: Self::Command,
+        _services: &Self::Services,
+        sink: &EventSink<Self>,
+    ) -> Result<(), Self::Error> {
+        for event in self.decide(command)? {
+            sink.write(event, self).await;
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, event: Self::Event) {
+        use PublishingJobEvent as E;
+        match event {
+            E::JobScheduled {
+                job_id,
+                user_id,
+                connection_id,
+                platform,
+                content,
+                publish_at,
+                max_attempts,
+                ..
+            } => {
+                self.job_id = Some(job_id);
+                self.user_id = Some(user_id);
+                self.connection_id = Some(connection_id);
+                self.platform = Some(platform);
+                self.content = Some(content);
+                self.due_at = Some(publish_at);
+                self.max_attempts = max_attempts;
+                self.status = JobStatus::Scheduled;
+            }
+            E::AttemptStarted {
+                attempt_id,
+                attempt_number,
+                ..
+            } => {
+                self.status = JobStatus::Publishing;
+                self.current_attempt = Some(attempt_id);
+                self.attempts = attempt_number;
+            }
+            E::UploadStarted { .. } | E::UploadChunked { .. } => {}
+            E::UploadCompleted {
+                media_index,
+                platform_media_id,
+                ..
+            } => {
+                self.uploaded_media.insert(media_index, platform_media_id);
+            }
+            E::ThreadPartPublished { post_id, url, .. } => {
+                self.posted_parts.push(post_id);
+                self.first_post_url.get_or_insert(url);
+            }
+            E::Published {
+                post_id,
+                url,
+                post_ids,
+                ..
+            } => {
+                self.status = JobStatus::Published;
+                self.posted_parts = post_ids;
+                self.first_post_url = Some(url);
+                self.published_post_id = Some(post_id);
+                self.due_at = None;
+            }
+            E::AttemptFailed { class, .. } => {
+                self.last_failure = Some(class);
+            }
+            E::RetryScheduled { retry_at, .. } => {
+                self.status = JobStatus::RetryScheduled;
+                self.due_at = Some(retry_at);
+            }
+            E::Failed { class, .. } => {
+                self.status = JobStatus::Failed;
+                self.last_failure = Some(class);
+                self.due_at = None;
+            }
+            E::Cancelled { .. } => {
+                self.status = JobStatus::Cancelled;
+                self.due_at = None;
+            }
+            E::Rescheduled { publish_at, .. } => {
+                self.due_at = Some(publish_at);
+            }
+            E::OutcomeUnknown { .. } => {
+                self.status = JobStatus::OutcomeUnknown;
+            }
+            E::Reconciled { .. } => {
+                // A reconciliation is not an auth failure; the next attempt needs no refresh.
+                self.last_failure = None;
+            }
+            E::RetryRequested { max_attempts, at } => {
+                self.status = JobStatus::RetryScheduled;
+                self.max_attempts = max_attempts;
+                self.due_at = Some(at);
+                self.last_failure = None;
+                // Platform media ids may have expired by now; upload again.
+                self.uploaded_media.clear();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Duration;
+    use cqrs_es::test::TestFramework;
+
+    use super::*;
+    use crate::{Content, Poll};
+
+    type JobTest = TestFramework<PublishingJob>;
+
+    fn t0() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-11-22T10:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    fn ids() -> (JobId, UserId, ConnectionId) {
+        let user = UserId::parse("alice").unwrap();
+        let connection = ConnectionId::for_account(&user, Platform::X, "1");
+        (JobId::from_uuid(uuid::Uuid::from_u128(7)), user, connection)
+    }
+
+    fn schedule_cmd(text: &str, publish_at: Option<DateTime<Utc>>) -> SchedulePublish {
+        let (job_id, user_id, connection_id) = ids();
+        SchedulePublish {
+            job_id,
+            user_id,
+            connection_id,
+            platform: Platform::X,
+            content: Content {
+                text: text.into(),
+                ..Content::default()
+            },
+            publish_at,
+            max_attempts: 3,
+            requested_at: t0(),
+        }
+    }
+
+    fn prepared(parts: &[&str]) -> PreparedContent {
+        PreparedContent {
+            parts: parts.iter().map(|p| p.to_string()).collect(),
+            media: vec![],
+            poll: None,
+        }
+    }
+
+    fn scheduled_with(parts: &[&str], max_attempts: u32) -> PublishingJobEvent {
+        let (job_id, user_id, connection_id) = ids();
+        PublishingJobEvent::JobScheduled {
+            job_id,
+            user_id,
+            connection_id,
+            platform: Platform::X,
+            content: prepared(parts),
+            publish_at: t0(),
+            max_attempts,
+            at: t0(),
+        }
+    }
+
+    fn scheduled() -> PublishingJobEvent {
+        scheduled_with(&["hello"], 3)
+    }
+
+    fn attempt(n: u128) -> AttemptId {
+        AttemptId::from_uuid(uuid::Uuid::from_u128(100 + n))
+    }
+
+    fn started(n: u32) -> PublishingJobEvent {
+        PublishingJobEvent::AttemptStarted {
+            attempt_id: attempt(n as u128),
+            attempt_number: n,
+            at: t0(),
+        }
+    }
+
+    fn failure(class: ErrorClass) -> PlatformFailure {
+        PlatformFailure::new(class, "503", "Service Unavailable")
+    }
+
+    #[test]
+    fn publishing_now_schedules_the_job_at_the_request_time() {
+        JobTest::with(())
+            .given_no_previous_events()
+            .when(PublishingJobCommand::SchedulePublish(schedule_cmd(
+                "hello", None,
+            )))
+            .then_expect_events(vec![scheduled()]);
+    }
+
+    #[test]
+    fn content_over_the_platform_limit_is_refused() {
+        JobTest::with(())
+            .given_no_previous_events()
+            .when(PublishingJobCommand::SchedulePublish(schedule_cmd(
+                &"a".repeat(281),
+                None,
+            )))
+            .then_expect_error(PublishingJobError::Content(ContentError::TextTooLong {
+                platform: Platform::X,
+                limit: 280,
+                length: 281,
+            }));
+    }
+
+    #[test]
+    fn a_poll_with_one_option_is_refused() {
+        let mut cmd = schedule_cmd("vote", None);
+        cmd.content.poll = Some(Poll {
+            options: vec!["yes".into()],
+            duration_minutes: 60,
+        });
+        JobTest::with(())
+            .given_no_previous_events()
+            .when(PublishingJobCommand::SchedulePublish(cmd))
+            .then_expect_error(PublishingJobError::Content(ContentError::PollOptionCount {
+                count: 1,
+            }));
+    }
+
+    #[test]
+    fn a_time_in_the_past_is_refused() {
+        let past = t0() - Duration::minutes(1);
+        JobTest::with(())
+            .given_no_previous_events()
+            .when(PublishingJobCommand::SchedulePublish(schedule_cmd(
+                "hello",
+                Some(past),
+            )))
+            .then_expect_error(PublishingJobError::ScheduledInPast { publish_at: past });
+    }
+
+    #[test]
+    fn platforms_without_rules_are_refused() {
+        let mut cmd = schedule_cmd("hello", None);
+        cmd.platform = Platform::Tiktok;
+        JobTest::with(())
+            .given_no_previous_events()
+            .when(PublishingJobCommand::SchedulePublish(cmd))
+            .then_expect_error(PublishingJobError::Content(
+                ContentError::PlatformNotSupported {
+                    platform: Platform::Tiktok,
+                },
+            ));
+    }
+
+    #[test]
+    fn the_same_request_twice_is_a_no_op_and_a_different_one_conflicts() {
+        JobTest::with(())
+            .given(vec![scheduled()])
+            .when(PublishingJobCommand::SchedulePublish(schedule_cmd(
+                "hello", None,
+            )))
+            .then_expect_events(vec![]);
+        JobTest::with(())
+            .given(vec![scheduled()])
+            .when(PublishingJobCommand::SchedulePublish(schedule_cmd(
+                "other", None,
+            )))
+            .then_expect_error(PublishingJobError::IdConflict);
+    }
+
+    #[test]
+    fn an_attempt_cannot_start_before_the_job_is_due() {
+        let later = t0() + Duration::seconds(30);
+        JobTest::with(())
+            .given(vec![
+                scheduled(),
+                PublishingJobEvent::Rescheduled {
+                    publish_at: later,
+                    at: t0(),
+                },
+            ])
+            .when(PublishingJobCommand::StartAttempt {
+                attempt_id: attempt(1),
+                at: t0(),
+            })
+            .then_expect_error(PublishingJobError::NotDueYet { due_at: later });
+    }
+
+    #[test]
+    fn a_due_job_starts_its_first_attempt() {
+        JobTest::with(())
+            .given(vec![scheduled()])
+            .when(PublishingJobCommand::StartAttempt {
+                attempt_id: attempt(1),
+                at: t0(),
+            })
+            .then_expect_events(vec![started(1)]);
+    }
+
+    #[test]
+    fn a_created_post_publishes_the_job() {
+        JobTest::with(())
+            .given(vec![scheduled(), started(1)])
+            .when(PublishingJobCommand::RecordPostCreated {
+                attempt_id: attempt(1),
+                part_index: 0,
+                post_id: "99".into(),
+                url: "https://x.com/a/status/99".into(),
+                at: t0(),
+            })
+            .then_expect_events(vec![PublishingJobEvent::Published {
+                attempt_id: attempt(1),
+                post_id: "99".into(),
+                url: "https://x.com/a/status/99".into(),
+                post_ids: vec!["99".into()],
+                at: t0(),
+            }]);
+    }
+
+    #[test]
+    fn a_thread_publishes_part_by_part() {
+        JobTest::with(())
+            .given(vec![scheduled_with(&["one", "two"], 3), started(1)])
+            .when(PublishingJobCommand::RecordPostCreated {
+                attempt_id: attempt(1),
+                part_index: 0,
+                post_id: "1".into(),
+                url: "u1".into(),
+                at: t0(),
+            })
+            .then_expect_events(vec![PublishingJobEvent::ThreadPartPublished {
+                attempt_id: attempt(1),
+                part_index: 0,
+                post_id: "1".into(),
+                url: "u1".into(),
+                at: t0(),
+            }]);
+        JobTest::with(())
+            .given(vec![
+                scheduled_with(&["one", "two"], 3),
+                started(1),
+                PublishingJobEvent::ThreadPartPublished {
+                    attempt_id: attempt(1),
+                    part_index: 0,
+                    post_id: "1".into(),
+                    url: "u1".into(),
+                    at: t0(),
+                },
+            ])
+            .when(PublishingJobCommand::RecordPostCreated {
+                attempt_id: attempt(1),
+                part_index: 1,
+                post_id: "2".into(),
+                url: "u2".into(),
+                at: t0(),
+            })
+            .then_expect_events(vec![PublishingJobEvent::Published {
+                attempt_id: attempt(1),
+                post_id: "1".into(),
+                url: "u1".into(),
+                post_ids: vec!["1".into(), "2".into()],
+                at: t0(),
+            }]);
+    }
+
+    #[test]
+    fn a_cancelled_job_cannot_publish_or_start() {
+        JobTest::with(())
+            .given(vec![
+                scheduled(),
+                PublishingJobEvent::Cancelled { at: t0() },
+            ])
+            .when(PublishingJobCommand::StartAttempt {
+                attempt_id: attempt(1),
+                at: t0(),
+            })
+            .then_expect_error(PublishingJobError::InvalidState {
+                status: "cancelled",
+                action: "start an attempt",
+            });
+    }
+
+    #[test]
+    fn a_job_being_published_cannot_be_cancelled() {
+        JobTest::with(())
+            .given(vec![scheduled(), started(1)])
+            .when(PublishingJobCommand::Cancel { at: t0() })
+            .then_expect_error(PublishingJobError::InvalidState {
+                status: "publishing",
+                action: "be cancelled",
+            });
+    }
+
+    #[test]
+    fn a_published_job_cannot_fail() {
+        JobTest::with(())
+            .given(vec![
+                scheduled(),
+                started(1),
+                PublishingJobEvent::Published {
+                    attempt_id: attempt(1),
+                    post_id: "9".into(),
+                    url: "u".into(),
+                    post_ids: vec!["9".into()],
+                    at: t0(),
+                },
+            ])
+            .when(PublishingJobCommand::RecordAttemptFailure {
+                attempt_id: attempt(1),
+                failure: failure(ErrorClass::Retryable),
+                at: t0(),
+                jitter: 1.0,
+            })
+            .then_expect_error(PublishingJobError::InvalidState {
+                status: "published",
+                action: "record a failure",
+            });
+    }
+
+    #[test]
+    fn a_server_error_schedules_a_backed_off_retry() {
+        let retry_at = t0() + Duration::seconds(2);
+        JobTest::with(())
+            .given(vec![scheduled(), started(1)])
+            .when(PublishingJobCommand::RecordAttemptFailure {
+                attempt_id: attempt(1),
+                failure: failure(ErrorClass::Retryable),
+                at: t0(),
+                jitter: 1.0,
+            })
+            .then_expect_events(vec![
+                PublishingJobEvent::AttemptFailed {
+                    attempt_id: attempt(1),
+                    attempt_number: 1,
+                    class: ErrorClass::Retryable,
+                    code: "503".into(),
+                    message: "Service Unavailable".into(),
+                    retry_at: Some(retry_at),
+                    at: t0(),
+                },
+                PublishingJobEvent::RetryScheduled { retry_at, at: t0() },
+            ]);
+    }
+
+    #[test]
+    fn a_rate_limit_retries_no_earlier_than_the_platform_allows() {
+        let reset = t0() + Duration::seconds(90);
+        let rate_limited = failure(ErrorClass::RateLimited).not_before(reset);
+        let events = JobTest::with(())
+            .given(vec![scheduled(), started(1)])
+            .when(PublishingJobCommand::RecordAttemptFailure {
+                attempt_id: attempt(1),
+                failure: rate_limited,
+                at: t0(),
+                jitter: 0.3,
+            })
+            .inspect_result()
+            .unwrap();
+        assert_eq!(
+            events[1],
+            PublishingJobEvent::RetryScheduled {
+                retry_at: reset,
+                at: t0()
+            }
+        );
+    }
+
+    #[test]
+    fn attempts_never_exceed_the_retry_budget() {
+        let events = JobTest::with(())
+            .given(vec![scheduled_with(&["x"], 1), started(1)])
+            .when(PublishingJobCommand::RecordAttemptFailure {
+                attempt_id: attempt(1),
+                failure: failure(ErrorClass::Retryable),
+                at: t0(),
+                jitter: 1.0,
+            })
+            .inspect_result()
+            .unwrap();
+        assert!(matches!(
+            &events[1],
+            PublishingJobEvent::Failed { message, .. } if message.starts_with("gave up after 1 attempts")
+        ));
+        JobTest::with(())
+            .given(vec![
+                scheduled_with(&["x"], 1),
+                started(1),
+                PublishingJobEvent::RetryScheduled {
+                    retry_at: t0(),
+                    at: t0(),
+                },
+            ])
+            .when(PublishingJobCommand::StartAttempt {
+                attempt_id: attempt(2),
+                at: t0(),
+            })
+            .then_expect_error(PublishingJobError::RetryBudgetExhausted { max_attempts: 1 });
+    }
+
+    #[test]
+    fn a_content_error_fails_the_job_at_once_with_its_message() {
+        JobTest::with(())
+            .given(vec![scheduled(), started(1)])
+            .when(PublishingJobCommand::RecordAttemptFailure {
+                attempt_id: attempt(1),
+                failure: PlatformFailure::new(ErrorClass::Permanent, "403", "duplicate content"),
+                at: t0(),
+                jitter: 1.0,
+            })
+            .then_expect_events(vec![
+                PublishingJobEvent::AttemptFailed {
+                    attempt_id: attempt(1),
+                    attempt_number: 1,
+                    class: ErrorClass::Permanent,
+                    code: "403".into(),
+                    message: "duplicate content".into(),
+                    retry_at: None,
+                    at: t0(),
+                },
+                PublishingJobEvent::Failed {
+                    class: ErrorClass::Permanent,
+                    code: "403".into(),
+                    message: "duplicate content".into(),
+                    at: t0(),
+                },
+            ]);
+    }
+
+    #[test]
+    fn an_auth_failure_retries_at_once_with_a_refresh_and_a_second_one_needs_reauthorization() {
+        let job = PublishingJob::default();
+        let mut job = [scheduled(), started(1)].into_iter().fold(job, |mut j, e| {
+            j.apply(e);
+            j
+        });
+        let events = job
+            .decide(PublishingJobCommand::RecordAttemptFailure {
+                attempt_id: attempt(1),
+                failure: failure(ErrorClass::Auth),
+                at: t0(),
+                jitter: 1.0,
+            })
+            .unwrap();
+        assert_eq!(
+            events[1],
+            PublishingJobEvent::RetryScheduled {
+                retry_at: t0(),
+                at: t0()
+            }
+        );
+        events.into_iter().for_each(|e| job.apply(e));
+        assert_eq!(
+            job.next_step(t0(), false),
+            NextStep::StartAttempt {
+                refresh_token_first: true
+            }
+        );
+        job.apply(started(2));
+        let events = job
+            .decide(PublishingJobCommand::RecordAttemptFailure {
+                attempt_id: attempt(2),
+                failure: failure(ErrorClass::Auth),
+                at: t0(),
+                jitter: 1.0,
+            })
+            .unwrap();
+        assert!(matches!(
+            &events[1],
+            PublishingJobEvent::Failed {
+                class: ErrorClass::ReauthorizationRequired,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn an_unknown_outcome_must_be_reconciled_before_a_new_attempt() {
+        let unknown = PublishingJobEvent::OutcomeUnknown {
+            attempt_id: attempt(1),
+            reason: "timeout".into(),
+            at: t0(),
+        };
+        JobTest::with(())
+            .given(vec![scheduled(), started(1), unknown.clone()])
+            .when(PublishingJobCommand::StartAttempt {
+                attempt_id: attempt(2),
+                at: t0(),
+            })
+            .then_expect_error(PublishingJobError::ReconcileFirst);
+        JobTest::with(())
+            .given(vec![scheduled(), started(1), unknown.clone()])
+            .when(PublishingJobCommand::RecordReconciliation {
+                attempt_id: attempt(1),
+                found: Some(FoundPost {
+                    post_id: "5".into(),
+                    url: "u5".into(),
+                }),
+                at: t0(),
+            })
+            .then_expect_events(vec![
+                PublishingJobEvent::Reconciled {
+                    attempt_id: attempt(1),
+                    part_index: 0,
+                    found_post_id: Some("5".into()),
+                    at: t0(),
+                },
+                PublishingJobEvent::Published {
+                    attempt_id: attempt(1),
+                    post_id: "5".into(),
+                    url: "u5".into(),
+                    post_ids: vec!["5".into()],
+                    at: t0(),
+                },
+            ]);
+        JobTest::with(())
+            .given(vec![scheduled(), started(1), unknown])
+            .when(PublishingJobCommand::RecordReconciliation {
+                attempt_id: attempt(1),
+                found: None,
+                at: t0(),
+            })
+            .then_expect_events(vec![
+                PublishingJobEvent::Reconciled {
+                    attempt_id: attempt(1),
+                    part_index: 0,
+                    found_post_id: None,
+                    at: t0(),
+                },
+                PublishingJobEvent::RetryScheduled {
+                    retry_at: t0(),
+                    at: t0(),
+                },
+            ]);
+    }
+
+    #[test]
+    fn next_step_recovers_an_attempt_whose_worker_died() {
+        let mut job = PublishingJob::default();
+        job.apply(scheduled());
+        job.apply(started(1));
+        assert_eq!(job.next_step(t0(), true), NextStep::Nothing);
+        assert_eq!(
+            job.next_step(t0(), false),
+            NextStep::DeclareOutcomeUnknown {
+                attempt_id: attempt(1)
+            }
+        );
+    }
+
+    #[test]
+    fn a_failed_job_can_be_retried_with_a_fresh_budget_and_others_cannot() {
+        JobTest::with(())
+            .given(vec![
+                scheduled(),
+                started(1),
+                PublishingJobEvent::Failed {
+                    class: ErrorClass::Permanent,
+                    code: "403".into(),
+                    message: "m".into(),
+                    at: t0(),
+                },
+            ])
+            .when(PublishingJobCommand::Retry { at: t0() })
+            .then_expect_events(vec![PublishingJobEvent::RetryRequested {
+                max_attempts: 4,
+                at: t0(),
+            }]);
+        JobTest::with(())
+            .given(vec![scheduled()])
+            .when(PublishingJobCommand::Retry { at: t0() })
+            .then_expect_error(PublishingJobError::InvalidState {
+                status: "scheduled",
+                action: "be retried (only failed jobs can)",
+            });
+    }
+
+    #[test]
+    fn commands_to_a_job_that_does_not_exist_are_refused() {
+        JobTest::with(())
+            .given_no_previous_events()
+            .when(PublishingJobCommand::Cancel { at: t0() })
+            .then_expect_error(PublishingJobError::NotFound);
+    }
+
+    #[test]
+    fn a_stale_attempt_cannot_record_results() {
+        JobTest::with(())
+            .given(vec![scheduled(), started(1)])
+            .when(PublishingJobCommand::RecordPostCreated {
+                attempt_id: attempt(9),
+                part_index: 0,
+                post_id: "1".into(),
+                url: "u".into(),
+                at: t0(),
+            })
+            .then_expect_error(PublishingJobError::StaleAttempt(attempt(9)));
+    }
+}

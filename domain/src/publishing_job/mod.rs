@@ -1,0 +1,11 @@
+//! The `PublishingJob` aggregate: one content published to one connection, with every attempt,
+//! upload step and outcome recorded.
+mod aggregate;
+mod commands;
+mod error;
+mod events;
+
+pub use aggregate::{JobStatus, NextStep, PublishingJob, DEFAULT_MAX_ATTEMPTS};
+pub use commands::{FoundPost, PublishingJobCommand, SchedulePublish};
+pub use error::PublishingJobError;
+pub use events::PublishingJobEvent;
