@@ -1,1 +1,7 @@
+//! Herald's infrastructure: event stores, the outbox and event log, the token vault, OAuth,
+//! platform adapters, rate limits, the scheduler and the process-manager runners.
+#![forbid(unsafe_code)]
 
+pub mod log;
+pub mod platforms;
+pub mod secret;
