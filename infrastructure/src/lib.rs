@@ -2,6 +2,7 @@
 //! platform adapters, rate limits, the scheduler and the process-manager runners.
 #![forbid(unsafe_code)]
 
+pub mod db;
 pub mod log;
 pub mod platforms;
 pub mod secret;
