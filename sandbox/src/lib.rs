@@ -1,1 +1,151 @@
+//! Herald sandbox: simulated social-platform HTTP servers.
+//!
+//! Each platform "twin" speaks the platform's real request/response shapes and
+//! error codes (see `platform-facts.md`), and adds two control surfaces that the
+//! real platforms do not have: fault injection and a read-only state dump. The
+//! twins are real actix-web servers, used by end-to-end tests, benchmarks and
+//! `herald serve --sandbox`.
+//!
+//! Layout: platform-independent machinery lives at the crate root
+//! ([`faults`], [`oauth`], [`ratelimit`], [`multipart`], [`inspect`]); each
+//! platform has its own module mounted under its own path prefix (X: `/x`).
+#![forbid(unsafe_code)]
 
+pub mod faults;
+pub mod inspect;
+pub mod multipart;
+pub mod oauth;
+pub mod ratelimit;
+pub mod x;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use actix_web::{dev::ServerHandle, web, App, HttpServer};
+
+pub use faults::Fault;
+pub use inspect::RequestRecord;
+pub use x::{
+    XConfig, XEndpoint, XIssuedTokens, XMediaSnapshot, XPollSnapshot, XPostSnapshot, XRateLimits,
+    XStateSnapshot,
+};
+
+/// Largest request body any twin accepts. Media chunks are typically 1–5 MB and
+/// JSON appends carry them base64-encoded, so this leaves generous headroom.
+const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+
+/// Configuration of every platform twin.
+#[derive(Debug, Clone, Default)]
+pub struct SandboxConfig {
+    /// The X (Twitter) API v2 twin.
+    pub x: XConfig,
+}
+
+/// A running sandbox server hosting all platform twins on one port.
+pub struct Sandbox {
+    addr: SocketAddr,
+    handle: ServerHandle,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    x: Arc<x::XState>,
+}
+
+impl Sandbox {
+    /// Binds on `addr` (use `"127.0.0.1:0"` in tests), starts the actix server on
+    /// the current tokio runtime and returns once the socket is listening.
+    pub async fn start(addr: &str, config: SandboxConfig) -> std::io::Result<Sandbox> {
+        // State is created once, outside the per-worker factory, so all workers
+        // share the same posts, tokens, faults and rate-limit windows.
+        let x_state = Arc::new(x::XState::new(config.x));
+        let x_data = web::Data::from(x_state.clone());
+
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
+                .service(x::scope(x_data.clone()))
+        })
+        .workers(2)
+        // Embedded in tests and in `herald serve`: the host process owns signals.
+        .disable_signals()
+        .shutdown_timeout(1)
+        .bind(addr)?;
+
+        let addr = *server
+            .addrs()
+            .first()
+            .ok_or_else(|| std::io::Error::other("sandbox bound no address"))?;
+        let server = server.run();
+        let handle = server.handle();
+        let task = tokio::spawn(server);
+        tracing::info!(%addr, "sandbox listening");
+
+        Ok(Sandbox {
+            addr,
+            handle,
+            task: Some(task),
+            x: x_state,
+        })
+    }
+
+    /// The socket address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Base URL of the server, e.g. `http://127.0.0.1:40123`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Base URL of the X twin (`base_url() + "/x"`); X API paths such as
+    /// `/2/tweets` and `/i/oauth2/authorize` are appended to it.
+    pub fn x_base_url(&self) -> String {
+        format!("{}/x", self.base_url())
+    }
+
+    /// A snapshot of the X twin's state (posts, media, issued tokens, requests).
+    pub fn x_state(&self) -> XStateSnapshot {
+        self.x.snapshot()
+    }
+
+    /// Queues `fault` for the next `times` requests to `endpoint` of the X twin.
+    pub fn inject_x_fault(&self, endpoint: XEndpoint, fault: Fault, times: u32) {
+        self.x.inject_fault(endpoint, fault, times);
+    }
+
+    /// Removes every queued X fault.
+    pub fn clear_x_faults(&self) {
+        self.x.clear_faults();
+    }
+
+    /// Stops the server without waiting for in-flight requests (some may be
+    /// sleeping on purpose because of a timeout fault).
+    pub async fn stop(mut self) {
+        self.handle.stop(false).await;
+        if let Some(task) = self.task.take() {
+            if let Err(e) = task.await {
+                tracing::warn!(error = %e, "sandbox server task ended abnormally");
+            }
+        }
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if self.task.is_some() {
+            // The stop command is sent eagerly; the returned future only awaits
+            // completion, which a synchronous drop cannot do.
+            drop(self.handle.stop(false));
+        }
+    }
+}
+
+/// The current time as RFC 3339 with millisecond precision, like the platforms
+/// render it (`2025-01-02T03:04:05.678Z`).
+pub(crate) fn rfc3339_now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// The current Unix time in seconds.
+pub(crate) fn epoch_now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
