@@ -5,4 +5,9 @@
 pub mod db;
 pub mod log;
 pub mod platforms;
+pub mod rate_limit;
+pub mod scheduler;
 pub mod secret;
+pub mod store;
+pub mod upcast;
+pub mod vault;

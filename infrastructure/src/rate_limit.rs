@@ -1,0 +1,106 @@
+//! Rate limits shared by every worker process (ARCHITECTURE invariant 6): the budget the
+//! platform last reported, per platform, account and endpoint, lives in the database.
+use chrono::{DateTime, Utc};
+use herald_domain::Platform;
+use sqlx::Row;
+
+use crate::db::{from_millis, millis, Db};
+use crate::platforms::RateLimitGate;
+
+/// The gate for one account on one platform.
+#[derive(Debug, Clone)]
+pub struct SharedRateLimits {
+    db: Db,
+    prefix: String,
+}
+
+impl SharedRateLimits {
+    pub fn new(db: Db, platform: Platform, account_id: &str) -> Self {
+        Self {
+            db,
+            prefix: format!("{platform}:{account_id}:"),
+        }
+    }
+
+    fn bucket(&self, endpoint: &str) -> String {
+        format!("{}{endpoint}", self.prefix)
+    }
+
+    async fn try_acquire(&self, endpoint: &str, now: DateTime<Utc>) -> anyhow::Result<Result<(), DateTime<Utc>>> {
+        let bucket = self.bucket(endpoint);
+        let now_ms = millis(now);
+        // Take one unit if the window still has budget, or if it has reset (budget unknown until
+        // the platform reports it again).
+        let taken = sqlx::query(
+            "UPDATE rate_limits SET remaining = CASE WHEN reset_at_ms <= $2 THEN remaining ELSE remaining - 1 END
+             WHERE bucket = $1 AND blocked_until_ms <= $2 AND (remaining > 0 OR reset_at_ms <= $2)",
+        )
+        .bind(&bucket)
+        .bind(now_ms)
+        .execute(&self.db.any)
+        .await?
+        .rows_affected();
+        if taken == 1 {
+            return Ok(Ok(()));
+        }
+        let row = sqlx::query("SELECT reset_at_ms, blocked_until_ms FROM rate_limits WHERE bucket = $1")
+            .bind(&bucket)
+            .fetch_optional(&self.db.any)
+            .await?;
+        Ok(match row {
+            None => Ok(()),
+            Some(row) => {
+                let reset: i64 = row.try_get("reset_at_ms")?;
+                let blocked: i64 = row.try_get("blocked_until_ms")?;
+                Err(from_millis(reset.max(blocked)))
+            }
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl RateLimitGate for SharedRateLimits {
+    async fn acquire(&self, endpoint: &str) -> Result<(), DateTime<Utc>> {
+        match self.try_acquire(endpoint, Utc::now()).await {
+            Ok(decision) => decision,
+            Err(error) => {
+                // The platform is the final judge; a database hiccup must not stop publishing.
+                tracing::warn!(error = %error, endpoint, "rate-limit state unavailable; calling anyway");
+                Ok(())
+            }
+        }
+    }
+
+    async fn observe(&self, endpoint: &str, remaining: Option<u64>, reset_at: Option<DateTime<Utc>>) {
+        let (Some(remaining), Some(reset_at)) = (remaining, reset_at) else {
+            return;
+        };
+        let result = sqlx::query(
+            "INSERT INTO rate_limits (bucket, remaining, reset_at_ms, blocked_until_ms) VALUES ($1, $2, $3, 0)
+             ON CONFLICT (bucket) DO UPDATE SET remaining = excluded.remaining, reset_at_ms = excluded.reset_at_ms",
+        )
+        .bind(self.bucket(endpoint))
+        .bind(i64::try_from(remaining).unwrap_or(i64::MAX))
+        .bind(millis(reset_at))
+        .execute(&self.db.any)
+        .await;
+        if let Err(error) = result {
+            tracing::warn!(error = %error, endpoint, "could not record rate-limit headers");
+        }
+    }
+}
+
+impl SharedRateLimits {
+    /// Blocks an endpoint until `until` (a 429's Retry-After), for every worker.
+    pub async fn block_until(&self, endpoint: &str, until: DateTime<Utc>) -> anyhow::Result<()> {
+        sqlx::query(
+            "INSERT INTO rate_limits (bucket, remaining, reset_at_ms, blocked_until_ms) VALUES ($1, 0, $2, $2)
+             ON CONFLICT (bucket) DO UPDATE SET blocked_until_ms = excluded.blocked_until_ms",
+        )
+        .bind(self.bucket(endpoint))
+        .bind(millis(until))
+        .execute(&self.db.any)
+        .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,103 @@
+//! The claim side of the durable schedule. The `job_schedule` table (written by the due-jobs
+//! projection from `JobScheduled`, `RetryScheduled`, ... events) says when each job is due;
+//! workers claim due rows with a lease, so several worker processes never work one job at once,
+//! and a job whose worker died is picked up again when its lease runs out.
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use herald_domain::JobId;
+use sqlx::Row;
+
+use crate::db::{from_millis, millis, Db};
+
+/// Leases on due jobs for one worker process.
+#[derive(Debug, Clone)]
+pub struct DueJobs {
+    db: Db,
+    owner: String,
+    lease: Duration,
+}
+
+impl DueJobs {
+    /// `owner` names this worker; `lease` is how long a claim lasts without renewal.
+    pub fn new(db: Db, owner: impl Into<String>, lease: Duration) -> Self {
+        Self {
+            db,
+            owner: owner.into(),
+            lease,
+        }
+    }
+
+    pub fn lease(&self) -> Duration {
+        self.lease
+    }
+
+    /// Claims up to `limit` jobs that are due and not leased by a live worker.
+    pub async fn claim(&self, now: DateTime<Utc>, limit: i64) -> anyhow::Result<Vec<JobId>> {
+        let now_ms = millis(now);
+        let until = now_ms + self.lease.as_millis() as i64;
+        let sql = if self.db.is_postgres() {
+            "UPDATE job_schedule SET lease_owner = $1, lease_until_ms = $2
+             WHERE job_id IN (SELECT job_id FROM job_schedule
+                              WHERE due_at_ms <= $3 AND lease_until_ms <= $3
+                              ORDER BY due_at_ms LIMIT $4 FOR UPDATE SKIP LOCKED)
+             RETURNING job_id"
+        } else {
+            // SQLite serializes writers, so the sub-select needs no row locks.
+            "UPDATE job_schedule SET lease_owner = $1, lease_until_ms = $2
+             WHERE job_id IN (SELECT job_id FROM job_schedule
+                              WHERE due_at_ms <= $3 AND lease_until_ms <= $3
+                              ORDER BY due_at_ms LIMIT $4)
+             RETURNING job_id"
+        };
+        let rows = sqlx::query(sql)
+            .bind(&self.owner)
+            .bind(until)
+            .bind(now_ms)
+            .bind(limit)
+            .fetch_all(&self.db.any)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let id: String = row.try_get("job_id")?;
+                Ok(JobId::parse(&id)?)
+            })
+            .collect()
+    }
+
+    /// Renews this worker's lease on a job it is still working on.
+    pub async fn renew(&self, job: &JobId) -> anyhow::Result<()> {
+        let until = millis(Utc::now()) + self.lease.as_millis() as i64;
+        sqlx::query("UPDATE job_schedule SET lease_until_ms = $1 WHERE job_id = $2 AND lease_owner = $3")
+            .bind(until)
+            .bind(job.to_string())
+            .bind(&self.owner)
+            .execute(&self.db.any)
+            .await?;
+        Ok(())
+    }
+
+    /// Ends this worker's claim; nobody looks at the job again before `not_before`.
+    pub async fn release(&self, job: &JobId, not_before: DateTime<Utc>) -> anyhow::Result<()> {
+        sqlx::query(
+            "UPDATE job_schedule SET lease_owner = NULL, lease_until_ms = $1 WHERE job_id = $2 AND lease_owner = $3",
+        )
+        .bind(millis(not_before))
+        .bind(job.to_string())
+        .bind(&self.owner)
+        .execute(&self.db.any)
+        .await?;
+        Ok(())
+    }
+
+    /// When the earliest unclaimed job becomes due, so the dispatcher can sleep until then.
+    pub async fn next_due(&self) -> anyhow::Result<Option<DateTime<Utc>>> {
+        let row = sqlx::query(
+            "SELECT MIN(CASE WHEN lease_until_ms > due_at_ms THEN lease_until_ms ELSE due_at_ms END) AS next FROM job_schedule",
+        )
+        .fetch_one(&self.db.any)
+        .await?;
+        let next: Option<i64> = row.try_get("next")?;
+        Ok(next.map(from_millis))
+    }
+}
