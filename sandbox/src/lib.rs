@@ -149,3 +149,16 @@ pub(crate) fn rfc3339_now() -> String {
 pub(crate) fn epoch_now() -> i64 {
     chrono::Utc::now().timestamp()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn sandbox_can_be_shared_across_tasks() {
+        assert_send_sync::<Sandbox>();
+        assert_send_sync::<XStateSnapshot>();
+    }
+}
