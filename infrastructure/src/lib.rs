@@ -4,10 +4,13 @@
 
 pub mod db;
 pub mod log;
+pub mod oauth;
 pub mod platforms;
+pub mod process;
 pub mod rate_limit;
 pub mod scheduler;
 pub mod secret;
 pub mod store;
+pub mod tokens;
 pub mod upcast;
 pub mod vault;

@@ -140,3 +140,31 @@ pub trait PlatformAdapter: Send + Sync {
         limits: &dyn RateLimitGate,
     ) -> Result<Option<CreatedPost>, PlatformFailure>;
 }
+
+/// The adapter for each platform Herald is configured for.
+#[derive(Clone, Default)]
+pub struct Adapters {
+    by_platform: std::collections::HashMap<Platform, std::sync::Arc<dyn PlatformAdapter>>,
+}
+
+impl Adapters {
+    pub fn with(mut self, adapter: std::sync::Arc<dyn PlatformAdapter>) -> Self {
+        self.by_platform.insert(adapter.platform(), adapter);
+        self
+    }
+
+    /// The platform's adapter, or a permanent failure saying it is not configured.
+    pub fn get(&self, platform: Platform) -> Result<std::sync::Arc<dyn PlatformAdapter>, PlatformFailure> {
+        self.by_platform.get(&platform).cloned().ok_or_else(|| {
+            PlatformFailure::new(
+                herald_domain::ErrorClass::Permanent,
+                "platform_not_configured",
+                format!("{platform} is not configured on this Herald server"),
+            )
+        })
+    }
+
+    pub fn platforms(&self) -> Vec<Platform> {
+        self.by_platform.keys().copied().collect()
+    }
+}
