@@ -1,1 +1,11 @@
+//! Herald's HTTP API, configuration, wiring and CLI.
+#![forbid(unsafe_code)]
 
+pub mod auth;
+pub mod bench;
+pub mod config;
+pub mod problem;
+pub mod replay;
+pub mod routes;
+pub mod runtime;
+pub mod server;

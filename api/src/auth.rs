@@ -1,0 +1,220 @@
+//! Bearer-token auth: JWTs verified with an HS256 secret or a JWKS URL; the `sub` claim is the
+//! user. In dev mode the secret is generated into the data dir and `herald token` mints tokens.
+use std::future::{ready, Ready};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_web::dev::Payload;
+use actix_web::{web, FromRequest, HttpRequest};
+use anyhow::Context;
+use herald_domain::UserId;
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{decode, decode_header, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use tokio::sync::RwLock;
+
+use crate::problem::ApiError;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    sub: String,
+    exp: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    iss: Option<String>,
+}
+
+enum Keys {
+    Hs256(Vec<u8>),
+    Jwks {
+        url: String,
+        http: reqwest::Client,
+        cache: RwLock<(Option<JwkSet>, Option<Instant>)>,
+    },
+}
+
+/// Verifies bearer tokens.
+#[derive(Clone)]
+pub struct Authenticator {
+    keys: Arc<Keys>,
+    issuer: Option<String>,
+    audience: Option<String>,
+}
+
+/// Don't refetch the JWKS for an unknown `kid` more often than this.
+const JWKS_REFRESH: Duration = Duration::from_secs(60);
+
+impl Authenticator {
+    pub fn hs256(secret: impl Into<Vec<u8>>) -> Self {
+        Self {
+            keys: Arc::new(Keys::Hs256(secret.into())),
+            issuer: None,
+            audience: None,
+        }
+    }
+
+    pub fn jwks(url: impl Into<String>) -> Self {
+        Self {
+            keys: Arc::new(Keys::Jwks {
+                url: url.into(),
+                http: reqwest::Client::new(),
+                cache: RwLock::new((None, None)),
+            }),
+            issuer: None,
+            audience: None,
+        }
+    }
+
+    pub fn requiring(mut self, issuer: Option<String>, audience: Option<String>) -> Self {
+        self.issuer = issuer;
+        self.audience = audience;
+        self
+    }
+
+    fn validation(&self, algorithm: Algorithm) -> Validation {
+        let mut validation = Validation::new(algorithm);
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        if let Some(issuer) = &self.issuer {
+            validation.set_issuer(&[issuer]);
+        }
+        match &self.audience {
+            Some(audience) => validation.set_audience(&[audience]),
+            None => validation.validate_aud = false,
+        }
+        validation
+    }
+
+    /// The user a bearer token speaks for.
+    pub async fn verify(&self, token: &str) -> Result<UserId, ApiError> {
+        let invalid = |why: &str| ApiError::unauthorized(format!("the bearer token is not valid: {why}"));
+        let claims = match &*self.keys {
+            Keys::Hs256(secret) => decode::<Claims>(token, &DecodingKey::from_secret(secret), &self.validation(Algorithm::HS256))
+                .map_err(|e| invalid(&e.to_string()))?
+                .claims,
+            Keys::Jwks { .. } => {
+                let header = decode_header(token).map_err(|e| invalid(&e.to_string()))?;
+                let key = self.jwk_key(header.kid.as_deref()).await?;
+                decode::<Claims>(token, &key, &self.validation(header.alg))
+                    .map_err(|e| invalid(&e.to_string()))?
+                    .claims
+            }
+        };
+        UserId::parse(&claims.sub).map_err(|e| invalid(&e.to_string()))
+    }
+
+    async fn jwk_key(&self, kid: Option<&str>) -> Result<DecodingKey, ApiError> {
+        let Keys::Jwks { url, http, cache } = &*self.keys else {
+            unreachable!("only called for JWKS")
+        };
+        let find = |set: &JwkSet| {
+            set.keys
+                .iter()
+                .find(|k| kid.is_none() || k.common.key_id.as_deref() == kid)
+                .and_then(|jwk| DecodingKey::from_jwk(jwk).ok())
+        };
+        {
+            let guard = cache.read().await;
+            if let Some(key) = guard.0.as_ref().and_then(find) {
+                return Ok(key);
+            }
+            if guard.1.is_some_and(|at| at.elapsed() < JWKS_REFRESH) {
+                return Err(ApiError::unauthorized("the bearer token's signing key is unknown"));
+            }
+        }
+        let set: JwkSet = http
+            .get(url)
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .map_err(|e| ApiError::unavailable(format!("could not fetch the JWKS to verify the token: {e}")))?
+            .json()
+            .await
+            .map_err(|e| ApiError::unavailable(format!("the JWKS is not valid JSON: {e}")))?;
+        let key = find(&set);
+        *cache.write().await = (Some(set), Some(Instant::now()));
+        key.ok_or_else(|| ApiError::unauthorized("the bearer token's signing key is unknown"))
+    }
+}
+
+/// Mints an HS256 token for `user`, valid for `ttl` (dev mode and tests).
+pub fn mint(secret: &[u8], user: &str, ttl: Duration) -> anyhow::Result<String> {
+    let exp = (chrono::Utc::now() + chrono::Duration::from_std(ttl)?).timestamp() as u64;
+    let claims = Claims {
+        sub: user.to_string(),
+        exp,
+        iss: None,
+    };
+    Ok(encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret))?)
+}
+
+/// The dev-mode signing secret in the data dir, created (mode 0600) on first use.
+pub fn dev_secret(data_dir: &Path) -> anyhow::Result<(Vec<u8>, bool)> {
+    let path = data_dir.join("dev-jwt.secret");
+    let (key, generated) = herald_infrastructure::vault::load_or_generate_key(&path)
+        .with_context(|| format!("preparing the dev auth secret {}", path.display()))?;
+    Ok((key.to_vec(), generated))
+}
+
+/// The authenticated user of a request.
+#[derive(Debug, Clone)]
+pub struct AuthUser(pub UserId);
+
+impl FromRequest for AuthUser {
+    type Error = ApiError;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let auth = req.app_data::<web::Data<Authenticator>>().cloned();
+        let header = req
+            .headers()
+            .get(actix_web::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        Box::pin(async move {
+            let auth = auth.ok_or_else(|| ApiError::internal("no authenticator configured"))?;
+            let header = header.ok_or_else(|| {
+                ApiError::unauthorized("send 'Authorization: Bearer <token>' (in dev mode, mint one with `herald token --user <id>`)")
+            })?;
+            let token = header
+                .strip_prefix("Bearer ")
+                .or_else(|| header.strip_prefix("bearer "))
+                .ok_or_else(|| ApiError::unauthorized("the Authorization header must use the Bearer scheme"))?;
+            auth.verify(token.trim()).await.map(AuthUser)
+        })
+    }
+}
+
+/// A request id for correlating events with the request that caused them.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+impl FromRequest for RequestId {
+    type Error = actix_web::Error;
+    type Future = Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let id = req
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty() && v.len() <= 128)
+            .map(str::to_owned)
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        ready(Ok(RequestId(id)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn tokens_verify_with_the_same_secret_only() {
+        let token = mint(b"secret-one-secret-one-secret-one", "alice", Duration::from_secs(60)).unwrap();
+        let auth = Authenticator::hs256(b"secret-one-secret-one-secret-one".to_vec());
+        assert_eq!(auth.verify(&token).await.unwrap().as_str(), "alice");
+        let other = Authenticator::hs256(b"secret-two-secret-two-secret-two".to_vec());
+        assert_eq!(other.verify(&token).await.unwrap_err().kind, "unauthorized");
+    }
+}

@@ -1,0 +1,108 @@
+//! Configuration, from flags or environment variables. With nothing set, Herald runs the
+//! embedded default: SQLite in `./data`, the local event log, the sandbox platforms, a generated
+//! vault key and dev-mode auth.
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+
+/// What this process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Role {
+    /// HTTP API and workers (process managers, projections, relay).
+    All,
+    /// HTTP API only.
+    Api,
+    /// Workers only.
+    Worker,
+}
+
+/// Settings shared by every command that opens the store.
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Where the embedded default keeps its database, vault key and dev auth secret.
+    #[arg(long, env = "HERALD_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+    /// `postgres://...` for production; default: SQLite in the data dir.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Kafka bootstrap servers; default: the local event log over the SQLite outbox.
+    #[arg(long, env = "KAFKA_BROKERS")]
+    pub kafka_brokers: Option<String>,
+    /// Prefix for Herald's Kafka topics (separates environments sharing a cluster).
+    #[arg(long, env = "HERALD_KAFKA_TOPIC_PREFIX", default_value = "")]
+    pub kafka_topic_prefix: String,
+    /// Partitions of topics Herald creates.
+    #[arg(long, env = "HERALD_KAFKA_PARTITIONS", default_value_t = 3)]
+    pub kafka_partitions: i32,
+    /// Base64 of a 32-byte key for the token vault; default: generated into the data dir.
+    #[arg(long, env = "HERALD_VAULT_KEY", hide_env_values = true)]
+    pub vault_key: Option<String>,
+    /// HS256 secret to verify bearer tokens with.
+    #[arg(long, env = "HERALD_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// JWKS URL to verify RS256/ES256 bearer tokens with.
+    #[arg(long, env = "HERALD_JWT_JWKS_URL")]
+    pub jwt_jwks_url: Option<String>,
+    /// Required `iss` claim, if set.
+    #[arg(long, env = "HERALD_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// Required `aud` claim, if set.
+    #[arg(long, env = "HERALD_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+    /// Run the simulated platforms in-process and connect to them instead of the real ones.
+    #[arg(long, env = "HERALD_SANDBOX")]
+    pub sandbox: Option<bool>,
+    /// Where the in-process sandbox listens.
+    #[arg(long, env = "HERALD_SANDBOX_BIND", default_value = "127.0.0.1:8081")]
+    pub sandbox_bind: String,
+    /// X OAuth client id (a confidential client: give the secret too).
+    #[arg(long, env = "X_CLIENT_ID")]
+    pub x_client_id: Option<String>,
+    #[arg(long, env = "X_CLIENT_SECRET", hide_env_values = true)]
+    pub x_client_secret: Option<String>,
+    /// X API base (default https://api.x.com); with a custom base, OAuth endpoints live under it.
+    #[arg(long, env = "X_API_BASE")]
+    pub x_api_base: Option<String>,
+    /// Public base URL of this server, for OAuth callbacks (default: taken from each request).
+    #[arg(long, env = "HERALD_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Publishing attempts running at once in this process.
+    #[arg(long, env = "HERALD_WORKER_CONCURRENCY", default_value_t = 32)]
+    pub worker_concurrency: usize,
+    /// Seconds a worker's claim on a job lasts without renewal.
+    #[arg(long, env = "HERALD_JOB_LEASE_SECS", default_value_t = 30)]
+    pub job_lease_secs: u64,
+    /// Name of this worker in leases (default: host and process id).
+    #[arg(long, env = "HERALD_WORKER_ID")]
+    pub worker_id: Option<String>,
+}
+
+impl Config {
+    /// The embedded default: no database URL given.
+    pub fn is_embedded(&self) -> bool {
+        self.database_url.is_none()
+    }
+
+    pub fn database_url(&self) -> String {
+        self.database_url.clone().unwrap_or_else(|| {
+            format!("sqlite://{}", self.data_dir.join("herald.db").display())
+        })
+    }
+
+    /// The sandbox runs unless switched off, or unless real credentials are configured.
+    pub fn sandbox_enabled(&self) -> bool {
+        self.sandbox.unwrap_or(self.x_client_id.is_none())
+    }
+
+    /// Dev-mode auth: a secret generated into the data dir, for the embedded default only.
+    pub fn dev_auth(&self) -> bool {
+        self.jwt_secret.is_none() && self.jwt_jwks_url.is_none()
+    }
+
+    pub fn worker_id(&self) -> String {
+        self.worker_id.clone().unwrap_or_else(|| {
+            let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "herald".into());
+            format!("{host}-{}", std::process::id())
+        })
+    }
+}

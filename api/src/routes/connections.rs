@@ -1,0 +1,241 @@
+//! Connecting, listing and disconnecting platform accounts.
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::Utc;
+use herald_domain::connection::ConnectionCommand;
+use herald_domain::{ConnectionId, Platform, PlatformFailure, UserId};
+use herald_infrastructure::secret::Secret;
+use herald_infrastructure::store::CommandMetadata;
+use serde::Deserialize;
+use serde_json::json;
+use sqlx::Row;
+
+use crate::auth::{AuthUser, RequestId};
+use crate::problem::ApiError;
+use crate::runtime::Herald;
+
+/// How long a started authorization may take.
+const AUTHORIZATION_TTL: chrono::Duration = chrono::Duration::minutes(10);
+
+pub(crate) fn parse_platform(raw: &str) -> Result<Platform, ApiError> {
+    raw.parse::<Platform>()
+        .map_err(|e| ApiError::new(StatusCode::NOT_FOUND, "platform-unknown", e.to_string()))
+}
+
+fn platform_failure(failure: PlatformFailure) -> ApiError {
+    use herald_domain::ErrorClass as C;
+    let status = match failure.class {
+        C::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        C::Retryable => StatusCode::BAD_GATEWAY,
+        C::Auth | C::ReauthorizationRequired | C::Permanent => StatusCode::BAD_REQUEST,
+    };
+    let kind = match failure.class {
+        C::RateLimited => "rate-limited",
+        C::Retryable => "platform-unavailable",
+        _ => "authorization-failed",
+    };
+    ApiError::new(status, kind, format!("the platform refused: {}", failure.message))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    platform: Option<String>,
+}
+
+/// `GET /connections`: the user's connections.
+pub async fn list(herald: web::Data<Herald>, user: AuthUser, query: web::Query<ListQuery>) -> Result<HttpResponse, ApiError> {
+    let platform = query.platform.as_deref().map(parse_platform).transpose()?;
+    let connections = herald
+        .connection_queries
+        .list(user.0.as_str(), platform.map(Platform::as_str))
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({ "connections": connections })))
+}
+
+fn callback_url(herald: &Herald, req: &HttpRequest, platform: Platform) -> String {
+    let base = herald.config.public_url.clone().unwrap_or_else(|| {
+        let info = req.connection_info();
+        format!("{}://{}", info.scheme(), info.host())
+    });
+    format!("{}/api/v1/platforms/{platform}/callback", base.trim_end_matches('/'))
+}
+
+/// `POST /{platform}/connect`: where to send the user to authorize Herald.
+pub async fn connect(
+    herald: web::Data<Herald>,
+    user: AuthUser,
+    path: web::Path<String>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let platform = parse_platform(&path)?;
+    let adapter = herald.adapters.get(platform).map_err(|f| {
+        ApiError::unprocessable("platform-not-supported", f.message)
+    })?;
+    let redirect_uri = callback_url(&herald, &req, platform);
+    let start = adapter.authorization_url(&redirect_uri);
+    let sealer = herald.vault.sealer();
+    let (nonce, sealed) = sealer.seal(start.state.as_bytes(), start.pkce_verifier.expose().as_bytes());
+    let expires_at = Utc::now() + AUTHORIZATION_TTL;
+    sqlx::query(
+        "INSERT INTO oauth_pending (state, user_id, platform, redirect_uri, nonce, sealed_verifier, expires_at_ms)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(&start.state)
+    .bind(user.0.as_str())
+    .bind(platform.as_str())
+    .bind(&redirect_uri)
+    .bind(nonce)
+    .bind(sealed)
+    .bind(expires_at.timestamp_millis())
+    .execute(&herald.db.any)
+    .await
+    .map_err(ApiError::internal)?;
+    Ok(HttpResponse::Ok().json(json!({
+        "authorization_url": start.url.as_str(),
+        "state": start.state,
+        "redirect_uri": redirect_uri,
+        "expires_at": expires_at,
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CallbackQuery {
+    code: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+    error_description: Option<String>,
+}
+
+/// `GET /{platform}/callback`: the platform sends the user back here with a code.
+pub async fn callback(
+    herald: web::Data<Herald>,
+    path: web::Path<String>,
+    query: web::Query<CallbackQuery>,
+    request_id: RequestId,
+) -> Result<HttpResponse, ApiError> {
+    let platform = parse_platform(&path)?;
+    let state = query
+        .state
+        .as_deref()
+        .ok_or_else(|| ApiError::bad_request("oauth-state-invalid", "the callback has no state; start again with POST /connect"))?;
+    // Single use: the row is gone whatever happens next.
+    let row = sqlx::query(
+        "DELETE FROM oauth_pending WHERE state = $1
+         RETURNING user_id, platform, redirect_uri, nonce, sealed_verifier, expires_at_ms",
+    )
+    .bind(state)
+    .fetch_optional(&herald.db.any)
+    .await
+    .map_err(ApiError::internal)?
+    .ok_or_else(|| ApiError::bad_request("oauth-state-invalid", "unknown or already used state; start again with POST /connect"))?;
+    let get = |name: &str| row.try_get::<String, _>(name).map_err(ApiError::internal);
+    let expires_at_ms: i64 = row.try_get("expires_at_ms").map_err(ApiError::internal)?;
+    if expires_at_ms < Utc::now().timestamp_millis() {
+        return Err(ApiError::bad_request("oauth-state-invalid", "the authorization took too long; start again with POST /connect"));
+    }
+    if get("platform")? != platform.as_str() {
+        return Err(ApiError::bad_request("oauth-state-invalid", "the state belongs to another platform"));
+    }
+    if let Some(error) = &query.error {
+        let why = query.error_description.clone().unwrap_or_default();
+        return Err(ApiError::bad_request("authorization-denied", format!("the platform did not authorize Herald ({error}): {why}")));
+    }
+    let code = query
+        .code
+        .as_deref()
+        .ok_or_else(|| ApiError::bad_request("validation-error", "the callback has no code"))?;
+    let user_id = UserId::parse(&get("user_id")?).map_err(ApiError::internal)?;
+    let redirect_uri = get("redirect_uri")?;
+    let nonce: Vec<u8> = row.try_get("nonce").map_err(ApiError::internal)?;
+    let sealed: Vec<u8> = row.try_get("sealed_verifier").map_err(ApiError::internal)?;
+    let verifier = herald.vault.sealer().open(state.as_bytes(), &nonce, &sealed)?;
+    let verifier = Secret::new(String::from_utf8(verifier).map_err(ApiError::internal)?);
+
+    let adapter = herald.adapters.get(platform).map_err(|f| ApiError::unprocessable("platform-not-supported", f.message))?;
+    let grant = adapter.exchange_code(code, &verifier, &redirect_uri).await.map_err(platform_failure)?;
+    let account = adapter.account(&grant.access_token).await.map_err(platform_failure)?;
+    let connection_id = ConnectionId::for_account(&user_id, platform, &account.account_id);
+    herald.vault.store(&connection_id, &grant).await?;
+    let command = ConnectionCommand::Connect {
+        connection_id,
+        user_id: user_id.clone(),
+        platform,
+        account: account.clone(),
+        scopes: grant.scopes.clone(),
+        token_expires_at: grant.expires_at,
+        can_refresh: grant.refresh_token.is_some(),
+        at: Utc::now(),
+    };
+    herald
+        .connections
+        .execute(&connection_id.to_string(), command, &CommandMetadata::actor(user_id.as_str()).correlated(request_id.0))
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "connection_id": connection_id,
+        "platform": platform,
+        "account_id": account.account_id,
+        "username": account.username,
+        "display_name": account.display_name,
+        "status": "active",
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DisconnectQuery {
+    connection_id: Option<String>,
+}
+
+/// `DELETE /{platform}/disconnect?connection_id=`: revokes at the platform where possible,
+/// deletes the tokens and marks the connection disconnected.
+pub async fn disconnect(
+    herald: web::Data<Herald>,
+    user: AuthUser,
+    path: web::Path<String>,
+    query: web::Query<DisconnectQuery>,
+    request_id: RequestId,
+) -> Result<HttpResponse, ApiError> {
+    let platform = parse_platform(&path)?;
+    let connection_id = match &query.connection_id {
+        Some(raw) => ConnectionId::parse(raw).map_err(|_| ApiError::not_found("connection"))?,
+        None => {
+            let active: Vec<_> = herald
+                .connection_queries
+                .list(user.0.as_str(), Some(platform.as_str()))
+                .await?
+                .into_iter()
+                .filter(|c| c.status != "disconnected")
+                .collect();
+            match active.as_slice() {
+                [only] => ConnectionId::parse(&only.connection_id).map_err(ApiError::internal)?,
+                [] => return Err(ApiError::not_found("connection")),
+                _ => {
+                    return Err(ApiError::bad_request(
+                        "validation-error",
+                        format!("you have {} {platform} connections: name one with ?connection_id=", active.len()),
+                    ))
+                }
+            }
+        }
+    };
+    let connection = herald.connections.load(&connection_id.to_string()).await?;
+    if connection.user_id.as_ref() != Some(&user.0) || connection.platform != Some(platform) {
+        return Err(ApiError::not_found("connection"));
+    }
+    if let (Ok(adapter), Ok(Some(grant))) = (herald.adapters.get(platform), herald.vault.load(&connection_id).await) {
+        if let Err(failure) = adapter.revoke(&grant).await {
+            tracing::warn!(connection = %connection_id, %failure, "revocation at the platform failed; deleting the tokens anyway");
+        }
+    }
+    herald.vault.delete(&connection_id).await?;
+    herald
+        .connections
+        .execute(
+            &connection_id.to_string(),
+            ConnectionCommand::Disconnect { at: Utc::now() },
+            &CommandMetadata::actor(user.0.as_str()).correlated(request_id.0),
+        )
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({"connection_id": connection_id, "status": "disconnected"})))
+}

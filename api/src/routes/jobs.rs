@@ -1,0 +1,296 @@
+//! Publishing, scheduling and following jobs.
+use std::collections::HashSet;
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::{DateTime, Utc};
+use herald_domain::content::ContentRules;
+use herald_domain::publishing_job::{PublishingJobCommand, SchedulePublish, DEFAULT_MAX_ATTEMPTS};
+use herald_domain::{ConnectionId, Content, ContentError, JobId, Platform, PublishingJob};
+use herald_infrastructure::store::CommandMetadata;
+use herald_projections::jobs::{JobFilter, JobView};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::auth::{AuthUser, RequestId};
+use crate::problem::ApiError;
+use crate::routes::connections::parse_platform;
+use crate::runtime::Herald;
+
+const MAX_TARGETS: usize = 50;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishRequest {
+    /// Connections to publish to: one job each.
+    connection_ids: Vec<String>,
+    content: Content,
+    /// Attempts allowed per job (1-20).
+    max_attempts: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleRequest {
+    connection_ids: Vec<String>,
+    content: Content,
+    max_attempts: Option<u32>,
+    /// RFC 3339 with an offset, e.g. `2026-12-01T09:00:00+01:00`.
+    publish_at: String,
+}
+
+/// RFC 3339 with an offset; a time without one is refused rather than guessed.
+pub(crate) fn parse_time(raw: &str) -> Result<DateTime<Utc>, ApiError> {
+    DateTime::parse_from_rfc3339(raw)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| {
+            ApiError::bad_request(
+                "validation-error",
+                format!("publish_at '{raw}' must be RFC 3339 with an offset, e.g. 2026-12-01T09:00:00Z or 2026-12-01T10:00:00+01:00"),
+            )
+        })
+}
+
+fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+    let Some(value) = req.headers().get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .ok()
+        .map(str::trim)
+        .filter(|k| !k.is_empty() && k.len() <= 255)
+        .ok_or_else(|| ApiError::bad_request("validation-error", "Idempotency-Key must be 1-255 visible characters"))?;
+    Ok(Some(key.to_string()))
+}
+
+/// A checked publish target.
+struct Target {
+    connection_id: ConnectionId,
+    platform: Platform,
+}
+
+async fn check_targets(herald: &Herald, user: &AuthUser, raw_ids: &[String], content: &Content) -> Result<Vec<Target>, ApiError> {
+    if raw_ids.is_empty() {
+        return Err(ApiError::bad_request("validation-error", "connection_ids must name at least one connection"));
+    }
+    if raw_ids.len() > MAX_TARGETS {
+        return Err(ApiError::bad_request("validation-error", format!("at most {MAX_TARGETS} connections per request")));
+    }
+    let mut seen = HashSet::new();
+    let mut targets = Vec::new();
+    for raw in raw_ids {
+        let not_found = || ApiError::new(StatusCode::NOT_FOUND, "not-found", format!("connection {raw} does not exist for this user"));
+        let connection_id = ConnectionId::parse(raw).map_err(|_| not_found())?;
+        if !seen.insert(connection_id) {
+            return Err(ApiError::bad_request("validation-error", format!("connection {raw} is listed twice")));
+        }
+        let connection = herald.connections.load(&connection_id.to_string()).await?;
+        if connection.user_id.as_ref() != Some(&user.0) {
+            return Err(not_found());
+        }
+        let platform = connection.platform.ok_or_else(not_found)?;
+        if !connection.is_usable() {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "token-expired",
+                format!("connection {raw} is {}: connect the {platform} account again", connection.status.as_str()),
+            ));
+        }
+        // Checked here too so a refusal names the connection and nothing is stored for any.
+        let rules = ContentRules::for_platform(platform)
+            .ok_or(ContentError::PlatformNotSupported { platform })
+            .map_err(|e| ApiError::unprocessable("platform-not-supported", e.to_string()))?;
+        rules
+            .prepare(content)
+            .map_err(|e| ApiError::unprocessable("content-invalid", format!("for connection {raw} ({platform}): {e}")))?;
+        targets.push(Target { connection_id, platform });
+    }
+    Ok(targets)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn accept(
+    herald: &Herald,
+    user: AuthUser,
+    request_id: RequestId,
+    req: &HttpRequest,
+    raw_ids: &[String],
+    content: Content,
+    max_attempts: Option<u32>,
+    publish_at: Option<DateTime<Utc>>,
+) -> Result<HttpResponse, ApiError> {
+    let key = idempotency_key(req)?;
+    let targets = check_targets(herald, &user, raw_ids, &content).await?;
+    let requested_at = Utc::now();
+    if let Some(at) = publish_at.filter(|at| *at < requested_at) {
+        return Err(ApiError::bad_request("validation-error", format!("publish_at {at} is in the past")));
+    }
+    let metadata = CommandMetadata::actor(user.0.as_str()).correlated(request_id.0);
+    let mut jobs = Vec::new();
+    for target in targets {
+        let job_id = match &key {
+            Some(key) => JobId::for_idempotency_key(&user.0, key, &target.connection_id),
+            None => JobId::new(),
+        };
+        let command = PublishingJobCommand::SchedulePublish(SchedulePublish {
+            job_id,
+            user_id: user.0.clone(),
+            connection_id: target.connection_id,
+            platform: target.platform,
+            content: content.clone(),
+            publish_at,
+            max_attempts: max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS),
+            requested_at,
+        });
+        herald.jobs.execute(&job_id.to_string(), command, &metadata).await?;
+        let job = herald.jobs.load(&job_id.to_string()).await?;
+        jobs.push(json!({
+            "job_id": job_id,
+            "connection_id": target.connection_id,
+            "platform": target.platform,
+            "status": job.status.as_str(),
+            "publish_at": job.due_at,
+        }));
+    }
+    Ok(HttpResponse::Accepted().json(json!({ "jobs": jobs })))
+}
+
+/// `POST /publish`: one content to many connections, now.
+pub async fn publish(
+    herald: web::Data<Herald>,
+    user: AuthUser,
+    request_id: RequestId,
+    req: HttpRequest,
+    body: web::Json<PublishRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    accept(&herald, user, request_id, &req, &body.connection_ids, body.content, body.max_attempts, None).await
+}
+
+/// `POST /schedule`: one content to many connections, at a time.
+pub async fn schedule(
+    herald: web::Data<Herald>,
+    user: AuthUser,
+    request_id: RequestId,
+    req: HttpRequest,
+    body: web::Json<ScheduleRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let publish_at = parse_time(&body.publish_at)?;
+    accept(&herald, user, request_id, &req, &body.connection_ids, body.content, body.max_attempts, Some(publish_at)).await
+}
+
+fn job_json(view: &JobView) -> Value {
+    json!({
+        "job_id": view.job_id,
+        "connection_id": view.connection_id,
+        "platform": view.platform,
+        "status": view.status,
+        "text_preview": view.text_preview,
+        "parts": view.part_count,
+        "media_count": view.media_count,
+        "publish_at": view.publish_at,
+        "attempts": view.attempts,
+        "max_attempts": view.max_attempts,
+        "upload_progress_percent": view.upload_percent(),
+        "post_id": view.post_id,
+        "post_url": view.post_url,
+        "post_ids": view.post_ids,
+        "last_error": view.last_error_class.as_ref().map(|class| json!({
+            "class": class,
+            "code": view.last_error_code,
+            "message": view.last_error_message,
+        })),
+        "retry_at": view.retry_at,
+        "created_at": view.created_at,
+        "updated_at": view.updated_at,
+        "published_at": view.published_at,
+    })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    status: Option<String>,
+    platform: Option<String>,
+    limit: Option<i64>,
+}
+
+const STATUSES: [&str; 7] = ["scheduled", "publishing", "retry_scheduled", "outcome_unknown", "published", "failed", "cancelled"];
+
+/// `GET /jobs?status=&platform=&limit=`.
+pub async fn list(herald: web::Data<Herald>, user: AuthUser, query: web::Query<ListQuery>) -> Result<HttpResponse, ApiError> {
+    if let Some(status) = query.status.as_deref().filter(|s| !STATUSES.contains(s)) {
+        return Err(ApiError::bad_request("validation-error", format!("unknown status '{status}'; one of {}", STATUSES.join(", "))));
+    }
+    let platform = query.platform.as_deref().map(parse_platform).transpose()?;
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::bad_request("validation-error", "limit must be 1-500"));
+    }
+    let filter = JobFilter {
+        status: query.status.clone(),
+        platform: platform.map(|p| p.as_str().to_string()),
+        limit,
+    };
+    let jobs = herald.job_queries.list(user.0.as_str(), &filter).await?;
+    Ok(HttpResponse::Ok().json(json!({ "jobs": jobs.iter().map(job_json).collect::<Vec<_>>() })))
+}
+
+/// `GET /jobs/{id}`.
+pub async fn get(herald: web::Data<Herald>, user: AuthUser, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let view = herald
+        .job_queries
+        .get(user.0.as_str(), &path)
+        .await?
+        .ok_or_else(|| ApiError::not_found("job"))?;
+    Ok(HttpResponse::Ok().json(job_json(&view)))
+}
+
+/// The user's job from the event store, or 404 (also for someone else's job).
+async fn owned_job(herald: &Herald, user: &AuthUser, raw: &str) -> Result<(JobId, PublishingJob), ApiError> {
+    let job_id = JobId::parse(raw).map_err(|_| ApiError::not_found("job"))?;
+    let job = herald.jobs.load(&job_id.to_string()).await?;
+    if job.user_id.as_ref() != Some(&user.0) {
+        return Err(ApiError::not_found("job"));
+    }
+    Ok((job_id, job))
+}
+
+/// `POST /jobs/{id}/retry`: try a failed job again.
+pub async fn retry(herald: web::Data<Herald>, user: AuthUser, request_id: RequestId, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let (job_id, _) = owned_job(&herald, &user, &path).await?;
+    let metadata = CommandMetadata::actor(user.0.as_str()).correlated(request_id.0);
+    herald.jobs.execute(&job_id.to_string(), PublishingJobCommand::Retry { at: Utc::now() }, &metadata).await?;
+    Ok(HttpResponse::Accepted().json(json!({"job_id": job_id, "status": "retry_scheduled"})))
+}
+
+/// `DELETE /jobs/{id}`: cancel a job that has not started publishing.
+pub async fn cancel(herald: web::Data<Herald>, user: AuthUser, request_id: RequestId, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let (job_id, _) = owned_job(&herald, &user, &path).await?;
+    let metadata = CommandMetadata::actor(user.0.as_str()).correlated(request_id.0);
+    herald.jobs.execute(&job_id.to_string(), PublishingJobCommand::Cancel { at: Utc::now() }, &metadata).await?;
+    Ok(HttpResponse::Ok().json(json!({"job_id": job_id, "status": "cancelled"})))
+}
+
+/// `GET /jobs/{id}/history`: every event of the job in order — the audit trail.
+pub async fn history(herald: web::Data<Herald>, user: AuthUser, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let (job_id, _) = owned_job(&herald, &user, &path).await?;
+    let events = herald.jobs.events(&job_id.to_string()).await?;
+    let events: Vec<Value> = events
+        .into_iter()
+        .map(|envelope| {
+            use cqrs_es::DomainEvent;
+            json!({
+                "sequence": envelope.sequence,
+                "event_type": envelope.payload.event_type(),
+                "event_version": envelope.payload.event_version(),
+                "occurred_at": envelope.payload.occurred_at(),
+                "data": envelope.payload,
+                "metadata": envelope.metadata,
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "job_id": job_id, "events": events })))
+}

@@ -1,0 +1,253 @@
+//! Wiring: builds Herald's parts from configuration and starts its workers.
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use herald_domain::{Connection, ConnectionId, PublishingJob};
+use herald_infrastructure::db::Db;
+use herald_infrastructure::log::{EventLog, KafkaConfig, LocalLog, LogHandler, LogRecord};
+use herald_infrastructure::platforms::x::{XAdapter, XConfig};
+use herald_infrastructure::platforms::Adapters;
+use herald_infrastructure::process::publisher::Publisher;
+use herald_infrastructure::process::refresher::{self, ExpiringConnections};
+use herald_infrastructure::scheduler::DueJobs;
+use herald_infrastructure::secret::Secret;
+use herald_infrastructure::store::Aggregates;
+use herald_infrastructure::tokens::TokenService;
+use herald_infrastructure::vault::{self, Sealer, Vault};
+use herald_projections::connections::{ConnectionQueries, ConnectionsProjection};
+use herald_projections::due_jobs::DueJobsProjection;
+use herald_projections::jobs::{JobQueries, JobsProjection};
+use herald_projections::{apply_once, Projection};
+use herald_sandbox::{Sandbox, SandboxConfig};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::{self, Authenticator};
+use crate::config::Config;
+
+/// Everything a running Herald shares between its API and its workers.
+#[derive(Clone)]
+pub struct Herald {
+    pub config: Config,
+    pub db: Db,
+    pub jobs: Aggregates<PublishingJob>,
+    pub connections: Aggregates<Connection>,
+    pub vault: Vault,
+    pub adapters: Adapters,
+    pub tokens: TokenService,
+    pub log: EventLog,
+    pub job_queries: JobQueries,
+    pub connection_queries: ConnectionQueries,
+    pub auth: Authenticator,
+    pub sandbox: Option<Arc<Sandbox>>,
+    pub publisher_wake: Arc<Notify>,
+    pub shutdown: CancellationToken,
+}
+
+impl Herald {
+    /// Opens the store (applying migrations), the vault and the log, and configures adapters.
+    pub async fn build(config: Config) -> anyhow::Result<Herald> {
+        let db = Db::connect(&config.database_url(), 16).await?;
+        let log = match &config.kafka_brokers {
+            Some(brokers) => {
+                if !db.is_postgres() {
+                    anyhow::bail!("KAFKA_BROKERS needs DATABASE_URL to be Postgres (the outbox relay reads it)");
+                }
+                let mut kafka = KafkaConfig::new(brokers.clone());
+                kafka.topic_prefix = config.kafka_topic_prefix.clone();
+                kafka.partitions = config.kafka_partitions;
+                herald_infrastructure::log::ensure_topics(&kafka, &["PublishingJob", "Connection"])
+                    .await
+                    .context("creating Herald's Kafka topics")?;
+                EventLog::Kafka(kafka)
+            }
+            None => {
+                if db.is_postgres() {
+                    anyhow::bail!("with Postgres, set KAFKA_BROKERS: the local event log runs over SQLite only");
+                }
+                EventLog::Local(LocalLog::new(db.clone()))
+            }
+        };
+        let on_commit: Arc<dyn Fn() + Send + Sync> = {
+            let log = log.clone();
+            Arc::new(move || log.notify_committed())
+        };
+        let jobs = Aggregates::<PublishingJob>::new(&db, on_commit.clone());
+        let connections = Aggregates::<Connection>::new(&db, on_commit);
+        let key = match &config.vault_key {
+            Some(encoded) => vault::parse_key(encoded)?,
+            None => {
+                let path = config.data_dir.join("vault.key");
+                let (key, generated) = vault::load_or_generate_key(&path)?;
+                if generated {
+                    tracing::warn!(path = %path.display(), "generated a new vault key (mode 0600); back it up, or set HERALD_VAULT_KEY");
+                }
+                key
+            }
+        };
+        let vault = Vault::new(db.clone(), Sealer::new(&key));
+        let sandbox = if config.sandbox_enabled() {
+            let sandbox = Sandbox::start(&config.sandbox_bind, SandboxConfig::default())
+                .await
+                .with_context(|| format!("starting the sandbox platforms on {}", config.sandbox_bind))?;
+            tracing::info!(url = %sandbox.base_url(), "sandbox platforms running");
+            Some(Arc::new(sandbox))
+        } else {
+            None
+        };
+        let adapters = adapters(&config, sandbox.as_deref())?;
+        let tokens = TokenService::new(vault.clone(), connections.clone(), adapters.clone(), db.clone(), config.worker_id());
+        let auth = if let Some(secret) = &config.jwt_secret {
+            Authenticator::hs256(secret.as_bytes().to_vec())
+        } else if let Some(url) = &config.jwt_jwks_url {
+            Authenticator::jwks(url.clone())
+        } else {
+            let (secret, _) = auth::dev_secret(&config.data_dir)?;
+            tracing::warn!("dev-mode auth: mint tokens with `herald token --user <id>`");
+            Authenticator::hs256(secret)
+        }
+        .requiring(config.jwt_issuer.clone(), config.jwt_audience.clone());
+        Ok(Herald {
+            job_queries: JobQueries::new(db.any.clone()),
+            connection_queries: ConnectionQueries::new(db.any.clone()),
+            config,
+            db,
+            jobs,
+            connections,
+            vault,
+            adapters,
+            tokens,
+            log,
+            auth,
+            sandbox,
+            publisher_wake: Arc::new(Notify::new()),
+            shutdown: CancellationToken::new(),
+        })
+    }
+
+    /// The projections this process feeds (also what `herald replay` rebuilds).
+    pub fn job_projections(&self) -> (JobsProjection, DueJobsProjection) {
+        let wake = self.publisher_wake.clone();
+        (JobsProjection, DueJobsProjection::new(Arc::new(move || wake.notify_one())))
+    }
+
+    /// Starts the workers: projections, the scheduler, the publisher, the token refresher and
+    /// (with Kafka) the outbox relay.
+    pub async fn spawn_workers(&self) -> Vec<JoinHandle<()>> {
+        let (jobs_projection, due_projection) = self.job_projections();
+        let handlers: Vec<Arc<dyn LogHandler>> = vec![
+            Arc::new(ProjectionHandler::new(jobs_projection, self.db.clone())),
+            Arc::new(ProjectionHandler::new(ConnectionsProjection, self.db.clone())),
+            Arc::new(ProjectionHandler::new(due_projection, self.db.clone())),
+        ];
+        let mut tasks = Vec::new();
+        for handler in handlers {
+            tasks.push(self.log.spawn_consumer(handler, self.db.clone(), self.shutdown.clone()).await);
+        }
+        if let Some(relay) = self.log.spawn_relay(self.db.clone(), self.shutdown.clone()).await {
+            tasks.push(relay);
+        }
+        let due = DueJobs::new(self.db.clone(), self.config.worker_id(), Duration::from_secs(self.config.job_lease_secs.max(1)));
+        let publisher = Publisher::new(
+            self.jobs.clone(),
+            self.connections.clone(),
+            self.adapters.clone(),
+            self.tokens.clone(),
+            due,
+            self.db.clone(),
+            self.config.worker_concurrency,
+        );
+        tasks.push(tokio::spawn(publisher.run(self.publisher_wake.clone(), self.shutdown.clone())));
+        tasks.push(tokio::spawn(refresher::run(
+            self.tokens.clone(),
+            ReadModelExpiry(self.connection_queries.clone()),
+            Duration::from_secs(30),
+            self.shutdown.clone(),
+        )));
+        tasks
+    }
+}
+
+fn adapters(config: &Config, sandbox: Option<&Sandbox>) -> anyhow::Result<Adapters> {
+    let mut adapters = Adapters::default();
+    let x_config = match (sandbox, &config.x_client_id) {
+        (Some(sandbox), None) => {
+            let defaults = SandboxConfig::default();
+            Some(XConfig::for_base(
+                url::Url::parse(&sandbox.x_base_url())?,
+                defaults.x.client_id,
+                Some(Secret::new(defaults.x.client_secret)),
+            ))
+        }
+        (_, Some(client_id)) => {
+            let secret = config.x_client_secret.clone().map(Secret::new);
+            Some(match &config.x_api_base {
+                Some(base) => XConfig::for_base(url::Url::parse(base).context("X_API_BASE")?, client_id.clone(), secret),
+                None => XConfig::new(client_id.clone(), secret),
+            })
+        }
+        (None, None) => None,
+    };
+    if let Some(x_config) = x_config {
+        adapters = adapters.with(Arc::new(XAdapter::new(x_config)?));
+    }
+    Ok(adapters)
+}
+
+/// Feeds one projection from the event log, deserializing the record into its event type.
+pub struct ProjectionHandler<P: Projection> {
+    projection: P,
+    db: Db,
+    types: [&'static str; 1],
+}
+
+impl<P: Projection> ProjectionHandler<P> {
+    pub fn new(projection: P, db: Db) -> Self {
+        let types = [projection.aggregate_type()];
+        Self { projection, db, types }
+    }
+
+    /// Applies one record (also used by `herald replay`).
+    pub async fn apply(&self, record: &LogRecord) -> anyhow::Result<bool> {
+        let event: P::Event = serde_json::from_value(record.payload.clone())
+            .with_context(|| format!("decoding {} v{}", record.event_type, record.event_version))?;
+        apply_once(&self.db.any, &self.projection, &record.aggregate_id, record.sequence, &event).await
+    }
+
+    pub fn projection(&self) -> &P {
+        &self.projection
+    }
+}
+
+#[async_trait::async_trait]
+impl<P: Projection> LogHandler for ProjectionHandler<P> {
+    fn name(&self) -> &str {
+        self.projection.name()
+    }
+
+    fn aggregate_types(&self) -> &[&'static str] {
+        &self.types
+    }
+
+    async fn handle(&self, record: &LogRecord) -> anyhow::Result<()> {
+        self.apply(record).await.map(|_| ())
+    }
+}
+
+/// The refresher's work list, from the connections read model.
+struct ReadModelExpiry(ConnectionQueries);
+
+#[async_trait::async_trait]
+impl ExpiringConnections for ReadModelExpiry {
+    async fn expiring(&self, before: chrono::DateTime<chrono::Utc>) -> anyhow::Result<Vec<ConnectionId>> {
+        Ok(self
+            .0
+            .expiring(before, 100)
+            .await?
+            .into_iter()
+            .filter_map(|view| ConnectionId::parse(&view.connection_id).ok())
+            .collect())
+    }
+}
