@@ -15,9 +15,8 @@ use herald_domain::{ErrorClass, PlatformFailure};
 use oauth2::basic::{BasicClient, BasicTokenResponse};
 use oauth2::{
     AsyncHttpClient, AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken,
-    EndpointMaybeSet, EndpointNotSet, EndpointSet, HttpRequest, HttpResponse, PkceCodeChallenge,
-    PkceCodeVerifier, RedirectUrl, RefreshToken, RequestTokenError, RevocationUrl, Scope,
-    StandardRevocableToken, TokenResponse, TokenUrl,
+    EndpointNotSet, EndpointSet, HttpRequest, HttpResponse, PkceCodeChallenge, PkceCodeVerifier,
+    RedirectUrl, RefreshToken, RequestTokenError, Scope, TokenResponse, TokenUrl,
 };
 use url::Url;
 
@@ -76,7 +75,7 @@ pub(crate) enum TokenCall {
 }
 
 type ConfiguredClient =
-    BasicClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointMaybeSet, EndpointSet>;
+    BasicClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointSet>;
 
 /// An OAuth 2.0 authorization-code client for one authorization server.
 pub struct OAuthClient {
@@ -106,7 +105,6 @@ impl OAuthClient {
         let mut oauth = BasicClient::new(ClientId::new(endpoints.client_id.clone()))
             .set_auth_uri(AuthUrl::from_url(endpoints.authorize_url.clone()))
             .set_token_uri(TokenUrl::from_url(endpoints.token_url.clone()))
-            .set_revocation_url_option(endpoints.revoke_url.clone().map(RevocationUrl::from_url))
             .set_auth_type(match endpoints.client_auth {
                 ClientAuth::Basic => AuthType::BasicAuth,
                 ClientAuth::RequestBody => AuthType::RequestBody,
@@ -197,23 +195,60 @@ impl OAuthClient {
     }
 
     /// Revokes `token` where the platform has a revocation endpoint; a no-op otherwise.
+    ///
+    /// Sent by hand rather than through `oauth2`, which refuses plain-http revocation URLs and
+    /// so could not talk to the sandbox. The request is RFC 7009's: `token`, `token_type_hint`
+    /// and the client's credentials; `client_id` is always in the body, as X documents.
     pub async fn revoke(&self, token: &Secret, kind: TokenKind) -> Result<(), PlatformFailure> {
-        if self.endpoints.revoke_url.is_none() {
+        let Some(url) = &self.endpoints.revoke_url else {
+            return Ok(());
+        };
+        let hint = match kind {
+            TokenKind::Access => "access_token",
+            TokenKind::Refresh => "refresh_token",
+        };
+        let client_id = self.endpoints.client_id.as_str();
+        let mut form = vec![
+            ("token", token.expose()),
+            ("token_type_hint", hint),
+            ("client_id", client_id),
+        ];
+        let mut request = self.http.http.post(url.clone());
+        match (&self.endpoints.client_secret, self.endpoints.client_auth) {
+            // RFC 6749 §2.3.1: both halves are form-encoded before base64.
+            (Some(secret), ClientAuth::Basic) => {
+                request =
+                    request.basic_auth(form_encode(client_id), Some(form_encode(secret.expose())));
+            }
+            (Some(secret), ClientAuth::RequestBody) => {
+                form.push(("client_secret", secret.expose()))
+            }
+            (None, _) => {}
+        }
+        let provider = self.endpoints.provider.as_str();
+        let secrets = [token.expose()];
+        let response = request
+            .form(&form)
+            .send()
+            .await
+            .map_err(|e| transport_failure(provider, &e))?;
+        let status = response.status();
+        if status.is_success() {
             return Ok(());
         }
-        let revocable = match kind {
-            TokenKind::Access => {
-                StandardRevocableToken::AccessToken(oauth2::AccessToken::new(token.expose().into()))
-            }
-            TokenKind::Refresh => {
-                StandardRevocableToken::RefreshToken(RefreshToken::new(token.expose().into()))
-            }
-        };
-        let request = self.oauth.revoke_token(revocable).map_err(|e| {
-            PlatformFailure::new(ErrorClass::Permanent, "oauth_configuration", e.to_string())
-        })?;
-        let result = request.request_async(&self.http).await;
-        result.map_err(|e| self.failure(TokenCall::Revoke, e, &[token.expose()]))
+        let retry_at = retry_after(response.headers(), Utc::now());
+        let body = response.bytes().await.unwrap_or_default();
+        let failure = classify_token_error(
+            provider,
+            TokenCall::Revoke,
+            status.as_u16(),
+            retry_at,
+            &body,
+        );
+        Err(PlatformFailure {
+            message: redact(&failure.message, &secrets),
+            ..failure
+        })
     }
 
     fn failure<T: oauth2::ErrorResponse + 'static>(
@@ -372,6 +407,10 @@ pub(crate) fn classify_token_error(
     }
 }
 
+fn form_encode(value: &str) -> String {
+    url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
+}
+
 fn transport_failure(provider: &str, error: &reqwest::Error) -> PlatformFailure {
     let what = if error.is_timeout() {
         "timed out"
@@ -443,7 +482,7 @@ impl<'c> AsyncHttpClient<'c> for StatusAwareHttp {
                     body: body.to_vec(),
                 });
             }
-            // oauth2 accepts only 200; RFC 7009 servers may answer revocation with 204.
+            // oauth2 accepts only 200 (a 201 or 203 with a token body is still a success).
             let mut builder = oauth2::http::Response::builder().status(200);
             for (name, value) in &headers {
                 builder = builder.header(name, value);
