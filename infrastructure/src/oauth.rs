@@ -43,7 +43,9 @@ pub struct OAuthEndpoints {
     pub token_url: Url,
     /// RFC 7009 revocation endpoint, where the platform offers one.
     pub revoke_url: Option<Url>,
+    /// The app's client id at the platform.
     pub client_id: String,
+    /// Set for a confidential client; public clients rely on PKCE alone.
     pub client_secret: Option<Secret>,
     /// Scopes requested at authorization.
     pub scopes: Vec<String>,
@@ -55,7 +57,9 @@ pub struct OAuthEndpoints {
 /// Which kind of token is being revoked (sent as `token_type_hint`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenKind {
+    /// An access token (`token_type_hint=access_token`).
     Access,
+    /// A refresh token (`token_type_hint=refresh_token`); revoking one usually ends the grant.
     Refresh,
 }
 

@@ -22,11 +22,15 @@ pub struct XConfig {
     pub api_base: Url,
     /// The browser-facing consent page.
     pub authorize_url: Url,
+    /// Code and refresh-token exchanges.
     pub token_url: Url,
+    /// Token revocation (disconnect).
     pub revoke_url: Url,
+    /// The X app's OAuth 2.0 client id.
     pub client_id: String,
     /// Set for a confidential client (Basic auth at the token endpoint).
     pub client_secret: Option<Secret>,
+    /// Scopes requested at authorization (default: `DEFAULT_SCOPES`).
     pub scopes: Vec<String>,
     /// Post links are `{post_url_base}/i/web/status/{id}`.
     pub post_url_base: Url,
