@@ -5,7 +5,24 @@
 //! Semantics: at-least-once, ordered per aggregate (records are keyed by aggregate id), and a
 //! consumer's position only moves past a record once its handler has succeeded (or the record was
 //! parked in `parked_messages` after repeated failures).
+use std::sync::Arc;
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::db::{Db, Engine};
+
+mod consume;
+pub mod kafka;
+pub mod local;
+pub mod relay;
+
+pub use consume::{parked_total, RetryPolicy};
+pub use kafka::{ensure_topics, KafkaConfig, KafkaConsumerRunner};
+pub use local::{LocalConsumerRunner, LocalLog};
+pub use relay::{OutboxRelay, RelayOptions};
 
 /// One event as it travels on the log. The same JSON is the Kafka message value.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -53,6 +70,100 @@ pub trait LogHandler: Send + Sync + 'static {
     fn aggregate_types(&self) -> &[&'static str];
     /// Applies one record. An error means "not applied"; the runner retries, then parks.
     async fn handle(&self, record: &LogRecord) -> anyhow::Result<()>;
+}
+
+/// The event log the process runs on, so wiring code starts consumers and the relay without
+/// knowing which log it is. Both have the semantics in the module documentation.
+#[derive(Debug, Clone)]
+pub enum EventLog {
+    /// Production: Postgres outbox → relay → Kafka topics → consumer groups.
+    Kafka(KafkaConfig),
+    /// Embedded default: consumers read the SQLite outbox directly.
+    Local(LocalLog),
+}
+
+impl EventLog {
+    /// Starts `handler` as a consumer until `shutdown`. With Kafka it first creates the
+    /// handler's topics if needed, and joins the consumer group `handler.name()`; with the local
+    /// log it reads from the position stored under `handler.name()` (the local log's own
+    /// database is used; `db` is for Kafka's parked messages). If the consumer cannot start
+    /// (broker or database unreachable) it is retried every few seconds until `shutdown`.
+    pub async fn spawn_consumer(
+        &self,
+        handler: Arc<dyn LogHandler>,
+        db: Db,
+        shutdown: CancellationToken,
+    ) -> JoinHandle<()> {
+        let log = self.clone();
+        tokio::spawn(async move {
+            while !shutdown.is_cancelled() {
+                let result = match &log {
+                    EventLog::Kafka(config) => {
+                        match ensure_topics(config, handler.aggregate_types()).await {
+                            Ok(()) => {
+                                KafkaConsumerRunner::run(
+                                    Arc::clone(&handler),
+                                    config.clone(),
+                                    db.clone(),
+                                    shutdown.clone(),
+                                )
+                                .await
+                            }
+                            Err(error) => Err(error),
+                        }
+                    }
+                    EventLog::Local(local) => {
+                        LocalConsumerRunner::run(
+                            Arc::clone(&handler),
+                            local.clone(),
+                            shutdown.clone(),
+                        )
+                        .await
+                    }
+                };
+                match result {
+                    Ok(()) => break,
+                    Err(error) => tracing::error!(
+                        consumer = handler.name(),
+                        error = %format!("{error:#}"),
+                        "consumer could not run; retrying"
+                    ),
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                }
+            }
+        })
+    }
+
+    /// Starts the outbox relay until `shutdown`: Some for Kafka (it needs `db` to be Postgres;
+    /// with SQLite it logs an error and returns None), None for the local log, whose outbox is
+    /// the log itself. Any number of processes may start one; one at a time is active.
+    pub async fn spawn_relay(&self, db: Db, shutdown: CancellationToken) -> Option<JoinHandle<()>> {
+        let EventLog::Kafka(config) = self else {
+            return None;
+        };
+        let Engine::Postgres(pg) = db.engine else {
+            tracing::error!("the Kafka outbox relay needs Postgres; no relay started");
+            return None;
+        };
+        match OutboxRelay::new(pg, config.clone()) {
+            Ok(relay) => Some(tokio::spawn(relay.run(shutdown))),
+            Err(error) => {
+                tracing::error!(error = %format!("{error:#}"), "no outbox relay started");
+                None
+            }
+        }
+    }
+
+    /// Tells the log that events were committed: wakes local consumers at once; nothing to do
+    /// for Kafka, where Postgres notifies the relay.
+    pub fn notify_committed(&self) {
+        if let EventLog::Local(local) = self {
+            local.notify_committed();
+        }
+    }
 }
 
 #[cfg(test)]
