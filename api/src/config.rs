@@ -66,6 +66,9 @@ pub struct Config {
     /// Public base URL of this server, for OAuth callbacks (default: taken from each request).
     #[arg(long, env = "HERALD_PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// Seconds one X API request may take before its outcome counts as unknown.
+    #[arg(long, env = "X_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
+    pub x_request_timeout_secs: u64,
     /// Publishing attempts running at once in this process.
     #[arg(long, env = "HERALD_WORKER_CONCURRENCY", default_value_t = 32)]
     pub worker_concurrency: usize,
@@ -78,6 +81,33 @@ pub struct Config {
 }
 
 impl Config {
+    /// The embedded default in `data_dir`, with every other setting at its default; the base
+    /// for tests and tools that set fields explicitly instead of reading the environment.
+    pub fn embedded(data_dir: PathBuf) -> Self {
+        Self {
+            data_dir,
+            database_url: None,
+            kafka_brokers: None,
+            kafka_topic_prefix: String::new(),
+            kafka_partitions: 3,
+            vault_key: None,
+            jwt_secret: None,
+            jwt_jwks_url: None,
+            jwt_issuer: None,
+            jwt_audience: None,
+            sandbox: None,
+            sandbox_bind: "127.0.0.1:0".into(),
+            x_client_id: None,
+            x_client_secret: None,
+            x_api_base: None,
+            x_request_timeout_secs: 30,
+            public_url: None,
+            worker_concurrency: 32,
+            job_lease_secs: 30,
+            worker_id: None,
+        }
+    }
+
     /// The embedded default: no database URL given.
     pub fn is_embedded(&self) -> bool {
         self.database_url.is_none()

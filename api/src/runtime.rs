@@ -49,6 +49,8 @@ pub struct Herald {
 impl Herald {
     /// Opens the store (applying migrations), the vault and the log, and configures adapters.
     pub async fn build(config: Config) -> anyhow::Result<Herald> {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("creating the data dir {}", config.data_dir.display()))?;
         let db = Db::connect(&config.database_url(), 16).await?;
         let log = match &config.kafka_brokers {
             Some(brokers) => {
@@ -190,7 +192,8 @@ fn adapters(config: &Config, sandbox: Option<&Sandbox>) -> anyhow::Result<Adapte
         }
         (None, None) => None,
     };
-    if let Some(x_config) = x_config {
+    if let Some(mut x_config) = x_config {
+        x_config.request_timeout = Duration::from_secs(config.x_request_timeout_secs.max(1));
         adapters = adapters.with(Arc::new(XAdapter::new(x_config)?));
     }
     Ok(adapters)

@@ -24,6 +24,8 @@ use crate::tokens::TokenService;
 const SETTLE: chrono::Duration = chrono::Duration::seconds(5);
 /// How long to wait before looking at a job again after our own infrastructure failed.
 const INTERNAL_BACKOFF: chrono::Duration = chrono::Duration::seconds(2);
+/// The failure code adapters give a post refused as a duplicate of an existing one.
+const DUPLICATE_CODE: &str = "http_403_duplicate";
 /// How often the dispatcher looks for due jobs when nothing wakes it.
 const POLL: Duration = Duration::from_millis(250);
 
@@ -315,6 +317,22 @@ impl Publisher {
                     .await?;
                     return Ok(Continue::Again);
                 }
+                // A platform may create the post and still answer 5xx; then the retry is refused
+                // as a duplicate. Ask the platform instead of failing the job.
+                Err(PostError::Failed(failure))
+                    if failure.code == DUPLICATE_CODE && job.last_failure == Some(ErrorClass::Retryable) =>
+                {
+                    self.execute(
+                        job_id,
+                        PublishingJobCommand::RecordOutcomeUnknown {
+                            attempt_id,
+                            reason: "refused as a duplicate after an ambiguous failure".into(),
+                            at: Utc::now(),
+                        },
+                    )
+                    .await?;
+                    return Ok(Continue::Again);
+                }
                 Err(PostError::Failed(failure)) => {
                     if let (ErrorClass::RateLimited, Some(until)) = (failure.class, failure.not_before) {
                         limits.block_until("create_tweet", until).await.ok();
@@ -328,11 +346,12 @@ impl Publisher {
 
     async fn token(&self, connection_id: &herald_domain::ConnectionId, refresh_first: bool) -> Result<Secret, PlatformFailure> {
         if refresh_first {
-            return self.tokens.refresh(connection_id, None).await.map(|g| g.access_token).or_else(|failure| {
+            // The platform already refused the token once: a refusal now needs the user.
+            return self.tokens.refresh(connection_id, None).await.map(|g| g.access_token).map_err(|failure| {
                 if failure.class == ErrorClass::Retryable {
-                    Err(failure)
+                    failure
                 } else {
-                    Err(PlatformFailure { class: ErrorClass::ReauthorizationRequired, ..failure })
+                    PlatformFailure { class: ErrorClass::ReauthorizationRequired, ..failure }
                 }
             });
         }

@@ -1,0 +1,193 @@
+//! Test harness: each test gets its own Herald (API and workers) on port 0, its own sandbox
+//! platforms on port 0, and its own database — a fresh Postgres database plus its own Kafka
+//! topics, or a temporary SQLite directory for the embedded default.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use herald_api::config::{Config, Role};
+use herald_api::runtime::Herald;
+use herald_api::server::Running;
+use herald_sandbox::{Sandbox, SandboxConfig};
+use serde_json::{json, Value};
+
+/// Which store and log the app runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite and the local event log: the no-configuration default.
+    Embedded,
+    /// Postgres and the Kafka-protocol broker: production.
+    PostgresKafka,
+}
+
+pub const JWT_SECRET: &str = "herald-test-secret-herald-test-secret";
+
+fn required_env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run the tests through `bash scripts/test.sh` (or `eval \"$(bash scripts/test-services.sh)\"` first)")
+    })
+}
+
+/// A fresh Postgres database; returns its URL.
+pub async fn fresh_postgres_database() -> String {
+    let admin = required_env("HERALD_TEST_DATABASE_URL");
+    let name = format!("herald_test_{}", uuid::Uuid::new_v4().simple());
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&admin)
+        .await
+        .expect("connect to the test Postgres");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&pool)
+        .await
+        .expect("create a test database");
+    pool.close().await;
+    let mut url = url::Url::parse(&admin).expect("HERALD_TEST_DATABASE_URL is a URL");
+    url.set_path(&name);
+    url.to_string()
+}
+
+/// The configuration of a test app talking to `sandbox`.
+pub async fn test_config(backend: Backend, sandbox: &Sandbox, data_dir: PathBuf) -> Config {
+    let defaults = SandboxConfig::default();
+    let mut config = Config::embedded(data_dir);
+    config.sandbox = Some(false);
+    config.x_client_id = Some(defaults.x.client_id);
+    config.x_client_secret = Some(defaults.x.client_secret);
+    config.x_api_base = Some(sandbox.x_base_url());
+    config.x_request_timeout_secs = 2;
+    config.jwt_secret = Some(JWT_SECRET.into());
+    config.job_lease_secs = 3;
+    config.worker_id = Some(format!("test-{}", uuid::Uuid::new_v4().simple()));
+    if backend == Backend::PostgresKafka {
+        config.database_url = Some(fresh_postgres_database().await);
+        config.kafka_brokers = Some(required_env("HERALD_TEST_KAFKA_BROKERS"));
+        config.kafka_topic_prefix = format!("t{}.", uuid::Uuid::new_v4().simple());
+        config.kafka_partitions = 2;
+    }
+    config
+}
+
+/// A running Herald plus its sandbox and typed helpers to call the API.
+pub struct TestApp {
+    pub url: String,
+    pub sandbox: Sandbox,
+    pub running: Option<Running>,
+    pub config: Config,
+    pub http: reqwest::Client,
+    pub data_dir: PathBuf,
+}
+
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, SandboxConfig::default(), Role::All).await
+}
+
+pub async fn spawn_app_with(backend: Backend, sandbox_config: SandboxConfig, role: Role) -> TestApp {
+    let sandbox = Sandbox::start("127.0.0.1:0", sandbox_config).await.expect("start the sandbox");
+    let data_dir = std::env::temp_dir().join(format!("herald-test-{}", uuid::Uuid::new_v4().simple()));
+    let config = test_config(backend, &sandbox, data_dir.clone()).await;
+    let herald = Herald::build(config.clone()).await.expect("build Herald");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let running = herald_api::server::start(herald, listener, role).await.expect("start Herald");
+    TestApp {
+        url: running.url.clone(),
+        sandbox,
+        running: Some(running),
+        config,
+        http: reqwest::Client::new(),
+        data_dir,
+    }
+}
+
+impl TestApp {
+    pub fn herald(&self) -> &Herald {
+        &self.running.as_ref().expect("running").herald
+    }
+
+    pub fn token(&self, user: &str) -> String {
+        herald_api::auth::mint(JWT_SECRET.as_bytes(), user, Duration::from_secs(3600)).unwrap()
+    }
+
+    pub fn api(&self, path: &str) -> String {
+        format!("{}/api/v1/platforms{path}", self.url)
+    }
+
+    pub async fn get(&self, user: &str, path: &str) -> reqwest::Response {
+        self.http.get(self.api(path)).bearer_auth(self.token(user)).send().await.unwrap()
+    }
+
+    pub async fn post(&self, user: &str, path: &str, body: Value) -> reqwest::Response {
+        self.http.post(self.api(path)).bearer_auth(self.token(user)).json(&body).send().await.unwrap()
+    }
+
+    pub async fn delete(&self, user: &str, path: &str) -> reqwest::Response {
+        self.http.delete(self.api(path)).bearer_auth(self.token(user)).send().await.unwrap()
+    }
+
+    /// Connects `user` to sandbox X as `sandbox_user`; returns the connection id.
+    pub async fn connect_x(&self, user: &str, sandbox_user: &str) -> String {
+        let started: Value = self.post(user, "/x/connect", json!({})).await.json().await.unwrap();
+        let url = format!("{}&sandbox_user={sandbox_user}", started["authorization_url"].as_str().unwrap());
+        // The sandbox approves at once and redirects to Herald's callback.
+        let response = self.http.get(url).send().await.unwrap();
+        assert_eq!(response.status(), 200, "callback failed: {:?}", response.text().await);
+        let body: Value = response.json().await.unwrap();
+        body["connection_id"].as_str().unwrap().to_string()
+    }
+
+    /// Publishes `content` to `connection`; returns the job id.
+    pub async fn publish(&self, user: &str, connection: &str, content: Value) -> String {
+        let response = self.post(user, "/publish", json!({"connection_ids": [connection], "content": content})).await;
+        assert_eq!(response.status(), 202, "{:?}", response.text().await);
+        let body: Value = response.json().await.unwrap();
+        body["jobs"][0]["job_id"].as_str().unwrap().to_string()
+    }
+
+    /// Polls the query API until the job has `status`; returns the job.
+    pub async fn wait_for_status(&self, user: &str, job_id: &str, status: &str, within: Duration) -> Value {
+        let deadline = Instant::now() + within;
+        let mut last = Value::Null;
+        while Instant::now() < deadline {
+            let response = self.get(user, &format!("/jobs/{job_id}")).await;
+            if response.status() == 200 {
+                last = response.json().await.unwrap();
+                if last["status"] == status {
+                    return last;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("job {job_id} did not reach {status} within {within:?}; last seen: {last}");
+    }
+
+    pub async fn history(&self, user: &str, job_id: &str) -> Vec<String> {
+        let body: Value = self.get(user, &format!("/jobs/{job_id}/history")).await.json().await.unwrap();
+        body["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["event_type"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    /// Queues a sandbox X fault.
+    pub async fn x_fault(&self, endpoint: &str, fault: Value, times: u32) {
+        let response = self
+            .http
+            .post(format!("{}/_sandbox/faults", self.sandbox.x_base_url()))
+            .json(&json!({"endpoint": endpoint, "fault": fault, "times": times}))
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success(), "fault not accepted: {:?}", response.text().await);
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(running) = self.running.take() {
+            running.stop().await;
+        }
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
