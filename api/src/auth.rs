@@ -10,7 +10,9 @@ use actix_web::{web, FromRequest, HttpRequest};
 use anyhow::Context;
 use herald_domain::UserId;
 use jsonwebtoken::jwk::JwkSet;
-use jsonwebtoken::{decode, decode_header, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{
+    decode, decode_header, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation,
+};
 use serde::{Deserialize, Serialize};
 use tokio::sync::RwLock;
 
@@ -86,11 +88,18 @@ impl Authenticator {
 
     /// The user a bearer token speaks for.
     pub async fn verify(&self, token: &str) -> Result<UserId, ApiError> {
-        let invalid = |why: &str| ApiError::unauthorized(format!("the bearer token is not valid: {why}"));
+        let invalid =
+            |why: &str| ApiError::unauthorized(format!("the bearer token is not valid: {why}"));
         let claims = match &*self.keys {
-            Keys::Hs256(secret) => decode::<Claims>(token, &DecodingKey::from_secret(secret), &self.validation(Algorithm::HS256))
+            Keys::Hs256(secret) => {
+                decode::<Claims>(
+                    token,
+                    &DecodingKey::from_secret(secret),
+                    &self.validation(Algorithm::HS256),
+                )
                 .map_err(|e| invalid(&e.to_string()))?
-                .claims,
+                .claims
+            }
             Keys::Jwks { .. } => {
                 let header = decode_header(token).map_err(|e| invalid(&e.to_string()))?;
                 let key = self.jwk_key(header.kid.as_deref()).await?;
@@ -118,7 +127,9 @@ impl Authenticator {
                 return Ok(key);
             }
             if guard.1.is_some_and(|at| at.elapsed() < JWKS_REFRESH) {
-                return Err(ApiError::unauthorized("the bearer token's signing key is unknown"));
+                return Err(ApiError::unauthorized(
+                    "the bearer token's signing key is unknown",
+                ));
             }
         }
         let set: JwkSet = http
@@ -127,7 +138,9 @@ impl Authenticator {
             .send()
             .await
             .and_then(|r| r.error_for_status())
-            .map_err(|e| ApiError::unavailable(format!("could not fetch the JWKS to verify the token: {e}")))?
+            .map_err(|e| {
+                ApiError::unavailable(format!("could not fetch the JWKS to verify the token: {e}"))
+            })?
             .json()
             .await
             .map_err(|e| ApiError::unavailable(format!("the JWKS is not valid JSON: {e}")))?;
@@ -145,7 +158,11 @@ pub fn mint(secret: &[u8], user: &str, ttl: Duration) -> anyhow::Result<String> 
         exp,
         iss: None,
     };
-    Ok(encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret))?)
+    Ok(encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret),
+    )?)
 }
 
 /// The dev-mode signing secret in the data dir, created (mode 0600) on first use.
@@ -179,7 +196,9 @@ impl FromRequest for AuthUser {
             let token = header
                 .strip_prefix("Bearer ")
                 .or_else(|| header.strip_prefix("bearer "))
-                .ok_or_else(|| ApiError::unauthorized("the Authorization header must use the Bearer scheme"))?;
+                .ok_or_else(|| {
+                    ApiError::unauthorized("the Authorization header must use the Bearer scheme")
+                })?;
             auth.verify(token.trim()).await.map(AuthUser)
         })
     }
@@ -211,7 +230,12 @@ mod tests {
 
     #[tokio::test]
     async fn tokens_verify_with_the_same_secret_only() {
-        let token = mint(b"secret-one-secret-one-secret-one", "alice", Duration::from_secs(60)).unwrap();
+        let token = mint(
+            b"secret-one-secret-one-secret-one",
+            "alice",
+            Duration::from_secs(60),
+        )
+        .unwrap();
         let auth = Authenticator::hs256(b"secret-one-secret-one-secret-one".to_vec());
         assert_eq!(auth.verify(&token).await.unwrap().as_str(), "alice");
         let other = Authenticator::hs256(b"secret-two-secret-two-secret-two".to_vec());

@@ -5,7 +5,11 @@ use clap::Args;
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
     /// Postgres URL for the benchmark's scratch database (created and dropped).
-    #[arg(long, env = "HERALD_BENCH_DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+    #[arg(
+        long,
+        env = "HERALD_BENCH_DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
     pub database_url: String,
 }
 

@@ -9,7 +9,11 @@ use herald_api::runtime::Herald;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Parser)]
-#[command(name = "herald", version, about = "Self-hosted social publishing backend")]
+#[command(
+    name = "herald",
+    version,
+    about = "Self-hosted social publishing backend"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -49,12 +53,19 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,actix_server=warn")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,actix_server=warn")),
+        )
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
         Command::Serve { config, bind, role } => serve(config, &bind, role).await,
-        Command::Token { config, user, hours } => {
+        Command::Token {
+            config,
+            user,
+            hours,
+        } => {
             let secret = match &config.jwt_secret {
                 Some(secret) => secret.as_bytes().to_vec(),
                 None => herald_api::auth::dev_secret(&config.data_dir)?.0,
@@ -64,7 +75,11 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Replay { config } => {
-            let herald = Herald::build(Config { sandbox: Some(false), ..config }).await?;
+            let herald = Herald::build(Config {
+                sandbox: Some(false),
+                ..config
+            })
+            .await?;
             let counts = herald_api::replay::replay(&herald).await?;
             for (projection, applied) in counts {
                 println!("{projection}: {applied} events applied");
@@ -81,7 +96,9 @@ async fn serve(config: Config, bind: &str, role: Role) -> anyhow::Result<()> {
     let listener = TcpListener::bind(bind).with_context(|| format!("binding {bind}"))?;
     let running = herald_api::server::start(herald, listener, role).await?;
     tracing::info!(url = %running.url, embedded, "Herald is running");
-    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
     tracing::info!("shutting down");
     running.stop().await;
     Ok(())

@@ -106,7 +106,11 @@ impl From<PublishingJobError> for ApiError {
             }
             E::Content(_) => Self::unprocessable("content-invalid", detail),
             E::NotFound => Self::not_found("job"),
-            E::IdConflict => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "idempotency-key-reused", detail),
+            E::IdConflict => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency-key-reused",
+                detail,
+            ),
             E::ScheduledInPast { .. } | E::InvalidRetryBudget(_) => {
                 Self::bad_request("validation-error", detail)
             }

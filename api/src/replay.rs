@@ -14,11 +14,20 @@ pub async fn replay(herald: &Herald) -> anyhow::Result<Vec<(String, u64)>> {
     let mut counts = Vec::new();
     counts.push(rebuild(herald, ProjectionHandler::new(jobs, herald.db.clone())).await?);
     counts.push(rebuild(herald, ProjectionHandler::new(due, herald.db.clone())).await?);
-    counts.push(rebuild(herald, ProjectionHandler::new(ConnectionsProjection, herald.db.clone())).await?);
+    counts.push(
+        rebuild(
+            herald,
+            ProjectionHandler::new(ConnectionsProjection, herald.db.clone()),
+        )
+        .await?,
+    );
     Ok(counts)
 }
 
-async fn rebuild<P: Projection>(herald: &Herald, handler: ProjectionHandler<P>) -> anyhow::Result<(String, u64)> {
+async fn rebuild<P: Projection>(
+    herald: &Herald,
+    handler: ProjectionHandler<P>,
+) -> anyhow::Result<(String, u64)> {
     reset(&herald.db.any, handler.projection()).await?;
     let aggregate_type = handler.projection().aggregate_type();
     // Events are stored as JSON text in SQLite and json in Postgres; read both as text.

@@ -93,14 +93,22 @@ impl Herald {
         let sandbox = if config.sandbox_enabled() {
             let sandbox = Sandbox::start(&config.sandbox_bind, SandboxConfig::default())
                 .await
-                .with_context(|| format!("starting the sandbox platforms on {}", config.sandbox_bind))?;
+                .with_context(|| {
+                    format!("starting the sandbox platforms on {}", config.sandbox_bind)
+                })?;
             tracing::info!(url = %sandbox.base_url(), "sandbox platforms running");
             Some(Arc::new(sandbox))
         } else {
             None
         };
         let adapters = adapters(&config, sandbox.as_deref())?;
-        let tokens = TokenService::new(vault.clone(), connections.clone(), adapters.clone(), db.clone(), config.worker_id());
+        let tokens = TokenService::new(
+            vault.clone(),
+            connections.clone(),
+            adapters.clone(),
+            db.clone(),
+            config.worker_id(),
+        );
         let auth = if let Some(secret) = &config.jwt_secret {
             Authenticator::hs256(secret.as_bytes().to_vec())
         } else if let Some(url) = &config.jwt_jwks_url {
@@ -132,7 +140,10 @@ impl Herald {
     /// The projections this process feeds (also what `herald replay` rebuilds).
     pub fn job_projections(&self) -> (JobsProjection, DueJobsProjection) {
         let wake = self.publisher_wake.clone();
-        (JobsProjection, DueJobsProjection::new(Arc::new(move || wake.notify_one())))
+        (
+            JobsProjection,
+            DueJobsProjection::new(Arc::new(move || wake.notify_one())),
+        )
     }
 
     /// Starts the workers: projections, the scheduler, the publisher, the token refresher and
@@ -141,17 +152,32 @@ impl Herald {
         let (jobs_projection, due_projection) = self.job_projections();
         let handlers: Vec<Arc<dyn LogHandler>> = vec![
             Arc::new(ProjectionHandler::new(jobs_projection, self.db.clone())),
-            Arc::new(ProjectionHandler::new(ConnectionsProjection, self.db.clone())),
+            Arc::new(ProjectionHandler::new(
+                ConnectionsProjection,
+                self.db.clone(),
+            )),
             Arc::new(ProjectionHandler::new(due_projection, self.db.clone())),
         ];
         let mut tasks = Vec::new();
         for handler in handlers {
-            tasks.push(self.log.spawn_consumer(handler, self.db.clone(), self.shutdown.clone()).await);
+            tasks.push(
+                self.log
+                    .spawn_consumer(handler, self.db.clone(), self.shutdown.clone())
+                    .await,
+            );
         }
-        if let Some(relay) = self.log.spawn_relay(self.db.clone(), self.shutdown.clone()).await {
+        if let Some(relay) = self
+            .log
+            .spawn_relay(self.db.clone(), self.shutdown.clone())
+            .await
+        {
             tasks.push(relay);
         }
-        let due = DueJobs::new(self.db.clone(), self.config.worker_id(), Duration::from_secs(self.config.job_lease_secs.max(1)));
+        let due = DueJobs::new(
+            self.db.clone(),
+            self.config.worker_id(),
+            Duration::from_secs(self.config.job_lease_secs.max(1)),
+        );
         let publisher = Publisher::new(
             self.jobs.clone(),
             self.connections.clone(),
@@ -161,7 +187,9 @@ impl Herald {
             self.db.clone(),
             self.config.worker_concurrency,
         );
-        tasks.push(tokio::spawn(publisher.run(self.publisher_wake.clone(), self.shutdown.clone())));
+        tasks.push(tokio::spawn(
+            publisher.run(self.publisher_wake.clone(), self.shutdown.clone()),
+        ));
         tasks.push(tokio::spawn(refresher::run(
             self.tokens.clone(),
             ReadModelExpiry(self.connection_queries.clone()),
@@ -186,7 +214,11 @@ fn adapters(config: &Config, sandbox: Option<&Sandbox>) -> anyhow::Result<Adapte
         (_, Some(client_id)) => {
             let secret = config.x_client_secret.clone().map(Secret::new);
             Some(match &config.x_api_base {
-                Some(base) => XConfig::for_base(url::Url::parse(base).context("X_API_BASE")?, client_id.clone(), secret),
+                Some(base) => XConfig::for_base(
+                    url::Url::parse(base).context("X_API_BASE")?,
+                    client_id.clone(),
+                    secret,
+                ),
                 None => XConfig::new(client_id.clone(), secret),
             })
         }
@@ -209,14 +241,25 @@ pub struct ProjectionHandler<P: Projection> {
 impl<P: Projection> ProjectionHandler<P> {
     pub fn new(projection: P, db: Db) -> Self {
         let types = [projection.aggregate_type()];
-        Self { projection, db, types }
+        Self {
+            projection,
+            db,
+            types,
+        }
     }
 
     /// Applies one record (also used by `herald replay`).
     pub async fn apply(&self, record: &LogRecord) -> anyhow::Result<bool> {
         let event: P::Event = serde_json::from_value(record.payload.clone())
             .with_context(|| format!("decoding {} v{}", record.event_type, record.event_version))?;
-        apply_once(&self.db.any, &self.projection, &record.aggregate_id, record.sequence, &event).await
+        apply_once(
+            &self.db.any,
+            &self.projection,
+            &record.aggregate_id,
+            record.sequence,
+            &event,
+        )
+        .await
     }
 
     pub fn projection(&self) -> &P {
@@ -244,7 +287,10 @@ struct ReadModelExpiry(ConnectionQueries);
 
 #[async_trait::async_trait]
 impl ExpiringConnections for ReadModelExpiry {
-    async fn expiring(&self, before: chrono::DateTime<chrono::Utc>) -> anyhow::Result<Vec<ConnectionId>> {
+    async fn expiring(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+    ) -> anyhow::Result<Vec<ConnectionId>> {
         Ok(self
             .0
             .expiring(before, 100)

@@ -30,7 +30,11 @@ impl Running {
 
 /// Starts the API (unless `role` is worker) on `listener` and the workers (unless api).
 pub async fn start(herald: Herald, listener: TcpListener, role: Role) -> anyhow::Result<Running> {
-    let tasks = if role == Role::Api { Vec::new() } else { herald.spawn_workers().await };
+    let tasks = if role == Role::Api {
+        Vec::new()
+    } else {
+        herald.spawn_workers().await
+    };
     let url = format!("http://{}", listener.local_addr()?);
     let data = web::Data::new(herald.clone());
     let auth = web::Data::new(herald.auth.clone());

@@ -26,7 +26,11 @@ impl SharedRateLimits {
         format!("{}{endpoint}", self.prefix)
     }
 
-    async fn try_acquire(&self, endpoint: &str, now: DateTime<Utc>) -> anyhow::Result<Result<(), DateTime<Utc>>> {
+    async fn try_acquire(
+        &self,
+        endpoint: &str,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Result<(), DateTime<Utc>>> {
         let bucket = self.bucket(endpoint);
         let now_ms = millis(now);
         // Take one unit if the window still has budget, or if it has reset (budget unknown until
@@ -43,10 +47,11 @@ impl SharedRateLimits {
         if taken == 1 {
             return Ok(Ok(()));
         }
-        let row = sqlx::query("SELECT reset_at_ms, blocked_until_ms FROM rate_limits WHERE bucket = $1")
-            .bind(&bucket)
-            .fetch_optional(&self.db.any)
-            .await?;
+        let row =
+            sqlx::query("SELECT reset_at_ms, blocked_until_ms FROM rate_limits WHERE bucket = $1")
+                .bind(&bucket)
+                .fetch_optional(&self.db.any)
+                .await?;
         Ok(match row {
             None => Ok(()),
             Some(row) => {
@@ -71,7 +76,12 @@ impl RateLimitGate for SharedRateLimits {
         }
     }
 
-    async fn observe(&self, endpoint: &str, remaining: Option<u64>, reset_at: Option<DateTime<Utc>>) {
+    async fn observe(
+        &self,
+        endpoint: &str,
+        remaining: Option<u64>,
+        reset_at: Option<DateTime<Utc>>,
+    ) {
         let (Some(remaining), Some(reset_at)) = (remaining, reset_at) else {
             return;
         };

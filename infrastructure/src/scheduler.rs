@@ -68,12 +68,14 @@ impl DueJobs {
     /// Renews this worker's lease on a job it is still working on.
     pub async fn renew(&self, job: &JobId) -> anyhow::Result<()> {
         let until = millis(Utc::now()) + self.lease.as_millis() as i64;
-        sqlx::query("UPDATE job_schedule SET lease_until_ms = $1 WHERE job_id = $2 AND lease_owner = $3")
-            .bind(until)
-            .bind(job.to_string())
-            .bind(&self.owner)
-            .execute(&self.db.any)
-            .await?;
+        sqlx::query(
+            "UPDATE job_schedule SET lease_until_ms = $1 WHERE job_id = $2 AND lease_owner = $3",
+        )
+        .bind(until)
+        .bind(job.to_string())
+        .bind(&self.owner)
+        .execute(&self.db.any)
+        .await?;
         Ok(())
     }
 

@@ -161,7 +161,12 @@ where
             {
                 Err(AggregateError::AggregateConflict) if tries < CONFLICT_RETRIES => {
                     tries += 1;
-                    tracing::debug!(aggregate = A::TYPE, id, tries, "optimistic conflict, retrying");
+                    tracing::debug!(
+                        aggregate = A::TYPE,
+                        id,
+                        tries,
+                        "optimistic conflict, retrying"
+                    );
                 }
                 Ok(()) => {
                     (self.on_commit)();
@@ -178,7 +183,10 @@ where
     }
 
     /// Every event of the aggregate in order, with sequence and metadata: the audit trail.
-    pub async fn events(&self, id: &str) -> Result<Vec<EventEnvelope<A>>, AggregateError<A::Error>> {
+    pub async fn events(
+        &self,
+        id: &str,
+    ) -> Result<Vec<EventEnvelope<A>>, AggregateError<A::Error>> {
         self.backend.events(id).await
     }
 }

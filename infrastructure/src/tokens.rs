@@ -33,16 +33,30 @@ pub struct TokenService {
 }
 
 fn reauthorize(message: &str) -> PlatformFailure {
-    PlatformFailure::new(ErrorClass::ReauthorizationRequired, "reauthorization_required", message)
+    PlatformFailure::new(
+        ErrorClass::ReauthorizationRequired,
+        "reauthorization_required",
+        message,
+    )
 }
 
 fn internal(error: impl std::fmt::Display) -> PlatformFailure {
     // Our own storage failing is transient from the job's point of view.
-    PlatformFailure::new(ErrorClass::Retryable, "internal", format!("Herald could not read its own state: {error}"))
+    PlatformFailure::new(
+        ErrorClass::Retryable,
+        "internal",
+        format!("Herald could not read its own state: {error}"),
+    )
 }
 
 impl TokenService {
-    pub fn new(vault: Vault, connections: Aggregates<Connection>, adapters: Adapters, db: Db, owner: impl Into<String>) -> Self {
+    pub fn new(
+        vault: Vault,
+        connections: Aggregates<Connection>,
+        adapters: Adapters,
+        db: Db,
+        owner: impl Into<String>,
+    ) -> Self {
         Self {
             vault,
             connections,
@@ -62,7 +76,11 @@ impl TokenService {
         connection_id: &ConnectionId,
         rejected: Option<&Secret>,
     ) -> Result<Secret, PlatformFailure> {
-        let connection = self.connections.load(&connection_id.to_string()).await.map_err(internal)?;
+        let connection = self
+            .connections
+            .load(&connection_id.to_string())
+            .await
+            .map_err(internal)?;
         if !connection.is_usable() {
             return Err(reauthorize(&format!(
                 "the connection is {}: connect the account again",
@@ -73,15 +91,22 @@ impl TokenService {
         if !needs_refresh(&grant, rejected) {
             return Ok(grant.access_token);
         }
-        self.refresh(connection_id, rejected).await.map(|g| g.access_token)
+        self.refresh(connection_id, rejected)
+            .await
+            .map(|g| g.access_token)
     }
 
-    async fn current_grant(&self, connection_id: &ConnectionId) -> Result<TokenGrant, PlatformFailure> {
+    async fn current_grant(
+        &self,
+        connection_id: &ConnectionId,
+    ) -> Result<TokenGrant, PlatformFailure> {
         self.vault
             .load(connection_id)
             .await
             .map_err(internal)?
-            .ok_or_else(|| reauthorize("Herald holds no token for this connection: connect the account again"))
+            .ok_or_else(|| {
+                reauthorize("Herald holds no token for this connection: connect the account again")
+            })
     }
 
     /// Refreshes the connection's token unless someone else just did. Records
@@ -115,8 +140,14 @@ impl TokenService {
         if !needs_refresh(&grant, rejected) {
             return Ok(grant);
         }
-        let connection = self.connections.load(&connection_id.to_string()).await.map_err(internal)?;
-        let platform = connection.platform.ok_or_else(|| reauthorize("unknown connection"))?;
+        let connection = self
+            .connections
+            .load(&connection_id.to_string())
+            .await
+            .map_err(internal)?;
+        let platform = connection
+            .platform
+            .ok_or_else(|| reauthorize("unknown connection"))?;
         let adapter = self.adapters.get(platform)?;
         let Some(refresh_token) = grant.refresh_token.clone() else {
             let failure = reauthorize("the access token expired and the platform gave no refresh token: connect the account again");
@@ -129,14 +160,21 @@ impl TokenService {
                 if fresh.refresh_token.is_none() {
                     fresh.refresh_token = Some(refresh_token);
                 }
-                self.vault.store(connection_id, &fresh).await.map_err(internal)?;
+                self.vault
+                    .store(connection_id, &fresh)
+                    .await
+                    .map_err(internal)?;
                 let command = ConnectionCommand::RecordTokenRefreshed {
                     token_expires_at: fresh.expires_at,
                     at: Utc::now(),
                 };
                 if let Err(error) = self
                     .connections
-                    .execute(&connection_id.to_string(), command, &CommandMetadata::actor("token-refresher"))
+                    .execute(
+                        &connection_id.to_string(),
+                        command,
+                        &CommandMetadata::actor("token-refresher"),
+                    )
                     .await
                 {
                     tracing::warn!(error = %error, "token stored but TokenRefreshed not recorded");
@@ -157,14 +195,21 @@ impl TokenService {
         };
         if let Err(error) = self
             .connections
-            .execute(&connection_id.to_string(), command, &CommandMetadata::actor("token-refresher"))
+            .execute(
+                &connection_id.to_string(),
+                command,
+                &CommandMetadata::actor("token-refresher"),
+            )
             .await
         {
             tracing::warn!(error = %error, "could not record the refresh failure");
         }
     }
 
-    async fn acquire_refresh_lease(&self, connection_id: &ConnectionId) -> Result<(), PlatformFailure> {
+    async fn acquire_refresh_lease(
+        &self,
+        connection_id: &ConnectionId,
+    ) -> Result<(), PlatformFailure> {
         let deadline = tokio::time::Instant::now() + REFRESH_LEASE;
         loop {
             let now = millis(Utc::now());

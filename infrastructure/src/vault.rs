@@ -27,7 +27,9 @@ pub struct Sealer {
 
 impl std::fmt::Debug for Sealer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sealer").field("key_id", &self.key_id).finish()
+        f.debug_struct("Sealer")
+            .field("key_id", &self.key_id)
+            .finish()
     }
 }
 
@@ -62,7 +64,8 @@ impl Sealer {
     }
 
     pub fn open(&self, aad: &[u8], nonce: &[u8], ciphertext: &[u8]) -> anyhow::Result<Vec<u8>> {
-        let nonce = XNonce::try_from(nonce).map_err(|_| anyhow!("stored nonce has the wrong length"))?;
+        let nonce =
+            XNonce::try_from(nonce).map_err(|_| anyhow!("stored nonce has the wrong length"))?;
         self.cipher
             .decrypt(
                 &nonce,
@@ -101,7 +104,11 @@ impl Vault {
 
     /// Stores (or replaces) the tokens of a connection.
     #[tracing::instrument(skip(self, grant))]
-    pub async fn store(&self, connection_id: &ConnectionId, grant: &TokenGrant) -> anyhow::Result<()> {
+    pub async fn store(
+        &self,
+        connection_id: &ConnectionId,
+        grant: &TokenGrant,
+    ) -> anyhow::Result<()> {
         let plaintext = serde_json::to_vec(grant).context("serializing tokens")?;
         let (nonce, ciphertext) = self.sealer.seal(&Self::aad(connection_id), &plaintext);
         sqlx::query(
@@ -133,8 +140,12 @@ impl Vault {
         let Some(row) = row else { return Ok(None) };
         let nonce: Vec<u8> = row.try_get("nonce")?;
         let ciphertext: Vec<u8> = row.try_get("ciphertext")?;
-        let plaintext = self.sealer.open(&Self::aad(connection_id), &nonce, &ciphertext)?;
-        Ok(Some(serde_json::from_slice(&plaintext).context("decoding tokens")?))
+        let plaintext = self
+            .sealer
+            .open(&Self::aad(connection_id), &nonce, &ciphertext)?;
+        Ok(Some(
+            serde_json::from_slice(&plaintext).context("decoding tokens")?,
+        ))
     }
 
     /// Deletes the tokens of a connection (disconnect).
@@ -182,7 +193,11 @@ pub fn load_or_generate_key(path: &Path) -> anyhow::Result<([u8; KEY_LEN], bool)
     let mut file = options
         .open(path)
         .with_context(|| format!("creating the vault key {}", path.display()))?;
-    file.write_all(base64::engine::general_purpose::STANDARD.encode(key).as_bytes())?;
+    file.write_all(
+        base64::engine::general_purpose::STANDARD
+            .encode(key)
+            .as_bytes(),
+    )?;
     Ok((key, true))
 }
 

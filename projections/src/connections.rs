@@ -77,7 +77,8 @@ impl ConnectionView {
     }
 }
 
-const SELECT_CONNECTION: &str = "SELECT connection_id, user_id, platform, account_id, username, display_name,
+const SELECT_CONNECTION: &str =
+    "SELECT connection_id, user_id, platform, account_id, username, display_name,
     status, status_reason, scopes, token_expires_at_ms, can_refresh, connected_at_ms, updated_at_ms
     FROM connection_views";
 
@@ -93,7 +94,11 @@ impl ConnectionQueries {
     }
 
     /// The user's connection, or `None` if it does not exist or belongs to someone else.
-    pub async fn get(&self, user_id: &str, connection_id: &str) -> anyhow::Result<Option<ConnectionView>> {
+    pub async fn get(
+        &self,
+        user_id: &str,
+        connection_id: &str,
+    ) -> anyhow::Result<Option<ConnectionView>> {
         let row = sqlx::query(&format!(
             "{SELECT_CONNECTION} WHERE connection_id = $1 AND user_id = $2"
         ))
@@ -105,7 +110,11 @@ impl ConnectionQueries {
     }
 
     /// The user's connections, optionally of one platform.
-    pub async fn list(&self, user_id: &str, platform: Option<&str>) -> anyhow::Result<Vec<ConnectionView>> {
+    pub async fn list(
+        &self,
+        user_id: &str,
+        platform: Option<&str>,
+    ) -> anyhow::Result<Vec<ConnectionView>> {
         let rows = sqlx::query(&format!(
             "{SELECT_CONNECTION} WHERE user_id = $1 AND ($2 IS NULL OR platform = $2) ORDER BY connected_at_ms, connection_id"
         ))
@@ -118,7 +127,11 @@ impl ConnectionQueries {
 
     /// Active connections whose token expires before `before` and can be refreshed: the
     /// refresher's work list.
-    pub async fn expiring(&self, before: DateTime<Utc>, limit: i64) -> anyhow::Result<Vec<ConnectionView>> {
+    pub async fn expiring(
+        &self,
+        before: DateTime<Utc>,
+        limit: i64,
+    ) -> anyhow::Result<Vec<ConnectionView>> {
         let rows = sqlx::query(&format!(
             "{SELECT_CONNECTION} WHERE status IN ('active', 'error') AND can_refresh = 1
                AND token_expires_at_ms IS NOT NULL AND token_expires_at_ms < $1
@@ -194,8 +207,16 @@ impl Projection for ConnectionsProjection {
                 connected_at: *at,
                 updated_at: *at,
             },
-            (_, None) => anyhow::bail!("connection {aggregate_id} has events but was never connected"),
-            (ConnectionEvent::TokenRefreshed { token_expires_at, at }, Some(mut view)) => {
+            (_, None) => {
+                anyhow::bail!("connection {aggregate_id} has events but was never connected")
+            }
+            (
+                ConnectionEvent::TokenRefreshed {
+                    token_expires_at,
+                    at,
+                },
+                Some(mut view),
+            ) => {
                 view.token_expires_at = *token_expires_at;
                 view.status = "active".into();
                 view.status_reason = None;
@@ -211,7 +232,8 @@ impl Projection for ConnectionsProjection {
                 },
                 Some(mut view),
             ) => {
-                if *consecutive_failures >= herald_domain::connection::REFRESH_FAILURES_BEFORE_ERROR {
+                if *consecutive_failures >= herald_domain::connection::REFRESH_FAILURES_BEFORE_ERROR
+                {
                     view.status = "error".into();
                 }
                 view.status_reason = Some(format!(

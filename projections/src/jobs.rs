@@ -270,7 +270,8 @@ impl Projection for JobsProjection {
                 total_bytes,
                 ..
             } => {
-                view.uploads.insert(*media_index, (*bytes_sent, *total_bytes));
+                view.uploads
+                    .insert(*media_index, (*bytes_sent, *total_bytes));
             }
             E::UploadCompleted { media_index, .. } => {
                 if let Some(progress) = view.uploads.get_mut(media_index) {

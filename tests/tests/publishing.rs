@@ -11,18 +11,37 @@ const SOON: Duration = Duration::from_secs(15);
 
 async fn a_post_is_published_once_and_its_history_is_complete(app: &TestApp) {
     let connection = app.connect_x("alice", "alice_x").await;
-    let job_id = app.publish("alice", &connection, json!({"text": "Hello from the spine"})).await;
-    let job = app.wait_for_status("alice", &job_id, "published", SOON).await;
+    let job_id = app
+        .publish(
+            "alice",
+            &connection,
+            json!({"text": "Hello from the spine"}),
+        )
+        .await;
+    let job = app
+        .wait_for_status("alice", &job_id, "published", SOON)
+        .await;
 
     let posts = app.sandbox.x_state().posts;
-    let matching: Vec<_> = posts.iter().filter(|p| p.text == "Hello from the spine").collect();
+    let matching: Vec<_> = posts
+        .iter()
+        .filter(|p| p.text == "Hello from the spine")
+        .collect();
     assert_eq!(matching.len(), 1, "exactly one post on the platform");
     assert_eq!(job["post_id"], matching[0].id.as_str());
     assert!(job["post_url"].as_str().unwrap().ends_with(&matching[0].id));
     assert_eq!(job["attempts"], 1);
-    assert_eq!(app.history("alice", &job_id).await, ["JobScheduled", "AttemptStarted", "Published"]);
+    assert_eq!(
+        app.history("alice", &job_id).await,
+        ["JobScheduled", "AttemptStarted", "Published"]
+    );
 
-    let listed: Value = app.get("alice", "/jobs?status=published&platform=x").await.json().await.unwrap();
+    let listed: Value = app
+        .get("alice", "/jobs?status=published&platform=x")
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(listed["jobs"].as_array().unwrap().len(), 1);
     let connections: Value = app.get("alice", "/connections").await.json().await.unwrap();
     assert_eq!(connections["connections"][0]["status"], "active");
@@ -46,20 +65,39 @@ async fn postgres_and_kafka_publish_a_post() {
 async fn bad_input_is_refused_with_a_problem_and_stores_nothing(app: &TestApp) {
     let connection = app.connect_x("alice", "alice_x").await;
     let cases = [
-        (json!({"connection_ids": [connection], "content": {"text": "a".repeat(281)}}), 422, "content-invalid"),
+        (
+            json!({"connection_ids": [connection], "content": {"text": "a".repeat(281)}}),
+            422,
+            "content-invalid",
+        ),
         (
             json!({"connection_ids": [connection], "content": {"text": "vote", "poll": {"options": ["only"], "duration_minutes": 60}}}),
             422,
             "content-invalid",
         ),
-        (json!({"connection_ids": [uuid::Uuid::new_v4()], "content": {"text": "hi"}}), 404, "not-found"),
-        (json!({"connection_ids": [], "content": {"text": "hi"}}), 400, "validation-error"),
-        (json!({"connection_ids": [connection], "content": {"text": "hi"}, "surprise": 1}), 400, "validation-error"),
+        (
+            json!({"connection_ids": [uuid::Uuid::new_v4()], "content": {"text": "hi"}}),
+            404,
+            "not-found",
+        ),
+        (
+            json!({"connection_ids": [], "content": {"text": "hi"}}),
+            400,
+            "validation-error",
+        ),
+        (
+            json!({"connection_ids": [connection], "content": {"text": "hi"}, "surprise": 1}),
+            400,
+            "validation-error",
+        ),
     ];
     for (body, status, kind) in cases {
         let response = app.post("alice", "/publish", body.clone()).await;
         assert_eq!(response.status(), status, "{body}");
-        assert_eq!(response.headers()["content-type"], "application/problem+json");
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json"
+        );
         let problem: Value = response.json().await.unwrap();
         assert_eq!(problem["type"], kind, "{problem}");
         assert!(!problem["detail"].as_str().unwrap().is_empty());
@@ -75,15 +113,26 @@ async fn bad_input_is_refused_with_a_problem_and_stores_nothing(app: &TestApp) {
     let unknown_platform = app.post("alice", "/myspace/connect", json!({})).await;
     assert_eq!(unknown_platform.status(), 404);
     // Bob may not use Alice's connection.
-    let stolen = app.post("bob", "/publish", json!({"connection_ids": [connection], "content": {"text": "hi"}})).await;
+    let stolen = app
+        .post(
+            "bob",
+            "/publish",
+            json!({"connection_ids": [connection], "content": {"text": "hi"}}),
+        )
+        .await;
     assert_eq!(stolen.status(), 404);
 
     let listed: Value = app.get("alice", "/jobs").await.json().await.unwrap();
-    assert_eq!(listed["jobs"].as_array().unwrap().len(), 0, "no job was stored");
-    let jobs_in_store: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE aggregate_type = 'PublishingJob'")
-        .fetch_one(&app.herald().db.any)
-        .await
-        .unwrap();
+    assert_eq!(
+        listed["jobs"].as_array().unwrap().len(),
+        0,
+        "no job was stored"
+    );
+    let jobs_in_store: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE aggregate_type = 'PublishingJob'")
+            .fetch_one(&app.herald().db.any)
+            .await
+            .unwrap();
     assert_eq!(jobs_in_store, 0);
 }
 
@@ -98,16 +147,29 @@ async fn bad_input_changes_nothing_embedded() {
 async fn another_users_job_and_connection_are_not_found() {
     let app = spawn_app(Backend::Embedded).await;
     let connection = app.connect_x("alice", "alice_x").await;
-    let job_id = app.publish("alice", &connection, json!({"text": "mine"})).await;
-    app.wait_for_status("alice", &job_id, "published", SOON).await;
+    let job_id = app
+        .publish("alice", &connection, json!({"text": "mine"}))
+        .await;
+    app.wait_for_status("alice", &job_id, "published", SOON)
+        .await;
     for path in [format!("/jobs/{job_id}"), format!("/jobs/{job_id}/history")] {
         assert_eq!(app.get("bob", &path).await.status(), 404, "{path}");
     }
-    assert_eq!(app.delete("bob", &format!("/jobs/{job_id}")).await.status(), 404);
-    assert_eq!(app.post("bob", &format!("/jobs/{job_id}/retry"), json!({})).await.status(), 404);
+    assert_eq!(
+        app.delete("bob", &format!("/jobs/{job_id}")).await.status(),
+        404
+    );
+    assert_eq!(
+        app.post("bob", &format!("/jobs/{job_id}/retry"), json!({}))
+            .await
+            .status(),
+        404
+    );
     let bobs: Value = app.get("bob", "/connections").await.json().await.unwrap();
     assert_eq!(bobs["connections"].as_array().unwrap().len(), 0);
-    let disconnect = app.delete("bob", &format!("/x/disconnect?connection_id={connection}")).await;
+    let disconnect = app
+        .delete("bob", &format!("/x/disconnect?connection_id={connection}"))
+        .await;
     assert_eq!(disconnect.status(), 404);
     let unauthenticated = app.http.get(app.api("/jobs")).send().await.unwrap();
     assert_eq!(unauthenticated.status(), 401);
@@ -131,8 +193,17 @@ async fn an_idempotency_key_makes_publish_safe_to_retry() {
     let second: Value = send().await.unwrap().json().await.unwrap();
     let job_id = first["jobs"][0]["job_id"].as_str().unwrap();
     assert_eq!(second["jobs"][0]["job_id"], job_id);
-    app.wait_for_status("alice", job_id, "published", SOON).await;
-    assert_eq!(app.sandbox.x_state().posts.iter().filter(|p| p.text == "only once").count(), 1);
+    app.wait_for_status("alice", job_id, "published", SOON)
+        .await;
+    assert_eq!(
+        app.sandbox
+            .x_state()
+            .posts
+            .iter()
+            .filter(|p| p.text == "only once")
+            .count(),
+        1
+    );
     let reused = app
         .http
         .post(app.api("/publish"))
@@ -166,13 +237,30 @@ async fn a_scheduled_job_waits_for_its_time_and_can_be_cancelled() {
         .await
         .unwrap();
     let cancelled_id = cancelled["jobs"][0]["job_id"].as_str().unwrap().to_string();
-    assert_eq!(app.delete("alice", &format!("/jobs/{cancelled_id}")).await.status(), 200);
+    assert_eq!(
+        app.delete("alice", &format!("/jobs/{cancelled_id}"))
+            .await
+            .status(),
+        200
+    );
 
-    let job = app.wait_for_status("alice", &job_id, "published", SOON).await;
-    let published_at = chrono::DateTime::parse_from_rfc3339(job["published_at"].as_str().unwrap()).unwrap();
+    let job = app
+        .wait_for_status("alice", &job_id, "published", SOON)
+        .await;
+    let published_at =
+        chrono::DateTime::parse_from_rfc3339(job["published_at"].as_str().unwrap()).unwrap();
     let due = chrono::DateTime::parse_from_rfc3339(&at).unwrap();
-    assert!(published_at >= due, "published {published_at} before its time {due}");
-    app.wait_for_status("alice", &cancelled_id, "cancelled", SOON).await;
-    assert!(app.sandbox.x_state().posts.iter().all(|p| p.text != "never"));
+    assert!(
+        published_at >= due,
+        "published {published_at} before its time {due}"
+    );
+    app.wait_for_status("alice", &cancelled_id, "cancelled", SOON)
+        .await;
+    assert!(app
+        .sandbox
+        .x_state()
+        .posts
+        .iter()
+        .all(|p| p.text != "never"));
     app.stop().await;
 }

@@ -34,7 +34,11 @@ fn platform_failure(failure: PlatformFailure) -> ApiError {
         C::Retryable => "platform-unavailable",
         _ => "authorization-failed",
     };
-    ApiError::new(status, kind, format!("the platform refused: {}", failure.message))
+    ApiError::new(
+        status,
+        kind,
+        format!("the platform refused: {}", failure.message),
+    )
 }
 
 #[derive(Debug, Deserialize)]
@@ -44,7 +48,11 @@ pub struct ListQuery {
 }
 
 /// `GET /connections`: the user's connections.
-pub async fn list(herald: web::Data<Herald>, user: AuthUser, query: web::Query<ListQuery>) -> Result<HttpResponse, ApiError> {
+pub async fn list(
+    herald: web::Data<Herald>,
+    user: AuthUser,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
     let platform = query.platform.as_deref().map(parse_platform).transpose()?;
     let connections = herald
         .connection_queries
@@ -58,7 +66,10 @@ fn callback_url(herald: &Herald, req: &HttpRequest, platform: Platform) -> Strin
         let info = req.connection_info();
         format!("{}://{}", info.scheme(), info.host())
     });
-    format!("{}/api/v1/platforms/{platform}/callback", base.trim_end_matches('/'))
+    format!(
+        "{}/api/v1/platforms/{platform}/callback",
+        base.trim_end_matches('/')
+    )
 }
 
 /// `POST /{platform}/connect`: where to send the user to authorize Herald.
@@ -69,13 +80,17 @@ pub async fn connect(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let platform = parse_platform(&path)?;
-    let adapter = herald.adapters.get(platform).map_err(|f| {
-        ApiError::unprocessable("platform-not-supported", f.message)
-    })?;
+    let adapter = herald
+        .adapters
+        .get(platform)
+        .map_err(|f| ApiError::unprocessable("platform-not-supported", f.message))?;
     let redirect_uri = callback_url(&herald, &req, platform);
     let start = adapter.authorization_url(&redirect_uri);
     let sealer = herald.vault.sealer();
-    let (nonce, sealed) = sealer.seal(start.state.as_bytes(), start.pkce_verifier.expose().as_bytes());
+    let (nonce, sealed) = sealer.seal(
+        start.state.as_bytes(),
+        start.pkce_verifier.expose().as_bytes(),
+    );
     let expires_at = Utc::now() + AUTHORIZATION_TTL;
     sqlx::query(
         "INSERT INTO oauth_pending (state, user_id, platform, redirect_uri, nonce, sealed_verifier, expires_at_ms)
@@ -115,10 +130,12 @@ pub async fn callback(
     request_id: RequestId,
 ) -> Result<HttpResponse, ApiError> {
     let platform = parse_platform(&path)?;
-    let state = query
-        .state
-        .as_deref()
-        .ok_or_else(|| ApiError::bad_request("oauth-state-invalid", "the callback has no state; start again with POST /connect"))?;
+    let state = query.state.as_deref().ok_or_else(|| {
+        ApiError::bad_request(
+            "oauth-state-invalid",
+            "the callback has no state; start again with POST /connect",
+        )
+    })?;
     // Single use: the row is gone whatever happens next.
     let row = sqlx::query(
         "DELETE FROM oauth_pending WHERE state = $1
@@ -128,18 +145,32 @@ pub async fn callback(
     .fetch_optional(&herald.db.any)
     .await
     .map_err(ApiError::internal)?
-    .ok_or_else(|| ApiError::bad_request("oauth-state-invalid", "unknown or already used state; start again with POST /connect"))?;
+    .ok_or_else(|| {
+        ApiError::bad_request(
+            "oauth-state-invalid",
+            "unknown or already used state; start again with POST /connect",
+        )
+    })?;
     let get = |name: &str| row.try_get::<String, _>(name).map_err(ApiError::internal);
     let expires_at_ms: i64 = row.try_get("expires_at_ms").map_err(ApiError::internal)?;
     if expires_at_ms < Utc::now().timestamp_millis() {
-        return Err(ApiError::bad_request("oauth-state-invalid", "the authorization took too long; start again with POST /connect"));
+        return Err(ApiError::bad_request(
+            "oauth-state-invalid",
+            "the authorization took too long; start again with POST /connect",
+        ));
     }
     if get("platform")? != platform.as_str() {
-        return Err(ApiError::bad_request("oauth-state-invalid", "the state belongs to another platform"));
+        return Err(ApiError::bad_request(
+            "oauth-state-invalid",
+            "the state belongs to another platform",
+        ));
     }
     if let Some(error) = &query.error {
         let why = query.error_description.clone().unwrap_or_default();
-        return Err(ApiError::bad_request("authorization-denied", format!("the platform did not authorize Herald ({error}): {why}")));
+        return Err(ApiError::bad_request(
+            "authorization-denied",
+            format!("the platform did not authorize Herald ({error}): {why}"),
+        ));
     }
     let code = query
         .code
@@ -149,12 +180,24 @@ pub async fn callback(
     let redirect_uri = get("redirect_uri")?;
     let nonce: Vec<u8> = row.try_get("nonce").map_err(ApiError::internal)?;
     let sealed: Vec<u8> = row.try_get("sealed_verifier").map_err(ApiError::internal)?;
-    let verifier = herald.vault.sealer().open(state.as_bytes(), &nonce, &sealed)?;
+    let verifier = herald
+        .vault
+        .sealer()
+        .open(state.as_bytes(), &nonce, &sealed)?;
     let verifier = Secret::new(String::from_utf8(verifier).map_err(ApiError::internal)?);
 
-    let adapter = herald.adapters.get(platform).map_err(|f| ApiError::unprocessable("platform-not-supported", f.message))?;
-    let grant = adapter.exchange_code(code, &verifier, &redirect_uri).await.map_err(platform_failure)?;
-    let account = adapter.account(&grant.access_token).await.map_err(platform_failure)?;
+    let adapter = herald
+        .adapters
+        .get(platform)
+        .map_err(|f| ApiError::unprocessable("platform-not-supported", f.message))?;
+    let grant = adapter
+        .exchange_code(code, &verifier, &redirect_uri)
+        .await
+        .map_err(platform_failure)?;
+    let account = adapter
+        .account(&grant.access_token)
+        .await
+        .map_err(platform_failure)?;
     let connection_id = ConnectionId::for_account(&user_id, platform, &account.account_id);
     herald.vault.store(&connection_id, &grant).await?;
     let command = ConnectionCommand::Connect {
@@ -169,7 +212,11 @@ pub async fn callback(
     };
     herald
         .connections
-        .execute(&connection_id.to_string(), command, &CommandMetadata::actor(user_id.as_str()).correlated(request_id.0))
+        .execute(
+            &connection_id.to_string(),
+            command,
+            &CommandMetadata::actor(user_id.as_str()).correlated(request_id.0),
+        )
         .await?;
     Ok(HttpResponse::Ok().json(json!({
         "connection_id": connection_id,
@@ -213,7 +260,10 @@ pub async fn disconnect(
                 _ => {
                     return Err(ApiError::bad_request(
                         "validation-error",
-                        format!("you have {} {platform} connections: name one with ?connection_id=", active.len()),
+                        format!(
+                            "you have {} {platform} connections: name one with ?connection_id=",
+                            active.len()
+                        ),
                     ))
                 }
             }
@@ -223,7 +273,10 @@ pub async fn disconnect(
     if connection.user_id.as_ref() != Some(&user.0) || connection.platform != Some(platform) {
         return Err(ApiError::not_found("connection"));
     }
-    if let (Ok(adapter), Ok(Some(grant))) = (herald.adapters.get(platform), herald.vault.load(&connection_id).await) {
+    if let (Ok(adapter), Ok(Some(grant))) = (
+        herald.adapters.get(platform),
+        herald.vault.load(&connection_id).await,
+    ) {
         if let Err(failure) = adapter.revoke(&grant).await {
             tracing::warn!(connection = %connection_id, %failure, "revocation at the platform failed; deleting the tokens anyway");
         }

@@ -60,7 +60,12 @@ fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
         .ok()
         .map(str::trim)
         .filter(|k| !k.is_empty() && k.len() <= 255)
-        .ok_or_else(|| ApiError::bad_request("validation-error", "Idempotency-Key must be 1-255 visible characters"))?;
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "validation-error",
+                "Idempotency-Key must be 1-255 visible characters",
+            )
+        })?;
     Ok(Some(key.to_string()))
 }
 
@@ -70,20 +75,40 @@ struct Target {
     platform: Platform,
 }
 
-async fn check_targets(herald: &Herald, user: &AuthUser, raw_ids: &[String], content: &Content) -> Result<Vec<Target>, ApiError> {
+async fn check_targets(
+    herald: &Herald,
+    user: &AuthUser,
+    raw_ids: &[String],
+    content: &Content,
+) -> Result<Vec<Target>, ApiError> {
     if raw_ids.is_empty() {
-        return Err(ApiError::bad_request("validation-error", "connection_ids must name at least one connection"));
+        return Err(ApiError::bad_request(
+            "validation-error",
+            "connection_ids must name at least one connection",
+        ));
     }
     if raw_ids.len() > MAX_TARGETS {
-        return Err(ApiError::bad_request("validation-error", format!("at most {MAX_TARGETS} connections per request")));
+        return Err(ApiError::bad_request(
+            "validation-error",
+            format!("at most {MAX_TARGETS} connections per request"),
+        ));
     }
     let mut seen = HashSet::new();
     let mut targets = Vec::new();
     for raw in raw_ids {
-        let not_found = || ApiError::new(StatusCode::NOT_FOUND, "not-found", format!("connection {raw} does not exist for this user"));
+        let not_found = || {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not-found",
+                format!("connection {raw} does not exist for this user"),
+            )
+        };
         let connection_id = ConnectionId::parse(raw).map_err(|_| not_found())?;
         if !seen.insert(connection_id) {
-            return Err(ApiError::bad_request("validation-error", format!("connection {raw} is listed twice")));
+            return Err(ApiError::bad_request(
+                "validation-error",
+                format!("connection {raw} is listed twice"),
+            ));
         }
         let connection = herald.connections.load(&connection_id.to_string()).await?;
         if connection.user_id.as_ref() != Some(&user.0) {
@@ -94,17 +119,26 @@ async fn check_targets(herald: &Herald, user: &AuthUser, raw_ids: &[String], con
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
                 "token-expired",
-                format!("connection {raw} is {}: connect the {platform} account again", connection.status.as_str()),
+                format!(
+                    "connection {raw} is {}: connect the {platform} account again",
+                    connection.status.as_str()
+                ),
             ));
         }
         // Checked here too so a refusal names the connection and nothing is stored for any.
         let rules = ContentRules::for_platform(platform)
             .ok_or(ContentError::PlatformNotSupported { platform })
             .map_err(|e| ApiError::unprocessable("platform-not-supported", e.to_string()))?;
-        rules
-            .prepare(content)
-            .map_err(|e| ApiError::unprocessable("content-invalid", format!("for connection {raw} ({platform}): {e}")))?;
-        targets.push(Target { connection_id, platform });
+        rules.prepare(content).map_err(|e| {
+            ApiError::unprocessable(
+                "content-invalid",
+                format!("for connection {raw} ({platform}): {e}"),
+            )
+        })?;
+        targets.push(Target {
+            connection_id,
+            platform,
+        });
     }
     Ok(targets)
 }
@@ -124,7 +158,10 @@ async fn accept(
     let targets = check_targets(herald, &user, raw_ids, &content).await?;
     let requested_at = Utc::now();
     if let Some(at) = publish_at.filter(|at| *at < requested_at) {
-        return Err(ApiError::bad_request("validation-error", format!("publish_at {at} is in the past")));
+        return Err(ApiError::bad_request(
+            "validation-error",
+            format!("publish_at {at} is in the past"),
+        ));
     }
     let metadata = CommandMetadata::actor(user.0.as_str()).correlated(request_id.0);
     let mut jobs = Vec::new();
@@ -143,7 +180,10 @@ async fn accept(
             max_attempts: max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS),
             requested_at,
         });
-        herald.jobs.execute(&job_id.to_string(), command, &metadata).await?;
+        herald
+            .jobs
+            .execute(&job_id.to_string(), command, &metadata)
+            .await?;
         let job = herald.jobs.load(&job_id.to_string()).await?;
         jobs.push(json!({
             "job_id": job_id,
@@ -165,7 +205,17 @@ pub async fn publish(
     body: web::Json<PublishRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
-    accept(&herald, user, request_id, &req, &body.connection_ids, body.content, body.max_attempts, None).await
+    accept(
+        &herald,
+        user,
+        request_id,
+        &req,
+        &body.connection_ids,
+        body.content,
+        body.max_attempts,
+        None,
+    )
+    .await
 }
 
 /// `POST /schedule`: one content to many connections, at a time.
@@ -178,7 +228,17 @@ pub async fn schedule(
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let publish_at = parse_time(&body.publish_at)?;
-    accept(&herald, user, request_id, &req, &body.connection_ids, body.content, body.max_attempts, Some(publish_at)).await
+    accept(
+        &herald,
+        user,
+        request_id,
+        &req,
+        &body.connection_ids,
+        body.content,
+        body.max_attempts,
+        Some(publish_at),
+    )
+    .await
 }
 
 fn job_json(view: &JobView) -> Value {
@@ -217,17 +277,35 @@ pub struct ListQuery {
     limit: Option<i64>,
 }
 
-const STATUSES: [&str; 7] = ["scheduled", "publishing", "retry_scheduled", "outcome_unknown", "published", "failed", "cancelled"];
+const STATUSES: [&str; 7] = [
+    "scheduled",
+    "publishing",
+    "retry_scheduled",
+    "outcome_unknown",
+    "published",
+    "failed",
+    "cancelled",
+];
 
 /// `GET /jobs?status=&platform=&limit=`.
-pub async fn list(herald: web::Data<Herald>, user: AuthUser, query: web::Query<ListQuery>) -> Result<HttpResponse, ApiError> {
+pub async fn list(
+    herald: web::Data<Herald>,
+    user: AuthUser,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
     if let Some(status) = query.status.as_deref().filter(|s| !STATUSES.contains(s)) {
-        return Err(ApiError::bad_request("validation-error", format!("unknown status '{status}'; one of {}", STATUSES.join(", "))));
+        return Err(ApiError::bad_request(
+            "validation-error",
+            format!("unknown status '{status}'; one of {}", STATUSES.join(", ")),
+        ));
     }
     let platform = query.platform.as_deref().map(parse_platform).transpose()?;
     let limit = query.limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {
-        return Err(ApiError::bad_request("validation-error", "limit must be 1-500"));
+        return Err(ApiError::bad_request(
+            "validation-error",
+            "limit must be 1-500",
+        ));
     }
     let filter = JobFilter {
         status: query.status.clone(),
@@ -239,7 +317,11 @@ pub async fn list(herald: web::Data<Herald>, user: AuthUser, query: web::Query<L
 }
 
 /// `GET /jobs/{id}`.
-pub async fn get(herald: web::Data<Herald>, user: AuthUser, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn get(
+    herald: web::Data<Herald>,
+    user: AuthUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let view = herald
         .job_queries
         .get(user.0.as_str(), &path)
@@ -249,7 +331,11 @@ pub async fn get(herald: web::Data<Herald>, user: AuthUser, path: web::Path<Stri
 }
 
 /// The user's job from the event store, or 404 (also for someone else's job).
-async fn owned_job(herald: &Herald, user: &AuthUser, raw: &str) -> Result<(JobId, PublishingJob), ApiError> {
+async fn owned_job(
+    herald: &Herald,
+    user: &AuthUser,
+    raw: &str,
+) -> Result<(JobId, PublishingJob), ApiError> {
     let job_id = JobId::parse(raw).map_err(|_| ApiError::not_found("job"))?;
     let job = herald.jobs.load(&job_id.to_string()).await?;
     if job.user_id.as_ref() != Some(&user.0) {
@@ -259,23 +345,51 @@ async fn owned_job(herald: &Herald, user: &AuthUser, raw: &str) -> Result<(JobId
 }
 
 /// `POST /jobs/{id}/retry`: try a failed job again.
-pub async fn retry(herald: web::Data<Herald>, user: AuthUser, request_id: RequestId, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn retry(
+    herald: web::Data<Herald>,
+    user: AuthUser,
+    request_id: RequestId,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let (job_id, _) = owned_job(&herald, &user, &path).await?;
     let metadata = CommandMetadata::actor(user.0.as_str()).correlated(request_id.0);
-    herald.jobs.execute(&job_id.to_string(), PublishingJobCommand::Retry { at: Utc::now() }, &metadata).await?;
+    herald
+        .jobs
+        .execute(
+            &job_id.to_string(),
+            PublishingJobCommand::Retry { at: Utc::now() },
+            &metadata,
+        )
+        .await?;
     Ok(HttpResponse::Accepted().json(json!({"job_id": job_id, "status": "retry_scheduled"})))
 }
 
 /// `DELETE /jobs/{id}`: cancel a job that has not started publishing.
-pub async fn cancel(herald: web::Data<Herald>, user: AuthUser, request_id: RequestId, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn cancel(
+    herald: web::Data<Herald>,
+    user: AuthUser,
+    request_id: RequestId,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let (job_id, _) = owned_job(&herald, &user, &path).await?;
     let metadata = CommandMetadata::actor(user.0.as_str()).correlated(request_id.0);
-    herald.jobs.execute(&job_id.to_string(), PublishingJobCommand::Cancel { at: Utc::now() }, &metadata).await?;
+    herald
+        .jobs
+        .execute(
+            &job_id.to_string(),
+            PublishingJobCommand::Cancel { at: Utc::now() },
+            &metadata,
+        )
+        .await?;
     Ok(HttpResponse::Ok().json(json!({"job_id": job_id, "status": "cancelled"})))
 }
 
 /// `GET /jobs/{id}/history`: every event of the job in order — the audit trail.
-pub async fn history(herald: web::Data<Herald>, user: AuthUser, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn history(
+    herald: web::Data<Herald>,
+    user: AuthUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let (job_id, _) = owned_job(&herald, &user, &path).await?;
     let events = herald.jobs.events(&job_id.to_string()).await?;
     let events: Vec<Value> = events

@@ -63,7 +63,12 @@ pub trait RateLimitGate: Send + Sync {
     /// `Err(until)` when the endpoint's budget is exhausted until `until`: do not call.
     async fn acquire(&self, endpoint: &str) -> Result<(), DateTime<Utc>>;
     /// What the platform said about the endpoint's budget in its response headers.
-    async fn observe(&self, endpoint: &str, remaining: Option<u64>, reset_at: Option<DateTime<Utc>>);
+    async fn observe(
+        &self,
+        endpoint: &str,
+        remaining: Option<u64>,
+        reset_at: Option<DateTime<Utc>>,
+    );
 }
 
 /// A gate that never blocks; for connect-time calls made before an account is known.
@@ -154,7 +159,10 @@ impl Adapters {
     }
 
     /// The platform's adapter, or a permanent failure saying it is not configured.
-    pub fn get(&self, platform: Platform) -> Result<std::sync::Arc<dyn PlatformAdapter>, PlatformFailure> {
+    pub fn get(
+        &self,
+        platform: Platform,
+    ) -> Result<std::sync::Arc<dyn PlatformAdapter>, PlatformFailure> {
         self.by_platform.get(&platform).cloned().ok_or_else(|| {
             PlatformFailure::new(
                 herald_domain::ErrorClass::Permanent,

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use herald_domain::publishing_job::{FoundPost, NextStep, PublishingJobCommand, PublishingJobError};
+use herald_domain::publishing_job::{
+    FoundPost, NextStep, PublishingJobCommand, PublishingJobError,
+};
 use herald_domain::{AttemptId, Connection, ErrorClass, JobId, PlatformFailure, PublishingJob};
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -92,7 +94,11 @@ impl Publisher {
             };
             let got_work = !claimed.is_empty();
             for job_id in claimed {
-                let permit = permits.clone().acquire_owned().await.expect("semaphore is never closed");
+                let permit = permits
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .expect("semaphore is never closed");
                 let publisher = self.clone();
                 tokio::spawn(async move {
                     publisher.process(job_id).await;
@@ -143,9 +149,17 @@ impl Publisher {
         }
     }
 
-    async fn execute(&self, job_id: &JobId, command: PublishingJobCommand) -> Result<(), cqrs_es::AggregateError<PublishingJobError>> {
+    async fn execute(
+        &self,
+        job_id: &JobId,
+        command: PublishingJobCommand,
+    ) -> Result<(), cqrs_es::AggregateError<PublishingJobError>> {
         self.jobs
-            .execute(&job_id.to_string(), command, &CommandMetadata::actor("publisher"))
+            .execute(
+                &job_id.to_string(),
+                command,
+                &CommandMetadata::actor("publisher"),
+            )
             .await
     }
 
@@ -161,53 +175,85 @@ impl Publisher {
                     job_id,
                     PublishingJobCommand::RecordOutcomeUnknown {
                         attempt_id,
-                        reason: "the worker running this attempt stopped before recording its outcome".into(),
+                        reason:
+                            "the worker running this attempt stopped before recording its outcome"
+                                .into(),
                         at: now,
                     },
                 )
                 .await?;
                 Ok(Continue::Again)
             }
-            NextStep::Reconcile { attempt_id, part_index } => self.reconcile(job_id, &job, attempt_id, part_index).await,
-            NextStep::StartAttempt { refresh_token_first } => {
+            NextStep::Reconcile {
+                attempt_id,
+                part_index,
+            } => self.reconcile(job_id, &job, attempt_id, part_index).await,
+            NextStep::StartAttempt {
+                refresh_token_first,
+            } => {
                 let attempt_id = AttemptId::new();
                 match self
-                    .execute(job_id, PublishingJobCommand::StartAttempt { attempt_id, at: now })
+                    .execute(
+                        job_id,
+                        PublishingJobCommand::StartAttempt {
+                            attempt_id,
+                            at: now,
+                        },
+                    )
                     .await
                 {
                     Ok(()) => {}
-                    Err(cqrs_es::AggregateError::UserError(PublishingJobError::NotDueYet { due_at })) => {
-                        return Ok(Continue::ReleaseUntil(due_at))
-                    }
+                    Err(cqrs_es::AggregateError::UserError(PublishingJobError::NotDueYet {
+                        due_at,
+                    })) => return Ok(Continue::ReleaseUntil(due_at)),
                     Err(error) => return Err(error.into()),
                 }
                 let job = self.jobs.load(&job_id.to_string()).await?;
-                self.attempt(job_id, &job, attempt_id, refresh_token_first).await
+                self.attempt(job_id, &job, attempt_id, refresh_token_first)
+                    .await
             }
         }
     }
 
-    fn adapter_for(&self, job: &PublishingJob) -> Result<Arc<dyn PlatformAdapter>, PlatformFailure> {
+    fn adapter_for(
+        &self,
+        job: &PublishingJob,
+    ) -> Result<Arc<dyn PlatformAdapter>, PlatformFailure> {
         let platform = job.platform.ok_or_else(|| {
-            PlatformFailure::new(ErrorClass::Permanent, "job_incomplete", "the job has no platform")
+            PlatformFailure::new(
+                ErrorClass::Permanent,
+                "job_incomplete",
+                "the job has no platform",
+            )
         })?;
         self.adapters.get(platform)
     }
 
     async fn limits_for(&self, job: &PublishingJob) -> anyhow::Result<SharedRateLimits> {
-        let connection_id = job.connection_id.ok_or_else(|| anyhow::anyhow!("job has no connection"))?;
+        let connection_id = job
+            .connection_id
+            .ok_or_else(|| anyhow::anyhow!("job has no connection"))?;
         let connection = self.connections.load(&connection_id.to_string()).await?;
         let account_id = connection.account.map(|a| a.account_id).unwrap_or_default();
-        let platform = job.platform.ok_or_else(|| anyhow::anyhow!("job has no platform"))?;
-        Ok(SharedRateLimits::new(self.db.clone(), platform, &account_id))
+        let platform = job
+            .platform
+            .ok_or_else(|| anyhow::anyhow!("job has no platform"))?;
+        Ok(SharedRateLimits::new(
+            self.db.clone(),
+            platform,
+            &account_id,
+        ))
     }
 
     fn draft(job: &PublishingJob, part_index: usize) -> PostDraft {
-        let content = job.content.clone().unwrap_or_else(|| herald_domain::PreparedContent {
-            parts: vec![],
-            media: vec![],
-            poll: None,
-        });
+        let content = job
+            .content
+            .clone()
+            .unwrap_or_else(|| herald_domain::PreparedContent {
+                parts: vec![],
+                media: vec![],
+                poll: None,
+            });
         let first = part_index == 0;
         PostDraft {
             text: content.parts.get(part_index).cloned().unwrap_or_default(),
@@ -217,11 +263,18 @@ impl Publisher {
                 vec![]
             },
             poll: if first { content.poll } else { None },
-            reply_to: part_index.checked_sub(1).and_then(|i| job.posted_parts.get(i).cloned()),
+            reply_to: part_index
+                .checked_sub(1)
+                .and_then(|i| job.posted_parts.get(i).cloned()),
         }
     }
 
-    async fn fail_attempt(&self, job_id: &JobId, attempt_id: AttemptId, failure: PlatformFailure) -> StepResult {
+    async fn fail_attempt(
+        &self,
+        job_id: &JobId,
+        attempt_id: AttemptId,
+        failure: PlatformFailure,
+    ) -> StepResult {
         tracing::info!(class = failure.class.as_str(), code = %failure.code, "attempt failed");
         self.execute(
             job_id,
@@ -236,7 +289,13 @@ impl Publisher {
         Ok(Continue::Again)
     }
 
-    async fn attempt(&self, job_id: &JobId, job: &PublishingJob, attempt_id: AttemptId, refresh_first: bool) -> StepResult {
+    async fn attempt(
+        &self,
+        job_id: &JobId,
+        job: &PublishingJob,
+        attempt_id: AttemptId,
+        refresh_first: bool,
+    ) -> StepResult {
         let (adapter, limits) = match self.adapter_for(job) {
             Ok(adapter) => (adapter, self.limits_for(job).await?),
             Err(failure) => return self.fail_attempt(job_id, attempt_id, failure).await,
@@ -246,7 +305,11 @@ impl Publisher {
             Ok(token) => token,
             Err(failure) => return self.fail_attempt(job_id, attempt_id, failure).await,
         };
-        let media = job.content.as_ref().map(|c| c.media.clone()).unwrap_or_default();
+        let media = job
+            .content
+            .as_ref()
+            .map(|c| c.media.clone())
+            .unwrap_or_default();
         for (media_index, item) in media.iter().enumerate() {
             if job.uploaded_media.contains_key(&media_index) {
                 continue;
@@ -285,7 +348,9 @@ impl Publisher {
                             token = fresh;
                             result = adapter.create_post(&token, &draft, &limits).await;
                         }
-                        Err(refresh_failure) => return self.fail_attempt(job_id, attempt_id, refresh_failure).await,
+                        Err(refresh_failure) => {
+                            return self.fail_attempt(job_id, attempt_id, refresh_failure).await
+                        }
                     }
                 }
             }
@@ -320,7 +385,8 @@ impl Publisher {
                 // A platform may create the post and still answer 5xx; then the retry is refused
                 // as a duplicate. Ask the platform instead of failing the job.
                 Err(PostError::Failed(failure))
-                    if failure.code == DUPLICATE_CODE && job.last_failure == Some(ErrorClass::Retryable) =>
+                    if failure.code == DUPLICATE_CODE
+                        && job.last_failure == Some(ErrorClass::Retryable) =>
                 {
                     self.execute(
                         job_id,
@@ -334,7 +400,9 @@ impl Publisher {
                     return Ok(Continue::Again);
                 }
                 Err(PostError::Failed(failure)) => {
-                    if let (ErrorClass::RateLimited, Some(until)) = (failure.class, failure.not_before) {
+                    if let (ErrorClass::RateLimited, Some(until)) =
+                        (failure.class, failure.not_before)
+                    {
                         limits.block_until("create_tweet", until).await.ok();
                     }
                     return self.fail_attempt(job_id, attempt_id, failure).await;
@@ -344,21 +412,39 @@ impl Publisher {
         Ok(Continue::Again)
     }
 
-    async fn token(&self, connection_id: &herald_domain::ConnectionId, refresh_first: bool) -> Result<Secret, PlatformFailure> {
+    async fn token(
+        &self,
+        connection_id: &herald_domain::ConnectionId,
+        refresh_first: bool,
+    ) -> Result<Secret, PlatformFailure> {
         if refresh_first {
             // The platform already refused the token once: a refusal now needs the user.
-            return self.tokens.refresh(connection_id, None).await.map(|g| g.access_token).map_err(|failure| {
-                if failure.class == ErrorClass::Retryable {
-                    failure
-                } else {
-                    PlatformFailure { class: ErrorClass::ReauthorizationRequired, ..failure }
-                }
-            });
+            return self
+                .tokens
+                .refresh(connection_id, None)
+                .await
+                .map(|g| g.access_token)
+                .map_err(|failure| {
+                    if failure.class == ErrorClass::Retryable {
+                        failure
+                    } else {
+                        PlatformFailure {
+                            class: ErrorClass::ReauthorizationRequired,
+                            ..failure
+                        }
+                    }
+                });
         }
         self.tokens.access_token(connection_id, None).await
     }
 
-    async fn reconcile(&self, job_id: &JobId, job: &PublishingJob, attempt_id: AttemptId, part_index: usize) -> StepResult {
+    async fn reconcile(
+        &self,
+        job_id: &JobId,
+        job: &PublishingJob,
+        attempt_id: AttemptId,
+        part_index: usize,
+    ) -> StepResult {
         let adapter = match self.adapter_for(job) {
             Ok(adapter) => adapter,
             Err(failure) => anyhow::bail!("cannot reconcile: {failure}"),
@@ -367,7 +453,10 @@ impl Publisher {
         let connection_id = job.connection_id.expect("a scheduled job has a connection");
         let connection = self.connections.load(&connection_id.to_string()).await?;
         let account_id = connection.account.map(|a| a.account_id).unwrap_or_default();
-        let since = self.attempt_started_at(job_id, attempt_id).await?.unwrap_or_else(Utc::now);
+        let since = self
+            .attempt_started_at(job_id, attempt_id)
+            .await?
+            .unwrap_or_else(Utc::now);
         let token = match self.tokens.access_token(&connection_id, None).await {
             Ok(token) => token,
             Err(failure) => {
@@ -376,7 +465,10 @@ impl Publisher {
             }
         };
         let draft = Self::draft(job, part_index);
-        match adapter.find_post(&token, &account_id, since, &draft, &limits).await {
+        match adapter
+            .find_post(&token, &account_id, since, &draft, &limits)
+            .await
+        {
             Ok(found) => {
                 self.execute(
                     job_id,
@@ -394,19 +486,31 @@ impl Publisher {
             }
             Err(failure) => {
                 // Nothing may be sent before the platform answers; look again later.
-                let retry_at = failure.not_before.unwrap_or_else(|| Utc::now() + INTERNAL_BACKOFF);
+                let retry_at = failure
+                    .not_before
+                    .unwrap_or_else(|| Utc::now() + INTERNAL_BACKOFF);
                 tracing::warn!(%failure, "reconciliation failed; will try again");
                 Ok(Continue::ReleaseUntil(retry_at))
             }
         }
     }
 
-    async fn attempt_started_at(&self, job_id: &JobId, attempt_id: AttemptId) -> anyhow::Result<Option<DateTime<Utc>>> {
+    async fn attempt_started_at(
+        &self,
+        job_id: &JobId,
+        attempt_id: AttemptId,
+    ) -> anyhow::Result<Option<DateTime<Utc>>> {
         let events = self.jobs.events(&job_id.to_string()).await?;
-        Ok(events.into_iter().find_map(|envelope| match envelope.payload {
-            herald_domain::publishing_job::PublishingJobEvent::AttemptStarted { attempt_id: id, at, .. } if id == attempt_id => Some(at),
-            _ => None,
-        }))
+        Ok(events
+            .into_iter()
+            .find_map(|envelope| match envelope.payload {
+                herald_domain::publishing_job::PublishingJobEvent::AttemptStarted {
+                    attempt_id: id,
+                    at,
+                    ..
+                } if id == attempt_id => Some(at),
+                _ => None,
+            }))
     }
 }
 

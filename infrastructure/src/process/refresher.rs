@@ -20,7 +20,12 @@ pub trait ExpiringConnections: Send + Sync {
 }
 
 /// Scans for expiring tokens every `every` until shutdown.
-pub async fn run(tokens: TokenService, connections: impl ExpiringConnections, every: Duration, shutdown: CancellationToken) {
+pub async fn run(
+    tokens: TokenService,
+    connections: impl ExpiringConnections,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
     loop {
         match connections.expiring(Utc::now() + AHEAD).await {
             Ok(expiring) => {

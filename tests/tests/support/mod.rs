@@ -84,13 +84,22 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
     spawn_app_with(backend, SandboxConfig::default(), Role::All).await
 }
 
-pub async fn spawn_app_with(backend: Backend, sandbox_config: SandboxConfig, role: Role) -> TestApp {
-    let sandbox = Sandbox::start("127.0.0.1:0", sandbox_config).await.expect("start the sandbox");
-    let data_dir = std::env::temp_dir().join(format!("herald-test-{}", uuid::Uuid::new_v4().simple()));
+pub async fn spawn_app_with(
+    backend: Backend,
+    sandbox_config: SandboxConfig,
+    role: Role,
+) -> TestApp {
+    let sandbox = Sandbox::start("127.0.0.1:0", sandbox_config)
+        .await
+        .expect("start the sandbox");
+    let data_dir =
+        std::env::temp_dir().join(format!("herald-test-{}", uuid::Uuid::new_v4().simple()));
     let config = test_config(backend, &sandbox, data_dir.clone()).await;
     let herald = Herald::build(config.clone()).await.expect("build Herald");
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let running = herald_api::server::start(herald, listener, role).await.expect("start Herald");
+    let running = herald_api::server::start(herald, listener, role)
+        .await
+        .expect("start Herald");
     TestApp {
         url: running.url.clone(),
         sandbox,
@@ -115,38 +124,79 @@ impl TestApp {
     }
 
     pub async fn get(&self, user: &str, path: &str) -> reqwest::Response {
-        self.http.get(self.api(path)).bearer_auth(self.token(user)).send().await.unwrap()
+        self.http
+            .get(self.api(path))
+            .bearer_auth(self.token(user))
+            .send()
+            .await
+            .unwrap()
     }
 
     pub async fn post(&self, user: &str, path: &str, body: Value) -> reqwest::Response {
-        self.http.post(self.api(path)).bearer_auth(self.token(user)).json(&body).send().await.unwrap()
+        self.http
+            .post(self.api(path))
+            .bearer_auth(self.token(user))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
     }
 
     pub async fn delete(&self, user: &str, path: &str) -> reqwest::Response {
-        self.http.delete(self.api(path)).bearer_auth(self.token(user)).send().await.unwrap()
+        self.http
+            .delete(self.api(path))
+            .bearer_auth(self.token(user))
+            .send()
+            .await
+            .unwrap()
     }
 
     /// Connects `user` to sandbox X as `sandbox_user`; returns the connection id.
     pub async fn connect_x(&self, user: &str, sandbox_user: &str) -> String {
-        let started: Value = self.post(user, "/x/connect", json!({})).await.json().await.unwrap();
-        let url = format!("{}&sandbox_user={sandbox_user}", started["authorization_url"].as_str().unwrap());
+        let started: Value = self
+            .post(user, "/x/connect", json!({}))
+            .await
+            .json()
+            .await
+            .unwrap();
+        let url = format!(
+            "{}&sandbox_user={sandbox_user}",
+            started["authorization_url"].as_str().unwrap()
+        );
         // The sandbox approves at once and redirects to Herald's callback.
         let response = self.http.get(url).send().await.unwrap();
-        assert_eq!(response.status(), 200, "callback failed: {:?}", response.text().await);
+        assert_eq!(
+            response.status(),
+            200,
+            "callback failed: {:?}",
+            response.text().await
+        );
         let body: Value = response.json().await.unwrap();
         body["connection_id"].as_str().unwrap().to_string()
     }
 
     /// Publishes `content` to `connection`; returns the job id.
     pub async fn publish(&self, user: &str, connection: &str, content: Value) -> String {
-        let response = self.post(user, "/publish", json!({"connection_ids": [connection], "content": content})).await;
+        let response = self
+            .post(
+                user,
+                "/publish",
+                json!({"connection_ids": [connection], "content": content}),
+            )
+            .await;
         assert_eq!(response.status(), 202, "{:?}", response.text().await);
         let body: Value = response.json().await.unwrap();
         body["jobs"][0]["job_id"].as_str().unwrap().to_string()
     }
 
     /// Polls the query API until the job has `status`; returns the job.
-    pub async fn wait_for_status(&self, user: &str, job_id: &str, status: &str, within: Duration) -> Value {
+    pub async fn wait_for_status(
+        &self,
+        user: &str,
+        job_id: &str,
+        status: &str,
+        within: Duration,
+    ) -> Value {
         let deadline = Instant::now() + within;
         let mut last = Value::Null;
         while Instant::now() < deadline {
@@ -163,7 +213,12 @@ impl TestApp {
     }
 
     pub async fn history(&self, user: &str, job_id: &str) -> Vec<String> {
-        let body: Value = self.get(user, &format!("/jobs/{job_id}/history")).await.json().await.unwrap();
+        let body: Value = self
+            .get(user, &format!("/jobs/{job_id}/history"))
+            .await
+            .json()
+            .await
+            .unwrap();
         body["events"]
             .as_array()
             .unwrap()
@@ -181,7 +236,11 @@ impl TestApp {
             .send()
             .await
             .unwrap();
-        assert!(response.status().is_success(), "fault not accepted: {:?}", response.text().await);
+        assert!(
+            response.status().is_success(),
+            "fault not accepted: {:?}",
+            response.text().await
+        );
     }
 
     pub async fn stop(mut self) {
