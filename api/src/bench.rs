@@ -1,18 +1,474 @@
-//! `herald bench`: measures the pipeline (filled in below).
+//! `herald bench`: drives the production pipeline (Postgres + Kafka + workers + sandbox X) and,
+//! in the same run, a baseline of raw single-row INSERTs into the same Postgres at the same
+//! client count, and reports ratios against it:
+//!
+//! 1. command throughput: events/s accepted through `POST /publish` ÷ raw inserts/s;
+//! 2. end-to-end latency at a steady rate: publish accepted → `published` visible in the
+//!    query API, p50 and p99;
+//! 3. scheduling delay: how long after its `publish_at` a scheduled job starts.
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
 use clap::Args;
+use herald_sandbox::{Sandbox, SandboxConfig};
+use serde_json::{json, Value};
+use tokio::sync::Mutex;
+
+use crate::config::{Config, Role};
+use crate::runtime::Herald;
 
 /// Benchmark settings.
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
-    /// Postgres URL for the benchmark's scratch database (created and dropped).
+    /// Postgres admin URL; the benchmark creates and drops its own database there.
     #[arg(
         long,
         env = "HERALD_BENCH_DATABASE_URL",
         default_value = "postgres://postgres@127.0.0.1:5432/postgres"
     )]
     pub database_url: String,
+    /// Kafka bootstrap servers (e.g. from `eval "$(bash scripts/test-services.sh)"`).
+    #[arg(long, env = "HERALD_TEST_KAFKA_BROKERS")]
+    pub kafka_brokers: String,
+    /// Concurrent clients for the throughput phase (and the baseline).
+    #[arg(long, default_value_t = 8)]
+    pub clients: usize,
+    /// Seconds per throughput phase.
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u64,
+    /// Jobs per second in the latency phase.
+    #[arg(long, default_value_t = 100)]
+    pub rate: u64,
+    /// Jobs measured in the latency phase.
+    #[arg(long, default_value_t = 1000)]
+    pub jobs: usize,
+    /// Scheduled jobs measured for scheduling delay.
+    #[arg(long, default_value_t = 50)]
+    pub scheduled: usize,
 }
 
-pub async fn run(_args: BenchArgs) -> anyhow::Result<()> {
-    anyhow::bail!("the benchmark is not built yet")
+const USER: &str = "bench";
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let (database_url, database) = scratch_database(&args.database_url).await?;
+    let result = run_in(&args, &database_url).await;
+    drop_database(&args.database_url, &database).await;
+    result
+}
+
+async fn run_in(args: &BenchArgs, database_url: &str) -> anyhow::Result<()> {
+    let mut sandbox_config = SandboxConfig::default();
+    // The sandbox stands in for a platform with room to spare; Herald's own limits are measured.
+    sandbox_config.x.rate_limits.create_tweet = u32::MAX;
+    sandbox_config.x.rate_limits.user_tweets = u32::MAX;
+    sandbox_config.x.rate_limits.users_me = u32::MAX;
+    let sandbox = Sandbox::start("127.0.0.1:0", sandbox_config.clone()).await?;
+    let data_dir =
+        std::env::temp_dir().join(format!("herald-bench-{}", uuid::Uuid::new_v4().simple()));
+    let mut config = Config::embedded(data_dir.clone());
+    config.database_url = Some(database_url.to_string());
+    config.kafka_brokers = Some(args.kafka_brokers.clone());
+    config.kafka_topic_prefix = format!("bench{}.", uuid::Uuid::new_v4().simple());
+    config.sandbox = Some(false);
+    config.x_client_id = Some(sandbox_config.x.client_id.clone());
+    config.x_client_secret = Some(sandbox_config.x.client_secret.clone());
+    config.x_api_base = Some(sandbox.x_base_url());
+    config.jwt_secret = Some("herald-bench-secret-herald-bench-secret".into());
+    let token = crate::auth::mint(
+        b"herald-bench-secret-herald-bench-secret",
+        USER,
+        Duration::from_secs(3600),
+    )?;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()?;
+
+    // Phase 1: the command path with the workers running, as in production, then the baseline.
+    let herald = Herald::build(config.clone()).await?;
+    let api = crate::server::start(herald, TcpListener::bind("127.0.0.1:0")?, Role::All).await?;
+    let connection = connect(&http, &api.url, &token).await?;
+    let baseline = raw_insert_rate(
+        database_url,
+        args.clients,
+        Duration::from_secs(args.seconds),
+    )
+    .await?;
+    let commands = publish_rate(
+        &http,
+        &api.url,
+        &token,
+        &connection,
+        args.clients,
+        Duration::from_secs(args.seconds),
+    )
+    .await?;
+    println!(
+        "baseline: raw single-row INSERTs into Postgres, {} clients: {baseline:.0}/s",
+        args.clients
+    );
+    println!(
+        "command API: JobScheduled events accepted via POST /publish, {} clients: {commands:.0}/s",
+        args.clients
+    );
+    println!(
+        "ratio command events/s ÷ raw inserts/s: {:.2} (target ≥ 0.5)",
+        commands / baseline
+    );
+
+    // Let the workers drain the throughput phase's jobs before measuring latency.
+    wait_until_idle(&api.herald).await?;
+
+    // Phase 2: steady rate, latency from accepted to visible as published.
+    let latencies =
+        steady_latency(&http, &api.url, &token, &connection, args.rate, args.jobs).await?;
+    let p50 = percentile(&latencies, 0.50);
+    let p99 = percentile(&latencies, 0.99);
+    println!(
+        "publish accepted → published visible in the query API at {} jobs/s, {} jobs: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms (target p99 ≤ 250 ms)",
+        args.rate,
+        latencies.len(),
+        p50,
+        p99,
+        latencies.last().copied().unwrap_or_default()
+    );
+    println!("ratio p99 ÷ 250 ms target: {:.2}", p99 / 250.0);
+
+    // Phase 3: scheduling delay.
+    let delays = scheduling_delay(&http, &api.url, &token, &connection, args.scheduled).await?;
+    println!(
+        "scheduled job start after publish_at, {} jobs: p50 {:.0} ms, p99 {:.0} ms (target: within 1000 ms)",
+        delays.len(),
+        percentile(&delays, 0.50),
+        percentile(&delays, 0.99)
+    );
+    api.stop().await;
+    let _ = std::fs::remove_dir_all(data_dir);
+    Ok(())
+}
+
+async fn scratch_database(admin_url: &str) -> anyhow::Result<(String, String)> {
+    let name = format!("herald_bench_{}", uuid::Uuid::new_v4().simple());
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(admin_url)
+        .await
+        .context("connecting to Postgres")?;
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&pool)
+        .await?;
+    pool.close().await;
+    let mut url = url::Url::parse(admin_url)?;
+    url.set_path(&name);
+    Ok((url.to_string(), name))
+}
+
+async fn drop_database(admin_url: &str, name: &str) {
+    if let Ok(pool) = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(admin_url)
+        .await
+    {
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&pool)
+            .await;
+    }
+}
+
+async fn connect(http: &reqwest::Client, base: &str, token: &str) -> anyhow::Result<String> {
+    let started: Value = http
+        .post(format!("{base}/api/v1/platforms/x/connect"))
+        .bearer_auth(token)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let url = started["authorization_url"]
+        .as_str()
+        .context("no authorization_url")?;
+    let connected: Value = http
+        .get(url)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    Ok(connected["connection_id"]
+        .as_str()
+        .context("no connection_id")?
+        .to_string())
+}
+
+/// Single-row INSERTs of an event-sized JSON row, each its own transaction, by `clients` tasks.
+async fn raw_insert_rate(url: &str, clients: usize, length: Duration) -> anyhow::Result<f64> {
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(clients as u32)
+        .connect(url)
+        .await?;
+    sqlx::query("CREATE TABLE bench_baseline (id bigserial PRIMARY KEY, aggregate_id text NOT NULL, payload json NOT NULL)")
+        .execute(&pool)
+        .await?;
+    let payload = json!({"JobScheduled": {"text": "a typical post of moderate length for the baseline", "n": 1}});
+    let deadline = Instant::now() + length;
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let pool = pool.clone();
+        let payload = payload.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut done = 0u64;
+            while Instant::now() < deadline {
+                sqlx::query("INSERT INTO bench_baseline (aggregate_id, payload) VALUES ($1, $2)")
+                    .bind(uuid::Uuid::new_v4().to_string())
+                    .bind(&payload)
+                    .execute(&pool)
+                    .await?;
+                done += 1;
+            }
+            anyhow::Ok(done)
+        }));
+    }
+    let started = Instant::now();
+    let mut total = 0;
+    for task in tasks {
+        total += task.await??;
+    }
+    Ok(total as f64 / started.elapsed().as_secs_f64().max(length.as_secs_f64()))
+}
+
+async fn publish_one(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    connection: &str,
+    text: String,
+) -> anyhow::Result<String> {
+    let response: Value = http
+        .post(format!("{base}/api/v1/platforms/publish"))
+        .bearer_auth(token)
+        .json(&json!({"connection_ids": [connection], "content": {"text": text}}))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    Ok(response["jobs"][0]["job_id"]
+        .as_str()
+        .context("no job id")?
+        .to_string())
+}
+
+async fn publish_rate(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    connection: &str,
+    clients: usize,
+    length: Duration,
+) -> anyhow::Result<f64> {
+    let deadline = Instant::now() + length;
+    let mut tasks = Vec::new();
+    for client in 0..clients {
+        let (http, base, token, connection) = (
+            http.clone(),
+            base.to_string(),
+            token.to_string(),
+            connection.to_string(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut done = 0u64;
+            while Instant::now() < deadline {
+                publish_one(
+                    &http,
+                    &base,
+                    &token,
+                    &connection,
+                    format!("throughput {client}-{done}"),
+                )
+                .await?;
+                done += 1;
+            }
+            anyhow::Ok(done)
+        }));
+    }
+    let started = Instant::now();
+    let mut total = 0;
+    for task in tasks {
+        total += task.await??;
+    }
+    Ok(total as f64 / started.elapsed().as_secs_f64().max(length.as_secs_f64()))
+}
+
+async fn wait_until_idle(herald: &Herald) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while Instant::now() < deadline {
+        let pending: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM job_views WHERE status NOT IN ('published', 'failed', 'cancelled')")
+            .fetch_one(&herald.db.any)
+            .await?;
+        let scheduled: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM job_schedule")
+            .fetch_one(&herald.db.any)
+            .await?;
+        if pending == 0 && scheduled == 0 {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    anyhow::bail!("the workers did not drain the throughput phase within 10 minutes")
+}
+
+/// Publishes `jobs` at `rate`/s and records, per job, accepted → first seen published.
+async fn steady_latency(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    connection: &str,
+    rate: u64,
+    jobs: usize,
+) -> anyhow::Result<Vec<f64>> {
+    let accepted: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let seen: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let done = Arc::new(tokio::sync::Notify::new());
+    // One poller reads the newest published jobs, as a client watching the query API would.
+    let poller = {
+        let (http, base, token) = (http.clone(), base.to_string(), token.to_string());
+        let (accepted, seen, done) = (accepted.clone(), seen.clone(), done.clone());
+        tokio::spawn(async move {
+            loop {
+                let response = http
+                    .get(format!(
+                        "{base}/api/v1/platforms/jobs?status=published&limit=200"
+                    ))
+                    .bearer_auth(&token)
+                    .send()
+                    .await;
+                let now = Instant::now();
+                if let Ok(response) = response {
+                    if let Ok(body) = response.json::<Value>().await {
+                        let accepted = accepted.lock().await;
+                        let mut seen = seen.lock().await;
+                        for job in body["jobs"].as_array().into_iter().flatten() {
+                            if let Some(id) = job["job_id"].as_str() {
+                                if accepted.contains_key(id) {
+                                    seen.entry(id.to_string()).or_insert(now);
+                                }
+                            }
+                        }
+                        if seen.len() >= jobs {
+                            done.notify_one();
+                            return;
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+    let interval = Duration::from_secs_f64(1.0 / rate as f64);
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut senders = Vec::new();
+    for n in 0..jobs {
+        ticker.tick().await;
+        let (http, base, token, connection) = (
+            http.clone(),
+            base.to_string(),
+            token.to_string(),
+            connection.to_string(),
+        );
+        let accepted = accepted.clone();
+        senders.push(tokio::spawn(async move {
+            let job_id =
+                publish_one(&http, &base, &token, &connection, format!("latency {n}")).await?;
+            accepted.lock().await.insert(job_id, Instant::now());
+            anyhow::Ok(())
+        }));
+    }
+    for sender in senders {
+        sender.await??;
+    }
+    tokio::time::timeout(Duration::from_secs(120), done.notified())
+        .await
+        .context("not every job was seen published within 2 minutes")?;
+    poller.abort();
+    let accepted = accepted.lock().await;
+    let seen = seen.lock().await;
+    let mut latencies: Vec<f64> = seen
+        .iter()
+        .filter_map(|(id, at)| {
+            accepted
+                .get(id)
+                .map(|start| at.saturating_duration_since(*start).as_secs_f64() * 1000.0)
+        })
+        .collect();
+    latencies.sort_by(|a, b| a.total_cmp(b));
+    Ok(latencies)
+}
+
+/// Schedules jobs two seconds ahead and measures `published_at - publish_at` from the query API.
+async fn scheduling_delay(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    connection: &str,
+    count: usize,
+) -> anyhow::Result<Vec<f64>> {
+    let mut ids = Vec::new();
+    for n in 0..count {
+        let at = chrono::Utc::now() + chrono::Duration::milliseconds(2000 + (n as i64 * 20));
+        let response: Value = http
+            .post(format!("{base}/api/v1/platforms/schedule"))
+            .bearer_auth(token)
+            .json(&json!({"connection_ids": [connection], "content": {"text": format!("scheduled {n}")}, "publish_at": at.to_rfc3339()}))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        ids.push(
+            response["jobs"][0]["job_id"]
+                .as_str()
+                .context("no job id")?
+                .to_string(),
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut delays = Vec::new();
+    for id in ids {
+        loop {
+            let job: Value = http
+                .get(format!("{base}/api/v1/platforms/jobs/{id}"))
+                .bearer_auth(token)
+                .send()
+                .await?
+                .json()
+                .await?;
+            if job["status"] == "published" {
+                let due = chrono::DateTime::parse_from_rfc3339(
+                    job["publish_at"].as_str().context("publish_at")?,
+                )?;
+                let published = chrono::DateTime::parse_from_rfc3339(
+                    job["published_at"].as_str().context("published_at")?,
+                )?;
+                delays.push((published - due).num_milliseconds() as f64);
+                break;
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "scheduled job {id} was not published within a minute"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    delays.sort_by(|a, b| a.total_cmp(b));
+    Ok(delays)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index]
 }
