@@ -8,11 +8,13 @@
 //!
 //! Layout: platform-independent machinery lives at the crate root
 //! ([`faults`], [`oauth`], [`ratelimit`], [`multipart`], [`inspect`]); each
-//! platform has its own module mounted under its own path prefix (X: `/x`).
+//! platform has its own module mounted under its own path prefix (X: `/x`);
+//! [`media`] serves sample files to publish.
 #![forbid(unsafe_code)]
 
 pub mod faults;
 pub mod inspect;
+pub mod media;
 pub mod multipart;
 pub mod oauth;
 pub mod ratelimit;
@@ -62,6 +64,7 @@ impl Sandbox {
             App::new()
                 .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
                 .service(x::scope(x_data.clone()))
+                .service(media::scope())
         })
         .workers(2)
         // Embedded in tests and in `herald serve`: the host process owns signals.

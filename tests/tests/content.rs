@@ -1,0 +1,151 @@
+//! Every X content type through the whole pipeline: images, a chunked video, a poll, a thread.
+mod support;
+
+use std::time::Duration;
+
+use serde_json::json;
+use support::{spawn_app, Backend};
+
+const SOON: Duration = Duration::from_secs(20);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn images_video_polls_and_threads_reach_x() {
+    let app = spawn_app(Backend::Embedded).await;
+    let connection = app.connect_x("alice", "alice_x").await;
+    let media = |name: &str, kind: &str, mime: &str, bytes: u64| json!({"url": format!("{}/media/{name}?bytes={bytes}", app.sandbox.base_url()), "kind": kind, "mime_type": mime});
+
+    let images = app
+        .publish(
+            "alice",
+            &connection,
+            json!({"text": "two pictures", "media": [media("a.png", "image", "image/png", 200_000), media("b.jpg", "image", "image/jpeg", 90_000)]}),
+        )
+        .await;
+    // 9 MiB in 4 MiB chunks: three APPEND segments.
+    let video = app
+        .publish("alice", &connection, json!({"text": "a clip", "media": [media("clip.mp4", "video", "video/mp4", 9 * 1024 * 1024)]}))
+        .await;
+    let poll = app
+        .publish("alice", &connection, json!({"text": "tabs or spaces?", "poll": {"options": ["tabs", "spaces"], "duration_minutes": 60}}))
+        .await;
+    let long_text = (0..120)
+        .map(|i| format!("word{i}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let thread = app
+        .publish(
+            "alice",
+            &connection,
+            json!({"text": long_text, "thread": true}),
+        )
+        .await;
+
+    let images_job = app
+        .wait_for_status("alice", &images, "published", SOON)
+        .await;
+    let video_job = app
+        .wait_for_status("alice", &video, "published", SOON)
+        .await;
+    app.wait_for_status("alice", &poll, "published", SOON).await;
+    let thread_job = app
+        .wait_for_status("alice", &thread, "published", SOON)
+        .await;
+
+    assert_eq!(images_job["upload_progress_percent"], 100);
+    assert_eq!(video_job["upload_progress_percent"], 100);
+    let video_history = app.history("alice", &video).await;
+    assert_eq!(
+        video_history
+            .iter()
+            .filter(|e| *e == "UploadChunked")
+            .count(),
+        3,
+        "{video_history:?}"
+    );
+    assert!(
+        video_history.contains(&"UploadStarted".to_string())
+            && video_history.contains(&"UploadCompleted".to_string())
+    );
+
+    let state = app.sandbox.x_state();
+    let post = |id: &serde_json::Value| {
+        state
+            .posts
+            .iter()
+            .find(|p| p.id == id.as_str().unwrap())
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(post(&images_job["post_id"]).media_ids.len(), 2);
+    let video_post = post(&video_job["post_id"]);
+    assert_eq!(video_post.media_ids.len(), 1);
+    let uploaded = state
+        .media
+        .iter()
+        .find(|m| m.id == video_post.media_ids[0])
+        .unwrap();
+    assert_eq!(uploaded.total_bytes, 9 * 1024 * 1024);
+    assert_eq!(uploaded.segments.len(), 3);
+    assert!(state
+        .posts
+        .iter()
+        .any(|p| p.text == "tabs or spaces?" && p.poll.is_some()));
+
+    // The thread is a reply chain: each part answers the previous one and fits in 280.
+    let ids: Vec<&str> = thread_job["post_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(ids.len() >= 3, "{ids:?}");
+    for (i, id) in ids.iter().enumerate() {
+        let part = state.posts.iter().find(|p| p.id == *id).unwrap();
+        assert!(part.text.chars().count() <= 280);
+        let parent = if i == 0 {
+            None
+        } else {
+            Some(ids[i - 1].to_string())
+        };
+        assert_eq!(part.in_reply_to_tweet_id, parent);
+    }
+    let rebuilt: Vec<String> = ids
+        .iter()
+        .map(|id| {
+            state
+                .posts
+                .iter()
+                .find(|p| p.id == *id)
+                .unwrap()
+                .text
+                .clone()
+        })
+        .collect();
+    assert_eq!(rebuilt.join(" "), long_text);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejected_media_fails_the_job_with_an_actionable_message() {
+    let app = spawn_app(Backend::Embedded).await;
+    let connection = app.connect_x("alice", "alice_x").await;
+    app.x_fault("media_status", json!({"kind": "reject_media"}), 1)
+        .await;
+    app.x_fault("media_finalize", json!({"kind": "reject_media"}), 1)
+        .await;
+    let url = format!("{}/media/bad.mp4?bytes=100000", app.sandbox.base_url());
+    let job = app
+        .publish("alice", &connection, json!({"text": "broken clip", "media": [{"url": url, "kind": "video", "mime_type": "video/mp4"}]}))
+        .await;
+    let failed = app.wait_for_status("alice", &job, "failed", SOON).await;
+    assert_eq!(failed["last_error"]["class"], "permanent");
+    assert!(!failed["last_error"]["message"].as_str().unwrap().is_empty());
+    assert_eq!(failed["attempts"], 1);
+    assert!(app
+        .sandbox
+        .x_state()
+        .posts
+        .iter()
+        .all(|p| p.text != "broken clip"));
+    app.stop().await;
+}
