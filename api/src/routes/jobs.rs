@@ -184,13 +184,19 @@ async fn accept(
             .jobs
             .execute(&job_id.to_string(), command, &metadata)
             .await?;
-        let job = herald.jobs.load(&job_id.to_string()).await?;
+        // A replayed Idempotency-Key may name a job that has moved on: report its real state.
+        let (status, due_at) = if key.is_some() {
+            let job = herald.jobs.load(&job_id.to_string()).await?;
+            (job.status.as_str(), job.due_at)
+        } else {
+            ("scheduled", Some(publish_at.unwrap_or(requested_at)))
+        };
         jobs.push(json!({
             "job_id": job_id,
             "connection_id": target.connection_id,
             "platform": target.platform,
-            "status": job.status.as_str(),
-            "publish_at": job.due_at,
+            "status": status,
+            "publish_at": due_at,
         }));
     }
     Ok(HttpResponse::Accepted().json(json!({ "jobs": jobs })))
