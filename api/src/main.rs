@@ -41,7 +41,7 @@ enum Command {
         #[arg(long, default_value_t = 24)]
         hours: u64,
     },
-    /// Rebuild the read models from the event store.
+    /// Rebuild the read models from the event store (stop the workers first).
     Replay {
         #[command(flatten)]
         config: Config,
