@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use herald_infrastructure::db::{Db, Engine};
-use herald_infrastructure::log::{
-    EventLog, LocalConsumerRunner, LocalLog, LogHandler, LogRecord,
-};
+use herald_infrastructure::log::{EventLog, LocalConsumerRunner, LocalLog, LogHandler, LogRecord};
 use sqlx::sqlite::SqlitePool;
-use support::{fast_retry, pairs, payload, unique, wait_until, RecordingHandler, CONNECTION, JOB};
+use support::{
+    fast_retry, pairs, parked_rows, payload, unique, wait_until, RecordingHandler, CONNECTION, JOB,
+};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -76,11 +76,13 @@ impl Drop for TestDb {
 fn start(handler: &Arc<RecordingHandler>, log: &LocalLog) -> (CancellationToken, JoinHandle<()>) {
     let shutdown = CancellationToken::new();
     let handler: Arc<dyn LogHandler> = Arc::clone(handler) as Arc<dyn LogHandler>;
-    let task = tokio::spawn(LocalConsumerRunner::run(handler, log.clone(), shutdown.clone()));
+    let task = tokio::spawn(LocalConsumerRunner::run(
+        handler,
+        log.clone(),
+        shutdown.clone(),
+    ));
     let join = tokio::spawn(async move {
-        task.await
-            .expect("runner task")
-            .expect("runner result");
+        task.await.expect("runner task").expect("runner result");
     });
     (shutdown, join)
 }
@@ -121,7 +123,10 @@ async fn records_arrive_in_commit_order_and_only_for_subscribed_types() {
     let expected: Vec<(String, i64)> = (0..5)
         .flat_map(|s| ["job-a", "job-b", "job-c"].map(|j| (j.to_string(), s)))
         .collect();
-    assert_eq!(order, expected, "the local log is totally ordered by commit");
+    assert_eq!(
+        order, expected,
+        "the local log is totally ordered by commit"
+    );
     assert_eq!(
         seen[4],
         LogRecord {
@@ -204,35 +209,46 @@ async fn a_failing_record_is_retried_then_parked_and_later_records_still_flow() 
     );
     stop(shutdown, join).await;
 
-    assert_eq!(handler.attempts("job-b", 2), 3, "tried as often as the policy says");
+    assert_eq!(
+        handler.attempts("job-b", 2),
+        3,
+        "tried as often as the policy says"
+    );
     let mut expected = pairs(&["job-a"], 5);
     expected.extend([0, 1, 3, 4, 5].map(|s| ("job-b".to_string(), s)));
     assert_eq!(handler.applied_set(), expected);
 
-    let parked: Vec<(String, String, i32, i64, String, i64, String, String)> = sqlx::query_as(
-        "SELECT consumer, topic, partition, \"offset\", stream_id, sequence, error, payload \
-         FROM parked_messages ORDER BY id",
-    )
-    .fetch_all(test.pool())
-    .await
-    .unwrap();
+    let parked = parked_rows(&test.db).await;
     assert_eq!(parked.len(), 2, "{parked:?}");
 
-    let (consumer, topic, partition, offset, stream_id, sequence, error, body) = &parked[0];
-    assert_eq!(consumer, &name);
-    assert_eq!(topic, "herald.publishing_job");
-    assert_eq!(*partition, 0);
-    assert_eq!(*offset, test.outbox_id("job-b", 2).await);
-    assert_eq!((stream_id.as_str(), *sequence), ("job-b", 2));
-    assert!(error.contains("refusing job-b#2"), "{error}");
-    let record: LogRecord = serde_json::from_str(body).expect("parked payload is the record");
+    let failing = &parked[0];
+    assert_eq!(failing.consumer, name);
+    assert_eq!(failing.topic, "herald.publishing_job");
+    assert_eq!(failing.partition, 0);
+    assert_eq!(failing.offset, test.outbox_id("job-b", 2).await);
+    assert_eq!((failing.stream_id.as_str(), failing.sequence), ("job-b", 2));
+    assert!(
+        failing.error.contains("refusing job-b#2"),
+        "{}",
+        failing.error
+    );
+    let record: LogRecord =
+        serde_json::from_str(&failing.payload).expect("parked payload is the record");
     assert_eq!(record.payload, payload("job-b", 2));
 
-    let (_, _, _, offset, stream_id, _, error, body) = &parked[1];
-    assert_eq!(*offset, test.outbox_id("job-z", 0).await);
-    assert_eq!(stream_id, "job-z");
-    assert!(error.starts_with("not a LogRecord"), "{error}");
-    assert!(body.contains("not json"), "{body}");
+    let malformed = &parked[1];
+    assert_eq!(malformed.offset, test.outbox_id("job-z", 0).await);
+    assert_eq!(malformed.stream_id, "job-z");
+    assert!(
+        malformed.error.starts_with("not a LogRecord"),
+        "{}",
+        malformed.error
+    );
+    assert!(
+        malformed.payload.contains("not json"),
+        "{}",
+        malformed.payload
+    );
 
     // The position moved past everything, parked records included.
     let last = test.outbox_id("job-b", 5).await;
@@ -247,7 +263,9 @@ async fn a_commit_notification_wakes_consumers_without_waiting_for_the_poll() {
     let log = EventLog::Local(local);
     let shutdown = CancellationToken::new();
     assert!(
-        log.spawn_relay(test.db.clone(), shutdown.clone()).await.is_none(),
+        log.spawn_relay(test.db.clone(), shutdown.clone())
+            .await
+            .is_none(),
         "the local log has no relay"
     );
 

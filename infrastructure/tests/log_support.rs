@@ -14,7 +14,10 @@ pub const CONNECTION: &str = "Connection";
 
 /// A unique, SQL- and topic-safe name.
 pub fn unique(prefix: &str) -> String {
-    format!("{prefix}_{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+    format!(
+        "{prefix}_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
 }
 
 /// Quick retries so parking tests finish fast.
@@ -114,7 +117,12 @@ impl LogHandler for RecordingHandler {
     async fn handle(&self, record: &LogRecord) -> anyhow::Result<()> {
         let key = (record.aggregate_id.clone(), record.sequence);
         self.seen.lock().unwrap().push(record.clone());
-        *self.attempts.lock().unwrap().entry(key.clone()).or_default() += 1;
+        *self
+            .attempts
+            .lock()
+            .unwrap()
+            .entry(key.clone())
+            .or_default() += 1;
         if self.fail_on.as_ref() == Some(&key) {
             anyhow::bail!("refusing {}#{}", key.0, key.1);
         }
@@ -151,4 +159,28 @@ pub fn pairs(ids: &[&str], count: i64) -> BTreeSet<(String, i64)> {
     ids.iter()
         .flat_map(|id| (0..count).map(move |s| (id.to_string(), s)))
         .collect()
+}
+
+/// One row of `parked_messages`.
+#[derive(Debug, sqlx::FromRow)]
+pub struct ParkedRow {
+    pub consumer: String,
+    pub topic: String,
+    pub partition: i64,
+    pub offset: i64,
+    pub stream_id: String,
+    pub sequence: i64,
+    pub error: String,
+    pub payload: String,
+}
+
+/// Every parked message, oldest first.
+pub async fn parked_rows(db: &herald_infrastructure::db::Db) -> Vec<ParkedRow> {
+    sqlx::query_as(
+        "SELECT consumer, topic, CAST(partition AS BIGINT) AS partition, \"offset\", stream_id, \
+         sequence, error, payload FROM parked_messages ORDER BY id",
+    )
+    .fetch_all(&db.any)
+    .await
+    .expect("reading parked_messages")
 }

@@ -220,10 +220,7 @@ async fn resolve(
         Ok(record) => match handle_with_retry(handler, &record, log.retry, shutdown).await {
             Outcome::Handled => return true,
             Outcome::Cancelled => return false,
-            Outcome::Failed(error) => (
-                error,
-                serde_json::to_string(&record).unwrap_or_default(),
-            ),
+            Outcome::Failed(error) => (error, serde_json::to_string(&record).unwrap_or_default()),
         },
         Err(error) => (
             format!("not a LogRecord: {error:#}"),

@@ -9,7 +9,7 @@
 //!
 //! One relay is active across all processes: the one holding a Postgres advisory lock on its
 //! own connection. The others stand by and try to take the lock every few seconds.
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -46,6 +46,9 @@ pub struct RelayOptions {
     pub cleanup_interval: Duration,
     /// The advisory lock that elects the active relay.
     pub lock_key: i64,
+    /// Create a topic the first time an aggregate type shows up (brokers such as tansu do not
+    /// auto-create). Off where the relay may not create topics and they are provisioned.
+    pub create_topics: bool,
 }
 
 impl Default for RelayOptions {
@@ -57,6 +60,7 @@ impl Default for RelayOptions {
             retention: Duration::from_secs(24 * 3600),
             cleanup_interval: Duration::from_secs(600),
             lock_key: RELAY_LOCK_KEY,
+            create_topics: true,
         }
     }
 }
@@ -67,8 +71,9 @@ pub struct OutboxRelay {
     config: KafkaConfig,
     producer: FutureProducer,
     options: RelayOptions,
-    /// Topics known to exist, so each is created at most once per process.
-    ensured_topics: Mutex<HashSet<String>>,
+    /// Aggregate types whose topic was created (None) or whose creation failed (when), so each
+    /// is created once per process and a failing creation is retried only now and then.
+    ensured_topics: Mutex<HashMap<String, Option<Instant>>>,
 }
 
 /// One unpublished outbox row.
@@ -113,7 +118,7 @@ impl OutboxRelay {
             config: producer_config,
             producer,
             options: RelayOptions::default(),
-            ensured_topics: Mutex::new(HashSet::new()),
+            ensured_topics: Mutex::new(HashMap::new()),
         })
     }
 
@@ -175,7 +180,9 @@ impl OutboxRelay {
         if rows.is_empty() {
             return Ok(0);
         }
-        self.ensure_topics_of(&rows).await?;
+        if self.options.create_topics {
+            self.ensure_topics_of(&rows).await;
+        }
 
         let mut ids = Vec::with_capacity(rows.len());
         let mut outgoing = Vec::with_capacity(rows.len());
@@ -314,25 +321,49 @@ impl OutboxRelay {
         }
     }
 
-    async fn ensure_topics_of(&self, rows: &[OutboxRow]) -> anyhow::Result<()> {
+    /// Creates missing topics. Failing is not fatal: the topic may exist already (the broker may
+    /// just refuse admin requests); if it does not, delivery fails and nothing is marked.
+    async fn ensure_topics_of(&self, rows: &[OutboxRow]) {
+        const RETRY_CREATE_AFTER: Duration = Duration::from_secs(60);
         let missing: Vec<&str> = {
-            let known = self.ensured_topics.lock().unwrap_or_else(|e| e.into_inner());
+            let known = self
+                .ensured_topics
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             let mut missing: Vec<&str> = rows
                 .iter()
                 .map(|r| r.aggregate_type.as_str())
-                .filter(|t| !known.contains(*t))
+                .filter(|t| match known.get(*t) {
+                    None => true,
+                    Some(None) => false,
+                    Some(Some(failed_at)) => failed_at.elapsed() >= RETRY_CREATE_AFTER,
+                })
                 .collect();
             missing.sort_unstable();
             missing.dedup();
             missing
         };
         if missing.is_empty() {
-            return Ok(());
+            return;
         }
-        ensure_topics(&self.config, &missing).await?;
-        let mut known = self.ensured_topics.lock().unwrap_or_else(|e| e.into_inner());
-        known.extend(missing.iter().map(|t| t.to_string()));
-        Ok(())
+        let outcome = match ensure_topics(&self.config, &missing).await {
+            Ok(()) => None,
+            Err(error) => {
+                tracing::warn!(
+                    error = %format!("{error:#}"),
+                    aggregate_types = ?missing,
+                    "could not create topics; producing anyway"
+                );
+                Some(Instant::now())
+            }
+        };
+        let mut known = self
+            .ensured_topics
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        for aggregate_type in missing {
+            known.insert(aggregate_type.to_string(), outcome);
+        }
     }
 }
 
@@ -400,7 +431,9 @@ mod tests {
             .collect()
     }
 
-    fn producer(cluster: &MockCluster<'_, rdkafka::producer::DefaultProducerContext>) -> FutureProducer {
+    fn producer(
+        cluster: &MockCluster<'_, rdkafka::producer::DefaultProducerContext>,
+    ) -> FutureProducer {
         let mut config = KafkaConfig::new(cluster.bootstrap_servers());
         config.message_timeout = Duration::from_millis(1500);
         let mut client: ClientConfig = config.producer_config();
@@ -424,7 +457,12 @@ mod tests {
         cluster.create_topic("herald.job", 1, 1).expect("topic");
         let producer = producer(&cluster);
         // Warm up metadata so the failure is the produce request itself.
-        assert_eq!(deliver_in_order(&producer, &messages("herald.job", 1)).await.delivered, 1);
+        assert_eq!(
+            deliver_in_order(&producer, &messages("herald.job", 1))
+                .await
+                .delivered,
+            1
+        );
 
         // A non-retriable broker error on every produce request.
         cluster.request_errors(
@@ -441,7 +479,12 @@ mod tests {
         let cluster = MockCluster::new(1).expect("mock cluster");
         cluster.create_topic("herald.job", 1, 1).expect("topic");
         let producer = producer(&cluster);
-        assert_eq!(deliver_in_order(&producer, &messages("herald.job", 1)).await.delivered, 1);
+        assert_eq!(
+            deliver_in_order(&producer, &messages("herald.job", 1))
+                .await
+                .delivered,
+            1
+        );
 
         cluster.broker_down(1).expect("broker down");
         let outcome = deliver_in_order(&producer, &messages("herald.job", 4)).await;
