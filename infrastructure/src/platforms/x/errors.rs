@@ -133,9 +133,14 @@ pub(crate) fn rate_limit_headers(headers: &HeaderMap) -> (Option<u64>, Option<Da
     (remaining, reset)
 }
 
-/// When a refused call may be tried again: `Retry-After`, else the rate-limit reset.
+/// When a refused call may be tried again: `Retry-After`, else the rate-limit reset — but only
+/// when the window is spent: X sends its window headers on every answer, and a 5xx with budget
+/// left must not wait for the (up to 15-minute) window to reset.
 pub(crate) fn not_before(headers: &HeaderMap, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    retry_after(headers, now).or_else(|| rate_limit_headers(headers).1.filter(|at| *at > now))
+    retry_after(headers, now).or_else(|| {
+        let (remaining, reset) = rate_limit_headers(headers);
+        reset.filter(|at| *at > now && remaining.is_none_or(|left| left == 0))
+    })
 }
 
 /// Classifies an X error response.
@@ -341,6 +346,13 @@ mod tests {
             (ErrorClass::Retryable, "http_503")
         );
         assert_eq!(f.not_before, None);
+        // Window headers come with every answer; budget left means no wait for the reset.
+        let reset = (now().timestamp() + 600).to_string();
+        let h = headers(&[
+            ("x-rate-limit-remaining", "99"),
+            ("x-rate-limit-reset", &reset),
+        ]);
+        assert_eq!(classify_post(503, &h, "").not_before, None);
     }
 
     #[test]
