@@ -3,6 +3,11 @@
 //! topics, or a temporary SQLite directory for the embedded default.
 #![allow(dead_code)]
 
+pub mod db;
+pub mod kafka;
+pub mod worker;
+
+use std::future::Future;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -89,12 +94,23 @@ pub async fn spawn_app_with(
     sandbox_config: SandboxConfig,
     role: Role,
 ) -> TestApp {
+    spawn_app_configured(backend, sandbox_config, role, |_| {}).await
+}
+
+/// `spawn_app_with`, letting the test adjust the configuration before Herald is built.
+pub async fn spawn_app_configured(
+    backend: Backend,
+    sandbox_config: SandboxConfig,
+    role: Role,
+    adjust: impl FnOnce(&mut Config),
+) -> TestApp {
     let sandbox = Sandbox::start("127.0.0.1:0", sandbox_config)
         .await
         .expect("start the sandbox");
     let data_dir =
         std::env::temp_dir().join(format!("herald-test-{}", uuid::Uuid::new_v4().simple()));
-    let config = test_config(backend, &sandbox, data_dir.clone()).await;
+    let mut config = test_config(backend, &sandbox, data_dir.clone()).await;
+    adjust(&mut config);
     let herald = Herald::build(config.clone()).await.expect("build Herald");
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let running = herald_api::server::start(herald, listener, role)
@@ -213,6 +229,15 @@ impl TestApp {
     }
 
     pub async fn history(&self, user: &str, job_id: &str) -> Vec<String> {
+        self.history_events(user, job_id)
+            .await
+            .iter()
+            .map(|e| e["event_type"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    /// The job's full history: `{sequence, event_type, occurred_at, data: {Type: {...}}, ...}`.
+    pub async fn history_events(&self, user: &str, job_id: &str) -> Vec<Value> {
         let body: Value = self
             .get(user, &format!("/jobs/{job_id}/history"))
             .await
@@ -221,10 +246,50 @@ impl TestApp {
             .unwrap();
         body["events"]
             .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["event_type"].as_str().unwrap().to_string())
+            .unwrap_or_else(|| panic!("no events in the history of {job_id}: {body}"))
+            .clone()
+    }
+
+    /// `GET /connections` for `user`: the list of connection views.
+    pub async fn connections(&self, user: &str) -> Vec<Value> {
+        let body: Value = self.get(user, "/connections").await.json().await.unwrap();
+        body["connections"].as_array().unwrap().clone()
+    }
+
+    /// Requests the sandbox X twin received with `method` on a path ending with `path_suffix`
+    /// (e.g. `("POST", "/2/tweets")`, `("POST", "/2/oauth2/token")`), oldest first.
+    pub fn x_requests(
+        &self,
+        method: &str,
+        path_suffix: &str,
+    ) -> Vec<herald_sandbox::RequestRecord> {
+        self.sandbox
+            .x_state()
+            .requests
+            .into_iter()
+            .filter(|r| r.method == method && r.path.ends_with(path_suffix))
             .collect()
+    }
+
+    /// How many posts with exactly `text` the sandbox X holds.
+    pub fn posts_with_text(&self, text: &str) -> usize {
+        self.sandbox
+            .x_state()
+            .posts
+            .iter()
+            .filter(|p| p.text == text)
+            .count()
+    }
+
+    /// Clears every pending sandbox X fault.
+    pub async fn clear_x_faults(&self) {
+        let response = self
+            .http
+            .delete(format!("{}/_sandbox/faults", self.sandbox.x_base_url()))
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success());
     }
 
     /// Queues a sandbox X fault.
@@ -243,10 +308,58 @@ impl TestApp {
         );
     }
 
+    /// Polls the query API until every job in `job_ids` has `status`; returns the jobs.
+    pub async fn wait_for_all(
+        &self,
+        user: &str,
+        job_ids: &[String],
+        status: &str,
+        within: Duration,
+    ) -> Vec<Value> {
+        let deadline = Instant::now() + within;
+        let mut jobs = Vec::new();
+        for job_id in job_ids {
+            let left = deadline.saturating_duration_since(Instant::now());
+            jobs.push(self.wait_for_status(user, job_id, status, left).await);
+        }
+        jobs
+    }
+
     pub async fn stop(mut self) {
         if let Some(running) = self.running.take() {
             running.stop().await;
         }
         let _ = std::fs::remove_dir_all(&self.data_dir);
     }
+}
+
+/// Polls `check` every 100 ms until it returns `Some`, or panics with `what` after `within`.
+pub async fn eventually<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        if Instant::now() >= deadline {
+            panic!("{what}: not true within {within:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Parses an RFC 3339 time.
+pub fn time(value: &str) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339(value)
+        .unwrap_or_else(|e| panic!("{value:?} is not RFC 3339: {e}"))
+        .with_timezone(&chrono::Utc)
+}
+
+/// The payload of a history event (`data` is `{"EventType": {...}}`).
+pub fn event_data(event: &Value) -> &Value {
+    let kind = event["event_type"].as_str().unwrap();
+    &event["data"][kind]
 }
