@@ -536,3 +536,35 @@ async fn the_local_log_refuses_postgres() {
     assert!(error.to_string().contains("SQLite"), "{error:#}");
     test.finish().await;
 }
+
+#[tokio::test]
+async fn published_rows_older_than_the_retention_are_deleted() {
+    let test = TestDb::new().await;
+    test.commit("job-a", 0..4).await;
+    // Two rows published long ago, one just now, one not yet.
+    sqlx::query(
+        "UPDATE outbox SET published_at = now() - interval '30 hours' \
+         WHERE aggregate_id = 'job-a' AND sequence < 2",
+    )
+    .execute(test.pg())
+    .await
+    .unwrap();
+    sqlx::query("UPDATE outbox SET published_at = now() WHERE sequence = 2")
+        .execute(test.pg())
+        .await
+        .unwrap();
+    // Never contacted: cleanup only touches Postgres.
+    let relay = OutboxRelay::new(test.pg().clone(), KafkaConfig::new("127.0.0.1:9"))
+        .unwrap()
+        .with_options(RelayOptions {
+            retention: Duration::from_secs(24 * 3600),
+            ..RelayOptions::default()
+        });
+    assert_eq!(relay.cleanup().await.unwrap(), 2);
+    let left: Vec<i64> = sqlx::query_scalar("SELECT sequence FROM outbox ORDER BY sequence")
+        .fetch_all(test.pg())
+        .await
+        .unwrap();
+    assert_eq!(left, vec![2, 3]);
+    test.finish().await;
+}

@@ -16,7 +16,7 @@ use std::time::Duration;
 use anyhow::Context;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use sqlx::postgres::{PgConnection, PgListener, PgPool};
+use sqlx::postgres::{PgConnection, PgListener, PgPool, PgPoolOptions};
 use sqlx::Connection;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -158,8 +158,7 @@ impl OutboxRelay {
                 _ = tokio::time::sleep(self.options.lock_retry_interval) => {}
             }
         }
-        // Give in-flight messages a moment; their rows stay unmarked, so this only saves resends.
-        let _ = rdkafka::producer::Producer::flush(&self.producer, Duration::from_secs(2));
+        // Nothing is in flight here: every round awaits all its acknowledgements before returning.
     }
 
     /// One round without the lock (tests, tools): reads up to `batch_size` unpublished rows in id
@@ -264,7 +263,12 @@ impl OutboxRelay {
         mut lock: PgConnection,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<()> {
-        let mut listener = PgListener::connect_with(&self.pg)
+        // Its own one-connection pool: a listener holds its connection for good, which would
+        // shrink the shared pool, and the shared pool closing must not end the listener early.
+        let listener_pool = PgPoolOptions::new()
+            .max_connections(1)
+            .connect_lazy_with(self.pg.connect_options().as_ref().clone());
+        let mut listener = PgListener::connect_with(&listener_pool)
             .await
             .context("connecting the outbox listener")?;
         listener
@@ -299,6 +303,8 @@ impl OutboxRelay {
             // Several commits coalesce into one round.
             while listener.next_buffered().is_some() {}
         }
+        drop(listener);
+        listener_pool.close().await;
         let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
             .bind(self.options.lock_key)
             .execute(&mut lock)
