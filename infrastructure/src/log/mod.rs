@@ -84,7 +84,7 @@ pub enum EventLog {
 
 impl EventLog {
     /// Starts `handler` as a consumer until `shutdown`. With Kafka it first creates the
-    /// handler's topics if needed, and joins the consumer group `handler.name()`; with the local
+    /// handler's topics if needed (a failure there is only logged), and joins the consumer group `handler.name()`; with the local
     /// log it reads from the position stored under `handler.name()` (the local log's own
     /// database is used; `db` is for Kafka's parked messages). If the consumer cannot start
     /// (broker or database unreachable) it is retried every few seconds until `shutdown`.
@@ -99,18 +99,21 @@ impl EventLog {
             while !shutdown.is_cancelled() {
                 let result = match &log {
                     EventLog::Kafka(config) => {
-                        match ensure_topics(config, handler.aggregate_types()).await {
-                            Ok(()) => {
-                                KafkaConsumerRunner::run(
-                                    Arc::clone(&handler),
-                                    config.clone(),
-                                    db.clone(),
-                                    shutdown.clone(),
-                                )
-                                .await
-                            }
-                            Err(error) => Err(error),
+                        if let Err(error) = ensure_topics(config, handler.aggregate_types()).await {
+                            // Not fatal: the topics may be provisioned and creating them refused.
+                            tracing::warn!(
+                                consumer = handler.name(),
+                                error = %format!("{error:#}"),
+                                "could not create topics; subscribing anyway"
+                            );
                         }
+                        KafkaConsumerRunner::run(
+                            Arc::clone(&handler),
+                            config.clone(),
+                            db.clone(),
+                            shutdown.clone(),
+                        )
+                        .await
                     }
                     EventLog::Local(local) => {
                         LocalConsumerRunner::run(

@@ -134,16 +134,19 @@ impl OutboxRelay {
     #[tracing::instrument(skip_all)]
     pub async fn run(self, shutdown: CancellationToken) {
         let mut announced_standby = false;
+        // A standby keeps its connection between tries instead of reconnecting every time.
+        let mut standby: Option<PgConnection> = None;
         while !shutdown.is_cancelled() {
-            match self.try_lock().await {
-                Ok(Some(lock)) => {
+            match self.try_lock(standby.take()).await {
+                Ok((true, lock)) => {
                     announced_standby = false;
                     tracing::info!("outbox relay is active");
                     if let Err(error) = self.relay_while_locked(lock, &shutdown).await {
                         tracing::warn!(error = %format!("{error:#}"), "outbox relay stopped being active");
                     }
                 }
-                Ok(None) => {
+                Ok((false, conn)) => {
+                    standby = Some(conn);
                     if !announced_standby {
                         tracing::info!("another outbox relay is active; standing by");
                         announced_standby = true;
@@ -157,6 +160,9 @@ impl OutboxRelay {
                 _ = shutdown.cancelled() => break,
                 _ = tokio::time::sleep(self.options.lock_retry_interval) => {}
             }
+        }
+        if let Some(conn) = standby {
+            let _ = conn.close().await;
         }
         // Nothing is in flight here: every round awaits all its acknowledgements before returning.
     }
@@ -239,23 +245,21 @@ impl OutboxRelay {
         Ok(deleted)
     }
 
-    /// The lock's own connection when this relay got the lock, None when another holds it.
-    async fn try_lock(&self) -> anyhow::Result<Option<PgConnection>> {
+    /// Tries the relay lock on `reuse` or a new connection; true if this relay now holds it.
+    async fn try_lock(&self, reuse: Option<PgConnection>) -> anyhow::Result<(bool, PgConnection)> {
         // A dedicated connection: a session lock on a pooled one would travel with the connection.
-        let mut conn = PgConnection::connect_with(&self.pg.connect_options())
-            .await
-            .context("opening the relay lock connection")?;
+        let mut conn = match reuse {
+            Some(conn) => conn,
+            None => PgConnection::connect_with(&self.pg.connect_options())
+                .await
+                .context("opening the relay lock connection")?,
+        };
         let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
             .bind(self.options.lock_key)
             .fetch_one(&mut conn)
             .await
             .context("trying the relay lock")?;
-        if locked {
-            Ok(Some(conn))
-        } else {
-            let _ = conn.close().await;
-            Ok(None)
-        }
+        Ok((locked, conn))
     }
 
     async fn relay_while_locked(
