@@ -9,6 +9,8 @@
 # export lines goes to $HERALD_TEST_SERVICES_DIR/test-services.log (default
 # /tmp/herald-test-services); errors are also summarised on stderr.
 set -euo pipefail
+# cargo and tansu live here on a rustup machine, even when the caller's PATH lacks it.
+export PATH="$PATH:${CARGO_HOME:-${HOME:-/root}/.cargo}/bin"
 
 STATE_DIR=${HERALD_TEST_SERVICES_DIR:-/tmp/herald-test-services}
 mkdir -p "$STATE_DIR"
@@ -65,8 +67,6 @@ start_postgres() {
 find_tansu() {
     if command -v tansu >/dev/null; then
         command -v tansu
-    elif [[ -x $HOME/.cargo/bin/tansu ]]; then
-        echo "$HOME/.cargo/bin/tansu"
     fi
 }
 
