@@ -47,17 +47,27 @@ impl SharedRateLimits {
         if taken == 1 {
             return Ok(Ok(()));
         }
-        let row =
-            sqlx::query("SELECT reset_at_ms, blocked_until_ms FROM rate_limits WHERE bucket = $1")
-                .bind(&bucket)
-                .fetch_optional(&self.db.any)
-                .await?;
+        let row = sqlx::query(
+            "SELECT remaining, reset_at_ms, blocked_until_ms FROM rate_limits WHERE bucket = $1",
+        )
+        .bind(&bucket)
+        .fetch_optional(&self.db.any)
+        .await?;
         Ok(match row {
             None => Ok(()),
             Some(row) => {
+                let remaining: i64 = row.try_get("remaining")?;
                 let reset: i64 = row.try_get("reset_at_ms")?;
                 let blocked: i64 = row.try_get("blocked_until_ms")?;
-                Err(from_millis(reset.max(blocked)))
+                if blocked > now_ms {
+                    Err(from_millis(blocked))
+                } else if remaining <= 0 && reset > now_ms {
+                    Err(from_millis(reset))
+                } else {
+                    // The row appeared (another worker recorded the platform's headers) between
+                    // the UPDATE and this SELECT, with budget left: not a refusal.
+                    Ok(())
+                }
             }
         })
     }
