@@ -3,6 +3,7 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 
 use herald_api::config::Config;
 
@@ -92,7 +93,7 @@ pub fn config_env(config: &Config) -> Vec<(String, String)> {
 
 /// A running `herald serve --role worker` child process.
 pub struct WorkerProcess {
-    child: Child,
+    child: Mutex<Child>,
     pub log_path: PathBuf,
 }
 
@@ -121,24 +122,26 @@ impl WorkerProcess {
             .spawn()
             .expect("start the herald worker process");
         WorkerProcess {
-            child,
+            child: Mutex::new(child),
             log_path: log_path.to_path_buf(),
         }
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.child.lock().unwrap().id()
     }
 
     /// `kill -9`: SIGKILL, no chance to finish anything; waits until the process is gone.
-    pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    pub fn kill(&self) {
+        let mut child = self.child.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = child.kill();
+        let _ = child.wait();
     }
 
     /// Panics with the log if the process has exited.
-    pub fn assert_running(&mut self) {
-        if let Ok(Some(status)) = self.child.try_wait() {
+    pub fn assert_running(&self) {
+        let exited = self.child.lock().unwrap().try_wait();
+        if let Ok(Some(status)) = exited {
             panic!(
                 "the worker process exited ({status}); its log:\n{}",
                 self.log()
@@ -155,5 +158,59 @@ impl WorkerProcess {
 impl Drop for WorkerProcess {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// A Herald split in two processes: the API in the test process (`Role::Api`, no workers) and
+/// workers as child processes on the same store, log and vault key — the production shape.
+pub struct SplitApp {
+    pub app: super::TestApp,
+    pub log_dir: PathBuf,
+    started: usize,
+}
+
+impl SplitApp {
+    /// The API in-process on `backend`, with a generated `HERALD_VAULT_KEY`; no worker yet.
+    pub async fn start(backend: super::Backend) -> SplitApp {
+        let key = generate_vault_key();
+        let app = super::spawn_app_configured(
+            backend,
+            herald_sandbox::SandboxConfig::default(),
+            herald_api::config::Role::Api,
+            |config| config.vault_key = Some(key),
+        )
+        .await;
+        let log_dir = std::env::temp_dir()
+            .join("herald-test-logs")
+            .join(uuid::Uuid::new_v4().simple().to_string());
+        eprintln!("worker logs: {}", log_dir.display());
+        SplitApp {
+            app,
+            log_dir,
+            started: 0,
+        }
+    }
+
+    /// The API's configuration with a worker id of its own, for the next worker.
+    pub fn worker_config(&self) -> Config {
+        let mut config = self.app.config.clone();
+        config.worker_id = Some(format!(
+            "{}-worker{}",
+            self.app.config.worker_id.as_deref().unwrap_or("test"),
+            self.started + 1
+        ));
+        config
+    }
+
+    /// Starts a worker process with `config` (see `worker_config`); its log is
+    /// `log_dir/worker-N.log`.
+    pub fn spawn_worker(&mut self, config: &Config, rust_log: &str) -> WorkerProcess {
+        self.started += 1;
+        let log_path = self.log_dir.join(format!("worker-{}.log", self.started));
+        WorkerProcess::spawn(config, &log_path, rust_log)
+    }
+
+    pub async fn stop(self) {
+        self.app.stop().await;
     }
 }
