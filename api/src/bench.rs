@@ -48,6 +48,9 @@ pub struct BenchArgs {
     /// Scheduled jobs measured for scheduling delay.
     #[arg(long, default_value_t = 50)]
     pub scheduled: usize,
+    /// Keep the scratch database for inspection instead of dropping it.
+    #[arg(long)]
+    pub keep_database: bool,
 }
 
 const USER: &str = "bench";
@@ -55,7 +58,11 @@ const USER: &str = "bench";
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let (database_url, database) = scratch_database(&args.database_url).await?;
     let result = run_in(&args, &database_url).await;
-    drop_database(&args.database_url, &database).await;
+    if args.keep_database {
+        println!("kept database: {database_url}");
+    } else {
+        drop_database(&args.database_url, &database).await;
+    }
     result
 }
 
@@ -86,40 +93,20 @@ async fn run_in(args: &BenchArgs, database_url: &str) -> anyhow::Result<()> {
         .pool_max_idle_per_host(64)
         .build()?;
 
-    // Phase 1: the command path with the workers running, as in production, then the baseline.
-    let herald = Herald::build(config.clone()).await?;
-    let api = crate::server::start(herald, TcpListener::bind("127.0.0.1:0")?, Role::All).await?;
+    // Phase 1: the command API alone (production runs API and worker processes apart), then
+    // the baseline at the same client count.
+    let api = crate::server::start(Herald::build(config.clone()).await?, TcpListener::bind("127.0.0.1:0")?, Role::Api).await?;
     let connection = connect(&http, &api.url, &token).await?;
-    let baseline = raw_insert_rate(
-        database_url,
-        args.clients,
-        Duration::from_secs(args.seconds),
-    )
-    .await?;
-    let commands = publish_rate(
-        &http,
-        &api.url,
-        &token,
-        &connection,
-        args.clients,
-        Duration::from_secs(args.seconds),
-    )
-    .await?;
-    println!(
-        "baseline: raw single-row INSERTs into Postgres, {} clients: {baseline:.0}/s",
-        args.clients
-    );
-    println!(
-        "command API: JobScheduled events accepted via POST /publish, {} clients: {commands:.0}/s",
-        args.clients
-    );
-    println!(
-        "ratio command events/s ÷ raw inserts/s: {:.2} (target ≥ 0.5)",
-        commands / baseline
-    );
+    let baseline = raw_insert_rate(database_url, args.clients, Duration::from_secs(args.seconds)).await?;
+    let commands = publish_rate(&http, &api.url, &token, &connection, args.clients, Duration::from_secs(args.seconds)).await?;
+    println!("baseline: raw single-row INSERTs into Postgres, {} clients: {baseline:.0}/s", args.clients);
+    println!("command API: JobScheduled events accepted via POST /publish, {} clients: {commands:.0}/s", args.clients);
+    println!("ratio command events/s ÷ raw inserts/s: {:.2} (target ≥ 0.5)", commands / baseline);
 
+    // Workers join: projections, scheduler, publisher, relay.
+    let workers = crate::server::start(Herald::build(config.clone()).await?, TcpListener::bind("127.0.0.1:0")?, Role::Worker).await?;
     // Let the workers drain the throughput phase's jobs before measuring latency.
-    wait_until_idle(&api.herald).await?;
+    wait_until_idle(&workers.herald).await?;
 
     // Phase 2: steady rate, latency from accepted to visible as published.
     let latencies =
@@ -144,6 +131,7 @@ async fn run_in(args: &BenchArgs, database_url: &str) -> anyhow::Result<()> {
         percentile(&delays, 0.50),
         percentile(&delays, 0.99)
     );
+    workers.stop().await;
     api.stop().await;
     let _ = std::fs::remove_dir_all(data_dir);
     Ok(())
@@ -301,16 +289,18 @@ async fn publish_rate(
     Ok(total as f64 / started.elapsed().as_secs_f64().max(length.as_secs_f64()))
 }
 
+/// Waits until every job accepted so far is finished in the read model and unscheduled.
 async fn wait_until_idle(herald: &Herald) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(600);
     while Instant::now() < deadline {
-        let pending: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM job_views WHERE status NOT IN ('published', 'failed', 'cancelled')")
+        let accepted: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE event_type = 'JobScheduled'")
             .fetch_one(&herald.db.any)
             .await?;
-        let scheduled: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM job_schedule")
+        let finished: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM job_views WHERE status IN ('published', 'failed', 'cancelled')")
             .fetch_one(&herald.db.any)
             .await?;
-        if pending == 0 && scheduled == 0 {
+        let scheduled: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM job_schedule").fetch_one(&herald.db.any).await?;
+        if finished == accepted && scheduled == 0 {
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -338,7 +328,7 @@ async fn steady_latency(
             loop {
                 let response = http
                     .get(format!(
-                        "{base}/api/v1/platforms/jobs?status=published&limit=200"
+                        "{base}/api/v1/platforms/jobs?status=published&limit=500"
                     ))
                     .bearer_auth(&token)
                     .send()

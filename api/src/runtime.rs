@@ -18,7 +18,7 @@ use herald_infrastructure::vault::{self, Sealer, Vault};
 use herald_projections::connections::{ConnectionQueries, ConnectionsProjection};
 use herald_projections::due_jobs::DueJobsProjection;
 use herald_projections::jobs::{JobQueries, JobsProjection};
-use herald_projections::{apply_once, Projection};
+use herald_projections::{apply_in, apply_once, Projection};
 use herald_sandbox::{Sandbox, SandboxConfig};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -250,8 +250,7 @@ impl<P: Projection> ProjectionHandler<P> {
 
     /// Applies one record (also used by `herald replay`).
     pub async fn apply(&self, record: &LogRecord) -> anyhow::Result<bool> {
-        let event: P::Event = serde_json::from_value(record.payload.clone())
-            .with_context(|| format!("decoding {} v{}", record.event_type, record.event_version))?;
+        let event = self.decode(record)?;
         apply_once(
             &self.db.any,
             &self.projection,
@@ -260,6 +259,11 @@ impl<P: Projection> ProjectionHandler<P> {
             &event,
         )
         .await
+    }
+
+    fn decode(&self, record: &LogRecord) -> anyhow::Result<P::Event> {
+        serde_json::from_value(record.payload.clone())
+            .with_context(|| format!("decoding {} v{}", record.event_type, record.event_version))
     }
 
     pub fn projection(&self) -> &P {
@@ -279,6 +283,26 @@ impl<P: Projection> LogHandler for ProjectionHandler<P> {
 
     async fn handle(&self, record: &LogRecord) -> anyhow::Result<()> {
         self.apply(record).await.map(|_| ())
+    }
+
+    /// One transaction for the whole batch: one commit instead of one per record.
+    async fn handle_batch(&self, records: &[LogRecord]) -> anyhow::Result<()> {
+        let events = records
+            .iter()
+            .map(|record| self.decode(record))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let mut tx = self.db.any.begin().await?;
+        let mut applied = Vec::new();
+        for (record, event) in records.iter().zip(&events) {
+            if apply_in(&mut tx, &self.projection, &record.aggregate_id, record.sequence, event).await? {
+                applied.push(event);
+            }
+        }
+        tx.commit().await?;
+        for event in applied {
+            self.projection.after_commit(event);
+        }
+        Ok(())
     }
 }
 

@@ -43,3 +43,4 @@ CREATE TABLE IF NOT EXISTS connection_views
     updated_at_ms       bigint NOT NULL
 );
 CREATE INDEX IF NOT EXISTS connection_views_user ON connection_views (user_id);
+CREATE INDEX IF NOT EXISTS job_views_user_status ON job_views (user_id, status, created_at_ms);

@@ -43,6 +43,24 @@ pub async fn apply_once<P: Projection>(
     event: &P::Event,
 ) -> anyhow::Result<bool> {
     let mut tx = pool.begin().await?;
+    let applied = apply_in(&mut tx, projection, aggregate_id, sequence, event).await?;
+    tx.commit().await?;
+    if applied {
+        projection.after_commit(event);
+    }
+    Ok(applied)
+}
+
+/// Applies `event` inside `tx` unless already applied, moving the stream's position in the same
+/// transaction. The caller commits, then calls `after_commit` for what was applied — this lets
+/// a consumer apply a whole batch in one transaction.
+pub async fn apply_in<P: Projection>(
+    tx: &mut Transaction<'static, Any>,
+    projection: &P,
+    aggregate_id: &str,
+    sequence: i64,
+    event: &P::Event,
+) -> anyhow::Result<bool> {
     // Moving the position first also locks the row (Postgres), so two consumers racing on the
     // same stream serialize here and the loser sees nothing to do.
     let advanced = sqlx::query(
@@ -53,18 +71,13 @@ pub async fn apply_once<P: Projection>(
     .bind(projection.name())
     .bind(aggregate_id)
     .bind(sequence)
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await?
     .rows_affected();
     if advanced == 0 {
-        tx.rollback().await?;
         return Ok(false);
     }
-    projection
-        .apply(&mut tx, aggregate_id, sequence, event)
-        .await?;
-    tx.commit().await?;
-    projection.after_commit(event);
+    projection.apply(tx, aggregate_id, sequence, event).await?;
     Ok(true)
 }
 

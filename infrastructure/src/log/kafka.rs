@@ -17,6 +17,8 @@ use rdkafka::message::{BorrowedMessage, Message};
 use tokio_util::sync::CancellationToken;
 
 use super::consume::{handle_with_retry, park_until_done, Outcome, ParkedMessage, RetryPolicy};
+use futures::FutureExt;
+
 use super::{topic_for, LogHandler, LogRecord};
 use crate::db::Db;
 
@@ -53,6 +55,12 @@ impl KafkaConfig {
             retry: RetryPolicy::default(),
             message_timeout: Duration::from_secs(10),
         }
+    }
+
+    /// The consumer group of a handler: prefixed like the topics, so environments (and tests)
+    /// sharing a cluster never share a group and never wait on each other's rebalances.
+    pub fn group_id(&self, handler_name: &str) -> String {
+        format!("{}{handler_name}", self.topic_prefix)
     }
 
     /// The topic an aggregate type's records go to: the prefix plus [`topic_for`].
@@ -141,6 +149,9 @@ pub async fn ensure_topics(config: &KafkaConfig, aggregate_types: &[&str]) -> an
     Ok(())
 }
 
+/// Most records handed to `LogHandler::handle_batch` at once.
+const MAX_BATCH: usize = 256;
+
 /// Runs one [`LogHandler`] as a member of the Kafka consumer group named after it.
 pub struct KafkaConsumerRunner;
 
@@ -165,7 +176,7 @@ impl KafkaConsumerRunner {
             .map(|t| config.topic(t))
             .collect();
         let consumer: StreamConsumer = config
-            .consumer_config(handler.name())
+            .consumer_config(&config.group_id(handler.name()))
             .create()
             .context("creating the Kafka consumer")?;
         let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
@@ -191,13 +202,44 @@ impl KafkaConsumerRunner {
                     continue;
                 }
             };
-            if !resolve(&*handler, &config, &db, &message, &shutdown).await {
-                // Shut down mid-record: its offset stays unstored, so it is redelivered.
-                break;
+            // Take whatever else is already buffered, so a busy consumer commits once per batch
+            // instead of once per record.
+            let mut batch = vec![message];
+            while batch.len() < MAX_BATCH {
+                match consumer.recv().now_or_never() {
+                    Some(Ok(message)) => batch.push(message),
+                    _ => break,
+                }
             }
-            if let Err(error) = consumer.store_offset_from_message(&message) {
-                // The partition was revoked meanwhile; its new owner gets the record again.
-                tracing::warn!(%error, "could not store an offset");
+            let records: Option<Vec<LogRecord>> = batch
+                .iter()
+                .map(|m| serde_json::from_slice(m.payload().unwrap_or_default()).ok())
+                .collect();
+            let batch_done = match &records {
+                Some(records) if records.len() > 1 => match handler.handle_batch(records).await {
+                    Ok(()) => true,
+                    Err(error) => {
+                        tracing::debug!(error = %format!("{error:#}"), "batch failed; handling records one by one");
+                        false
+                    }
+                },
+                _ => false,
+            };
+            let mut interrupted = false;
+            for message in &batch {
+                // Retries and parking per record when the batch as a whole did not go through.
+                if !batch_done && !resolve(&*handler, &config, &db, message, &shutdown).await {
+                    // Shut down mid-record: its offset stays unstored, so it is redelivered.
+                    interrupted = true;
+                    break;
+                }
+                if let Err(error) = consumer.store_offset_from_message(message) {
+                    // The partition was revoked meanwhile; its new owner gets the record again.
+                    tracing::warn!(%error, "could not store an offset");
+                }
+            }
+            if interrupted {
+                break;
             }
         }
 

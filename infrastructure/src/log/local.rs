@@ -182,12 +182,27 @@ impl LocalConsumerRunner {
                 }
             };
             let full_batch = rows.len() as i64 >= log.batch_size;
-            for row in rows {
-                if !resolve(&*handler, &log, &row, &shutdown).await {
-                    // Shut down mid-record: the position stays before it.
-                    break 'consume;
+            // The whole batch in one go when it decodes and applies; otherwise record by
+            // record with retries and parking.
+            let records: Option<Vec<LogRecord>> = rows.iter().map(|row| row.record().ok()).collect();
+            let batch_done = match &records {
+                Some(records) if records.len() > 1 => handler.handle_batch(records).await.is_ok(),
+                _ => false,
+            };
+            if batch_done {
+                if let Some(last) = rows.last() {
+                    position = last.id;
                 }
-                position = row.id;
+            } else {
+                for row in &rows {
+                    if !resolve(&*handler, &log, row, &shutdown).await {
+                        // Shut down mid-record: the position stays before it.
+                        break 'consume;
+                    }
+                    position = row.id;
+                }
+            }
+            if !rows.is_empty() {
                 if let Err(error) = log.store_position(&consumer, position).await {
                     // Only costs a redelivery after a restart; the next store covers it.
                     tracing::warn!(error = %format!("{error:#}"), "could not store the position");

@@ -70,6 +70,16 @@ pub trait LogHandler: Send + Sync + 'static {
     fn aggregate_types(&self) -> &[&'static str];
     /// Applies one record. An error means "not applied"; the runner retries, then parks.
     async fn handle(&self, record: &LogRecord) -> anyhow::Result<()>;
+    /// Applies records that arrived together, in order. A handler that can make them durable in
+    /// one transaction overrides this (much faster than one commit per record); on an error the
+    /// runners fall back to `handle` record by record, so it need not be all-or-nothing but must
+    /// stay idempotent.
+    async fn handle_batch(&self, records: &[LogRecord]) -> anyhow::Result<()> {
+        for record in records {
+            self.handle(record).await?;
+        }
+        Ok(())
+    }
 }
 
 /// The event log the process runs on, so wiring code starts consumers and the relay without
