@@ -95,16 +95,48 @@ async fn run_in(args: &BenchArgs, database_url: &str) -> anyhow::Result<()> {
 
     // Phase 1: the command API alone (production runs API and worker processes apart), then
     // the baseline at the same client count.
-    let api = crate::server::start(Herald::build(config.clone()).await?, TcpListener::bind("127.0.0.1:0")?, Role::Api).await?;
+    let api = crate::server::start(
+        Herald::build(config.clone()).await?,
+        TcpListener::bind("127.0.0.1:0")?,
+        Role::Api,
+    )
+    .await?;
     let connection = connect(&http, &api.url, &token).await?;
-    let baseline = raw_insert_rate(database_url, args.clients, Duration::from_secs(args.seconds)).await?;
-    let commands = publish_rate(&http, &api.url, &token, &connection, args.clients, Duration::from_secs(args.seconds)).await?;
-    println!("baseline: raw single-row INSERTs into Postgres, {} clients: {baseline:.0}/s", args.clients);
-    println!("command API: JobScheduled events accepted via POST /publish, {} clients: {commands:.0}/s", args.clients);
-    println!("ratio command events/s ÷ raw inserts/s: {:.2} (target ≥ 0.5)", commands / baseline);
+    let baseline = raw_insert_rate(
+        database_url,
+        args.clients,
+        Duration::from_secs(args.seconds),
+    )
+    .await?;
+    let commands = publish_rate(
+        &http,
+        &api.url,
+        &token,
+        &connection,
+        args.clients,
+        Duration::from_secs(args.seconds),
+    )
+    .await?;
+    println!(
+        "baseline: raw single-row INSERTs into Postgres, {} clients: {baseline:.0}/s",
+        args.clients
+    );
+    println!(
+        "command API: JobScheduled events accepted via POST /publish, {} clients: {commands:.0}/s",
+        args.clients
+    );
+    println!(
+        "ratio command events/s ÷ raw inserts/s: {:.2} (target ≥ 0.5)",
+        commands / baseline
+    );
 
     // Workers join: projections, scheduler, publisher, relay.
-    let workers = crate::server::start(Herald::build(config.clone()).await?, TcpListener::bind("127.0.0.1:0")?, Role::Worker).await?;
+    let workers = crate::server::start(
+        Herald::build(config.clone()).await?,
+        TcpListener::bind("127.0.0.1:0")?,
+        Role::Worker,
+    )
+    .await?;
     // Let the workers drain the throughput phase's jobs before measuring latency.
     wait_until_idle(&workers.herald).await?;
 
@@ -293,13 +325,18 @@ async fn publish_rate(
 async fn wait_until_idle(herald: &Herald) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(600);
     while Instant::now() < deadline {
-        let accepted: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE event_type = 'JobScheduled'")
+        let accepted: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE event_type = 'JobScheduled'")
+                .fetch_one(&herald.db.any)
+                .await?;
+        let finished: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM job_views WHERE status IN ('published', 'failed', 'cancelled')",
+        )
+        .fetch_one(&herald.db.any)
+        .await?;
+        let scheduled: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM job_schedule")
             .fetch_one(&herald.db.any)
             .await?;
-        let finished: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM job_views WHERE status IN ('published', 'failed', 'cancelled')")
-            .fetch_one(&herald.db.any)
-            .await?;
-        let scheduled: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM job_schedule").fetch_one(&herald.db.any).await?;
         if finished == accepted && scheduled == 0 {
             return Ok(());
         }

@@ -294,7 +294,15 @@ impl<P: Projection> LogHandler for ProjectionHandler<P> {
         let mut tx = self.db.any.begin().await?;
         let mut applied = Vec::new();
         for (record, event) in records.iter().zip(&events) {
-            if apply_in(&mut tx, &self.projection, &record.aggregate_id, record.sequence, event).await? {
+            if apply_in(
+                &mut tx,
+                &self.projection,
+                &record.aggregate_id,
+                record.sequence,
+                event,
+            )
+            .await?
+            {
                 applied.push(event);
             }
         }

@@ -184,7 +184,8 @@ impl LocalConsumerRunner {
             let full_batch = rows.len() as i64 >= log.batch_size;
             // The whole batch in one go when it decodes and applies; otherwise record by
             // record with retries and parking.
-            let records: Option<Vec<LogRecord>> = rows.iter().map(|row| row.record().ok()).collect();
+            let records: Option<Vec<LogRecord>> =
+                rows.iter().map(|row| row.record().ok()).collect();
             let batch_done = match &records {
                 Some(records) if records.len() > 1 => handler.handle_batch(records).await.is_ok(),
                 _ => false,
