@@ -365,7 +365,7 @@ async fn steady_latency(
             loop {
                 let response = http
                     .get(format!(
-                        "{base}/api/v1/platforms/jobs?status=published&limit=500"
+                        "{base}/api/v1/platforms/jobs?status=published&limit=100"
                     ))
                     .bearer_auth(&token)
                     .send()
@@ -388,7 +388,7 @@ async fn steady_latency(
                         }
                     }
                 }
-                tokio::time::sleep(Duration::from_millis(5)).await;
+                tokio::time::sleep(Duration::from_millis(10)).await;
             }
         })
     };

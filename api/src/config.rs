@@ -75,6 +75,9 @@ pub struct Config {
     /// Seconds a worker's claim on a job lasts without renewal.
     #[arg(long, env = "HERALD_JOB_LEASE_SECS", default_value_t = 30)]
     pub job_lease_secs: u64,
+    /// Seconds between scans for tokens about to expire.
+    #[arg(long, env = "HERALD_REFRESH_SCAN_SECS", default_value_t = 30)]
+    pub refresh_scan_secs: u64,
     /// Name of this worker in leases (default: host and process id).
     #[arg(long, env = "HERALD_WORKER_ID")]
     pub worker_id: Option<String>,
@@ -104,6 +107,7 @@ impl Config {
             public_url: None,
             worker_concurrency: 32,
             job_lease_secs: 30,
+            refresh_scan_secs: 30,
             worker_id: None,
         }
     }

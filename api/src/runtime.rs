@@ -193,7 +193,7 @@ impl Herald {
         tasks.push(tokio::spawn(refresher::run(
             self.tokens.clone(),
             ReadModelExpiry(self.connection_queries.clone()),
-            Duration::from_secs(30),
+            Duration::from_secs(self.config.refresh_scan_secs.max(1)),
             self.shutdown.clone(),
         )));
         tasks

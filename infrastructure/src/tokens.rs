@@ -21,6 +21,32 @@ const EXPIRY_MARGIN: chrono::Duration = chrono::Duration::seconds(60);
 /// How long a cross-process refresh lease lasts.
 const REFRESH_LEASE: Duration = Duration::from_secs(30);
 
+/// When a refresh is worth doing; checked again once the single-flight lease is held, so a
+/// refresh another worker just did is not repeated.
+#[derive(Debug, Clone, Copy)]
+pub enum RefreshWhen<'a> {
+    /// The platform refused this token: refresh if the vault still holds it (or it expires).
+    Rejected(&'a Secret),
+    /// The token expires within this window (proactive refresh).
+    ExpiringWithin(chrono::Duration),
+    /// Unconditionally.
+    Always,
+}
+
+impl RefreshWhen<'_> {
+    fn holds_for(&self, grant: &TokenGrant) -> bool {
+        let expires_within =
+            |window: chrono::Duration| grant.expires_at.is_some_and(|at| at < Utc::now() + window);
+        match self {
+            RefreshWhen::Rejected(token) => {
+                *token == &grant.access_token || expires_within(EXPIRY_MARGIN)
+            }
+            RefreshWhen::ExpiringWithin(window) => expires_within(*window),
+            RefreshWhen::Always => true,
+        }
+    }
+}
+
 /// Hands out usable access tokens.
 #[derive(Clone)]
 pub struct TokenService {
@@ -88,10 +114,14 @@ impl TokenService {
             )));
         }
         let grant = self.current_grant(connection_id).await?;
-        if !needs_refresh(&grant, rejected) {
+        let when = rejected.map_or(
+            RefreshWhen::ExpiringWithin(EXPIRY_MARGIN),
+            RefreshWhen::Rejected,
+        );
+        if !when.holds_for(&grant) {
             return Ok(grant.access_token);
         }
-        self.refresh(connection_id, rejected)
+        self.refresh(connection_id, when)
             .await
             .map(|g| g.access_token)
     }
@@ -111,11 +141,11 @@ impl TokenService {
 
     /// Refreshes the connection's token unless someone else just did. Records
     /// `TokenRefreshed`, or `TokenRefreshFailed` (+ `ReauthorizationRequired` for a refused grant).
-    #[tracing::instrument(skip(self, rejected), fields(connection = %connection_id))]
+    #[tracing::instrument(skip(self), fields(connection = %connection_id))]
     pub async fn refresh(
         &self,
         connection_id: &ConnectionId,
-        rejected: Option<&Secret>,
+        when: RefreshWhen<'_>,
     ) -> Result<TokenGrant, PlatformFailure> {
         let lock = {
             let mut locks = self.local_locks.lock().await;
@@ -123,7 +153,7 @@ impl TokenService {
         };
         let _in_process = lock.lock().await;
         self.acquire_refresh_lease(connection_id).await?;
-        let outcome = self.refresh_holding_lease(connection_id, rejected).await;
+        let outcome = self.refresh_holding_lease(connection_id, when).await;
         if let Err(error) = self.release_refresh_lease(connection_id).await {
             tracing::warn!(error = %error, "could not release the refresh lease; it expires by itself");
         }
@@ -133,11 +163,11 @@ impl TokenService {
     async fn refresh_holding_lease(
         &self,
         connection_id: &ConnectionId,
-        rejected: Option<&Secret>,
+        when: RefreshWhen<'_>,
     ) -> Result<TokenGrant, PlatformFailure> {
         let grant = self.current_grant(connection_id).await?;
         // Another worker may have refreshed while we waited for the lease.
-        if !needs_refresh(&grant, rejected) {
+        if !when.holds_for(&grant) {
             return Ok(grant);
         }
         let connection = self
@@ -250,13 +280,6 @@ impl TokenService {
     }
 }
 
-fn needs_refresh(grant: &TokenGrant, rejected: Option<&Secret>) -> bool {
-    let expiring = grant
-        .expires_at
-        .is_some_and(|at| at < Utc::now() + EXPIRY_MARGIN);
-    expiring || rejected == Some(&grant.access_token)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -272,10 +295,16 @@ mod tests {
 
     #[test]
     fn refresh_when_expiring_or_when_the_held_token_was_rejected() {
-        assert!(!needs_refresh(&grant("a", 3600), None));
-        assert!(needs_refresh(&grant("a", 30), None));
-        assert!(needs_refresh(&grant("a", 3600), Some(&Secret::new("a"))));
+        let rejected = Secret::new("a");
+        let soon = RefreshWhen::ExpiringWithin(EXPIRY_MARGIN);
+        assert!(!soon.holds_for(&grant("a", 3600)));
+        assert!(soon.holds_for(&grant("a", 30)));
+        assert!(
+            RefreshWhen::ExpiringWithin(chrono::Duration::minutes(5)).holds_for(&grant("a", 120))
+        );
+        assert!(RefreshWhen::Rejected(&rejected).holds_for(&grant("a", 3600)));
         // Someone already replaced the rejected token: use the new one.
-        assert!(!needs_refresh(&grant("b", 3600), Some(&Secret::new("a"))));
+        assert!(!RefreshWhen::Rejected(&rejected).holds_for(&grant("b", 3600)));
+        assert!(RefreshWhen::Always.holds_for(&grant("b", 3600)));
     }
 }

@@ -19,7 +19,7 @@ use crate::rate_limit::SharedRateLimits;
 use crate::scheduler::DueJobs;
 use crate::secret::Secret;
 use crate::store::{Aggregates, CommandMetadata};
-use crate::tokens::TokenService;
+use crate::tokens::{RefreshWhen, TokenService};
 
 /// How long a job whose state says there is nothing to do is left alone (the due-jobs
 /// projection removes its row meanwhile).
@@ -421,7 +421,7 @@ impl Publisher {
             // The platform already refused the token once: a refusal now needs the user.
             return self
                 .tokens
-                .refresh(connection_id, None)
+                .refresh(connection_id, RefreshWhen::Always)
                 .await
                 .map(|g| g.access_token)
                 .map_err(|failure| {

@@ -7,7 +7,7 @@ use chrono::Utc;
 use herald_domain::ConnectionId;
 use tokio_util::sync::CancellationToken;
 
-use crate::tokens::TokenService;
+use crate::tokens::{RefreshWhen, TokenService};
 
 /// Refresh tokens that expire within this window.
 const AHEAD: chrono::Duration = chrono::Duration::minutes(5);
@@ -30,7 +30,10 @@ pub async fn run(
         match connections.expiring(Utc::now() + AHEAD).await {
             Ok(expiring) => {
                 for id in expiring {
-                    if let Err(failure) = tokens.refresh(&id, None).await {
+                    if let Err(failure) = tokens
+                        .refresh(&id, RefreshWhen::ExpiringWithin(AHEAD))
+                        .await
+                    {
                         tracing::info!(connection = %id, %failure, "proactive token refresh failed");
                     }
                 }
