@@ -79,6 +79,44 @@ impl LocalLog {
         Ok(position.unwrap_or(0))
     }
 
+    /// Deletes outbox rows that every consumer has moved past and that are older than
+    /// `retention`; returns how many. The events table keeps everything, so a consumer added
+    /// later rebuilds from there (`herald replay`), not from the log.
+    pub async fn prune(&self, retention: Duration) -> anyhow::Result<u64> {
+        let cutoff = chrono::Utc::now() - chrono::Duration::from_std(retention)?;
+        let deleted = sqlx::query(
+            "DELETE FROM outbox WHERE id <= (SELECT MIN(position) FROM log_consumer_offsets) AND recorded_at < $1",
+        )
+        .bind(cutoff.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+        .execute(&self.db.any)
+        .await
+        .context("pruning the local log")?
+        .rows_affected();
+        Ok(deleted)
+    }
+
+    /// Prunes every `every` until shutdown.
+    pub async fn run_pruning(
+        self,
+        retention: Duration,
+        every: Duration,
+        shutdown: CancellationToken,
+    ) {
+        loop {
+            match self.prune(retention).await {
+                Ok(0) => {}
+                Ok(deleted) => tracing::info!(deleted, "pruned the local log"),
+                Err(error) => {
+                    tracing::warn!(error = %format!("{error:#}"), "could not prune the local log")
+                }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+        }
+    }
+
     async fn store_position(&self, consumer: &str, position: i64) -> anyhow::Result<()> {
         sqlx::query(
             "INSERT INTO log_consumer_offsets (consumer, position) VALUES ($1, $2) \

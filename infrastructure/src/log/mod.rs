@@ -82,6 +82,9 @@ pub trait LogHandler: Send + Sync + 'static {
     }
 }
 
+/// How long the local log keeps records every consumer has handled.
+const LOCAL_RETENTION: Duration = Duration::from_secs(24 * 3600);
+
 /// The event log the process runs on, so wiring code starts consumers and the relay without
 /// knowing which log it is. Both have the semantics in the module documentation.
 #[derive(Debug, Clone)]
@@ -150,12 +153,21 @@ impl EventLog {
         })
     }
 
-    /// Starts the outbox relay until `shutdown`: Some for Kafka (it needs `db` to be Postgres;
-    /// with SQLite it logs an error and returns None), None for the local log, whose outbox is
-    /// the log itself. Any number of processes may start one; one at a time is active.
+    /// Starts the log's upkeep until `shutdown`. Kafka: the outbox relay (it needs `db` to be
+    /// Postgres; with SQLite it logs an error and returns None); any number of processes may
+    /// start one, one at a time is active. Local: pruning of records every consumer has handled
+    /// (its outbox is the log itself, so there is nothing to relay).
     pub async fn spawn_relay(&self, db: Db, shutdown: CancellationToken) -> Option<JoinHandle<()>> {
-        let EventLog::Kafka(config) = self else {
-            return None;
+        let config = match self {
+            EventLog::Kafka(config) => config,
+            // The local log needs no relay, only upkeep: its outbox is the log.
+            EventLog::Local(local) => {
+                return Some(tokio::spawn(local.clone().run_pruning(
+                    LOCAL_RETENTION,
+                    Duration::from_secs(600),
+                    shutdown,
+                )))
+            }
         };
         let Engine::Postgres(pg) = db.engine else {
             tracing::error!("the Kafka outbox relay needs Postgres; no relay started");
