@@ -2,9 +2,13 @@
 //! code runs on both. Optimistic-concurrency conflicts are retried here (a fresh load and a new
 //! decision), so callers only see a conflict that persists.
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use cqrs_es::persist::{PersistedEventRepository, PersistedEventStore, SerializedEvent};
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::persist::{
+    EventStoreAggregateContext, PersistedEventRepository, PersistedEventStore, SerializedEvent,
+};
 use cqrs_es::{Aggregate, AggregateError, CqrsFramework, EventEnvelope, EventStore};
 use postgres_es::PostgresEventRepository;
 use sqlite_es::SqliteEventRepository;
@@ -59,6 +63,14 @@ trait Backend<A: Aggregate>: Send + Sync {
         metadata: HashMap<String, String>,
     ) -> Result<(), AggregateError<A::Error>>;
     async fn load(&self, id: &str) -> Result<A, AggregateError<A::Error>>;
+    /// Decides on a fresh aggregate and commits at sequence 0, without loading anything; an
+    /// existing stream makes the insert conflict.
+    async fn create(
+        &self,
+        id: &str,
+        command: A::Command,
+        metadata: HashMap<String, String>,
+    ) -> Result<(), AggregateError<A::Error>>;
     async fn events(&self, id: &str) -> Result<Vec<EventEnvelope<A>>, AggregateError<A::Error>>;
 }
 
@@ -70,7 +82,7 @@ struct CqrsBackend<A: Aggregate, R: PersistedEventRepository> {
 #[async_trait::async_trait]
 impl<A, R> Backend<A> for CqrsBackend<A, R>
 where
-    A: Aggregate + 'static,
+    A: Aggregate<Services = ()> + 'static,
     A::Command: Send,
     R: PersistedEventRepository + 'static,
 {
@@ -92,6 +104,34 @@ where
         Ok(aggregate)
     }
 
+    async fn create(
+        &self,
+        id: &str,
+        command: A::Command,
+        metadata: HashMap<String, String>,
+    ) -> Result<(), AggregateError<A::Error>> {
+        let mut aggregate = A::default();
+        let sink = EventSink::default();
+        aggregate
+            .handle(command, &(), &sink)
+            .await
+            .map_err(AggregateError::UserError)?;
+        let events = sink.collect().await;
+        if events.is_empty() {
+            return Ok(());
+        }
+        let context = EventStoreAggregateContext {
+            aggregate_id: id.to_string(),
+            aggregate,
+            current_sequence: 0,
+            current_snapshot: None,
+        };
+        self.store
+            .commit(events, context, metadata)
+            .await
+            .map(|_| ())
+    }
+
     async fn events(&self, id: &str) -> Result<Vec<EventEnvelope<A>>, AggregateError<A::Error>> {
         self.store.load_events(id).await
     }
@@ -101,6 +141,7 @@ where
 pub struct Aggregates<A: Aggregate> {
     backend: Arc<dyn Backend<A>>,
     on_commit: Arc<dyn Fn() + Send + Sync>,
+    recent: Arc<Mutex<HashMap<String, (Instant, A)>>>,
 }
 
 impl<A: Aggregate> Clone for Aggregates<A> {
@@ -108,6 +149,7 @@ impl<A: Aggregate> Clone for Aggregates<A> {
         Self {
             backend: self.backend.clone(),
             on_commit: self.on_commit.clone(),
+            recent: self.recent.clone(),
         }
     }
 }
@@ -142,7 +184,11 @@ where
                 })
             }
         };
-        Self { backend, on_commit }
+        Self {
+            backend,
+            on_commit,
+            recent: Arc::default(),
+        }
     }
 
     /// Runs a command against the aggregate `id`, retrying optimistic conflicts.
@@ -177,6 +223,29 @@ where
         }
     }
 
+    /// Runs a command that starts a new aggregate, skipping the load of a stream that should not
+    /// exist yet; if it does exist (an id reused on purpose, as with idempotency keys), falls
+    /// back to `execute`, which decides against the real state.
+    pub async fn create(
+        &self,
+        id: &str,
+        command: A::Command,
+        metadata: &CommandMetadata,
+    ) -> Result<(), AggregateError<A::Error>> {
+        match self
+            .backend
+            .create(id, command.clone(), metadata.to_map())
+            .await
+        {
+            Ok(()) => {
+                (self.on_commit)();
+                Ok(())
+            }
+            Err(AggregateError::AggregateConflict) => self.execute(id, command, metadata).await,
+            Err(error) => Err(error),
+        }
+    }
+
     /// The aggregate's current state (default state if it has no events).
     pub async fn load(&self, id: &str) -> Result<A, AggregateError<A::Error>> {
         self.backend.load(id).await
@@ -190,6 +259,41 @@ where
         self.backend.events(id).await
     }
 }
+
+impl<A> Aggregates<A>
+where
+    A: Aggregate<Services = ()> + Clone + 'static,
+    A::Command: Clone + Send,
+    A::Error: 'static,
+{
+    /// The aggregate's state as loaded at most `max_age` ago: for checks where a second of
+    /// staleness is harmless (a connection's owner never changes; its status is checked again
+    /// when the job runs).
+    pub async fn load_recent(
+        &self,
+        id: &str,
+        max_age: Duration,
+    ) -> Result<A, AggregateError<A::Error>> {
+        if let Some((at, state)) = self.recent.lock().expect("cache lock").get(id) {
+            if at.elapsed() <= max_age {
+                return Ok(state.clone());
+            }
+        }
+        let state = self.load(id).await?;
+        let mut recent = self.recent.lock().expect("cache lock");
+        if recent.len() >= RECENT_CAPACITY {
+            recent.retain(|_, (at, _)| at.elapsed() <= max_age);
+            if recent.len() >= RECENT_CAPACITY {
+                recent.clear();
+            }
+        }
+        recent.insert(id.to_string(), (Instant::now(), state.clone()));
+        Ok(state)
+    }
+}
+
+/// Entries kept by `load_recent` before expired ones are dropped.
+const RECENT_CAPACITY: usize = 10_000;
 
 /// Serialized form of an event, as stored and as carried on the log.
 pub type StoredEvent = SerializedEvent;

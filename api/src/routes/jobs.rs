@@ -1,5 +1,6 @@
 //! Publishing, scheduling and following jobs.
 use std::collections::HashSet;
+use std::time::Duration;
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -110,7 +111,12 @@ async fn check_targets(
                 format!("connection {raw} is listed twice"),
             ));
         }
-        let connection = herald.connections.load(&connection_id.to_string()).await?;
+        // Ownership never changes and the publisher checks the status again, so a state up to
+        // a second old is enough here.
+        let connection = herald
+            .connections
+            .load_recent(&connection_id.to_string(), Duration::from_secs(1))
+            .await?;
         if connection.user_id.as_ref() != Some(&user.0) {
             return Err(not_found());
         }
@@ -182,7 +188,7 @@ async fn accept(
         });
         herald
             .jobs
-            .execute(&job_id.to_string(), command, &metadata)
+            .create(&job_id.to_string(), command, &metadata)
             .await?;
         // A replayed Idempotency-Key may name a job that has moved on: report its real state.
         let (status, due_at) = if key.is_some() {
