@@ -18,6 +18,9 @@ use crate::vault::Vault;
 
 /// Refresh this long before the platform's expiry.
 const EXPIRY_MARGIN: chrono::Duration = chrono::Duration::seconds(60);
+/// How old a connection's state may be when checked here: a connection that became unusable a
+/// moment ago costs at most one refused platform call, which is handled like any 401.
+const CONNECTION_STATE_AGE: Duration = Duration::from_secs(1);
 /// How long a cross-process refresh lease lasts.
 const REFRESH_LEASE: Duration = Duration::from_secs(30);
 
@@ -104,7 +107,7 @@ impl TokenService {
     ) -> Result<Secret, PlatformFailure> {
         let connection = self
             .connections
-            .load(&connection_id.to_string())
+            .load_recent(&connection_id.to_string(), CONNECTION_STATE_AGE)
             .await
             .map_err(internal)?;
         if !connection.is_usable() {
@@ -172,7 +175,7 @@ impl TokenService {
         }
         let connection = self
             .connections
-            .load(&connection_id.to_string())
+            .load_recent(&connection_id.to_string(), CONNECTION_STATE_AGE)
             .await
             .map_err(internal)?;
         let platform = connection

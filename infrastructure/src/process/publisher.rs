@@ -28,6 +28,8 @@ const SETTLE: chrono::Duration = chrono::Duration::seconds(5);
 const INTERNAL_BACKOFF: chrono::Duration = chrono::Duration::seconds(2);
 /// The failure code adapters give a post refused as a duplicate of an existing one.
 const DUPLICATE_CODE: &str = "http_403_duplicate";
+/// How old a connection's state may be when read for its account id (which never changes).
+const CONNECTION_STATE_AGE: Duration = Duration::from_secs(1);
 /// How often the dispatcher looks for due jobs when nothing wakes it.
 const POLL: Duration = Duration::from_millis(250);
 
@@ -233,7 +235,10 @@ impl Publisher {
         let connection_id = job
             .connection_id
             .ok_or_else(|| anyhow::anyhow!("job has no connection"))?;
-        let connection = self.connections.load(&connection_id.to_string()).await?;
+        let connection = self
+            .connections
+            .load_recent(&connection_id.to_string(), CONNECTION_STATE_AGE)
+            .await?;
         let account_id = connection.account.map(|a| a.account_id).unwrap_or_default();
         let platform = job
             .platform
@@ -451,7 +456,10 @@ impl Publisher {
         };
         let limits = self.limits_for(job).await?;
         let connection_id = job.connection_id.expect("a scheduled job has a connection");
-        let connection = self.connections.load(&connection_id.to_string()).await?;
+        let connection = self
+            .connections
+            .load_recent(&connection_id.to_string(), CONNECTION_STATE_AGE)
+            .await?;
         let account_id = connection.account.map(|a| a.account_id).unwrap_or_default();
         let since = self
             .attempt_started_at(job_id, attempt_id)
