@@ -109,18 +109,3 @@ impl RateLimitGate for SharedRateLimits {
         }
     }
 }
-
-impl SharedRateLimits {
-    /// Blocks an endpoint until `until` (a 429's Retry-After), for every worker.
-    pub async fn block_until(&self, endpoint: &str, until: DateTime<Utc>) -> anyhow::Result<()> {
-        sqlx::query(
-            "INSERT INTO rate_limits (bucket, remaining, reset_at_ms, blocked_until_ms) VALUES ($1, 0, $2, $2)
-             ON CONFLICT (bucket) DO UPDATE SET blocked_until_ms = excluded.blocked_until_ms",
-        )
-        .bind(self.bucket(endpoint))
-        .bind(millis(until))
-        .execute(&self.db.any)
-        .await?;
-        Ok(())
-    }
-}

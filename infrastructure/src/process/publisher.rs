@@ -405,11 +405,6 @@ impl Publisher {
                     return Ok(Continue::Again);
                 }
                 Err(PostError::Failed(failure)) => {
-                    if let (ErrorClass::RateLimited, Some(until)) =
-                        (failure.class, failure.not_before)
-                    {
-                        limits.block_until("create_tweet", until).await.ok();
-                    }
                     return self.fail_attempt(job_id, attempt_id, failure).await;
                 }
             }

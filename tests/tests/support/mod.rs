@@ -54,6 +54,28 @@ pub async fn fresh_postgres_database() -> String {
     url.to_string()
 }
 
+/// Drops a database made by `fresh_postgres_database` (tests that panic leave theirs behind).
+pub async fn drop_postgres_database(url: &str) {
+    let Ok(parsed) = url::Url::parse(url) else {
+        return;
+    };
+    let name = parsed.path().trim_start_matches('/').to_string();
+    if !name.starts_with("herald_test_") {
+        return;
+    }
+    let admin = required_env("HERALD_TEST_DATABASE_URL");
+    if let Ok(pool) = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&admin)
+        .await
+    {
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&pool)
+            .await;
+        pool.close().await;
+    }
+}
+
 /// The configuration of a test app talking to `sandbox`.
 pub async fn test_config(backend: Backend, sandbox: &Sandbox, data_dir: PathBuf) -> Config {
     let defaults = SandboxConfig::default();
@@ -330,6 +352,9 @@ impl TestApp {
             running.stop().await;
         }
         let _ = std::fs::remove_dir_all(&self.data_dir);
+        if let Some(url) = &self.config.database_url {
+            drop_postgres_database(url).await;
+        }
     }
 }
 

@@ -109,7 +109,15 @@ impl XAdapter {
             .await
             .map_err(|until| SendError::Limited(local_limit(endpoint, until)))?;
         let response = request.send().await.map_err(SendError::Transport)?;
-        let (remaining, reset) = rate_limit_headers(response.headers());
+        let (mut remaining, mut reset) = rate_limit_headers(response.headers());
+        if response.status() == reqwest::StatusCode::TOO_MANY_REQUESTS {
+            // A 429 closes the endpoint for every worker until X allows calls again, even when
+            // it only says so with Retry-After.
+            if let Some(until) = errors::not_before(response.headers(), chrono::Utc::now()) {
+                remaining = Some(0);
+                reset = Some(until);
+            }
+        }
         limits.observe(endpoint, remaining, reset).await;
         Ok(response)
     }
