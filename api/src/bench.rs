@@ -232,25 +232,41 @@ async fn raw_insert_rate(url: &str, clients: usize, length: Duration) -> anyhow:
         .execute(&pool)
         .await?;
     let payload = json!({"JobScheduled": {"text": "a typical post of moderate length for the baseline", "n": 1}});
-    let deadline = Instant::now() + length;
+    run_clients(clients, length, move |_, _| {
+        let (pool, payload) = (pool.clone(), payload.clone());
+        async move {
+            sqlx::query("INSERT INTO bench_baseline (aggregate_id, payload) VALUES ($1, $2)")
+                .bind(uuid::Uuid::new_v4().to_string())
+                .bind(&payload)
+                .execute(&pool)
+                .await?;
+            Ok(())
+        }
+    })
+    .await
+}
+
+/// Runs `clients` loops of `operation(client, n)` until `length` has passed; returns
+/// operations per second.
+async fn run_clients<F, Fut>(clients: usize, length: Duration, operation: F) -> anyhow::Result<f64>
+where
+    F: Fn(usize, u64) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+{
+    let started = Instant::now();
+    let deadline = started + length;
     let mut tasks = Vec::new();
-    for _ in 0..clients {
-        let pool = pool.clone();
-        let payload = payload.clone();
+    for client in 0..clients {
+        let operation = operation.clone();
         tasks.push(tokio::spawn(async move {
             let mut done = 0u64;
             while Instant::now() < deadline {
-                sqlx::query("INSERT INTO bench_baseline (aggregate_id, payload) VALUES ($1, $2)")
-                    .bind(uuid::Uuid::new_v4().to_string())
-                    .bind(&payload)
-                    .execute(&pool)
-                    .await?;
+                operation(client, done).await?;
                 done += 1;
             }
             anyhow::Ok(done)
         }));
     }
-    let started = Instant::now();
     let mut total = 0;
     for task in tasks {
         total += task.await??;
@@ -288,37 +304,32 @@ async fn publish_rate(
     clients: usize,
     length: Duration,
 ) -> anyhow::Result<f64> {
-    let deadline = Instant::now() + length;
-    let mut tasks = Vec::new();
-    for client in 0..clients {
+    let (http, base, token, connection) = (
+        http.clone(),
+        base.to_string(),
+        token.to_string(),
+        connection.to_string(),
+    );
+    run_clients(clients, length, move |client, n| {
         let (http, base, token, connection) = (
             http.clone(),
-            base.to_string(),
-            token.to_string(),
-            connection.to_string(),
+            base.clone(),
+            token.clone(),
+            connection.clone(),
         );
-        tasks.push(tokio::spawn(async move {
-            let mut done = 0u64;
-            while Instant::now() < deadline {
-                publish_one(
-                    &http,
-                    &base,
-                    &token,
-                    &connection,
-                    format!("throughput {client}-{done}"),
-                )
-                .await?;
-                done += 1;
-            }
-            anyhow::Ok(done)
-        }));
-    }
-    let started = Instant::now();
-    let mut total = 0;
-    for task in tasks {
-        total += task.await??;
-    }
-    Ok(total as f64 / started.elapsed().as_secs_f64().max(length.as_secs_f64()))
+        async move {
+            publish_one(
+                &http,
+                &base,
+                &token,
+                &connection,
+                format!("throughput {client}-{n}"),
+            )
+            .await
+            .map(|_| ())
+        }
+    })
+    .await
 }
 
 /// Waits until every job accepted so far is finished in the read model and unscheduled.

@@ -197,21 +197,14 @@ impl TokenService {
                     .store(connection_id, &fresh)
                     .await
                     .map_err(internal)?;
-                let command = ConnectionCommand::RecordTokenRefreshed {
-                    token_expires_at: fresh.expires_at,
-                    at: Utc::now(),
-                };
-                if let Err(error) = self
-                    .connections
-                    .execute(
-                        &connection_id.to_string(),
-                        command,
-                        &CommandMetadata::actor("token-refresher"),
-                    )
-                    .await
-                {
-                    tracing::warn!(error = %error, "token stored but TokenRefreshed not recorded");
-                }
+                self.record(
+                    connection_id,
+                    ConnectionCommand::RecordTokenRefreshed {
+                        token_expires_at: fresh.expires_at,
+                        at: Utc::now(),
+                    },
+                )
+                .await;
                 Ok(fresh)
             }
             Err(failure) => {
@@ -226,6 +219,12 @@ impl TokenService {
             failure: failure.clone(),
             at: Utc::now(),
         };
+        self.record(connection_id, command).await;
+    }
+
+    /// Records what a refresh did. The tokens are already in the vault; failing to record only
+    /// leaves the connection's status behind, so it is logged rather than returned.
+    async fn record(&self, connection_id: &ConnectionId, command: ConnectionCommand) {
         if let Err(error) = self
             .connections
             .execute(
@@ -235,7 +234,7 @@ impl TokenService {
             )
             .await
         {
-            tracing::warn!(error = %error, "could not record the refresh failure");
+            tracing::warn!(error = %error, "could not record the token refresh outcome");
         }
     }
 

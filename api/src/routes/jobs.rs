@@ -356,6 +356,23 @@ async fn owned_job(
     Ok((job_id, job))
 }
 
+/// Runs a user's command on their own job.
+async fn command_own_job(
+    herald: &Herald,
+    user: &AuthUser,
+    request_id: RequestId,
+    raw_id: &str,
+    command: PublishingJobCommand,
+) -> Result<JobId, ApiError> {
+    let (job_id, _) = owned_job(herald, user, raw_id).await?;
+    let metadata = CommandMetadata::actor(user.0.as_str()).correlated(request_id.0);
+    herald
+        .jobs
+        .execute(&job_id.to_string(), command, &metadata)
+        .await?;
+    Ok(job_id)
+}
+
 /// `POST /jobs/{id}/retry`: try a failed job again.
 pub async fn retry(
     herald: web::Data<Herald>,
@@ -363,16 +380,8 @@ pub async fn retry(
     request_id: RequestId,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let (job_id, _) = owned_job(&herald, &user, &path).await?;
-    let metadata = CommandMetadata::actor(user.0.as_str()).correlated(request_id.0);
-    herald
-        .jobs
-        .execute(
-            &job_id.to_string(),
-            PublishingJobCommand::Retry { at: Utc::now() },
-            &metadata,
-        )
-        .await?;
+    let command = PublishingJobCommand::Retry { at: Utc::now() };
+    let job_id = command_own_job(&herald, &user, request_id, &path, command).await?;
     Ok(HttpResponse::Accepted().json(json!({"job_id": job_id, "status": "retry_scheduled"})))
 }
 
@@ -383,16 +392,8 @@ pub async fn cancel(
     request_id: RequestId,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let (job_id, _) = owned_job(&herald, &user, &path).await?;
-    let metadata = CommandMetadata::actor(user.0.as_str()).correlated(request_id.0);
-    herald
-        .jobs
-        .execute(
-            &job_id.to_string(),
-            PublishingJobCommand::Cancel { at: Utc::now() },
-            &metadata,
-        )
-        .await?;
+    let command = PublishingJobCommand::Cancel { at: Utc::now() };
+    let job_id = command_own_job(&herald, &user, request_id, &path, command).await?;
     Ok(HttpResponse::Ok().json(json!({"job_id": job_id, "status": "cancelled"})))
 }
 
