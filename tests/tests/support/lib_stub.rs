@@ -1,1 +1,0 @@
-//! The end-to-end tests live in tests/; this crate has no library code.
