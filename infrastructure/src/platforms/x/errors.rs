@@ -143,6 +143,14 @@ pub(crate) fn not_before(headers: &HeaderMap, now: DateTime<Utc>) -> Option<Date
     })
 }
 
+/// Whether X's explanation is about access (scopes, permissions, OAuth) rather than content.
+fn mentions_access(explanation: &str) -> bool {
+    let lower = explanation.to_ascii_lowercase();
+    ["scope", "permission", "oauth", "authoriz", "authentic"]
+        .iter()
+        .any(|word| lower.contains(word))
+}
+
 /// Classifies an X error response.
 pub(crate) fn classify(
     status: u16,
@@ -202,10 +210,12 @@ pub(crate) fn classify(
             let hint = match parsed.problem_kind() {
                 Some("client-forbidden") => " Attach the X app to a project with API access in the X developer portal.".to_owned(),
                 Some("unsupported-authentication") => " Herald must call X with a user token: reconnect the account.".to_owned(),
-                _ => format!(
+                _ if mentions_access(&said) => format!(
                     " Check that the account granted the {} scopes (reconnect it if not) and that the X app has Read and Write permission.",
                     ctx.scopes
                 ),
+                // Anything else is X refusing this content: the user changes the post.
+                _ => " Change the post so that X accepts it, then retry the job.".to_owned(),
             };
             PlatformFailure::new(
                 ErrorClass::Permanent,
@@ -389,6 +399,11 @@ mod tests {
         let f = classify_post(403, &HeaderMap::new(), body);
         assert_eq!(f.code, "unsupported-authentication");
         assert!(f.message.contains("user token"));
+
+        let body = r#"{"detail":"This request looks like it might be automated.","type":"about:blank","title":"Forbidden","status":403}"#;
+        let f = classify_post(403, &HeaderMap::new(), body);
+        assert!(f.message.contains("Change the post"), "{}", f.message);
+        assert!(!f.message.contains("scopes"), "{}", f.message);
     }
 
     #[test]
