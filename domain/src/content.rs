@@ -57,7 +57,7 @@ pub struct PreparedContent {
 pub enum ContentError {
     #[error("the post is empty: give it text, media or both")]
     Empty,
-    #[error("{platform} allows {limit} characters (weighted: URLs count 23, most CJK characters and emoji count 2); this text counts {length}. Shorten it, or set \"thread\": true to post it as a reply chain")]
+    #[error("{platform} allows {limit} characters{}; this text counts {length}. {}", counting_rule(.platform), length_advice(.platform))]
     TextTooLong {
         platform: Platform,
         limit: usize,
@@ -99,6 +99,23 @@ pub enum ContentError {
     ThreadWithoutText,
     #[error("publishing to {platform} is not available yet")]
     PlatformNotSupported { platform: Platform },
+}
+
+/// How the platform counts text, for `TextTooLong`.
+fn counting_rule(platform: &Platform) -> &'static str {
+    match platform {
+        Platform::X => " (weighted: URLs count 23, most CJK characters and emoji count 2)",
+        Platform::Threads => " (each emoji counts its UTF-8 bytes, usually 4)",
+        _ => "",
+    }
+}
+
+/// What to do about a text that is too long.
+fn length_advice(platform: &Platform) -> &'static str {
+    match platform {
+        Platform::X => "Shorten it, or set \"thread\": true to post it as a reply chain",
+        _ => "Shorten it",
+    }
 }
 
 /// The content limits of one platform (defaults from platform-facts.md).
@@ -546,6 +563,18 @@ mod tests {
                 length: 501
             })
         );
+        let refused = threads().prepare(&text(&"a".repeat(501))).unwrap_err();
+        assert_eq!(
+            refused.to_string(),
+            "threads allows 500 characters (each emoji counts its UTF-8 bytes, usually 4); this text counts 501. Shorten it"
+        );
+        assert!(ContentError::TextTooLong {
+            platform: Platform::X,
+            limit: 280,
+            length: 281
+        }
+        .to_string()
+        .contains("\"thread\": true"));
         let mut long = text(&"word ".repeat(200));
         long.thread = true;
         assert_eq!(
