@@ -92,7 +92,77 @@ async fn text_image_and_carousel_posts_are_published_once() {
     assert_eq!(album[0].media_urls.len(), 3);
     assert!(album[0].media_urls[0].contains("/media/1.png"));
     assert!(album[0].media_urls[2].contains("/media/3.png"));
-    assert_eq!(app.sandbox.threads_state().posts.len(), 3);
+
+    // A video container is processed before it is published.
+    let video_job = app
+        .publish(
+            "alice",
+            &connection,
+            json!({"text": "a clip", "media": [{
+                "url": format!("{}/media/clip.mp4?bytes=5000", app.sandbox.base_url()),
+                "kind": "video", "mime_type": "video/mp4",
+            }]}),
+        )
+        .await;
+    app.wait_for_status("alice", &video_job, "published", SOON)
+        .await;
+    let clip = posts_with_text(&app, "a clip");
+    assert_eq!(clip.len(), 1);
+    assert_eq!(clip[0].media_type, "VIDEO");
+    assert_eq!(app.sandbox.threads_state().posts.len(), 4);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_and_kafka_publish_a_threads_post() {
+    let app = spawn_app(Backend::PostgresKafka).await;
+    let connection = app.connect_threads("alice", "alice_th").await;
+    let job_id = app
+        .publish("alice", &connection, json!({"text": "Threads via Kafka"}))
+        .await;
+    let job = app
+        .wait_for_status("alice", &job_id, "published", SOON)
+        .await;
+    let posts = posts_with_text(&app, "Threads via Kafka");
+    assert_eq!(posts.len(), 1);
+    assert_eq!(job["post_id"], posts[0].id.as_str());
+    app.stop().await;
+}
+
+/// Threads refreshes a token by presenting it: once Threads rejects the token itself, only
+/// reconnecting helps, and Herald says so instead of retrying.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_threads_token_asks_for_reconnection_without_a_retry_storm() {
+    let app = spawn_app(Backend::Embedded).await;
+    let connection = app.connect_threads("alice", "alice_th").await;
+    app.threads_fault("create_container", json!({"kind": "expire_token"}), 1)
+        .await;
+    let job_id = app
+        .publish("alice", &connection, json!({"text": "never posted"}))
+        .await;
+    let job = app.wait_for_status("alice", &job_id, "failed", SOON).await;
+    assert_eq!(
+        job["last_error"]["class"], "reauthorization_required",
+        "{job}"
+    );
+    assert!(
+        job["last_error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("reconnect"),
+        "{job}"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let refreshes = app
+        .sandbox
+        .threads_state()
+        .requests
+        .into_iter()
+        .filter(|r| r.path.ends_with("/refresh_access_token"))
+        .count();
+    assert_eq!(refreshes, 1, "exactly one refresh attempt");
+    assert!(posts_with_text(&app, "never posted").is_empty());
+    assert_eq!(job["attempts"], 1, "{job}");
     app.stop().await;
 }
 
