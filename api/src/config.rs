@@ -63,6 +63,18 @@ pub struct Config {
     /// X API base (default https://api.x.com); with a custom base, OAuth endpoints live under it.
     #[arg(long, env = "X_API_BASE")]
     pub x_api_base: Option<String>,
+    /// Threads app id (Meta developer portal); give the app secret too.
+    #[arg(long, env = "THREADS_CLIENT_ID")]
+    pub threads_client_id: Option<String>,
+    #[arg(long, env = "THREADS_CLIENT_SECRET", hide_env_values = true)]
+    pub threads_client_secret: Option<String>,
+    /// Threads API base (default https://graph.threads.net/v1.0, tokens at
+    /// https://graph.threads.net); with a custom base, OAuth endpoints live under it.
+    #[arg(long, env = "THREADS_API_BASE")]
+    pub threads_api_base: Option<String>,
+    /// Seconds one Threads API request may take before its outcome counts as unknown.
+    #[arg(long, env = "THREADS_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
+    pub threads_request_timeout_secs: u64,
     /// Public base URL of this server, for OAuth callbacks (default: taken from each request).
     #[arg(long, env = "HERALD_PUBLIC_URL")]
     pub public_url: Option<String>,
@@ -104,6 +116,10 @@ impl Config {
             x_client_secret: None,
             x_api_base: None,
             x_request_timeout_secs: 30,
+            threads_client_id: None,
+            threads_client_secret: None,
+            threads_api_base: None,
+            threads_request_timeout_secs: 30,
             public_url: None,
             worker_concurrency: 32,
             job_lease_secs: 30,
@@ -125,7 +141,8 @@ impl Config {
 
     /// The sandbox runs unless switched off, or unless real credentials are configured.
     pub fn sandbox_enabled(&self) -> bool {
-        self.sandbox.unwrap_or(self.x_client_id.is_none())
+        self.sandbox
+            .unwrap_or(self.x_client_id.is_none() && self.threads_client_id.is_none())
     }
 
     /// Dev-mode auth: a secret generated into the data dir, for the embedded default only.

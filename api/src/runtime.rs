@@ -6,6 +6,7 @@ use anyhow::Context;
 use herald_domain::{Connection, ConnectionId, PublishingJob};
 use herald_infrastructure::db::Db;
 use herald_infrastructure::log::{EventLog, KafkaConfig, LocalLog, LogHandler, LogRecord};
+use herald_infrastructure::platforms::threads::{ThreadsAdapter, ThreadsConfig};
 use herald_infrastructure::platforms::x::{XAdapter, XConfig};
 use herald_infrastructure::platforms::Adapters;
 use herald_infrastructure::process::publisher::Publisher;
@@ -227,6 +228,39 @@ fn adapters(config: &Config, sandbox: Option<&Sandbox>) -> anyhow::Result<Adapte
     if let Some(mut x_config) = x_config {
         x_config.request_timeout = Duration::from_secs(config.x_request_timeout_secs.max(1));
         adapters = adapters.with(Arc::new(XAdapter::new(x_config)?));
+    }
+    let threads_config = match (sandbox, &config.threads_client_id) {
+        (Some(sandbox), None) => {
+            let defaults = SandboxConfig::default();
+            Some(ThreadsConfig::for_base(
+                url::Url::parse(&sandbox.threads_base_url())?,
+                defaults.threads.client_id,
+                Secret::new(defaults.threads.client_secret),
+            ))
+        }
+        (_, Some(client_id)) => {
+            // Threads has no public clients: every token call carries the app secret.
+            let secret = Secret::new(
+                config
+                    .threads_client_secret
+                    .clone()
+                    .context("THREADS_CLIENT_SECRET is required with THREADS_CLIENT_ID")?,
+            );
+            Some(match &config.threads_api_base {
+                Some(base) => ThreadsConfig::for_base(
+                    url::Url::parse(base).context("THREADS_API_BASE")?,
+                    client_id.clone(),
+                    secret,
+                ),
+                None => ThreadsConfig::new(client_id.clone(), secret),
+            })
+        }
+        (None, None) => None,
+    };
+    if let Some(mut threads_config) = threads_config {
+        threads_config.request_timeout =
+            Duration::from_secs(config.threads_request_timeout_secs.max(1));
+        adapters = adapters.with(Arc::new(ThreadsAdapter::new(threads_config)?));
     }
     Ok(adapters)
 }

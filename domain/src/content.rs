@@ -57,7 +57,7 @@ pub struct PreparedContent {
 pub enum ContentError {
     #[error("the post is empty: give it text, media or both")]
     Empty,
-    #[error("{platform} allows {limit} characters (weighted: URLs count 23, most CJK characters and emoji count 2); this text counts {length}. Shorten it, or set \"thread\": true to post it as a reply chain")]
+    #[error("{platform} allows {limit} characters{}; this text counts {length}. {}", counting_rule(.platform), length_advice(.platform))]
     TextTooLong {
         platform: Platform,
         limit: usize,
@@ -73,6 +73,12 @@ pub enum ContentError {
     VideoMustBeAlone { platform: Platform, count: usize },
     #[error("a poll cannot be combined with media on {platform}; remove one of them")]
     PollWithMedia { platform: Platform },
+    #[error("{platform} does not support polls; remove the poll")]
+    PollsNotSupported { platform: Platform },
+    #[error("a thread is not supported on {platform}; shorten the text")]
+    ThreadsNotSupported { platform: Platform },
+    #[error("media item {index}: {platform} does not take GIFs; post it as an image or video")]
+    GifNotSupported { platform: Platform, index: usize },
     #[error("a poll needs 2 to 4 options; got {count}")]
     PollOptionCount { count: usize },
     #[error("poll option {index} must be 1 to 25 characters; it has {length}")]
@@ -93,6 +99,23 @@ pub enum ContentError {
     ThreadWithoutText,
     #[error("publishing to {platform} is not available yet")]
     PlatformNotSupported { platform: Platform },
+}
+
+/// How the platform counts text, for `TextTooLong`.
+fn counting_rule(platform: &Platform) -> &'static str {
+    match platform {
+        Platform::X => " (weighted: URLs count 23, most CJK characters and emoji count 2)",
+        Platform::Threads => " (each emoji counts its UTF-8 bytes, usually 4)",
+        _ => "",
+    }
+}
+
+/// What to do about a text that is too long.
+fn length_advice(platform: &Platform) -> &'static str {
+    match platform {
+        Platform::X => "Shorten it, or set \"thread\": true to post it as a reply chain",
+        _ => "Shorten it",
+    }
 }
 
 /// The content limits of one platform (defaults from platform-facts.md).
@@ -133,6 +156,19 @@ impl ContentRules {
                 supports_polls: true,
                 supports_threads: true,
             }),
+            // platform-facts §6.2/§6.3: 500 characters (emoji count their UTF-8 bytes); JPEG/PNG
+            // images, MOV/MP4 video; a carousel holds 2–20 items; no polls. Reply chains are not
+            // built for Threads yet, so a long text is refused rather than split.
+            Platform::Threads => Some(ContentRules {
+                platform,
+                max_text: 500,
+                max_images: 20,
+                image_types: &["image/jpeg", "image/png"],
+                video_types: &["video/mp4", "video/quicktime"],
+                gif_types: &[],
+                supports_polls: false,
+                supports_threads: false,
+            }),
             _ => None,
         }
     }
@@ -141,6 +177,7 @@ impl ContentRules {
     pub fn text_length(&self, text: &str) -> usize {
         match self.platform {
             Platform::X => x_weighted_length(text),
+            Platform::Threads => threads_length(text),
             _ => text.chars().count(),
         }
     }
@@ -154,10 +191,16 @@ impl ContentRules {
         }
         self.check_media(&content.media)?;
         if let Some(poll) = &content.poll {
+            if !self.supports_polls {
+                return Err(ContentError::PollsNotSupported { platform });
+            }
             if !content.media.is_empty() {
                 return Err(ContentError::PollWithMedia { platform });
             }
             check_poll(poll)?;
+        }
+        if content.thread && !self.supports_threads {
+            return Err(ContentError::ThreadsNotSupported { platform });
         }
         let length = self.text_length(text);
         let parts = if length <= self.max_text {
@@ -194,6 +237,9 @@ impl ContentRules {
             let allowed = match item.kind {
                 MediaKind::Image => self.image_types,
                 MediaKind::Video => self.video_types,
+                MediaKind::Gif if self.gif_types.is_empty() => {
+                    return Err(ContentError::GifNotSupported { platform, index })
+                }
                 MediaKind::Gif => self.gif_types,
             };
             if !allowed.contains(&item.mime_type.as_str()) {
@@ -244,6 +290,21 @@ fn check_poll(poll: &Poll) -> Result<(), ContentError> {
         });
     }
     Ok(())
+}
+
+/// Threads' length: one per code point, except that an emoji counts its UTF-8 bytes
+/// (platform-facts §6.3: "Emojis are counted as the number of UTF-8 bytes").
+pub fn threads_length(text: &str) -> usize {
+    text.chars()
+        .map(|c| if is_emoji(c) { c.len_utf8() } else { 1 })
+        .sum()
+}
+
+/// Code points in the main emoji blocks (pictographs, symbols, dingbats, flags, variation
+/// selectors and the zero-width joiner that glue emoji sequences together).
+fn is_emoji(c: char) -> bool {
+    matches!(c as u32,
+        0x1F000..=0x1FAFF | 0x2600..=0x27BF | 0x2B00..=0x2BFF | 0xFE00..=0xFE0F | 0x200D)
 }
 
 /// X's weighted length (twitter-text v3 defaults): code points in the Latin and general
@@ -472,6 +533,106 @@ mod tests {
             x().prepare(&with_media),
             Err(ContentError::PollWithMedia {
                 platform: Platform::X
+            })
+        );
+    }
+
+    fn threads() -> ContentRules {
+        ContentRules::for_platform(Platform::Threads).unwrap()
+    }
+
+    #[test]
+    fn threads_counts_code_points_and_emoji_bytes() {
+        assert_eq!(threads_length("héllo"), 5);
+        assert_eq!(threads_length("日本"), 2);
+        assert_eq!(threads_length("hi 😀"), 3 + 4);
+        assert!(threads().prepare(&text(&"é".repeat(500))).is_ok());
+        assert_eq!(
+            threads().prepare(&text(&"a".repeat(501))),
+            Err(ContentError::TextTooLong {
+                platform: Platform::Threads,
+                limit: 500,
+                length: 501
+            })
+        );
+        assert_eq!(
+            threads().prepare(&text(&format!("{}😀", "a".repeat(497)))),
+            Err(ContentError::TextTooLong {
+                platform: Platform::Threads,
+                limit: 500,
+                length: 501
+            })
+        );
+        let refused = threads().prepare(&text(&"a".repeat(501))).unwrap_err();
+        assert_eq!(
+            refused.to_string(),
+            "threads allows 500 characters (each emoji counts its UTF-8 bytes, usually 4); this text counts 501. Shorten it"
+        );
+        assert!(ContentError::TextTooLong {
+            platform: Platform::X,
+            limit: 280,
+            length: 281
+        }
+        .to_string()
+        .contains("\"thread\": true"));
+        let mut long = text(&"word ".repeat(200));
+        long.thread = true;
+        assert_eq!(
+            threads().prepare(&long),
+            Err(ContentError::ThreadsNotSupported {
+                platform: Platform::Threads
+            })
+        );
+    }
+
+    #[test]
+    fn threads_media_rules() {
+        let mut carousel = text("pics");
+        carousel.media = (0..20).map(image).collect();
+        assert!(threads().prepare(&carousel).is_ok());
+        carousel.media.push(image(21));
+        assert_eq!(
+            threads().prepare(&carousel),
+            Err(ContentError::TooManyImages {
+                platform: Platform::Threads,
+                limit: 20,
+                count: 21
+            })
+        );
+        let mut webp = text("t");
+        webp.media = vec![MediaItem {
+            mime_type: "image/webp".into(),
+            ..image(1)
+        }];
+        assert!(matches!(
+            threads().prepare(&webp),
+            Err(ContentError::UnsupportedMediaType { index: 0, .. })
+        ));
+        let mut gif = text("t");
+        gif.media = vec![MediaItem {
+            kind: MediaKind::Gif,
+            mime_type: "image/gif".into(),
+            ..image(1)
+        }];
+        assert_eq!(
+            threads().prepare(&gif),
+            Err(ContentError::GifNotSupported {
+                platform: Platform::Threads,
+                index: 0
+            })
+        );
+        let poll = Content {
+            text: "vote".into(),
+            poll: Some(Poll {
+                options: vec!["a".into(), "b".into()],
+                duration_minutes: 60,
+            }),
+            ..Content::default()
+        };
+        assert_eq!(
+            threads().prepare(&poll),
+            Err(ContentError::PollsNotSupported {
+                platform: Platform::Threads
             })
         );
     }

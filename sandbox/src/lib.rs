@@ -8,7 +8,8 @@
 //!
 //! Layout: platform-independent machinery lives at the crate root
 //! ([`faults`], [`oauth`], [`ratelimit`], [`multipart`], [`inspect`]); each
-//! platform has its own module mounted under its own path prefix (X: `/x`);
+//! platform has its own module mounted under its own path prefix (X: `/x`, Threads:
+//! `/threads`);
 //! [`media`] serves sample files to publish.
 #![forbid(unsafe_code)]
 
@@ -18,6 +19,7 @@ pub mod media;
 pub mod multipart;
 pub mod oauth;
 pub mod ratelimit;
+pub mod threads;
 pub mod x;
 
 use std::net::SocketAddr;
@@ -27,6 +29,10 @@ use actix_web::{dev::ServerHandle, web, App, HttpServer};
 
 pub use faults::Fault;
 pub use inspect::RequestRecord;
+pub use threads::{
+    ThreadsConfig, ThreadsContainerSnapshot, ThreadsEndpoint, ThreadsIssuedToken,
+    ThreadsPostSnapshot, ThreadsStateSnapshot,
+};
 pub use x::{
     XConfig, XEndpoint, XIssuedTokens, XMediaSnapshot, XPollSnapshot, XPostSnapshot, XRateLimits,
     XStateSnapshot,
@@ -41,6 +47,8 @@ const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 pub struct SandboxConfig {
     /// The X (Twitter) API v2 twin.
     pub x: XConfig,
+    /// The Threads API twin.
+    pub threads: ThreadsConfig,
 }
 
 /// A running sandbox server hosting all platform twins on one port.
@@ -49,6 +57,7 @@ pub struct Sandbox {
     handle: ServerHandle,
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     x: Arc<x::XState>,
+    threads: Arc<threads::ThreadsState>,
 }
 
 impl Sandbox {
@@ -59,11 +68,14 @@ impl Sandbox {
         // share the same posts, tokens, faults and rate-limit windows.
         let x_state = Arc::new(x::XState::new(config.x));
         let x_data = web::Data::from(x_state.clone());
+        let threads_state = Arc::new(threads::ThreadsState::new(config.threads));
+        let threads_data = web::Data::from(threads_state.clone());
 
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
                 .service(x::scope(x_data.clone()))
+                .service(threads::scope(threads_data.clone()))
                 .service(media::scope())
         })
         .workers(2)
@@ -86,6 +98,7 @@ impl Sandbox {
             handle,
             task: Some(task),
             x: x_state,
+            threads: threads_state,
         })
     }
 
@@ -118,6 +131,27 @@ impl Sandbox {
     /// Removes every queued X fault.
     pub fn clear_x_faults(&self) {
         self.x.clear_faults();
+    }
+
+    /// Base URL of the Threads twin (`base_url() + "/threads"`); Threads API paths such as
+    /// `/me` and `/oauth/authorize` are appended to it.
+    pub fn threads_base_url(&self) -> String {
+        format!("{}/threads", self.base_url())
+    }
+
+    /// A snapshot of the Threads twin's state (posts, containers, issued tokens, requests).
+    pub fn threads_state(&self) -> ThreadsStateSnapshot {
+        self.threads.snapshot()
+    }
+
+    /// Queues `fault` for the next `times` requests to `endpoint` of the Threads twin.
+    pub fn inject_threads_fault(&self, endpoint: ThreadsEndpoint, fault: Fault, times: u32) {
+        self.threads.inject_fault(endpoint, fault, times);
+    }
+
+    /// Removes every queued Threads fault.
+    pub fn clear_threads_faults(&self) {
+        self.threads.clear_faults();
     }
 
     /// Stops the server without waiting for in-flight requests (some may be
@@ -163,5 +197,6 @@ mod tests {
     fn sandbox_can_be_shared_across_tasks() {
         assert_send_sync::<Sandbox>();
         assert_send_sync::<XStateSnapshot>();
+        assert_send_sync::<ThreadsStateSnapshot>();
     }
 }

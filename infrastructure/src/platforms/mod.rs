@@ -7,6 +7,7 @@ use herald_domain::{MediaItem, Platform, PlatformFailure, Poll};
 
 use crate::secret::Secret;
 
+pub mod threads;
 pub mod x;
 
 /// Tokens a platform granted. Goes straight into the vault; never into an event or a log.

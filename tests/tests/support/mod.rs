@@ -85,6 +85,10 @@ pub async fn test_config(backend: Backend, sandbox: &Sandbox, data_dir: PathBuf)
     config.x_client_secret = Some(defaults.x.client_secret);
     config.x_api_base = Some(sandbox.x_base_url());
     config.x_request_timeout_secs = 2;
+    config.threads_client_id = Some(defaults.threads.client_id);
+    config.threads_client_secret = Some(defaults.threads.client_secret);
+    config.threads_api_base = Some(sandbox.threads_base_url());
+    config.threads_request_timeout_secs = 2;
     config.jwt_secret = Some(JWT_SECRET.into());
     config.job_lease_secs = 3;
     config.worker_id = Some(format!("test-{}", uuid::Uuid::new_v4().simple()));
@@ -191,8 +195,17 @@ impl TestApp {
 
     /// Connects `user` to sandbox X as `sandbox_user`; returns the connection id.
     pub async fn connect_x(&self, user: &str, sandbox_user: &str) -> String {
+        self.connect("x", user, sandbox_user).await
+    }
+
+    /// Connects `user` to sandbox Threads as `sandbox_user`; returns the connection id.
+    pub async fn connect_threads(&self, user: &str, sandbox_user: &str) -> String {
+        self.connect("threads", user, sandbox_user).await
+    }
+
+    async fn connect(&self, platform: &str, user: &str, sandbox_user: &str) -> String {
         let started: Value = self
-            .post(user, "/x/connect", json!({}))
+            .post(user, &format!("/{platform}/connect"), json!({}))
             .await
             .json()
             .await
@@ -312,6 +325,21 @@ impl TestApp {
             .await
             .unwrap();
         assert!(response.status().is_success());
+    }
+
+    /// Queues a sandbox Threads fault.
+    pub async fn threads_fault(&self, endpoint: &str, fault: Value, times: u32) {
+        let response = self
+            .http
+            .post(format!(
+                "{}/_sandbox/faults",
+                self.sandbox.threads_base_url()
+            ))
+            .json(&json!({"endpoint": endpoint, "fault": fault, "times": times}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{:?}", response.text().await);
     }
 
     /// Queues a sandbox X fault.

@@ -21,6 +21,7 @@ use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
+pub(crate) use config::join;
 pub use config::{XConfig, DEFAULT_SCOPES};
 
 use self::errors::{classify, rate_limit_headers, transport_failure, CallContext};

@@ -1,0 +1,703 @@
+//! Threads API adapter (platform-facts §3, §6): OAuth without PKCE (app secret in the body),
+//! the short-lived token exchanged for a long-lived one at once, refresh with
+//! `th_refresh_token`, and publishing as container → status poll → `threads_publish`.
+//!
+//! Threads fetches media itself from public URLs, so `upload_media` uploads nothing: it returns
+//! a media reference `image:{url}` or `video:{url}`, which the publisher hands back in
+//! `PostDraft::media_ids`. One reference makes an IMAGE or VIDEO post, several a carousel.
+//!
+//! The long-lived access token is also the grant's refresh token: Threads refreshes a
+//! long-lived token by presenting it.
+//!
+//! Every API call asks the shared `RateLimitGate` first and reports Meta's usage headers after.
+//! Rate-limit keys: `threads_me`, `threads_create`, `threads_status`, `threads_publish`,
+//! `threads_media`, `threads_list`.
+mod config;
+mod errors;
+
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use herald_domain::connection::AccountProfile;
+use herald_domain::{ErrorClass, MediaItem, MediaKind, Platform, PlatformFailure};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+pub use config::{ThreadsConfig, DEFAULT_SCOPES};
+
+use self::errors::{classify, publish_transport_error, transport_failure, usage, CallContext};
+use super::{
+    AuthorizationStart, CreatedPost, PlatformAdapter, PostDraft, PostError, RateLimitGate,
+    TokenGrant, Unlimited, UploadProgress,
+};
+use crate::oauth::{redact, ClientAuth, OAuthClient, OAuthEndpoints, SetupError};
+use crate::secret::Secret;
+
+/// Posts created this long before `since` still count: clocks differ between Herald and Threads.
+const CLOCK_SKEW_SECS: i64 = 5;
+/// The permalink lookup after publishing is a nicety: it must not hold the attempt up.
+const PERMALINK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The Threads adapter. Cheap to share: hold it in an `Arc`.
+pub struct ThreadsAdapter {
+    config: ThreadsConfig,
+    /// Builds the consent URL (state, scopes); token calls are made by hand because Threads'
+    /// token responses are not RFC 6749's (no `token_type`, a numeric `user_id`).
+    oauth: OAuthClient,
+    /// Redirects are never followed: a redirect would carry the token elsewhere.
+    api: reqwest::Client,
+}
+
+impl std::fmt::Debug for ThreadsAdapter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ThreadsAdapter")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a call returned no answer to read.
+enum SendError {
+    /// Herald's shared limiter refused; nothing was sent.
+    Limited(PlatformFailure),
+    Transport(reqwest::Error),
+}
+
+/// A fully read response.
+struct Reply {
+    status: reqwest::StatusCode,
+    headers: reqwest::header::HeaderMap,
+    body: bytes::Bytes,
+}
+
+/// A media reference from `upload_media`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MediaRef<'a> {
+    Image(&'a str),
+    Video(&'a str),
+}
+
+impl<'a> MediaRef<'a> {
+    fn parse(reference: &'a str) -> Option<Self> {
+        if let Some(url) = reference.strip_prefix("image:") {
+            return Some(Self::Image(url));
+        }
+        reference.strip_prefix("video:").map(Self::Video)
+    }
+
+    /// `media_type` and the URL parameter of its container.
+    fn params(self) -> [(&'static str, &'a str); 2] {
+        match self {
+            Self::Image(url) => [("media_type", "IMAGE"), ("image_url", url)],
+            Self::Video(url) => [("media_type", "VIDEO"), ("video_url", url)],
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct IdBody {
+    id: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct ShortLivedToken {
+    access_token: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct LongLivedToken {
+    access_token: String,
+    expires_in: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Me {
+    id: String,
+    username: Option<String>,
+    name: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ContainerStatus {
+    status: Option<String>,
+    error_message: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Permalink {
+    permalink: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ThreadsPage {
+    #[serde(default)]
+    data: Vec<ListedPost>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ListedPost {
+    id: String,
+    #[serde(default)]
+    text: String,
+    media_type: Option<String>,
+    permalink: Option<String>,
+}
+
+impl ThreadsAdapter {
+    /// An adapter for the Threads API (or sandbox) described by `config`.
+    pub fn new(config: ThreadsConfig) -> Result<Self, SetupError> {
+        let oauth = OAuthClient::new(
+            OAuthEndpoints {
+                provider: "Threads".to_owned(),
+                authorize_url: config.authorize_url.clone(),
+                token_url: config.oauth_url("oauth/access_token"),
+                revoke_url: None,
+                client_id: config.client_id.clone(),
+                client_secret: Some(config.client_secret.clone()),
+                // Threads separates scopes with commas, so they travel as one value.
+                scopes: vec![config.scopes.join(",")],
+                use_pkce: false,
+                client_auth: ClientAuth::RequestBody,
+            },
+            config.request_timeout,
+        )?;
+        let api = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(config.request_timeout)
+            .connect_timeout(config.request_timeout.min(Duration::from_secs(10)))
+            .build()?;
+        Ok(Self { config, oauth, api })
+    }
+
+    /// The configuration the adapter was built with.
+    pub fn config(&self) -> &ThreadsConfig {
+        &self.config
+    }
+
+    /// Asks the gate, sends, and reports Meta's usage headers.
+    async fn send(
+        &self,
+        endpoint: &str,
+        limits: &dyn RateLimitGate,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, SendError> {
+        limits
+            .acquire(endpoint)
+            .await
+            .map_err(|until| SendError::Limited(local_limit(endpoint, until)))?;
+        let response = request.send().await.map_err(SendError::Transport)?;
+        if let Some((left, back_at)) = usage(response.headers(), Utc::now()) {
+            limits.observe(endpoint, Some(left), Some(back_at)).await;
+        }
+        Ok(response)
+    }
+
+    /// Sends and reads the whole response; a non-success status is classified.
+    async fn call(
+        &self,
+        endpoint: &str,
+        limits: &dyn RateLimitGate,
+        request: reqwest::RequestBuilder,
+        ctx: CallContext,
+    ) -> Result<Reply, PlatformFailure> {
+        let response = match self.send(endpoint, limits, request).await {
+            Ok(response) => response,
+            Err(SendError::Limited(failure)) => return Err(failure),
+            Err(SendError::Transport(e)) => return Err(transport_failure(&e, ctx)),
+        };
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| transport_failure(&e, ctx))?;
+        if !status.is_success() {
+            return Err(classify(status.as_u16(), &headers, &body, ctx, Utc::now()));
+        }
+        Ok(Reply {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    async fn call_json<T: DeserializeOwned>(
+        &self,
+        endpoint: &str,
+        limits: &dyn RateLimitGate,
+        request: reqwest::RequestBuilder,
+        ctx: CallContext,
+    ) -> Result<T, PlatformFailure> {
+        let reply = self.call(endpoint, limits, request, ctx).await?;
+        parse(&reply, ctx)
+    }
+
+    /// A token-endpoint call; secrets are removed from any message.
+    async fn token_call<T: DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+        ctx: CallContext,
+        secrets: &[&str],
+    ) -> Result<T, PlatformFailure> {
+        self.call_json("threads_token", &Unlimited, request, ctx)
+            .await
+            .map_err(|failure| PlatformFailure {
+                message: redact(&failure.message, secrets),
+                ..failure
+            })
+    }
+
+    fn grant(&self, token: LongLivedToken) -> TokenGrant {
+        let expires_at = token
+            .expires_in
+            .and_then(|s| Utc::now().checked_add_signed(TimeDelta::seconds(s)));
+        let access = Secret::new(token.access_token);
+        TokenGrant {
+            refresh_token: Some(access.clone()),
+            access_token: access,
+            expires_at,
+            scopes: self.config.scopes.clone(),
+        }
+    }
+
+    /// Creates one container; returns its id.
+    async fn create_container(
+        &self,
+        token: &Secret,
+        params: &[(&str, &str)],
+        limits: &dyn RateLimitGate,
+    ) -> Result<String, PlatformFailure> {
+        let request = self
+            .api
+            .post(self.config.api_url("me/threads"))
+            .bearer_auth(token.expose())
+            .form(params);
+        let created: IdBody = self
+            .call_json(
+                "threads_create",
+                limits,
+                request,
+                CallContext::CREATE_CONTAINER,
+            )
+            .await?;
+        Ok(created.id)
+    }
+
+    /// Polls a container until it is FINISHED, within `status_poll_max_wait`.
+    async fn wait_until_ready(
+        &self,
+        token: &Secret,
+        container_id: &str,
+        limits: &dyn RateLimitGate,
+    ) -> Result<(), PlatformFailure> {
+        let deadline = tokio::time::Instant::now() + self.config.status_poll_max_wait;
+        loop {
+            let mut url = self.config.api_url(container_id);
+            url.query_pairs_mut()
+                .append_pair("fields", "status,error_message");
+            let request = self.api.get(url).bearer_auth(token.expose());
+            let status: ContainerStatus = self
+                .call_json(
+                    "threads_status",
+                    limits,
+                    request,
+                    CallContext::CONTAINER_STATUS,
+                )
+                .await?;
+            match status.status.as_deref() {
+                Some("FINISHED") => return Ok(()),
+                Some("ERROR") => {
+                    return Err(PlatformFailure::new(
+                        ErrorClass::Permanent,
+                        "container_error",
+                        format!(
+                            "Threads could not process the post's media: {}; check that each URL is a public JPEG/PNG image (up to 8 MB) or MP4/MOV video (up to 5 minutes, 1 GB)",
+                            status
+                                .error_message
+                                .as_deref()
+                                .unwrap_or("no reason given")
+                        ),
+                    ))
+                }
+                Some("EXPIRED") => {
+                    return Err(PlatformFailure::new(
+                        ErrorClass::Retryable,
+                        "container_expired",
+                        "the Threads media container expired before it was published; Herald makes a new one",
+                    ))
+                }
+                Some("PUBLISHED") => {
+                    return Err(PlatformFailure::new(
+                        ErrorClass::Permanent,
+                        "container_published",
+                        "the Threads media container was already published",
+                    ))
+                }
+                _ => {}
+            }
+            if tokio::time::Instant::now() + self.config.status_poll_interval > deadline {
+                return Err(PlatformFailure::new(
+                    ErrorClass::Retryable,
+                    "container_in_progress",
+                    format!(
+                        "Threads was still processing the post's media after {} s; Herald will try again",
+                        self.config.status_poll_max_wait.as_secs()
+                    ),
+                ));
+            }
+            tokio::time::sleep(self.config.status_poll_interval).await;
+        }
+    }
+
+    /// Creates the post's container (and its carousel items) and waits until it can be
+    /// published. Nothing here is visible on Threads, so every failure is retryable or final.
+    async fn prepare(
+        &self,
+        token: &Secret,
+        draft: &PostDraft,
+        limits: &dyn RateLimitGate,
+    ) -> Result<String, PlatformFailure> {
+        let media = draft
+            .media_ids
+            .iter()
+            .map(|id| {
+                MediaRef::parse(id).ok_or_else(|| {
+                    PlatformFailure::new(
+                        ErrorClass::Permanent,
+                        "invalid_media_reference",
+                        "the media reference is not one the Threads adapter made; publish the media again",
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut params: Vec<(&str, &str)> = Vec::new();
+        if !draft.text.is_empty() {
+            params.push(("text", &draft.text));
+        }
+        if let Some(parent) = &draft.reply_to {
+            params.push(("reply_to_id", parent));
+        }
+        let children;
+        match media.as_slice() {
+            [] => params.push(("media_type", "TEXT")),
+            [one] => params.extend(one.params()),
+            many => {
+                let mut ids = Vec::with_capacity(many.len());
+                for item in many {
+                    let mut child = item.params().to_vec();
+                    child.push(("is_carousel_item", "true"));
+                    ids.push(self.create_container(token, &child, limits).await?);
+                }
+                for (id, item) in ids.iter().zip(many) {
+                    if matches!(item, MediaRef::Video(_)) {
+                        self.wait_until_ready(token, id, limits).await?;
+                    }
+                }
+                children = ids.join(",");
+                params.push(("media_type", "CAROUSEL"));
+                params.push(("children", &children));
+            }
+        }
+        let container = self.create_container(token, &params, limits).await?;
+        self.wait_until_ready(token, &container, limits).await?;
+        Ok(container)
+    }
+
+    /// The irreversible call.
+    async fn publish(
+        &self,
+        token: &Secret,
+        container: &str,
+        limits: &dyn RateLimitGate,
+    ) -> Result<String, PostError> {
+        let mut url = self.config.api_url("me/threads_publish");
+        url.query_pairs_mut().append_pair("creation_id", container);
+        let request = self.api.post(url).bearer_auth(token.expose());
+        let response = match self.send("threads_publish", limits, request).await {
+            Ok(response) => response,
+            Err(SendError::Limited(failure)) => return Err(PostError::Failed(failure)),
+            Err(SendError::Transport(e)) => return Err(publish_transport_error(&e)),
+        };
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = match response.bytes().await {
+            Ok(body) => body,
+            Err(_) if status.is_success() => {
+                return Err(PostError::OutcomeUnknown(format!(
+                    "Threads published the post (HTTP {status}) but its answer was cut off; the post exists"
+                )))
+            }
+            Err(_) => Default::default(),
+        };
+        if !status.is_success() {
+            return Err(PostError::Failed(classify(
+                status.as_u16(),
+                &headers,
+                &body,
+                CallContext::PUBLISH,
+                Utc::now(),
+            )));
+        }
+        serde_json::from_slice::<IdBody>(&body)
+            .map(|b| b.id)
+            .map_err(|_| {
+                PostError::OutcomeUnknown(format!(
+                    "Threads answered HTTP {status} without a readable post id; the post may exist"
+                ))
+            })
+    }
+
+    /// The post's permalink, or a link built from its id when Threads does not say.
+    async fn post_url(&self, token: &Secret, id: &str, limits: &dyn RateLimitGate) -> String {
+        let mut url = self.config.api_url(id);
+        url.query_pairs_mut().append_pair("fields", "permalink");
+        let request = self
+            .api
+            .get(url)
+            .bearer_auth(token.expose())
+            .timeout(PERMALINK_TIMEOUT);
+        match self
+            .call_json::<Permalink>("threads_media", limits, request, CallContext::READ_POSTS)
+            .await
+        {
+            Ok(Permalink {
+                permalink: Some(link),
+            }) => link,
+            _ => self.fallback_url(id),
+        }
+    }
+
+    fn fallback_url(&self, id: &str) -> String {
+        let mut url = self.config.post_url_base.clone();
+        if let Ok(mut segments) = url.path_segments_mut() {
+            segments.pop_if_empty().extend(["post", id]);
+        }
+        url.to_string()
+    }
+}
+
+fn parse<T: DeserializeOwned>(reply: &Reply, ctx: CallContext) -> Result<T, PlatformFailure> {
+    serde_json::from_slice(&reply.body).map_err(|_| {
+        // A success status with a Graph error body is classified as that error.
+        if serde_json::from_slice::<serde_json::Value>(&reply.body)
+            .is_ok_and(|v| v.get("error").is_some())
+        {
+            return classify(
+                reply.status.as_u16(),
+                &reply.headers,
+                &reply.body,
+                ctx,
+                Utc::now(),
+            );
+        }
+        PlatformFailure::new(
+            ErrorClass::Permanent,
+            "unexpected_response",
+            format!(
+                "Threads answered the request to {} with HTTP {} and a body Herald cannot read; check the Threads API base URL",
+                ctx.action, reply.status
+            ),
+        )
+    })
+}
+
+fn local_limit(endpoint: &str, until: DateTime<Utc>) -> PlatformFailure {
+    PlatformFailure::new(
+        ErrorClass::RateLimited,
+        "rate_limit_exhausted",
+        format!(
+            "the Threads rate limit for {endpoint} is used up until {}; Herald waits before calling again",
+            until.to_rfc3339()
+        ),
+    )
+    .not_before(until)
+}
+
+/// Whitespace-insensitive text, for matching a post Threads may have re-spaced.
+fn normalize(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[async_trait::async_trait]
+impl PlatformAdapter for ThreadsAdapter {
+    fn platform(&self) -> Platform {
+        Platform::Threads
+    }
+
+    fn authorization_url(&self, redirect_uri: &str) -> AuthorizationStart {
+        self.oauth.start(redirect_uri)
+    }
+
+    /// Exchanges the code for a short-lived token, then that for a long-lived (60-day) one.
+    #[tracing::instrument(skip_all, fields(platform = "threads"))]
+    async fn exchange_code(
+        &self,
+        code: &str,
+        _pkce_verifier: &Secret,
+        redirect_uri: &str,
+    ) -> Result<TokenGrant, PlatformFailure> {
+        let secret = self.config.client_secret.expose();
+        let request = self
+            .api
+            .post(self.config.oauth_url("oauth/access_token"))
+            .form(&[
+                ("client_id", self.config.client_id.as_str()),
+                ("client_secret", secret),
+                ("grant_type", "authorization_code"),
+                ("redirect_uri", redirect_uri),
+                ("code", code),
+            ]);
+        let short: ShortLivedToken = self
+            .token_call(request, CallContext::CODE, &[code, secret])
+            .await?;
+        let request = self.api.get(self.config.oauth_url("access_token")).query(&[
+            ("grant_type", "th_exchange_token"),
+            ("client_secret", secret),
+            ("access_token", short.access_token.as_str()),
+        ]);
+        let long: LongLivedToken = self
+            .token_call(
+                request,
+                CallContext::CODE,
+                &[code, secret, &short.access_token],
+            )
+            .await?;
+        Ok(self.grant(long))
+    }
+
+    /// `refresh_token` is the long-lived access token itself.
+    #[tracing::instrument(skip_all, fields(platform = "threads"))]
+    async fn refresh(&self, refresh_token: &Secret) -> Result<TokenGrant, PlatformFailure> {
+        let request = self
+            .api
+            .get(self.config.oauth_url("refresh_access_token"))
+            .query(&[
+                ("grant_type", "th_refresh_token"),
+                ("access_token", refresh_token.expose()),
+            ]);
+        let long: LongLivedToken = self
+            .token_call(request, CallContext::REFRESH, &[refresh_token.expose()])
+            .await?;
+        Ok(self.grant(long))
+    }
+
+    /// Threads has no token revocation endpoint: the user removes Herald under the account's
+    /// Website permissions in Threads; Herald forgets the tokens.
+    async fn revoke(&self, _grant: &TokenGrant) -> Result<(), PlatformFailure> {
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all, fields(platform = "threads", account_id = tracing::field::Empty))]
+    async fn account(&self, access_token: &Secret) -> Result<AccountProfile, PlatformFailure> {
+        let mut url = self.config.api_url("me");
+        url.query_pairs_mut()
+            .append_pair("fields", "id,username,name");
+        let request = self.api.get(url).bearer_auth(access_token.expose());
+        let me: Me = self
+            .call_json("threads_me", &Unlimited, request, CallContext::READ_ACCOUNT)
+            .await?;
+        tracing::Span::current().record("account_id", me.id.as_str());
+        let username = me.username.unwrap_or_else(|| me.id.clone());
+        Ok(AccountProfile {
+            account_id: me.id,
+            display_name: me.name.unwrap_or_else(|| username.clone()),
+            username,
+        })
+    }
+
+    /// Threads pulls media from its URL when the container is made, so there is nothing to
+    /// send: the reference says the kind and the URL.
+    async fn upload_media(
+        &self,
+        _access_token: &Secret,
+        item: &MediaItem,
+        _limits: &dyn RateLimitGate,
+        progress: &dyn UploadProgress,
+    ) -> Result<String, PlatformFailure> {
+        progress.started(0).await;
+        let kind = match item.kind {
+            MediaKind::Image => "image",
+            MediaKind::Video => "video",
+            MediaKind::Gif => {
+                return Err(PlatformFailure::new(
+                    ErrorClass::Permanent,
+                    "unsupported_media",
+                    "Threads does not take GIFs; post it as an image or a video",
+                ))
+            }
+        };
+        Ok(format!("{kind}:{}", item.url))
+    }
+
+    #[tracing::instrument(
+        skip_all,
+        fields(platform = "threads", media = draft.media_ids.len(), post_id = tracing::field::Empty)
+    )]
+    async fn create_post(
+        &self,
+        access_token: &Secret,
+        draft: &PostDraft,
+        limits: &dyn RateLimitGate,
+    ) -> Result<CreatedPost, PostError> {
+        let container = self.prepare(access_token, draft, limits).await?;
+        let post_id = self.publish(access_token, &container, limits).await?;
+        tracing::Span::current().record("post_id", post_id.as_str());
+        let url = self.post_url(access_token, &post_id, limits).await;
+        Ok(CreatedPost { post_id, url })
+    }
+
+    #[tracing::instrument(skip_all, fields(platform = "threads", %since, found = tracing::field::Empty))]
+    async fn find_post(
+        &self,
+        access_token: &Secret,
+        account_id: &str,
+        since: DateTime<Utc>,
+        draft: &PostDraft,
+        limits: &dyn RateLimitGate,
+    ) -> Result<Option<CreatedPost>, PlatformFailure> {
+        let start = (since - TimeDelta::seconds(CLOCK_SKEW_SECS)).timestamp();
+        let mut url = self.config.api_url(account_id);
+        if let Ok(mut segments) = url.path_segments_mut() {
+            segments.push("threads");
+        }
+        url.query_pairs_mut()
+            .append_pair("since", &start.to_string())
+            .append_pair("fields", "id,text,timestamp,media_type,permalink")
+            .append_pair("limit", "100");
+        let request = self.api.get(url).bearer_auth(access_token.expose());
+        let page: ThreadsPage = self
+            .call_json("threads_list", limits, request, CallContext::READ_POSTS)
+            .await?;
+        let wanted = normalize(&draft.text);
+        let found = page.data.into_iter().find(|post| {
+            let text_only = post.media_type.as_deref() == Some("TEXT_POST");
+            normalize(&post.text) == wanted && text_only == draft.media_ids.is_empty()
+        });
+        tracing::Span::current().record("found", found.is_some());
+        Ok(found.map(|post| CreatedPost {
+            url: post
+                .permalink
+                .unwrap_or_else(|| self.fallback_url(&post.id)),
+            post_id: post.id,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn media_references_round_trip() {
+        assert_eq!(
+            MediaRef::parse("image:https://cdn/a.png"),
+            Some(MediaRef::Image("https://cdn/a.png"))
+        );
+        assert_eq!(
+            MediaRef::parse("video:https://cdn/a.mp4").map(MediaRef::params),
+            Some([("media_type", "VIDEO"), ("video_url", "https://cdn/a.mp4")])
+        );
+        assert_eq!(MediaRef::parse("1234"), None);
+        assert_eq!(normalize(" a \n b "), "a b");
+    }
+}

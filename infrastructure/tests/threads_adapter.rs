@@ -1,0 +1,368 @@
+//! The Threads adapter against the sandbox's Threads twin over real HTTP: connect, refresh,
+//! text, image, carousel and video posts, reconciliation, and the failure classes the
+//! publisher relies on.
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use herald_domain::{ErrorClass, MediaItem, MediaKind};
+use herald_infrastructure::platforms::threads::{ThreadsAdapter, ThreadsConfig};
+use herald_infrastructure::platforms::{
+    PlatformAdapter, PostDraft, PostError, RateLimitGate, TokenGrant, UploadProgress,
+};
+use herald_infrastructure::secret::Secret;
+use herald_sandbox::{Fault, Sandbox, SandboxConfig, ThreadsEndpoint};
+use url::Url;
+
+const REDIRECT: &str = "http://127.0.0.1:9/callback";
+
+struct Env {
+    sandbox: Sandbox,
+    adapter: ThreadsAdapter,
+}
+
+impl Env {
+    async fn start() -> Self {
+        let mut sandbox_config = SandboxConfig::default();
+        sandbox_config.threads.video_processing_delay = Duration::from_millis(400);
+        let sandbox = Sandbox::start("127.0.0.1:0", sandbox_config)
+            .await
+            .expect("sandbox starts");
+        let mut config = ThreadsConfig::for_base(
+            Url::parse(&sandbox.threads_base_url()).unwrap(),
+            sandbox_defaults().0,
+            Secret::new(sandbox_defaults().1),
+        );
+        config.request_timeout = Duration::from_secs(1);
+        config.status_poll_interval = Duration::from_millis(50);
+        Self {
+            adapter: ThreadsAdapter::new(config).expect("adapter builds"),
+            sandbox,
+        }
+    }
+
+    /// The whole connect flow: authorize URL → consent (302) → code exchange.
+    async fn connect(&self) -> TokenGrant {
+        let start = self.adapter.authorization_url(REDIRECT);
+        assert!(start
+            .url
+            .query_pairs()
+            .any(|(k, v)| k == "scope" && v == "threads_basic,threads_content_publish"));
+        let browser = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let consent = browser.get(start.url.clone()).send().await.unwrap();
+        assert_eq!(consent.status(), 302, "authorize must redirect");
+        let location = consent.headers()["location"].to_str().unwrap();
+        let callback: HashMap<String, String> = Url::parse(location)
+            .unwrap()
+            .query_pairs()
+            .into_owned()
+            .collect();
+        assert_eq!(callback["state"], start.state);
+        self.adapter
+            .exchange_code(&callback["code"], &start.pkce_verifier, REDIRECT)
+            .await
+            .expect("code exchange succeeds")
+    }
+
+    async fn media(&self, grant: &TokenGrant, url: &str, kind: MediaKind) -> String {
+        let progress = Progress::default();
+        let reference = self
+            .adapter
+            .upload_media(
+                &grant.access_token,
+                &MediaItem {
+                    url: url.to_owned(),
+                    kind,
+                    mime_type: "image/png".into(),
+                },
+                &Gate::default(),
+                &progress,
+            )
+            .await
+            .expect("media reference");
+        assert_eq!(*progress.started.lock().unwrap(), [0]);
+        reference
+    }
+
+    async fn post(&self, grant: &TokenGrant, draft: &PostDraft) -> Result<String, PostError> {
+        self.adapter
+            .create_post(&grant.access_token, draft, &Gate::default())
+            .await
+            .map(|p| p.post_id)
+    }
+
+    fn fault(&self, endpoint: ThreadsEndpoint, fault: Fault) {
+        self.sandbox.inject_threads_fault(endpoint, fault, 1);
+    }
+}
+
+fn sandbox_defaults() -> (String, String) {
+    let d = SandboxConfig::default().threads;
+    (d.client_id, d.client_secret)
+}
+
+fn text(t: &str) -> PostDraft {
+    PostDraft {
+        text: t.to_owned(),
+        media_ids: vec![],
+        poll: None,
+        reply_to: None,
+    }
+}
+
+fn failed_class(result: Result<String, PostError>) -> ErrorClass {
+    match result {
+        Err(PostError::Failed(f)) => f.class,
+        other => panic!("expected a failure, got {other:?}"),
+    }
+}
+
+type Observation = (String, Option<u64>, Option<DateTime<Utc>>);
+
+#[derive(Default)]
+struct Gate {
+    refuse_until: Option<DateTime<Utc>>,
+    acquired: Mutex<Vec<String>>,
+    observed: Mutex<Vec<Observation>>,
+}
+
+#[async_trait::async_trait]
+impl RateLimitGate for Gate {
+    async fn acquire(&self, endpoint: &str) -> Result<(), DateTime<Utc>> {
+        self.acquired.lock().unwrap().push(endpoint.to_owned());
+        self.refuse_until.map_or(Ok(()), Err)
+    }
+
+    async fn observe(&self, endpoint: &str, remaining: Option<u64>, reset: Option<DateTime<Utc>>) {
+        self.observed
+            .lock()
+            .unwrap()
+            .push((endpoint.to_owned(), remaining, reset));
+    }
+}
+
+#[derive(Default)]
+struct Progress {
+    started: Mutex<Vec<u64>>,
+}
+
+#[async_trait::async_trait]
+impl UploadProgress for Progress {
+    async fn started(&self, total_bytes: u64) {
+        self.started.lock().unwrap().push(total_bytes);
+    }
+
+    async fn chunk_sent(&self, _bytes_sent: u64, _total_bytes: u64) {}
+}
+
+#[tokio::test]
+async fn connects_with_a_long_lived_token_reads_the_account_and_refreshes() {
+    let env = Env::start().await;
+    let grant = env.connect().await;
+    let issued = env.sandbox.threads_state().tokens_issued;
+    assert_eq!(issued.len(), 2, "short-lived, then long-lived");
+    assert!(issued[1].long_lived);
+    assert_eq!(grant.access_token.expose(), issued[1].access_token);
+    assert_eq!(grant.refresh_token.as_ref(), Some(&grant.access_token));
+    let expires = grant.expires_at.expect("expiry");
+    assert!(expires > Utc::now() + TimeDelta::days(59));
+
+    let account = env.adapter.account(&grant.access_token).await.unwrap();
+    assert_eq!(account.username, "herald_sandbox");
+    assert_eq!(account.display_name, "Herald Sandbox");
+
+    let fresh = env
+        .adapter
+        .refresh(grant.refresh_token.as_ref().unwrap())
+        .await
+        .unwrap();
+    assert_ne!(fresh.access_token, grant.access_token);
+    assert_eq!(fresh.refresh_token.as_ref(), Some(&fresh.access_token));
+
+    let refused = env
+        .adapter
+        .refresh(&Secret::new("not-a-token"))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.class, ErrorClass::ReauthorizationRequired);
+    assert!(refused.message.contains("reconnect"), "{}", refused.message);
+    assert!(!refused.message.contains("not-a-token"));
+    env.sandbox.stop().await;
+}
+
+#[tokio::test]
+async fn publishes_text_image_carousel_and_video_posts() {
+    let env = Env::start().await;
+    let grant = env.connect().await;
+    let gate = Gate::default();
+    let created = env
+        .adapter
+        .create_post(&grant.access_token, &text("hello threads"), &gate)
+        .await
+        .unwrap();
+    let posts = env.sandbox.threads_state().posts;
+    assert_eq!(posts.len(), 1);
+    assert_eq!(posts[0].id, created.post_id);
+    assert_eq!(posts[0].text, "hello threads");
+    assert_eq!(created.url, posts[0].permalink);
+    let acquired = gate.acquired.lock().unwrap().clone();
+    assert!(acquired.contains(&"threads_create".to_owned()));
+    assert!(acquired.contains(&"threads_publish".to_owned()));
+    assert!(gate
+        .observed
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|(e, left, _)| e == "threads_publish" && left.is_some_and(|l| l > 0)));
+
+    let image = env
+        .media(&grant, "https://cdn.example/a.png", MediaKind::Image)
+        .await;
+    assert_eq!(image, "image:https://cdn.example/a.png");
+    let mut draft = text("a picture");
+    draft.media_ids = vec![image.clone()];
+    env.post(&grant, &draft).await.unwrap();
+
+    let video = env
+        .media(&grant, "https://cdn.example/b.mp4", MediaKind::Video)
+        .await;
+    draft = text("an album");
+    draft.media_ids = vec![image, video.clone()];
+    env.post(&grant, &draft).await.unwrap();
+
+    draft = text("");
+    draft.media_ids = vec![video];
+    env.post(&grant, &draft).await.unwrap();
+
+    let posts = env.sandbox.threads_state().posts;
+    let kinds: Vec<&str> = posts.iter().map(|p| p.media_type.as_str()).collect();
+    assert_eq!(kinds, ["TEXT_POST", "IMAGE", "CAROUSEL_ALBUM", "VIDEO"]);
+    assert_eq!(
+        posts[2].media_urls,
+        ["https://cdn.example/a.png", "https://cdn.example/b.mp4"]
+    );
+    env.sandbox.stop().await;
+}
+
+#[tokio::test]
+async fn failures_are_classified_for_the_publisher() {
+    let env = Env::start().await;
+    let grant = env.connect().await;
+
+    // Before threads_publish nothing is visible: a timeout is retryable.
+    env.fault(
+        ThreadsEndpoint::CreateContainer,
+        Fault::Timeout { secs: 3.0 },
+    );
+    assert_eq!(
+        failed_class(env.post(&grant, &text("slow container")).await),
+        ErrorClass::Retryable
+    );
+
+    // A timeout on threads_publish after the post exists: outcome unknown, then found.
+    let since = Utc::now();
+    env.fault(
+        ThreadsEndpoint::Publish,
+        Fault::TimeoutAfterSuccess { secs: 3.0 },
+    );
+    let draft = text("did it post?");
+    assert!(matches!(
+        env.post(&grant, &draft).await,
+        Err(PostError::OutcomeUnknown(_))
+    ));
+    let account = env.adapter.account(&grant.access_token).await.unwrap();
+    let found = env
+        .adapter
+        .find_post(
+            &grant.access_token,
+            &account.account_id,
+            since,
+            &draft,
+            &Gate::default(),
+        )
+        .await
+        .unwrap()
+        .expect("the post is found");
+    let posts = env.sandbox.threads_state().posts;
+    assert_eq!(posts.len(), 1);
+    assert_eq!(found.post_id, posts[0].id);
+    assert!(env
+        .adapter
+        .find_post(
+            &grant.access_token,
+            &account.account_id,
+            since,
+            &text("never posted"),
+            &Gate::default()
+        )
+        .await
+        .unwrap()
+        .is_none());
+
+    env.fault(ThreadsEndpoint::Publish, Fault::ServerError { status: 503 });
+    assert_eq!(
+        failed_class(env.post(&grant, &text("5xx")).await),
+        ErrorClass::Retryable
+    );
+    env.fault(
+        ThreadsEndpoint::Publish,
+        Fault::RateLimited {
+            retry_after_secs: 120,
+        },
+    );
+    match env.post(&grant, &text("limited")).await {
+        Err(PostError::Failed(f)) => {
+            assert_eq!(f.class, ErrorClass::RateLimited);
+            assert!(f
+                .not_before
+                .is_some_and(|t| t > Utc::now() + TimeDelta::seconds(60)));
+        }
+        other => panic!("expected rate limited, got {other:?}"),
+    }
+    env.fault(ThreadsEndpoint::CreateContainer, Fault::ExpireToken);
+    assert_eq!(
+        failed_class(env.post(&grant, &text("expired")).await),
+        ErrorClass::Auth
+    );
+
+    let fresh = env.connect().await;
+    env.fault(ThreadsEndpoint::CreateContainer, Fault::RejectMedia);
+    let mut draft = text("bad image");
+    draft.media_ids = vec!["image:https://cdn.example/bad.png".into()];
+    match env.post(&fresh, &draft).await {
+        Err(PostError::Failed(f)) => {
+            assert_eq!(f.class, ErrorClass::Permanent);
+            assert!(
+                f.message.contains("could not be processed"),
+                "{}",
+                f.message
+            );
+        }
+        other => panic!("expected a permanent failure, got {other:?}"),
+    }
+    let too_long = "a".repeat(501);
+    assert_eq!(
+        failed_class(env.post(&fresh, &text(&too_long)).await),
+        ErrorClass::Permanent
+    );
+
+    let closed = Gate {
+        refuse_until: Some(Utc::now() + TimeDelta::minutes(5)),
+        ..Gate::default()
+    };
+    match env
+        .adapter
+        .create_post(&fresh.access_token, &text("gated"), &closed)
+        .await
+    {
+        Err(PostError::Failed(f)) => assert_eq!(f.class, ErrorClass::RateLimited),
+        other => panic!("expected the gate to refuse, got {other:?}"),
+    }
+    // Only the post that timed out after success exists.
+    assert_eq!(env.sandbox.threads_state().posts.len(), 1);
+    env.sandbox.stop().await;
+}

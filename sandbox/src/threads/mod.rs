@@ -1,0 +1,448 @@
+//! The Threads API twin, mounted under `/threads`.
+//!
+//! Shapes follow `platform-facts.md` §3 (Graph error envelope, usage headers) and §6 (Threads).
+//! Routes (all relative to `/threads`; the real API also accepts a `/v1.0` prefix, which the twin
+//! does not need):
+//!
+//! | Method | Path | Purpose |
+//! |---|---|---|
+//! | GET | `/oauth/authorize` | auto-approving consent, 302 to the client with `code` and `state` |
+//! | POST | `/oauth/access_token` | code → short-lived token `{access_token, user_id}` |
+//! | GET | `/access_token?grant_type=th_exchange_token` | short → long-lived token |
+//! | GET | `/refresh_access_token?grant_type=th_refresh_token` | long-lived → new long-lived |
+//! | GET | `/me?fields=id,username,name` | the caller |
+//! | POST | `/{user-id}/threads` | create a media container |
+//! | POST | `/{user-id}/threads_publish?creation_id=` | publish a container |
+//! | GET | `/{user-id}/threads?since=` | the user's posts, newest first |
+//! | GET | `/{user-id}/threads_publishing_limit` | quota usage |
+//! | GET | `/{id}?fields=status,error_message` | a container's status, or a post |
+//! | POST/GET/DELETE | `/_sandbox/faults` | fault injection (not part of Threads) |
+//! | GET | `/_sandbox/state` | read-only state dump (not part of Threads) |
+//!
+//! Tokens are accepted as `access_token` (query or form) or `Authorization: Bearer`.
+
+mod api;
+mod control;
+mod state;
+
+use std::time::Duration;
+
+use actix_web::dev::{HttpServiceFactory, Service};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::faults::{self, Fault};
+use state::Caller;
+pub(crate) use state::ThreadsState;
+
+/// Default OAuth client id (Threads app id) of the twin.
+pub const DEFAULT_CLIENT_ID: &str = "herald-sandbox-threads";
+/// Default client secret of the twin.
+pub const DEFAULT_CLIENT_SECRET: &str = "herald-sandbox-threads-secret";
+/// Username of the account that authorizes when no `sandbox_user` is given.
+pub const DEFAULT_USERNAME: &str = "herald_sandbox";
+/// Display name of the default account.
+pub const DEFAULT_NAME: &str = "Herald Sandbox";
+/// Longest text of a post (platform-facts §6.3).
+pub const MAX_TEXT: usize = 500;
+
+/// Configuration of the Threads twin.
+#[derive(Debug, Clone)]
+pub struct ThreadsConfig {
+    /// The one registered app id.
+    pub client_id: String,
+    /// Its app secret (sent in the request body or query).
+    pub client_secret: String,
+    /// Short-lived token lifetime (Threads: one hour).
+    pub short_lived_lifetime: Duration,
+    /// Long-lived token lifetime (Threads: 60 days).
+    pub long_lived_lifetime: Duration,
+    /// Minimum age before a long-lived token may be refreshed (Threads: 24 hours; the twin
+    /// defaults to zero so tests can refresh at once).
+    pub min_refresh_age: Duration,
+    /// How long a video container stays `IN_PROGRESS`.
+    pub video_processing_delay: Duration,
+    /// Posts per user per `quota_duration` (Threads: 250 per 24 h).
+    pub quota_total: u32,
+    /// Window of the publishing quota.
+    pub quota_duration: Duration,
+    /// Calls per user before `X-App-Usage` reaches 100 % (facts §6.4: 4800 × 10 impressions).
+    pub call_budget: u64,
+}
+
+impl Default for ThreadsConfig {
+    fn default() -> Self {
+        Self {
+            client_id: DEFAULT_CLIENT_ID.to_owned(),
+            client_secret: DEFAULT_CLIENT_SECRET.to_owned(),
+            short_lived_lifetime: Duration::from_secs(3600),
+            long_lived_lifetime: Duration::from_secs(5_184_000),
+            min_refresh_age: Duration::ZERO,
+            video_processing_delay: Duration::from_millis(300),
+            quota_total: 250,
+            quota_duration: Duration::from_secs(86_400),
+            call_budget: 48_000,
+        }
+    }
+}
+
+/// A Threads endpoint, as named in fault injection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ThreadsEndpoint {
+    /// `POST /oauth/access_token`, `GET /access_token`, `GET /refresh_access_token`.
+    Token,
+    /// `GET /me`.
+    Me,
+    /// `POST /{user-id}/threads`.
+    CreateContainer,
+    /// `GET /{container-id}`.
+    ContainerStatus,
+    /// `POST /{user-id}/threads_publish`.
+    Publish,
+    /// `GET /{user-id}/threads`.
+    ListThreads,
+    /// `GET /{user-id}/threads_publishing_limit`.
+    PublishingLimit,
+    /// Wildcard: applies to any endpoint whose own queue is empty.
+    Any,
+}
+
+/// Snapshot of the Threads twin, as served by `GET /threads/_sandbox/state`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ThreadsStateSnapshot {
+    /// Every published post, oldest first.
+    pub posts: Vec<ThreadsPostSnapshot>,
+    /// Every container, oldest first.
+    pub containers: Vec<ThreadsContainerSnapshot>,
+    /// Every token issued (plaintext, so tests can grep for leaks).
+    pub tokens_issued: Vec<ThreadsIssuedToken>,
+    /// Recent requests to Threads routes (the `/_sandbox` routes are not recorded).
+    pub requests: Vec<crate::RequestRecord>,
+}
+
+/// A published post.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ThreadsPostSnapshot {
+    pub id: String,
+    pub owner_id: String,
+    pub container_id: String,
+    /// `TEXT_POST`, `IMAGE`, `VIDEO` or `CAROUSEL_ALBUM`.
+    pub media_type: String,
+    pub text: String,
+    /// Image/video URLs, in carousel order.
+    pub media_urls: Vec<String>,
+    pub reply_to_id: Option<String>,
+    pub permalink: String,
+    pub timestamp: String,
+}
+
+/// A media container.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ThreadsContainerSnapshot {
+    pub id: String,
+    pub owner_id: String,
+    pub media_type: String,
+    pub text: Option<String>,
+    pub image_url: Option<String>,
+    pub video_url: Option<String>,
+    pub children: Vec<String>,
+    pub is_carousel_item: bool,
+    /// `IN_PROGRESS`, `FINISHED`, `ERROR` or `PUBLISHED`.
+    pub status: String,
+}
+
+/// A token issued by the twin.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ThreadsIssuedToken {
+    pub access_token: String,
+    pub user_id: String,
+    pub long_lived: bool,
+}
+
+/// The `/threads` scope with every route and the request-recording middleware.
+pub(crate) fn scope(state: web::Data<ThreadsState>) -> impl HttpServiceFactory {
+    let log_state = state.clone().into_inner();
+    web::scope("/threads")
+        .app_data(state)
+        .wrap_fn(move |req, srv| {
+            let seq = (!req.path().starts_with("/threads/_sandbox"))
+                .then(|| log_state.log_start(req.method().as_str(), req.path()));
+            let fut = srv.call(req);
+            let log_state = log_state.clone();
+            async move {
+                let res = fut.await?;
+                if let Some(seq) = seq {
+                    log_state.log_finish(seq, res.status().as_u16());
+                }
+                Ok(res)
+            }
+        })
+        .route("/_sandbox/faults", web::post().to(control::add_fault))
+        .route("/_sandbox/faults", web::get().to(control::list_faults))
+        .route("/_sandbox/faults", web::delete().to(control::clear_faults))
+        .route("/_sandbox/state", web::get().to(control::state))
+        .route("/oauth/authorize", web::get().to(api::authorize))
+        .route("/oauth/access_token", web::post().to(api::exchange_code))
+        .route("/access_token", web::get().to(api::exchange_long_lived))
+        .route("/refresh_access_token", web::get().to(api::refresh))
+        .route("/me", web::get().to(api::me))
+        .route("/{user_id}/threads", web::post().to(api::create_container))
+        .route("/{user_id}/threads", web::get().to(api::list_threads))
+        .route("/{user_id}/threads_publish", web::post().to(api::publish))
+        .route(
+            "/{user_id}/threads_publishing_limit",
+            web::get().to(api::publishing_limit),
+        )
+        .route("/{id}", web::get().to(api::get_object))
+        .default_service(web::to(|| async {
+            graph_error(
+                StatusCode::BAD_REQUEST,
+                "Unsupported request - method type or path not supported",
+                "GraphMethodException",
+                100,
+                None,
+            )
+        }))
+}
+
+/// A Graph API error: `{"error":{"message","type","code","error_subcode","fbtrace_id"}}`.
+pub(crate) fn graph_error(
+    status: StatusCode,
+    message: &str,
+    kind: &str,
+    code: u32,
+    subcode: Option<u32>,
+) -> HttpResponse {
+    let mut error = json!({
+        "message": message,
+        "type": kind,
+        "code": code,
+        "fbtrace_id": format!("A{}", crate::oauth::random_token(9)),
+    });
+    if let Some(subcode) = subcode {
+        error["error_subcode"] = json!(subcode);
+    }
+    if matches!(code, 1 | 2) {
+        error["is_transient"] = json!(true);
+    }
+    HttpResponse::build(status).json(json!({ "error": error }))
+}
+
+/// Error 190: the token is invalid, expired or revoked.
+pub(crate) fn invalid_token(subcode: Option<u32>) -> HttpResponse {
+    graph_error(
+        StatusCode::UNAUTHORIZED,
+        "Error validating access token: Session has expired or the token is invalid.",
+        "OAuthException",
+        190,
+        subcode,
+    )
+}
+
+/// Error 100: a parameter is missing or invalid.
+pub(crate) fn invalid_parameter(message: &str, subcode: Option<u32>) -> HttpResponse {
+    graph_error(
+        StatusCode::BAD_REQUEST,
+        message,
+        "OAuthException",
+        100,
+        subcode,
+    )
+}
+
+/// Sets `X-App-Usage` (percent of the call budget used) on `resp`.
+fn set_usage_header(resp: &mut HttpResponse, percent: u64) {
+    let value =
+        json!({"call_count": percent, "total_cputime": percent / 2, "total_time": percent / 2})
+            .to_string();
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        resp.headers_mut()
+            .insert(HeaderName::from_static("x-app-usage"), v);
+    }
+}
+
+/// The response for a fault that prevents any effect, if `fault` is one.
+pub(crate) async fn blocking_fault_response(
+    fault: &Fault,
+    user_id: Option<&str>,
+) -> Option<HttpResponse> {
+    match fault {
+        Fault::RateLimited { retry_after_secs } => {
+            let mut resp = graph_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Application request limit reached",
+                "OAuthException",
+                4,
+                None,
+            );
+            set_usage_header(&mut resp, 100);
+            // Meta states the wait in minutes, in the Business-Use-Case header.
+            let minutes = retry_after_secs.div_ceil(60);
+            let buc = json!({ user_id.unwrap_or("0"): [{
+                "type": "threads", "call_count": 100, "total_cputime": 100, "total_time": 100,
+                "estimated_time_to_regain_access": minutes,
+            }]})
+            .to_string();
+            if let Ok(v) = HeaderValue::from_str(&buc) {
+                resp.headers_mut()
+                    .insert(HeaderName::from_static("x-business-use-case-usage"), v);
+            }
+            Some(resp)
+        }
+        Fault::ServerError { status } => Some(graph_error(
+            StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            "An unknown error has occurred.",
+            "OAuthException",
+            1,
+            None,
+        )),
+        Fault::Timeout { secs } => {
+            tokio::time::sleep(faults::secs(*secs)).await;
+            Some(graph_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "An unexpected error has occurred. Please retry your request later.",
+                "OAuthException",
+                2,
+                None,
+            ))
+        }
+        Fault::ContentRejected { detail } => Some(graph_error(
+            StatusCode::BAD_REQUEST,
+            detail,
+            "OAuthException",
+            10,
+            Some(2_207_051),
+        )),
+        _ => None,
+    }
+}
+
+/// What an authorized API request carries into its handler.
+pub(crate) struct Ctx {
+    pub caller: Caller,
+    /// A fault the handler itself applies (processing, timeout after success).
+    pub fault: Option<Fault>,
+    usage: u64,
+}
+
+/// The access token of a request: `access_token` parameter or a bearer header.
+fn request_token(req: &HttpRequest, params: &[(String, String)]) -> Option<String> {
+    param(params, "access_token")
+        .map(str::to_owned)
+        .or_else(|| {
+            req.headers()
+                .get(actix_web::http::header::AUTHORIZATION)
+                .and_then(|h| h.to_str().ok())
+                .and_then(crate::oauth::parse_bearer)
+                .map(str::to_owned)
+        })
+}
+
+/// Authenticates, checks scopes, counts the call and applies request-level faults. `Err` is
+/// the response to send as is.
+pub(crate) async fn guard(
+    state: &ThreadsState,
+    req: &HttpRequest,
+    params: &[(String, String)],
+    endpoint: ThreadsEndpoint,
+    scopes: &[&str],
+) -> Result<Ctx, HttpResponse> {
+    let Some(caller) = request_token(req, params).and_then(|t| state.authenticate(&t)) else {
+        return Err(invalid_token(None));
+    };
+    if let Some(missing) = scopes
+        .iter()
+        .find(|s| !caller.scopes.iter().any(|c| c == *s))
+    {
+        return Err(graph_error(
+            StatusCode::FORBIDDEN,
+            &format!("(#10) Application does not have permission for this action: {missing}"),
+            "OAuthException",
+            10,
+            None,
+        ));
+    }
+    let usage = state.count_call(&caller.user_id);
+    let fault = state.take_fault(endpoint);
+    if let Some(fault) = &fault {
+        tracing::info!(?endpoint, ?fault, "threads sandbox applying fault");
+        if let Some(resp) = blocking_fault_response(fault, Some(&caller.user_id)).await {
+            return Err(resp);
+        }
+        match fault {
+            Fault::ExpireToken => {
+                state.invalidate_token(&caller.token);
+                return Err(invalid_token(Some(463)));
+            }
+            Fault::RevokeGrant => {
+                state.revoke_user(&caller.user_id);
+                return Err(invalid_token(Some(460)));
+            }
+            _ => {}
+        }
+    }
+    Ok(Ctx {
+        caller,
+        fault,
+        usage,
+    })
+}
+
+/// Adds the usage header and applies `timeout_after_success` (the effect has happened; the
+/// client should time out before this answer arrives).
+pub(crate) async fn finish(ctx: Ctx, mut resp: HttpResponse) -> HttpResponse {
+    set_usage_header(&mut resp, ctx.usage);
+    if let Some(Fault::TimeoutAfterSuccess { secs }) = &ctx.fault {
+        tokio::time::sleep(faults::secs(*secs)).await;
+    }
+    resp
+}
+
+/// Query parameters followed by form-body parameters, percent-decoded.
+pub(crate) fn params(req: &HttpRequest, body: &[u8]) -> Vec<(String, String)> {
+    let mut pairs: Vec<(String, String)> =
+        url::form_urlencoded::parse(req.query_string().as_bytes())
+            .into_owned()
+            .collect();
+    pairs.extend(url::form_urlencoded::parse(body).into_owned());
+    pairs
+}
+
+/// The value of the first parameter named `name`.
+pub(crate) fn param<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// Threads' text length: code points, except that emoji count their UTF-8 bytes
+/// (platform-facts §6.3).
+pub fn text_length(text: &str) -> usize {
+    text.chars()
+        .map(|c| {
+            let emoji = matches!(c as u32,
+                0x1F000..=0x1FAFF | 0x2600..=0x27BF | 0x2B00..=0x2BFF | 0xFE00..=0xFE0F | 0x200D);
+            if emoji {
+                c.len_utf8()
+            } else {
+                1
+            }
+        })
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emoji_count_their_bytes() {
+        assert_eq!(text_length("abc"), 3);
+        assert_eq!(text_length("é😀"), 1 + 4);
+    }
+}

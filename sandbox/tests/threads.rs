@@ -1,0 +1,402 @@
+//! End-to-end tests of the Threads twin over real HTTP.
+
+use std::time::Duration;
+
+use herald_sandbox::{Fault, Sandbox, SandboxConfig, ThreadsEndpoint};
+use reqwest::{Client, Response, StatusCode};
+use serde_json::Value;
+
+const CLIENT_ID: &str = "herald-sandbox-threads";
+const CLIENT_SECRET: &str = "herald-sandbox-threads-secret";
+const REDIRECT: &str = "http://127.0.0.1:9/callback";
+const SCOPES: &str = "threads_basic,threads_content_publish";
+
+struct Harness {
+    sandbox: Sandbox,
+    http: Client,
+    base: String,
+}
+
+async fn spawn() -> Harness {
+    let mut config = SandboxConfig::default();
+    config.threads.video_processing_delay = Duration::from_millis(300);
+    config.threads.quota_total = 3;
+    let sandbox = Sandbox::start("127.0.0.1:0", config).await.expect("start");
+    let http = Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let base = sandbox.threads_base_url();
+    Harness {
+        sandbox,
+        http,
+        base,
+    }
+}
+
+async fn json_of(resp: Response) -> Value {
+    resp.json().await.expect("json body")
+}
+
+/// `(user_id, long-lived token)` after the whole OAuth flow.
+struct Account {
+    id: String,
+    token: String,
+}
+
+impl Harness {
+    fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    async fn code(&self, user: &str) -> String {
+        let resp = self
+            .http
+            .get(self.url("/oauth/authorize"))
+            .query(&[
+                ("client_id", CLIENT_ID),
+                ("redirect_uri", REDIRECT),
+                ("scope", SCOPES),
+                ("response_type", "code"),
+                ("state", "st4te"),
+                ("sandbox_user", user),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::FOUND);
+        let location = url::Url::parse(resp.headers()["location"].to_str().unwrap()).unwrap();
+        assert!(location.as_str().starts_with(REDIRECT));
+        let q: std::collections::HashMap<_, _> = location.query_pairs().into_owned().collect();
+        assert_eq!(q["state"], "st4te");
+        q["code"].clone()
+    }
+
+    async fn exchange(&self, code: &str) -> Response {
+        self.http
+            .post(self.url("/oauth/access_token"))
+            .form(&[
+                ("client_id", CLIENT_ID),
+                ("client_secret", CLIENT_SECRET),
+                ("grant_type", "authorization_code"),
+                ("redirect_uri", REDIRECT),
+                ("code", code),
+            ])
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn connect(&self, user: &str) -> Account {
+        let code = self.code(user).await;
+        let short = json_of(self.exchange(&code).await).await;
+        let id = short["user_id"]
+            .as_u64()
+            .expect("numeric user_id")
+            .to_string();
+        let long = json_of(
+            self.http
+                .get(self.url("/access_token"))
+                .query(&[
+                    ("grant_type", "th_exchange_token"),
+                    ("client_secret", CLIENT_SECRET),
+                    ("access_token", short["access_token"].as_str().unwrap()),
+                ])
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(long["token_type"], "bearer");
+        assert_eq!(long["expires_in"], 5_184_000);
+        Account {
+            id,
+            token: long["access_token"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    async fn create(&self, a: &Account, form: &[(&str, &str)]) -> Response {
+        self.http
+            .post(self.url(&format!("/{}/threads", a.id)))
+            .bearer_auth(&a.token)
+            .form(form)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn create_id(&self, a: &Account, form: &[(&str, &str)]) -> String {
+        let resp = self.create(a, form).await;
+        assert_eq!(resp.status(), 200);
+        json_of(resp).await["id"].as_str().unwrap().to_owned()
+    }
+
+    async fn publish(&self, a: &Account, creation_id: &str) -> Response {
+        self.http
+            .post(self.url(&format!("/{}/threads_publish", a.id)))
+            .query(&[("creation_id", creation_id)])
+            .bearer_auth(&a.token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn status(&self, a: &Account, id: &str) -> Value {
+        json_of(
+            self.http
+                .get(self.url(&format!("/{id}")))
+                .query(&[
+                    ("fields", "status,error_message"),
+                    ("access_token", &a.token),
+                ])
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+    }
+}
+
+#[tokio::test]
+async fn oauth_flow_gives_a_long_lived_token_that_reads_the_account_and_refreshes() {
+    let h = spawn().await;
+    let a = h.connect("alice_th").await;
+    let me = h
+        .http
+        .get(h.url("/me"))
+        .query(&[("fields", "id,username,name"), ("access_token", &a.token)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 200);
+    assert!(me.headers().contains_key("x-app-usage"));
+    let me = json_of(me).await;
+    assert_eq!(me["id"], a.id.as_str());
+    assert_eq!(me["username"], "alice_th");
+
+    let refreshed = json_of(
+        h.http
+            .get(h.url("/refresh_access_token"))
+            .query(&[
+                ("grant_type", "th_refresh_token"),
+                ("access_token", &a.token),
+            ])
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_ne!(refreshed["access_token"], a.token.as_str());
+
+    // A code is single-use, and errors come in the Graph envelope.
+    let code = h.code("alice_th").await;
+    assert_eq!(h.exchange(&code).await.status(), 200);
+    let again = h.exchange(&code).await;
+    assert_eq!(again.status(), 400);
+    let err = json_of(again).await;
+    assert_eq!(err["error"]["code"], 100);
+    assert!(err["error"]["fbtrace_id"].is_string());
+
+    let bad = h
+        .http
+        .get(h.url("/me"))
+        .bearer_auth("nope")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json_of(bad).await["error"]["code"], 190);
+    h.sandbox.stop().await;
+}
+
+#[tokio::test]
+async fn text_post_publishes_once_and_is_listed() {
+    let h = spawn().await;
+    let a = h.connect("bob_th").await;
+    let container = h
+        .create_id(&a, &[("media_type", "TEXT"), ("text", "hello threads")])
+        .await;
+    assert_eq!(h.status(&a, &container).await["status"], "FINISHED");
+    let published = h.publish(&a, &container).await;
+    assert_eq!(published.status(), 200);
+    let post_id = json_of(published).await["id"].as_str().unwrap().to_owned();
+
+    let twice = h.publish(&a, &container).await;
+    assert_eq!(twice.status(), 400);
+    assert_eq!(json_of(twice).await["error"]["code"], 100);
+
+    let posts = h.sandbox.threads_state().posts;
+    assert_eq!(posts.len(), 1);
+    assert_eq!(posts[0].id, post_id);
+    assert_eq!(posts[0].text, "hello threads");
+
+    let since = (chrono::Utc::now() - chrono::TimeDelta::minutes(1)).timestamp();
+    let listed = json_of(
+        h.http
+            .get(h.url(&format!("/{}/threads", a.id)))
+            .query(&[
+                ("since", since.to_string().as_str()),
+                ("fields", "id,text,timestamp"),
+            ])
+            .bearer_auth(&a.token)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(listed["data"][0]["id"], post_id.as_str());
+    assert_eq!(listed["data"][0]["text"], "hello threads");
+    h.sandbox.stop().await;
+}
+
+#[tokio::test]
+async fn limits_text_length_carousel_size_and_publishing_quota() {
+    let h = spawn().await;
+    let a = h.connect("carol_th").await;
+    let long = "a".repeat(501);
+    let resp = h
+        .create(&a, &[("media_type", "TEXT"), ("text", long.as_str())])
+        .await;
+    assert_eq!(resp.status(), 400);
+    assert_eq!(json_of(resp).await["error"]["code"], 100);
+    let at_limit = "a".repeat(500);
+    assert_eq!(
+        h.create(&a, &[("media_type", "TEXT"), ("text", at_limit.as_str())])
+            .await
+            .status(),
+        200
+    );
+
+    let one = h
+        .create_id(
+            &a,
+            &[
+                ("media_type", "IMAGE"),
+                ("image_url", "https://cdn.example/1.png"),
+                ("is_carousel_item", "true"),
+            ],
+        )
+        .await;
+    let lonely = h
+        .create(
+            &a,
+            &[("media_type", "CAROUSEL"), ("children", one.as_str())],
+        )
+        .await;
+    assert_eq!(lonely.status(), 400);
+    let two = h
+        .create_id(
+            &a,
+            &[
+                ("media_type", "VIDEO"),
+                ("video_url", "https://cdn.example/2.mp4"),
+                ("is_carousel_item", "true"),
+            ],
+        )
+        .await;
+    let children = format!("{one},{two}");
+    let carousel = h
+        .create_id(
+            &a,
+            &[
+                ("media_type", "CAROUSEL"),
+                ("children", children.as_str()),
+                ("text", "album"),
+            ],
+        )
+        .await;
+    // The video child is still processing, so is its carousel.
+    assert_eq!(h.status(&a, &carousel).await["status"], "IN_PROGRESS");
+    assert_eq!(h.publish(&a, &carousel).await.status(), 400);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(h.status(&a, &carousel).await["status"], "FINISHED");
+    assert_eq!(h.publish(&a, &carousel).await.status(), 200);
+    let posts = h.sandbox.threads_state().posts;
+    assert_eq!(posts[0].media_type, "CAROUSEL_ALBUM");
+    assert_eq!(posts[0].media_urls.len(), 2);
+
+    // quota_total is 3 in this harness: two more posts fit, the third is refused.
+    for n in 0..3 {
+        let text = format!("post {n}");
+        let c = h
+            .create_id(&a, &[("media_type", "TEXT"), ("text", text.as_str())])
+            .await;
+        let resp = h.publish(&a, &c).await;
+        if n < 2 {
+            assert_eq!(resp.status(), 200);
+        } else {
+            assert_eq!(resp.status(), 400);
+            assert_eq!(json_of(resp).await["error"]["code"], 4);
+        }
+    }
+    let limit = json_of(
+        h.http
+            .get(h.url(&format!("/{}/threads_publishing_limit", a.id)))
+            .bearer_auth(&a.token)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(limit["data"][0]["quota_usage"], 3);
+    assert_eq!(limit["data"][0]["config"]["quota_total"], 3);
+    assert_eq!(limit["data"][0]["config"]["quota_duration"], 86_400);
+    h.sandbox.stop().await;
+}
+
+#[tokio::test]
+async fn faults_reject_media_rate_limit_and_server_errors() {
+    let h = spawn().await;
+    let a = h.connect("dave_th").await;
+    h.sandbox
+        .inject_threads_fault(ThreadsEndpoint::CreateContainer, Fault::RejectMedia, 1);
+    let c = h
+        .create_id(
+            &a,
+            &[
+                ("media_type", "IMAGE"),
+                ("image_url", "https://cdn.example/x.png"),
+            ],
+        )
+        .await;
+    let status = h.status(&a, &c).await;
+    assert_eq!(status["status"], "ERROR");
+    assert!(status["error_message"].is_string());
+
+    // Faults are injected over HTTP too.
+    let queued = h
+        .http
+        .post(h.url("/_sandbox/faults"))
+        .json(&serde_json::json!({
+            "endpoint": "publish", "fault": {"kind": "rate_limited", "retry_after_secs": 90}
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(queued.status(), 200);
+    let ok = h
+        .create_id(&a, &[("media_type", "TEXT"), ("text", "limited")])
+        .await;
+    let limited = h.publish(&a, &ok).await;
+    assert_eq!(limited.status(), 429);
+    let buc: Value = serde_json::from_str(
+        limited.headers()["x-business-use-case-usage"]
+            .to_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(buc[&a.id][0]["estimated_time_to_regain_access"], 2);
+    assert_eq!(json_of(limited).await["error"]["code"], 4);
+
+    h.sandbox.inject_threads_fault(
+        ThreadsEndpoint::Publish,
+        Fault::ServerError { status: 503 },
+        1,
+    );
+    let failed = h.publish(&a, &ok).await;
+    assert_eq!(failed.status(), 503);
+    assert_eq!(json_of(failed).await["error"]["is_transient"], true);
+    assert!(h.sandbox.threads_state().posts.is_empty());
+    assert_eq!(h.publish(&a, &ok).await.status(), 200);
+    assert_eq!(h.sandbox.threads_state().posts.len(), 1);
+    h.sandbox.stop().await;
+}
