@@ -61,9 +61,8 @@ impl Herald {
                 let mut kafka = KafkaConfig::new(brokers.clone());
                 kafka.topic_prefix = config.kafka_topic_prefix.clone();
                 kafka.partitions = config.kafka_partitions;
-                herald_infrastructure::log::ensure_topics(&kafka, &["PublishingJob", "Connection"])
-                    .await
-                    .context("creating Herald's Kafka topics")?;
+                // Topics are created by the workers that use them (consumers and the relay), so an
+                // API-only process does not need Kafka to start.
                 EventLog::Kafka(kafka)
             }
             None => {
@@ -320,7 +319,13 @@ impl<P: Projection> LogHandler for ProjectionHandler<P> {
     }
 
     /// One transaction for the whole batch: one commit instead of one per record.
-    async fn handle_batch(&self, records: &[LogRecord]) -> anyhow::Result<()> {
+    async fn handle_batch(&self, records: &[LogRecord]) -> Option<anyhow::Result<()>> {
+        Some(self.apply_batch(records).await)
+    }
+}
+
+impl<P: Projection> ProjectionHandler<P> {
+    async fn apply_batch(&self, records: &[LogRecord]) -> anyhow::Result<()> {
         let events = records
             .iter()
             .map(|record| self.decode(record))

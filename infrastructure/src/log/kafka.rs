@@ -217,11 +217,12 @@ impl KafkaConsumerRunner {
                 .collect();
             let batch_done = match &records {
                 Some(records) if records.len() > 1 => match handler.handle_batch(records).await {
-                    Ok(()) => true,
-                    Err(error) => {
+                    Some(Ok(())) => true,
+                    Some(Err(error)) => {
                         tracing::debug!(error = %format!("{error:#}"), "batch failed; handling records one by one");
                         false
                     }
+                    None => false,
                 },
                 _ => false,
             };

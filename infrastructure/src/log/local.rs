@@ -225,7 +225,9 @@ impl LocalConsumerRunner {
             let records: Option<Vec<LogRecord>> =
                 rows.iter().map(|row| row.record().ok()).collect();
             let batch_done = match &records {
-                Some(records) if records.len() > 1 => handler.handle_batch(records).await.is_ok(),
+                Some(records) if records.len() > 1 => {
+                    matches!(handler.handle_batch(records).await, Some(Ok(())))
+                }
                 _ => false,
             };
             if batch_done {

@@ -36,13 +36,6 @@ pub struct LogRecord {
     pub metadata: serde_json::Value,
 }
 
-impl LogRecord {
-    /// The topic an aggregate type's events go to.
-    pub fn topic_for(aggregate_type: &str) -> String {
-        topic_for(aggregate_type)
-    }
-}
-
 /// `PublishingJob` → `herald.publishing_job`; one topic per aggregate type.
 pub fn topic_for(aggregate_type: &str) -> String {
     let mut name = String::from("herald.");
@@ -70,15 +63,13 @@ pub trait LogHandler: Send + Sync + 'static {
     fn aggregate_types(&self) -> &[&'static str];
     /// Applies one record. An error means "not applied"; the runner retries, then parks.
     async fn handle(&self, record: &LogRecord) -> anyhow::Result<()>;
-    /// Applies records that arrived together, in order. A handler that can make them durable in
-    /// one transaction overrides this (much faster than one commit per record); on an error the
-    /// runners fall back to `handle` record by record, so it need not be all-or-nothing but must
-    /// stay idempotent.
-    async fn handle_batch(&self, records: &[LogRecord]) -> anyhow::Result<()> {
-        for record in records {
-            self.handle(record).await?;
-        }
-        Ok(())
+    /// Applies records that arrived together, in order, if this handler can make them durable
+    /// at once (one transaction instead of one commit per record). `None` (the default) means
+    /// it cannot, and the runners call `handle` record by record. On `Some(Err(..))` the runners
+    /// also fall back to `handle` record by record, with the retry policy applied per record, so
+    /// a batch need not be all-or-nothing but must stay idempotent.
+    async fn handle_batch(&self, _records: &[LogRecord]) -> Option<anyhow::Result<()>> {
+        None
     }
 }
 
