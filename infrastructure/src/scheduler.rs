@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use herald_domain::JobId;
 use sqlx::Row;
 
-use crate::db::{from_millis, millis, Db};
+use crate::db::{millis, Db};
 
 /// Leases on due jobs for one worker process.
 #[derive(Debug, Clone)]
@@ -90,16 +90,5 @@ impl DueJobs {
         .execute(&self.db.any)
         .await?;
         Ok(())
-    }
-
-    /// When the earliest unclaimed job becomes due, so the dispatcher can sleep until then.
-    pub async fn next_due(&self) -> anyhow::Result<Option<DateTime<Utc>>> {
-        let row = sqlx::query(
-            "SELECT MIN(CASE WHEN lease_until_ms > due_at_ms THEN lease_until_ms ELSE due_at_ms END) AS next FROM job_schedule",
-        )
-        .fetch_one(&self.db.any)
-        .await?;
-        let next: Option<i64> = row.try_get("next")?;
-        Ok(next.map(from_millis))
     }
 }

@@ -6,9 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cqrs_es::event_sink::EventSink;
-use cqrs_es::persist::{
-    EventStoreAggregateContext, PersistedEventRepository, PersistedEventStore, SerializedEvent,
-};
+use cqrs_es::persist::{EventStoreAggregateContext, PersistedEventRepository, PersistedEventStore};
 use cqrs_es::{Aggregate, AggregateError, CqrsFramework, EventEnvelope, EventStore};
 use postgres_es::PostgresEventRepository;
 use sqlite_es::SqliteEventRepository;
@@ -294,6 +292,3 @@ where
 
 /// Entries kept by `load_recent` before expired ones are dropped.
 const RECENT_CAPACITY: usize = 10_000;
-
-/// Serialized form of an event, as stored and as carried on the log.
-pub type StoredEvent = SerializedEvent;

@@ -172,8 +172,4 @@ impl Adapters {
             )
         })
     }
-
-    pub fn platforms(&self) -> Vec<Platform> {
-        self.by_platform.keys().copied().collect()
-    }
 }
