@@ -980,4 +980,203 @@ mod tests {
     fn empty_posts_are_refused() {
         assert_eq!(x().prepare(&text("   ")), Err(ContentError::Empty));
     }
+
+    fn rules(platform: Platform) -> ContentRules {
+        ContentRules::for_platform(platform).unwrap()
+    }
+
+    fn video() -> MediaItem {
+        MediaItem {
+            url: "https://cdn.example.com/v.mp4".into(),
+            kind: MediaKind::Video,
+            mime_type: "video/mp4".into(),
+        }
+    }
+
+    fn jpeg(n: usize) -> MediaItem {
+        MediaItem {
+            url: format!("https://cdn.example.com/{n}.jpg"),
+            mime_type: "image/jpeg".into(),
+            ..image(n)
+        }
+    }
+
+    #[test]
+    fn every_platform_has_rules() {
+        for platform in Platform::ALL {
+            assert_eq!(rules(platform).platform, platform);
+        }
+    }
+
+    #[test]
+    fn platforms_that_publish_media_refuse_a_post_without_it() {
+        for (platform, what) in [
+            (Platform::Youtube, "one video"),
+            (Platform::Tiktok, "a video or 1-35 photos"),
+            (Platform::Instagram, "an image, a video or a carousel"),
+        ] {
+            let error = rules(platform).prepare(&text("hello")).unwrap_err();
+            assert_eq!(error, ContentError::MediaRequired { platform, what });
+            assert!(error.to_string().contains(what));
+        }
+    }
+
+    #[test]
+    fn youtube_derives_a_title_from_the_first_line_at_a_word_boundary() {
+        let long_line = "word ".repeat(30);
+        let content = Content {
+            text: format!("{long_line}\nsecond line"),
+            media: vec![video()],
+            ..Content::default()
+        };
+        let prepared = rules(Platform::Youtube).prepare(&content).unwrap();
+        let title = prepared.title.unwrap();
+        assert!(title.chars().count() <= 100, "{title}");
+        assert!(title.ends_with("word…"), "{title}");
+        let given = Content {
+            title: Some("My video".into()),
+            ..content
+        };
+        assert_eq!(
+            rules(Platform::Youtube)
+                .prepare(&given)
+                .unwrap()
+                .title
+                .as_deref(),
+            Some("My video")
+        );
+    }
+
+    #[test]
+    fn a_title_over_the_limit_names_the_limit() {
+        let content = Content {
+            text: "body".into(),
+            title: Some("t".repeat(301)),
+            options: Box::new(PublishOptions {
+                reddit: crate::options::RedditOptions {
+                    subreddit: Some("rust".into()),
+                    ..Default::default()
+                },
+                ..Default::default()
+            }),
+            ..Content::default()
+        };
+        assert_eq!(
+            rules(Platform::Reddit).prepare(&content),
+            Err(ContentError::TitleTooLong {
+                platform: Platform::Reddit,
+                limit: 300,
+                length: 301
+            })
+        );
+    }
+
+    #[test]
+    fn reddit_needs_a_subreddit_and_drops_hashtags() {
+        let mut content = Content {
+            text: "hello".into(),
+            hashtags: vec!["rust".into()],
+            ..Content::default()
+        };
+        assert!(matches!(
+            rules(Platform::Reddit).prepare(&content),
+            Err(ContentError::InvalidOptions(_))
+        ));
+        content.options.reddit.subreddit = Some("rust".into());
+        let prepared = rules(Platform::Reddit).prepare(&content).unwrap();
+        assert_eq!(prepared.parts, ["hello"]);
+        assert_eq!(prepared.title.as_deref(), Some("hello"));
+    }
+
+    #[test]
+    fn hashtags_go_at_the_end_and_count_against_instagrams_limit() {
+        let mut content = Content {
+            text: "look".into(),
+            media: vec![jpeg(0)],
+            hashtags: vec!["one".into(), "#two".into()],
+            ..Content::default()
+        };
+        let prepared = rules(Platform::Instagram).prepare(&content).unwrap();
+        assert_eq!(prepared.parts, ["look\n\n#one #two"]);
+        content.hashtags = (0..31).map(|i| format!("tag{i}")).collect();
+        assert_eq!(
+            rules(Platform::Instagram).prepare(&content),
+            Err(ContentError::TooManyHashtags {
+                platform: Platform::Instagram,
+                limit: 30,
+                count: 31
+            })
+        );
+        content.hashtags = vec!["not a tag".into()];
+        assert_eq!(
+            rules(Platform::Instagram).prepare(&content),
+            Err(ContentError::InvalidHashtag { index: 0 })
+        );
+    }
+
+    #[test]
+    fn a_link_is_an_attachment_where_the_platform_has_them_and_text_elsewhere() {
+        let content = Content {
+            text: "read this".into(),
+            link: Some("https://example.com/a".into()),
+            ..Content::default()
+        };
+        let linkedin = rules(Platform::Linkedin).prepare(&content).unwrap();
+        assert_eq!(linkedin.parts, ["read this"]);
+        assert_eq!(linkedin.link.as_deref(), Some("https://example.com/a"));
+        let on_x = x().prepare(&content).unwrap();
+        assert_eq!(on_x.parts, ["read this https://example.com/a"]);
+        assert_eq!(on_x.link, None);
+        let bad = Content {
+            link: Some("ftp://example.com".into()),
+            ..content
+        };
+        assert_eq!(x().prepare(&bad), Err(ContentError::InvalidLink));
+    }
+
+    #[test]
+    fn a_long_text_is_trimmed_only_when_asked() {
+        let long = "word ".repeat(100);
+        let mut content = text(&long);
+        assert!(matches!(
+            x().prepare(&content),
+            Err(ContentError::TextTooLong { .. })
+        ));
+        content.trim_to_fit = true;
+        let prepared = x().prepare(&content).unwrap();
+        let part = &prepared.parts[0];
+        assert!(x_weighted_length(part) <= 280, "{part}");
+        assert!(part.ends_with("word…"), "{part}");
+    }
+
+    #[test]
+    fn instagram_carousels_mix_images_and_videos_up_to_ten() {
+        let mixed = Content {
+            text: "album".into(),
+            media: vec![jpeg(0), video()],
+            ..Content::default()
+        };
+        assert!(rules(Platform::Instagram).prepare(&mixed).is_ok());
+        let eleven = Content {
+            media: (0..10).map(jpeg).chain([video()]).collect(),
+            ..mixed
+        };
+        assert_eq!(
+            rules(Platform::Instagram).prepare(&eleven),
+            Err(ContentError::TooManyMedia {
+                platform: Platform::Instagram,
+                limit: 10,
+                count: 11
+            })
+        );
+    }
+
+    #[test]
+    fn text_is_counted_the_way_each_platform_counts_it() {
+        let youtube = rules(Platform::Youtube);
+        assert_eq!(youtube.text_length("é"), 2);
+        let tiktok = rules(Platform::Tiktok);
+        assert_eq!(tiktok.text_length("😀"), 2);
+        assert_eq!(rules(Platform::Linkedin).text_length("😀"), 1);
+    }
 }
