@@ -264,10 +264,16 @@ pub(crate) fn processing_failure(
     if upload_status == "rejected" {
         let reason = rejection_reason.unwrap_or("unknown");
         let advice = match reason {
-            "copyright" | "claim" => "it infringes copyright or matches a claim: upload only content you own",
+            "copyright" | "claim" => {
+                "it infringes copyright or matches a claim: upload only content you own"
+            }
             "duplicate" => "it duplicates a video already on the channel",
-            "inappropriate" | "termsOfUse" => "it violates YouTube's community guidelines or terms of use: change the video",
-            "length" => "it is longer than the channel may upload: verify the channel or shorten the video",
+            "inappropriate" | "termsOfUse" => {
+                "it violates YouTube's community guidelines or terms of use: change the video"
+            }
+            "length" => {
+                "it is longer than the channel may upload: verify the channel or shorten the video"
+            }
             "trademark" | "legal" => "of a trademark or legal complaint",
             "uploaderAccountClosed" | "uploaderAccountSuspended" => {
                 "the channel is closed or suspended"
@@ -282,7 +288,9 @@ pub(crate) fn processing_failure(
     }
     let reason = failure_reason.unwrap_or("unknown");
     let advice = match reason {
-        "codec" => "its codec is not supported: re-encode it as H.264 video with AAC audio in an MP4",
+        "codec" => {
+            "its codec is not supported: re-encode it as H.264 video with AAC audio in an MP4"
+        }
         "conversion" => "it could not be converted: re-encode it as H.264/AAC MP4",
         "invalidFile" => "the file is not a valid video: check the media URL",
         "emptyFile" => "the file is empty: check the media URL",
@@ -378,16 +386,56 @@ mod tests {
     fn each_documented_reason_has_its_class() {
         let cases = [
             (401, "authError", "global", ErrorClass::Auth),
-            (401, "youtubeSignupRequired", "global", ErrorClass::Permanent),
-            (403, "insufficientPermissions", "global", ErrorClass::ReauthorizationRequired),
-            (403, "rateLimitExceeded", "usageLimits", ErrorClass::RateLimited),
-            (429, "rateLimitExceeded", "usageLimits", ErrorClass::RateLimited),
-            (400, "uploadLimitExceeded", "youtube.video", ErrorClass::RateLimited),
+            (
+                401,
+                "youtubeSignupRequired",
+                "global",
+                ErrorClass::Permanent,
+            ),
+            (
+                403,
+                "insufficientPermissions",
+                "global",
+                ErrorClass::ReauthorizationRequired,
+            ),
+            (
+                403,
+                "rateLimitExceeded",
+                "usageLimits",
+                ErrorClass::RateLimited,
+            ),
+            (
+                429,
+                "rateLimitExceeded",
+                "usageLimits",
+                ErrorClass::RateLimited,
+            ),
+            (
+                400,
+                "uploadLimitExceeded",
+                "youtube.video",
+                ErrorClass::RateLimited,
+            ),
             (400, "invalidTitle", "youtube.video", ErrorClass::Permanent),
-            (400, "invalidCategoryId", "youtube.video", ErrorClass::Permanent),
-            (403, "channelSuspended", "youtube.channel", ErrorClass::Permanent),
+            (
+                400,
+                "invalidCategoryId",
+                "youtube.video",
+                ErrorClass::Permanent,
+            ),
+            (
+                403,
+                "channelSuspended",
+                "youtube.channel",
+                ErrorClass::Permanent,
+            ),
             (403, "forbidden", "youtube.thumbnail", ErrorClass::Permanent),
-            (404, "videoNotFound", "youtube.thumbnail", ErrorClass::Permanent),
+            (
+                404,
+                "videoNotFound",
+                "youtube.thumbnail",
+                ErrorClass::Permanent,
+            ),
             (413, "uploadTooLarge", "global", ErrorClass::Permanent),
             (500, "backendError", "global", ErrorClass::Retryable),
             (503, "backendError", "global", ErrorClass::Retryable),
@@ -395,7 +443,11 @@ mod tests {
         for (status, reason, domain, class) in cases {
             let f = classify_now(status, reason, domain);
             assert_eq!(f.class, class, "{status} {reason}: {f:?}");
-            assert!(f.message.starts_with("could not upload the video"), "{}", f.message);
+            assert!(
+                f.message.starts_with("could not upload the video"),
+                "{}",
+                f.message
+            );
         }
         let f = classify_now(400, "uploadLimitExceeded", "youtube.video");
         assert_eq!(

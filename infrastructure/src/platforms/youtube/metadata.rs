@@ -142,7 +142,10 @@ mod tests {
 
     #[test]
     fn title_is_given_or_derived_at_a_word_boundary() {
-        assert_eq!(title(&post("ignored", Some(" My <b>video</b> "))), "My bvideo/b");
+        assert_eq!(
+            title(&post("ignored", Some(" My <b>video</b> "))),
+            "My bvideo/b"
+        );
         let long = "word ".repeat(40);
         let derived = title(&post(&format!("{long}\nsecond line"), None));
         assert!(derived.chars().count() <= 100);

@@ -233,7 +233,10 @@ impl YouTubeAdapter {
     ) -> Result<(), PlatformFailure> {
         let ctx = CallContext::THUMBNAIL;
         let source = upload::open_source(self, url).await?;
-        if source.content_length().is_some_and(|n| n > MAX_THUMBNAIL_BYTES) {
+        if source
+            .content_length()
+            .is_some_and(|n| n > MAX_THUMBNAIL_BYTES)
+        {
             return Err(PlatformFailure::new(
                 ErrorClass::Permanent,
                 "thumbnail_too_large",
@@ -250,7 +253,10 @@ impl YouTubeAdapter {
             .unwrap_or_default()
             .trim()
             .to_owned();
-        let image = source.bytes().await.map_err(|e| upload::source_failure(&e))?;
+        let image = source
+            .bytes()
+            .await
+            .map_err(|e| upload::source_failure(&e))?;
         let mut target = self.config.upload_url("thumbnails/set");
         target
             .query_pairs_mut()
@@ -316,7 +322,11 @@ impl YouTubeAdapter {
                     video.processing.status.as_deref(),
                     Some("failed" | "terminated")
                 ) {
-                    let reason = video.processing.failure_reason.as_deref().unwrap_or("other");
+                    let reason = video
+                        .processing
+                        .failure_reason
+                        .as_deref()
+                        .unwrap_or("other");
                     return Err(PlatformFailure::new(
                         ErrorClass::Permanent,
                         format!("processing_{reason}"),
