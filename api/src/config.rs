@@ -75,6 +75,32 @@ pub struct Config {
     /// Seconds one Threads API request may take before its outcome counts as unknown.
     #[arg(long, env = "THREADS_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
     pub threads_request_timeout_secs: u64,
+    /// YouTube: the Google Cloud project's OAuth client id (a web client; give the secret too).
+    #[arg(long, env = "YOUTUBE_CLIENT_ID")]
+    pub youtube_client_id: Option<String>,
+    #[arg(long, env = "YOUTUBE_CLIENT_SECRET", hide_env_values = true)]
+    pub youtube_client_secret: Option<String>,
+    /// YouTube API base (default https://www.googleapis.com, OAuth at accounts.google.com and
+    /// oauth2.googleapis.com); with a custom base, OAuth endpoints live under it.
+    #[arg(long, env = "YOUTUBE_API_BASE")]
+    pub youtube_api_base: Option<String>,
+    /// Seconds one YouTube API request may take (upload chunks get at least five minutes).
+    #[arg(long, env = "YOUTUBE_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
+    pub youtube_request_timeout_secs: u64,
+    /// The Google project's daily YouTube Data API quota in units (reset at midnight Pacific).
+    #[arg(long, env = "YOUTUBE_DAILY_QUOTA_UNITS", default_value_t = 10_000)]
+    pub youtube_daily_quota_units: u64,
+    /// Units one video upload (`videos.insert`) costs: 1600 in the long-standing documentation.
+    #[arg(long, env = "YOUTUBE_INSERT_QUOTA_COST", default_value_t = 1600)]
+    pub youtube_insert_quota_cost: u64,
+    /// When set, uploads have a daily bucket of this many calls of their own instead of
+    /// costing units (the newer documentation: 100).
+    #[arg(long, env = "YOUTUBE_INSERTS_PER_DAY")]
+    pub youtube_inserts_per_day: Option<u64>,
+    /// Bytes per upload chunk (rounded down to a multiple of 256 KiB; default 8 MiB, 1 MiB
+    /// against the sandbox).
+    #[arg(long, env = "YOUTUBE_CHUNK_BYTES")]
+    pub youtube_chunk_bytes: Option<usize>,
     /// Public base URL of this server, for OAuth callbacks (default: taken from each request).
     #[arg(long, env = "HERALD_PUBLIC_URL")]
     pub public_url: Option<String>,
@@ -120,6 +146,14 @@ impl Config {
             threads_client_secret: None,
             threads_api_base: None,
             threads_request_timeout_secs: 30,
+            youtube_client_id: None,
+            youtube_client_secret: None,
+            youtube_api_base: None,
+            youtube_request_timeout_secs: 30,
+            youtube_daily_quota_units: 10_000,
+            youtube_insert_quota_cost: 1600,
+            youtube_inserts_per_day: None,
+            youtube_chunk_bytes: None,
             public_url: None,
             worker_concurrency: 32,
             job_lease_secs: 30,
@@ -142,7 +176,11 @@ impl Config {
     /// The sandbox runs unless switched off, or unless real credentials are configured.
     pub fn sandbox_enabled(&self) -> bool {
         self.sandbox
-            .unwrap_or(self.x_client_id.is_none() && self.threads_client_id.is_none())
+            .unwrap_or(
+                self.x_client_id.is_none()
+                    && self.threads_client_id.is_none()
+                    && self.youtube_client_id.is_none(),
+            )
     }
 
     /// Dev-mode auth: a secret generated into the data dir, for the embedded default only.

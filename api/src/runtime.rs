@@ -7,6 +7,9 @@ use herald_domain::{Connection, ConnectionId, PublishingJob};
 use herald_infrastructure::db::Db;
 use herald_infrastructure::log::{EventLog, KafkaConfig, LocalLog, LogHandler, LogRecord};
 use herald_infrastructure::platforms::threads::{ThreadsAdapter, ThreadsConfig};
+use herald_infrastructure::platforms::youtube::{
+    InsertQuota, QuotaConfig, YouTubeAdapter, YouTubeConfig,
+};
 use herald_infrastructure::platforms::x::{XAdapter, XConfig};
 use herald_infrastructure::platforms::Adapters;
 use herald_infrastructure::process::publisher::Publisher;
@@ -261,7 +264,58 @@ fn adapters(config: &Config, sandbox: Option<&Sandbox>) -> anyhow::Result<Adapte
             Duration::from_secs(config.threads_request_timeout_secs.max(1));
         adapters = adapters.with(Arc::new(ThreadsAdapter::new(threads_config)?));
     }
+    if let Some(youtube) = youtube_adapter(config, sandbox)? {
+        adapters = adapters.with(Arc::new(youtube));
+    }
     Ok(adapters)
+}
+
+/// The YouTube adapter: the sandbox's twin, or Google with the configured client.
+fn youtube_adapter(
+    config: &Config,
+    sandbox: Option<&Sandbox>,
+) -> anyhow::Result<Option<YouTubeAdapter>> {
+    let mut youtube = match (sandbox, &config.youtube_client_id) {
+        (Some(sandbox), None) => {
+            let defaults = SandboxConfig::default().youtube;
+            YouTubeConfig::for_base(
+                url::Url::parse(&sandbox.youtube_base_url())?,
+                defaults.client_id,
+                Secret::new(defaults.client_secret),
+            )
+        }
+        (_, Some(client_id)) => {
+            // A web client: Google's token endpoint wants the secret with every call.
+            let secret = Secret::new(
+                config
+                    .youtube_client_secret
+                    .clone()
+                    .context("YOUTUBE_CLIENT_SECRET is required with YOUTUBE_CLIENT_ID")?,
+            );
+            match &config.youtube_api_base {
+                Some(base) => YouTubeConfig::for_base(
+                    url::Url::parse(base).context("YOUTUBE_API_BASE")?,
+                    client_id.clone(),
+                    secret,
+                ),
+                None => YouTubeConfig::new(client_id.clone(), secret),
+            }
+        }
+        (None, None) => return Ok(None),
+    };
+    youtube.request_timeout = Duration::from_secs(config.youtube_request_timeout_secs.max(1));
+    youtube.chunk_timeout = youtube.chunk_timeout.max(youtube.request_timeout);
+    if let Some(bytes) = config.youtube_chunk_bytes {
+        youtube.chunk_bytes = bytes;
+    }
+    youtube.quota = QuotaConfig {
+        daily_units: config.youtube_daily_quota_units,
+        insert: match config.youtube_inserts_per_day {
+            Some(per_day) => InsertQuota::Bucket(per_day),
+            None => InsertQuota::Units(config.youtube_insert_quota_cost),
+        },
+    };
+    Ok(Some(YouTubeAdapter::new(youtube)?))
 }
 
 /// Feeds one projection from the event log, deserializing the record into its event type.

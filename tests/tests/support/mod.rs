@@ -89,6 +89,10 @@ pub async fn test_config(backend: Backend, sandbox: &Sandbox, data_dir: PathBuf)
     config.threads_client_secret = Some(defaults.threads.client_secret);
     config.threads_api_base = Some(sandbox.threads_base_url());
     config.threads_request_timeout_secs = 2;
+    config.youtube_client_id = Some(defaults.youtube.client_id);
+    config.youtube_client_secret = Some(defaults.youtube.client_secret);
+    config.youtube_api_base = Some(sandbox.youtube_base_url());
+    config.youtube_request_timeout_secs = 2;
     config.jwt_secret = Some(JWT_SECRET.into());
     config.job_lease_secs = 3;
     config.worker_id = Some(format!("test-{}", uuid::Uuid::new_v4().simple()));
@@ -201,6 +205,11 @@ impl TestApp {
     /// Connects `user` to sandbox Threads as `sandbox_user`; returns the connection id.
     pub async fn connect_threads(&self, user: &str, sandbox_user: &str) -> String {
         self.connect("threads", user, sandbox_user).await
+    }
+
+    /// Connects `user` to the sandbox YouTube channel of Google account `sandbox_user`.
+    pub async fn connect_youtube(&self, user: &str, sandbox_user: &str) -> String {
+        self.connect("youtube", user, sandbox_user).await
     }
 
     async fn connect(&self, platform: &str, user: &str, sandbox_user: &str) -> String {
@@ -334,6 +343,21 @@ impl TestApp {
             .post(format!(
                 "{}/_sandbox/faults",
                 self.sandbox.threads_base_url()
+            ))
+            .json(&json!({"endpoint": endpoint, "fault": fault, "times": times}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{:?}", response.text().await);
+    }
+
+    /// Queues a sandbox YouTube fault.
+    pub async fn youtube_fault(&self, endpoint: &str, fault: Value, times: u32) {
+        let response = self
+            .http
+            .post(format!(
+                "{}/_sandbox/faults",
+                self.sandbox.youtube_base_url()
             ))
             .json(&json!({"endpoint": endpoint, "fault": fault, "times": times}))
             .send()

@@ -80,6 +80,33 @@ pub fn config_env(config: &Config) -> Vec<(String, String)> {
         "X_REQUEST_TIMEOUT_SECS",
         config.x_request_timeout_secs.to_string(),
     );
+    if let Some(id) = &config.youtube_client_id {
+        set("YOUTUBE_CLIENT_ID", id.clone());
+    }
+    if let Some(secret) = &config.youtube_client_secret {
+        set("YOUTUBE_CLIENT_SECRET", secret.clone());
+    }
+    if let Some(base) = &config.youtube_api_base {
+        set("YOUTUBE_API_BASE", base.clone());
+    }
+    set(
+        "YOUTUBE_REQUEST_TIMEOUT_SECS",
+        config.youtube_request_timeout_secs.to_string(),
+    );
+    set(
+        "YOUTUBE_DAILY_QUOTA_UNITS",
+        config.youtube_daily_quota_units.to_string(),
+    );
+    set(
+        "YOUTUBE_INSERT_QUOTA_COST",
+        config.youtube_insert_quota_cost.to_string(),
+    );
+    if let Some(per_day) = config.youtube_inserts_per_day {
+        set("YOUTUBE_INSERTS_PER_DAY", per_day.to_string());
+    }
+    if let Some(bytes) = config.youtube_chunk_bytes {
+        set("YOUTUBE_CHUNK_BYTES", bytes.to_string());
+    }
     set(
         "HERALD_WORKER_CONCURRENCY",
         config.worker_concurrency.to_string(),
