@@ -7,10 +7,10 @@ use herald_domain::{Connection, ConnectionId, PublishingJob};
 use herald_infrastructure::db::Db;
 use herald_infrastructure::log::{EventLog, KafkaConfig, LocalLog, LogHandler, LogRecord};
 use herald_infrastructure::platforms::threads::{ThreadsAdapter, ThreadsConfig};
+use herald_infrastructure::platforms::x::{XAdapter, XConfig};
 use herald_infrastructure::platforms::youtube::{
     InsertQuota, QuotaConfig, YouTubeAdapter, YouTubeConfig,
 };
-use herald_infrastructure::platforms::x::{XAdapter, XConfig};
 use herald_infrastructure::platforms::Adapters;
 use herald_infrastructure::process::publisher::Publisher;
 use herald_infrastructure::process::refresher::{self, ExpiringConnections};

@@ -96,7 +96,9 @@ async fn publishes_a_video_once(app: &TestApp) {
             }),
         )
         .await;
-    let job = app.wait_for_status("alice", &job_id, "published", SOON).await;
+    let job = app
+        .wait_for_status("alice", &job_id, "published", SOON)
+        .await;
     let state = app.sandbox.youtube_state();
     assert_eq!(state.videos.len(), 1, "exactly one video on YouTube");
     let v = &state.videos[0];
@@ -186,8 +188,12 @@ async fn failures_are_retried_refreshed_or_explained() {
     assert!(issued[1].refresh_token.is_none(), "Google does not rotate");
 
     // A 503 on a chunk: the adapter asks where the session stands and carries on.
-    app.youtube_fault("upload_chunk", json!({"kind": "server_error", "status": 503}), 1)
-        .await;
+    app.youtube_fault(
+        "upload_chunk",
+        json!({"kind": "server_error", "status": 503}),
+        1,
+    )
+    .await;
     let job = publish("after a 503", "b.mp4").await;
     let done = app.wait_for_status("alice", &job, "published", SOON).await;
     assert_eq!(done["attempts"], 1, "{done}");
@@ -199,7 +205,10 @@ async fn failures_are_retried_refreshed_or_explained() {
     let failed = app.wait_for_status("alice", &job, "failed", SOON).await;
     assert_eq!(failed["last_error"]["class"], "permanent", "{failed}");
     assert!(
-        failed["last_error"]["message"].as_str().unwrap().contains("H.264"),
+        failed["last_error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("H.264"),
         "{failed}"
     );
 
@@ -243,7 +252,8 @@ async fn the_channel_upload_limit_waits_a_day() {
             json!({"text": "one", "media": [video(&app, "one.mp4", 1000)]}),
         )
         .await;
-    app.wait_for_status("alice", &first, "published", SOON).await;
+    app.wait_for_status("alice", &first, "published", SOON)
+        .await;
     let second = app
         .publish(
             "alice",
@@ -270,9 +280,8 @@ async fn a_quota_exceeded_from_google_holds_every_job_until_midnight_pacific() {
     let connection = app.connect_youtube("alice", "alice_yt").await;
     // Another app of the same Google project used up today's quota.
     app.sandbox.set_youtube_quota_usage(Some(10_000), None);
-    let midnight = herald_infrastructure::platforms::youtube::next_pacific_midnight(
-        chrono::Utc::now(),
-    );
+    let midnight =
+        herald_infrastructure::platforms::youtube::next_pacific_midnight(chrono::Utc::now());
     let mut codes = Vec::new();
     for name in ["q1.mp4", "q2.mp4"] {
         let job = app
@@ -330,15 +339,19 @@ async fn a_worker_killed_mid_upload_resumes_the_session_from_the_recorded_offset
             json!({"title": "Half way", "text": "a long video", "media": [video(app, "long.mp4", bytes)]}),
         )
         .await;
-    eventually("the first worker has uploaded three chunks", PATIENCE, || async {
-        worker.assert_running();
-        let state = app.sandbox.youtube_state();
-        state
-            .sessions
-            .first()
-            .is_some_and(|s| s.confirmed >= 3 * MIB)
-            .then_some(())
-    })
+    eventually(
+        "the first worker has uploaded three chunks",
+        PATIENCE,
+        || async {
+            worker.assert_running();
+            let state = app.sandbox.youtube_state();
+            state
+                .sessions
+                .first()
+                .is_some_and(|s| s.confirmed >= 3 * MIB)
+                .then_some(())
+        },
+    )
     .await;
     worker.kill();
     app.sandbox.clear_youtube_faults();
@@ -364,11 +377,18 @@ async fn a_worker_killed_mid_upload_resumes_the_session_from_the_recorded_offset
     second.assert_running();
     let state = app.sandbox.youtube_state();
     assert_eq!(state.videos.len(), 1, "one video");
-    assert_eq!(state.sessions.len(), 1, "the session was resumed, not reopened");
+    assert_eq!(
+        state.sessions.len(),
+        1,
+        "the session was resumed, not reopened"
+    );
     assert_eq!(state.quota.inserts, 1, "one videos.insert");
     assert_eq!(job["post_id"], state.videos[0].id.as_str());
     assert_eq!(state.videos[0].bytes, bytes);
-    assert_eq!(state.videos[0].sha256, media_sha256(app, "long.mp4", bytes).await);
+    assert_eq!(
+        state.videos[0].sha256,
+        media_sha256(app, "long.mp4", bytes).await
+    );
     let resumed_from = state.received[received_before].first;
     assert!(
         resumed_from >= recorded,
@@ -396,15 +416,24 @@ async fn two_workers_respect_the_project_quota_together() {
     let connection = app.connect_youtube("alice", "alice_yt").await;
     // 3300 units left on YouTube's side and in Herald's configuration: two uploads (1600
     // each) and some processing checks fit, a third upload does not.
-    app.sandbox.set_youtube_quota_usage(Some(10_000 - 3300), None);
+    app.sandbox
+        .set_youtube_quota_usage(Some(10_000 - 3300), None);
     let mut workers = Vec::new();
     for _ in 0..2 {
         let mut config = split.worker_config();
         config.youtube_daily_quota_units = 3300;
-        config.worker_concurrency = 4;
+        // One job at a time each, so both processes take part.
+        config.worker_concurrency = 1;
         workers.push(split.spawn_worker(&config, DEBUG_LOG));
     }
     let app = &split.app;
+    for worker in &workers {
+        eventually("the worker is running", PATIENCE, || async {
+            worker.assert_running();
+            worker.log().contains("Herald is running").then_some(())
+        })
+        .await;
+    }
     let mut jobs = Vec::new();
     for i in 0..5 {
         let name = format!("quota{i}.mp4");
@@ -417,33 +446,39 @@ async fn two_workers_respect_the_project_quota_together() {
             .await,
         );
     }
-    let settled = eventually("every job is published or waiting for the quota", PATIENCE, || async {
-        for w in &workers {
-            w.assert_running();
-        }
-        let mut views = Vec::new();
-        for job in &jobs {
-            let view: Value = app
-                .get("alice", &format!("/jobs/{job}"))
-                .await
-                .json()
-                .await
-                .unwrap();
-            let waiting = view["status"] == "retry_scheduled"
-                && view["last_error"]["code"] == "quota_exhausted";
-            if view["status"] != "published" && !waiting {
-                return None;
+    let settled = eventually(
+        "every job is published or waiting for the quota",
+        PATIENCE,
+        || async {
+            for w in &workers {
+                w.assert_running();
             }
-            views.push(view);
-        }
-        Some(views)
-    })
+            let mut views = Vec::new();
+            for job in &jobs {
+                let view: Value = app
+                    .get("alice", &format!("/jobs/{job}"))
+                    .await
+                    .json()
+                    .await
+                    .unwrap();
+                let waiting = view["status"] == "retry_scheduled"
+                    && view["last_error"]["code"] == "quota_exhausted";
+                if view["status"] != "published" && !waiting {
+                    return None;
+                }
+                views.push(view);
+            }
+            Some(views)
+        },
+    )
     .await;
-    let published = settled.iter().filter(|v| v["status"] == "published").count();
+    let published = settled
+        .iter()
+        .filter(|v| v["status"] == "published")
+        .count();
     assert_eq!(published, 2, "{settled:?}");
-    let midnight = herald_infrastructure::platforms::youtube::next_pacific_midnight(
-        chrono::Utc::now(),
-    );
+    let midnight =
+        herald_infrastructure::platforms::youtube::next_pacific_midnight(chrono::Utc::now());
     for view in settled.iter().filter(|v| v["status"] != "published") {
         let retry_at: chrono::DateTime<chrono::Utc> =
             serde_json::from_value(view["retry_at"].clone()).unwrap();
@@ -453,6 +488,17 @@ async fn two_workers_respect_the_project_quota_together() {
     assert_eq!(state.videos.len(), 2);
     assert_eq!(state.quota.inserts, 2);
     assert_eq!(state.quota.refused, 0, "Herald never overdrew the quota");
+    // Both processes spent from the one quota: each uploaded or was held back by it.
+    let mut uploads = 0;
+    for worker in &workers {
+        let log = worker.log();
+        uploads += log.matches("YouTube upload complete").count();
+        assert!(
+            log.contains("YouTube upload complete") || log.contains("quota_exhausted"),
+            "each worker took part: {log}"
+        );
+    }
+    assert_eq!(uploads, 2);
     drop(workers);
     split.stop().await;
 }

@@ -77,7 +77,10 @@ pub(super) async fn upload(
     // too; anything beyond is left to the next attempt.
     for _ in 0..3 {
         match run_session(yt, token, upload, resume.take(), limits, progress).await {
-            Ok(video_id) => return Ok(video_id),
+            Ok(video_id) => {
+                tracing::info!(%video_id, "YouTube upload complete");
+                return Ok(video_id);
+            }
             Err(SessionEnd::Restart) => {
                 tracing::info!("the upload session is gone; starting a new one");
             }
