@@ -11,7 +11,9 @@ use herald_sandbox::{SandboxConfig, YouTubeStateSnapshot};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use support::worker::SplitApp;
-use support::{event_data, eventually, spawn_app, spawn_app_with, Backend, TestApp};
+use support::{
+    event_data, eventually, spawn_app, spawn_app_configured, spawn_app_with, Backend, TestApp,
+};
 
 const SOON: Duration = Duration::from_secs(30);
 /// Covers lease expiry after a kill, reconciliation and the resumed upload.
@@ -501,4 +503,40 @@ async fn two_workers_respect_the_project_quota_together() {
     assert_eq!(uploads, 2);
     drop(workers);
     split.stop().await;
+}
+
+/// With no YouTube settings, the embedded default connects YouTube to its own sandbox.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_default_connects_youtube_to_its_sandbox() {
+    let app = spawn_app_configured(
+        Backend::Embedded,
+        SandboxConfig::default(),
+        Role::All,
+        |config| {
+            config.sandbox = Some(true);
+            config.youtube_client_id = None;
+            config.youtube_client_secret = None;
+            config.youtube_api_base = None;
+        },
+    )
+    .await;
+    let started: Value = app
+        .post("alice", "/youtube/connect", json!({}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let url = started["authorization_url"].as_str().expect("a URL");
+    assert!(url.contains("/youtube/o/oauth2/v2/auth"), "{url}");
+    assert!(
+        url.contains("access_type=offline") && url.contains("prompt=consent"),
+        "{url}"
+    );
+    assert!(
+        !url.starts_with(&app.sandbox.base_url()),
+        "the in-process sandbox, not the test's: {url}"
+    );
+    let callback = app.http.get(url).send().await.unwrap();
+    assert_eq!(callback.status(), 200, "{:?}", callback.text().await);
+    app.stop().await;
 }
