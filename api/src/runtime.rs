@@ -6,6 +6,7 @@ use anyhow::Context;
 use herald_domain::{Connection, ConnectionId, PublishingJob};
 use herald_infrastructure::db::Db;
 use herald_infrastructure::log::{EventLog, KafkaConfig, LocalLog, LogHandler, LogRecord};
+use herald_infrastructure::media_source::MediaUrlPolicy;
 use herald_infrastructure::platforms::threads::{ThreadsAdapter, ThreadsConfig};
 use herald_infrastructure::platforms::x::{XAdapter, XConfig};
 use herald_infrastructure::platforms::Adapters;
@@ -43,6 +44,8 @@ pub struct Herald {
     pub connection_queries: ConnectionQueries,
     pub auth: Authenticator,
     pub sandbox: Option<Arc<Sandbox>>,
+    /// Which media URLs a job may reference (checked when the job is accepted).
+    pub media_policy: MediaUrlPolicy,
     pub publisher_wake: Arc<Notify>,
     pub shutdown: CancellationToken,
 }
@@ -119,7 +122,14 @@ impl Herald {
             Authenticator::hs256(secret)
         }
         .requiring(config.jwt_issuer.clone(), config.jwt_audience.clone());
+        let media_policy = config.media_policy(
+            sandbox
+                .as_ref()
+                .map(|s| s.local_addr().to_string())
+                .as_deref(),
+        );
         Ok(Herald {
+            media_policy,
             job_queries: JobQueries::new(db.any.clone()),
             connection_queries: ConnectionQueries::new(db.any.clone()),
             config,
@@ -202,6 +212,7 @@ impl Herald {
 
 fn adapters(config: &Config, sandbox: Option<&Sandbox>) -> anyhow::Result<Adapters> {
     let mut adapters = Adapters::default();
+    let sandbox_host = sandbox.map(|s| s.local_addr().to_string());
     let x_config = match (sandbox, &config.x_client_id) {
         (Some(sandbox), None) => {
             let defaults = SandboxConfig::default();
@@ -226,6 +237,7 @@ fn adapters(config: &Config, sandbox: Option<&Sandbox>) -> anyhow::Result<Adapte
     };
     if let Some(mut x_config) = x_config {
         x_config.request_timeout = Duration::from_secs(config.x_request_timeout_secs.max(1));
+        x_config.media_policy = config.media_policy(sandbox_host.as_deref());
         adapters = adapters.with(Arc::new(XAdapter::new(x_config)?));
     }
     let threads_config = match (sandbox, &config.threads_client_id) {

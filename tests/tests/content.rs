@@ -149,3 +149,40 @@ async fn rejected_media_fails_the_job_with_an_actionable_message() {
         .all(|p| p.text != "broken clip"));
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn media_urls_reaching_internal_addresses_are_refused_before_anything_is_stored() {
+    let app = spawn_app(Backend::Embedded).await;
+    let connection = app.connect_x("alice", "alice_x").await;
+    for url in [
+        "http://169.254.169.254/latest/meta-data/iam",
+        "http://localhost:5432/a.png",
+        "http://[::1]/a.png",
+        "http://10.0.0.7/a.png",
+    ] {
+        let response = app
+            .post(
+                "alice",
+                "/publish",
+                json!({"connection_ids": [connection], "content": {"text": "internal", "media": [{"url": url, "kind": "image", "mime_type": "image/png"}]}}),
+            )
+            .await;
+        assert_eq!(response.status(), 422, "{url}");
+        let problem: serde_json::Value = response.json().await.unwrap();
+        assert!(
+            problem["type"]
+                .as_str()
+                .unwrap()
+                .ends_with("media-url-refused"),
+            "{problem}"
+        );
+        assert!(
+            problem["detail"].as_str().unwrap().contains("public"),
+            "{problem}"
+        );
+    }
+    let jobs = app.get("alice", "/jobs").await;
+    let jobs: serde_json::Value = jobs.json().await.unwrap();
+    assert_eq!(jobs["jobs"].as_array().map(Vec::len), Some(0), "{jobs}");
+    app.stop().await;
+}

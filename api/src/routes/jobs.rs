@@ -149,6 +149,22 @@ async fn check_targets(
     Ok(targets)
 }
 
+/// Media URLs must not reach Herald's own network (SSRF); checked before anything is stored,
+/// and again by the resolver when the media is downloaded.
+async fn check_media_urls(herald: &Herald, content: &Content) -> Result<(), ApiError> {
+    let thumbnail = content.options.youtube.thumbnail_url.iter();
+    let urls = content.media.iter().map(|m| &m.url).chain(thumbnail);
+    for (index, url) in urls.enumerate() {
+        herald.media_policy.check(url).await.map_err(|refused| {
+            ApiError::unprocessable(
+                "media-url-refused",
+                format!("media item {index}: {refused}"),
+            )
+        })?;
+    }
+    Ok(())
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn accept(
     herald: &Herald,
@@ -162,6 +178,7 @@ async fn accept(
 ) -> Result<HttpResponse, ApiError> {
     let key = idempotency_key(req)?;
     let targets = check_targets(herald, &user, raw_ids, &content).await?;
+    check_media_urls(herald, &content).await?;
     let requested_at = Utc::now();
     if let Some(at) = publish_at.filter(|at| *at < requested_at) {
         return Err(ApiError::bad_request(
