@@ -6,7 +6,7 @@ use anyhow::Context;
 use herald_domain::{Connection, ConnectionId, PublishingJob};
 use herald_infrastructure::db::Db;
 use herald_infrastructure::log::{EventLog, KafkaConfig, LocalLog, LogHandler, LogRecord};
-use herald_infrastructure::media_source::MediaUrlPolicy;
+use herald_infrastructure::media_source::MediaSource;
 use herald_infrastructure::platforms::threads::{ThreadsAdapter, ThreadsConfig};
 use herald_infrastructure::platforms::x::{XAdapter, XConfig};
 use herald_infrastructure::platforms::Adapters;
@@ -44,8 +44,8 @@ pub struct Herald {
     pub connection_queries: ConnectionQueries,
     pub auth: Authenticator,
     pub sandbox: Option<Arc<Sandbox>>,
-    /// Which media URLs a job may reference (checked when the job is accepted).
-    pub media_policy: MediaUrlPolicy,
+    /// Reads media headers when a job is accepted, under the deployment's media URL policy.
+    pub media: MediaSource,
     pub publisher_wake: Arc<Notify>,
     pub shutdown: CancellationToken,
 }
@@ -128,8 +128,9 @@ impl Herald {
                 .map(|s| s.local_addr().to_string())
                 .as_deref(),
         );
+        let media = MediaSource::new(media_policy, Duration::from_secs(10))?;
         Ok(Herald {
-            media_policy,
+            media,
             job_queries: JobQueries::new(db.any.clone()),
             connection_queries: ConnectionQueries::new(db.any.clone()),
             config,

@@ -7,7 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use herald_domain::{ErrorClass, PlatformFailure};
+use herald_domain::{ErrorClass, PlatformFailure, VideoProbe};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use url::Url;
 
@@ -301,6 +301,186 @@ impl MediaSource {
             total,
             skip,
         })
+    }
+}
+
+/// How much of a file's start is read first when probing: enough for the header of a file
+/// written for streaming ("fast start").
+const PROBE_HEAD: u64 = 64 * 1024;
+/// Largest `moov` box Herald reads (hours of video have a few MB of sample tables).
+const MAX_MOOV: u64 = 64 * 1024 * 1024;
+
+impl MediaSource {
+    /// Reads a video's duration and frame size from its MP4/MOV header with `mp4parse`,
+    /// fetching only the header boxes with HTTP ranges, never the media data. `Ok(None)` when
+    /// the file is not an MP4/MOV Herald can read (the platform will judge it).
+    pub async fn probe_video(&self, url: &str) -> Result<Option<VideoProbe>, PlatformFailure> {
+        let mut reader = RangeReader::open(self, url).await?;
+        let total = reader.total;
+        let mut offset = 0u64;
+        let mut ftyp = None;
+        let mut moov = None;
+        for _ in 0..64 {
+            if total.is_some_and(|t| offset >= t) {
+                break;
+            }
+            let header = reader.read_at(offset, 16).await?;
+            if header.len() < 8 {
+                break;
+            }
+            let short = u64::from(u32::from_be_bytes(
+                header[0..4].try_into().expect("4 bytes"),
+            ));
+            let name = &header[4..8];
+            let (size, header_len) = match short {
+                1 if header.len() >= 16 => (
+                    u64::from_be_bytes(header[8..16].try_into().expect("8 bytes")),
+                    16,
+                ),
+                0 => (total.unwrap_or(offset + 8).saturating_sub(offset), 8),
+                size => (size, 8),
+            };
+            if size < header_len {
+                break;
+            }
+            match name {
+                b"ftyp" if size <= 4096 => ftyp = Some(reader.read_at(offset, size).await?),
+                b"moov" if size <= MAX_MOOV => {
+                    moov = Some(reader.read_at(offset, size).await?);
+                    break;
+                }
+                _ => {}
+            }
+            offset += size;
+        }
+        let (Some(ftyp), Some(moov)) = (ftyp, moov) else {
+            return Ok(None);
+        };
+        let mut header = ftyp;
+        header.extend_from_slice(&moov);
+        let context = match mp4parse::read_mp4(&mut std::io::Cursor::new(header)) {
+            Ok(context) => context,
+            Err(error) => {
+                tracing::info!(?error, "the video header could not be parsed; not probed");
+                return Ok(None);
+            }
+        };
+        let Some(track) = context
+            .tracks
+            .iter()
+            .find(|t| t.track_type == mp4parse::TrackType::Video)
+        else {
+            return Ok(None);
+        };
+        let (Some(duration), Some(timescale), Some(tkhd)) =
+            (&track.duration, &track.timescale, &track.tkhd)
+        else {
+            return Ok(None);
+        };
+        if timescale.0 == 0 {
+            return Ok(None);
+        }
+        Ok(Some(VideoProbe {
+            duration_ms: duration.0.saturating_mul(1000) / timescale.0,
+            // tkhd sizes are 16.16 fixed point.
+            width: tkhd.width >> 16,
+            height: tkhd.height >> 16,
+            bytes: total.unwrap_or(0),
+        }))
+    }
+}
+
+/// Reads byte ranges of a remote file, keeping the first `PROBE_HEAD` bytes.
+struct RangeReader<'a> {
+    source: &'a MediaSource,
+    url: &'a str,
+    head: Vec<u8>,
+    total: Option<u64>,
+}
+
+impl<'a> RangeReader<'a> {
+    async fn open(source: &'a MediaSource, url: &'a str) -> Result<Self, PlatformFailure> {
+        let mut reader = Self {
+            source,
+            url,
+            head: Vec::new(),
+            total: None,
+        };
+        let (head, total) = reader.fetch(0, PROBE_HEAD).await?;
+        reader.head = head;
+        reader.total = total;
+        Ok(reader)
+    }
+
+    async fn read_at(&mut self, offset: u64, len: u64) -> Result<Vec<u8>, PlatformFailure> {
+        let end = offset.saturating_add(len);
+        if end <= self.head.len() as u64 || self.total.is_some_and(|t| offset >= t) {
+            let start = (offset as usize).min(self.head.len());
+            let end = (end as usize).min(self.head.len());
+            return Ok(self.head[start..end].to_vec());
+        }
+        Ok(self.fetch(offset, len).await?.0)
+    }
+
+    /// `len` bytes from `offset`, and the whole file's size when the server says.
+    async fn fetch(
+        &self,
+        offset: u64,
+        len: u64,
+    ) -> Result<(Vec<u8>, Option<u64>), PlatformFailure> {
+        let range = format!("bytes={offset}-{}", offset + len.max(1) - 1);
+        let response = self
+            .source
+            .client
+            .get(self.url)
+            .header(reqwest::header::RANGE, range)
+            .send()
+            .await
+            .map_err(|e| source_failure(&e))?;
+        let partial = response.status() == reqwest::StatusCode::PARTIAL_CONTENT;
+        if !response.status().is_success() {
+            return Err(PlatformFailure::new(
+                ErrorClass::Permanent,
+                format!("media_http_{}", response.status().as_u16()),
+                format!(
+                    "reading the video from its URL failed with HTTP {}: check that the media URL is public and still valid",
+                    response.status()
+                ),
+            ));
+        }
+        let total = if partial {
+            response
+                .headers()
+                .get(reqwest::header::CONTENT_RANGE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.rsplit('/').next())
+                .and_then(|v| v.parse::<u64>().ok())
+        } else {
+            response.content_length()
+        };
+        // A server that ignores ranges sends the whole file: read only up to what is needed,
+        // and not at all past the first few MB.
+        let (skip, want) = if partial {
+            (0, len)
+        } else if offset <= 8 * 1024 * 1024 {
+            (offset, len)
+        } else {
+            return Ok((Vec::new(), total));
+        };
+        let mut download = Download {
+            response,
+            total,
+            skip,
+        };
+        let mut bytes = Vec::with_capacity(want.min(PROBE_HEAD) as usize);
+        while (bytes.len() as u64) < want {
+            match download.chunk().await? {
+                Some(piece) => bytes.extend_from_slice(&piece),
+                None => break,
+            }
+        }
+        bytes.truncate(want as usize);
+        Ok((bytes, total))
     }
 }
 
