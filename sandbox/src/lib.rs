@@ -9,7 +9,7 @@
 //! Layout: platform-independent machinery lives at the crate root
 //! ([`faults`], [`oauth`], [`ratelimit`], [`multipart`], [`inspect`]); each
 //! platform has its own module mounted under its own path prefix (X: `/x`, Threads:
-//! `/threads`);
+//! `/threads`, YouTube: `/youtube`);
 //! [`media`] serves sample files to publish.
 #![forbid(unsafe_code)]
 
@@ -21,6 +21,7 @@ pub mod oauth;
 pub mod ratelimit;
 pub mod threads;
 pub mod x;
+pub mod youtube;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -37,6 +38,10 @@ pub use x::{
     XConfig, XEndpoint, XIssuedTokens, XMediaSnapshot, XPollSnapshot, XPostSnapshot, XRateLimits,
     XStateSnapshot,
 };
+pub use youtube::{
+    YouTubeByteRange, YouTubeConfig, YouTubeEndpoint, YouTubeQuotaModel, YouTubeQuotaSnapshot,
+    YouTubeSessionSnapshot, YouTubeStateSnapshot, YouTubeVideoSnapshot,
+};
 
 /// Largest request body any twin accepts. Media chunks are typically 1–5 MB and
 /// JSON appends carry them base64-encoded, so this leaves generous headroom.
@@ -49,6 +54,8 @@ pub struct SandboxConfig {
     pub x: XConfig,
     /// The Threads API twin.
     pub threads: ThreadsConfig,
+    /// The YouTube Data API v3 twin (with Google's OAuth endpoints).
+    pub youtube: YouTubeConfig,
 }
 
 /// A running sandbox server hosting all platform twins on one port.
@@ -58,6 +65,7 @@ pub struct Sandbox {
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     x: Arc<x::XState>,
     threads: Arc<threads::ThreadsState>,
+    youtube: Arc<youtube::YouTubeState>,
 }
 
 impl Sandbox {
@@ -70,12 +78,15 @@ impl Sandbox {
         let x_data = web::Data::from(x_state.clone());
         let threads_state = Arc::new(threads::ThreadsState::new(config.threads));
         let threads_data = web::Data::from(threads_state.clone());
+        let youtube_state = Arc::new(youtube::YouTubeState::new(config.youtube));
+        let youtube_data = web::Data::from(youtube_state.clone());
 
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
                 .service(x::scope(x_data.clone()))
                 .service(threads::scope(threads_data.clone()))
+                .service(youtube::scope(youtube_data.clone()))
                 .service(media::scope())
         })
         .workers(2)
@@ -99,6 +110,7 @@ impl Sandbox {
             task: Some(task),
             x: x_state,
             threads: threads_state,
+            youtube: youtube_state,
         })
     }
 
@@ -154,6 +166,38 @@ impl Sandbox {
         self.threads.clear_faults();
     }
 
+    /// Base URL of the YouTube twin (`base_url() + "/youtube"`): Google's OAuth paths
+    /// (`/o/oauth2/v2/auth`, `/token`, `/revoke`) and the API paths (`/youtube/v3/...`,
+    /// `/upload/youtube/v3/...`) are appended to it.
+    pub fn youtube_base_url(&self) -> String {
+        format!("{}/youtube", self.base_url())
+    }
+
+    /// A snapshot of the YouTube twin's state (videos, sessions, byte ranges, quota, requests).
+    pub fn youtube_state(&self) -> YouTubeStateSnapshot {
+        self.youtube.snapshot()
+    }
+
+    /// Queues `fault` for the next `times` requests to `endpoint` of the YouTube twin.
+    pub fn inject_youtube_fault(&self, endpoint: YouTubeEndpoint, fault: Fault, times: u32) {
+        self.youtube.inject_fault(endpoint, fault, times);
+    }
+
+    /// Removes every queued YouTube fault.
+    pub fn clear_youtube_faults(&self) {
+        self.youtube.clear_faults();
+    }
+
+    /// Sets the YouTube project's usage for today (units and `videos.insert` calls).
+    pub fn set_youtube_quota_usage(&self, units_used: Option<u64>, inserts: Option<u64>) {
+        self.youtube.set_quota_usage(units_used, inserts);
+    }
+
+    /// Every open YouTube upload session answers 404 from now on.
+    pub fn expire_youtube_sessions(&self) -> usize {
+        self.youtube.expire_sessions()
+    }
+
     /// Stops the server without waiting for in-flight requests (some may be
     /// sleeping on purpose because of a timeout fault).
     pub async fn stop(mut self) {
@@ -198,5 +242,6 @@ mod tests {
         assert_send_sync::<Sandbox>();
         assert_send_sync::<XStateSnapshot>();
         assert_send_sync::<ThreadsStateSnapshot>();
+        assert_send_sync::<YouTubeStateSnapshot>();
     }
 }
