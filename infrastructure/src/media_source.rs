@@ -517,6 +517,26 @@ impl Download {
         }
     }
 
+    /// The MIME type the server gave, without parameters.
+    pub fn content_type(&self) -> Option<String> {
+        let value = self
+            .response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)?
+            .to_str()
+            .ok()?;
+        Some(value.split(';').next()?.trim().to_owned())
+    }
+
+    /// The rest of the body at once; for small files only (thumbnails, images).
+    pub async fn into_bytes(mut self) -> Result<bytes::Bytes, PlatformFailure> {
+        let mut all = bytes::BytesMut::new();
+        while let Some(piece) = self.chunk().await? {
+            all.extend_from_slice(&piece);
+        }
+        Ok(all.freeze())
+    }
+
     /// The whole file's size, or a permanent failure saying the URL must send it (platforms
     /// need the size before an upload starts).
     pub fn require_total(&self) -> Result<u64, PlatformFailure> {
