@@ -9,12 +9,13 @@
 //! Layout: platform-independent machinery lives at the crate root
 //! ([`faults`], [`oauth`], [`ratelimit`], [`multipart`], [`inspect`]); each
 //! platform has its own module mounted under its own path prefix (X: `/x`, Threads:
-//! `/threads`);
+//! `/threads`, LinkedIn: `/linkedin`);
 //! [`media`] serves sample files to publish.
 #![forbid(unsafe_code)]
 
 pub mod faults;
 pub mod inspect;
+pub mod linkedin;
 pub mod media;
 pub mod multipart;
 pub mod oauth;
@@ -29,6 +30,10 @@ use actix_web::{dev::ServerHandle, web, App, HttpServer};
 
 pub use faults::Fault;
 pub use inspect::RequestRecord;
+pub use linkedin::{
+    LinkedInConfig, LinkedInEndpoint, LinkedInIssuedToken, LinkedInMediaSnapshot,
+    LinkedInOrganization, LinkedInPostSnapshot, LinkedInStateSnapshot,
+};
 pub use threads::{
     ThreadsConfig, ThreadsContainerSnapshot, ThreadsEndpoint, ThreadsIssuedToken,
     ThreadsPostSnapshot, ThreadsStateSnapshot,
@@ -49,6 +54,8 @@ pub struct SandboxConfig {
     pub x: XConfig,
     /// The Threads API twin.
     pub threads: ThreadsConfig,
+    /// The LinkedIn twin.
+    pub linkedin: LinkedInConfig,
 }
 
 /// A running sandbox server hosting all platform twins on one port.
@@ -58,6 +65,7 @@ pub struct Sandbox {
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     x: Arc<x::XState>,
     threads: Arc<threads::ThreadsState>,
+    linkedin: Arc<linkedin::LinkedInState>,
 }
 
 impl Sandbox {
@@ -70,12 +78,15 @@ impl Sandbox {
         let x_data = web::Data::from(x_state.clone());
         let threads_state = Arc::new(threads::ThreadsState::new(config.threads));
         let threads_data = web::Data::from(threads_state.clone());
+        let linkedin_state = Arc::new(linkedin::LinkedInState::new(config.linkedin));
+        let linkedin_data = web::Data::from(linkedin_state.clone());
 
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
                 .service(x::scope(x_data.clone()))
                 .service(threads::scope(threads_data.clone()))
+                .service(linkedin::scope(linkedin_data.clone()))
                 .service(media::scope())
         })
         .workers(2)
@@ -99,6 +110,7 @@ impl Sandbox {
             task: Some(task),
             x: x_state,
             threads: threads_state,
+            linkedin: linkedin_state,
         })
     }
 
@@ -154,6 +166,27 @@ impl Sandbox {
         self.threads.clear_faults();
     }
 
+    /// Base URL of the LinkedIn twin (`base_url() + "/linkedin"`); LinkedIn paths such as
+    /// `/rest/posts` and `/oauth/v2/authorization` are appended to it.
+    pub fn linkedin_base_url(&self) -> String {
+        format!("{}/linkedin", self.base_url())
+    }
+
+    /// A snapshot of the LinkedIn twin's state (posts, media, issued tokens, requests).
+    pub fn linkedin_state(&self) -> LinkedInStateSnapshot {
+        self.linkedin.snapshot()
+    }
+
+    /// Queues `fault` for the next `times` requests to `endpoint` of the LinkedIn twin.
+    pub fn inject_linkedin_fault(&self, endpoint: LinkedInEndpoint, fault: Fault, times: u32) {
+        self.linkedin.inject_fault(endpoint, fault, times);
+    }
+
+    /// Removes every queued LinkedIn fault.
+    pub fn clear_linkedin_faults(&self) {
+        self.linkedin.clear_faults();
+    }
+
     /// Stops the server without waiting for in-flight requests (some may be
     /// sleeping on purpose because of a timeout fault).
     pub async fn stop(mut self) {
@@ -198,5 +231,6 @@ mod tests {
         assert_send_sync::<Sandbox>();
         assert_send_sync::<XStateSnapshot>();
         assert_send_sync::<ThreadsStateSnapshot>();
+        assert_send_sync::<LinkedInStateSnapshot>();
     }
 }
