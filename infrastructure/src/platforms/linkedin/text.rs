@@ -35,9 +35,11 @@ pub(crate) fn derive_title(text: &str, link: &str, limit: usize) -> String {
     if first.chars().count() <= limit {
         return first.to_owned();
     }
-    let cut: String = first.chars().take(limit.saturating_sub(1)).collect();
+    let keep = limit.saturating_sub(1);
+    let cut: String = first.chars().take(keep).collect();
+    let ends_a_word = first.chars().nth(keep).is_some_and(char::is_whitespace);
     let at_word = match cut.rfind(char::is_whitespace) {
-        Some(i) if i > 0 => cut[..i].trim_end().to_owned(),
+        Some(i) if i > 0 && !ends_a_word => cut[..i].trim_end().to_owned(),
         _ => cut,
     };
     format!("{at_word}…")
@@ -60,5 +62,6 @@ mod tests {
         assert_eq!(derive_title("Hello world\nmore", "https://x", 400), "Hello world");
         assert_eq!(derive_title("", "https://x.test/a", 400), "https://x.test/a");
         assert_eq!(derive_title("aaaa bbbb cccc", "l", 10), "aaaa bbbb…");
+        assert_eq!(derive_title("aaaa bbbbbb cc", "l", 10), "aaaa…");
     }
 }
