@@ -76,6 +76,29 @@ pub struct Config {
     /// Seconds one Threads API request may take before its outcome counts as unknown.
     #[arg(long, env = "THREADS_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
     pub threads_request_timeout_secs: u64,
+    /// LinkedIn app client id; give the client secret too.
+    #[arg(long, env = "LINKEDIN_CLIENT_ID")]
+    pub linkedin_client_id: Option<String>,
+    #[arg(long, env = "LINKEDIN_CLIENT_SECRET", hide_env_values = true)]
+    pub linkedin_client_secret: Option<String>,
+    /// LinkedIn API base (default https://api.linkedin.com, OAuth at
+    /// https://www.linkedin.com/oauth/v2); with a custom base, OAuth endpoints live under it.
+    #[arg(long, env = "LINKEDIN_API_BASE")]
+    pub linkedin_api_base: Option<String>,
+    /// `LinkedIn-Version` (YYYYMM) sent with every versioned call; raise it when LinkedIn
+    /// sunsets the one in use (426 NONEXISTENT_VERSION).
+    #[arg(long, env = "LINKEDIN_VERSION")]
+    pub linkedin_version: Option<String>,
+    /// Space-separated scopes to request (default: member and organisation posting).
+    #[arg(long, env = "LINKEDIN_SCOPES")]
+    pub linkedin_scopes: Option<String>,
+    /// Seconds one LinkedIn API request may take before its outcome counts as unknown.
+    #[arg(long, env = "LINKEDIN_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
+    pub linkedin_request_timeout_secs: u64,
+    /// Seconds to wait after a LinkedIn 429 that names no daily limit (LinkedIn sends no
+    /// Retry-After).
+    #[arg(long, env = "LINKEDIN_THROTTLE_BACKOFF_SECS", default_value_t = 60)]
+    pub linkedin_throttle_backoff_secs: u64,
     /// Public base URL of this server, for OAuth callbacks (default: taken from each request).
     #[arg(long, env = "HERALD_PUBLIC_URL")]
     pub public_url: Option<String>,
@@ -129,6 +152,13 @@ impl Config {
             threads_client_secret: None,
             threads_api_base: None,
             threads_request_timeout_secs: 30,
+            linkedin_client_id: None,
+            linkedin_client_secret: None,
+            linkedin_api_base: None,
+            linkedin_version: None,
+            linkedin_scopes: None,
+            linkedin_request_timeout_secs: 30,
+            linkedin_throttle_backoff_secs: 60,
             public_url: None,
             worker_concurrency: 32,
             job_lease_secs: 30,
@@ -152,8 +182,11 @@ impl Config {
 
     /// The sandbox runs unless switched off, or unless real credentials are configured.
     pub fn sandbox_enabled(&self) -> bool {
-        self.sandbox
-            .unwrap_or(self.x_client_id.is_none() && self.threads_client_id.is_none())
+        self.sandbox.unwrap_or(
+            self.x_client_id.is_none()
+                && self.threads_client_id.is_none()
+                && self.linkedin_client_id.is_none(),
+        )
     }
 
     /// Dev-mode auth: a secret generated into the data dir, for the embedded default only.

@@ -7,6 +7,7 @@ use herald_domain::{Connection, ConnectionId, PublishingJob};
 use herald_infrastructure::db::Db;
 use herald_infrastructure::log::{EventLog, KafkaConfig, LocalLog, LogHandler, LogRecord};
 use herald_infrastructure::media_source::MediaSource;
+use herald_infrastructure::platforms::linkedin::{LinkedInAdapter, LinkedInConfig};
 use herald_infrastructure::platforms::threads::{ThreadsAdapter, ThreadsConfig};
 use herald_infrastructure::platforms::x::{XAdapter, XConfig};
 use herald_infrastructure::platforms::Adapters;
@@ -274,7 +275,54 @@ fn adapters(config: &Config, sandbox: Option<&Sandbox>) -> anyhow::Result<Adapte
             Duration::from_secs(config.threads_request_timeout_secs.max(1));
         adapters = adapters.with(Arc::new(ThreadsAdapter::new(threads_config)?));
     }
+    if let Some(linkedin) = linkedin_adapter(config, sandbox)? {
+        adapters = adapters.with(linkedin);
+    }
     Ok(adapters)
+}
+
+/// The LinkedIn adapter: the sandbox twin unless LINKEDIN_CLIENT_ID is set.
+fn linkedin_adapter(
+    config: &Config,
+    sandbox: Option<&Sandbox>,
+) -> anyhow::Result<Option<Arc<LinkedInAdapter>>> {
+    let mut linkedin = match (sandbox, &config.linkedin_client_id) {
+        (Some(sandbox), None) => {
+            let defaults = SandboxConfig::default();
+            LinkedInConfig::for_base(
+                url::Url::parse(&sandbox.linkedin_base_url())?,
+                defaults.linkedin.client_id,
+                Secret::new(defaults.linkedin.client_secret),
+            )
+        }
+        (_, Some(client_id)) => {
+            // LinkedIn's token endpoint always wants the client secret in the body.
+            let secret = Secret::new(
+                config
+                    .linkedin_client_secret
+                    .clone()
+                    .context("LINKEDIN_CLIENT_SECRET is required with LINKEDIN_CLIENT_ID")?,
+            );
+            match &config.linkedin_api_base {
+                Some(base) => LinkedInConfig::for_base(
+                    url::Url::parse(base).context("LINKEDIN_API_BASE")?,
+                    client_id.clone(),
+                    secret,
+                ),
+                None => LinkedInConfig::new(client_id.clone(), secret),
+            }
+        }
+        (None, None) => return Ok(None),
+    };
+    if let Some(version) = &config.linkedin_version {
+        linkedin.version = version.clone();
+    }
+    if let Some(scopes) = &config.linkedin_scopes {
+        linkedin.scopes = scopes.split_whitespace().map(str::to_owned).collect();
+    }
+    linkedin.request_timeout = Duration::from_secs(config.linkedin_request_timeout_secs.max(1));
+    linkedin.throttle_backoff = Duration::from_secs(config.linkedin_throttle_backoff_secs);
+    Ok(Some(Arc::new(LinkedInAdapter::new(linkedin)?)))
 }
 
 /// Feeds one projection from the event log, deserializing the record into its event type.

@@ -10,11 +10,13 @@
 //! ([`faults`], [`oauth`], [`ratelimit`], [`multipart`], [`inspect`]); each
 //! platform has its own module mounted under its own path prefix (X: `/x`, Threads:
 //! `/threads`, YouTube: `/youtube`);
+//! `/threads`, LinkedIn: `/linkedin`);
 //! [`media`] serves sample files to publish.
 #![forbid(unsafe_code)]
 
 pub mod faults;
 pub mod inspect;
+pub mod linkedin;
 pub mod media;
 pub mod multipart;
 pub mod oauth;
@@ -30,6 +32,10 @@ use actix_web::{dev::ServerHandle, web, App, HttpServer};
 
 pub use faults::Fault;
 pub use inspect::RequestRecord;
+pub use linkedin::{
+    LinkedInConfig, LinkedInEndpoint, LinkedInIssuedToken, LinkedInMediaSnapshot,
+    LinkedInOrganization, LinkedInPostSnapshot, LinkedInStateSnapshot,
+};
 pub use threads::{
     ThreadsConfig, ThreadsContainerSnapshot, ThreadsEndpoint, ThreadsIssuedToken,
     ThreadsPostSnapshot, ThreadsStateSnapshot,
@@ -56,6 +62,8 @@ pub struct SandboxConfig {
     pub threads: ThreadsConfig,
     /// The YouTube Data API v3 twin (with Google's OAuth endpoints).
     pub youtube: YouTubeConfig,
+    /// The LinkedIn twin.
+    pub linkedin: LinkedInConfig,
 }
 
 /// A running sandbox server hosting all platform twins on one port.
@@ -66,6 +74,7 @@ pub struct Sandbox {
     x: Arc<x::XState>,
     threads: Arc<threads::ThreadsState>,
     youtube: Arc<youtube::YouTubeState>,
+    linkedin: Arc<linkedin::LinkedInState>,
 }
 
 impl Sandbox {
@@ -80,6 +89,8 @@ impl Sandbox {
         let threads_data = web::Data::from(threads_state.clone());
         let youtube_state = Arc::new(youtube::YouTubeState::new(config.youtube));
         let youtube_data = web::Data::from(youtube_state.clone());
+        let linkedin_state = Arc::new(linkedin::LinkedInState::new(config.linkedin));
+        let linkedin_data = web::Data::from(linkedin_state.clone());
 
         let server = HttpServer::new(move || {
             App::new()
@@ -87,6 +98,7 @@ impl Sandbox {
                 .service(x::scope(x_data.clone()))
                 .service(threads::scope(threads_data.clone()))
                 .service(youtube::scope(youtube_data.clone()))
+                .service(linkedin::scope(linkedin_data.clone()))
                 .service(media::scope())
         })
         .workers(2)
@@ -111,6 +123,7 @@ impl Sandbox {
             x: x_state,
             threads: threads_state,
             youtube: youtube_state,
+            linkedin: linkedin_state,
         })
     }
 
@@ -198,6 +211,27 @@ impl Sandbox {
         self.youtube.expire_sessions()
     }
 
+    /// Base URL of the LinkedIn twin (`base_url() + "/linkedin"`); LinkedIn paths such as
+    /// `/rest/posts` and `/oauth/v2/authorization` are appended to it.
+    pub fn linkedin_base_url(&self) -> String {
+        format!("{}/linkedin", self.base_url())
+    }
+
+    /// A snapshot of the LinkedIn twin's state (posts, media, issued tokens, requests).
+    pub fn linkedin_state(&self) -> LinkedInStateSnapshot {
+        self.linkedin.snapshot()
+    }
+
+    /// Queues `fault` for the next `times` requests to `endpoint` of the LinkedIn twin.
+    pub fn inject_linkedin_fault(&self, endpoint: LinkedInEndpoint, fault: Fault, times: u32) {
+        self.linkedin.inject_fault(endpoint, fault, times);
+    }
+
+    /// Removes every queued LinkedIn fault.
+    pub fn clear_linkedin_faults(&self) {
+        self.linkedin.clear_faults();
+    }
+
     /// Stops the server without waiting for in-flight requests (some may be
     /// sleeping on purpose because of a timeout fault).
     pub async fn stop(mut self) {
@@ -243,5 +277,6 @@ mod tests {
         assert_send_sync::<XStateSnapshot>();
         assert_send_sync::<ThreadsStateSnapshot>();
         assert_send_sync::<YouTubeStateSnapshot>();
+        assert_send_sync::<LinkedInStateSnapshot>();
     }
 }
