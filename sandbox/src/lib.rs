@@ -9,7 +9,7 @@
 //! Layout: platform-independent machinery lives at the crate root
 //! ([`faults`], [`oauth`], [`ratelimit`], [`multipart`], [`inspect`]); each
 //! platform has its own module mounted under its own path prefix (X: `/x`, Threads:
-//! `/threads`);
+//! `/threads`, TikTok: `/tiktok`);
 //! [`media`] serves sample files to publish.
 #![forbid(unsafe_code)]
 
@@ -20,6 +20,7 @@ pub mod multipart;
 pub mod oauth;
 pub mod ratelimit;
 pub mod threads;
+pub mod tiktok;
 pub mod x;
 
 use std::net::SocketAddr;
@@ -32,6 +33,10 @@ pub use inspect::RequestRecord;
 pub use threads::{
     ThreadsConfig, ThreadsContainerSnapshot, ThreadsEndpoint, ThreadsIssuedToken,
     ThreadsPostSnapshot, ThreadsStateSnapshot,
+};
+pub use tiktok::{
+    TiktokConfig, TiktokEndpoint, TiktokIssuedToken, TiktokPostSnapshot, TiktokPublishSnapshot,
+    TiktokRefusal, TiktokStateSnapshot, TiktokUploadRecord,
 };
 pub use x::{
     XConfig, XEndpoint, XIssuedTokens, XMediaSnapshot, XPollSnapshot, XPostSnapshot, XRateLimits,
@@ -49,6 +54,8 @@ pub struct SandboxConfig {
     pub x: XConfig,
     /// The Threads API twin.
     pub threads: ThreadsConfig,
+    /// The TikTok twin.
+    pub tiktok: TiktokConfig,
 }
 
 /// A running sandbox server hosting all platform twins on one port.
@@ -58,6 +65,7 @@ pub struct Sandbox {
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     x: Arc<x::XState>,
     threads: Arc<threads::ThreadsState>,
+    tiktok: Arc<tiktok::TiktokState>,
 }
 
 impl Sandbox {
@@ -70,12 +78,15 @@ impl Sandbox {
         let x_data = web::Data::from(x_state.clone());
         let threads_state = Arc::new(threads::ThreadsState::new(config.threads));
         let threads_data = web::Data::from(threads_state.clone());
+        let tiktok_state = Arc::new(tiktok::TiktokState::new(config.tiktok));
+        let tiktok_data = web::Data::from(tiktok_state.clone());
 
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
                 .service(x::scope(x_data.clone()))
                 .service(threads::scope(threads_data.clone()))
+                .service(tiktok::scope(tiktok_data.clone()))
                 .service(media::scope())
         })
         .workers(2)
@@ -99,6 +110,7 @@ impl Sandbox {
             task: Some(task),
             x: x_state,
             threads: threads_state,
+            tiktok: tiktok_state,
         })
     }
 
@@ -154,6 +166,27 @@ impl Sandbox {
         self.threads.clear_faults();
     }
 
+    /// Base URL of the TikTok twin (`base_url() + "/tiktok"`); TikTok API paths such as
+    /// `/v2/oauth/token/` and `/v2/auth/authorize/` are appended to it.
+    pub fn tiktok_base_url(&self) -> String {
+        format!("{}/tiktok", self.base_url())
+    }
+
+    /// A snapshot of the TikTok twin's state (publishes, posts, uploads, tokens, requests).
+    pub fn tiktok_state(&self) -> TiktokStateSnapshot {
+        self.tiktok.snapshot()
+    }
+
+    /// Queues `fault` for the next `times` requests to `endpoint` of the TikTok twin.
+    pub fn inject_tiktok_fault(&self, endpoint: TiktokEndpoint, fault: Fault, times: u32) {
+        self.tiktok.inject_fault(endpoint, fault, times);
+    }
+
+    /// Removes every queued TikTok fault, error code and fail reason.
+    pub fn clear_tiktok_faults(&self) {
+        self.tiktok.clear_faults();
+    }
+
     /// Stops the server without waiting for in-flight requests (some may be
     /// sleeping on purpose because of a timeout fault).
     pub async fn stop(mut self) {
@@ -198,5 +231,6 @@ mod tests {
         assert_send_sync::<Sandbox>();
         assert_send_sync::<XStateSnapshot>();
         assert_send_sync::<ThreadsStateSnapshot>();
+        assert_send_sync::<TiktokStateSnapshot>();
     }
 }
