@@ -9,6 +9,7 @@ use crate::secret::Secret;
 
 pub mod http;
 pub mod threads;
+pub mod tiktok;
 pub mod x;
 
 /// Tokens a platform granted. Goes straight into the vault; never into an event or a log.
@@ -123,6 +124,18 @@ pub trait RateLimitGate: Send + Sync {
         remaining: Option<u64>,
         reset_at: Option<DateTime<Utc>>,
     );
+    /// Takes one call from a budget the platform documents but never reports (TikTok: 6 init
+    /// calls per minute): at most `limit` calls in any `window`, counted across every worker.
+    /// `Err(until)` when the budget is used up until `until`. Gates that keep no shared state
+    /// only apply `acquire`.
+    async fn acquire_documented(
+        &self,
+        endpoint: &str,
+        _limit: u32,
+        _window: std::time::Duration,
+    ) -> Result<(), DateTime<Utc>> {
+        self.acquire(endpoint).await
+    }
 }
 
 /// A gate that never blocks; for connect-time calls made before an account is known.
