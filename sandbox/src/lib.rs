@@ -22,6 +22,7 @@ pub mod multipart;
 pub mod oauth;
 pub mod ratelimit;
 pub mod threads;
+pub mod tiktok;
 pub mod x;
 pub mod youtube;
 
@@ -39,6 +40,10 @@ pub use linkedin::{
 pub use threads::{
     ThreadsConfig, ThreadsContainerSnapshot, ThreadsEndpoint, ThreadsIssuedToken,
     ThreadsPostSnapshot, ThreadsStateSnapshot,
+};
+pub use tiktok::{
+    TiktokConfig, TiktokEndpoint, TiktokIssuedToken, TiktokPostSnapshot, TiktokPublishSnapshot,
+    TiktokRefusal, TiktokStateSnapshot, TiktokUploadRecord,
 };
 pub use x::{
     XConfig, XEndpoint, XIssuedTokens, XMediaSnapshot, XPollSnapshot, XPostSnapshot, XRateLimits,
@@ -64,6 +69,8 @@ pub struct SandboxConfig {
     pub youtube: YouTubeConfig,
     /// The LinkedIn twin.
     pub linkedin: LinkedInConfig,
+    /// The TikTok twin.
+    pub tiktok: TiktokConfig,
 }
 
 /// A running sandbox server hosting all platform twins on one port.
@@ -75,6 +82,7 @@ pub struct Sandbox {
     threads: Arc<threads::ThreadsState>,
     youtube: Arc<youtube::YouTubeState>,
     linkedin: Arc<linkedin::LinkedInState>,
+    tiktok: Arc<tiktok::TiktokState>,
 }
 
 impl Sandbox {
@@ -91,6 +99,8 @@ impl Sandbox {
         let youtube_data = web::Data::from(youtube_state.clone());
         let linkedin_state = Arc::new(linkedin::LinkedInState::new(config.linkedin));
         let linkedin_data = web::Data::from(linkedin_state.clone());
+        let tiktok_state = Arc::new(tiktok::TiktokState::new(config.tiktok));
+        let tiktok_data = web::Data::from(tiktok_state.clone());
 
         let server = HttpServer::new(move || {
             App::new()
@@ -99,6 +109,7 @@ impl Sandbox {
                 .service(threads::scope(threads_data.clone()))
                 .service(youtube::scope(youtube_data.clone()))
                 .service(linkedin::scope(linkedin_data.clone()))
+                .service(tiktok::scope(tiktok_data.clone()))
                 .service(media::scope())
         })
         .workers(2)
@@ -124,6 +135,7 @@ impl Sandbox {
             threads: threads_state,
             youtube: youtube_state,
             linkedin: linkedin_state,
+            tiktok: tiktok_state,
         })
     }
 
@@ -232,6 +244,27 @@ impl Sandbox {
         self.linkedin.clear_faults();
     }
 
+    /// Base URL of the TikTok twin (`base_url() + "/tiktok"`); TikTok API paths such as
+    /// `/v2/oauth/token/` and `/v2/auth/authorize/` are appended to it.
+    pub fn tiktok_base_url(&self) -> String {
+        format!("{}/tiktok", self.base_url())
+    }
+
+    /// A snapshot of the TikTok twin's state (publishes, posts, uploads, tokens, requests).
+    pub fn tiktok_state(&self) -> TiktokStateSnapshot {
+        self.tiktok.snapshot()
+    }
+
+    /// Queues `fault` for the next `times` requests to `endpoint` of the TikTok twin.
+    pub fn inject_tiktok_fault(&self, endpoint: TiktokEndpoint, fault: Fault, times: u32) {
+        self.tiktok.inject_fault(endpoint, fault, times);
+    }
+
+    /// Removes every queued TikTok fault, error code and fail reason.
+    pub fn clear_tiktok_faults(&self) {
+        self.tiktok.clear_faults();
+    }
+
     /// Stops the server without waiting for in-flight requests (some may be
     /// sleeping on purpose because of a timeout fault).
     pub async fn stop(mut self) {
@@ -278,5 +311,6 @@ mod tests {
         assert_send_sync::<ThreadsStateSnapshot>();
         assert_send_sync::<YouTubeStateSnapshot>();
         assert_send_sync::<LinkedInStateSnapshot>();
+        assert_send_sync::<TiktokStateSnapshot>();
     }
 }
