@@ -16,6 +16,7 @@
 pub mod faults;
 pub mod inspect;
 pub mod media;
+pub mod meta_graph;
 pub mod multipart;
 pub mod oauth;
 pub mod ratelimit;
