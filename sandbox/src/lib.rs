@@ -9,13 +9,15 @@
 //! Layout: platform-independent machinery lives at the crate root
 //! ([`faults`], [`oauth`], [`ratelimit`], [`multipart`], [`inspect`]); each
 //! platform has its own module mounted under its own path prefix (X: `/x`, Threads:
-//! `/threads`);
+//! `/threads`, Facebook Pages and Instagram: `/meta`, see [`meta_graph`] for what the Meta twins
+//! share);
 //! [`media`] serves sample files to publish.
 #![forbid(unsafe_code)]
 
 pub mod faults;
 pub mod inspect;
 pub mod media;
+pub mod meta;
 pub mod meta_graph;
 pub mod multipart;
 pub mod oauth;
@@ -30,6 +32,10 @@ use actix_web::{dev::ServerHandle, web, App, HttpServer};
 
 pub use faults::Fault;
 pub use inspect::RequestRecord;
+pub use meta::{
+    MetaConfig, MetaContainerSnapshot, MetaEndpoint, MetaIgMediaSnapshot, MetaPagePostSnapshot,
+    MetaPageSpec, MetaStateSnapshot, MetaUserSpec, MetaVideoSnapshot,
+};
 pub use threads::{
     ThreadsConfig, ThreadsContainerSnapshot, ThreadsEndpoint, ThreadsIssuedToken,
     ThreadsPostSnapshot, ThreadsStateSnapshot,
@@ -50,6 +56,8 @@ pub struct SandboxConfig {
     pub x: XConfig,
     /// The Threads API twin.
     pub threads: ThreadsConfig,
+    /// The Meta Graph twin (Facebook Pages and Instagram).
+    pub meta: MetaConfig,
 }
 
 /// A running sandbox server hosting all platform twins on one port.
@@ -59,6 +67,7 @@ pub struct Sandbox {
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     x: Arc<x::XState>,
     threads: Arc<threads::ThreadsState>,
+    meta: Arc<meta::MetaState>,
 }
 
 impl Sandbox {
@@ -71,12 +80,15 @@ impl Sandbox {
         let x_data = web::Data::from(x_state.clone());
         let threads_state = Arc::new(threads::ThreadsState::new(config.threads));
         let threads_data = web::Data::from(threads_state.clone());
+        let meta_state = Arc::new(meta::MetaState::new(config.meta));
+        let meta_data = web::Data::from(meta_state.clone());
 
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
                 .service(x::scope(x_data.clone()))
                 .service(threads::scope(threads_data.clone()))
+                .service(meta::scope(meta_data.clone()))
                 .service(media::scope())
         })
         .workers(2)
@@ -100,6 +112,7 @@ impl Sandbox {
             task: Some(task),
             x: x_state,
             threads: threads_state,
+            meta: meta_state,
         })
     }
 
@@ -155,6 +168,32 @@ impl Sandbox {
         self.threads.clear_faults();
     }
 
+    /// Base URL of the Meta twin (`base_url() + "/meta"`); versioned Graph paths such as
+    /// `/v25.0/me/accounts` and `/v25.0/dialog/oauth` are appended to it.
+    pub fn meta_base_url(&self) -> String {
+        format!("{}/meta", self.base_url())
+    }
+
+    /// A snapshot of the Meta twin's state (Pages, posts, videos, containers, media, tokens).
+    pub fn meta_state(&self) -> MetaStateSnapshot {
+        self.meta.snapshot()
+    }
+
+    /// Queues `fault` for the next `times` requests to `endpoint` of the Meta twin.
+    pub fn inject_meta_fault(&self, endpoint: MetaEndpoint, fault: Fault, times: u32) {
+        self.meta.inject_fault(endpoint, fault, times);
+    }
+
+    /// Removes every queued Meta fault.
+    pub fn clear_meta_faults(&self) {
+        self.meta.clear_faults();
+    }
+
+    /// Declares (or redeclares) a Facebook user's Pages and linked Instagram accounts.
+    pub fn define_meta_user(&self, spec: &MetaUserSpec) {
+        self.meta.define_user(spec);
+    }
+
     /// Stops the server without waiting for in-flight requests (some may be
     /// sleeping on purpose because of a timeout fault).
     pub async fn stop(mut self) {
@@ -199,5 +238,6 @@ mod tests {
         assert_send_sync::<Sandbox>();
         assert_send_sync::<XStateSnapshot>();
         assert_send_sync::<ThreadsStateSnapshot>();
+        assert_send_sync::<MetaStateSnapshot>();
     }
 }
