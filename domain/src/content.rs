@@ -3,6 +3,7 @@
 //! X text already split into thread parts), so nothing downstream re-decides.
 use serde::{Deserialize, Serialize};
 
+use crate::options::{OptionsError, PublishOptions};
 use crate::Platform;
 
 /// Kind of a media item; decides the platform's upload category and limits.
@@ -41,15 +42,42 @@ pub struct Content {
     /// Post a text over the platform's limit as a reply chain instead of refusing it.
     #[serde(default)]
     pub thread: bool,
+    /// A title, where the platform has one (YouTube, Reddit, TikTok photos, link shares);
+    /// derived from the text where the platform needs one and none is given.
+    #[serde(default)]
+    pub title: Option<String>,
+    /// A link to share: a link attachment where the platform has them (Facebook, LinkedIn,
+    /// Reddit), otherwise appended to the text.
+    #[serde(default)]
+    pub link: Option<String>,
+    /// Hashtags (without `#`), placed the way each platform expects.
+    #[serde(default)]
+    pub hashtags: Vec<String>,
+    /// Cut a text over the platform's limit at a word boundary (ending in `…`) instead of
+    /// refusing it. Never done unless asked.
+    #[serde(default)]
+    pub trim_to_fit: bool,
+    /// Per-platform options; each job uses its own platform's part. Boxed: most posts have
+    /// none, and commands and events stay small.
+    #[serde(default)]
+    pub options: Box<PublishOptions>,
 }
 
 /// Content accepted for one platform: `parts` has one entry per post (more than one only for a
 /// thread); media and poll go on the first part.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct PreparedContent {
     pub parts: Vec<String>,
     pub media: Vec<MediaItem>,
     pub poll: Option<Poll>,
+    /// The title the platform shows (given, or derived from the text where it needs one).
+    #[serde(default)]
+    pub title: Option<String>,
+    /// A link attachment, on platforms that have them.
+    #[serde(default)]
+    pub link: Option<String>,
+    #[serde(default)]
+    pub options: Box<PublishOptions>,
 }
 
 /// Why content cannot go to a platform. Each names the rule and its limit.
@@ -99,6 +127,37 @@ pub enum ContentError {
     ThreadWithoutText,
     #[error("publishing to {platform} is not available yet")]
     PlatformNotSupported { platform: Platform },
+    #[error(transparent)]
+    InvalidOptions(#[from] OptionsError),
+    #[error("{platform} needs media: {what}")]
+    MediaRequired {
+        platform: Platform,
+        what: &'static str,
+    },
+    #[error("{platform} allows at most {limit} media items per post; got {count}")]
+    TooManyMedia {
+        platform: Platform,
+        limit: usize,
+        count: usize,
+    },
+    #[error("{platform} titles are at most {limit} characters; this one has {length}")]
+    TitleTooLong {
+        platform: Platform,
+        limit: usize,
+        length: usize,
+    },
+    #[error("{platform} needs a title: give \"title\" or some text to derive it from")]
+    TitleRequired { platform: Platform },
+    #[error("{platform} allows at most {limit} hashtags; got {count}")]
+    TooManyHashtags {
+        platform: Platform,
+        limit: usize,
+        count: usize,
+    },
+    #[error("link must be an absolute http(s) URL")]
+    InvalidLink,
+    #[error("hashtag {index} must be letters, digits or _ (without #)")]
+    InvalidHashtag { index: usize },
 }
 
 /// How the platform counts text, for `TextTooLong`.
@@ -118,31 +177,95 @@ fn length_advice(platform: &Platform) -> &'static str {
     }
 }
 
-/// The content limits of one platform (defaults from platform-facts.md).
+/// How a platform counts text length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextCounting {
+    /// Unicode code points.
+    Characters,
+    /// X's weighted counting (URLs 23, most CJK and emoji 2).
+    XWeighted,
+    /// Threads: code points, but an emoji counts its UTF-8 bytes.
+    ThreadsEmojiBytes,
+    /// UTF-8 bytes (YouTube descriptions).
+    Utf8Bytes,
+    /// UTF-16 code units (TikTok's "UTF-16 runes").
+    Utf16Units,
+}
+
+/// Where a platform wants hashtags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HashtagPlacement {
+    /// On a line of their own after the text, counted in its length.
+    EndOfText,
+    /// The platform has no hashtags (Reddit): they are left out.
+    Dropped,
+}
+
+/// The content limits of one platform (defaults from platform-facts.md). Plain data, so a
+/// deployment can adjust a limit by building its own table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContentRules {
     pub platform: Platform,
     pub max_text: usize,
-    pub max_images: usize,
+    pub counting: TextCounting,
+    /// Media items per post (images, or the children of a carousel).
+    pub max_media: usize,
+    /// Images and videos may share one post (a carousel); otherwise a video or GIF goes alone.
+    pub mixed_media: bool,
+    /// The post needs at least one media item (Instagram, YouTube, TikTok).
+    pub media_required: Option<&'static str>,
     pub image_types: &'static [&'static str],
     pub video_types: &'static [&'static str],
     pub gif_types: &'static [&'static str],
     pub supports_polls: bool,
     pub supports_threads: bool,
+    /// The platform shows a title of at most this many characters.
+    pub max_title: Option<usize>,
+    /// A title is required: derived from the text when none is given.
+    pub title_required: bool,
+    /// The platform takes a link attachment; elsewhere a link is appended to the text.
+    pub link_attachment: bool,
+    pub max_hashtags: Option<usize>,
+    pub hashtags: HashtagPlacement,
 }
 
 /// Weight of a URL in X's counting, whatever its length.
 const X_URL_WEIGHT: usize = 23;
+const JPEG_PNG: &[&str] = &["image/jpeg", "image/png"];
+const MP4_MOV: &[&str] = &["video/mp4", "video/quicktime"];
 
 impl ContentRules {
-    /// The rules for a platform, or `None` where publishing is not built yet.
+    /// A table entry with the common defaults; each platform overrides what differs.
+    const fn base(platform: Platform, max_text: usize) -> ContentRules {
+        ContentRules {
+            platform,
+            max_text,
+            counting: TextCounting::Characters,
+            max_media: 1,
+            mixed_media: false,
+            media_required: None,
+            image_types: JPEG_PNG,
+            video_types: MP4_MOV,
+            gif_types: &[],
+            supports_polls: false,
+            supports_threads: false,
+            max_title: None,
+            title_required: false,
+            link_attachment: false,
+            max_hashtags: None,
+            hashtags: HashtagPlacement::EndOfText,
+        }
+    }
+
+    /// The rules for a platform.
     pub fn for_platform(platform: Platform) -> Option<ContentRules> {
-        match platform {
+        let base = Self::base(platform, 0);
+        Some(match platform {
             // platform-facts §1.3/§1.4: 280 weighted characters; up to 4 photos, 1 GIF or 1 video.
-            Platform::X => Some(ContentRules {
-                platform,
+            Platform::X => ContentRules {
                 max_text: 280,
-                max_images: 4,
+                counting: TextCounting::XWeighted,
+                max_media: 4,
                 image_types: &[
                     "image/jpeg",
                     "image/png",
@@ -155,38 +278,121 @@ impl ContentRules {
                 gif_types: &["image/gif"],
                 supports_polls: true,
                 supports_threads: true,
-            }),
-            // platform-facts §6.2/§6.3: 500 characters (emoji count their UTF-8 bytes); JPEG/PNG
-            // images, MOV/MP4 video; a carousel holds 2–20 items; no polls. Reply chains are not
-            // built for Threads yet, so a long text is refused rather than split.
-            Platform::Threads => Some(ContentRules {
-                platform,
+                ..base
+            },
+            // §6.2/§6.3: 500 characters (emoji count their UTF-8 bytes); JPEG/PNG images,
+            // MOV/MP4 video; a carousel holds 2–20 items. Reply chains are not built for
+            // Threads yet, so a long text is refused rather than split.
+            Platform::Threads => ContentRules {
                 max_text: 500,
-                max_images: 20,
-                image_types: &["image/jpeg", "image/png"],
-                video_types: &["video/mp4", "video/quicktime"],
-                gif_types: &[],
-                supports_polls: false,
-                supports_threads: false,
-            }),
-            _ => None,
-        }
+                counting: TextCounting::ThreadsEmojiBytes,
+                max_media: 20,
+                ..base
+            },
+            // §7.1/§7.3: one video per upload; description ≤ 5000 bytes; title ≤ 100.
+            Platform::Youtube => ContentRules {
+                max_text: 5000,
+                counting: TextCounting::Utf8Bytes,
+                media_required: Some("one video"),
+                image_types: &[],
+                video_types: &[
+                    "video/mp4",
+                    "video/quicktime",
+                    "video/webm",
+                    "video/x-msvideo",
+                    "video/mpeg",
+                    "application/octet-stream",
+                ],
+                max_title: Some(100),
+                title_required: true,
+                ..base
+            },
+            // §2.2/§2.3/§2.4: a video (caption ≤ 2200 UTF-16 units) or up to 35 photos
+            // (WebP/JPEG, pulled from URLs); photo titles ≤ 90.
+            Platform::Tiktok => ContentRules {
+                max_text: 2200,
+                counting: TextCounting::Utf16Units,
+                max_media: 35,
+                media_required: Some("a video or 1-35 photos"),
+                image_types: &["image/jpeg", "image/webp"],
+                video_types: &["video/mp4", "video/quicktime", "video/webm"],
+                max_title: Some(90),
+                ..base
+            },
+            // §4.2/§4.3: caption ≤ 2200 with ≤ 30 hashtags; JPEG images; MP4/MOV video;
+            // carousels of up to 10 mixed items.
+            Platform::Instagram => ContentRules {
+                max_text: 2200,
+                max_media: 10,
+                mixed_media: true,
+                media_required: Some("an image, a video or a carousel"),
+                image_types: &["image/jpeg"],
+                max_hashtags: Some(30),
+                ..base
+            },
+            // §5: text, link, photos (multi-photo via attached_media) or one video.
+            Platform::FacebookPages => ContentRules {
+                max_text: 63_206,
+                max_media: 10,
+                image_types: &["image/jpeg", "image/png", "image/gif", "image/bmp"],
+                link_attachment: true,
+                ..base
+            },
+            // §8.2/§8.3: commentary ≤ 3000; one image, a multi-image post or one video;
+            // article shares carry a link and title.
+            Platform::Linkedin => ContentRules {
+                max_text: 3000,
+                max_media: 20,
+                image_types: &["image/jpeg", "image/png", "image/gif"],
+                max_title: Some(400),
+                link_attachment: true,
+                ..base
+            },
+            // §9.2: self, link or image posts to a subreddit; title ≤ 300 (required).
+            Platform::Reddit => ContentRules {
+                max_text: 40_000,
+                image_types: &["image/jpeg", "image/png", "image/gif"],
+                video_types: &[],
+                max_title: Some(300),
+                title_required: true,
+                link_attachment: true,
+                hashtags: HashtagPlacement::Dropped,
+                ..base
+            },
+        })
     }
 
     /// The text length as this platform counts it.
     pub fn text_length(&self, text: &str) -> usize {
-        match self.platform {
-            Platform::X => x_weighted_length(text),
-            Platform::Threads => threads_length(text),
-            _ => text.chars().count(),
+        match self.counting {
+            TextCounting::Characters => text.chars().count(),
+            TextCounting::XWeighted => x_weighted_length(text),
+            TextCounting::ThreadsEmojiBytes => threads_length(text),
+            TextCounting::Utf8Bytes => text.len(),
+            TextCounting::Utf16Units => text.encode_utf16().count(),
         }
     }
 
     /// Checks content against these rules and shapes it for the platform.
     pub fn prepare(&self, content: &Content) -> Result<PreparedContent, ContentError> {
         let platform = self.platform;
-        let text = content.text.trim();
-        if text.is_empty() && content.media.is_empty() {
+        content.options.check_for(platform)?;
+        let link = content
+            .link
+            .as_deref()
+            .map(str::trim)
+            .filter(|l| !l.is_empty());
+        if let Some(link) = link {
+            let parsed = url::Url::parse(link).ok();
+            if !matches!(
+                parsed.as_ref().map(url::Url::scheme),
+                Some("http" | "https")
+            ) {
+                return Err(ContentError::InvalidLink);
+            }
+        }
+        let text = self.compose_text(content.text.trim(), link, &content.hashtags)?;
+        if text.is_empty() && content.media.is_empty() && link.is_none() {
             return Err(ContentError::Empty);
         }
         self.check_media(&content.media)?;
@@ -202,11 +408,13 @@ impl ContentRules {
         if content.thread && !self.supports_threads {
             return Err(ContentError::ThreadsNotSupported { platform });
         }
-        let length = self.text_length(text);
+        let length = self.text_length(&text);
         let parts = if length <= self.max_text {
-            vec![text.to_string()]
+            vec![text.clone()]
         } else if content.thread && self.supports_threads {
-            split_into_thread(text, self.max_text, |t| self.text_length(t))
+            split_into_thread(&text, self.max_text, |t| self.text_length(t))
+        } else if content.trim_to_fit {
+            vec![trim_at_word(&text, self.max_text, |t| self.text_length(t))]
         } else {
             return Err(ContentError::TextTooLong {
                 platform,
@@ -218,14 +426,100 @@ impl ContentRules {
             return Err(ContentError::ThreadWithoutText);
         }
         Ok(PreparedContent {
+            title: self.title(content)?,
             parts,
             media: content.media.clone(),
             poll: content.poll.clone(),
+            link: link.filter(|_| self.link_attachment).map(str::to_string),
+            options: content.options.clone(),
         })
+    }
+
+    /// The text with the link (where the platform has no link attachment) and the hashtags
+    /// placed as the platform expects.
+    fn compose_text(
+        &self,
+        text: &str,
+        link: Option<&str>,
+        hashtags: &[String],
+    ) -> Result<String, ContentError> {
+        let mut composed = text.to_string();
+        let mut append = |piece: &str, separator: &str| {
+            if !composed.is_empty() {
+                composed.push_str(separator);
+            }
+            composed.push_str(piece);
+        };
+        if let (Some(link), false) = (link, self.link_attachment) {
+            append(link, " ");
+        }
+        let mut tags = Vec::with_capacity(hashtags.len());
+        for (index, tag) in hashtags.iter().enumerate() {
+            let tag = tag.trim().trim_start_matches('#');
+            if tag.is_empty() || !tag.chars().all(|c| c.is_alphanumeric() || c == '_') {
+                return Err(ContentError::InvalidHashtag { index });
+            }
+            tags.push(format!("#{tag}"));
+        }
+        if self.hashtags == HashtagPlacement::EndOfText && !tags.is_empty() {
+            append(&tags.join(" "), "\n\n");
+        }
+        if let Some(limit) = self.max_hashtags {
+            let count = composed
+                .split_whitespace()
+                .filter(|w| w.starts_with('#') && w.len() > 1)
+                .count();
+            if count > limit {
+                return Err(ContentError::TooManyHashtags {
+                    platform: self.platform,
+                    limit,
+                    count,
+                });
+            }
+        }
+        Ok(composed)
+    }
+
+    /// The title: the one given (checked against the limit), or one derived from the text's
+    /// first line where the platform requires a title.
+    fn title(&self, content: &Content) -> Result<Option<String>, ContentError> {
+        let platform = self.platform;
+        let Some(limit) = self.max_title else {
+            return Ok(None);
+        };
+        let given = content
+            .title
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty());
+        if let Some(title) = given {
+            let length = title.chars().count();
+            if length > limit {
+                return Err(ContentError::TitleTooLong {
+                    platform,
+                    limit,
+                    length,
+                });
+            }
+            return Ok(Some(title.to_string()));
+        }
+        if !self.title_required {
+            return Ok(None);
+        }
+        let first_line = content.text.trim().lines().next().unwrap_or("").trim();
+        if first_line.is_empty() {
+            return Err(ContentError::TitleRequired { platform });
+        }
+        Ok(Some(trim_at_word(first_line, limit, |t| t.chars().count())))
     }
 
     fn check_media(&self, media: &[MediaItem]) -> Result<(), ContentError> {
         let platform = self.platform;
+        if media.is_empty() {
+            if let Some(what) = self.media_required {
+                return Err(ContentError::MediaRequired { platform, what });
+            }
+        }
         for (index, item) in media.iter().enumerate() {
             let parsed = url::Url::parse(&item.url).ok();
             if !matches!(
@@ -248,28 +542,73 @@ impl ContentRules {
                     index,
                     kind: item.kind,
                     mime_type: item.mime_type.clone(),
-                    allowed: allowed.join(", "),
+                    allowed: if allowed.is_empty() {
+                        "none (this platform does not take this kind of media)".into()
+                    } else {
+                        allowed.join(", ")
+                    },
                 });
             }
         }
         let has_solo = media
             .iter()
             .any(|m| matches!(m.kind, MediaKind::Video | MediaKind::Gif));
-        if has_solo && media.len() > 1 {
+        if has_solo && media.len() > 1 && !self.mixed_media {
             return Err(ContentError::VideoMustBeAlone {
                 platform,
                 count: media.len(),
             });
         }
-        if media.len() > self.max_images {
-            return Err(ContentError::TooManyImages {
-                platform,
-                limit: self.max_images,
-                count: media.len(),
+        if media.len() > self.max_media {
+            let images_only = media.iter().all(|m| m.kind == MediaKind::Image);
+            return Err(if images_only {
+                ContentError::TooManyImages {
+                    platform,
+                    limit: self.max_media,
+                    count: media.len(),
+                }
+            } else {
+                ContentError::TooManyMedia {
+                    platform,
+                    limit: self.max_media,
+                    count: media.len(),
+                }
             });
         }
         Ok(())
     }
+}
+
+/// Cuts `text` to at most `limit` (by `length`) at a word boundary, ending in `…`.
+fn trim_at_word(text: &str, limit: usize, length: impl Fn(&str) -> usize) -> String {
+    if length(text) <= limit {
+        return text.to_string();
+    }
+    let mut kept = String::new();
+    for word in text.split_whitespace() {
+        let candidate = if kept.is_empty() {
+            word.to_string()
+        } else {
+            format!("{kept} {word}")
+        };
+        if length(&format!("{candidate}…")) > limit {
+            break;
+        }
+        kept = candidate;
+    }
+    if kept.is_empty() {
+        // One word longer than the limit: cut between characters.
+        for c in text.chars() {
+            let mut next = kept.clone();
+            next.push(c);
+            if length(&format!("{next}…")) > limit {
+                break;
+            }
+            kept = next;
+        }
+    }
+    kept.push('…');
+    kept
 }
 
 fn check_poll(poll: &Poll) -> Result<(), ContentError> {
@@ -640,5 +979,204 @@ mod tests {
     #[test]
     fn empty_posts_are_refused() {
         assert_eq!(x().prepare(&text("   ")), Err(ContentError::Empty));
+    }
+
+    fn rules(platform: Platform) -> ContentRules {
+        ContentRules::for_platform(platform).unwrap()
+    }
+
+    fn video() -> MediaItem {
+        MediaItem {
+            url: "https://cdn.example.com/v.mp4".into(),
+            kind: MediaKind::Video,
+            mime_type: "video/mp4".into(),
+        }
+    }
+
+    fn jpeg(n: usize) -> MediaItem {
+        MediaItem {
+            url: format!("https://cdn.example.com/{n}.jpg"),
+            mime_type: "image/jpeg".into(),
+            ..image(n)
+        }
+    }
+
+    #[test]
+    fn every_platform_has_rules() {
+        for platform in Platform::ALL {
+            assert_eq!(rules(platform).platform, platform);
+        }
+    }
+
+    #[test]
+    fn platforms_that_publish_media_refuse_a_post_without_it() {
+        for (platform, what) in [
+            (Platform::Youtube, "one video"),
+            (Platform::Tiktok, "a video or 1-35 photos"),
+            (Platform::Instagram, "an image, a video or a carousel"),
+        ] {
+            let error = rules(platform).prepare(&text("hello")).unwrap_err();
+            assert_eq!(error, ContentError::MediaRequired { platform, what });
+            assert!(error.to_string().contains(what));
+        }
+    }
+
+    #[test]
+    fn youtube_derives_a_title_from_the_first_line_at_a_word_boundary() {
+        let long_line = "word ".repeat(30);
+        let content = Content {
+            text: format!("{long_line}\nsecond line"),
+            media: vec![video()],
+            ..Content::default()
+        };
+        let prepared = rules(Platform::Youtube).prepare(&content).unwrap();
+        let title = prepared.title.unwrap();
+        assert!(title.chars().count() <= 100, "{title}");
+        assert!(title.ends_with("word…"), "{title}");
+        let given = Content {
+            title: Some("My video".into()),
+            ..content
+        };
+        assert_eq!(
+            rules(Platform::Youtube)
+                .prepare(&given)
+                .unwrap()
+                .title
+                .as_deref(),
+            Some("My video")
+        );
+    }
+
+    #[test]
+    fn a_title_over_the_limit_names_the_limit() {
+        let content = Content {
+            text: "body".into(),
+            title: Some("t".repeat(301)),
+            options: Box::new(PublishOptions {
+                reddit: crate::options::RedditOptions {
+                    subreddit: Some("rust".into()),
+                    ..Default::default()
+                },
+                ..Default::default()
+            }),
+            ..Content::default()
+        };
+        assert_eq!(
+            rules(Platform::Reddit).prepare(&content),
+            Err(ContentError::TitleTooLong {
+                platform: Platform::Reddit,
+                limit: 300,
+                length: 301
+            })
+        );
+    }
+
+    #[test]
+    fn reddit_needs_a_subreddit_and_drops_hashtags() {
+        let mut content = Content {
+            text: "hello".into(),
+            hashtags: vec!["rust".into()],
+            ..Content::default()
+        };
+        assert!(matches!(
+            rules(Platform::Reddit).prepare(&content),
+            Err(ContentError::InvalidOptions(_))
+        ));
+        content.options.reddit.subreddit = Some("rust".into());
+        let prepared = rules(Platform::Reddit).prepare(&content).unwrap();
+        assert_eq!(prepared.parts, ["hello"]);
+        assert_eq!(prepared.title.as_deref(), Some("hello"));
+    }
+
+    #[test]
+    fn hashtags_go_at_the_end_and_count_against_instagrams_limit() {
+        let mut content = Content {
+            text: "look".into(),
+            media: vec![jpeg(0)],
+            hashtags: vec!["one".into(), "#two".into()],
+            ..Content::default()
+        };
+        let prepared = rules(Platform::Instagram).prepare(&content).unwrap();
+        assert_eq!(prepared.parts, ["look\n\n#one #two"]);
+        content.hashtags = (0..31).map(|i| format!("tag{i}")).collect();
+        assert_eq!(
+            rules(Platform::Instagram).prepare(&content),
+            Err(ContentError::TooManyHashtags {
+                platform: Platform::Instagram,
+                limit: 30,
+                count: 31
+            })
+        );
+        content.hashtags = vec!["not a tag".into()];
+        assert_eq!(
+            rules(Platform::Instagram).prepare(&content),
+            Err(ContentError::InvalidHashtag { index: 0 })
+        );
+    }
+
+    #[test]
+    fn a_link_is_an_attachment_where_the_platform_has_them_and_text_elsewhere() {
+        let content = Content {
+            text: "read this".into(),
+            link: Some("https://example.com/a".into()),
+            ..Content::default()
+        };
+        let linkedin = rules(Platform::Linkedin).prepare(&content).unwrap();
+        assert_eq!(linkedin.parts, ["read this"]);
+        assert_eq!(linkedin.link.as_deref(), Some("https://example.com/a"));
+        let on_x = x().prepare(&content).unwrap();
+        assert_eq!(on_x.parts, ["read this https://example.com/a"]);
+        assert_eq!(on_x.link, None);
+        let bad = Content {
+            link: Some("ftp://example.com".into()),
+            ..content
+        };
+        assert_eq!(x().prepare(&bad), Err(ContentError::InvalidLink));
+    }
+
+    #[test]
+    fn a_long_text_is_trimmed_only_when_asked() {
+        let long = "word ".repeat(100);
+        let mut content = text(&long);
+        assert!(matches!(
+            x().prepare(&content),
+            Err(ContentError::TextTooLong { .. })
+        ));
+        content.trim_to_fit = true;
+        let prepared = x().prepare(&content).unwrap();
+        let part = &prepared.parts[0];
+        assert!(x_weighted_length(part) <= 280, "{part}");
+        assert!(part.ends_with("word…"), "{part}");
+    }
+
+    #[test]
+    fn instagram_carousels_mix_images_and_videos_up_to_ten() {
+        let mixed = Content {
+            text: "album".into(),
+            media: vec![jpeg(0), video()],
+            ..Content::default()
+        };
+        assert!(rules(Platform::Instagram).prepare(&mixed).is_ok());
+        let eleven = Content {
+            media: (0..10).map(jpeg).chain([video()]).collect(),
+            ..mixed
+        };
+        assert_eq!(
+            rules(Platform::Instagram).prepare(&eleven),
+            Err(ContentError::TooManyMedia {
+                platform: Platform::Instagram,
+                limit: 10,
+                count: 11
+            })
+        );
+    }
+
+    #[test]
+    fn text_is_counted_the_way_each_platform_counts_it() {
+        let youtube = rules(Platform::Youtube);
+        assert_eq!(youtube.text_length("é"), 2);
+        let tiktok = rules(Platform::Tiktok);
+        assert_eq!(tiktok.text_length("😀"), 2);
+        assert_eq!(rules(Platform::Linkedin).text_length("😀"), 1);
     }
 }

@@ -7,6 +7,7 @@ pub mod connection;
 pub mod content;
 pub mod failure;
 pub mod ids;
+pub mod options;
 pub mod platform;
 pub mod publishing_job;
 pub mod retry;
@@ -15,6 +16,7 @@ pub use connection::Connection;
 pub use content::{Content, ContentError, MediaItem, MediaKind, Poll, PreparedContent};
 pub use failure::{ErrorClass, PlatformFailure};
 pub use ids::{AttemptId, ConnectionId, JobId, UserId};
+pub use options::PublishOptions;
 pub use platform::Platform;
 pub use publishing_job::PublishingJob;
 

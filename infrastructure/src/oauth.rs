@@ -499,7 +499,7 @@ impl<'c> AsyncHttpClient<'c> for StatusAwareHttp {
 }
 
 /// The instant a `Retry-After` header (delay in seconds or an HTTP date) points at.
-pub(crate) fn retry_after(
+pub fn retry_after(
     headers: &reqwest::header::HeaderMap,
     now: DateTime<Utc>,
 ) -> Option<DateTime<Utc>> {

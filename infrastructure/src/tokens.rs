@@ -96,6 +96,11 @@ impl TokenService {
         }
     }
 
+    /// The vault's sealer, for other secrets that must be stored sealed.
+    pub fn sealer(&self) -> &crate::vault::Sealer {
+        self.vault.sealer()
+    }
+
     /// A token to call the platform with. `rejected` is a token the platform just refused
     /// (401): if the vault still holds it, it is refreshed; if another worker already replaced
     /// it, the replacement is returned.

@@ -63,6 +63,29 @@ impl Sealer {
         (nonce.to_vec(), ciphertext)
     }
 
+    /// Seals a short secret into one printable string (base64 of nonce and ciphertext), for
+    /// secrets that travel inside an event, such as an upload session handle.
+    pub fn seal_to_string(&self, aad: &[u8], plaintext: &str) -> String {
+        use base64::Engine as _;
+        let (mut sealed, ciphertext) = self.seal(aad, plaintext.as_bytes());
+        sealed.extend_from_slice(&ciphertext);
+        base64::engine::general_purpose::STANDARD_NO_PAD.encode(sealed)
+    }
+
+    /// Opens what `seal_to_string` sealed with the same `aad`.
+    pub fn open_string(&self, aad: &[u8], sealed: &str) -> anyhow::Result<String> {
+        use base64::Engine as _;
+        let bytes = base64::engine::general_purpose::STANDARD_NO_PAD
+            .decode(sealed)
+            .map_err(|_| anyhow!("sealed value is not base64"))?;
+        if bytes.len() < 24 {
+            return Err(anyhow!("sealed value is too short"));
+        }
+        let (nonce, ciphertext) = bytes.split_at(24);
+        String::from_utf8(self.open(aad, nonce, ciphertext)?)
+            .map_err(|_| anyhow!("sealed value is not text"))
+    }
+
     pub fn open(&self, aad: &[u8], nonce: &[u8], ciphertext: &[u8]) -> anyhow::Result<Vec<u8>> {
         let nonce =
             XNonce::try_from(nonce).map_err(|_| anyhow!("stored nonce has the wrong length"))?;

@@ -9,7 +9,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use herald_domain::{ErrorClass, MediaItem, MediaKind};
 use herald_infrastructure::platforms::threads::{ThreadsAdapter, ThreadsConfig};
 use herald_infrastructure::platforms::{
-    PlatformAdapter, PostDraft, PostError, RateLimitGate, TokenGrant, UploadProgress,
+    MediaUpload, PlatformAdapter, PostDraft, PostError, RateLimitGate, TokenGrant, UploadProgress,
 };
 use herald_infrastructure::secret::Secret;
 use herald_sandbox::{Fault, Sandbox, SandboxConfig, ThreadsEndpoint};
@@ -74,11 +74,14 @@ impl Env {
             .adapter
             .upload_media(
                 &grant.access_token,
-                &MediaItem {
-                    url: url.to_owned(),
-                    kind,
-                    mime_type: "image/png".into(),
-                },
+                &MediaUpload::single(
+                    &MediaItem {
+                        url: url.to_owned(),
+                        kind,
+                        mime_type: "image/png".into(),
+                    },
+                    &PostDraft::default(),
+                ),
                 &Gate::default(),
                 &progress,
             )
@@ -108,9 +111,7 @@ fn sandbox_defaults() -> (String, String) {
 fn text(t: &str) -> PostDraft {
     PostDraft {
         text: t.to_owned(),
-        media_ids: vec![],
-        poll: None,
-        reply_to: None,
+        ..PostDraft::default()
     }
 }
 
@@ -155,6 +156,8 @@ impl UploadProgress for Progress {
     async fn started(&self, total_bytes: u64) {
         self.started.lock().unwrap().push(total_bytes);
     }
+
+    async fn session_opened(&self, _session: &herald_infrastructure::secret::Secret) {}
 
     async fn chunk_sent(&self, _bytes_sent: u64, _total_bytes: u64) {}
 }

@@ -9,7 +9,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use herald_domain::{ErrorClass, MediaItem, MediaKind, PlatformFailure, Poll};
 use herald_infrastructure::platforms::x::{XAdapter, XConfig};
 use herald_infrastructure::platforms::{
-    PlatformAdapter, PostDraft, PostError, RateLimitGate, TokenGrant, UploadProgress,
+    MediaUpload, PlatformAdapter, PostDraft, PostError, RateLimitGate, TokenGrant, UploadProgress,
 };
 use herald_infrastructure::secret::Secret;
 use herald_sandbox::{Fault, Sandbox, SandboxConfig, XEndpoint};
@@ -91,7 +91,7 @@ impl Env {
         self.adapter
             .upload_media(
                 &grant.access_token,
-                item,
+                &MediaUpload::single(item, &PostDraft::default()),
                 &Gate::default(),
                 &Progress::default(),
             )
@@ -113,9 +113,7 @@ impl Env {
 fn text(t: &str) -> PostDraft {
     PostDraft {
         text: t.to_owned(),
-        media_ids: vec![],
-        poll: None,
-        reply_to: None,
+        ..PostDraft::default()
     }
 }
 
@@ -173,6 +171,8 @@ impl UploadProgress for Progress {
     async fn started(&self, total_bytes: u64) {
         self.started.lock().unwrap().push(total_bytes);
     }
+
+    async fn session_opened(&self, _session: &herald_infrastructure::secret::Secret) {}
 
     async fn chunk_sent(&self, bytes_sent: u64, total_bytes: u64) {
         self.chunks.lock().unwrap().push((bytes_sent, total_bytes));
@@ -376,7 +376,12 @@ async fn video_streams_in_segments_reports_progress_and_waits_for_processing() {
 
     let media_id = env
         .adapter
-        .upload_media(&grant.access_token, &item, &gate, &progress)
+        .upload_media(
+            &grant.access_token,
+            &MediaUpload::single(&item, &PostDraft::default()),
+            &gate,
+            &progress,
+        )
         .await
         .unwrap();
 

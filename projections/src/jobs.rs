@@ -250,7 +250,7 @@ impl Projection for JobsProjection {
             view.updated_at = at;
         }
         match event {
-            E::JobScheduled { .. } => {}
+            E::JobScheduled { .. } | E::UploadSessionOpened { .. } => {}
             E::AttemptStarted { attempt_number, .. } => {
                 view.status = "publishing".into();
                 view.attempts = *attempt_number as i64;

@@ -7,7 +7,7 @@ use herald_domain::{ConnectionId, Platform, PlatformFailure, UserId};
 use herald_infrastructure::secret::Secret;
 use herald_infrastructure::store::CommandMetadata;
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{json, Value};
 use sqlx::Row;
 
 use crate::auth::{AuthUser, RequestId};
@@ -194,38 +194,51 @@ pub async fn callback(
         .exchange_code(code, &verifier, &redirect_uri)
         .await
         .map_err(platform_failure)?;
-    let account = adapter
-        .account(&grant.access_token)
-        .await
-        .map_err(platform_failure)?;
-    let connection_id = ConnectionId::for_account(&user_id, platform, &account.account_id);
-    herald.vault.store(&connection_id, &grant).await?;
-    let command = ConnectionCommand::Connect {
-        connection_id,
-        user_id: user_id.clone(),
-        platform,
-        account: account.clone(),
-        scopes: grant.scopes.clone(),
-        token_expires_at: grant.expires_at,
-        can_refresh: grant.refresh_token.is_some(),
-        at: Utc::now(),
-    };
-    herald
-        .connections
-        .execute(
-            &connection_id.to_string(),
-            command,
-            &CommandMetadata::actor(user_id.as_str()).correlated(request_id.0),
-        )
-        .await?;
-    Ok(HttpResponse::Ok().json(json!({
-        "connection_id": connection_id,
-        "platform": platform,
-        "account_id": account.account_id,
-        "username": account.username,
-        "display_name": account.display_name,
-        "status": "active",
-    })))
+    let accounts = adapter.accounts(&grant).await.map_err(platform_failure)?;
+    if accounts.is_empty() {
+        return Err(ApiError::bad_request(
+            "authorization-failed",
+            format!("the {platform} login gives access to no account Herald can publish as"),
+        ));
+    }
+    let mut connected = Vec::with_capacity(accounts.len());
+    for account in accounts {
+        let profile = account.profile;
+        // An account with its own token (a Facebook Page) keeps it; others share the login's.
+        let account_grant = account.grant.unwrap_or_else(|| grant.clone());
+        let connection_id = ConnectionId::for_account(&user_id, platform, &profile.account_id);
+        herald.vault.store(&connection_id, &account_grant).await?;
+        let command = ConnectionCommand::Connect {
+            connection_id,
+            user_id: user_id.clone(),
+            platform,
+            account: profile.clone(),
+            scopes: account_grant.scopes.clone(),
+            token_expires_at: account_grant.expires_at,
+            can_refresh: account_grant.refresh_token.is_some(),
+            at: Utc::now(),
+        };
+        herald
+            .connections
+            .execute(
+                &connection_id.to_string(),
+                command,
+                &CommandMetadata::actor(user_id.as_str()).correlated(request_id.0.clone()),
+            )
+            .await?;
+        connected.push(json!({
+            "connection_id": connection_id,
+            "platform": platform,
+            "account_id": profile.account_id,
+            "username": profile.username,
+            "display_name": profile.display_name,
+            "status": "active",
+        }));
+    }
+    // The first account's fields stay at the top level for single-account platforms.
+    let mut body = connected[0].clone();
+    body["connections"] = Value::Array(connected);
+    Ok(HttpResponse::Ok().json(body))
 }
 
 #[derive(Debug, Deserialize)]

@@ -91,10 +91,20 @@ pub struct PublishingJob {
     pub last_failure: Option<ErrorClass>,
     /// Platform media ids already uploaded, by media index; reused by later attempts.
     pub uploaded_media: BTreeMap<usize, String>,
+    /// Resumable upload sessions not yet completed, by media index.
+    pub upload_sessions: BTreeMap<usize, UploadSession>,
     /// Post ids (and the first post's URL) already on the platform, in part order.
     pub posted_parts: Vec<String>,
     pub first_post_url: Option<String>,
     pub published_post_id: Option<String>,
+}
+
+/// A resumable upload in progress: the sealed session handle and the bytes the platform has
+/// confirmed.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct UploadSession {
+    pub sealed_session: String,
+    pub bytes_confirmed: u64,
 }
 
 impl PublishingJob {
@@ -400,6 +410,21 @@ impl PublishingJob {
                     at,
                 }])
             }
+            C::RecordUploadSessionOpened {
+                attempt_id,
+                media_index,
+                sealed_session,
+                at,
+            } => {
+                self.require_publishing(attempt_id, "upload media")?;
+                self.require_media(media_index)?;
+                Ok(vec![E::UploadSessionOpened {
+                    attempt_id,
+                    media_index,
+                    sealed_session,
+                    at,
+                }])
+            }
             C::RecordUploadProgress {
                 attempt_id,
                 media_index,
@@ -547,12 +572,35 @@ impl Aggregate for PublishingJob {
                 self.current_attempt = Some(attempt_id);
                 self.attempts = attempt_number;
             }
-            E::UploadStarted { .. } | E::UploadChunked { .. } => {}
+            E::UploadStarted { .. } => {}
+            E::UploadSessionOpened {
+                media_index,
+                sealed_session,
+                ..
+            } => {
+                self.upload_sessions.insert(
+                    media_index,
+                    UploadSession {
+                        sealed_session,
+                        bytes_confirmed: 0,
+                    },
+                );
+            }
+            E::UploadChunked {
+                media_index,
+                bytes_sent,
+                ..
+            } => {
+                if let Some(session) = self.upload_sessions.get_mut(&media_index) {
+                    session.bytes_confirmed = bytes_sent;
+                }
+            }
             E::UploadCompleted {
                 media_index,
                 platform_media_id,
                 ..
             } => {
+                self.upload_sessions.remove(&media_index);
                 self.uploaded_media.insert(media_index, platform_media_id);
             }
             E::ThreadPartPublished { post_id, url, .. } => {
@@ -602,8 +650,9 @@ impl Aggregate for PublishingJob {
                 self.max_attempts = max_attempts;
                 self.due_at = Some(at);
                 self.last_failure = None;
-                // Platform media ids may have expired by now; upload again.
+                // Platform media ids and upload sessions may have expired by now; upload again.
                 self.uploaded_media.clear();
+                self.upload_sessions.clear();
             }
         }
     }
@@ -651,8 +700,7 @@ mod tests {
     fn prepared(parts: &[&str]) -> PreparedContent {
         PreparedContent {
             parts: parts.iter().map(|p| p.to_string()).collect(),
-            media: vec![],
-            poll: None,
+            ..PreparedContent::default()
         }
     }
 
@@ -688,6 +736,121 @@ mod tests {
 
     fn failure(class: ErrorClass) -> PlatformFailure {
         PlatformFailure::new(class, "503", "Service Unavailable")
+    }
+
+    fn with_video(event: PublishingJobEvent) -> PublishingJobEvent {
+        match event {
+            PublishingJobEvent::JobScheduled {
+                job_id,
+                user_id,
+                connection_id,
+                platform,
+                mut content,
+                publish_at,
+                max_attempts,
+                at,
+            } => {
+                content.media = vec![crate::MediaItem {
+                    url: "https://cdn.example.com/v.mp4".into(),
+                    kind: crate::MediaKind::Video,
+                    mime_type: "video/mp4".into(),
+                }];
+                PublishingJobEvent::JobScheduled {
+                    job_id,
+                    user_id,
+                    connection_id,
+                    platform,
+                    content,
+                    publish_at,
+                    max_attempts,
+                    at,
+                }
+            }
+            other => other,
+        }
+    }
+
+    fn replay(events: Vec<PublishingJobEvent>) -> PublishingJob {
+        let mut job = PublishingJob::default();
+        for event in events {
+            job.apply(event);
+        }
+        job
+    }
+
+    #[test]
+    fn an_upload_session_is_recorded_sealed_and_tracks_the_confirmed_offset() {
+        JobTest::with(())
+            .given(vec![with_video(scheduled()), started(1)])
+            .when(PublishingJobCommand::RecordUploadSessionOpened {
+                attempt_id: attempt(1),
+                media_index: 0,
+                sealed_session: "sealed".into(),
+                at: t0(),
+            })
+            .then_expect_events(vec![PublishingJobEvent::UploadSessionOpened {
+                attempt_id: attempt(1),
+                media_index: 0,
+                sealed_session: "sealed".into(),
+                at: t0(),
+            }]);
+        let opened = PublishingJobEvent::UploadSessionOpened {
+            attempt_id: attempt(1),
+            media_index: 0,
+            sealed_session: "sealed".into(),
+            at: t0(),
+        };
+        let chunked = PublishingJobEvent::UploadChunked {
+            attempt_id: attempt(1),
+            media_index: 0,
+            bytes_sent: 262_144,
+            total_bytes: 1_000_000,
+        };
+        // A worker that dies here leaves the session for the next attempt to resume.
+        let job = replay(vec![
+            with_video(scheduled()),
+            started(1),
+            opened.clone(),
+            chunked.clone(),
+            started(2),
+        ]);
+        assert_eq!(
+            job.upload_sessions.get(&0),
+            Some(&UploadSession {
+                sealed_session: "sealed".into(),
+                bytes_confirmed: 262_144,
+            })
+        );
+        let job = replay(vec![
+            with_video(scheduled()),
+            started(1),
+            opened,
+            chunked,
+            PublishingJobEvent::UploadCompleted {
+                attempt_id: attempt(1),
+                media_index: 0,
+                platform_media_id: "video-1".into(),
+                at: t0(),
+            },
+        ]);
+        assert!(job.upload_sessions.is_empty());
+        assert_eq!(
+            job.uploaded_media.get(&0).map(String::as_str),
+            Some("video-1")
+        );
+    }
+
+    #[test]
+    fn an_upload_session_for_media_the_job_does_not_have_is_refused() {
+        JobTest::with(())
+            .given(vec![scheduled(), started(1)])
+            .when(PublishingJobCommand::RecordUploadSessionOpened {
+                attempt_id: attempt(1),
+                media_index: 0,
+                sealed_session: "sealed".into(),
+                at: t0(),
+            })
+            .then_expect_error(PublishingJobError::UnknownMedia(0));
     }
 
     #[test]
@@ -743,17 +906,16 @@ mod tests {
     }
 
     #[test]
-    fn platforms_without_rules_are_refused() {
+    fn content_the_platform_would_refuse_is_refused_when_the_job_is_accepted() {
         let mut cmd = schedule_cmd("hello", None);
         cmd.platform = Platform::Tiktok;
         JobTest::with(())
             .given_no_previous_events()
             .when(PublishingJobCommand::SchedulePublish(cmd))
-            .then_expect_error(PublishingJobError::Content(
-                ContentError::PlatformNotSupported {
-                    platform: Platform::Tiktok,
-                },
-            ));
+            .then_expect_error(PublishingJobError::Content(ContentError::MediaRequired {
+                platform: Platform::Tiktok,
+                what: "a video or 1-35 photos",
+            }));
     }
 
     #[test]

@@ -33,6 +33,12 @@ pub enum PublishingJobCommand {
         total_bytes: u64,
         at: DateTime<Utc>,
     },
+    RecordUploadSessionOpened {
+        attempt_id: AttemptId,
+        media_index: usize,
+        sealed_session: String,
+        at: DateTime<Utc>,
+    },
     RecordUploadProgress {
         attempt_id: AttemptId,
         media_index: usize,

@@ -30,6 +30,16 @@ pub enum PublishingJobEvent {
         total_bytes: u64,
         at: DateTime<Utc>,
     },
+    /// The platform opened a resumable upload session (YouTube's session URI, TikTok's upload
+    /// URL, ...). The handle can upload without a token, so it is stored sealed by the vault;
+    /// a later attempt opens it to resume from the last `UploadChunked` offset.
+    UploadSessionOpened {
+        attempt_id: AttemptId,
+        media_index: usize,
+        sealed_session: String,
+        at: DateTime<Utc>,
+    },
+    /// The platform confirmed `bytes_sent` bytes of the media item.
     UploadChunked {
         attempt_id: AttemptId,
         media_index: usize,
@@ -110,6 +120,7 @@ impl PublishingJobEvent {
             JobScheduled { at, .. }
             | AttemptStarted { at, .. }
             | UploadStarted { at, .. }
+            | UploadSessionOpened { at, .. }
             | UploadCompleted { at, .. }
             | ThreadPartPublished { at, .. }
             | Published { at, .. }
@@ -133,6 +144,7 @@ impl DomainEvent for PublishingJobEvent {
             JobScheduled { .. } => "JobScheduled",
             AttemptStarted { .. } => "AttemptStarted",
             UploadStarted { .. } => "UploadStarted",
+            UploadSessionOpened { .. } => "UploadSessionOpened",
             UploadChunked { .. } => "UploadChunked",
             UploadCompleted { .. } => "UploadCompleted",
             ThreadPartPublished { .. } => "ThreadPartPublished",

@@ -5,7 +5,7 @@ mod commands;
 mod error;
 mod events;
 
-pub use aggregate::{JobStatus, NextStep, PublishingJob, DEFAULT_MAX_ATTEMPTS};
+pub use aggregate::{JobStatus, NextStep, PublishingJob, UploadSession, DEFAULT_MAX_ATTEMPTS};
 pub use commands::{FoundPost, PublishingJobCommand, SchedulePublish};
 pub use error::PublishingJobError;
 pub use events::PublishingJobEvent;

@@ -3,10 +3,11 @@
 //! sandbox, or to any standards-compliant OAuth server.
 use chrono::{DateTime, Utc};
 use herald_domain::connection::AccountProfile;
-use herald_domain::{MediaItem, Platform, PlatformFailure, Poll};
+use herald_domain::{MediaItem, Platform, PlatformFailure, Poll, PublishOptions};
 
 use crate::secret::Secret;
 
+pub mod http;
 pub mod threads;
 pub mod x;
 
@@ -30,12 +31,64 @@ pub struct AuthorizationStart {
 
 /// One post to create. For a thread, the publisher creates the parts one by one, each replying
 /// to the previous part.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PostDraft {
     pub text: String,
+    /// The title, where the platform shows one (already checked and derived when needed).
+    pub title: Option<String>,
+    /// A link attachment (Facebook, LinkedIn, Reddit link posts).
+    pub link: Option<String>,
+    /// What `upload_media` returned for each media item, in order (empty while uploading).
     pub media_ids: Vec<String>,
+    /// The media items themselves, in the same order.
+    pub media: Vec<MediaItem>,
     pub poll: Option<Poll>,
     pub reply_to: Option<String>,
+    /// Per-platform options from the request; each adapter reads its own part.
+    pub options: PublishOptions,
+}
+
+/// One media item to upload, with the post it belongs to: on some platforms the upload itself
+/// creates the post (YouTube, Facebook video) and needs its metadata.
+#[derive(Debug, Clone, Copy)]
+pub struct MediaUpload<'a> {
+    pub item: &'a MediaItem,
+    /// Position of the item in the post (0-based) and how many items the post has.
+    pub index: usize,
+    pub count: usize,
+    pub post: &'a PostDraft,
+    /// A resumable session an earlier attempt opened and did not finish.
+    pub resume: Option<&'a UploadResume>,
+}
+
+impl<'a> MediaUpload<'a> {
+    /// The only media item of `post`, uploaded from the start.
+    pub fn single(item: &'a MediaItem, post: &'a PostDraft) -> Self {
+        Self {
+            item,
+            index: 0,
+            count: 1,
+            post,
+            resume: None,
+        }
+    }
+}
+
+/// Where an interrupted resumable upload stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadResume {
+    /// The handle the adapter gave `UploadProgress::session_opened`.
+    pub session: Secret,
+    /// Bytes the platform confirmed (the last `chunk_sent`).
+    pub bytes_confirmed: u64,
+}
+
+/// An account a login gives access to. `grant` is the account's own token where it has one
+/// (a Facebook Page token); otherwise the login's grant is used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectedAccount {
+    pub profile: AccountProfile,
+    pub grant: Option<TokenGrant>,
 }
 
 /// A post that exists on the platform.
@@ -83,10 +136,15 @@ impl RateLimitGate for Unlimited {
     async fn observe(&self, _: &str, _: Option<u64>, _: Option<DateTime<Utc>>) {}
 }
 
-/// Receives upload progress so the publisher can record `UploadStarted` / `UploadChunked`.
+/// Receives upload progress so the publisher can record `UploadStarted`,
+/// `UploadSessionOpened` and `UploadChunked`.
 #[async_trait::async_trait]
 pub trait UploadProgress: Send + Sync {
     async fn started(&self, total_bytes: u64);
+    /// A resumable session exists; call before sending its first byte, so an attempt that
+    /// dies mid-upload can be resumed. The handle is sealed before it is stored.
+    async fn session_opened(&self, session: &Secret);
+    /// The platform confirmed `bytes_sent` bytes.
     async fn chunk_sent(&self, bytes_sent: u64, total_bytes: u64);
 }
 
@@ -117,12 +175,21 @@ pub trait PlatformAdapter: Send + Sync {
     /// The account the token belongs to.
     async fn account(&self, access_token: &Secret) -> Result<AccountProfile, PlatformFailure>;
 
-    /// Streams one media item from its URL to the platform; returns the platform's media id once
-    /// the platform has finished processing it.
+    /// Every account this login may publish as: one connection each. Most platforms have one;
+    /// a Facebook login has its Pages, a LinkedIn member the organisations they post for.
+    async fn accounts(&self, grant: &TokenGrant) -> Result<Vec<ConnectedAccount>, PlatformFailure> {
+        Ok(vec![ConnectedAccount {
+            profile: self.account(&grant.access_token).await?,
+            grant: None,
+        }])
+    }
+
+    /// Streams one media item from its URL to the platform (resuming `upload.resume` where
+    /// given); returns the platform's media id once the platform has finished processing it.
     async fn upload_media(
         &self,
         access_token: &Secret,
-        item: &MediaItem,
+        upload: &MediaUpload<'_>,
         limits: &dyn RateLimitGate,
         progress: &dyn UploadProgress,
     ) -> Result<String, PlatformFailure>;

@@ -14,12 +14,15 @@ use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::db::Db;
-use crate::platforms::{Adapters, PlatformAdapter, PostDraft, PostError, UploadProgress};
+use crate::platforms::{
+    Adapters, MediaUpload, PlatformAdapter, PostDraft, PostError, UploadProgress, UploadResume,
+};
 use crate::rate_limit::SharedRateLimits;
 use crate::scheduler::DueJobs;
 use crate::secret::Secret;
 use crate::store::{Aggregates, CommandMetadata};
 use crate::tokens::{RefreshWhen, TokenService};
+use crate::vault::Sealer;
 
 /// How long a job whose state says there is nothing to do is left alone (the due-jobs
 /// projection removes its row meanwhile).
@@ -42,6 +45,8 @@ pub struct Publisher {
     tokens: TokenService,
     due: DueJobs,
     db: Db,
+    /// Seals upload session handles before they go into events.
+    sealer: Sealer,
     concurrency: usize,
 }
 
@@ -63,6 +68,7 @@ impl Publisher {
         db: Db,
         concurrency: usize,
     ) -> Self {
+        let sealer = tokens.sealer().clone();
         Self {
             jobs,
             connections,
@@ -70,6 +76,7 @@ impl Publisher {
             tokens,
             due,
             db,
+            sealer,
             concurrency: concurrency.max(1),
         }
     }
@@ -251,26 +258,43 @@ impl Publisher {
     }
 
     fn draft(job: &PublishingJob, part_index: usize) -> PostDraft {
-        let content = job
-            .content
-            .clone()
-            .unwrap_or_else(|| herald_domain::PreparedContent {
-                parts: vec![],
-                media: vec![],
-                poll: None,
-            });
+        let content = job.content.clone().unwrap_or_default();
         let first = part_index == 0;
         PostDraft {
             text: content.parts.get(part_index).cloned().unwrap_or_default(),
+            title: content.title,
+            link: if first { content.link } else { None },
             media_ids: if first {
                 job.uploaded_media.values().cloned().collect()
             } else {
                 vec![]
             },
+            media: if first { content.media } else { vec![] },
             poll: if first { content.poll } else { None },
             reply_to: part_index
                 .checked_sub(1)
                 .and_then(|i| job.posted_parts.get(i).cloned()),
+            options: *content.options,
+        }
+    }
+
+    /// Where an earlier attempt left the upload of media item `media_index`, if it opened a
+    /// resumable session. A session that cannot be opened (another vault key) starts afresh.
+    fn resume_for(&self, job: &PublishingJob, media_index: usize) -> Option<UploadResume> {
+        let session = job.upload_sessions.get(&media_index)?;
+        let job_id = job.job_id?;
+        match self
+            .sealer
+            .open_string(job_id.to_string().as_bytes(), &session.sealed_session)
+        {
+            Ok(handle) => Some(UploadResume {
+                session: Secret::new(handle),
+                bytes_confirmed: session.bytes_confirmed,
+            }),
+            Err(error) => {
+                tracing::warn!(error = %error, media_index, "cannot open the upload session; starting a new upload");
+                None
+            }
         }
     }
 
@@ -310,12 +334,8 @@ impl Publisher {
             Ok(token) => token,
             Err(failure) => return self.fail_attempt(job_id, attempt_id, failure).await,
         };
-        let media = job
-            .content
-            .as_ref()
-            .map(|c| c.media.clone())
-            .unwrap_or_default();
-        for (media_index, item) in media.iter().enumerate() {
+        let post = Self::draft(job, 0);
+        for (media_index, item) in post.media.iter().enumerate() {
             if job.uploaded_media.contains_key(&media_index) {
                 continue;
             }
@@ -325,7 +345,21 @@ impl Publisher {
                 attempt_id,
                 media_index,
             };
-            match adapter.upload_media(&token, item, &limits, &progress).await {
+            let resume = self.resume_for(job, media_index);
+            let upload = MediaUpload {
+                item,
+                index: media_index,
+                count: post.media.len(),
+                post: &PostDraft {
+                    media_ids: vec![],
+                    ..post.clone()
+                },
+                resume: resume.as_ref(),
+            };
+            match adapter
+                .upload_media(&token, &upload, &limits, &progress)
+                .await
+            {
                 Ok(platform_media_id) => {
                     self.execute(
                         job_id,
@@ -536,6 +570,22 @@ impl UploadProgress for ProgressRecorder<'_> {
         };
         if let Err(error) = self.publisher.execute(&self.job_id, command).await {
             tracing::warn!(error = %error, "could not record upload start");
+        }
+    }
+
+    async fn session_opened(&self, session: &Secret) {
+        let sealed_session = self
+            .publisher
+            .sealer
+            .seal_to_string(self.job_id.to_string().as_bytes(), session.expose());
+        let command = PublishingJobCommand::RecordUploadSessionOpened {
+            attempt_id: self.attempt_id,
+            media_index: self.media_index,
+            sealed_session,
+            at: Utc::now(),
+        };
+        if let Err(error) = self.publisher.execute(&self.job_id, command).await {
+            tracing::warn!(error = %error, "could not record the upload session");
         }
     }
 

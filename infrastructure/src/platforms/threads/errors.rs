@@ -12,14 +12,14 @@ const APP_USAGE_WINDOW_MINUTES: i64 = 60;
 
 /// What the failed call was doing; shapes the message and how a refused token is read.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct CallContext {
+pub struct CallContext {
     /// Completes "could not ...", e.g. "publish the post".
     pub action: &'static str,
     pub kind: CallKind,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum CallKind {
+pub enum CallKind {
     /// An API call with an access token: 190 means refresh and retry.
     Api,
     /// Exchanging an authorization code (or the short-lived token it gave).

@@ -19,16 +19,17 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use herald_domain::connection::AccountProfile;
-use herald_domain::{ErrorClass, MediaItem, MediaKind, Platform, PlatformFailure};
+use herald_domain::{ErrorClass, MediaKind, Platform, PlatformFailure};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 pub use config::{ThreadsConfig, DEFAULT_SCOPES};
 
 use self::errors::{classify, publish_transport_error, transport_failure, usage, CallContext};
+use super::http::{self, PlatformApi, SendError};
 use super::{
-    AuthorizationStart, CreatedPost, PlatformAdapter, PostDraft, PostError, RateLimitGate,
-    TokenGrant, Unlimited, UploadProgress,
+    AuthorizationStart, CreatedPost, MediaUpload, PlatformAdapter, PostDraft, PostError,
+    RateLimitGate, TokenGrant, Unlimited, UploadProgress,
 };
 use crate::oauth::{redact, ClientAuth, OAuthClient, OAuthEndpoints, SetupError};
 use crate::secret::Secret;
@@ -54,20 +55,6 @@ impl std::fmt::Debug for ThreadsAdapter {
             .field("config", &self.config)
             .finish_non_exhaustive()
     }
-}
-
-/// Why a call returned no answer to read.
-enum SendError {
-    /// Herald's shared limiter refused; nothing was sent.
-    Limited(PlatformFailure),
-    Transport(reqwest::Error),
-}
-
-/// A fully read response.
-struct Reply {
-    status: reqwest::StatusCode,
-    headers: reqwest::header::HeaderMap,
-    body: bytes::Bytes,
 }
 
 /// A media reference from `upload_media`.
@@ -174,64 +161,6 @@ impl ThreadsAdapter {
         &self.config
     }
 
-    /// Asks the gate, sends, and reports Meta's usage headers.
-    async fn send(
-        &self,
-        endpoint: &str,
-        limits: &dyn RateLimitGate,
-        request: reqwest::RequestBuilder,
-    ) -> Result<reqwest::Response, SendError> {
-        limits
-            .acquire(endpoint)
-            .await
-            .map_err(|until| SendError::Limited(local_limit(endpoint, until)))?;
-        let response = request.send().await.map_err(SendError::Transport)?;
-        if let Some((left, back_at)) = usage(response.headers(), Utc::now()) {
-            limits.observe(endpoint, Some(left), Some(back_at)).await;
-        }
-        Ok(response)
-    }
-
-    /// Sends and reads the whole response; a non-success status is classified.
-    async fn call(
-        &self,
-        endpoint: &str,
-        limits: &dyn RateLimitGate,
-        request: reqwest::RequestBuilder,
-        ctx: CallContext,
-    ) -> Result<Reply, PlatformFailure> {
-        let response = match self.send(endpoint, limits, request).await {
-            Ok(response) => response,
-            Err(SendError::Limited(failure)) => return Err(failure),
-            Err(SendError::Transport(e)) => return Err(transport_failure(&e, ctx)),
-        };
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| transport_failure(&e, ctx))?;
-        if !status.is_success() {
-            return Err(classify(status.as_u16(), &headers, &body, ctx, Utc::now()));
-        }
-        Ok(Reply {
-            status,
-            headers,
-            body,
-        })
-    }
-
-    async fn call_json<T: DeserializeOwned>(
-        &self,
-        endpoint: &str,
-        limits: &dyn RateLimitGate,
-        request: reqwest::RequestBuilder,
-        ctx: CallContext,
-    ) -> Result<T, PlatformFailure> {
-        let reply = self.call(endpoint, limits, request, ctx).await?;
-        parse(&reply, ctx)
-    }
-
     /// A token-endpoint call; secrets are removed from any message.
     async fn token_call<T: DeserializeOwned>(
         &self,
@@ -239,7 +168,7 @@ impl ThreadsAdapter {
         ctx: CallContext,
         secrets: &[&str],
     ) -> Result<T, PlatformFailure> {
-        self.call_json("threads_token", &Unlimited, request, ctx)
+        http::call_json(self, "threads_token", &Unlimited, request, ctx)
             .await
             .map_err(|failure| PlatformFailure {
                 message: redact(&failure.message, secrets),
@@ -272,14 +201,14 @@ impl ThreadsAdapter {
             .post(self.config.api_url("me/threads"))
             .bearer_auth(token.expose())
             .form(params);
-        let created: IdBody = self
-            .call_json(
-                "threads_create",
-                limits,
-                request,
-                CallContext::CREATE_CONTAINER,
-            )
-            .await?;
+        let created: IdBody = http::call_json(
+            self,
+            "threads_create",
+            limits,
+            request,
+            CallContext::CREATE_CONTAINER,
+        )
+        .await?;
         Ok(created.id)
     }
 
@@ -296,14 +225,14 @@ impl ThreadsAdapter {
             url.query_pairs_mut()
                 .append_pair("fields", "status,error_message");
             let request = self.api.get(url).bearer_auth(token.expose());
-            let status: ContainerStatus = self
-                .call_json(
-                    "threads_status",
-                    limits,
-                    request,
-                    CallContext::CONTAINER_STATUS,
-                )
-                .await?;
+            let status: ContainerStatus = http::call_json(
+                self,
+                "threads_status",
+                limits,
+                request,
+                CallContext::CONTAINER_STATUS,
+            )
+            .await?;
             match status.status.as_deref() {
                 Some("FINISHED") => return Ok(()),
                 Some("ERROR") => {
@@ -413,7 +342,7 @@ impl ThreadsAdapter {
         let mut url = self.config.api_url("me/threads_publish");
         url.query_pairs_mut().append_pair("creation_id", container);
         let request = self.api.post(url).bearer_auth(token.expose());
-        let response = match self.send("threads_publish", limits, request).await {
+        let response = match http::send(self, "threads_publish", limits, request).await {
             Ok(response) => response,
             Err(SendError::Limited(failure)) => return Err(PostError::Failed(failure)),
             Err(SendError::Transport(e)) => return Err(publish_transport_error(&e)),
@@ -456,9 +385,14 @@ impl ThreadsAdapter {
             .get(url)
             .bearer_auth(token.expose())
             .timeout(PERMALINK_TIMEOUT);
-        match self
-            .call_json::<Permalink>("threads_media", limits, request, CallContext::READ_POSTS)
-            .await
+        match http::call_json::<_, Permalink>(
+            self,
+            "threads_media",
+            limits,
+            request,
+            CallContext::READ_POSTS,
+        )
+        .await
         {
             Ok(Permalink {
                 permalink: Some(link),
@@ -476,41 +410,46 @@ impl ThreadsAdapter {
     }
 }
 
-fn parse<T: DeserializeOwned>(reply: &Reply, ctx: CallContext) -> Result<T, PlatformFailure> {
-    serde_json::from_slice(&reply.body).map_err(|_| {
-        // A success status with a Graph error body is classified as that error.
-        if serde_json::from_slice::<serde_json::Value>(&reply.body)
-            .is_ok_and(|v| v.get("error").is_some())
-        {
-            return classify(
-                reply.status.as_u16(),
-                &reply.headers,
-                &reply.body,
-                ctx,
-                Utc::now(),
-            );
-        }
-        PlatformFailure::new(
-            ErrorClass::Permanent,
-            "unexpected_response",
-            format!(
-                "Threads answered the request to {} with HTTP {} and a body Herald cannot read; check the Threads API base URL",
-                ctx.action, reply.status
-            ),
-        )
-    })
-}
+impl PlatformApi for ThreadsAdapter {
+    type Context = CallContext;
 
-fn local_limit(endpoint: &str, until: DateTime<Utc>) -> PlatformFailure {
-    PlatformFailure::new(
-        ErrorClass::RateLimited,
-        "rate_limit_exhausted",
-        format!(
-            "the Threads rate limit for {endpoint} is used up until {}; Herald waits before calling again",
-            until.to_rfc3339()
-        ),
-    )
-    .not_before(until)
+    fn name(&self) -> &'static str {
+        "Threads"
+    }
+
+    fn action(&self, ctx: CallContext) -> &'static str {
+        ctx.action
+    }
+
+    /// Meta's usage headers (X-App-Usage and friends).
+    fn rate_limit(
+        &self,
+        _status: reqwest::StatusCode,
+        headers: &reqwest::header::HeaderMap,
+        now: DateTime<Utc>,
+    ) -> (Option<u64>, Option<DateTime<Utc>>) {
+        usage(headers, now).map_or((None, None), |(left, back_at)| (Some(left), Some(back_at)))
+    }
+
+    fn classify(
+        &self,
+        status: reqwest::StatusCode,
+        headers: &reqwest::header::HeaderMap,
+        body: &[u8],
+        ctx: CallContext,
+        now: DateTime<Utc>,
+    ) -> PlatformFailure {
+        classify(status.as_u16(), headers, body, ctx, now)
+    }
+
+    fn transport_failure(&self, error: &reqwest::Error, ctx: CallContext) -> PlatformFailure {
+        transport_failure(error, ctx)
+    }
+
+    /// A success status with a Graph error body.
+    fn is_error_body(&self, body: &serde_json::Value) -> bool {
+        body.get("error").is_some()
+    }
 }
 
 /// Whitespace-insensitive text, for matching a post Threads may have re-spaced.
@@ -593,9 +532,14 @@ impl PlatformAdapter for ThreadsAdapter {
         url.query_pairs_mut()
             .append_pair("fields", "id,username,name");
         let request = self.api.get(url).bearer_auth(access_token.expose());
-        let me: Me = self
-            .call_json("threads_me", &Unlimited, request, CallContext::READ_ACCOUNT)
-            .await?;
+        let me: Me = http::call_json(
+            self,
+            "threads_me",
+            &Unlimited,
+            request,
+            CallContext::READ_ACCOUNT,
+        )
+        .await?;
         tracing::Span::current().record("account_id", me.id.as_str());
         let username = me.username.unwrap_or_else(|| me.id.clone());
         Ok(AccountProfile {
@@ -610,10 +554,11 @@ impl PlatformAdapter for ThreadsAdapter {
     async fn upload_media(
         &self,
         _access_token: &Secret,
-        item: &MediaItem,
+        upload: &MediaUpload<'_>,
         _limits: &dyn RateLimitGate,
         progress: &dyn UploadProgress,
     ) -> Result<String, PlatformFailure> {
+        let item = upload.item;
         progress.started(0).await;
         let kind = match item.kind {
             MediaKind::Image => "image",
@@ -665,9 +610,14 @@ impl PlatformAdapter for ThreadsAdapter {
             .append_pair("fields", "id,text,timestamp,media_type,permalink")
             .append_pair("limit", "100");
         let request = self.api.get(url).bearer_auth(access_token.expose());
-        let page: ThreadsPage = self
-            .call_json("threads_list", limits, request, CallContext::READ_POSTS)
-            .await?;
+        let page: ThreadsPage = http::call_json(
+            self,
+            "threads_list",
+            limits,
+            request,
+            CallContext::READ_POSTS,
+        )
+        .await?;
         let wanted = normalize(&draft.text);
         let found = page.data.into_iter().find(|post| {
             let text_only = post.media_type.as_deref() == Some("TEXT_POST");

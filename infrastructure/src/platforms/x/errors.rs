@@ -12,7 +12,7 @@ use crate::platforms::PostError;
 
 /// What the failed call was doing; shapes the message.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct CallContext {
+pub struct CallContext {
     /// Completes "could not ...", e.g. "create the post".
     pub action: &'static str,
     /// The OAuth scopes the endpoint needs, for permission errors.

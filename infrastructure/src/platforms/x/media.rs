@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::errors::CallContext;
 use super::{Envelope, XAdapter};
+use crate::platforms::http;
 use crate::platforms::{RateLimitGate, UploadProgress};
 use crate::secret::Secret;
 
@@ -123,7 +124,8 @@ pub(super) async fn upload(
             total_bytes: total,
             media_category: media_category(item.kind),
         });
-    let init: Envelope<InitializeData> = x.call_json("media_initialize", limits, init, ctx).await?;
+    let init: Envelope<InitializeData> =
+        http::call_json(x, "media_initialize", limits, init, ctx).await?;
     let media_id = init.data.id;
     progress.started(total).await;
 
@@ -179,7 +181,7 @@ pub(super) async fn upload(
         )
         .bearer_auth(token.expose());
     let finalized: Envelope<ProcessedData> =
-        x.call_json("media_finalize", limits, finalize, ctx).await?;
+        http::call_json(x, "media_finalize", limits, finalize, ctx).await?;
     await_processing(
         x,
         token,
@@ -267,7 +269,7 @@ async fn append(
         // Known length, so the streamed body is not sent chunked.
         .header(CONTENT_LENGTH, body_len)
         .body(body);
-    x.call("media_append", limits, request, ctx).await?;
+    http::call(x, "media_append", limits, request, ctx).await?;
     Ok(len)
 }
 
@@ -331,7 +333,7 @@ async fn await_processing(
             .query(&[("command", "STATUS"), ("media_id", media_id)])
             .bearer_auth(token.expose());
         let status: Envelope<ProcessedData> =
-            x.call_json("media_status", limits, request, ctx).await?;
+            http::call_json(x, "media_status", limits, request, ctx).await?;
         info = status.data.processing_info;
     }
 }

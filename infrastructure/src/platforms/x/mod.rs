@@ -12,22 +12,21 @@ mod posts;
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use herald_domain::connection::AccountProfile;
-use herald_domain::{ErrorClass, MediaItem, Platform, PlatformFailure};
+use herald_domain::{Platform, PlatformFailure};
 use reqwest::header::HeaderMap;
 use reqwest::StatusCode;
-use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 pub(crate) use config::join;
 pub use config::{XConfig, DEFAULT_SCOPES};
 
 use self::errors::{classify, rate_limit_headers, transport_failure, CallContext};
+use super::http::{self, PlatformApi};
 use super::{
-    AuthorizationStart, CreatedPost, PlatformAdapter, PostDraft, PostError, RateLimitGate,
-    TokenGrant, Unlimited, UploadProgress,
+    AuthorizationStart, CreatedPost, MediaUpload, PlatformAdapter, PostDraft, PostError,
+    RateLimitGate, TokenGrant, Unlimited, UploadProgress,
 };
 use crate::oauth::{ClientAuth, OAuthClient, OAuthEndpoints, SetupError, TokenKind};
 use crate::secret::Secret;
@@ -97,124 +96,56 @@ impl XAdapter {
     pub fn config(&self) -> &XConfig {
         &self.config
     }
+}
 
-    /// Asks the gate, sends, and reports X's rate-limit headers.
-    async fn send(
+impl PlatformApi for XAdapter {
+    type Context = CallContext;
+
+    fn name(&self) -> &'static str {
+        "X"
+    }
+
+    fn action(&self, ctx: CallContext) -> &'static str {
+        ctx.action
+    }
+
+    fn rate_limit(
         &self,
-        endpoint: &str,
-        limits: &dyn RateLimitGate,
-        request: reqwest::RequestBuilder,
-    ) -> Result<reqwest::Response, SendError> {
-        limits
-            .acquire(endpoint)
-            .await
-            .map_err(|until| SendError::Limited(local_limit(endpoint, until)))?;
-        let response = request.send().await.map_err(SendError::Transport)?;
-        let (mut remaining, mut reset) = rate_limit_headers(response.headers());
-        if response.status() == reqwest::StatusCode::TOO_MANY_REQUESTS {
+        status: StatusCode,
+        headers: &HeaderMap,
+        now: DateTime<Utc>,
+    ) -> (Option<u64>, Option<DateTime<Utc>>) {
+        let (mut remaining, mut reset) = rate_limit_headers(headers);
+        if status == StatusCode::TOO_MANY_REQUESTS {
             // A 429 closes the endpoint for every worker until X allows calls again, even when
             // it only says so with Retry-After.
-            if let Some(until) = errors::not_before(response.headers(), chrono::Utc::now()) {
+            if let Some(until) = errors::not_before(headers, now) {
                 remaining = Some(0);
                 reset = Some(until);
             }
         }
-        limits.observe(endpoint, remaining, reset).await;
-        Ok(response)
+        (remaining, reset)
     }
 
-    /// Sends and reads the whole response; any non-success status is classified.
-    async fn call(
+    fn classify(
         &self,
-        endpoint: &str,
-        limits: &dyn RateLimitGate,
-        request: reqwest::RequestBuilder,
+        status: StatusCode,
+        headers: &HeaderMap,
+        body: &[u8],
         ctx: CallContext,
-    ) -> Result<Reply, PlatformFailure> {
-        let response = match self.send(endpoint, limits, request).await {
-            Ok(response) => response,
-            Err(SendError::Limited(failure)) => return Err(failure),
-            Err(SendError::Transport(e)) => return Err(transport_failure(&e, ctx)),
-        };
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| transport_failure(&e, ctx))?;
-        if !status.is_success() {
-            return Err(classify(status.as_u16(), &headers, &body, ctx, Utc::now()));
-        }
-        Ok(Reply {
-            status,
-            headers,
-            body,
-        })
+        now: DateTime<Utc>,
+    ) -> PlatformFailure {
+        classify(status.as_u16(), headers, body, ctx, now)
     }
 
-    /// `call`, then parse the JSON body.
-    async fn call_json<T: DeserializeOwned>(
-        &self,
-        endpoint: &str,
-        limits: &dyn RateLimitGate,
-        request: reqwest::RequestBuilder,
-        ctx: CallContext,
-    ) -> Result<T, PlatformFailure> {
-        let reply = self.call(endpoint, limits, request, ctx).await?;
-        reply.json(ctx)
+    fn transport_failure(&self, error: &reqwest::Error, ctx: CallContext) -> PlatformFailure {
+        transport_failure(error, ctx)
     }
-}
 
-/// A successful response, fully read.
-struct Reply {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Bytes,
-}
-
-impl Reply {
-    fn json<T: DeserializeOwned>(&self, ctx: CallContext) -> Result<T, PlatformFailure> {
-        serde_json::from_slice(&self.body).map_err(|_| {
-            // A success status with an error body (X's partial errors) is classified as such.
-            if serde_json::from_slice::<serde_json::Value>(&self.body)
-                .is_ok_and(|v| v.get("errors").is_some())
-            {
-                return classify(
-                    self.status.as_u16(),
-                    &self.headers,
-                    &self.body,
-                    ctx,
-                    Utc::now(),
-                );
-            }
-            PlatformFailure::new(
-                ErrorClass::Permanent,
-                "unexpected_response",
-                format!(
-                    "X answered the request to {} with HTTP {} and a body Herald cannot read; check the X API base URL",
-                    ctx.action, self.status
-                ),
-            )
-        })
+    /// X's partial errors: a success status with an `errors` array.
+    fn is_error_body(&self, body: &serde_json::Value) -> bool {
+        body.get("errors").is_some()
     }
-}
-
-enum SendError {
-    /// Herald's shared limiter refused; nothing was sent.
-    Limited(PlatformFailure),
-    Transport(reqwest::Error),
-}
-
-fn local_limit(endpoint: &str, until: DateTime<Utc>) -> PlatformFailure {
-    PlatformFailure::new(
-        ErrorClass::RateLimited,
-        "rate_limit_exhausted",
-        format!(
-            "the X rate limit for {endpoint} is used up until {}; Herald waits before calling again",
-            until.to_rfc3339()
-        ),
-    )
-    .not_before(until)
 }
 
 /// `{"data": ...}`.
@@ -275,9 +206,14 @@ impl PlatformAdapter for XAdapter {
             .api
             .get(self.config.api_url("2/users/me"))
             .bearer_auth(access_token.expose());
-        let user: Envelope<UserData> = self
-            .call_json("users_me", &Unlimited, request, CallContext::READ_ACCOUNT)
-            .await?;
+        let user: Envelope<UserData> = http::call_json(
+            self,
+            "users_me",
+            &Unlimited,
+            request,
+            CallContext::READ_ACCOUNT,
+        )
+        .await?;
         tracing::Span::current().record("account_id", user.data.id.as_str());
         Ok(AccountProfile {
             account_id: user.data.id,
@@ -288,16 +224,16 @@ impl PlatformAdapter for XAdapter {
 
     #[tracing::instrument(
         skip_all,
-        fields(platform = "x", kind = ?item.kind, media_id = tracing::field::Empty)
+        fields(platform = "x", kind = ?upload.item.kind, media_id = tracing::field::Empty)
     )]
     async fn upload_media(
         &self,
         access_token: &Secret,
-        item: &MediaItem,
+        upload: &MediaUpload<'_>,
         limits: &dyn RateLimitGate,
         progress: &dyn UploadProgress,
     ) -> Result<String, PlatformFailure> {
-        let media_id = media::upload(self, access_token, item, limits, progress).await?;
+        let media_id = media::upload(self, access_token, upload.item, limits, progress).await?;
         tracing::Span::current().record("media_id", media_id.as_str());
         Ok(media_id)
     }

@@ -4,7 +4,8 @@ use herald_domain::{ErrorClass, PlatformFailure};
 use serde::{Deserialize, Serialize};
 
 use super::errors::{classify, post_transport_error, CallContext, XErrorBody};
-use super::{Envelope, SendError, XAdapter};
+use super::{Envelope, XAdapter};
+use crate::platforms::http::{self, SendError};
 use crate::platforms::{CreatedPost, PostDraft, PostError, RateLimitGate};
 use crate::secret::Secret;
 
@@ -77,7 +78,7 @@ pub(super) async fn create(
         .post(x.config.api_url("2/tweets"))
         .bearer_auth(token.expose())
         .json(&CreateBody::from_draft(draft));
-    let response = match x.send("create_tweet", limits, request).await {
+    let response = match http::send(x, "create_tweet", limits, request).await {
         Ok(response) => response,
         Err(SendError::Limited(failure)) => return Err(PostError::Failed(failure)),
         Err(SendError::Transport(e)) => return Err(post_transport_error(&e)),
@@ -205,7 +206,7 @@ pub(super) async fn find(
             .get(url.clone())
             .query(&query)
             .bearer_auth(token.expose());
-        let page: TimelinePage = x.call_json("user_tweets", limits, request, ctx).await?;
+        let page: TimelinePage = http::call_json(x, "user_tweets", limits, request, ctx).await?;
         if page.data.is_empty() && !page.errors.is_empty() {
             let detail = page
                 .errors
@@ -288,9 +289,7 @@ mod tests {
     fn draft(text: &str) -> PostDraft {
         PostDraft {
             text: text.into(),
-            media_ids: vec![],
-            poll: None,
-            reply_to: None,
+            ..PostDraft::default()
         }
     }
 
@@ -311,6 +310,7 @@ mod tests {
                 duration_minutes: 60,
             }),
             reply_to: Some("99".into()),
+            ..PostDraft::default()
         };
         assert_eq!(
             serde_json::to_value(CreateBody::from_draft(&full)).unwrap(),
