@@ -8,6 +8,7 @@ use herald_domain::{MediaItem, Platform, PlatformFailure, Poll, PublishOptions};
 use crate::secret::Secret;
 
 pub mod http;
+pub mod meta;
 pub mod threads;
 pub mod x;
 
