@@ -7,7 +7,9 @@ use herald_domain::{MediaItem, Platform, PlatformFailure, Poll, PublishOptions};
 
 use crate::secret::Secret;
 
+pub mod facebook_pages;
 pub mod http;
+pub mod instagram;
 pub mod meta;
 pub mod threads;
 pub mod x;
