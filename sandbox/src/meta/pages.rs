@@ -83,6 +83,25 @@ fn publishing_page(state: &MetaState, caller: &Caller, id: &str) -> Result<Page,
     Ok(page)
 }
 
+/// A Page's public fields.
+fn page_json(page: &Page, wanted: &[&str]) -> Value {
+    let mut body = json!({ "id": page.id });
+    for f in wanted {
+        match *f {
+            "name" => body["name"] = json!(page.name),
+            "category" => body["category"] = json!(page.category),
+            "link" => body["link"] = json!(format!("https://www.facebook.com/{}", page.id)),
+            "instagram_business_account" => {
+                if let Some(ig) = &page.instagram_id {
+                    body["instagram_business_account"] = json!({ "id": ig });
+                }
+            }
+            _ => {}
+        }
+    }
+    body
+}
+
 /// `GET /me` (or `/{user-id}`): the user, or the Page for a Page token.
 pub(crate) async fn me(state: &MetaState, req: &HttpRequest, id: &str) -> HttpResponse {
     let p = params(req, &[]);
@@ -96,15 +115,7 @@ pub(crate) async fn me(state: &MetaState, req: &HttpRequest, id: &str) -> HttpRe
             let Some(page) = inner.page(page_id) else {
                 return no_object(id);
             };
-            let mut body = json!({"id": page.id});
-            for f in fields(&p, "id,name") {
-                match f {
-                    "name" => body["name"] = json!(page.name),
-                    "category" => body["category"] = json!(page.category),
-                    _ => {}
-                }
-            }
-            body
+            page_json(page, &fields(&p, "id,name"))
         } else {
             if id != "me" && id != ctx.caller.user_id {
                 return no_object(id);
@@ -270,17 +281,10 @@ pub(crate) async fn get_page(state: &MetaState, req: &HttpRequest, id: &str) -> 
             Ok(page) => page,
             Err(resp) => return resp,
         };
-        let mut body = json!({ "id": page.id });
-        for f in fields(&p, "id,name") {
+        let wanted = fields(&p, "id,name");
+        let mut body = page_json(&page, &wanted);
+        for f in wanted {
             match f {
-                "name" => body["name"] = json!(page.name),
-                "category" => body["category"] = json!(page.category),
-                "link" => body["link"] = json!(format!("https://www.facebook.com/{}", page.id)),
-                "instagram_business_account" => {
-                    if let Some(ig) = &page.instagram_id {
-                        body["instagram_business_account"] = json!({ "id": ig });
-                    }
-                }
                 "access_token" if ctx.caller.kind == TokenKind::LongUser => {
                     let token = inner.issue_token(
                         TokenKind::Page,

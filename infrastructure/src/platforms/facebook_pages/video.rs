@@ -29,6 +29,9 @@ struct Session {
     video_id: String,
     upload_session_id: String,
     file_size: u64,
+    /// The range length Facebook asked for first: later ranges follow its answers, a resumed
+    /// upload starts with this.
+    chunk_size: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -328,11 +331,17 @@ async fn start(
         end = started.end_offset.0,
         "facebook video upload session opened"
     );
+    let chunk_size = started
+        .end_offset
+        .0
+        .saturating_sub(started.start_offset.0)
+        .max(1);
     Ok(Session {
         page_id,
         video_id: started.video_id,
         upload_session_id: started.upload_session_id,
         file_size: total,
+        chunk_size,
     })
 }
 
@@ -348,7 +357,7 @@ async fn transfer_all(
 ) -> Result<(), PlatformFailure> {
     let max_chunk = fb.config.max_chunk_bytes.max(1);
     let mut start = offset.min(session.file_size);
-    let mut end = (start + max_chunk).min(session.file_size);
+    let mut end = (start + session.chunk_size.min(max_chunk)).min(session.file_size);
     let mut corrections = 0;
     while start < session.file_size {
         source.seek(start).await?;
