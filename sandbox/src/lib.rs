@@ -9,8 +9,8 @@
 //! Layout: platform-independent machinery lives at the crate root
 //! ([`faults`], [`oauth`], [`ratelimit`], [`multipart`], [`inspect`]); each
 //! platform has its own module mounted under its own path prefix (X: `/x`, Threads:
-//! `/threads`, YouTube: `/youtube`);
-//! `/threads`, LinkedIn: `/linkedin`);
+//! `/threads`, YouTube: `/youtube`, LinkedIn: `/linkedin`, TikTok: `/tiktok`, Facebook Pages
+//! and Instagram: `/meta`, see [`meta_graph`] for what the Meta twins share);
 //! [`media`] serves sample files to publish.
 #![forbid(unsafe_code)]
 
@@ -18,6 +18,8 @@ pub mod faults;
 pub mod inspect;
 pub mod linkedin;
 pub mod media;
+pub mod meta;
+pub mod meta_graph;
 pub mod multipart;
 pub mod oauth;
 pub mod ratelimit;
@@ -36,6 +38,10 @@ pub use inspect::RequestRecord;
 pub use linkedin::{
     LinkedInConfig, LinkedInEndpoint, LinkedInIssuedToken, LinkedInMediaSnapshot,
     LinkedInOrganization, LinkedInPostSnapshot, LinkedInStateSnapshot,
+};
+pub use meta::{
+    MetaConfig, MetaContainerSnapshot, MetaEndpoint, MetaIgMediaSnapshot, MetaPagePostSnapshot,
+    MetaPageSpec, MetaStateSnapshot, MetaUserSpec, MetaVideoSnapshot,
 };
 pub use threads::{
     ThreadsConfig, ThreadsContainerSnapshot, ThreadsEndpoint, ThreadsIssuedToken,
@@ -71,6 +77,8 @@ pub struct SandboxConfig {
     pub linkedin: LinkedInConfig,
     /// The TikTok twin.
     pub tiktok: TiktokConfig,
+    /// The Meta Graph twin (Facebook Pages and Instagram).
+    pub meta: MetaConfig,
 }
 
 /// A running sandbox server hosting all platform twins on one port.
@@ -83,6 +91,7 @@ pub struct Sandbox {
     youtube: Arc<youtube::YouTubeState>,
     linkedin: Arc<linkedin::LinkedInState>,
     tiktok: Arc<tiktok::TiktokState>,
+    meta: Arc<meta::MetaState>,
 }
 
 impl Sandbox {
@@ -101,6 +110,8 @@ impl Sandbox {
         let linkedin_data = web::Data::from(linkedin_state.clone());
         let tiktok_state = Arc::new(tiktok::TiktokState::new(config.tiktok));
         let tiktok_data = web::Data::from(tiktok_state.clone());
+        let meta_state = Arc::new(meta::MetaState::new(config.meta));
+        let meta_data = web::Data::from(meta_state.clone());
 
         let server = HttpServer::new(move || {
             App::new()
@@ -110,6 +121,7 @@ impl Sandbox {
                 .service(youtube::scope(youtube_data.clone()))
                 .service(linkedin::scope(linkedin_data.clone()))
                 .service(tiktok::scope(tiktok_data.clone()))
+                .service(meta::scope(meta_data.clone()))
                 .service(media::scope())
         })
         .workers(2)
@@ -136,6 +148,7 @@ impl Sandbox {
             youtube: youtube_state,
             linkedin: linkedin_state,
             tiktok: tiktok_state,
+            meta: meta_state,
         })
     }
 
@@ -265,6 +278,32 @@ impl Sandbox {
         self.tiktok.clear_faults();
     }
 
+    /// Base URL of the Meta twin (`base_url() + "/meta"`); versioned Graph paths such as
+    /// `/v25.0/me/accounts` and `/v25.0/dialog/oauth` are appended to it.
+    pub fn meta_base_url(&self) -> String {
+        format!("{}/meta", self.base_url())
+    }
+
+    /// A snapshot of the Meta twin's state (Pages, posts, videos, containers, media, tokens).
+    pub fn meta_state(&self) -> MetaStateSnapshot {
+        self.meta.snapshot()
+    }
+
+    /// Queues `fault` for the next `times` requests to `endpoint` of the Meta twin.
+    pub fn inject_meta_fault(&self, endpoint: MetaEndpoint, fault: Fault, times: u32) {
+        self.meta.inject_fault(endpoint, fault, times);
+    }
+
+    /// Removes every queued Meta fault.
+    pub fn clear_meta_faults(&self) {
+        self.meta.clear_faults();
+    }
+
+    /// Declares (or redeclares) a Facebook user's Pages and linked Instagram accounts.
+    pub fn define_meta_user(&self, spec: &MetaUserSpec) {
+        self.meta.define_user(spec);
+    }
+
     /// Stops the server without waiting for in-flight requests (some may be
     /// sleeping on purpose because of a timeout fault).
     pub async fn stop(mut self) {
@@ -312,5 +351,6 @@ mod tests {
         assert_send_sync::<YouTubeStateSnapshot>();
         assert_send_sync::<LinkedInStateSnapshot>();
         assert_send_sync::<TiktokStateSnapshot>();
+        assert_send_sync::<MetaStateSnapshot>();
     }
 }

@@ -7,8 +7,11 @@ use herald_domain::{MediaItem, Platform, PlatformFailure, Poll, PublishOptions};
 
 use crate::secret::Secret;
 
+pub mod facebook_pages;
 pub mod http;
+pub mod instagram;
 pub mod linkedin;
+pub mod meta;
 pub mod threads;
 pub mod tiktok;
 pub mod x;
