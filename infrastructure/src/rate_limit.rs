@@ -124,6 +124,77 @@ impl SharedRateLimits {
     }
 }
 
+impl SharedRateLimits {
+    /// One call from a documented budget of `limit` calls in any `window`: the budget is `limit`
+    /// slot rows, each holding when it is free again; a call takes the slot free the longest
+    /// with a compare-and-set, so concurrent workers never share one. A sliding window.
+    async fn try_acquire_documented(
+        &self,
+        endpoint: &str,
+        limit: u32,
+        window: std::time::Duration,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Result<(), DateTime<Utc>>> {
+        let slots: Vec<String> = (0..limit.max(1))
+            .map(|i| self.bucket(&format!("{endpoint}#{i}")))
+            .collect();
+        let placeholders = |first: usize| {
+            (first..first + slots.len())
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let values = (1..=slots.len())
+            .map(|i| format!("(${i}, 0, 0, 0)"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let insert = format!(
+            "INSERT INTO rate_limits (bucket, remaining, reset_at_ms, blocked_until_ms) VALUES {values}
+             ON CONFLICT (bucket) DO NOTHING"
+        );
+        let take = format!(
+            "UPDATE rate_limits SET reset_at_ms = $1
+             WHERE reset_at_ms <= $2 AND bucket = (
+                 SELECT bucket FROM rate_limits WHERE bucket IN ({}) AND reset_at_ms <= $2
+                 ORDER BY reset_at_ms, bucket LIMIT 1)",
+            placeholders(3)
+        );
+        let earliest = format!(
+            "SELECT MIN(reset_at_ms) AS free_at FROM rate_limits WHERE bucket IN ({})",
+            placeholders(1)
+        );
+
+        let mut query = sqlx::query(&insert);
+        for slot in &slots {
+            query = query.bind(slot);
+        }
+        query.execute(&self.db.any).await?;
+        let now_ms = millis(now);
+        let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
+        // Another worker may take the chosen slot first; then try the next one.
+        for _ in 0..=slots.len() {
+            let mut query = sqlx::query(&take)
+                .bind(now_ms.saturating_add(window_ms))
+                .bind(now_ms);
+            for slot in &slots {
+                query = query.bind(slot);
+            }
+            if query.execute(&self.db.any).await?.rows_affected() == 1 {
+                return Ok(Ok(()));
+            }
+            let mut query = sqlx::query(&earliest);
+            for slot in &slots {
+                query = query.bind(slot);
+            }
+            let free_at: Option<i64> = query.fetch_one(&self.db.any).await?.try_get("free_at")?;
+            if let Some(free_at) = free_at.filter(|at| *at > now_ms) {
+                return Ok(Err(from_millis(free_at)));
+            }
+        }
+        anyhow::bail!("the {endpoint} budget kept changing under concurrent workers")
+    }
+}
+
 #[async_trait::async_trait]
 impl RateLimitGate for SharedRateLimits {
     async fn take_quota(
@@ -191,6 +262,26 @@ impl RateLimitGate for SharedRateLimits {
         .await;
         if let Err(error) = result {
             tracing::warn!(error = %error, endpoint, "could not record rate-limit headers");
+        }
+    }
+
+    async fn acquire_documented(
+        &self,
+        endpoint: &str,
+        limit: u32,
+        window: std::time::Duration,
+    ) -> Result<(), DateTime<Utc>> {
+        // What the platform reported (a 429) closes the endpoint whatever the budget says.
+        self.acquire(endpoint).await?;
+        match self
+            .try_acquire_documented(endpoint, limit, window, Utc::now())
+            .await
+        {
+            Ok(decision) => decision,
+            Err(error) => {
+                tracing::warn!(error = %error, endpoint, "rate-limit state unavailable; calling anyway");
+                Ok(())
+            }
         }
     }
 }

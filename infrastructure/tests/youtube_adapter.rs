@@ -61,6 +61,8 @@ impl Env {
             Secret::new(defaults.client_secret),
         );
         config.request_timeout = Duration::from_secs(2);
+        // The sandbox serves the media on loopback.
+        config.media_policy = herald_infrastructure::media_source::MediaUrlPolicy::new(true, "");
         config.chunk_timeout = Duration::from_secs(2);
         config.chunk_bytes = MIB as usize;
         config.processing_poll_interval = Duration::from_millis(50);
@@ -184,6 +186,7 @@ fn video_post(url: String, title: &str) -> PostDraft {
             url,
             kind: MediaKind::Video,
             mime_type: "video/mp4".to_owned(),
+            probe: None,
         }],
         ..PostDraft::default()
     }

@@ -9,17 +9,22 @@
 //! Layout: platform-independent machinery lives at the crate root
 //! ([`faults`], [`oauth`], [`ratelimit`], [`multipart`], [`inspect`]); each
 //! platform has its own module mounted under its own path prefix (X: `/x`, Threads:
-//! `/threads`, YouTube: `/youtube`);
+//! `/threads`, YouTube: `/youtube`, LinkedIn: `/linkedin`, TikTok: `/tiktok`, Facebook Pages
+//! and Instagram: `/meta`, see [`meta_graph`] for what the Meta twins share);
 //! [`media`] serves sample files to publish.
 #![forbid(unsafe_code)]
 
 pub mod faults;
 pub mod inspect;
+pub mod linkedin;
 pub mod media;
+pub mod meta;
+pub mod meta_graph;
 pub mod multipart;
 pub mod oauth;
 pub mod ratelimit;
 pub mod threads;
+pub mod tiktok;
 pub mod x;
 pub mod youtube;
 
@@ -30,9 +35,21 @@ use actix_web::{dev::ServerHandle, web, App, HttpServer};
 
 pub use faults::Fault;
 pub use inspect::RequestRecord;
+pub use linkedin::{
+    LinkedInConfig, LinkedInEndpoint, LinkedInIssuedToken, LinkedInMediaSnapshot,
+    LinkedInOrganization, LinkedInPostSnapshot, LinkedInStateSnapshot,
+};
+pub use meta::{
+    MetaConfig, MetaContainerSnapshot, MetaEndpoint, MetaIgMediaSnapshot, MetaPagePostSnapshot,
+    MetaPageSpec, MetaStateSnapshot, MetaUserSpec, MetaVideoSnapshot,
+};
 pub use threads::{
     ThreadsConfig, ThreadsContainerSnapshot, ThreadsEndpoint, ThreadsIssuedToken,
     ThreadsPostSnapshot, ThreadsStateSnapshot,
+};
+pub use tiktok::{
+    TiktokConfig, TiktokEndpoint, TiktokIssuedToken, TiktokPostSnapshot, TiktokPublishSnapshot,
+    TiktokRefusal, TiktokStateSnapshot, TiktokUploadRecord,
 };
 pub use x::{
     XConfig, XEndpoint, XIssuedTokens, XMediaSnapshot, XPollSnapshot, XPostSnapshot, XRateLimits,
@@ -56,6 +73,12 @@ pub struct SandboxConfig {
     pub threads: ThreadsConfig,
     /// The YouTube Data API v3 twin (with Google's OAuth endpoints).
     pub youtube: YouTubeConfig,
+    /// The LinkedIn twin.
+    pub linkedin: LinkedInConfig,
+    /// The TikTok twin.
+    pub tiktok: TiktokConfig,
+    /// The Meta Graph twin (Facebook Pages and Instagram).
+    pub meta: MetaConfig,
 }
 
 /// A running sandbox server hosting all platform twins on one port.
@@ -66,6 +89,9 @@ pub struct Sandbox {
     x: Arc<x::XState>,
     threads: Arc<threads::ThreadsState>,
     youtube: Arc<youtube::YouTubeState>,
+    linkedin: Arc<linkedin::LinkedInState>,
+    tiktok: Arc<tiktok::TiktokState>,
+    meta: Arc<meta::MetaState>,
 }
 
 impl Sandbox {
@@ -80,6 +106,12 @@ impl Sandbox {
         let threads_data = web::Data::from(threads_state.clone());
         let youtube_state = Arc::new(youtube::YouTubeState::new(config.youtube));
         let youtube_data = web::Data::from(youtube_state.clone());
+        let linkedin_state = Arc::new(linkedin::LinkedInState::new(config.linkedin));
+        let linkedin_data = web::Data::from(linkedin_state.clone());
+        let tiktok_state = Arc::new(tiktok::TiktokState::new(config.tiktok));
+        let tiktok_data = web::Data::from(tiktok_state.clone());
+        let meta_state = Arc::new(meta::MetaState::new(config.meta));
+        let meta_data = web::Data::from(meta_state.clone());
 
         let server = HttpServer::new(move || {
             App::new()
@@ -87,6 +119,9 @@ impl Sandbox {
                 .service(x::scope(x_data.clone()))
                 .service(threads::scope(threads_data.clone()))
                 .service(youtube::scope(youtube_data.clone()))
+                .service(linkedin::scope(linkedin_data.clone()))
+                .service(tiktok::scope(tiktok_data.clone()))
+                .service(meta::scope(meta_data.clone()))
                 .service(media::scope())
         })
         .workers(2)
@@ -111,6 +146,9 @@ impl Sandbox {
             x: x_state,
             threads: threads_state,
             youtube: youtube_state,
+            linkedin: linkedin_state,
+            tiktok: tiktok_state,
+            meta: meta_state,
         })
     }
 
@@ -198,6 +236,74 @@ impl Sandbox {
         self.youtube.expire_sessions()
     }
 
+    /// Base URL of the LinkedIn twin (`base_url() + "/linkedin"`); LinkedIn paths such as
+    /// `/rest/posts` and `/oauth/v2/authorization` are appended to it.
+    pub fn linkedin_base_url(&self) -> String {
+        format!("{}/linkedin", self.base_url())
+    }
+
+    /// A snapshot of the LinkedIn twin's state (posts, media, issued tokens, requests).
+    pub fn linkedin_state(&self) -> LinkedInStateSnapshot {
+        self.linkedin.snapshot()
+    }
+
+    /// Queues `fault` for the next `times` requests to `endpoint` of the LinkedIn twin.
+    pub fn inject_linkedin_fault(&self, endpoint: LinkedInEndpoint, fault: Fault, times: u32) {
+        self.linkedin.inject_fault(endpoint, fault, times);
+    }
+
+    /// Removes every queued LinkedIn fault.
+    pub fn clear_linkedin_faults(&self) {
+        self.linkedin.clear_faults();
+    }
+
+    /// Base URL of the TikTok twin (`base_url() + "/tiktok"`); TikTok API paths such as
+    /// `/v2/oauth/token/` and `/v2/auth/authorize/` are appended to it.
+    pub fn tiktok_base_url(&self) -> String {
+        format!("{}/tiktok", self.base_url())
+    }
+
+    /// A snapshot of the TikTok twin's state (publishes, posts, uploads, tokens, requests).
+    pub fn tiktok_state(&self) -> TiktokStateSnapshot {
+        self.tiktok.snapshot()
+    }
+
+    /// Queues `fault` for the next `times` requests to `endpoint` of the TikTok twin.
+    pub fn inject_tiktok_fault(&self, endpoint: TiktokEndpoint, fault: Fault, times: u32) {
+        self.tiktok.inject_fault(endpoint, fault, times);
+    }
+
+    /// Removes every queued TikTok fault, error code and fail reason.
+    pub fn clear_tiktok_faults(&self) {
+        self.tiktok.clear_faults();
+    }
+
+    /// Base URL of the Meta twin (`base_url() + "/meta"`); versioned Graph paths such as
+    /// `/v25.0/me/accounts` and `/v25.0/dialog/oauth` are appended to it.
+    pub fn meta_base_url(&self) -> String {
+        format!("{}/meta", self.base_url())
+    }
+
+    /// A snapshot of the Meta twin's state (Pages, posts, videos, containers, media, tokens).
+    pub fn meta_state(&self) -> MetaStateSnapshot {
+        self.meta.snapshot()
+    }
+
+    /// Queues `fault` for the next `times` requests to `endpoint` of the Meta twin.
+    pub fn inject_meta_fault(&self, endpoint: MetaEndpoint, fault: Fault, times: u32) {
+        self.meta.inject_fault(endpoint, fault, times);
+    }
+
+    /// Removes every queued Meta fault.
+    pub fn clear_meta_faults(&self) {
+        self.meta.clear_faults();
+    }
+
+    /// Declares (or redeclares) a Facebook user's Pages and linked Instagram accounts.
+    pub fn define_meta_user(&self, spec: &MetaUserSpec) {
+        self.meta.define_user(spec);
+    }
+
     /// Stops the server without waiting for in-flight requests (some may be
     /// sleeping on purpose because of a timeout fault).
     pub async fn stop(mut self) {
@@ -243,5 +349,8 @@ mod tests {
         assert_send_sync::<XStateSnapshot>();
         assert_send_sync::<ThreadsStateSnapshot>();
         assert_send_sync::<YouTubeStateSnapshot>();
+        assert_send_sync::<LinkedInStateSnapshot>();
+        assert_send_sync::<TiktokStateSnapshot>();
+        assert_send_sync::<MetaStateSnapshot>();
     }
 }

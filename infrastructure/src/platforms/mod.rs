@@ -7,8 +7,13 @@ use herald_domain::{MediaItem, Platform, PlatformFailure, Poll, PublishOptions};
 
 use crate::secret::Secret;
 
+pub mod facebook_pages;
 pub mod http;
+pub mod instagram;
+pub mod linkedin;
+pub mod meta;
 pub mod threads;
+pub mod tiktok;
 pub mod x;
 pub mod youtube;
 
@@ -141,6 +146,19 @@ pub trait RateLimitGate: Send + Sync {
 
     /// The platform refused a call because `scope`'s quota is used up until `until`.
     async fn quota_exhausted(&self, _scope: &str, _until: DateTime<Utc>) {}
+
+    /// Takes one call from a budget the platform documents but never reports (TikTok: 6 init
+    /// calls per minute): at most `limit` calls in any `window`, counted across every worker.
+    /// `Err(until)` when the budget is used up until `until`. Gates that keep no shared state
+    /// only apply `acquire`.
+    async fn acquire_documented(
+        &self,
+        endpoint: &str,
+        _limit: u32,
+        _window: std::time::Duration,
+    ) -> Result<(), DateTime<Utc>> {
+        self.acquire(endpoint).await
+    }
 }
 
 /// A gate that never blocks; for connect-time calls made before an account is known.

@@ -67,6 +67,8 @@ pub struct YouTubeConfig {
     pub watch_url: String,
     /// Total time allowed for one API request.
     pub request_timeout: Duration,
+    /// Which media URLs may be downloaded (SSRF protection).
+    pub media_policy: crate::media_source::MediaUrlPolicy,
     /// Total time allowed for one upload chunk (its body included).
     pub chunk_timeout: Duration,
     /// Bytes per upload chunk: a multiple of 256 KiB (rounded down, at least 256 KiB).
@@ -98,6 +100,7 @@ impl YouTubeConfig {
             scopes: DEFAULT_SCOPES.iter().map(|s| (*s).to_owned()).collect(),
             watch_url: "https://www.youtube.com/watch?v=".to_owned(),
             request_timeout: Duration::from_secs(30),
+            media_policy: Default::default(),
             chunk_timeout: Duration::from_secs(300),
             chunk_bytes: 8 * 1024 * 1024,
             chunk_retries: 3,

@@ -36,6 +36,7 @@ use super::{
     AuthorizationStart, CreatedPost, MediaUpload, PlatformAdapter, PostDraft, PostError,
     RateLimitGate, TokenGrant, Unlimited, UploadProgress,
 };
+use crate::media_source::MediaSource;
 use crate::oauth::{ClientAuth, OAuthClient, OAuthEndpoints, SetupError, TokenKind};
 use crate::secret::Secret;
 
@@ -53,7 +54,7 @@ pub struct YouTubeAdapter {
     /// Redirects are never followed: a redirect would carry the token elsewhere.
     api: reqwest::Client,
     /// Downloads media from its URL (a few redirects allowed, no token).
-    media_source: reqwest::Client,
+    media_source: MediaSource,
     quota: Quota,
 }
 
@@ -156,10 +157,7 @@ impl YouTubeAdapter {
             .timeout(config.request_timeout)
             .connect_timeout(config.request_timeout.min(Duration::from_secs(10)))
             .build()?;
-        let media_source = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::limited(5))
-            .connect_timeout(Duration::from_secs(10))
-            .build()?;
+        let media_source = MediaSource::new(config.media_policy.clone(), config.request_timeout)?;
         let quota = Quota::new(config.quota, &config.client_id);
         Ok(Self {
             config,
@@ -232,11 +230,8 @@ impl YouTubeAdapter {
         limits: &dyn RateLimitGate,
     ) -> Result<(), PlatformFailure> {
         let ctx = CallContext::THUMBNAIL;
-        let source = upload::open_source(self, url).await?;
-        if source
-            .content_length()
-            .is_some_and(|n| n > MAX_THUMBNAIL_BYTES)
-        {
+        let source = self.media_source.open(url, 0).await?;
+        if source.total.is_some_and(|n| n > MAX_THUMBNAIL_BYTES) {
             return Err(PlatformFailure::new(
                 ErrorClass::Permanent,
                 "thumbnail_too_large",
@@ -244,19 +239,9 @@ impl YouTubeAdapter {
             ));
         }
         let mime = source
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("application/octet-stream")
-            .split(';')
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_owned();
-        let image = source
-            .bytes()
-            .await
-            .map_err(|e| upload::source_failure(&e))?;
+            .content_type()
+            .unwrap_or_else(|| "application/octet-stream".to_owned());
+        let image = source.into_bytes().await?;
         let mut target = self.config.upload_url("thumbnails/set");
         target
             .query_pairs_mut()

@@ -17,6 +17,7 @@ use super::errors::{transport_failure, CallContext};
 use super::metadata::video_resource;
 use super::quota::Cost;
 use super::YouTubeAdapter;
+use crate::media_source::Download;
 use crate::platforms::http::{self, SendError};
 use crate::platforms::{MediaUpload, RateLimitGate, UploadProgress};
 use crate::secret::Secret;
@@ -103,8 +104,8 @@ async fn run_session(
     limits: &dyn RateLimitGate,
     progress: &dyn UploadProgress,
 ) -> Result<String, SessionEnd> {
-    let mut source = open_source(yt, &upload.item.url).await?;
-    let total = source.content_length().filter(|n| *n > 0).ok_or_else(|| {
+    let mut source = yt.media_source.open(&upload.item.url, 0).await?;
+    let total = source.total.filter(|n| *n > 0).ok_or_else(|| {
         PlatformFailure::new(
             ErrorClass::Permanent,
             "media_length_unknown",
@@ -285,7 +286,7 @@ async fn send_chunks(
     yt: &YouTubeAdapter,
     token: &Secret,
     session: &Url,
-    source: &mut reqwest::Response,
+    source: &mut Download,
     position: Position,
     mime: &str,
     limits: &dyn RateLimitGate,
@@ -373,14 +374,14 @@ async fn send_chunks(
 
 /// Reads the media in pieces, carrying what did not fit the chunk.
 struct SourceReader<'a> {
-    source: &'a mut reqwest::Response,
+    source: &'a mut Download,
     carry: Bytes,
     read: u64,
     total: u64,
 }
 
 impl<'a> SourceReader<'a> {
-    fn new(source: &'a mut reqwest::Response, total: u64) -> Self {
+    fn new(source: &'a mut Download, total: u64) -> Self {
         Self {
             source,
             carry: Bytes::new(),
@@ -393,7 +394,7 @@ impl<'a> SourceReader<'a> {
         if !self.carry.is_empty() {
             return Ok(Some(std::mem::take(&mut self.carry)));
         }
-        let piece = self.source.chunk().await.map_err(|e| source_failure(&e))?;
+        let piece = self.source.chunk().await?;
         if let Some(p) = &piece {
             self.read += p.len() as u64;
             if self.read > self.total {
@@ -443,56 +444,6 @@ fn truncated(total: u64, read: u64) -> PlatformFailure {
         ErrorClass::Retryable,
         "media_source_truncated",
         format!("the media URL announced {total} bytes but sent {read}; Herald will try again"),
-    )
-}
-
-/// Starts downloading `url`; a client error is the URL's fault, anything else may pass.
-pub(super) async fn open_source(
-    yt: &YouTubeAdapter,
-    url: &str,
-) -> Result<reqwest::Response, PlatformFailure> {
-    let response = yt.media_source.get(url).send().await.map_err(|e| {
-        if e.is_builder() || e.is_redirect() {
-            PlatformFailure::new(
-                ErrorClass::Permanent,
-                "media_url_invalid",
-                "the media URL is not a valid http(s) URL or redirects too often: check it",
-            )
-        } else {
-            source_failure(&e)
-        }
-    })?;
-    let status = response.status();
-    if status.is_success() {
-        return Ok(response);
-    }
-    let (class, advice) = if status.is_server_error() || status.as_u16() == 429 {
-        (ErrorClass::Retryable, "Herald will try again")
-    } else {
-        (
-            ErrorClass::Permanent,
-            "check that the media URL is public and still valid",
-        )
-    };
-    Err(PlatformFailure::new(
-        class,
-        format!("media_http_{}", status.as_u16()),
-        format!("downloading the media from its URL failed with HTTP {status}: {advice}"),
-    ))
-}
-
-pub(super) fn source_failure(error: &reqwest::Error) -> PlatformFailure {
-    let what = if error.is_timeout() {
-        "timed out"
-    } else if error.is_connect() {
-        "could not connect"
-    } else {
-        "was interrupted"
-    };
-    PlatformFailure::new(
-        ErrorClass::Retryable,
-        "media_source_network",
-        format!("downloading the media from its URL {what}; Herald will try again"),
     )
 }
 
