@@ -515,6 +515,16 @@ async fn failures_are_classified_for_the_publisher() {
         .unwrap()
         .is_none());
 
+    // Sent again, Facebook calls it a duplicate: the outcome is unknown, and reconciliation
+    // finds the first post.
+    match env.post(&token, &draft).await {
+        Err(PostError::OutcomeUnknown(reason)) => {
+            assert!(reason.contains("Duplicate"), "{reason}")
+        }
+        other => panic!("expected an unknown outcome, got {other:?}"),
+    }
+    assert_eq!(env.sandbox.meta_state().page_posts.len(), 1);
+
     // A timeout without effect is also unknown to Herald (it cannot tell); nothing is found.
     env.fault(MetaEndpoint::PageFeed, Fault::Timeout { secs: 2.0 });
     assert!(matches!(

@@ -524,3 +524,38 @@ async fn the_instagram_publishing_limit_holds_across_two_worker_processes() {
     drop(second);
     split.stop().await;
 }
+
+/// With no Meta settings, the embedded default connects both platforms to its own sandbox.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_default_connects_facebook_and_instagram_to_its_sandbox() {
+    let app = support::spawn_app_configured(
+        Backend::Embedded,
+        SandboxConfig::default(),
+        herald_api::config::Role::All,
+        |config| {
+            config.sandbox = Some(true);
+            config.facebook_pages_client_id = None;
+            config.facebook_pages_api_base = None;
+            config.instagram_client_id = None;
+            config.instagram_api_base = None;
+        },
+    )
+    .await;
+    for platform in ["facebook_pages", "instagram"] {
+        let started: Value = app
+            .post("alice", &format!("/{platform}/connect"), json!({}))
+            .await
+            .json()
+            .await
+            .unwrap();
+        let url = started["authorization_url"].as_str().expect("a URL");
+        assert!(url.contains("/meta/v25.0/dialog/oauth"), "{url}");
+        assert!(
+            !url.starts_with(&app.sandbox.base_url()),
+            "the in-process sandbox, not the test's: {url}"
+        );
+        let callback = app.http.get(url).send().await.unwrap();
+        assert_eq!(callback.status(), 200, "{:?}", callback.text().await);
+    }
+    app.stop().await;
+}
