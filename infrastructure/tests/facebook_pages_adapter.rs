@@ -25,9 +25,14 @@ struct Env {
 
 impl Env {
     async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    async fn start_with(adjust: impl FnOnce(&mut SandboxConfig)) -> Self {
         let mut sandbox_config = SandboxConfig::default();
         sandbox_config.meta.video_chunk_size = 1000;
         sandbox_config.meta.video_processing_delay = Duration::from_millis(300);
+        adjust(&mut sandbox_config);
         let sandbox = Sandbox::start("127.0.0.1:0", sandbox_config)
             .await
             .expect("sandbox starts");
@@ -635,6 +640,33 @@ async fn failures_are_classified_for_the_publisher() {
     assert_eq!(
         (f.class, f.code.as_str()),
         (ErrorClass::Permanent, "video_processing_failed")
+    );
+    env.sandbox.stop().await;
+}
+
+/// Page tokens outlive the login, but renewing one needs the long-lived user token, which
+/// expires after about 60 days: then the person must log in again, and Herald says so.
+#[tokio::test]
+async fn once_the_login_expires_a_page_token_cannot_be_renewed() {
+    let env = Env::start_with(|c| c.meta.long_lived_lifetime = Duration::from_millis(300)).await;
+    let page = env.page("fb_expiring").await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let token = token(&page);
+    env.post(&token, &text("the Page token still works"))
+        .await
+        .expect("Page tokens made from a long-lived login do not expire");
+    let grant = page.grant.as_ref().unwrap();
+    let error = env
+        .adapter
+        .refresh(grant.refresh_token.as_ref().unwrap())
+        .await
+        .unwrap_err();
+    assert_eq!(error.class, ErrorClass::ReauthorizationRequired);
+    assert!(error.message.contains("expired"), "{}", error.message);
+    assert!(
+        error.message.contains("connect your Facebook Pages again"),
+        "{}",
+        error.message
     );
     env.sandbox.stop().await;
 }
