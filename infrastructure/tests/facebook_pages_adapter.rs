@@ -98,6 +98,7 @@ impl Env {
             } else {
                 "image/jpeg".into()
             },
+            probe: None,
         }
     }
 
@@ -617,6 +618,7 @@ async fn failures_are_classified_for_the_publisher() {
         url: format!("{}/nothing.jpg", env.sandbox.base_url()),
         kind: MediaKind::Image,
         mime_type: "image/jpeg".into(),
+        probe: None,
     };
     let f = env
         .upload(&token, &missing, &text(""), None, &progress)

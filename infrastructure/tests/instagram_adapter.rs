@@ -105,6 +105,7 @@ impl Env {
                         MediaKind::Image
                     },
                     mime_type: if video { "video/mp4" } else { "image/jpeg" }.into(),
+                    probe: None,
                 }
             })
             .collect();
