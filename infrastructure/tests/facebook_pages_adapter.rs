@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use herald_domain::{ErrorClass, MediaItem, MediaKind, PlatformFailure};
+use herald_infrastructure::media_source::MediaUrlPolicy;
 use herald_infrastructure::platforms::facebook_pages::{FacebookPagesAdapter, FacebookPagesConfig};
 use herald_infrastructure::platforms::{
     ConnectedAccount, MediaUpload, PlatformAdapter, PostDraft, PostError, RateLimitGate,
@@ -43,6 +44,8 @@ impl Env {
             Secret::new(defaults.client_secret),
         );
         config.graph.request_timeout = Duration::from_secs(1);
+        // The sandbox serves the videos on loopback.
+        config.media_policy = MediaUrlPolicy::new(true, "");
         config.status_poll_interval = Duration::from_millis(50);
         Self {
             adapter: FacebookPagesAdapter::new(config).expect("adapter builds"),
