@@ -102,6 +102,38 @@ pub struct Config {
     /// against the sandbox).
     #[arg(long, env = "YOUTUBE_CHUNK_BYTES")]
     pub youtube_chunk_bytes: Option<usize>,
+    /// Meta app id for Facebook Pages (Facebook Login); give the app secret too.
+    #[arg(long, env = "FACEBOOK_PAGES_CLIENT_ID")]
+    pub facebook_pages_client_id: Option<String>,
+    #[arg(long, env = "FACEBOOK_PAGES_CLIENT_SECRET", hide_env_values = true)]
+    pub facebook_pages_client_secret: Option<String>,
+    /// Graph API base (default: graph.facebook.com, graph-video.facebook.com and the
+    /// www.facebook.com dialog); with a custom base, everything lives under `{base}/v25.0`.
+    #[arg(long, env = "FACEBOOK_PAGES_API_BASE")]
+    pub facebook_pages_api_base: Option<String>,
+    /// Seconds one Facebook request may take before its outcome counts as unknown.
+    #[arg(
+        long,
+        env = "FACEBOOK_PAGES_REQUEST_TIMEOUT_SECS",
+        default_value_t = 30
+    )]
+    pub facebook_pages_request_timeout_secs: u64,
+    /// Meta app id for Instagram (with Facebook Login; may be the Facebook Pages app).
+    #[arg(long, env = "INSTAGRAM_CLIENT_ID")]
+    pub instagram_client_id: Option<String>,
+    #[arg(long, env = "INSTAGRAM_CLIENT_SECRET", hide_env_values = true)]
+    pub instagram_client_secret: Option<String>,
+    /// Graph API base for Instagram, like FACEBOOK_PAGES_API_BASE.
+    #[arg(long, env = "INSTAGRAM_API_BASE")]
+    pub instagram_api_base: Option<String>,
+    /// Seconds one Instagram request may take before its outcome counts as unknown.
+    #[arg(long, env = "INSTAGRAM_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
+    pub instagram_request_timeout_secs: u64,
+    /// Instagram posts per account per 24 hours. Meta's docs say 50 or 100; Herald reads the
+    /// live figure from content_publishing_limit and never goes above this one (default: the
+    /// live figure, 50 when Meta gives none).
+    #[arg(long, env = "INSTAGRAM_PUBLISH_QUOTA")]
+    pub instagram_publish_quota: Option<u32>,
     /// LinkedIn app client id; give the client secret too.
     #[arg(long, env = "LINKEDIN_CLIENT_ID")]
     pub linkedin_client_id: Option<String>,
@@ -186,6 +218,15 @@ impl Config {
             youtube_insert_quota_cost: 1600,
             youtube_inserts_per_day: None,
             youtube_chunk_bytes: None,
+            facebook_pages_client_id: None,
+            facebook_pages_client_secret: None,
+            facebook_pages_api_base: None,
+            facebook_pages_request_timeout_secs: 30,
+            instagram_client_id: None,
+            instagram_client_secret: None,
+            instagram_api_base: None,
+            instagram_request_timeout_secs: 30,
+            instagram_publish_quota: None,
             linkedin_client_id: None,
             linkedin_client_secret: None,
             linkedin_api_base: None,
@@ -216,11 +257,13 @@ impl Config {
 
     /// The sandbox runs unless switched off, or unless real credentials are configured.
     pub fn sandbox_enabled(&self) -> bool {
+        let no_meta = self.facebook_pages_client_id.is_none() && self.instagram_client_id.is_none();
         self.sandbox.unwrap_or(
             self.x_client_id.is_none()
                 && self.threads_client_id.is_none()
                 && self.youtube_client_id.is_none()
-                && self.linkedin_client_id.is_none(),
+                && self.linkedin_client_id.is_none()
+                && no_meta,
         )
     }
 

@@ -7,6 +7,8 @@ use herald_domain::{Connection, ConnectionId, PublishingJob};
 use herald_infrastructure::db::Db;
 use herald_infrastructure::log::{EventLog, KafkaConfig, LocalLog, LogHandler, LogRecord};
 use herald_infrastructure::media_source::MediaSource;
+use herald_infrastructure::platforms::facebook_pages::{FacebookPagesAdapter, FacebookPagesConfig};
+use herald_infrastructure::platforms::instagram::{InstagramAdapter, InstagramConfig};
 use herald_infrastructure::platforms::linkedin::{LinkedInAdapter, LinkedInConfig};
 use herald_infrastructure::platforms::threads::{ThreadsAdapter, ThreadsConfig};
 use herald_infrastructure::platforms::x::{XAdapter, XConfig};
@@ -283,6 +285,78 @@ fn adapters(config: &Config, sandbox: Option<&Sandbox>) -> anyhow::Result<Adapte
     }
     if let Some(linkedin) = linkedin_adapter(config, sandbox)? {
         adapters = adapters.with(linkedin);
+    }
+    adapters = meta_adapters(config, sandbox, adapters)?;
+    Ok(adapters)
+}
+
+/// Facebook Pages and Instagram: each its own Meta app settings (they may name the same app),
+/// the sandbox's `/meta` twin by default.
+fn meta_adapters(
+    config: &Config,
+    sandbox: Option<&Sandbox>,
+    mut adapters: Adapters,
+) -> anyhow::Result<Adapters> {
+    // (client id, app secret, base URL) of each, or None when the platform is off.
+    let settings =
+        |id: &Option<String>, secret: &Option<String>, base: &Option<String>, prefix: &str| {
+            match (sandbox, id) {
+                (Some(sandbox), None) => {
+                    let defaults = SandboxConfig::default().meta;
+                    anyhow::Ok(Some((
+                        defaults.client_id,
+                        Secret::new(defaults.client_secret),
+                        Some(url::Url::parse(&sandbox.meta_base_url())?),
+                    )))
+                }
+                (_, Some(id)) => {
+                    // Facebook Login's server flow sends the app secret with every token call.
+                    let secret = secret.clone().with_context(|| {
+                        format!("{prefix}_CLIENT_SECRET is required with {prefix}_CLIENT_ID")
+                    })?;
+                    let base = base
+                        .as_deref()
+                        .map(url::Url::parse)
+                        .transpose()
+                        .with_context(|| format!("{prefix}_API_BASE"))?;
+                    Ok(Some((id.clone(), Secret::new(secret), base)))
+                }
+                (None, None) => Ok(None),
+            }
+        };
+    if let Some((id, secret, base)) = settings(
+        &config.facebook_pages_client_id,
+        &config.facebook_pages_client_secret,
+        &config.facebook_pages_api_base,
+        "FACEBOOK_PAGES",
+    )? {
+        let mut fb = match base {
+            Some(base) => FacebookPagesConfig::for_base(base, id, secret),
+            None => FacebookPagesConfig::new(id, secret),
+        };
+        fb.graph.request_timeout =
+            Duration::from_secs(config.facebook_pages_request_timeout_secs.max(1));
+        let sandbox_host = sandbox.map(|s| s.local_addr().to_string());
+        fb.media_policy = config.media_policy(sandbox_host.as_deref());
+        adapters = adapters.with(Arc::new(FacebookPagesAdapter::new(fb)?));
+    }
+    if let Some((id, secret, base)) = settings(
+        &config.instagram_client_id,
+        &config.instagram_client_secret,
+        &config.instagram_api_base,
+        "INSTAGRAM",
+    )? {
+        let mut ig = match base {
+            Some(base) => InstagramConfig::for_base(base, id, secret),
+            None => InstagramConfig::new(id, secret),
+        };
+        ig.graph.request_timeout =
+            Duration::from_secs(config.instagram_request_timeout_secs.max(1));
+        if let Some(quota) = config.instagram_publish_quota {
+            ig.publish_quota_cap = Some(quota);
+            ig.publish_quota_fallback = quota;
+        }
+        adapters = adapters.with(Arc::new(InstagramAdapter::new(ig)?));
     }
     Ok(adapters)
 }

@@ -421,11 +421,13 @@ impl ContentRules {
                 }),
                 ..base
             },
-            // §5: text, link, photos (multi-photo via attached_media) or one video.
+            // §5: text, link, photos (multi-photo via attached_media) or one video; a video
+            // takes a `title` (255 characters per third-party notes; other posts show none).
             Platform::FacebookPages => ContentRules {
                 max_text: 63_206,
                 max_media: 10,
                 image_types: &["image/jpeg", "image/png", "image/gif", "image/bmp"],
+                max_title: Some(255),
                 link_attachment: true,
                 ..base
             },
@@ -1192,6 +1194,23 @@ mod tests {
             assert_eq!(error, ContentError::MediaRequired { platform, what });
             assert!(error.to_string().contains(what));
         }
+    }
+
+    #[test]
+    fn a_facebook_video_keeps_its_title() {
+        let content = Content {
+            text: "A clip".into(),
+            title: Some("Clip".into()),
+            media: vec![video()],
+            ..Content::default()
+        };
+        let prepared = rules(Platform::FacebookPages).prepare(&content).unwrap();
+        assert_eq!(prepared.title.as_deref(), Some("Clip"));
+        let long = Content {
+            title: Some("t".repeat(256)),
+            ..content
+        };
+        assert!(rules(Platform::FacebookPages).prepare(&long).is_err());
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use herald_domain::{ErrorClass, MediaItem, MediaKind, PlatformFailure};
+use herald_infrastructure::media_source::MediaUrlPolicy;
 use herald_infrastructure::platforms::facebook_pages::{FacebookPagesAdapter, FacebookPagesConfig};
 use herald_infrastructure::platforms::{
     ConnectedAccount, MediaUpload, PlatformAdapter, PostDraft, PostError, RateLimitGate,
@@ -25,9 +26,14 @@ struct Env {
 
 impl Env {
     async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    async fn start_with(adjust: impl FnOnce(&mut SandboxConfig)) -> Self {
         let mut sandbox_config = SandboxConfig::default();
         sandbox_config.meta.video_chunk_size = 1000;
         sandbox_config.meta.video_processing_delay = Duration::from_millis(300);
+        adjust(&mut sandbox_config);
         let sandbox = Sandbox::start("127.0.0.1:0", sandbox_config)
             .await
             .expect("sandbox starts");
@@ -38,6 +44,8 @@ impl Env {
             Secret::new(defaults.client_secret),
         );
         config.graph.request_timeout = Duration::from_secs(1);
+        // The sandbox serves the videos on loopback.
+        config.media_policy = MediaUrlPolicy::new(true, "");
         config.status_poll_interval = Duration::from_millis(50);
         Self {
             adapter: FacebookPagesAdapter::new(config).expect("adapter builds"),
@@ -516,6 +524,16 @@ async fn failures_are_classified_for_the_publisher() {
         .unwrap()
         .is_none());
 
+    // Sent again, Facebook calls it a duplicate: the outcome is unknown, and reconciliation
+    // finds the first post.
+    match env.post(&token, &draft).await {
+        Err(PostError::OutcomeUnknown(reason)) => {
+            assert!(reason.contains("Duplicate"), "{reason}")
+        }
+        other => panic!("expected an unknown outcome, got {other:?}"),
+    }
+    assert_eq!(env.sandbox.meta_state().page_posts.len(), 1);
+
     // A timeout without effect is also unknown to Herald (it cannot tell); nothing is found.
     env.fault(MetaEndpoint::PageFeed, Fault::Timeout { secs: 2.0 });
     assert!(matches!(
@@ -627,6 +645,33 @@ async fn failures_are_classified_for_the_publisher() {
     assert_eq!(
         (f.class, f.code.as_str()),
         (ErrorClass::Permanent, "video_processing_failed")
+    );
+    env.sandbox.stop().await;
+}
+
+/// Page tokens outlive the login, but renewing one needs the long-lived user token, which
+/// expires after about 60 days: then the person must log in again, and Herald says so.
+#[tokio::test]
+async fn once_the_login_expires_a_page_token_cannot_be_renewed() {
+    let env = Env::start_with(|c| c.meta.long_lived_lifetime = Duration::from_millis(300)).await;
+    let page = env.page("fb_expiring").await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let token = token(&page);
+    env.post(&token, &text("the Page token still works"))
+        .await
+        .expect("Page tokens made from a long-lived login do not expire");
+    let grant = page.grant.as_ref().unwrap();
+    let error = env
+        .adapter
+        .refresh(grant.refresh_token.as_ref().unwrap())
+        .await
+        .unwrap_err();
+    assert_eq!(error.class, ErrorClass::ReauthorizationRequired);
+    assert!(error.message.contains("expired"), "{}", error.message);
+    assert!(
+        error.message.contains("connect your Facebook Pages again"),
+        "{}",
+        error.message
     );
     env.sandbox.stop().await;
 }

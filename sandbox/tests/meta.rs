@@ -411,6 +411,10 @@ async fn page_posts_text_link_and_several_photos() {
     .await;
     let text_id = text["id"].as_str().unwrap().to_owned();
     assert!(text_id.starts_with(&format!("{}_", page.id)));
+    let twice = h
+        .post(&feed, &page.token, &[("message", "Hello Page")])
+        .await;
+    assert_eq!(graph_error(twice).await.0, 506, "a duplicate status");
     let link = json_of(
         h.post(
             &feed,

@@ -35,6 +35,8 @@ const PHOTO_TYPES: &[&str] = &[
 const VIDEO_TYPES: &[&str] = &["video/mp4", "video/quicktime"];
 /// Largest Page video the twin accepts.
 const MAX_VIDEO_BYTES: u64 = 10 * 1024 * 1024 * 1024;
+/// A text post repeated within this window is refused as a duplicate (code 506).
+const DUPLICATE_WINDOW_MINUTES: i64 = 10;
 /// Message of the `(#200)` error for publishing without the Page permissions or task.
 const POST_PERMISSION: &str = "If posting to a page, requires both pages_read_engagement and pages_manage_posts as an admin with sufficient administrative permission";
 
@@ -393,6 +395,27 @@ pub(crate) async fn create_post(
     }
     let post_id = {
         let mut inner = state.lock();
+        // Facebook refuses the same status twice in a row on a Page.
+        let recent = chrono::Utc::now() - chrono::TimeDelta::minutes(DUPLICATE_WINDOW_MINUTES);
+        let duplicate = media.is_empty()
+            && message.is_some()
+            && inner.posts.iter().any(|post| {
+                post.page_id == page.id
+                    && post.created > recent
+                    && post.photo_ids.is_empty()
+                    && post.video_id.is_none()
+                    && post.message == message
+                    && post.link == link
+            });
+        if duplicate {
+            return graph_error(
+                StatusCode::BAD_REQUEST,
+                "(#506) Duplicate status message",
+                "OAuthException",
+                506,
+                None,
+            );
+        }
         for (i, fbid) in media.iter().enumerate() {
             let usable = inner
                 .photos

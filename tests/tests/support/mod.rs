@@ -93,6 +93,14 @@ pub async fn test_config(backend: Backend, sandbox: &Sandbox, data_dir: PathBuf)
     config.youtube_client_secret = Some(defaults.youtube.client_secret);
     config.youtube_api_base = Some(sandbox.youtube_base_url());
     config.youtube_request_timeout_secs = 2;
+    config.facebook_pages_client_id = Some(defaults.meta.client_id.clone());
+    config.facebook_pages_client_secret = Some(defaults.meta.client_secret.clone());
+    config.facebook_pages_api_base = Some(sandbox.meta_base_url());
+    config.facebook_pages_request_timeout_secs = 2;
+    config.instagram_client_id = Some(defaults.meta.client_id);
+    config.instagram_client_secret = Some(defaults.meta.client_secret);
+    config.instagram_api_base = Some(sandbox.meta_base_url());
+    config.instagram_request_timeout_secs = 2;
     config.jwt_secret = Some(JWT_SECRET.into());
     config.job_lease_secs = 3;
     config.worker_id = Some(format!("test-{}", uuid::Uuid::new_v4().simple()));
@@ -212,6 +220,66 @@ impl TestApp {
     /// Connects `user` to the sandbox YouTube channel of Google account `sandbox_user`.
     pub async fn connect_youtube(&self, user: &str, sandbox_user: &str) -> String {
         self.connect("youtube", user, sandbox_user).await
+    }
+
+    /// Connects `user` to sandbox Facebook Pages, logging in as `sandbox_user`; returns one
+    /// connection id per Page.
+    pub async fn connect_facebook_pages(&self, user: &str, sandbox_user: &str) -> Vec<String> {
+        self.connect_accounts("facebook_pages", user, sandbox_user)
+            .await
+            .expect("the Facebook login connects")
+    }
+
+    /// Connects `user` to sandbox Instagram, logging in to Facebook as `sandbox_user`; returns
+    /// one connection id per linked business account.
+    pub async fn connect_instagram(&self, user: &str, sandbox_user: &str) -> Vec<String> {
+        self.connect_accounts("instagram", user, sandbox_user)
+            .await
+            .expect("the Instagram login connects")
+    }
+
+    /// The whole connect flow of a platform whose login may yield several accounts: the
+    /// connection ids, or the callback's problem document.
+    pub async fn connect_accounts(
+        &self,
+        platform: &str,
+        user: &str,
+        sandbox_user: &str,
+    ) -> Result<Vec<String>, Value> {
+        let started: Value = self
+            .post(user, &format!("/{platform}/connect"), json!({}))
+            .await
+            .json()
+            .await
+            .unwrap();
+        let url = format!(
+            "{}&sandbox_user={sandbox_user}",
+            started["authorization_url"].as_str().unwrap()
+        );
+        let response = self.http.get(url).send().await.unwrap();
+        let ok = response.status() == 200;
+        let body: Value = response.json().await.unwrap();
+        if !ok {
+            return Err(body);
+        }
+        Ok(body["connections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["connection_id"].as_str().unwrap().to_string())
+            .collect())
+    }
+
+    /// Queues a fault on the sandbox's Meta twin (Facebook Pages and Instagram).
+    pub async fn meta_fault(&self, endpoint: &str, fault: Value, times: u32) {
+        let response = self
+            .http
+            .post(format!("{}/_sandbox/faults", self.sandbox.meta_base_url()))
+            .json(&json!({"endpoint": endpoint, "fault": fault, "times": times}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{:?}", response.text().await);
     }
 
     async fn connect(&self, platform: &str, user: &str, sandbox_user: &str) -> String {

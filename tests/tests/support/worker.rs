@@ -107,6 +107,39 @@ pub fn config_env(config: &Config) -> Vec<(String, String)> {
     if let Some(bytes) = config.youtube_chunk_bytes {
         set("YOUTUBE_CHUNK_BYTES", bytes.to_string());
     }
+    let meta = [
+        (
+            "FACEBOOK_PAGES",
+            &config.facebook_pages_client_id,
+            &config.facebook_pages_client_secret,
+            &config.facebook_pages_api_base,
+        ),
+        (
+            "INSTAGRAM",
+            &config.instagram_client_id,
+            &config.instagram_client_secret,
+            &config.instagram_api_base,
+        ),
+    ];
+    for (prefix, id, secret, base) in meta {
+        for (suffix, value) in [
+            ("CLIENT_ID", id),
+            ("CLIENT_SECRET", secret),
+            ("API_BASE", base),
+        ] {
+            if let Some(value) = value {
+                set(&format!("{prefix}_{suffix}"), value.clone());
+            }
+        }
+    }
+    set(
+        "FACEBOOK_PAGES_REQUEST_TIMEOUT_SECS",
+        config.facebook_pages_request_timeout_secs.to_string(),
+    );
+    set(
+        "INSTAGRAM_REQUEST_TIMEOUT_SECS",
+        config.instagram_request_timeout_secs.to_string(),
+    );
     set(
         "HERALD_WORKER_CONCURRENCY",
         config.worker_concurrency.to_string(),
@@ -207,10 +240,18 @@ pub struct SplitApp {
 impl SplitApp {
     /// The API in-process on `backend`, with a generated `HERALD_VAULT_KEY`; no worker yet.
     pub async fn start(backend: super::Backend) -> SplitApp {
+        Self::start_with(backend, herald_sandbox::SandboxConfig::default()).await
+    }
+
+    /// `start`, with the sandbox configured by the test.
+    pub async fn start_with(
+        backend: super::Backend,
+        sandbox: herald_sandbox::SandboxConfig,
+    ) -> SplitApp {
         let key = generate_vault_key();
         let app = super::spawn_app_configured(
             backend,
-            herald_sandbox::SandboxConfig::default(),
+            sandbox,
             herald_api::config::Role::Api,
             |config| config.vault_key = Some(key),
         )

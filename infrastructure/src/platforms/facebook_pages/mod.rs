@@ -36,6 +36,7 @@ use super::{
     AuthorizationStart, ConnectedAccount, CreatedPost, MediaUpload, PlatformAdapter, PostDraft,
     PostError, RateLimitGate, TokenGrant, Unlimited, UploadProgress,
 };
+use crate::media_source::{MediaSource, MediaUrlPolicy};
 use crate::oauth::SetupError;
 use crate::secret::Secret;
 
@@ -76,6 +77,8 @@ pub struct FacebookPagesConfig {
     pub status_poll_interval: Duration,
     /// How long to wait for video processing before giving up on this attempt.
     pub status_poll_max_wait: Duration,
+    /// Which video URLs Herald may download (photos are fetched by Facebook itself).
+    pub media_policy: MediaUrlPolicy,
 }
 
 impl FacebookPagesConfig {
@@ -86,6 +89,7 @@ impl FacebookPagesConfig {
             max_chunk_bytes: 4 * 1024 * 1024,
             status_poll_interval: Duration::from_secs(3),
             status_poll_max_wait: Duration::from_secs(10 * 60),
+            media_policy: MediaUrlPolicy::default(),
         }
     }
 
@@ -104,8 +108,8 @@ impl FacebookPagesConfig {
 pub struct FacebookPagesAdapter {
     config: FacebookPagesConfig,
     login: FacebookLogin,
-    /// Downloads media to upload; follows redirects (media hosts use them), no overall timeout.
-    media_source: reqwest::Client,
+    /// Downloads videos to upload, from public addresses only (see `media_source`).
+    media_source: MediaSource,
 }
 
 impl std::fmt::Debug for FacebookPagesAdapter {
@@ -189,10 +193,8 @@ fn message(draft: &PostDraft) -> String {
 impl FacebookPagesAdapter {
     pub fn new(config: FacebookPagesConfig) -> Result<Self, SetupError> {
         let login = FacebookLogin::new(config.graph.clone(), "Facebook")?;
-        let media_source = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::limited(5))
-            .connect_timeout(config.graph.request_timeout.min(Duration::from_secs(10)))
-            .build()?;
+        let media_source =
+            MediaSource::new(config.media_policy.clone(), config.graph.request_timeout)?;
         Ok(Self {
             config,
             login,

@@ -4,13 +4,13 @@
 //! dies mid-upload continues where Facebook stopped; `finish` publishes the video with the
 //! post's title and text, and a retried attempt checks the video before finishing again.
 use bytes::{Bytes, BytesMut};
-use futures::StreamExt;
 use herald_domain::{ErrorClass, PlatformFailure};
 use rand::distributions::{Alphanumeric, DistString};
 use reqwest::header::CONTENT_TYPE;
 use serde::{Deserialize, Serialize};
 
 use super::{FacebookPagesAdapter, VIDEO_FINISH, VIDEO_START, VIDEO_TRANSFER};
+use crate::media_source::{Download, MediaSource};
 use crate::platforms::http;
 use crate::platforms::http::PlatformApi;
 use crate::platforms::meta::graph::GraphErrorBody;
@@ -99,62 +99,53 @@ pub(super) fn reference(page_id: &str, video_id: &str) -> String {
     format!("video:{page_id}:{video_id}")
 }
 
-/// The media, streamed from its URL with its position known, reopened when Facebook asks for
-/// bytes already read.
+/// The media, streamed from its URL (through the SSRF-guarded `MediaSource`) with its position
+/// known; moving to another offset asks the server for that range.
 struct Source<'a> {
-    adapter: &'a FacebookPagesAdapter,
+    media: &'a MediaSource,
     url: &'a str,
-    stream: Option<futures::stream::BoxStream<'static, reqwest::Result<Bytes>>>,
-    /// Bytes of the stream already taken.
+    download: Option<Download>,
+    /// Offset of the next byte `take` returns.
     position: u64,
     /// Read but not yet taken.
     pending: Bytes,
-    length: Option<u64>,
 }
 
 impl<'a> Source<'a> {
+    /// Opens `url` at `offset`.
     async fn open(
-        adapter: &'a FacebookPagesAdapter,
+        media: &'a MediaSource,
         url: &'a str,
+        offset: u64,
     ) -> Result<Self, PlatformFailure> {
         let mut source = Self {
-            adapter,
+            media,
             url,
-            stream: None,
+            download: None,
             position: 0,
             pending: Bytes::new(),
-            length: None,
         };
-        source.reopen().await?;
+        source.open_at(offset).await?;
         Ok(source)
     }
 
-    async fn reopen(&mut self) -> Result<(), PlatformFailure> {
-        let response = self
-            .adapter
-            .media_source
-            .get(self.url)
-            .send()
-            .await
-            .map_err(|e| source_failure(&e))?;
-        let status = response.status();
-        if !status.is_success() {
-            let class = if status.is_server_error() || status.as_u16() == 429 {
-                ErrorClass::Retryable
-            } else {
-                ErrorClass::Permanent
-            };
-            return Err(PlatformFailure::new(
-                class,
-                format!("media_http_{}", status.as_u16()),
-                format!("downloading the video from its URL failed with HTTP {status}; check that the URL is public and still valid"),
-            ));
-        }
-        self.length = response.content_length();
-        self.stream = Some(response.bytes_stream().boxed());
-        self.position = 0;
+    async fn open_at(&mut self, offset: u64) -> Result<(), PlatformFailure> {
+        self.download = Some(self.media.open(self.url, offset).await?);
+        self.position = offset;
         self.pending = Bytes::new();
         Ok(())
+    }
+
+    /// The whole file's size, as the server said.
+    fn total(&self) -> Result<u64, PlatformFailure> {
+        match &self.download {
+            Some(download) => download.require_total(),
+            None => Err(PlatformFailure::new(
+                ErrorClass::Retryable,
+                "media_download",
+                "the video download was not open; Herald will try again",
+            )),
+        }
     }
 
     /// Up to `max` bytes from the current position (fewer only at the end).
@@ -162,12 +153,11 @@ impl<'a> Source<'a> {
         let mut out = BytesMut::with_capacity(max.min(8 * 1024 * 1024));
         while out.len() < max {
             if self.pending.is_empty() {
-                let Some(stream) = self.stream.as_mut() else {
+                let Some(download) = self.download.as_mut() else {
                     break;
                 };
-                match stream.next().await {
-                    Some(Ok(bytes)) => self.pending = bytes,
-                    Some(Err(e)) => return Err(source_failure(&e)),
+                match download.chunk().await? {
+                    Some(bytes) => self.pending = bytes,
                     None => break,
                 }
                 continue;
@@ -179,41 +169,13 @@ impl<'a> Source<'a> {
         Ok(out.freeze())
     }
 
-    /// Moves to `offset`, reading from the start again if it lies behind.
+    /// Moves to `offset` (a range request when it is not where the stream is).
     async fn seek(&mut self, offset: u64) -> Result<(), PlatformFailure> {
-        if offset < self.position {
-            self.reopen().await?;
-        }
-        while self.position < offset {
-            let skip = (offset - self.position).min(1024 * 1024) as usize;
-            if self.take(skip).await?.is_empty() {
-                break;
-            }
+        if offset != self.position {
+            self.open_at(offset).await?;
         }
         Ok(())
     }
-}
-
-fn source_failure(error: &reqwest::Error) -> PlatformFailure {
-    if error.is_builder() || error.is_redirect() {
-        return PlatformFailure::new(
-            ErrorClass::Permanent,
-            "media_url_invalid",
-            "the media URL is not a valid http(s) URL or redirects too often: check it",
-        );
-    }
-    let what = if error.is_timeout() {
-        "timed out"
-    } else if error.is_connect() {
-        "could not connect"
-    } else {
-        "was interrupted"
-    };
-    PlatformFailure::new(
-        ErrorClass::Retryable,
-        "media_download",
-        format!("downloading the video from its URL {what}; Herald will try again"),
-    )
 }
 
 /// One transfer's multipart body, built around the chunk without copying it.
@@ -256,17 +218,19 @@ pub(super) async fn upload(
             return Ok(reference);
         }
     }
-    let mut source = Source::open(fb, &upload.item.url).await?;
+    let offset = resumed.as_ref().map_or(0, |(_, confirmed)| *confirmed);
+    let mut source = Source::open(&fb.media_source, &upload.item.url, offset).await?;
     let (session, confirmed) = match resumed {
         Some((session, confirmed)) => (session, confirmed),
         None => {
-            let total = source.length.filter(|l| *l > 0).ok_or_else(|| {
-                PlatformFailure::new(
+            let total = source.total()?;
+            if total == 0 {
+                return Err(PlatformFailure::new(
                     ErrorClass::Permanent,
-                    "media_length_unknown",
-                    "the video URL must send Content-Length: Facebook needs the size before the upload starts",
-                )
-            })?;
+                    "media_empty",
+                    "the video at its URL is empty; check the URL",
+                ));
+            }
             (start(fb, token, total, limits).await?, 0)
         }
     };

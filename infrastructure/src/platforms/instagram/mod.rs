@@ -15,11 +15,15 @@
 //! `media_publish`, the irreversible call.
 //!
 //! The publishing quota (docs say 50 or 100 posts per 24 hours, facts §4.3) is read live from
-//! `content_publishing_limit` before every publish and shared between workers through the
-//! rate-limit gate (key `instagram_publishing_quota`): a worker takes a slot in the gate before
-//! it reads the live usage, and records what is left after it, so workers do not publish past
-//! the quota together. Other rate-limit keys: `instagram_me`, `instagram_media`,
+//! `content_publishing_limit` right before every `media_publish`, one publish per account at a
+//! time in a process. What the reading leaves is recorded in the shared rate-limit gate (key
+//! `instagram_publishing_quota`), so once any worker finds the quota used up, every worker waits
+//! for the next free slot without making containers. Two processes reading at the same moment
+//! can still both take the last slot; Instagram then refuses one (2207042), which waits for the
+//! next free slot too. Other rate-limit keys: `instagram_me`, `instagram_media`,
 //! `instagram_status`, `instagram_publish`, `instagram_read`.
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -115,6 +119,9 @@ impl InstagramConfig {
 pub struct InstagramAdapter {
     config: InstagramConfig,
     login: FacebookLogin,
+    /// Per account: one publish at a time in this process, from reading the live quota to
+    /// `media_publish`, so this process never races itself past the quota.
+    publish_turns: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl std::fmt::Debug for InstagramAdapter {
@@ -318,7 +325,11 @@ fn status_subcode(status: &str) -> Option<i64> {
 impl InstagramAdapter {
     pub fn new(config: InstagramConfig) -> Result<Self, SetupError> {
         let login = FacebookLogin::new(config.graph.clone(), "Instagram")?;
-        Ok(Self { config, login })
+        Ok(Self {
+            config,
+            login,
+            publish_turns: std::sync::Mutex::default(),
+        })
     }
 
     pub fn config(&self) -> &InstagramConfig {
@@ -541,20 +552,38 @@ impl InstagramAdapter {
         .not_before(until)
     }
 
-    /// Takes a publishing slot: a shared one in the gate first, then the live usage decides.
+    /// This process's turn to publish to `ig_id`.
+    async fn publish_turn(&self, ig_id: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let turn = self
+            .publish_turns
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(ig_id.to_owned())
+            .or_default()
+            .clone();
+        turn.lock_owned().await
+    }
+
+    /// Refuses at once when the workers already know the quota is used up (the gate holds
+    /// what the last live reading said), before any container is made.
+    async fn quota_known_free(&self, limits: &dyn RateLimitGate) -> Result<(), PlatformFailure> {
+        limits.acquire(QUOTA_KEY).await.map_err(|until| {
+            let total = self
+                .config
+                .publish_quota_cap
+                .unwrap_or(self.config.publish_quota_fallback);
+            self.quota_failure(total, until)
+        })
+    }
+
+    /// Reads the live usage: refuses when the quota is used up, and tells the gate what is left
+    /// after this publish (and, when nothing is, when the next slot frees).
     async fn reserve_slot(
         &self,
         token: &Secret,
         ig_id: &str,
         limits: &dyn RateLimitGate,
     ) -> Result<(), PlatformFailure> {
-        if let Err(until) = limits.acquire(QUOTA_KEY).await {
-            let total = self
-                .config
-                .publish_quota_cap
-                .unwrap_or(self.config.publish_quota_fallback);
-            return Err(self.quota_failure(total, until));
-        }
         let now = Utc::now();
         // Meta takes a `since` at most 24 hours old.
         let since = (now - QUOTA_WINDOW + TimeDelta::minutes(1)).timestamp();
@@ -838,12 +867,16 @@ impl PlatformAdapter for InstagramAdapter {
         limits: &dyn RateLimitGate,
     ) -> Result<CreatedPost, PostError> {
         let ig_id = self.ig_user_id(access_token, limits).await?;
+        self.quota_known_free(limits).await?;
         let container = self.prepare(access_token, &ig_id, draft, limits).await?;
+        let turn = self.publish_turn(&ig_id).await;
         self.reserve_slot(access_token, &ig_id, limits).await?;
         let post_id = self
             .publish(access_token, &ig_id, &container, limits)
             .await?;
+        drop(turn);
         tracing::Span::current().record("post_id", post_id.as_str());
+        tracing::debug!("instagram media published");
         let url = self.post_url(access_token, &ig_id, &post_id, limits).await;
         Ok(CreatedPost { post_id, url })
     }

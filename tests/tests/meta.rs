@@ -1,0 +1,561 @@
+//! Facebook Pages and Instagram end to end: Facebook Login through the API → one connection per
+//! Page, and one per linked Instagram business account → publish every content type → sandbox
+//! Meta twin → projections; the documented error classes; the Instagram publishing limit held
+//! by two worker processes at once.
+mod support;
+
+use std::time::Duration;
+
+use chrono::{TimeDelta, Utc};
+use herald_sandbox::{MetaPageSpec, MetaUserSpec, SandboxConfig};
+use serde_json::{json, Value};
+use support::worker::SplitApp;
+use support::{eventually, spawn_app, time, Backend, TestApp};
+
+const SOON: Duration = Duration::from_secs(20);
+
+fn media(app: &TestApp, name: &str) -> Value {
+    let (kind, mime) = match name.rsplit_once('.').map(|(_, e)| e) {
+        Some("mp4") => ("video", "video/mp4"),
+        Some("png") => ("image", "image/png"),
+        _ => ("image", "image/jpeg"),
+    };
+    json!({
+        "url": format!("{}/media/{name}?bytes=3000", app.sandbox.base_url()),
+        "kind": kind,
+        "mime_type": mime,
+    })
+}
+
+/// Publishes `content` and waits until the job is published; returns the job.
+async fn published(app: &TestApp, connection: &str, content: Value) -> Value {
+    let job_id = app.publish("alice", connection, content).await;
+    app.wait_for_status("alice", &job_id, "published", SOON)
+        .await
+}
+
+fn calls(app: &TestApp, method: &str, suffix: &str) -> usize {
+    app.sandbox
+        .meta_state()
+        .requests
+        .iter()
+        .filter(|r| r.method == method && r.path.ends_with(suffix))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_facebook_login_connects_every_page_and_the_linked_instagram_account() {
+    let app = spawn_app(Backend::Embedded).await;
+    let pages = app.connect_facebook_pages("alice", "meta_alice").await;
+    assert_eq!(pages.len(), 2, "one connection per Page");
+    let instagram = app.connect_instagram("alice", "meta_alice").await;
+    assert_eq!(instagram.len(), 1, "the business account linked to a Page");
+    // The read model catches up with the second login.
+    let connections = eventually("three connections are listed", SOON, || async {
+        let connections = app.connections("alice").await;
+        (connections.len() == 3).then_some(connections)
+    })
+    .await;
+    let mut seen: Vec<(String, String)> = connections
+        .iter()
+        .map(|c| {
+            (
+                c["platform"].as_str().unwrap().to_owned(),
+                c["username"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            ("facebook_pages".into(), "meta_alice Page One".into()),
+            ("facebook_pages".into(), "meta_alice Page Two".into()),
+            ("instagram".into(), "meta_alice_ig".into()),
+        ]
+    );
+    let state = app.sandbox.meta_state();
+    for connection in &connections {
+        let text = connection.to_string();
+        assert!(
+            state
+                .tokens_issued
+                .iter()
+                .all(|t| !text.contains(&t.access_token)),
+            "no token in a connection view"
+        );
+    }
+
+    // A personal Instagram account cannot be linked to a Page: the person is told what to do.
+    app.sandbox.define_meta_user(&MetaUserSpec {
+        username: "meta_personal".into(),
+        name: None,
+        pages: vec![MetaPageSpec {
+            name: "Corner Shop".into(),
+            category: None,
+            tasks: None,
+            instagram_business_account: None,
+        }],
+    });
+    let problem = app
+        .connect_accounts("instagram", "bob", "meta_personal")
+        .await
+        .unwrap_err();
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("professional account (Business or Creator)")
+            && detail.contains("Corner Shop"),
+        "{problem}"
+    );
+    assert!(app.connections("bob").await.is_empty());
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_facebook_content_type_is_published_once() {
+    let app = spawn_app(Backend::Embedded).await;
+    let pages = app.connect_facebook_pages("alice", "meta_fb").await;
+
+    let text = published(&app, &pages[0], json!({"text": "Hello from Herald"})).await;
+    let link = published(
+        &app,
+        &pages[0],
+        json!({"text": "Worth reading", "link": "https://example.com/story"}),
+    )
+    .await;
+    let album = published(
+        &app,
+        &pages[0],
+        json!({"text": "Three photos", "media": [media(&app, "a.jpg"), media(&app, "b.png"), media(&app, "c.jpg")]}),
+    )
+    .await;
+    let clip = published(
+        &app,
+        &pages[0],
+        json!({"text": "A short clip", "title": "Clip", "media": [media(&app, "clip.mp4")]}),
+    )
+    .await;
+    let other_page = published(&app, &pages[1], json!({"text": "On the second Page"})).await;
+
+    let state = app.sandbox.meta_state();
+    assert_eq!(state.page_posts.len(), 5, "exactly one post per job");
+    let post = |job: &Value| {
+        let id = job["post_id"].as_str().unwrap();
+        let post = state
+            .page_posts
+            .iter()
+            .find(|p| p.id == id)
+            .unwrap_or_else(|| panic!("{id} is not on the Page"));
+        assert_eq!(job["post_url"], post.permalink_url.as_str(), "{job}");
+        post.clone()
+    };
+    assert_eq!(post(&text).message.as_deref(), Some("Hello from Herald"));
+    assert_eq!(
+        post(&link).link.as_deref(),
+        Some("https://example.com/story")
+    );
+    assert_eq!(post(&album).photo_urls.len(), 3);
+    let video = post(&clip);
+    assert!(video.visible, "processed before Published");
+    assert!(clip["post_url"]
+        .as_str()
+        .unwrap()
+        .ends_with(&format!("/videos/{}/", video.video_id.unwrap())));
+    assert_eq!(state.videos[0].title.as_deref(), Some("Clip"));
+    assert_ne!(post(&other_page).page_id, post(&text).page_id);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_instagram_content_type_is_published_once() {
+    let app = spawn_app(Backend::Embedded).await;
+    let account = app.connect_instagram("alice", "meta_ig").await.remove(0);
+    let reels = json!({"instagram": {"placement": "reels"}});
+    let stories = json!({"instagram": {"placement": "stories"}});
+    let jobs = [
+        published(&app, &account, json!({"text": "A photo", "hashtags": ["herald"], "media": [media(&app, "p.jpg")]})).await,
+        published(&app, &account, json!({"text": "A feed video", "media": [media(&app, "v.mp4")]})).await,
+        published(&app, &account, json!({"text": "A reel", "media": [media(&app, "r.mp4")], "options": reels})).await,
+        published(&app, &account, json!({"text": "A story", "media": [media(&app, "s.jpg")], "options": stories})).await,
+        published(
+            &app,
+            &account,
+            json!({"text": "A carousel", "media": [media(&app, "1.jpg"), media(&app, "2.mp4"), media(&app, "3.jpg")]}),
+        )
+        .await,
+    ];
+    let state = app.sandbox.meta_state();
+    assert_eq!(state.instagram_media.len(), 5, "exactly one post per job");
+    let kinds: Vec<(String, String)> = jobs
+        .iter()
+        .map(|job| {
+            let media = state
+                .instagram_media
+                .iter()
+                .find(|m| job["post_id"] == m.id.as_str())
+                .unwrap_or_else(|| panic!("{job}"));
+            assert_eq!(job["post_url"], media.permalink.as_str());
+            (media.media_type.clone(), media.media_product_type.clone())
+        })
+        .collect();
+    let expected = [
+        ("IMAGE", "FEED"),
+        ("VIDEO", "REELS"),
+        ("VIDEO", "REELS"),
+        ("IMAGE", "STORY"),
+        ("CAROUSEL_ALBUM", "FEED"),
+    ];
+    assert_eq!(kinds, expected.map(|(a, b)| (a.to_owned(), b.to_owned())));
+    assert_eq!(state.instagram_media[0].caption, "A photo\n\n#herald");
+    assert_eq!(state.instagram_media[4].media_urls.len(), 3);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_and_kafka_publish_to_a_page_and_to_instagram() {
+    let app = spawn_app(Backend::PostgresKafka).await;
+    let page = app
+        .connect_facebook_pages("alice", "meta_pg")
+        .await
+        .remove(0);
+    let account = app.connect_instagram("alice", "meta_pg").await.remove(0);
+    let fb = published(&app, &page, json!({"text": "Pages via Kafka"})).await;
+    let ig = published(
+        &app,
+        &account,
+        json!({"text": "Instagram via Kafka", "media": [media(&app, "k.jpg")]}),
+    )
+    .await;
+    let state = app.sandbox.meta_state();
+    assert_eq!(state.page_posts.len(), 1);
+    assert_eq!(fb["post_id"], state.page_posts[0].id.as_str());
+    assert_eq!(state.instagram_media.len(), 1);
+    assert_eq!(ig["post_id"], state.instagram_media[0].id.as_str());
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_documented_error_classes_get_the_right_outcome() {
+    let app = spawn_app(Backend::Embedded).await;
+    let page = app
+        .connect_facebook_pages("alice", "meta_err")
+        .await
+        .remove(0);
+    let account = app.connect_instagram("alice", "meta_err").await.remove(0);
+
+    // 5xx: retried with backoff into one post.
+    app.meta_fault(
+        "page_feed",
+        json!({"kind": "server_error", "status": 503}),
+        1,
+    )
+    .await;
+    let job = published(&app, &page, json!({"text": "second time lucky"})).await;
+    assert_eq!(job["attempts"], 2, "{job}");
+
+    // The answer to the irreversible call is lost: reconciled, not sent again.
+    app.meta_fault(
+        "page_feed",
+        json!({"kind": "timeout_after_success", "secs": 5}),
+        1,
+    )
+    .await;
+    let before = calls(&app, "POST", "/feed");
+    let job_id = app
+        .publish("alice", &page, json!({"text": "did it go out?"}))
+        .await;
+    let job = app
+        .wait_for_status("alice", &job_id, "published", SOON)
+        .await;
+    let history = app.history("alice", &job_id).await;
+    assert!(
+        history.contains(&"OutcomeUnknown".to_owned())
+            && history.contains(&"Reconciled".to_owned()),
+        "{history:?}"
+    );
+    assert_eq!(
+        calls(&app, "POST", "/feed") - before,
+        1,
+        "nothing was sent again"
+    );
+    let state = app.sandbox.meta_state();
+    let matching: Vec<_> = state
+        .page_posts
+        .iter()
+        .filter(|p| p.message.as_deref() == Some("did it go out?"))
+        .collect();
+    assert_eq!(matching.len(), 1);
+    assert_eq!(job["post_id"], matching[0].id.as_str());
+
+    // An expired Page token: renewed through the login, then the post goes out.
+    let page_tokens = |app: &TestApp| {
+        app.sandbox
+            .meta_state()
+            .tokens_issued
+            .iter()
+            .filter(|t| t.kind == "page")
+            .count()
+    };
+    let tokens_before = page_tokens(&app);
+    app.meta_fault("ig_publish", json!({"kind": "expire_token"}), 1)
+        .await;
+    published(
+        &app,
+        &account,
+        json!({"text": "after a renewal", "media": [media(&app, "t.jpg")]}),
+    )
+    .await;
+    assert_eq!(page_tokens(&app), tokens_before + 1, "one renewal");
+
+    // Content Instagram refuses: Failed, saying what to do.
+    app.meta_fault("ig_publish", json!({"kind": "content_rejected"}), 1)
+        .await;
+    let job_id = app
+        .publish(
+            "alice",
+            &account,
+            json!({"text": "buy now!!!", "media": [media(&app, "s.jpg")]}),
+        )
+        .await;
+    let job = app.wait_for_status("alice", &job_id, "failed", SOON).await;
+    assert_eq!(job["last_error"]["class"], "permanent", "{job}");
+    assert_eq!(job["last_error"]["code"], "graph_4_2207051", "{job}");
+    assert!(
+        job["last_error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("possible spam"),
+        "{job}"
+    );
+
+    // Media Instagram cannot fetch: Failed before anything is published.
+    let job_id = app
+        .publish(
+            "alice",
+            &account,
+            json!({"text": "gone", "media": [{"url": format!("{}/gone.jpg", app.sandbox.base_url()), "kind": "image", "mime_type": "image/jpeg"}]}),
+        )
+        .await;
+    let job = app.wait_for_status("alice", &job_id, "failed", SOON).await;
+    assert!(
+        job["last_error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("make the URL public"),
+        "{job}"
+    );
+
+    // Rate limited: waits as long as Meta says, without failing.
+    app.meta_fault(
+        "page_feed",
+        json!({"kind": "rate_limited", "retry_after_secs": 3600}),
+        1,
+    )
+    .await;
+    let job_id = app.publish("alice", &page, json!({"text": "later"})).await;
+    let job = app
+        .wait_for_status("alice", &job_id, "retry_scheduled", SOON)
+        .await;
+    assert_eq!(job["last_error"]["class"], "rate_limited", "{job}");
+    let retry_at = time(job["retry_at"].as_str().unwrap());
+    assert!(retry_at > Utc::now() + TimeDelta::minutes(55), "{job}");
+
+    // The person removed Herald from their Facebook apps: reconnect.
+    app.meta_fault("ig_publish", json!({"kind": "revoke_grant"}), 1)
+        .await;
+    let job_id = app
+        .publish(
+            "alice",
+            &account,
+            json!({"text": "never", "media": [media(&app, "n.jpg")]}),
+        )
+        .await;
+    let job = app.wait_for_status("alice", &job_id, "failed", SOON).await;
+    assert_eq!(
+        job["last_error"]["class"], "reauthorization_required",
+        "{job}"
+    );
+    assert!(
+        job["last_error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("connect Instagram again"),
+        "{job}"
+    );
+    app.stop().await;
+}
+
+/// Two worker processes publish to one Instagram account at once: together they publish no
+/// more than the quota Meta reports, and the rest wait for a free slot instead of failing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_instagram_publishing_limit_holds_across_two_worker_processes() {
+    const QUOTA: usize = 3;
+    const JOBS: usize = 8;
+    let mut sandbox = SandboxConfig::default();
+    sandbox.meta.ig_quota_total = QUOTA as u32;
+    let mut split = SplitApp::start_with(Backend::PostgresKafka, sandbox).await;
+    let account = split
+        .app
+        .connect_instagram("alice", "meta_quota")
+        .await
+        .remove(0);
+    // Two jobs at a time each, and slow containers: both processes must take jobs.
+    let log = "info,herald_infrastructure::platforms::instagram=debug";
+    let mut first_config = split.worker_config();
+    first_config.worker_concurrency = 2;
+    let first = split.spawn_worker(&first_config, log);
+    let mut second_config = split.worker_config();
+    second_config.worker_concurrency = 2;
+    let second = split.spawn_worker(&second_config, log);
+    eventually("both workers run", Duration::from_secs(60), || async {
+        first.assert_running();
+        second.assert_running();
+        let ready = |w: &support::worker::WorkerProcess| w.log().contains("Herald is running");
+        (ready(&first) && ready(&second)).then_some(())
+    })
+    .await;
+    split
+        .app
+        .meta_fault(
+            "ig_create_container",
+            json!({"kind": "slow_processing", "secs": 1.0}),
+            4,
+        )
+        .await;
+    let app = &split.app;
+    let mut job_ids = Vec::new();
+    for n in 0..JOBS {
+        job_ids.push(
+            app.publish(
+                "alice",
+                &account,
+                json!({"text": format!("quota post {n}"), "media": [media(app, "q.jpg")]}),
+            )
+            .await,
+        );
+    }
+    let jobs = eventually(
+        "every job is published or waiting for a slot",
+        Duration::from_secs(120),
+        || async {
+            first.assert_running();
+            second.assert_running();
+            let mut jobs = Vec::new();
+            for job_id in &job_ids {
+                let job: Value = app
+                    .get("alice", &format!("/jobs/{job_id}"))
+                    .await
+                    .json()
+                    .await
+                    .ok()?;
+                assert_ne!(job["status"], "failed", "no job fails: {job}");
+                let settled = job["status"] == "published"
+                    || (job["status"] == "retry_scheduled"
+                        && job["last_error"]["class"] == "rate_limited");
+                if !settled {
+                    return None;
+                }
+                jobs.push(job);
+            }
+            Some(jobs)
+        },
+    )
+    .await;
+    for worker in [&first, &second] {
+        let log = worker.log();
+        assert!(
+            log.contains("instagram media published") || log.contains("attempt failed"),
+            "each process publishes: {}",
+            worker.log_path.display()
+        );
+    }
+    let state = app.sandbox.meta_state();
+    assert_eq!(state.instagram_media.len(), QUOTA, "no more than the quota");
+    let published: Vec<&Value> = jobs.iter().filter(|j| j["status"] == "published").collect();
+    assert_eq!(published.len(), QUOTA);
+    let oldest = state
+        .instagram_media
+        .iter()
+        .map(|m| time(&m.timestamp))
+        .min()
+        .unwrap();
+    for job in jobs.iter().filter(|j| j["status"] == "retry_scheduled") {
+        assert!(job["attempts"].as_i64().unwrap() <= 2, "{job}");
+        let retry_at = time(job["retry_at"].as_str().unwrap());
+        assert!(
+            retry_at >= oldest + TimeDelta::hours(24) - TimeDelta::seconds(5),
+            "waits for the oldest post to leave the 24-hour window: {job}"
+        );
+    }
+    // Each process publishes to the account one post at a time after reading the live quota,
+    // so Instagram refuses at most one post that two processes sent for the last slot at once.
+    let publish_calls = |app: &TestApp| {
+        app.sandbox
+            .meta_state()
+            .requests
+            .iter()
+            .filter(|r| r.path.ends_with("/media_publish"))
+            .map(|r| r.status)
+            .collect::<Vec<_>>()
+    };
+    let calls = publish_calls(app);
+    let refused = calls.iter().filter(|s| **s == Some(400)).count();
+    assert!(refused <= 1, "Instagram refused {refused}: {calls:?}");
+    assert_eq!(calls.len(), QUOTA + refused, "{calls:?}");
+
+    // A later post waits for the free slot without asking Instagram to publish it.
+    let late = app
+        .publish(
+            "alice",
+            &account,
+            json!({"text": "late post", "media": [media(app, "q.jpg")]}),
+        )
+        .await;
+    let job = app
+        .wait_for_status("alice", &late, "retry_scheduled", Duration::from_secs(60))
+        .await;
+    assert_eq!(job["last_error"]["class"], "rate_limited", "{job}");
+    assert_eq!(
+        publish_calls(app).len(),
+        calls.len(),
+        "no publish past the quota"
+    );
+    drop(first);
+    drop(second);
+    split.stop().await;
+}
+
+/// With no Meta settings, the embedded default connects both platforms to its own sandbox.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_default_connects_facebook_and_instagram_to_its_sandbox() {
+    let app = support::spawn_app_configured(
+        Backend::Embedded,
+        SandboxConfig::default(),
+        herald_api::config::Role::All,
+        |config| {
+            config.sandbox = Some(true);
+            config.facebook_pages_client_id = None;
+            config.facebook_pages_api_base = None;
+            config.instagram_client_id = None;
+            config.instagram_api_base = None;
+        },
+    )
+    .await;
+    for platform in ["facebook_pages", "instagram"] {
+        let started: Value = app
+            .post("alice", &format!("/{platform}/connect"), json!({}))
+            .await
+            .json()
+            .await
+            .unwrap();
+        let url = started["authorization_url"].as_str().expect("a URL");
+        assert!(url.contains("/meta/v25.0/dialog/oauth"), "{url}");
+        assert!(
+            !url.starts_with(&app.sandbox.base_url()),
+            "the in-process sandbox, not the test's: {url}"
+        );
+        let callback = app.http.get(url).send().await.unwrap();
+        assert_eq!(callback.status(), 200, "{:?}", callback.text().await);
+    }
+    app.stop().await;
+}
