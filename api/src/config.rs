@@ -75,6 +75,26 @@ pub struct Config {
     /// Seconds one Threads API request may take before its outcome counts as unknown.
     #[arg(long, env = "THREADS_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
     pub threads_request_timeout_secs: u64,
+    /// TikTok app `client_key` (TikTok for Developers); give the client secret too.
+    #[arg(long, env = "TIKTOK_CLIENT_ID")]
+    pub tiktok_client_id: Option<String>,
+    #[arg(long, env = "TIKTOK_CLIENT_SECRET", hide_env_values = true)]
+    pub tiktok_client_secret: Option<String>,
+    /// TikTok API base (default https://open.tiktokapis.com, consent at
+    /// https://www.tiktok.com/v2/auth/authorize/); with a custom base, the consent page lives
+    /// under it.
+    #[arg(long, env = "TIKTOK_API_BASE")]
+    pub tiktok_api_base: Option<String>,
+    /// Seconds one TikTok API request may take.
+    #[arg(long, env = "TIKTOK_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
+    pub tiktok_request_timeout_secs: u64,
+    /// Chunk size of TikTok video uploads (5-64 MiB; default 10 MiB).
+    #[arg(long, env = "TIKTOK_CHUNK_BYTES", default_value_t = 10 * 1024 * 1024)]
+    pub tiktok_chunk_bytes: u64,
+    /// Comma-separated URL prefixes verified for the TikTok app: videos under them are pulled
+    /// by TikTok (PULL_FROM_URL) instead of uploaded in chunks.
+    #[arg(long, env = "TIKTOK_PULL_FROM_URL_PREFIXES")]
+    pub tiktok_pull_from_url_prefixes: Option<String>,
     /// Public base URL of this server, for OAuth callbacks (default: taken from each request).
     #[arg(long, env = "HERALD_PUBLIC_URL")]
     pub public_url: Option<String>,
@@ -120,6 +140,12 @@ impl Config {
             threads_client_secret: None,
             threads_api_base: None,
             threads_request_timeout_secs: 30,
+            tiktok_client_id: None,
+            tiktok_client_secret: None,
+            tiktok_api_base: None,
+            tiktok_request_timeout_secs: 30,
+            tiktok_chunk_bytes: 10 * 1024 * 1024,
+            tiktok_pull_from_url_prefixes: None,
             public_url: None,
             worker_concurrency: 32,
             job_lease_secs: 30,
@@ -141,8 +167,11 @@ impl Config {
 
     /// The sandbox runs unless switched off, or unless real credentials are configured.
     pub fn sandbox_enabled(&self) -> bool {
-        self.sandbox
-            .unwrap_or(self.x_client_id.is_none() && self.threads_client_id.is_none())
+        self.sandbox.unwrap_or(
+            self.x_client_id.is_none()
+                && self.threads_client_id.is_none()
+                && self.tiktok_client_id.is_none(),
+        )
     }
 
     /// Dev-mode auth: a secret generated into the data dir, for the embedded default only.

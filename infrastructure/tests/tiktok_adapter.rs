@@ -649,7 +649,10 @@ async fn an_expired_upload_url_starts_a_new_publish() {
     assert_eq!(state.publishes[0].status, "PROCESSING_UPLOAD");
     assert_eq!(state.posts.len(), 1);
     assert!(
-        second.events().iter().any(|e| matches!(e, Event::Session(_))),
+        second
+            .events()
+            .iter()
+            .any(|e| matches!(e, Event::Session(_))),
         "the new session is reported"
     );
 }

@@ -488,6 +488,10 @@ impl TiktokAdapter {
             .call_data::<InitData>(kind.endpoint(), limits, request, kind.ctx())
             .await
         {
+            Ok(init) => {
+                tracing::info!(publish_id = %init.publish_id, inbox, "TikTok accepted the publish");
+                Ok(init)
+            }
             Err(failure) if failure.code == "spam_risk_too_many_pending_share" => {
                 Err(pending_share_limit(
                     &ApiError::default(),
