@@ -240,6 +240,37 @@ async fn a_failing_chunk_is_retried_by_resuming_the_same_upload() {
     app.stop().await;
 }
 
+/// An init whose answer is lost leaves a publish without bytes, which TikTok never posts: the
+/// retry starts a new one and the post appears once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_init_answer_lost_in_a_timeout_does_not_post_twice() {
+    let app = spawn_app(Backend::Embedded).await;
+    let connection = app.connect_tiktok("alice", "alice_tt").await;
+    app.tiktok_control(
+        "faults",
+        json!({"endpoint": "video_init", "fault": {"kind": "timeout_after_success", "secs": 5}}),
+    )
+    .await;
+    let job_id = app
+        .publish(
+            "alice",
+            &connection,
+            json!({"text": "once", "media": [video(&app, "o.mp4", 2000)]}),
+        )
+        .await;
+    let job = app
+        .wait_for_status("alice", &job_id, "published", SOON)
+        .await;
+    assert_eq!(job["attempts"], 2, "{job}");
+    let state = app.sandbox.tiktok_state();
+    assert_eq!(state.publishes.len(), 2);
+    assert_eq!(state.publishes[0].status, "PROCESSING_UPLOAD");
+    assert_eq!(state.publishes[0].uploaded_bytes, 0);
+    assert_eq!(state.posts.len(), 1, "exactly one post on TikTok");
+    assert_eq!(job["post_id"], state.publishes[1].publish_id.as_str());
+    app.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_token_is_refreshed_once_and_the_post_goes_out() {
     let app = spawn_app(Backend::Embedded).await;
@@ -301,6 +332,45 @@ async fn a_revoked_grant_asks_for_reconnection() {
         "{job}"
     );
     assert!(app.sandbox.tiktok_state().publishes.is_empty());
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disconnecting_revokes_the_grant_at_tiktok() {
+    let app = spawn_app(Backend::Embedded).await;
+    let connection = app.connect_tiktok("alice", "alice_tt").await;
+    let issued = app.sandbox.tiktok_state().tokens_issued;
+    let response = app
+        .delete(
+            "alice",
+            &format!("/tiktok/disconnect?connection_id={connection}"),
+        )
+        .await;
+    assert!(
+        response.status().is_success(),
+        "{:?}",
+        response.text().await
+    );
+    let revokes = app
+        .sandbox
+        .tiktok_state()
+        .requests
+        .into_iter()
+        .filter(|r| r.path.ends_with("/v2/oauth/revoke/"))
+        .map(|r| r.status)
+        .collect::<Vec<_>>();
+    assert_eq!(revokes, [Some(200)]);
+    let refused = app
+        .http
+        .post(format!(
+            "{}/v2/post/publish/creator_info/query/",
+            app.sandbox.tiktok_base_url()
+        ))
+        .bearer_auth(&issued[0].access_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401, "the token no longer works at TikTok");
     app.stop().await;
 }
 

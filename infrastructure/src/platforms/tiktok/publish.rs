@@ -1085,8 +1085,10 @@ pub(super) async fn create_post(
     Ok(created(t, &outcome, post_id))
 }
 
-/// Reconciliation: asks TikTok about the publish `upload_media` recorded. Without one no upload
-/// finished, and a publish it left half-way is resumed by the next attempt's session.
+/// Reconciliation. `upload_media` records a publish only once TikTok reported it finished, so a
+/// recorded one is the post (TikTok is asked only for a public id it may have assigned since).
+/// Without one no upload finished, and a publish left half-way is resumed by the next attempt
+/// through its session.
 pub(super) async fn find_post(
     t: &TiktokAdapter,
     token: &Secret,
@@ -1096,22 +1098,17 @@ pub(super) async fn find_post(
     let Some(outcome) = recorded_outcome(draft) else {
         return Ok(None);
     };
-    let status = t.status(token, &outcome.publish_id, limits).await?;
-    if status.done() {
-        return Ok(Some(created(
-            t,
-            &outcome,
-            status.post_id().or(outcome.post_id.clone()),
-        )));
-    }
-    if status.status == "FAILED" {
-        return Ok(None);
-    }
-    Err(PlatformFailure::new(
-        ErrorClass::Retryable,
-        "tiktok_still_processing",
-        "TikTok is still processing the post; Herald looks again shortly",
-    ))
+    let post_id = match outcome.post_id.clone() {
+        Some(id) => Some(id),
+        None => match t.status(token, &outcome.publish_id, limits).await {
+            Ok(status) => status.post_id(),
+            Err(failure) => {
+                tracing::info!(%failure, "no public TikTok post id; using the publish id");
+                None
+            }
+        },
+    };
+    Ok(Some(created(t, &outcome, post_id)))
 }
 
 #[cfg(test)]
