@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
+use herald_infrastructure::media_source::MediaUrlPolicy;
 
 /// What this process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -95,6 +96,29 @@ pub struct Config {
     /// by TikTok (PULL_FROM_URL) instead of uploaded in chunks.
     #[arg(long, env = "TIKTOK_PULL_FROM_URL_PREFIXES")]
     pub tiktok_pull_from_url_prefixes: Option<String>,
+    /// LinkedIn app client id; give the client secret too.
+    #[arg(long, env = "LINKEDIN_CLIENT_ID")]
+    pub linkedin_client_id: Option<String>,
+    #[arg(long, env = "LINKEDIN_CLIENT_SECRET", hide_env_values = true)]
+    pub linkedin_client_secret: Option<String>,
+    /// LinkedIn API base (default https://api.linkedin.com, OAuth at
+    /// https://www.linkedin.com/oauth/v2); with a custom base, OAuth endpoints live under it.
+    #[arg(long, env = "LINKEDIN_API_BASE")]
+    pub linkedin_api_base: Option<String>,
+    /// `LinkedIn-Version` (YYYYMM) sent with every versioned call; raise it when LinkedIn
+    /// sunsets the one in use (426 NONEXISTENT_VERSION).
+    #[arg(long, env = "LINKEDIN_VERSION")]
+    pub linkedin_version: Option<String>,
+    /// Space-separated scopes to request (default: member and organisation posting).
+    #[arg(long, env = "LINKEDIN_SCOPES")]
+    pub linkedin_scopes: Option<String>,
+    /// Seconds one LinkedIn API request may take before its outcome counts as unknown.
+    #[arg(long, env = "LINKEDIN_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
+    pub linkedin_request_timeout_secs: u64,
+    /// Seconds to wait after a LinkedIn 429 that names no daily limit (LinkedIn sends no
+    /// Retry-After).
+    #[arg(long, env = "LINKEDIN_THROTTLE_BACKOFF_SECS", default_value_t = 60)]
+    pub linkedin_throttle_backoff_secs: u64,
     /// Public base URL of this server, for OAuth callbacks (default: taken from each request).
     #[arg(long, env = "HERALD_PUBLIC_URL")]
     pub public_url: Option<String>,
@@ -113,6 +137,14 @@ pub struct Config {
     /// Name of this worker in leases (default: host and process id).
     #[arg(long, env = "HERALD_WORKER_ID")]
     pub worker_id: Option<String>,
+    /// Let media URLs reach private, loopback and link-local addresses (development only:
+    /// it opens Herald's network to whoever may publish).
+    #[arg(long, env = "HERALD_MEDIA_ALLOW_PRIVATE", default_value_t = false)]
+    pub media_allow_private: bool,
+    /// Comma-separated hosts (`host` or `host:port`) media may come from whatever they resolve
+    /// to, e.g. an internal CDN.
+    #[arg(long, env = "HERALD_MEDIA_ALLOWED_HOSTS", default_value = "")]
+    pub media_allowed_hosts: String,
 }
 
 impl Config {
@@ -146,11 +178,20 @@ impl Config {
             tiktok_request_timeout_secs: 30,
             tiktok_chunk_bytes: 10 * 1024 * 1024,
             tiktok_pull_from_url_prefixes: None,
+            linkedin_client_id: None,
+            linkedin_client_secret: None,
+            linkedin_api_base: None,
+            linkedin_version: None,
+            linkedin_scopes: None,
+            linkedin_request_timeout_secs: 30,
+            linkedin_throttle_backoff_secs: 60,
             public_url: None,
             worker_concurrency: 32,
             job_lease_secs: 30,
             refresh_scan_secs: 30,
             worker_id: None,
+            media_allow_private: false,
+            media_allowed_hosts: String::new(),
         }
     }
 
@@ -170,13 +211,24 @@ impl Config {
         self.sandbox.unwrap_or(
             self.x_client_id.is_none()
                 && self.threads_client_id.is_none()
-                && self.tiktok_client_id.is_none(),
+                && self.tiktok_client_id.is_none()
+                && self.linkedin_client_id.is_none(),
         )
     }
 
     /// Dev-mode auth: a secret generated into the data dir, for the embedded default only.
     pub fn dev_auth(&self) -> bool {
         self.jwt_secret.is_none() && self.jwt_jwks_url.is_none()
+    }
+
+    /// Which media URLs may be fetched; the in-process sandbox (`sandbox_host`, `host:port`)
+    /// serves sample media and is always allowed.
+    pub fn media_policy(&self, sandbox_host: Option<&str>) -> MediaUrlPolicy {
+        let policy = MediaUrlPolicy::new(self.media_allow_private, &self.media_allowed_hosts);
+        match sandbox_host {
+            Some(host) => policy.allowing(host),
+            None => policy,
+        }
     }
 
     pub fn worker_id(&self) -> String {

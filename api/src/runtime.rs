@@ -6,6 +6,8 @@ use anyhow::Context;
 use herald_domain::{Connection, ConnectionId, PublishingJob};
 use herald_infrastructure::db::Db;
 use herald_infrastructure::log::{EventLog, KafkaConfig, LocalLog, LogHandler, LogRecord};
+use herald_infrastructure::media_source::MediaSource;
+use herald_infrastructure::platforms::linkedin::{LinkedInAdapter, LinkedInConfig};
 use herald_infrastructure::platforms::threads::{ThreadsAdapter, ThreadsConfig};
 use herald_infrastructure::platforms::tiktok::{TiktokAdapter, TiktokConfig};
 use herald_infrastructure::platforms::x::{XAdapter, XConfig};
@@ -44,6 +46,8 @@ pub struct Herald {
     pub connection_queries: ConnectionQueries,
     pub auth: Authenticator,
     pub sandbox: Option<Arc<Sandbox>>,
+    /// Reads media headers when a job is accepted, under the deployment's media URL policy.
+    pub media: MediaSource,
     pub publisher_wake: Arc<Notify>,
     pub shutdown: CancellationToken,
 }
@@ -120,7 +124,15 @@ impl Herald {
             Authenticator::hs256(secret)
         }
         .requiring(config.jwt_issuer.clone(), config.jwt_audience.clone());
+        let media_policy = config.media_policy(
+            sandbox
+                .as_ref()
+                .map(|s| s.local_addr().to_string())
+                .as_deref(),
+        );
+        let media = MediaSource::new(media_policy, Duration::from_secs(10))?;
         Ok(Herald {
+            media,
             job_queries: JobQueries::new(db.any.clone()),
             connection_queries: ConnectionQueries::new(db.any.clone()),
             config,
@@ -203,6 +215,7 @@ impl Herald {
 
 fn adapters(config: &Config, sandbox: Option<&Sandbox>) -> anyhow::Result<Adapters> {
     let mut adapters = Adapters::default();
+    let sandbox_host = sandbox.map(|s| s.local_addr().to_string());
     let x_config = match (sandbox, &config.x_client_id) {
         (Some(sandbox), None) => {
             let defaults = SandboxConfig::default();
@@ -227,6 +240,7 @@ fn adapters(config: &Config, sandbox: Option<&Sandbox>) -> anyhow::Result<Adapte
     };
     if let Some(mut x_config) = x_config {
         x_config.request_timeout = Duration::from_secs(config.x_request_timeout_secs.max(1));
+        x_config.media_policy = config.media_policy(sandbox_host.as_deref());
         adapters = adapters.with(Arc::new(XAdapter::new(x_config)?));
     }
     let threads_config = match (sandbox, &config.threads_client_id) {
@@ -262,7 +276,11 @@ fn adapters(config: &Config, sandbox: Option<&Sandbox>) -> anyhow::Result<Adapte
             Duration::from_secs(config.threads_request_timeout_secs.max(1));
         adapters = adapters.with(Arc::new(ThreadsAdapter::new(threads_config)?));
     }
-    if let Some(tiktok_config) = tiktok_config(config, sandbox)? {
+    if let Some(linkedin) = linkedin_adapter(config, sandbox)? {
+        adapters = adapters.with(linkedin);
+    }
+    if let Some(mut tiktok_config) = tiktok_config(config, sandbox)? {
+        tiktok_config.media_policy = config.media_policy(sandbox_host.as_deref());
         adapters = adapters.with(Arc::new(TiktokAdapter::new(tiktok_config)?));
     }
     Ok(adapters)
@@ -314,6 +332,50 @@ fn tiktok_config(
         .map(str::to_owned)
         .collect();
     Ok(Some(tiktok))
+}
+
+/// The LinkedIn adapter: the sandbox twin unless LINKEDIN_CLIENT_ID is set.
+fn linkedin_adapter(
+    config: &Config,
+    sandbox: Option<&Sandbox>,
+) -> anyhow::Result<Option<Arc<LinkedInAdapter>>> {
+    let mut linkedin = match (sandbox, &config.linkedin_client_id) {
+        (Some(sandbox), None) => {
+            let defaults = SandboxConfig::default();
+            LinkedInConfig::for_base(
+                url::Url::parse(&sandbox.linkedin_base_url())?,
+                defaults.linkedin.client_id,
+                Secret::new(defaults.linkedin.client_secret),
+            )
+        }
+        (_, Some(client_id)) => {
+            // LinkedIn's token endpoint always wants the client secret in the body.
+            let secret = Secret::new(
+                config
+                    .linkedin_client_secret
+                    .clone()
+                    .context("LINKEDIN_CLIENT_SECRET is required with LINKEDIN_CLIENT_ID")?,
+            );
+            match &config.linkedin_api_base {
+                Some(base) => LinkedInConfig::for_base(
+                    url::Url::parse(base).context("LINKEDIN_API_BASE")?,
+                    client_id.clone(),
+                    secret,
+                ),
+                None => LinkedInConfig::new(client_id.clone(), secret),
+            }
+        }
+        (None, None) => return Ok(None),
+    };
+    if let Some(version) = &config.linkedin_version {
+        linkedin.version = version.clone();
+    }
+    if let Some(scopes) = &config.linkedin_scopes {
+        linkedin.scopes = scopes.split_whitespace().map(str::to_owned).collect();
+    }
+    linkedin.request_timeout = Duration::from_secs(config.linkedin_request_timeout_secs.max(1));
+    linkedin.throttle_backoff = Duration::from_secs(config.linkedin_throttle_backoff_secs);
+    Ok(Some(Arc::new(LinkedInAdapter::new(linkedin)?)))
 }
 
 /// Feeds one projection from the event log, deserializing the record into its event type.

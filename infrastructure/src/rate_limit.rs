@@ -73,6 +73,57 @@ impl SharedRateLimits {
     }
 }
 
+/// The store key of a quota shared beyond one account (e.g. a Google project).
+fn quota_bucket(scope: &str) -> String {
+    format!("quota:{scope}")
+}
+
+impl SharedRateLimits {
+    async fn try_take_quota(
+        &self,
+        scope: &str,
+        units: u64,
+        budget: u64,
+        resets_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Result<(), DateTime<Utc>>> {
+        let bucket = quota_bucket(scope);
+        let now_ms = millis(now);
+        let as_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        // A day the store has not seen (or a new one) starts with the whole budget.
+        sqlx::query(
+            "INSERT INTO rate_limits (bucket, remaining, reset_at_ms, blocked_until_ms) VALUES ($1, $2, $3, 0)
+             ON CONFLICT (bucket) DO UPDATE SET remaining = excluded.remaining, reset_at_ms = excluded.reset_at_ms, blocked_until_ms = 0
+             WHERE rate_limits.reset_at_ms <= $4",
+        )
+        .bind(&bucket)
+        .bind(as_i64(budget))
+        .bind(millis(resets_at))
+        .bind(now_ms)
+        .execute(&self.db.any)
+        .await?;
+        let taken = sqlx::query(
+            "UPDATE rate_limits SET remaining = remaining - $2
+             WHERE bucket = $1 AND remaining >= $2 AND reset_at_ms > $3",
+        )
+        .bind(&bucket)
+        .bind(as_i64(units))
+        .bind(now_ms)
+        .execute(&self.db.any)
+        .await?
+        .rows_affected();
+        if taken == 1 {
+            return Ok(Ok(()));
+        }
+        let reset: Option<i64> =
+            sqlx::query_scalar("SELECT reset_at_ms FROM rate_limits WHERE bucket = $1")
+                .bind(&bucket)
+                .fetch_optional(&self.db.any)
+                .await?;
+        Ok(Err(reset.map(from_millis).unwrap_or(resets_at)))
+    }
+}
+
 impl SharedRateLimits {
     /// One call from a documented budget of `limit` calls in any `window`: the budget is `limit`
     /// slot rows, each holding when it is free again; a call takes the slot free the longest
@@ -146,6 +197,40 @@ impl SharedRateLimits {
 
 #[async_trait::async_trait]
 impl RateLimitGate for SharedRateLimits {
+    async fn take_quota(
+        &self,
+        scope: &str,
+        units: u64,
+        budget: u64,
+        resets_at: DateTime<Utc>,
+    ) -> Result<(), DateTime<Utc>> {
+        match self
+            .try_take_quota(scope, units, budget, resets_at, Utc::now())
+            .await
+        {
+            Ok(decision) => decision,
+            Err(error) => {
+                // As with `acquire`: the platform stays the final judge.
+                tracing::warn!(error = %error, scope, "quota state unavailable; calling anyway");
+                Ok(())
+            }
+        }
+    }
+
+    async fn quota_exhausted(&self, scope: &str, until: DateTime<Utc>) {
+        let result = sqlx::query(
+            "INSERT INTO rate_limits (bucket, remaining, reset_at_ms, blocked_until_ms) VALUES ($1, 0, $2, 0)
+             ON CONFLICT (bucket) DO UPDATE SET remaining = 0, reset_at_ms = excluded.reset_at_ms",
+        )
+        .bind(quota_bucket(scope))
+        .bind(millis(until))
+        .execute(&self.db.any)
+        .await;
+        if let Err(error) = result {
+            tracing::warn!(error = %error, scope, "could not record the exhausted quota");
+        }
+    }
+
     async fn acquire(&self, endpoint: &str) -> Result<(), DateTime<Utc>> {
         match self.try_acquire(endpoint, Utc::now()).await {
             Ok(decision) => decision,

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, TimeDelta, Utc};
 use herald_domain::{ErrorClass, MediaItem, MediaKind, Platform, PlatformFailure, PublishOptions};
 use herald_infrastructure::db::Db;
+use herald_infrastructure::media_source::MediaUrlPolicy;
 use herald_infrastructure::platforms::tiktok::{PkceEncoding, TiktokAdapter, TiktokConfig, MB};
 use herald_infrastructure::platforms::{
     MediaUpload, PlatformAdapter, PostDraft, RateLimitGate, TokenGrant, UploadProgress,
@@ -55,6 +56,8 @@ impl Env {
         let base = Url::parse(&sandbox.tiktok_base_url()).unwrap();
         config.authorize_url = Url::parse(&format!("{base}/v2/auth/authorize/")).unwrap();
         config.api_base = base;
+        // The sample media is served on loopback: allowed by name, nothing else is.
+        config.media_policy = MediaUrlPolicy::default().allowing(sandbox.local_addr().to_string());
         config.pull_from_url_prefixes = config
             .pull_from_url_prefixes
             .iter()
@@ -174,6 +177,7 @@ fn video_post(url: String, text: &str, options: PublishOptions) -> PostDraft {
             url,
             kind: MediaKind::Video,
             mime_type: "video/mp4".into(),
+            probe: None,
         }],
         options,
         ..PostDraft::default()
@@ -685,6 +689,7 @@ async fn pulled_videos_photos_and_inbox_uploads() {
             url: env.media_url(&format!("p{i}.jpg"), 2000),
             kind: MediaKind::Image,
             mime_type: "image/jpeg".into(),
+            probe: None,
         })
         .collect();
     let mut options = tiktok_options("direct", Some("PUBLIC_TO_EVERYONE"));

@@ -1,0 +1,849 @@
+//! LinkedIn adapter (platform-facts §8): 3-legged OAuth with the client secret in the body
+//! (state always, no PKCE), 60-day access tokens and — for approved MDP apps only — refresh
+//! tokens whose 365-day lifetime is fixed at the first authorization; the member from
+//! `/v2/userinfo` plus the organisations they may post for (`organizationAcls`); posts through
+//! `POST /rest/posts` with `LinkedIn-Version` and `X-Restli-Protocol-Version: 2.0.0`, images
+//! and videos through the Images and Videos APIs (see `media`).
+//!
+//! **Which author a connection posts as.** A member and their organisations share one login and
+//! one token, but `create_post` and `upload_media` only receive the token. So the adapter keeps
+//! the author with the token: every grant it hands out through `accounts()` (and every grant
+//! `refresh()` returns for such a connection) holds `"{author URN} {token}"` in its secret
+//! fields — stored sealed in the vault like any token — and the adapter splits it before calling
+//! LinkedIn. A grant without an author (straight from `exchange_code`) posts as the member, who
+//! is looked up with `/v2/userinfo`.
+//!
+//! Rate limits: LinkedIn's limits are per day and reset at midnight UTC; a 429 has no headers.
+//! A 429 naming a `DAY` limit closes the endpoint in the shared gate until midnight UTC, any
+//! other 429 for `throttle_backoff`. Gate keys: `linkedin_userinfo`, `linkedin_acls`,
+//! `linkedin_orgs`, `linkedin_images`, `linkedin_videos`, `linkedin_upload`, `linkedin_media`,
+//! `linkedin_posts`, `linkedin_list`.
+mod config;
+mod errors;
+mod media;
+mod text;
+
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use herald_domain::connection::AccountProfile;
+use herald_domain::{ErrorClass, MediaKind, Platform, PlatformFailure};
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+pub use config::{LinkedInConfig, DEFAULT_POSTING_ROLES, DEFAULT_SCOPES, DEFAULT_VERSION};
+
+use self::errors::{classify, publish_transport_error, CallContext};
+use super::http::{self, PlatformApi, Reply, SendError};
+use super::{
+    AuthorizationStart, ConnectedAccount, CreatedPost, MediaUpload, PlatformAdapter, PostDraft,
+    PostError, RateLimitGate, TokenGrant, Unlimited, UploadProgress,
+};
+use crate::oauth::{
+    classify_token_error, redact, retry_after, ClientAuth, OAuthClient, OAuthEndpoints, SetupError,
+    TokenCall,
+};
+use crate::secret::Secret;
+
+/// Posts created this long before `since` still count: clocks differ between Herald and LinkedIn.
+const CLOCK_SKEW_MS: i64 = 5_000;
+/// Posts listed per page while reconciling, and how many pages at most.
+const LIST_PAGE: usize = 50;
+const LIST_PAGES: usize = 4;
+/// LinkedIn shows article titles of up to 400 characters (the domain's rule for LinkedIn).
+const MAX_ARTICLE_TITLE: usize = 400;
+
+/// The LinkedIn adapter. Cheap to share: hold it in an `Arc`.
+pub struct LinkedInAdapter {
+    config: LinkedInConfig,
+    /// Builds the consent URL (state, scopes); token calls are made by hand because LinkedIn's
+    /// token responses add `refresh_token_expires_in` and list scopes comma-separated.
+    oauth: OAuthClient,
+    /// API calls; redirects are never followed (a redirect would carry the token elsewhere).
+    api: reqwest::Client,
+    /// Upload PUTs: a part or an image takes longer than one API call may.
+    uploads: reqwest::Client,
+    /// Downloads of media from user-supplied URLs.
+    media_source: reqwest::Client,
+}
+
+impl std::fmt::Debug for LinkedInAdapter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LinkedInAdapter")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `"{author} {token}"`: a token that knows which author it posts as.
+fn bind(author: &str, token: &str) -> Secret {
+    Secret::new(format!("{author} {token}"))
+}
+
+/// The author (if bound) and the token LinkedIn issued.
+fn unbind(secret: &Secret) -> (Option<&str>, &str) {
+    match secret.expose().split_once(' ') {
+        Some((author, token)) if author.starts_with("urn:li:") => (Some(author), token),
+        _ => (None, secret.expose()),
+    }
+}
+
+/// `grant` with both tokens bound to `author`.
+fn bind_grant(grant: &TokenGrant, author: &str) -> TokenGrant {
+    TokenGrant {
+        access_token: bind(author, unbind(&grant.access_token).1),
+        refresh_token: grant
+            .refresh_token
+            .as_ref()
+            .map(|r| bind(author, unbind(r).1)),
+        ..grant.clone()
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct TokenBody {
+    access_token: String,
+    expires_in: Option<i64>,
+    refresh_token: Option<String>,
+    refresh_token_expires_in: Option<i64>,
+    scope: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Userinfo {
+    sub: String,
+    name: Option<String>,
+    email: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Page<T> {
+    #[serde(default = "Vec::new")]
+    elements: Vec<T>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Acl {
+    organization: Option<String>,
+    role: Option<String>,
+    state: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Organization {
+    localized_name: Option<String>,
+    vanity_name: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ListedPost {
+    id: String,
+    #[serde(default)]
+    commentary: String,
+    created_at: Option<i64>,
+    content: Option<Value>,
+}
+
+impl LinkedInAdapter {
+    /// An adapter for the LinkedIn API (or sandbox) described by `config`.
+    pub fn new(config: LinkedInConfig) -> Result<Self, SetupError> {
+        let oauth = OAuthClient::new(
+            OAuthEndpoints {
+                provider: "LinkedIn".to_owned(),
+                authorize_url: config.oauth_url("authorization"),
+                token_url: config.oauth_url("accessToken"),
+                revoke_url: config.revoke_url.clone(),
+                client_id: config.client_id.clone(),
+                client_secret: Some(config.client_secret.clone()),
+                scopes: config.scopes.clone(),
+                // LinkedIn documents PKCE only for native clients (platform-facts §8.1).
+                use_pkce: false,
+                client_auth: ClientAuth::RequestBody,
+            },
+            config.request_timeout,
+        )?;
+        let connect_timeout = config.request_timeout.min(Duration::from_secs(10));
+        let api = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(config.request_timeout)
+            .connect_timeout(connect_timeout)
+            .build()?;
+        let uploads = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(config.request_timeout * 10)
+            .connect_timeout(connect_timeout)
+            .build()?;
+        let media_source = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::limited(5))
+            .connect_timeout(connect_timeout)
+            .read_timeout(config.request_timeout)
+            .build()?;
+        Ok(Self {
+            config,
+            oauth,
+            api,
+            uploads,
+            media_source,
+        })
+    }
+
+    /// The configuration the adapter was built with.
+    pub fn config(&self) -> &LinkedInConfig {
+        &self.config
+    }
+
+    /// A versioned Rest.li request.
+    fn rest(&self, method: Method, url: url::Url, token: &str) -> reqwest::RequestBuilder {
+        self.api
+            .request(method, url)
+            .bearer_auth(token)
+            .header("LinkedIn-Version", &self.config.version)
+            .header("X-Restli-Protocol-Version", "2.0.0")
+    }
+
+    /// A 429 LinkedIn explained (a daily limit) closes the endpoint for every worker until
+    /// LinkedIn's reset, not just for the back-off the headers-only hook could see.
+    async fn close_on_limit(
+        &self,
+        endpoint: &str,
+        limits: &dyn RateLimitGate,
+        failure: &PlatformFailure,
+    ) {
+        if failure.class == ErrorClass::RateLimited && failure.code != "rate_limit_exhausted" {
+            if let Some(until) = failure.not_before {
+                limits.observe(endpoint, Some(0), Some(until)).await;
+            }
+        }
+    }
+
+    async fn call(
+        &self,
+        endpoint: &str,
+        limits: &dyn RateLimitGate,
+        request: reqwest::RequestBuilder,
+        ctx: CallContext,
+    ) -> Result<Reply, PlatformFailure> {
+        let result = http::call(self, endpoint, limits, request, ctx).await;
+        if let Err(failure) = &result {
+            self.close_on_limit(endpoint, limits, failure).await;
+        }
+        result
+    }
+
+    async fn call_json<T: DeserializeOwned>(
+        &self,
+        endpoint: &str,
+        limits: &dyn RateLimitGate,
+        request: reqwest::RequestBuilder,
+        ctx: CallContext,
+    ) -> Result<T, PlatformFailure> {
+        self.call(endpoint, limits, request, ctx)
+            .await?
+            .json(self, ctx)
+    }
+
+    /// A token-endpoint call (client id and secret in the body); secrets never reach a message.
+    async fn token_request(
+        &self,
+        form: &[(&str, &str)],
+        call: TokenCall,
+        secrets: &[&str],
+    ) -> Result<TokenBody, PlatformFailure> {
+        let secret = self.config.client_secret.expose();
+        let mut all_secrets = secrets.to_vec();
+        all_secrets.push(secret);
+        let mut body = form.to_vec();
+        body.push(("client_id", self.config.client_id.as_str()));
+        body.push(("client_secret", secret));
+        let response = self
+            .api
+            .post(self.config.oauth_url("accessToken"))
+            .form(&body)
+            .send()
+            .await
+            .map_err(|e| {
+                http::default_transport_failure("LinkedIn", "exchange tokens with LinkedIn", &e)
+            })?;
+        let status = response.status();
+        let retry_at = retry_after(response.headers(), Utc::now());
+        let bytes = response.bytes().await.map_err(|e| {
+            http::default_transport_failure("LinkedIn", "exchange tokens with LinkedIn", &e)
+        })?;
+        if !status.is_success() {
+            let failure = classify_token_error("LinkedIn", call, status.as_u16(), retry_at, &bytes);
+            let message = if failure.class == ErrorClass::ReauthorizationRequired {
+                format!("{}. LinkedIn refresh tokens last 365 days from the first authorization and refreshing does not extend them", failure.message)
+            } else {
+                failure.message
+            };
+            return Err(PlatformFailure {
+                message: redact(&message, &all_secrets),
+                ..failure
+            });
+        }
+        serde_json::from_slice(&bytes).map_err(|_| {
+            PlatformFailure::new(
+                ErrorClass::Permanent,
+                "oauth_unexpected_response",
+                "LinkedIn's token endpoint answered with a response Herald cannot read; check the LinkedIn OAuth base URL",
+            )
+        })
+    }
+
+    /// The grant in a token response; `previous_refresh` is kept when none comes back.
+    fn grant(&self, body: TokenBody, previous_refresh: Option<&str>) -> TokenGrant {
+        let expires_at = body
+            .expires_in
+            .and_then(|s| Utc::now().checked_add_signed(TimeDelta::seconds(s)));
+        if let Some(left) = body.refresh_token_expires_in {
+            tracing::debug!(
+                refresh_token_days_left = left / 86_400,
+                "LinkedIn refresh token lifetime"
+            );
+        }
+        let scopes = body
+            .scope
+            .map(|s| {
+                s.split([',', ' '])
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| self.config.scopes.clone());
+        TokenGrant {
+            access_token: Secret::new(body.access_token),
+            refresh_token: body
+                .refresh_token
+                .or_else(|| previous_refresh.map(str::to_owned))
+                .map(Secret::new),
+            expires_at,
+            scopes,
+        }
+    }
+
+    async fn userinfo(
+        &self,
+        token: &str,
+        limits: &dyn RateLimitGate,
+    ) -> Result<AccountProfile, PlatformFailure> {
+        let request = self
+            .api
+            .get(self.config.api_url("v2/userinfo"))
+            .bearer_auth(token);
+        let me: Userinfo = self
+            .call_json(
+                "linkedin_userinfo",
+                limits,
+                request,
+                CallContext::READ_ACCOUNT,
+            )
+            .await?;
+        Ok(AccountProfile {
+            account_id: format!("urn:li:person:{}", me.sub),
+            display_name: me.name.clone().unwrap_or_else(|| me.sub.clone()),
+            username: me.email.unwrap_or(me.sub),
+        })
+    }
+
+    /// The organisations the member holds a posting role in (approved), as profiles.
+    async fn organizations(&self, token: &str) -> Result<Vec<AccountProfile>, PlatformFailure> {
+        let mut url = self.config.api_url("rest/organizationAcls");
+        url.query_pairs_mut()
+            .append_pair("q", "roleAssignee")
+            .append_pair("state", "APPROVED")
+            .append_pair("count", "100");
+        let request = self.rest(Method::GET, url, token);
+        let acls: Page<Acl> = self
+            .call_json(
+                "linkedin_acls",
+                &Unlimited,
+                request,
+                CallContext::READ_ORGANIZATIONS,
+            )
+            .await?;
+        let mut orgs: Vec<String> = Vec::new();
+        for acl in acls.elements {
+            let posts = acl
+                .role
+                .as_ref()
+                .is_some_and(|r| self.config.posting_roles.contains(r));
+            let approved = acl.state.as_deref().is_none_or(|s| s == "APPROVED");
+            if let Some(org) = acl.organization.filter(|_| posts && approved) {
+                if !orgs.contains(&org) {
+                    orgs.push(org);
+                }
+            }
+        }
+        let mut profiles = Vec::with_capacity(orgs.len());
+        for urn in orgs {
+            let id = urn.rsplit(':').next().unwrap_or_default().to_owned();
+            let request = self.rest(
+                Method::GET,
+                self.config.api_url(&format!("rest/organizations/{id}")),
+                token,
+            );
+            let org: Option<Organization> = match self
+                .call_json(
+                    "linkedin_orgs",
+                    &Unlimited,
+                    request,
+                    CallContext::READ_ORGANIZATIONS,
+                )
+                .await
+            {
+                Ok(org) => Some(org),
+                // The name is a nicety; the organisation is still one the member posts for.
+                Err(failure) if failure.class == ErrorClass::Permanent => None,
+                Err(failure) => return Err(failure),
+            };
+            let name = org.as_ref().and_then(|o| o.localized_name.clone());
+            let vanity = org.and_then(|o| o.vanity_name);
+            profiles.push(AccountProfile {
+                display_name: name.unwrap_or_else(|| format!("LinkedIn organisation {id}")),
+                username: vanity.unwrap_or_else(|| id.clone()),
+                account_id: urn,
+            });
+        }
+        Ok(profiles)
+    }
+
+    /// The author a token posts as, and the token to send.
+    async fn author<'a>(
+        &self,
+        secret: &'a Secret,
+        limits: &dyn RateLimitGate,
+    ) -> Result<(String, &'a str), PlatformFailure> {
+        match unbind(secret) {
+            (Some(author), token) => Ok((author.to_owned(), token)),
+            (None, token) => Ok((self.userinfo(token, limits).await?.account_id, token)),
+        }
+    }
+
+    /// The `POST /rest/posts` body for `draft` by `author`.
+    fn post_body(&self, author: &str, draft: &PostDraft) -> Result<Value, PlatformFailure> {
+        let organization = author.starts_with("urn:li:organization:");
+        let visibility = draft
+            .options
+            .linkedin
+            .visibility
+            .as_deref()
+            .unwrap_or("PUBLIC");
+        if organization && visibility == "CONNECTIONS" {
+            return Err(PlatformFailure::new(
+                ErrorClass::Permanent,
+                "visibility_not_allowed",
+                "LinkedIn organisations have no connections: their posts are PUBLIC; drop options.linkedin.visibility or set it to PUBLIC",
+            ));
+        }
+        let mut text = draft.text.clone();
+        let link = draft.link.as_deref().filter(|l| !l.trim().is_empty());
+        let content = match (draft.media_ids.as_slice(), link) {
+            ([], None) => None,
+            ([], Some(link)) => {
+                let title = draft
+                    .title
+                    .clone()
+                    .unwrap_or_else(|| text::derive_title(&draft.text, link, MAX_ARTICLE_TITLE));
+                Some(json!({"article": {"source": link, "title": title}}))
+            }
+            (ids, link) => {
+                // A post has one kind of content: with media, the link goes into the text,
+                // where LinkedIn turns it into a link.
+                if let Some(link) = link {
+                    if !text.is_empty() {
+                        text.push(' ');
+                    }
+                    text.push_str(link);
+                }
+                if let [id] = ids {
+                    let mut media = json!({ "id": id });
+                    let video = draft
+                        .media
+                        .first()
+                        .is_some_and(|m| m.kind == MediaKind::Video);
+                    if let (true, Some(title)) = (video, &draft.title) {
+                        media["title"] = json!(title);
+                    }
+                    Some(json!({ "media": media }))
+                } else {
+                    let images: Vec<Value> = ids.iter().map(|id| json!({ "id": id })).collect();
+                    Some(json!({"multiImage": {"images": images}}))
+                }
+            }
+        };
+        let mut body = json!({
+            "author": author,
+            "commentary": text::escape(&text),
+            "visibility": visibility,
+            "distribution": {
+                "feedDistribution": "MAIN_FEED",
+                "targetEntities": [],
+                "thirdPartyDistributionChannels": [],
+            },
+            "lifecycleState": "PUBLISHED",
+            "isReshareDisabledByAuthor": false,
+        });
+        if let Some(content) = content {
+            body["content"] = content;
+        }
+        Ok(body)
+    }
+
+    /// The irreversible call: 201 with the post's URN in `x-restli-id`.
+    async fn send_post(
+        &self,
+        token: &str,
+        body: &Value,
+        limits: &dyn RateLimitGate,
+    ) -> Result<CreatedPost, PostError> {
+        let request = self
+            .rest(Method::POST, self.config.api_url("rest/posts"), token)
+            .json(body);
+        let ctx = CallContext::CREATE_POST;
+        let response = match http::send(self, "linkedin_posts", limits, request).await {
+            Ok(response) => response,
+            Err(SendError::Limited(failure)) => return Err(PostError::Failed(failure)),
+            Err(SendError::Transport(e)) => return Err(publish_transport_error(&e)),
+        };
+        let status = response.status();
+        let urn = response
+            .headers()
+            .get("x-restli-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        if status.is_success() {
+            return match urn {
+                Some(urn) => Ok(CreatedPost {
+                    url: self.config.post_url(&urn),
+                    post_id: urn,
+                }),
+                None => Err(PostError::OutcomeUnknown(format!(
+                    "LinkedIn answered HTTP {status} without the post's id (x-restli-id); the post may exist"
+                ))),
+            };
+        }
+        let body = response.bytes().await.unwrap_or_default();
+        let failure = classify(
+            status.as_u16(),
+            &body,
+            ctx,
+            Utc::now(),
+            self.config.throttle_backoff,
+            &self.config.version,
+        );
+        self.close_on_limit("linkedin_posts", limits, &failure)
+            .await;
+        Err(PostError::Failed(failure))
+    }
+}
+
+impl PlatformApi for LinkedInAdapter {
+    type Context = CallContext;
+
+    fn name(&self) -> &'static str {
+        "LinkedIn"
+    }
+
+    fn action(&self, ctx: CallContext) -> &'static str {
+        ctx.action
+    }
+
+    /// LinkedIn sends no rate-limit headers. A 429 closes the endpoint for the back-off; the
+    /// classifier, which sees the body, extends that to midnight UTC for a daily limit.
+    fn rate_limit(
+        &self,
+        status: StatusCode,
+        _headers: &reqwest::header::HeaderMap,
+        now: DateTime<Utc>,
+    ) -> (Option<u64>, Option<DateTime<Utc>>) {
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            let backoff =
+                TimeDelta::from_std(self.config.throttle_backoff).unwrap_or(TimeDelta::seconds(60));
+            return (Some(0), Some(now + backoff));
+        }
+        (None, None)
+    }
+
+    fn classify(
+        &self,
+        status: StatusCode,
+        _headers: &reqwest::header::HeaderMap,
+        body: &[u8],
+        ctx: CallContext,
+        now: DateTime<Utc>,
+    ) -> PlatformFailure {
+        classify(
+            status.as_u16(),
+            body,
+            ctx,
+            now,
+            self.config.throttle_backoff,
+            &self.config.version,
+        )
+    }
+
+    fn transport_failure(&self, error: &reqwest::Error, ctx: CallContext) -> PlatformFailure {
+        errors::transport_failure(error, ctx)
+    }
+
+    fn is_error_body(&self, body: &Value) -> bool {
+        body.get("status")
+            .and_then(Value::as_u64)
+            .is_some_and(|s| s >= 400)
+            && body.get("message").is_some()
+    }
+}
+
+#[async_trait::async_trait]
+impl PlatformAdapter for LinkedInAdapter {
+    fn platform(&self) -> Platform {
+        Platform::Linkedin
+    }
+
+    fn authorization_url(&self, redirect_uri: &str) -> AuthorizationStart {
+        self.oauth.start(redirect_uri)
+    }
+
+    #[tracing::instrument(skip_all, fields(platform = "linkedin"))]
+    async fn exchange_code(
+        &self,
+        code: &str,
+        _pkce_verifier: &Secret,
+        redirect_uri: &str,
+    ) -> Result<TokenGrant, PlatformFailure> {
+        let body = self
+            .token_request(
+                &[
+                    ("grant_type", "authorization_code"),
+                    ("code", code),
+                    ("redirect_uri", redirect_uri),
+                ],
+                TokenCall::Code,
+                &[code],
+            )
+            .await?;
+        Ok(self.grant(body, None))
+    }
+
+    /// LinkedIn returns the same refresh token with what is left of its fixed lifetime; when no
+    /// refresh token comes back the old one is kept. The grant stays bound to its author.
+    #[tracing::instrument(skip_all, fields(platform = "linkedin"))]
+    async fn refresh(&self, refresh_token: &Secret) -> Result<TokenGrant, PlatformFailure> {
+        let (author, token) = unbind(refresh_token);
+        let body = self
+            .token_request(
+                &[("grant_type", "refresh_token"), ("refresh_token", token)],
+                TokenCall::Refresh,
+                &[token],
+            )
+            .await?;
+        let grant = self.grant(body, Some(token));
+        Ok(match author {
+            Some(author) => bind_grant(&grant, author),
+            None => grant,
+        })
+    }
+
+    /// Revokes the member's token. An organisation connection shares its member's login, so
+    /// disconnecting it revokes nothing: that would also end the member's other connections.
+    async fn revoke(&self, grant: &TokenGrant) -> Result<(), PlatformFailure> {
+        let (author, token) = unbind(&grant.access_token);
+        if author.is_some_and(|a| a.starts_with("urn:li:organization:")) {
+            return Ok(());
+        }
+        let Some(url) = &self.config.revoke_url else {
+            return Ok(());
+        };
+        let secret = self.config.client_secret.expose();
+        let response = self
+            .api
+            .post(url.clone())
+            .form(&[
+                ("client_id", self.config.client_id.as_str()),
+                ("client_secret", secret),
+                ("token", token),
+            ])
+            .send()
+            .await
+            .map_err(|e| http::default_transport_failure("LinkedIn", "revoke the token", &e))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let retry_at = retry_after(response.headers(), Utc::now());
+        let body = response.bytes().await.unwrap_or_default();
+        let failure = classify_token_error(
+            "LinkedIn",
+            TokenCall::Revoke,
+            status.as_u16(),
+            retry_at,
+            &body,
+        );
+        Err(PlatformFailure {
+            message: redact(&failure.message, &[token, secret]),
+            ..failure
+        })
+    }
+
+    #[tracing::instrument(skip_all, fields(platform = "linkedin"))]
+    async fn account(&self, access_token: &Secret) -> Result<AccountProfile, PlatformFailure> {
+        self.userinfo(unbind(access_token).1, &Unlimited).await
+    }
+
+    /// The member, then every organisation where the member holds a posting role. Each gets
+    /// the login's grant bound to its author.
+    #[tracing::instrument(skip_all, fields(platform = "linkedin", organizations = tracing::field::Empty))]
+    async fn accounts(&self, grant: &TokenGrant) -> Result<Vec<ConnectedAccount>, PlatformFailure> {
+        let token = unbind(&grant.access_token).1;
+        let member = self.userinfo(token, &Unlimited).await?;
+        let organizations = match self.organizations(token).await {
+            Ok(orgs) => orgs,
+            // Without the organisation scopes (no Community Management product), the member
+            // alone is connected.
+            Err(failure) if failure.class == ErrorClass::Permanent => {
+                tracing::info!(%failure, "no organisations: the login cannot list them");
+                vec![]
+            }
+            Err(failure) => return Err(failure),
+        };
+        tracing::Span::current().record("organizations", organizations.len());
+        Ok(std::iter::once(member)
+            .chain(organizations)
+            .map(|profile| ConnectedAccount {
+                grant: Some(bind_grant(grant, &profile.account_id)),
+                profile,
+            })
+            .collect())
+    }
+
+    #[tracing::instrument(skip_all, fields(platform = "linkedin", kind = ?upload.item.kind))]
+    async fn upload_media(
+        &self,
+        access_token: &Secret,
+        upload: &MediaUpload<'_>,
+        limits: &dyn RateLimitGate,
+        progress: &dyn UploadProgress,
+    ) -> Result<String, PlatformFailure> {
+        let (author, token) = self.author(access_token, limits).await?;
+        media::upload(self, token, &author, upload, limits, progress).await
+    }
+
+    #[tracing::instrument(
+        skip_all,
+        fields(platform = "linkedin", media = draft.media_ids.len(), post_id = tracing::field::Empty)
+    )]
+    async fn create_post(
+        &self,
+        access_token: &Secret,
+        draft: &PostDraft,
+        limits: &dyn RateLimitGate,
+    ) -> Result<CreatedPost, PostError> {
+        let (author, token) = self.author(access_token, limits).await?;
+        let body = self.post_body(&author, draft)?;
+        let post = self.send_post(token, &body, limits).await?;
+        tracing::Span::current().record("post_id", post.post_id.as_str());
+        Ok(post)
+    }
+
+    /// Lists the author's posts (newest first) and matches the commentary Herald would have
+    /// sent and the kind of content.
+    #[tracing::instrument(skip_all, fields(platform = "linkedin", %since, found = tracing::field::Empty))]
+    async fn find_post(
+        &self,
+        access_token: &Secret,
+        account_id: &str,
+        since: DateTime<Utc>,
+        draft: &PostDraft,
+        limits: &dyn RateLimitGate,
+    ) -> Result<Option<CreatedPost>, PlatformFailure> {
+        let token = unbind(access_token).1;
+        let author = if account_id.starts_with("urn:li:") {
+            account_id.to_owned()
+        } else {
+            self.author(access_token, limits).await?.0
+        };
+        let expected = self.post_body(&author, draft)?;
+        let wanted_text = text::normalize(expected["commentary"].as_str().unwrap_or_default());
+        let wanted_kind = content_kind(expected.get("content"));
+        let since_ms = since.timestamp_millis() - CLOCK_SKEW_MS;
+        for page in 0..LIST_PAGES {
+            let mut url = self.config.api_url("rest/posts");
+            url.query_pairs_mut()
+                .append_pair("q", "author")
+                .append_pair("author", &author)
+                .append_pair("sortBy", "CREATED")
+                .append_pair("start", &(page * LIST_PAGE).to_string())
+                .append_pair("count", &LIST_PAGE.to_string());
+            let request = self.rest(Method::GET, url, token);
+            let listed: Page<ListedPost> = self
+                .call_json("linkedin_list", limits, request, CallContext::READ_POSTS)
+                .await?;
+            let exhausted = listed.elements.len() < LIST_PAGE;
+            let mut older = false;
+            for post in listed.elements {
+                let created = post.created_at.unwrap_or(i64::MAX);
+                if created < since_ms {
+                    older = true;
+                    continue;
+                }
+                if text::normalize(&post.commentary) == wanted_text
+                    && content_kind(post.content.as_ref()) == wanted_kind
+                {
+                    tracing::Span::current().record("found", true);
+                    return Ok(Some(CreatedPost {
+                        url: self.config.post_url(&post.id),
+                        post_id: post.id,
+                    }));
+                }
+            }
+            if exhausted || older {
+                break;
+            }
+        }
+        tracing::Span::current().record("found", false);
+        Ok(None)
+    }
+}
+
+/// The kind of a post's `content` (`media`, `multiImage`, `article`, or none).
+fn content_kind(content: Option<&Value>) -> Option<String> {
+    content
+        .and_then(Value::as_object)
+        .and_then(|o| o.keys().next().cloned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_carry_their_author() {
+        let grant = TokenGrant {
+            access_token: Secret::new("AQtoken"),
+            refresh_token: Some(Secret::new("AQXrefresh")),
+            expires_at: None,
+            scopes: vec![],
+        };
+        let bound = bind_grant(&grant, "urn:li:organization:5");
+        assert_eq!(
+            unbind(&bound.access_token),
+            (Some("urn:li:organization:5"), "AQtoken")
+        );
+        assert_eq!(
+            unbind(bound.refresh_token.as_ref().unwrap()),
+            (Some("urn:li:organization:5"), "AQXrefresh")
+        );
+        // Binding again replaces the author rather than stacking it.
+        let rebound = bind_grant(&bound, "urn:li:person:abc");
+        assert_eq!(
+            unbind(&rebound.access_token),
+            (Some("urn:li:person:abc"), "AQtoken")
+        );
+        assert_eq!(unbind(&Secret::new("plain")), (None, "plain"));
+    }
+}
