@@ -617,10 +617,20 @@ async fn a_worker_killed_mid_upload_is_resumed_from_the_recorded_offset() {
         [(0, 5 * MB - 1), (5 * MB, 10 * MB - 1), (10 * MB, size - 1)],
         "each range accepted once: {uploads:?}"
     );
-    // Sent twice: only the chunk that was in flight when the worker died.
+    // Nothing before the recorded offset was sent again. The chunk in flight when the worker
+    // died is sent again only if TikTok did not get all of it (the kernel may still deliver
+    // what the dead process had written); either way the new worker follows TikTok's progress.
     let starts: Vec<u64> = uploads.iter().map(|u| u.first_byte.unwrap()).collect();
-    assert_eq!(starts, [0, 5 * MB, 5 * MB, 10 * MB], "{uploads:?}");
-    assert!(uploads[1].status.is_none() && !uploads[1].accepted);
+    assert!(
+        starts == [0, 5 * MB, 5 * MB, 10 * MB] || starts == [0, 5 * MB, 10 * MB],
+        "{uploads:?}"
+    );
+    if starts.len() == 4 {
+        assert!(
+            !uploads[1].accepted,
+            "the cut-off chunk did not count: {uploads:?}"
+        );
+    }
     // The second attempt opened no new session: it resumed from the recorded 5 MB.
     let history = app.history_events("alice", &job_id).await;
     let sessions = history
@@ -633,7 +643,9 @@ async fn a_worker_killed_mid_upload_is_resumed_from_the_recorded_offset() {
         .filter(|e| e["event_type"] == "UploadChunked")
         .map(|e| event_data(e)["bytes_sent"].as_u64().unwrap())
         .collect();
-    assert_eq!(offsets, [5 * MB, 10 * MB, size]);
+    assert_eq!(offsets.first(), Some(&(5 * MB)), "{offsets:?}");
+    assert_eq!(offsets.last(), Some(&size), "{offsets:?}");
+    assert!(offsets.windows(2).all(|w| w[0] < w[1]), "{offsets:?}");
     drop(second);
     split.stop().await;
 }
