@@ -614,6 +614,46 @@ async fn a_stale_recorded_offset_follows_what_tiktok_holds() {
     assert_eq!(accepted, 3);
 }
 
+/// A chunk TikTok took but whose answer was lost is not counted twice: the retry gets 416 and
+/// the upload follows TikTok's progress.
+#[tokio::test]
+async fn a_chunk_whose_answer_was_lost_is_not_sent_on_top_of_itself() {
+    let env = Env::start_with(|_, c| c.upload_timeout = Duration::from_secs(1)).await;
+    let grant = env.connect_as("tok_lost").await;
+    let url = env.media_url("lost.mp4", VIDEO_BYTES);
+    let post = video_post(url.clone(), "", tiktok_options("direct", None));
+    env.sandbox.inject_tiktok_fault(
+        TiktokEndpoint::Upload,
+        Fault::TimeoutAfterSuccess { secs: 2.0 },
+        1,
+    );
+    let progress = Progress::default();
+    env.upload(&grant, &post, 0, &Gate::default(), &progress, None)
+        .await
+        .unwrap();
+    let state = env.sandbox.tiktok_state();
+    let puts: Vec<_> = state
+        .upload_requests
+        .iter()
+        .map(|r| (r.first_byte.unwrap(), r.status))
+        .collect();
+    assert_eq!(
+        puts,
+        [(0, Some(206)), (0, Some(416)), (5 * MB, Some(201))],
+        "{puts:?}"
+    );
+    assert_eq!(state.posts.len(), 1);
+    let bytes = env.media_bytes(&url).await;
+    assert_eq!(
+        state.publishes[0].uploaded_checksum,
+        herald_sandbox::tiktok::checksum(&bytes)
+    );
+    assert_eq!(
+        progress.events()[2..],
+        [Event::Chunk(5 * MB), Event::Chunk(VIDEO_BYTES)]
+    );
+}
+
 #[tokio::test]
 async fn an_expired_upload_url_starts_a_new_publish() {
     let env = Env::start_with(|s, _| s.tiktok.upload_url_lifetime = Duration::from_secs(6)).await;

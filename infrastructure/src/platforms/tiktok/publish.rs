@@ -492,19 +492,32 @@ impl TiktokAdapter {
             let mut tries = 0;
             let next = loop {
                 match put_chunk(self, upload_url, mime, &bytes, pos, plan.size).await {
-                    Put::Accepted(held) => break held.max(pos + len),
+                    // Herald's own count: the progress header's format is not pinned down
+                    // (last byte index or byte count), so it only informs the logs.
+                    Put::Accepted(held) => {
+                        if held != pos + len {
+                            tracing::debug!(
+                                pos,
+                                len,
+                                held,
+                                "TikTok's progress header differs from the chunk sent"
+                            );
+                        }
+                        break pos + len;
+                    }
                     Put::Gone(status) => {
                         tracing::info!(status, publish_id = %session.publish_id, "TikTok upload URL expired or gone; starting a new publish");
                         return Ok(Sent::Gone);
                     }
-                    Put::Mismatch(held) => {
-                        let held = match held {
-                            Some(held) => held,
-                            None => self
-                                .status(token, &session.publish_id, limits)
-                                .await?
-                                .uploaded_bytes
-                                .unwrap_or(0),
+                    Put::Mismatch(header) => {
+                        // `uploaded_bytes` of status/fetch is a byte count; the header is the
+                        // fallback.
+                        let held = match self.status(token, &session.publish_id, limits).await {
+                            Ok(status) => status.uploaded_bytes.or(header).unwrap_or(0),
+                            Err(failure) => match header {
+                                Some(held) => held,
+                                None => return Err(failure),
+                            },
                         };
                         tracing::info!(
                             pos,
