@@ -134,6 +134,26 @@ pub struct Config {
     /// live figure, 50 when Meta gives none).
     #[arg(long, env = "INSTAGRAM_PUBLISH_QUOTA")]
     pub instagram_publish_quota: Option<u32>,
+    /// TikTok app `client_key` (TikTok for Developers); give the client secret too.
+    #[arg(long, env = "TIKTOK_CLIENT_ID")]
+    pub tiktok_client_id: Option<String>,
+    #[arg(long, env = "TIKTOK_CLIENT_SECRET", hide_env_values = true)]
+    pub tiktok_client_secret: Option<String>,
+    /// TikTok API base (default https://open.tiktokapis.com, consent at
+    /// https://www.tiktok.com/v2/auth/authorize/); with a custom base, the consent page lives
+    /// under it.
+    #[arg(long, env = "TIKTOK_API_BASE")]
+    pub tiktok_api_base: Option<String>,
+    /// Seconds one TikTok API request may take.
+    #[arg(long, env = "TIKTOK_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
+    pub tiktok_request_timeout_secs: u64,
+    /// Chunk size of TikTok video uploads (5-64 MiB; default 10 MiB).
+    #[arg(long, env = "TIKTOK_CHUNK_BYTES", default_value_t = 10 * 1024 * 1024)]
+    pub tiktok_chunk_bytes: u64,
+    /// Comma-separated URL prefixes verified for the TikTok app: videos under them are pulled
+    /// by TikTok (PULL_FROM_URL) instead of uploaded in chunks.
+    #[arg(long, env = "TIKTOK_PULL_FROM_URL_PREFIXES")]
+    pub tiktok_pull_from_url_prefixes: Option<String>,
     /// LinkedIn app client id; give the client secret too.
     #[arg(long, env = "LINKEDIN_CLIENT_ID")]
     pub linkedin_client_id: Option<String>,
@@ -227,6 +247,12 @@ impl Config {
             instagram_api_base: None,
             instagram_request_timeout_secs: 30,
             instagram_publish_quota: None,
+            tiktok_client_id: None,
+            tiktok_client_secret: None,
+            tiktok_api_base: None,
+            tiktok_request_timeout_secs: 30,
+            tiktok_chunk_bytes: 10 * 1024 * 1024,
+            tiktok_pull_from_url_prefixes: None,
             linkedin_client_id: None,
             linkedin_client_secret: None,
             linkedin_api_base: None,
@@ -262,6 +288,7 @@ impl Config {
             self.x_client_id.is_none()
                 && self.threads_client_id.is_none()
                 && self.youtube_client_id.is_none()
+                && self.tiktok_client_id.is_none()
                 && self.linkedin_client_id.is_none()
                 && no_meta,
         )

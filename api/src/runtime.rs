@@ -11,6 +11,7 @@ use herald_infrastructure::platforms::facebook_pages::{FacebookPagesAdapter, Fac
 use herald_infrastructure::platforms::instagram::{InstagramAdapter, InstagramConfig};
 use herald_infrastructure::platforms::linkedin::{LinkedInAdapter, LinkedInConfig};
 use herald_infrastructure::platforms::threads::{ThreadsAdapter, ThreadsConfig};
+use herald_infrastructure::platforms::tiktok::{TiktokAdapter, TiktokConfig};
 use herald_infrastructure::platforms::x::{XAdapter, XConfig};
 use herald_infrastructure::platforms::youtube::{
     InsertQuota, QuotaConfig, YouTubeAdapter, YouTubeConfig,
@@ -285,6 +286,10 @@ fn adapters(config: &Config, sandbox: Option<&Sandbox>) -> anyhow::Result<Adapte
     }
     if let Some(linkedin) = linkedin_adapter(config, sandbox)? {
         adapters = adapters.with(linkedin);
+    }
+    if let Some(mut tiktok_config) = tiktok_config(config, sandbox)? {
+        tiktok_config.media_policy = config.media_policy(sandbox_host.as_deref());
+        adapters = adapters.with(Arc::new(TiktokAdapter::new(tiktok_config)?));
     }
     adapters = meta_adapters(config, sandbox, adapters)?;
     Ok(adapters)
@@ -561,4 +566,52 @@ impl ExpiringConnections for ReadModelExpiry {
             .filter_map(|view| ConnectionId::parse(&view.connection_id).ok())
             .collect())
     }
+}
+
+/// The TikTok adapter's settings: the sandbox twin by default when the sandbox runs, TikTok
+/// itself with `TIKTOK_CLIENT_ID` and `TIKTOK_CLIENT_SECRET`.
+fn tiktok_config(
+    config: &Config,
+    sandbox: Option<&Sandbox>,
+) -> anyhow::Result<Option<TiktokConfig>> {
+    let mut tiktok = match (sandbox, &config.tiktok_client_id) {
+        (Some(sandbox), None) => {
+            let defaults = SandboxConfig::default();
+            TiktokConfig::for_base(
+                url::Url::parse(&sandbox.tiktok_base_url())?,
+                defaults.tiktok.client_key,
+                Secret::new(defaults.tiktok.client_secret),
+            )
+        }
+        (_, Some(client_key)) => {
+            // Every TikTok token call carries the client secret.
+            let secret = Secret::new(
+                config
+                    .tiktok_client_secret
+                    .clone()
+                    .context("TIKTOK_CLIENT_SECRET is required with TIKTOK_CLIENT_ID")?,
+            );
+            match &config.tiktok_api_base {
+                Some(base) => TiktokConfig::for_base(
+                    url::Url::parse(base).context("TIKTOK_API_BASE")?,
+                    client_key.clone(),
+                    secret,
+                ),
+                None => TiktokConfig::new(client_key.clone(), secret),
+            }
+        }
+        (None, None) => return Ok(None),
+    };
+    tiktok.request_timeout = Duration::from_secs(config.tiktok_request_timeout_secs.max(1));
+    tiktok.chunk_bytes = config.tiktok_chunk_bytes;
+    tiktok.pull_from_url_prefixes = config
+        .tiktok_pull_from_url_prefixes
+        .as_deref()
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(str::to_owned)
+        .collect();
+    Ok(Some(tiktok))
 }

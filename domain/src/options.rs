@@ -99,6 +99,14 @@ pub struct TiktokOptions {
     pub photo_cover_index: Option<u32>,
 }
 
+/// TikTok's privacy levels; each creator may use some of them (`creator_info`).
+const TIKTOK_PRIVACY_LEVELS: [&str; 4] = [
+    "PUBLIC_TO_EVERYONE",
+    "MUTUAL_FOLLOW_FRIENDS",
+    "FOLLOWER_OF_CREATOR",
+    "SELF_ONLY",
+];
+
 impl TiktokOptions {
     fn check(&self) -> Result<(), OptionsError> {
         if let Some(mode) = &self.mode {
@@ -107,6 +115,30 @@ impl TiktokOptions {
                     Platform::Tiktok,
                     "mode",
                     format!("'{mode}' is not one of direct, inbox"),
+                ));
+            }
+        }
+        if let Some(privacy) = &self.privacy_level {
+            if !TIKTOK_PRIVACY_LEVELS.contains(&privacy.as_str()) {
+                return Err(OptionsError::new(
+                    Platform::Tiktok,
+                    "privacy_level",
+                    format!(
+                        "'{privacy}' is not one of {}",
+                        TIKTOK_PRIVACY_LEVELS.join(", ")
+                    ),
+                ));
+            }
+        }
+        if let Some(cover) = self.photo_cover_index {
+            // A photo post has at most 35 images.
+            if cover >= 35 {
+                return Err(OptionsError::new(
+                    Platform::Tiktok,
+                    "photo_cover_index",
+                    format!(
+                        "{cover} is past the last photo (a post has at most 35; counting from 0)"
+                    ),
                 ));
             }
         }
@@ -240,6 +272,22 @@ mod tests {
         assert!(options.check_for(Platform::Reddit).is_ok());
         options.reddit.subreddit = Some("no spaces allowed".into());
         assert!(options.check_for(Platform::Reddit).is_err());
+    }
+
+    #[test]
+    fn tiktok_privacy_levels_are_tiktoks_own() {
+        let mut options = PublishOptions::default();
+        options.tiktok.privacy_level = Some("PUBLIC".into());
+        let error = options.check_for(Platform::Tiktok).unwrap_err();
+        assert_eq!(error.option, "privacy_level");
+        assert!(error.to_string().contains("SELF_ONLY"));
+        options.tiktok.privacy_level = Some("SELF_ONLY".into());
+        assert!(options.check_for(Platform::Tiktok).is_ok());
+        options.tiktok.photo_cover_index = Some(35);
+        assert_eq!(
+            options.check_for(Platform::Tiktok).unwrap_err().option,
+            "photo_cover_index"
+        );
     }
 
     #[test]

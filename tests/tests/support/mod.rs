@@ -101,6 +101,12 @@ pub async fn test_config(backend: Backend, sandbox: &Sandbox, data_dir: PathBuf)
     config.instagram_client_secret = Some(defaults.meta.client_secret);
     config.instagram_api_base = Some(sandbox.meta_base_url());
     config.instagram_request_timeout_secs = 2;
+    config.tiktok_client_id = Some(defaults.tiktok.client_key);
+    config.tiktok_client_secret = Some(defaults.tiktok.client_secret);
+    config.tiktok_api_base = Some(sandbox.tiktok_base_url());
+    config.tiktok_request_timeout_secs = 2;
+    // Small chunks, so test videos of a few MB upload in several.
+    config.tiktok_chunk_bytes = 5 * 1024 * 1024;
     config.jwt_secret = Some(JWT_SECRET.into());
     config.job_lease_secs = 3;
     config.worker_id = Some(format!("test-{}", uuid::Uuid::new_v4().simple()));
@@ -282,6 +288,11 @@ impl TestApp {
         assert_eq!(response.status(), 200, "{:?}", response.text().await);
     }
 
+    /// Connects `user` to sandbox TikTok as `sandbox_user`; returns the connection id.
+    pub async fn connect_tiktok(&self, user: &str, sandbox_user: &str) -> String {
+        self.connect("tiktok", user, sandbox_user).await
+    }
+
     async fn connect(&self, platform: &str, user: &str, sandbox_user: &str) -> String {
         let started: Value = self
             .post(user, &format!("/{platform}/connect"), json!({}))
@@ -430,6 +441,22 @@ impl TestApp {
                 self.sandbox.youtube_base_url()
             ))
             .json(&json!({"endpoint": endpoint, "fault": fault, "times": times}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{:?}", response.text().await);
+    }
+
+    /// Queues a sandbox TikTok fault (`/tiktok/_sandbox/faults`), or with `control` another
+    /// TikTok control route (`errors`, `fail_reasons`, `creators`).
+    pub async fn tiktok_control(&self, control: &str, body: Value) {
+        let response = self
+            .http
+            .post(format!(
+                "{}/_sandbox/{control}",
+                self.sandbox.tiktok_base_url()
+            ))
+            .json(&body)
             .send()
             .await
             .unwrap();

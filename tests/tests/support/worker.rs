@@ -140,6 +140,23 @@ pub fn config_env(config: &Config) -> Vec<(String, String)> {
         "INSTAGRAM_REQUEST_TIMEOUT_SECS",
         config.instagram_request_timeout_secs.to_string(),
     );
+    if let Some(id) = &config.tiktok_client_id {
+        set("TIKTOK_CLIENT_ID", id.clone());
+    }
+    if let Some(secret) = &config.tiktok_client_secret {
+        set("TIKTOK_CLIENT_SECRET", secret.clone());
+    }
+    if let Some(base) = &config.tiktok_api_base {
+        set("TIKTOK_API_BASE", base.clone());
+    }
+    set(
+        "TIKTOK_REQUEST_TIMEOUT_SECS",
+        config.tiktok_request_timeout_secs.to_string(),
+    );
+    set("TIKTOK_CHUNK_BYTES", config.tiktok_chunk_bytes.to_string());
+    if let Some(prefixes) = &config.tiktok_pull_from_url_prefixes {
+        set("TIKTOK_PULL_FROM_URL_PREFIXES", prefixes.clone());
+    }
     set(
         "HERALD_WORKER_CONCURRENCY",
         config.worker_concurrency.to_string(),

@@ -3,6 +3,7 @@ use std::time::Duration;
 
 use url::Url;
 
+use crate::media_source::MediaUrlPolicy;
 use crate::secret::Secret;
 
 /// Scopes Herald asks for: the profile (open id, display name, username), Direct Post and
@@ -95,6 +96,8 @@ pub struct TiktokConfig {
     /// attempt as rate-limited.
     pub max_limit_wait: Duration,
     pub limits: TiktokLimits,
+    /// Which media URLs Herald may download (SSRF protection).
+    pub media_policy: MediaUrlPolicy,
 }
 
 impl TiktokConfig {
@@ -119,6 +122,7 @@ impl TiktokConfig {
             public_id_wait: Duration::from_secs(60),
             max_limit_wait: Duration::from_secs(120),
             limits: TiktokLimits::default(),
+            media_policy: MediaUrlPolicy::default(),
         }
     }
 

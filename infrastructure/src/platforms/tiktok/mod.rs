@@ -40,6 +40,7 @@ use super::{
     AuthorizationStart, ConnectedAccount, CreatedPost, MediaUpload, PlatformAdapter, PostDraft,
     PostError, RateLimitGate, TokenGrant, Unlimited, UploadProgress,
 };
+use crate::media_source::MediaSource;
 use crate::oauth::{classify_token_error, redact, SetupError, TokenCall};
 use crate::secret::Secret;
 
@@ -50,8 +51,8 @@ pub struct TiktokAdapter {
     api: reqwest::Client,
     /// Chunk `PUT`s: a longer timeout, no redirects.
     upload: reqwest::Client,
-    /// Downloads media from its URL: no total timeout (a video takes a while), a read timeout.
-    media_source: reqwest::Client,
+    /// Downloads media from its URL under the SSRF policy, with a read timeout.
+    media_source: MediaSource,
 }
 
 impl std::fmt::Debug for TiktokAdapter {
@@ -99,11 +100,7 @@ impl TiktokAdapter {
             .timeout(config.upload_timeout)
             .connect_timeout(connect_timeout)
             .build()?;
-        let media_source = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::limited(5))
-            .connect_timeout(connect_timeout)
-            .read_timeout(config.request_timeout)
-            .build()?;
+        let media_source = MediaSource::new(config.media_policy.clone(), config.request_timeout)?;
         Ok(Self {
             config,
             api,
