@@ -171,12 +171,11 @@ impl Config {
 
     /// The sandbox runs unless switched off, or unless real credentials are configured.
     pub fn sandbox_enabled(&self) -> bool {
-        self.sandbox
-            .unwrap_or(
-                self.x_client_id.is_none()
-                    && self.threads_client_id.is_none()
-                    && self.linkedin_client_id.is_none(),
-            )
+        self.sandbox.unwrap_or(
+            self.x_client_id.is_none()
+                && self.threads_client_id.is_none()
+                && self.linkedin_client_id.is_none(),
+        )
     }
 
     /// Dev-mode auth: a secret generated into the data dir, for the embedded default only.

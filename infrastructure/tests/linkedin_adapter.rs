@@ -63,7 +63,9 @@ impl Env {
         let query: HashMap<String, String> = start.url.query_pairs().into_owned().collect();
         assert_eq!(query["state"], start.state);
         assert!(!query.contains_key("code_challenge"), "no PKCE");
-        assert!(query["scope"].split(' ').any(|s| s == "w_organization_social"));
+        assert!(query["scope"]
+            .split(' ')
+            .any(|s| s == "w_organization_social"));
         let browser = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
@@ -229,7 +231,10 @@ async fn a_login_connects_the_member_and_the_organisations_they_post_for() {
     // The analyst role (10000002) may not post, so it is not a connection.
     assert_eq!(
         &ids[1..],
-        ["urn:li:organization:10000001", "urn:li:organization:10000003"]
+        [
+            "urn:li:organization:10000001",
+            "urn:li:organization:10000003"
+        ]
     );
     assert_eq!(accounts[0].profile.display_name, "Herald Sandbox");
     assert_eq!(accounts[1].profile.display_name, "Herald Sandbox Inc.");
@@ -307,7 +312,10 @@ async fn text_and_article_posts_escape_little_text_format() {
     assert!(!state.posts[0].truncated);
     assert_eq!(state.posts[0].visibility, "PUBLIC");
     assert_eq!(state.posts[1].content_kind, "article");
-    assert_eq!(state.posts[1].content_title.as_deref(), Some("Read our notes"));
+    assert_eq!(
+        state.posts[1].content_title.as_deref(),
+        Some("Read our notes")
+    );
     assert_eq!(state.posts[2].content_title.as_deref(), Some("The title"));
     assert!(state.posts.iter().all(|p| p.linkedin_version.len() == 6));
 
@@ -316,13 +324,20 @@ async fn text_and_article_posts_escape_little_text_format() {
     connections.options = PublishOptions::default();
     connections.options.linkedin.visibility = Some("CONNECTIONS".into());
     env.post(&grant, &connections).await.unwrap();
-    assert_eq!(env.sandbox.linkedin_state().posts[3].visibility, "CONNECTIONS");
+    assert_eq!(
+        env.sandbox.linkedin_state().posts[3].visibility,
+        "CONNECTIONS"
+    );
     let org = env.connect("herald_sandbox").await.remove(1).grant.unwrap();
     let before = env.sandbox.linkedin_state().requests.len();
     let refused = failure(env.post(&org, &connections).await);
     assert_eq!(refused.class, ErrorClass::Permanent);
     assert!(refused.message.contains("PUBLIC"));
-    assert_eq!(env.sandbox.linkedin_state().requests.len(), before, "refused before calling");
+    assert_eq!(
+        env.sandbox.linkedin_state().requests.len(),
+        before,
+        "refused before calling"
+    );
     env.sandbox.stop().await;
 }
 
@@ -332,7 +347,12 @@ async fn image_and_multi_image_posts() {
     let grant = env.member("li_photos").await;
     let progress = Progress::default();
     let first = env
-        .upload(&grant, &image(env.media_url("a.png", 3000)), None, &progress)
+        .upload(
+            &grant,
+            &image(env.media_url("a.png", 3000)),
+            None,
+            &progress,
+        )
         .await
         .unwrap();
     assert!(first.starts_with("urn:li:image:"));
@@ -368,7 +388,10 @@ async fn image_and_multi_image_posts() {
     assert_eq!(state.posts[1].content_kind, "multi_image");
     assert_eq!(state.posts[1].media, [first, second]);
     // With media, the link goes into the text.
-    assert_eq!(state.posts[1].text, "two images https://example.com/gallery");
+    assert_eq!(
+        state.posts[1].text,
+        "two images https://example.com/gallery"
+    );
     env.sandbox.stop().await;
 }
 
@@ -383,7 +406,10 @@ async fn a_video_goes_up_in_byte_ranges_and_resumes_after_a_failed_part() {
     let urn = env.upload(&grant, &clip, None, &progress).await.unwrap();
     assert!(urn.starts_with("urn:li:video:"));
     assert_eq!(*progress.started.lock().unwrap(), [250_000]);
-    assert_eq!(*progress.chunks.lock().unwrap(), [100_000, 200_000, 250_000]);
+    assert_eq!(
+        *progress.chunks.lock().unwrap(),
+        [100_000, 200_000, 250_000]
+    );
     assert_eq!(progress.sessions.lock().unwrap().len(), 4);
     let post = PostDraft {
         text: "a video".into(),
@@ -419,7 +445,13 @@ async fn a_video_goes_up_in_byte_ranges_and_resumes_after_a_failed_part() {
     assert_eq!(failed.class, ErrorClass::Retryable);
     assert_eq!(*interrupted.chunks.lock().unwrap(), [100_000]);
     let resume = UploadResume {
-        session: interrupted.sessions.lock().unwrap().last().cloned().unwrap(),
+        session: interrupted
+            .sessions
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .unwrap(),
         bytes_confirmed: 100_000,
     };
     let videos_before = env.sandbox.linkedin_state().videos.len();
@@ -432,16 +464,20 @@ async fn a_video_goes_up_in_byte_ranges_and_resumes_after_a_failed_part() {
         .unwrap();
     assert_eq!(*after.chunks.lock().unwrap(), [200_000, 250_000]);
     let state = env.sandbox.linkedin_state();
-    assert_eq!(state.videos.len(), videos_before, "no new upload was started");
+    assert_eq!(
+        state.videos.len(),
+        videos_before,
+        "no new upload was started"
+    );
     let video = state.videos.iter().find(|v| v.urn == resumed).unwrap();
     assert_eq!(video.status, "AVAILABLE");
     assert_eq!(video.parts_uploaded, 3);
-    let puts = state
-        .requests
-        .iter()
-        .filter(|r| r.method == "PUT")
-        .count();
-    assert_eq!(puts, 3 + 2 + 2, "three parts, two (one refused), then the last two");
+    let puts = state.requests.iter().filter(|r| r.method == "PUT").count();
+    assert_eq!(
+        puts,
+        3 + 2 + 2,
+        "three parts, two (one refused), then the last two"
+    );
     drop(interrupted);
     env.sandbox.stop().await;
 }
@@ -451,7 +487,10 @@ async fn refusals_are_classified_for_the_publisher() {
     let env = Env::start_with(|s| s.posts_per_day = 3, |_| {}).await;
     let grant = env.member("li_errors").await;
 
-    env.fault(LinkedInEndpoint::CreatePost, Fault::ServerError { status: 503 });
+    env.fault(
+        LinkedInEndpoint::CreatePost,
+        Fault::ServerError { status: 503 },
+    );
     assert_eq!(
         failure(env.post(&grant, &text("a")).await).class,
         ErrorClass::Retryable
@@ -476,7 +515,9 @@ async fn refusals_are_classified_for_the_publisher() {
     };
     assert_eq!(throttled.class, ErrorClass::RateLimited);
     let until = throttled.not_before.unwrap();
-    assert!(until >= before + TimeDelta::seconds(89) && until <= Utc::now() + TimeDelta::seconds(91));
+    assert!(
+        until >= before + TimeDelta::seconds(89) && until <= Utc::now() + TimeDelta::seconds(91)
+    );
     assert!(gate
         .observed
         .lock()

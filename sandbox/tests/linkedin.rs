@@ -369,7 +369,8 @@ async fn text_article_image_and_multi_image_posts() {
     assert_eq!(resp.status(), 201);
 
     let mut article = text_post(&a.urn, "read this");
-    article["content"] = json!({"article": {"source": "https://example.com/a", "title": "A title"}});
+    article["content"] =
+        json!({"article": {"source": "https://example.com/a", "title": "A title"}});
     assert_eq!(h.post(&a, article).await.status(), 201);
     let mut untitled = text_post(&a.urn, "no title");
     untitled["content"] = json!({"article": {"source": "https://example.com/b"}});
@@ -394,8 +395,7 @@ async fn text_article_image_and_multi_image_posts() {
 
     let second = h.upload_image(&a, &a.urn, 1024).await;
     let mut multi = text_post(&a.urn, "two images");
-    multi["content"] =
-        json!({"multiImage": {"images": [{"id": image, "altText": "a"}, {"id": second, "altText": "b"}]}});
+    multi["content"] = json!({"multiImage": {"images": [{"id": image, "altText": "a"}, {"id": second, "altText": "b"}]}});
     assert_eq!(h.post(&a, multi).await.status(), 201);
 
     let state = h.sandbox.linkedin_state();
@@ -416,7 +416,10 @@ async fn text_article_image_and_multi_image_posts() {
     let dup = h.post(&a, text_post(&a.urn, &little_escape(text))).await;
     assert_eq!(dup.status(), 422);
     let err = json_of(dup).await;
-    assert_eq!(err["errorDetails"]["inputErrors"][0]["code"], "DUPLICATE_POST");
+    assert_eq!(
+        err["errorDetails"]["inputErrors"][0]["code"],
+        "DUPLICATE_POST"
+    );
     assert!(err["message"].as_str().unwrap().ends_with(&urn));
 
     // Unknown fields are refused with Rest.li's message.
@@ -629,7 +632,9 @@ async fn organisations_the_member_may_post_for() {
     .await;
     assert_eq!(acls["paging"]["total"], 0);
     // Without organisation scopes the finder is refused.
-    let c = h.connect_with("li_member", "openid profile w_member_social").await;
+    let c = h
+        .connect_with("li_member", "openid profile w_member_social")
+        .await;
     let resp = h
         .rest(
             reqwest::Method::GET,
@@ -655,7 +660,10 @@ async fn daily_post_limit_answers_429_without_retry_headers() {
     assert_eq!(resp.status(), 429);
     assert!(resp.headers().get("retry-after").is_none());
     let err = json_of(resp).await;
-    assert!(err["message"].as_str().unwrap().contains("MEMBER DAY limit"));
+    assert!(err["message"]
+        .as_str()
+        .unwrap()
+        .contains("MEMBER DAY limit"));
     h.sandbox.stop().await;
 }
 
@@ -683,11 +691,8 @@ async fn faults_use_linkedin_shapes() {
     assert_eq!(resp.status(), 201);
     assert_eq!(h.sandbox.linkedin_state().posts.len(), 1);
 
-    h.sandbox.inject_linkedin_fault(
-        LinkedInEndpoint::InitializeImage,
-        Fault::RejectMedia,
-        1,
-    );
+    h.sandbox
+        .inject_linkedin_fault(LinkedInEndpoint::InitializeImage, Fault::RejectMedia, 1);
     let image = h.upload_image(&a, &a.urn, 100).await;
     let mut post = text_post(&a.urn, "bad image");
     post["content"] = json!({"media": {"id": image}});

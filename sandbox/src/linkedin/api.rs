@@ -67,9 +67,7 @@ pub(crate) async fn organization_acls(
     }
     let role = param(&q, "role");
     let wanted_state = param(&q, "state");
-    let start: usize = param(&q, "start")
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
+    let start: usize = param(&q, "start").and_then(|s| s.parse().ok()).unwrap_or(0);
     let count: usize = param(&q, "count")
         .and_then(|s| s.parse().ok())
         .unwrap_or(10)
@@ -591,7 +589,10 @@ fn usable_media(
     if m.owner != author {
         return Err(validation_error(
             path,
-            &format!("{urn} is owned by {}, not by the post author {author}", m.owner),
+            &format!(
+                "{urn} is owned by {}, not by the post author {author}",
+                m.owner
+            ),
         ));
     }
     match m.status(Instant::now()) {
@@ -647,7 +648,10 @@ fn parse_content(
         if !MULTI_IMAGE.contains(&images.len()) {
             return Err(validation_error(
                 "/content/multiImage/images",
-                &format!("a multi-image post needs 2 to 20 images; got {}", images.len()),
+                &format!(
+                    "a multi-image post needs 2 to 20 images; got {}",
+                    images.len()
+                ),
             ));
         }
         let mut ids = Vec::new();
@@ -891,9 +895,7 @@ pub(crate) async fn list_posts(state: web::Data<LinkedInState>, req: HttpRequest
             printed_version(&ctx)
         ));
     }
-    let start: usize = param(&q, "start")
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
+    let start: usize = param(&q, "start").and_then(|s| s.parse().ok()).unwrap_or(0);
     let count: usize = param(&q, "count")
         .and_then(|s| s.parse().ok())
         .unwrap_or(10)

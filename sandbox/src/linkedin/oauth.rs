@@ -75,7 +75,10 @@ pub(crate) async fn authorize(state: web::Data<LinkedInState>, req: HttpRequest)
     // LinkedIn recommends state against CSRF; the twin insists, so a client that forgets it
     // is caught in tests.
     if client_state.is_empty() {
-        return fail("invalid_request", "A required parameter \"state\" is missing");
+        return fail(
+            "invalid_request",
+            "A required parameter \"state\" is missing",
+        );
     }
     // Space-separated (a `+` in the query is a space after decoding); commas tolerated.
     let scopes: Vec<String> = param(&q, "scope")
@@ -195,7 +198,8 @@ pub(crate) async fn access_token(
             let grant = state.lock().codes.remove(code);
             let usable = grant.filter(|g| {
                 Instant::now() <= g.expires_at
-                    && parse_redirect_uri(redirect_uri).is_some_and(|u| u.as_str() == g.redirect_uri)
+                    && parse_redirect_uri(redirect_uri)
+                        .is_some_and(|u| u.as_str() == g.redirect_uri)
             });
             let Some(grant) = usable else {
                 return oauth_error(

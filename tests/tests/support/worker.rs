@@ -80,6 +80,24 @@ pub fn config_env(config: &Config) -> Vec<(String, String)> {
         "X_REQUEST_TIMEOUT_SECS",
         config.x_request_timeout_secs.to_string(),
     );
+    for (name, value) in [
+        ("LINKEDIN_CLIENT_ID", &config.linkedin_client_id),
+        ("LINKEDIN_CLIENT_SECRET", &config.linkedin_client_secret),
+        ("LINKEDIN_API_BASE", &config.linkedin_api_base),
+        ("LINKEDIN_VERSION", &config.linkedin_version),
+    ] {
+        if let Some(value) = value {
+            set(name, value.clone());
+        }
+    }
+    set(
+        "LINKEDIN_REQUEST_TIMEOUT_SECS",
+        config.linkedin_request_timeout_secs.to_string(),
+    );
+    set(
+        "LINKEDIN_THROTTLE_BACKOFF_SECS",
+        config.linkedin_throttle_backoff_secs.to_string(),
+    );
     set(
         "HERALD_WORKER_CONCURRENCY",
         config.worker_concurrency.to_string(),
@@ -172,10 +190,18 @@ pub struct SplitApp {
 impl SplitApp {
     /// The API in-process on `backend`, with a generated `HERALD_VAULT_KEY`; no worker yet.
     pub async fn start(backend: super::Backend) -> SplitApp {
+        Self::start_with(backend, herald_sandbox::SandboxConfig::default()).await
+    }
+
+    /// `start` with the sandbox configured by the test.
+    pub async fn start_with(
+        backend: super::Backend,
+        sandbox: herald_sandbox::SandboxConfig,
+    ) -> SplitApp {
         let key = generate_vault_key();
         let app = super::spawn_app_configured(
             backend,
-            herald_sandbox::SandboxConfig::default(),
+            sandbox,
             herald_api::config::Role::Api,
             |config| config.vault_key = Some(key),
         )

@@ -157,9 +157,7 @@ async fn upload_video(
     limits: &dyn RateLimitGate,
     progress: &dyn UploadProgress,
 ) -> Result<String, PlatformFailure> {
-    let resumed = upload
-        .resume
-        .and_then(|r| VideoSession::resume(&r.session));
+    let resumed = upload.resume.and_then(|r| VideoSession::resume(&r.session));
     let mut session = match resumed {
         Some(session) => session,
         None => start_video(li, token, author, upload, limits).await?,
@@ -377,15 +375,18 @@ impl Source {
         let mut buffer = BytesMut::with_capacity(want.min(64 * 1024 * 1024));
         while buffer.len() < want {
             if self.leftover.is_empty() {
-                match self.response.chunk().await.map_err(|e| source_failure(&e))? {
+                match self
+                    .response
+                    .chunk()
+                    .await
+                    .map_err(|e| source_failure(&e))?
+                {
                     Some(chunk) => self.leftover = chunk,
-                    None => {
-                        return Err(PlatformFailure::new(
-                            ErrorClass::Retryable,
-                            "media_source_truncated",
-                            "the media URL sent fewer bytes than it announced; Herald will try again",
-                        ))
-                    }
+                    None => return Err(PlatformFailure::new(
+                        ErrorClass::Retryable,
+                        "media_source_truncated",
+                        "the media URL sent fewer bytes than it announced; Herald will try again",
+                    )),
                 }
             }
             if self.skip > 0 {
@@ -402,7 +403,11 @@ impl Source {
 }
 
 /// Starts downloading the media from `from`; a client error is the URL's fault.
-async fn open_source(li: &LinkedInAdapter, url: &str, from: u64) -> Result<Source, PlatformFailure> {
+async fn open_source(
+    li: &LinkedInAdapter,
+    url: &str,
+    from: u64,
+) -> Result<Source, PlatformFailure> {
     let mut request = li.media_source.get(url);
     if from > 0 {
         request = request.header(RANGE, format!("bytes={from}-"));
@@ -483,7 +488,10 @@ mod tests {
             etags: vec![],
             expires_at_ms: Some(Utc::now().timestamp_millis() + 3_600_000),
         };
-        assert_eq!(VideoSession::resume(&session.handle()), Some(session.clone()));
+        assert_eq!(
+            VideoSession::resume(&session.handle()),
+            Some(session.clone())
+        );
         let expired = VideoSession {
             expires_at_ms: Some(0),
             ..session

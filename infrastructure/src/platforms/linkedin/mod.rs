@@ -42,8 +42,8 @@ use super::{
     PostError, RateLimitGate, TokenGrant, Unlimited, UploadProgress,
 };
 use crate::oauth::{
-    classify_token_error, redact, retry_after, ClientAuth, OAuthClient, OAuthEndpoints,
-    SetupError, TokenCall,
+    classify_token_error, redact, retry_after, ClientAuth, OAuthClient, OAuthEndpoints, SetupError,
+    TokenCall,
 };
 use crate::secret::Secret;
 
@@ -274,8 +274,7 @@ impl LinkedInAdapter {
             http::default_transport_failure("LinkedIn", "exchange tokens with LinkedIn", &e)
         })?;
         if !status.is_success() {
-            let failure =
-                classify_token_error("LinkedIn", call, status.as_u16(), retry_at, &bytes);
+            let failure = classify_token_error("LinkedIn", call, status.as_u16(), retry_at, &bytes);
             let message = if failure.class == ErrorClass::ReauthorizationRequired {
                 format!("{}. LinkedIn refresh tokens last 365 days from the first authorization and refreshing does not extend them", failure.message)
             } else {
@@ -678,8 +677,13 @@ impl PlatformAdapter for LinkedInAdapter {
         }
         let retry_at = retry_after(response.headers(), Utc::now());
         let body = response.bytes().await.unwrap_or_default();
-        let failure =
-            classify_token_error("LinkedIn", TokenCall::Revoke, status.as_u16(), retry_at, &body);
+        let failure = classify_token_error(
+            "LinkedIn",
+            TokenCall::Revoke,
+            status.as_u16(),
+            retry_at,
+            &body,
+        );
         Err(PlatformFailure {
             message: redact(&failure.message, &[token, secret]),
             ..failure

@@ -59,8 +59,14 @@ mod tests {
 
     #[test]
     fn titles_come_from_the_first_line_or_the_link() {
-        assert_eq!(derive_title("Hello world\nmore", "https://x", 400), "Hello world");
-        assert_eq!(derive_title("", "https://x.test/a", 400), "https://x.test/a");
+        assert_eq!(
+            derive_title("Hello world\nmore", "https://x", 400),
+            "Hello world"
+        );
+        assert_eq!(
+            derive_title("", "https://x.test/a", 400),
+            "https://x.test/a"
+        );
         assert_eq!(derive_title("aaaa bbbb cccc", "l", 10), "aaaa bbbb…");
         assert_eq!(derive_title("aaaa bbbbbb cc", "l", 10), "aaaa…");
     }
