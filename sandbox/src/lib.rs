@@ -9,7 +9,7 @@
 //! Layout: platform-independent machinery lives at the crate root
 //! ([`faults`], [`oauth`], [`ratelimit`], [`multipart`], [`inspect`]); each
 //! platform has its own module mounted under its own path prefix (X: `/x`, Threads:
-//! `/threads`, LinkedIn: `/linkedin`);
+//! `/threads`, LinkedIn: `/linkedin`, Reddit: `/reddit`);
 //! [`media`] serves sample files to publish.
 #![forbid(unsafe_code)]
 
@@ -20,6 +20,7 @@ pub mod media;
 pub mod multipart;
 pub mod oauth;
 pub mod ratelimit;
+pub mod reddit;
 pub mod threads;
 pub mod x;
 
@@ -33,6 +34,10 @@ pub use inspect::RequestRecord;
 pub use linkedin::{
     LinkedInConfig, LinkedInEndpoint, LinkedInIssuedToken, LinkedInMediaSnapshot,
     LinkedInOrganization, LinkedInPostSnapshot, LinkedInStateSnapshot,
+};
+pub use reddit::{
+    LinkType, RedditAssetSnapshot, RedditConfig, RedditEndpoint, RedditIssuedToken,
+    RedditPostSnapshot, RedditStateSnapshot, RedditSubreddit,
 };
 pub use threads::{
     ThreadsConfig, ThreadsContainerSnapshot, ThreadsEndpoint, ThreadsIssuedToken,
@@ -56,6 +61,8 @@ pub struct SandboxConfig {
     pub threads: ThreadsConfig,
     /// The LinkedIn twin.
     pub linkedin: LinkedInConfig,
+    /// The Reddit twin.
+    pub reddit: RedditConfig,
 }
 
 /// A running sandbox server hosting all platform twins on one port.
@@ -66,6 +73,7 @@ pub struct Sandbox {
     x: Arc<x::XState>,
     threads: Arc<threads::ThreadsState>,
     linkedin: Arc<linkedin::LinkedInState>,
+    reddit: Arc<reddit::RedditState>,
 }
 
 impl Sandbox {
@@ -80,6 +88,8 @@ impl Sandbox {
         let threads_data = web::Data::from(threads_state.clone());
         let linkedin_state = Arc::new(linkedin::LinkedInState::new(config.linkedin));
         let linkedin_data = web::Data::from(linkedin_state.clone());
+        let reddit_state = Arc::new(reddit::RedditState::new(config.reddit));
+        let reddit_data = web::Data::from(reddit_state.clone());
 
         let server = HttpServer::new(move || {
             App::new()
@@ -87,6 +97,7 @@ impl Sandbox {
                 .service(x::scope(x_data.clone()))
                 .service(threads::scope(threads_data.clone()))
                 .service(linkedin::scope(linkedin_data.clone()))
+                .service(reddit::scope(reddit_data.clone()))
                 .service(media::scope())
         })
         .workers(2)
@@ -111,6 +122,7 @@ impl Sandbox {
             x: x_state,
             threads: threads_state,
             linkedin: linkedin_state,
+            reddit: reddit_state,
         })
     }
 
@@ -187,6 +199,27 @@ impl Sandbox {
         self.linkedin.clear_faults();
     }
 
+    /// Base URL of the Reddit twin (`base_url() + "/reddit"`); Reddit paths such as
+    /// `/api/submit` and `/api/v1/authorize` are appended to it.
+    pub fn reddit_base_url(&self) -> String {
+        format!("{}/reddit", self.base_url())
+    }
+
+    /// A snapshot of the Reddit twin's state (posts, assets, issued tokens, requests).
+    pub fn reddit_state(&self) -> RedditStateSnapshot {
+        self.reddit.snapshot()
+    }
+
+    /// Queues `fault` for the next `times` requests to `endpoint` of the Reddit twin.
+    pub fn inject_reddit_fault(&self, endpoint: RedditEndpoint, fault: Fault, times: u32) {
+        self.reddit.inject_fault(endpoint, fault, times);
+    }
+
+    /// Removes every queued Reddit fault.
+    pub fn clear_reddit_faults(&self) {
+        self.reddit.clear_faults();
+    }
+
     /// Stops the server without waiting for in-flight requests (some may be
     /// sleeping on purpose because of a timeout fault).
     pub async fn stop(mut self) {
@@ -232,5 +265,6 @@ mod tests {
         assert_send_sync::<XStateSnapshot>();
         assert_send_sync::<ThreadsStateSnapshot>();
         assert_send_sync::<LinkedInStateSnapshot>();
+        assert_send_sync::<RedditStateSnapshot>();
     }
 }
