@@ -7,6 +7,7 @@ use herald_domain::{Connection, ConnectionId, PublishingJob};
 use herald_infrastructure::db::Db;
 use herald_infrastructure::log::{EventLog, KafkaConfig, LocalLog, LogHandler, LogRecord};
 use herald_infrastructure::platforms::linkedin::{LinkedInAdapter, LinkedInConfig};
+use herald_infrastructure::platforms::reddit::{RedditAdapter, RedditConfig};
 use herald_infrastructure::platforms::threads::{ThreadsAdapter, ThreadsConfig};
 use herald_infrastructure::platforms::x::{XAdapter, XConfig};
 use herald_infrastructure::platforms::Adapters;
@@ -265,6 +266,9 @@ fn adapters(config: &Config, sandbox: Option<&Sandbox>) -> anyhow::Result<Adapte
     if let Some(linkedin) = linkedin_adapter(config, sandbox)? {
         adapters = adapters.with(linkedin);
     }
+    if let Some(reddit) = reddit_adapter(config, sandbox)? {
+        adapters = adapters.with(reddit);
+    }
     Ok(adapters)
 }
 
@@ -310,6 +314,41 @@ fn linkedin_adapter(
     linkedin.request_timeout = Duration::from_secs(config.linkedin_request_timeout_secs.max(1));
     linkedin.throttle_backoff = Duration::from_secs(config.linkedin_throttle_backoff_secs);
     Ok(Some(Arc::new(LinkedInAdapter::new(linkedin)?)))
+}
+
+/// The Reddit adapter: the sandbox twin unless REDDIT_CLIENT_ID is set.
+fn reddit_adapter(
+    config: &Config,
+    sandbox: Option<&Sandbox>,
+) -> anyhow::Result<Option<Arc<RedditAdapter>>> {
+    let mut reddit = match (sandbox, &config.reddit_client_id) {
+        (Some(sandbox), None) => {
+            let defaults = SandboxConfig::default();
+            RedditConfig::for_base(
+                url::Url::parse(&sandbox.reddit_base_url())?,
+                defaults.reddit.client_id,
+                Secret::new(defaults.reddit.client_secret),
+            )
+        }
+        (_, Some(client_id)) => {
+            // Installed apps have no secret: Basic auth then carries an empty password.
+            let secret = Secret::new(config.reddit_client_secret.clone().unwrap_or_default());
+            match &config.reddit_api_base {
+                Some(base) => RedditConfig::for_base(
+                    url::Url::parse(base).context("REDDIT_API_BASE")?,
+                    client_id.clone(),
+                    secret,
+                ),
+                None => RedditConfig::new(client_id.clone(), secret),
+            }
+        }
+        (None, None) => return Ok(None),
+    };
+    if let Some(agent) = &config.reddit_user_agent {
+        reddit.user_agent = agent.clone();
+    }
+    reddit.request_timeout = Duration::from_secs(config.reddit_request_timeout_secs.max(1));
+    Ok(Some(Arc::new(RedditAdapter::new(reddit)?)))
 }
 
 /// Feeds one projection from the event log, deserializing the record into its event type.

@@ -9,6 +9,7 @@ use crate::secret::Secret;
 
 pub mod http;
 pub mod linkedin;
+pub mod reddit;
 pub mod threads;
 pub mod x;
 
