@@ -95,6 +95,10 @@ pub async fn test_config(backend: Backend, sandbox: &Sandbox, data_dir: PathBuf)
     config.linkedin_request_timeout_secs = 2;
     // The twin keeps the last twelve months active, as LinkedIn does.
     config.linkedin_version = Some(chrono::Utc::now().format("%Y%m").to_string());
+    config.reddit_client_id = Some(defaults.reddit.client_id);
+    config.reddit_client_secret = Some(defaults.reddit.client_secret);
+    config.reddit_api_base = Some(sandbox.reddit_base_url());
+    config.reddit_request_timeout_secs = 2;
     config.jwt_secret = Some(JWT_SECRET.into());
     config.job_lease_secs = 3;
     config.worker_id = Some(format!("test-{}", uuid::Uuid::new_v4().simple()));
@@ -219,6 +223,11 @@ impl TestApp {
             .iter()
             .map(|c| c["connection_id"].as_str().unwrap().to_string())
             .collect()
+    }
+
+    /// Connects `user` to sandbox Reddit as `sandbox_user`; returns the connection id.
+    pub async fn connect_reddit(&self, user: &str, sandbox_user: &str) -> String {
+        self.connect("reddit", user, sandbox_user).await
     }
 
     async fn connect(&self, platform: &str, user: &str, sandbox_user: &str) -> String {
@@ -372,6 +381,21 @@ impl TestApp {
             .post(format!(
                 "{}/_sandbox/faults",
                 self.sandbox.linkedin_base_url()
+            ))
+            .json(&json!({"endpoint": endpoint, "fault": fault, "times": times}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{:?}", response.text().await);
+    }
+
+    /// Queues a sandbox Reddit fault.
+    pub async fn reddit_fault(&self, endpoint: &str, fault: Value, times: u32) {
+        let response = self
+            .http
+            .post(format!(
+                "{}/_sandbox/faults",
+                self.sandbox.reddit_base_url()
             ))
             .json(&json!({"endpoint": endpoint, "fault": fault, "times": times}))
             .send()

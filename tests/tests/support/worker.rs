@@ -85,6 +85,10 @@ pub fn config_env(config: &Config) -> Vec<(String, String)> {
         ("LINKEDIN_CLIENT_SECRET", &config.linkedin_client_secret),
         ("LINKEDIN_API_BASE", &config.linkedin_api_base),
         ("LINKEDIN_VERSION", &config.linkedin_version),
+        ("REDDIT_CLIENT_ID", &config.reddit_client_id),
+        ("REDDIT_CLIENT_SECRET", &config.reddit_client_secret),
+        ("REDDIT_API_BASE", &config.reddit_api_base),
+        ("REDDIT_USER_AGENT", &config.reddit_user_agent),
     ] {
         if let Some(value) = value {
             set(name, value.clone());
@@ -97,6 +101,10 @@ pub fn config_env(config: &Config) -> Vec<(String, String)> {
     set(
         "LINKEDIN_THROTTLE_BACKOFF_SECS",
         config.linkedin_throttle_backoff_secs.to_string(),
+    );
+    set(
+        "REDDIT_REQUEST_TIMEOUT_SECS",
+        config.reddit_request_timeout_secs.to_string(),
     );
     set(
         "HERALD_WORKER_CONCURRENCY",
