@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
+use herald_infrastructure::media_source::MediaUrlPolicy;
 
 /// What this process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -131,6 +132,14 @@ pub struct Config {
     /// Name of this worker in leases (default: host and process id).
     #[arg(long, env = "HERALD_WORKER_ID")]
     pub worker_id: Option<String>,
+    /// Let media URLs reach private, loopback and link-local addresses (development only:
+    /// it opens Herald's network to whoever may publish).
+    #[arg(long, env = "HERALD_MEDIA_ALLOW_PRIVATE", default_value_t = false)]
+    pub media_allow_private: bool,
+    /// Comma-separated hosts (`host` or `host:port`) media may come from whatever they resolve
+    /// to, e.g. an internal CDN.
+    #[arg(long, env = "HERALD_MEDIA_ALLOWED_HOSTS", default_value = "")]
+    pub media_allowed_hosts: String,
 }
 
 impl Config {
@@ -175,6 +184,8 @@ impl Config {
             job_lease_secs: 30,
             refresh_scan_secs: 30,
             worker_id: None,
+            media_allow_private: false,
+            media_allowed_hosts: String::new(),
         }
     }
 
@@ -201,6 +212,16 @@ impl Config {
     /// Dev-mode auth: a secret generated into the data dir, for the embedded default only.
     pub fn dev_auth(&self) -> bool {
         self.jwt_secret.is_none() && self.jwt_jwks_url.is_none()
+    }
+
+    /// Which media URLs may be fetched; the in-process sandbox (`sandbox_host`, `host:port`)
+    /// serves sample media and is always allowed.
+    pub fn media_policy(&self, sandbox_host: Option<&str>) -> MediaUrlPolicy {
+        let policy = MediaUrlPolicy::new(self.media_allow_private, &self.media_allowed_hosts);
+        match sandbox_host {
+            Some(host) => policy.allowing(host),
+            None => policy,
+        }
     }
 
     pub fn worker_id(&self) -> String {

@@ -6,6 +6,7 @@ use anyhow::Context;
 use herald_domain::{Connection, ConnectionId, PublishingJob};
 use herald_infrastructure::db::Db;
 use herald_infrastructure::log::{EventLog, KafkaConfig, LocalLog, LogHandler, LogRecord};
+use herald_infrastructure::media_source::MediaSource;
 use herald_infrastructure::platforms::linkedin::{LinkedInAdapter, LinkedInConfig};
 use herald_infrastructure::platforms::reddit::{RedditAdapter, RedditConfig};
 use herald_infrastructure::platforms::threads::{ThreadsAdapter, ThreadsConfig};
@@ -45,6 +46,8 @@ pub struct Herald {
     pub connection_queries: ConnectionQueries,
     pub auth: Authenticator,
     pub sandbox: Option<Arc<Sandbox>>,
+    /// Reads media headers when a job is accepted, under the deployment's media URL policy.
+    pub media: MediaSource,
     pub publisher_wake: Arc<Notify>,
     pub shutdown: CancellationToken,
 }
@@ -121,7 +124,15 @@ impl Herald {
             Authenticator::hs256(secret)
         }
         .requiring(config.jwt_issuer.clone(), config.jwt_audience.clone());
+        let media_policy = config.media_policy(
+            sandbox
+                .as_ref()
+                .map(|s| s.local_addr().to_string())
+                .as_deref(),
+        );
+        let media = MediaSource::new(media_policy, Duration::from_secs(10))?;
         Ok(Herald {
+            media,
             job_queries: JobQueries::new(db.any.clone()),
             connection_queries: ConnectionQueries::new(db.any.clone()),
             config,
@@ -204,6 +215,7 @@ impl Herald {
 
 fn adapters(config: &Config, sandbox: Option<&Sandbox>) -> anyhow::Result<Adapters> {
     let mut adapters = Adapters::default();
+    let sandbox_host = sandbox.map(|s| s.local_addr().to_string());
     let x_config = match (sandbox, &config.x_client_id) {
         (Some(sandbox), None) => {
             let defaults = SandboxConfig::default();
@@ -228,6 +240,7 @@ fn adapters(config: &Config, sandbox: Option<&Sandbox>) -> anyhow::Result<Adapte
     };
     if let Some(mut x_config) = x_config {
         x_config.request_timeout = Duration::from_secs(config.x_request_timeout_secs.max(1));
+        x_config.media_policy = config.media_policy(sandbox_host.as_deref());
         adapters = adapters.with(Arc::new(XAdapter::new(x_config)?));
     }
     let threads_config = match (sandbox, &config.threads_client_id) {

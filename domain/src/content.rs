@@ -22,7 +22,46 @@ pub struct MediaItem {
     pub kind: MediaKind,
     /// MIME type, e.g. `image/png`, `video/mp4`.
     pub mime_type: String,
+    /// What Herald read from the file itself (set by Herald when the job is accepted, never
+    /// taken from the request).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<VideoProbe>,
 }
+
+/// A video's metadata, read from its MP4/MOV header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VideoProbe {
+    pub duration_ms: u64,
+    pub width: u32,
+    pub height: u32,
+    pub bytes: u64,
+}
+
+/// Limits on a video's duration, size and frame.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct VideoLimits {
+    pub min_secs: f64,
+    pub max_secs: f64,
+    pub max_bytes: u64,
+    /// Neither side may exceed this many pixels.
+    pub max_side: u32,
+    /// Width divided by height must lie in this range.
+    pub aspect: (f64, f64),
+}
+
+impl VideoLimits {
+    const fn new(min_secs: f64, max_secs: f64, max_bytes: u64) -> Self {
+        Self {
+            min_secs,
+            max_secs,
+            max_bytes,
+            max_side: u32::MAX,
+            aspect: (0.0, f64::INFINITY),
+        }
+    }
+}
+
+const MB: u64 = 1024 * 1024;
 
 /// A poll attached to a post.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,7 +120,7 @@ pub struct PreparedContent {
 }
 
 /// Why content cannot go to a platform. Each names the rule and its limit.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ContentError {
     #[error("the post is empty: give it text, media or both")]
     Empty,
@@ -158,6 +197,42 @@ pub enum ContentError {
     InvalidLink,
     #[error("hashtag {index} must be letters, digits or _ (without #)")]
     InvalidHashtag { index: usize },
+    #[error("media item {index}: {platform} {what} videos of {min_secs}-{max_secs} seconds; this one lasts {secs:.1} s")]
+    VideoDuration {
+        platform: Platform,
+        index: usize,
+        what: &'static str,
+        min_secs: f64,
+        max_secs: f64,
+        secs: f64,
+    },
+    #[error(
+        "media item {index}: {platform} takes videos up to {limit_mb} MB; this one has {mb} MB"
+    )]
+    VideoTooLarge {
+        platform: Platform,
+        index: usize,
+        limit_mb: u64,
+        mb: u64,
+    },
+    #[error("media item {index}: {platform} takes videos up to {limit} pixels a side; this one is {width}x{height}")]
+    VideoResolution {
+        platform: Platform,
+        index: usize,
+        limit: u32,
+        width: u32,
+        height: u32,
+    },
+    #[error("media item {index}: {platform} {what} needs a width/height ratio of {min:.2}-{max:.2}; this video is {width}x{height}")]
+    VideoAspect {
+        platform: Platform,
+        index: usize,
+        what: &'static str,
+        min: f64,
+        max: f64,
+        width: u32,
+        height: u32,
+    },
 }
 
 /// How the platform counts text, for `TextTooLong`.
@@ -203,7 +278,7 @@ pub enum HashtagPlacement {
 
 /// The content limits of one platform (defaults from platform-facts.md). Plain data, so a
 /// deployment can adjust a limit by building its own table.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ContentRules {
     pub platform: Platform,
     pub max_text: usize,
@@ -227,6 +302,8 @@ pub struct ContentRules {
     pub link_attachment: bool,
     pub max_hashtags: Option<usize>,
     pub hashtags: HashtagPlacement,
+    /// Video limits, checked when Herald could read the video's header.
+    pub video: Option<VideoLimits>,
 }
 
 /// Weight of a URL in X's counting, whatever its length.
@@ -254,6 +331,7 @@ impl ContentRules {
             link_attachment: false,
             max_hashtags: None,
             hashtags: HashtagPlacement::EndOfText,
+            video: None,
         }
     }
 
@@ -278,6 +356,8 @@ impl ContentRules {
                 gif_types: &["image/gif"],
                 supports_polls: true,
                 supports_threads: true,
+                // §1.4: 0.5-140 s, up to 512 MB.
+                video: Some(VideoLimits::new(0.5, 140.0, 512 * MB)),
                 ..base
             },
             // §6.2/§6.3: 500 characters (emoji count their UTF-8 bytes); JPEG/PNG images,
@@ -317,6 +397,11 @@ impl ContentRules {
                 image_types: &["image/jpeg", "image/webp"],
                 video_types: &["video/mp4", "video/quicktime", "video/webm"],
                 max_title: Some(90),
+                // §2.4: at most 10 minutes through the API, 4 GB, 360-4096 px a side.
+                video: Some(VideoLimits {
+                    max_side: 4096,
+                    ..VideoLimits::new(1.0, 600.0, 4096 * MB)
+                }),
                 ..base
             },
             // §4.2/§4.3: caption ≤ 2200 with ≤ 30 hashtags; JPEG images; MP4/MOV video;
@@ -328,6 +413,12 @@ impl ContentRules {
                 media_required: Some("an image, a video or a carousel"),
                 image_types: &["image/jpeg"],
                 max_hashtags: Some(30),
+                // §4.3: reels 3 s-15 min, up to 300 MB, ≤ 1920 px wide (stories are
+                // narrowed in `check_video`).
+                video: Some(VideoLimits {
+                    max_side: 1920,
+                    ..VideoLimits::new(3.0, 900.0, 300 * MB)
+                }),
                 ..base
             },
             // §5: text, link, photos (multi-photo via attached_media) or one video.
@@ -396,6 +487,7 @@ impl ContentRules {
             return Err(ContentError::Empty);
         }
         self.check_media(&content.media)?;
+        self.check_videos(&content.media, &content.options)?;
         if let Some(poll) = &content.poll {
             if !self.supports_polls {
                 return Err(ContentError::PollsNotSupported { platform });
@@ -511,6 +603,85 @@ impl ContentRules {
             return Err(ContentError::TitleRequired { platform });
         }
         Ok(Some(trim_at_word(first_line, limit, |t| t.chars().count())))
+    }
+
+    /// The video limits that apply with these options, and how to name them in a message.
+    fn video_limits(&self, options: &PublishOptions) -> Option<(VideoLimits, &'static str)> {
+        match self.platform {
+            // §4.3: story videos last 3-60 s and weigh at most 100 MB.
+            Platform::Instagram if options.instagram.placement.as_deref() == Some("stories") => {
+                Some((VideoLimits::new(3.0, 60.0, 100 * MB), "stories take"))
+            }
+            // A Short is vertical (or square) and at most 3 minutes.
+            Platform::Youtube if options.youtube.shorts => Some((
+                VideoLimits {
+                    aspect: (0.0, 1.0),
+                    ..VideoLimits::new(0.0, 180.0, u64::MAX)
+                },
+                "Shorts take",
+            )),
+            _ => self.video.map(|limits| (limits, "takes")),
+        }
+    }
+
+    /// Checks each probed video against the platform's limits.
+    fn check_videos(
+        &self,
+        media: &[MediaItem],
+        options: &PublishOptions,
+    ) -> Result<(), ContentError> {
+        let platform = self.platform;
+        let Some((limits, what)) = self.video_limits(options) else {
+            return Ok(());
+        };
+        for (index, item) in media.iter().enumerate() {
+            let Some(probe) = item.probe.filter(|_| item.kind == MediaKind::Video) else {
+                continue;
+            };
+            let secs = probe.duration_ms as f64 / 1000.0;
+            if secs < limits.min_secs || secs > limits.max_secs {
+                return Err(ContentError::VideoDuration {
+                    platform,
+                    index,
+                    what,
+                    min_secs: limits.min_secs,
+                    max_secs: limits.max_secs,
+                    secs,
+                });
+            }
+            if probe.bytes > limits.max_bytes {
+                return Err(ContentError::VideoTooLarge {
+                    platform,
+                    index,
+                    limit_mb: limits.max_bytes / MB,
+                    mb: probe.bytes.div_ceil(MB),
+                });
+            }
+            if probe.width.max(probe.height) > limits.max_side {
+                return Err(ContentError::VideoResolution {
+                    platform,
+                    index,
+                    limit: limits.max_side,
+                    width: probe.width,
+                    height: probe.height,
+                });
+            }
+            if probe.height > 0 {
+                let ratio = f64::from(probe.width) / f64::from(probe.height);
+                if ratio < limits.aspect.0 || ratio > limits.aspect.1 {
+                    return Err(ContentError::VideoAspect {
+                        platform,
+                        index,
+                        what,
+                        min: limits.aspect.0,
+                        max: limits.aspect.1.min(99.0),
+                        width: probe.width,
+                        height: probe.height,
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     fn check_media(&self, media: &[MediaItem]) -> Result<(), ContentError> {
@@ -736,6 +907,7 @@ mod tests {
             url: format!("https://cdn.example.com/{n}.png"),
             kind: MediaKind::Image,
             mime_type: "image/png".into(),
+            probe: None,
         }
     }
 
@@ -990,6 +1162,7 @@ mod tests {
             url: "https://cdn.example.com/v.mp4".into(),
             kind: MediaKind::Video,
             mime_type: "video/mp4".into(),
+            probe: None,
         }
     }
 
@@ -1178,5 +1351,60 @@ mod tests {
         let tiktok = rules(Platform::Tiktok);
         assert_eq!(tiktok.text_length("😀"), 2);
         assert_eq!(rules(Platform::Linkedin).text_length("😀"), 1);
+    }
+
+    fn probed(duration_ms: u64, width: u32, height: u32, bytes: u64) -> MediaItem {
+        MediaItem {
+            probe: Some(VideoProbe {
+                duration_ms,
+                width,
+                height,
+                bytes,
+            }),
+            ..video()
+        }
+    }
+
+    #[test]
+    fn probed_videos_are_checked_against_duration_size_frame_and_placement() {
+        let clip = |item: MediaItem| Content {
+            text: "clip".into(),
+            media: vec![item],
+            ..Content::default()
+        };
+        assert!(x()
+            .prepare(&clip(probed(30_000, 1280, 720, 5 * MB)))
+            .is_ok());
+        let error = x()
+            .prepare(&clip(probed(200_000, 1280, 720, 5 * MB)))
+            .unwrap_err();
+        assert!(matches!(error, ContentError::VideoDuration { .. }));
+        assert!(error.to_string().contains("0.5-140 seconds"), "{error}");
+        assert!(matches!(
+            x().prepare(&clip(probed(30_000, 1280, 720, 600 * MB))),
+            Err(ContentError::VideoTooLarge { limit_mb: 512, .. })
+        ));
+        assert!(matches!(
+            rules(Platform::Tiktok).prepare(&clip(probed(30_000, 7680, 4320, MB))),
+            Err(ContentError::VideoResolution { limit: 4096, .. })
+        ));
+        // Instagram: 90 s is a fine reel but too long for a story.
+        let mut reel = clip(probed(90_000, 1080, 1920, 50 * MB));
+        assert!(rules(Platform::Instagram).prepare(&reel).is_ok());
+        reel.options.instagram.placement = Some("stories".into());
+        let error = rules(Platform::Instagram).prepare(&reel).unwrap_err();
+        assert!(
+            error.to_string().contains("stories take videos of 3-60"),
+            "{error}"
+        );
+        // A YouTube Short must be vertical.
+        let mut short = clip(probed(30_000, 1920, 1080, 50 * MB));
+        short.options.youtube.shorts = true;
+        assert!(matches!(
+            rules(Platform::Youtube).prepare(&short),
+            Err(ContentError::VideoAspect { .. })
+        ));
+        // Without a probe nothing can be said: the platform decides.
+        assert!(x().prepare(&clip(video())).is_ok());
     }
 }

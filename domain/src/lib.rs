@@ -13,7 +13,7 @@ pub mod publishing_job;
 pub mod retry;
 
 pub use connection::Connection;
-pub use content::{Content, ContentError, MediaItem, MediaKind, Poll, PreparedContent};
+pub use content::{Content, ContentError, MediaItem, MediaKind, Poll, PreparedContent, VideoProbe};
 pub use failure::{ErrorClass, PlatformFailure};
 pub use ids::{AttemptId, ConnectionId, JobId, UserId};
 pub use options::PublishOptions;

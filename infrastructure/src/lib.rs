@@ -4,6 +4,7 @@
 
 pub mod db;
 pub mod log;
+pub mod media_source;
 pub mod oauth;
 pub mod platforms;
 pub mod process;

@@ -137,6 +137,7 @@ fn image(url: String) -> MediaItem {
         url,
         kind: MediaKind::Image,
         mime_type: "image/png".into(),
+        probe: None,
     }
 }
 
@@ -145,6 +146,7 @@ fn video(url: String) -> MediaItem {
         url,
         kind: MediaKind::Video,
         mime_type: "video/mp4".into(),
+        probe: None,
     }
 }
 

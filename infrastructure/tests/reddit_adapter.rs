@@ -94,6 +94,7 @@ impl Env {
             url: format!("{}/media/cat.png?bytes={bytes}", self.sandbox.base_url()),
             kind: MediaKind::Image,
             mime_type: "image/png".into(),
+            probe: None,
         };
         let draft = PostDraft::default();
         self.adapter

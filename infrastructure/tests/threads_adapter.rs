@@ -79,6 +79,7 @@ impl Env {
                         url: url.to_owned(),
                         kind,
                         mime_type: "image/png".into(),
+                        probe: None,
                     },
                     &PostDraft::default(),
                 ),

@@ -7,6 +7,7 @@ use std::time::Duration;
 use actix_web::{dev::ServerHandle, web, App, HttpResponse, HttpServer};
 use chrono::{DateTime, TimeDelta, Utc};
 use herald_domain::{ErrorClass, MediaItem, MediaKind, PlatformFailure, Poll};
+use herald_infrastructure::media_source::MediaUrlPolicy;
 use herald_infrastructure::platforms::x::{XAdapter, XConfig};
 use herald_infrastructure::platforms::{
     MediaUpload, PlatformAdapter, PostDraft, PostError, RateLimitGate, TokenGrant, UploadProgress,
@@ -44,6 +45,8 @@ impl Env {
         );
         config.media_chunk_bytes = CHUNK;
         config.request_timeout = Duration::from_secs(5);
+        // The test media server is on loopback.
+        config.media_policy = MediaUrlPolicy::new(true, "");
         tweak(&mut config);
         Self {
             media: MediaServer::start().await,
@@ -80,6 +83,7 @@ impl Env {
             url: format!("{}{path}", self.media.base),
             kind,
             mime_type: mime.to_owned(),
+            probe: None,
         }
     }
 

@@ -9,7 +9,9 @@
 //! Layout: platform-independent machinery lives at the crate root
 //! ([`faults`], [`oauth`], [`ratelimit`], [`multipart`], [`inspect`]); each
 //! platform has its own module mounted under its own path prefix (X: `/x`, Threads:
-//! `/threads`, LinkedIn: `/linkedin`, Reddit: `/reddit`);
+//! `/threads`, YouTube: `/youtube`, LinkedIn: `/linkedin`, TikTok: `/tiktok`, Facebook Pages
+//! and Instagram: `/meta`, Reddit: `/reddit`; see
+//! [`meta_graph`] for what the Meta twins share);
 //! [`media`] serves sample files to publish.
 #![forbid(unsafe_code)]
 
@@ -17,12 +19,16 @@ pub mod faults;
 pub mod inspect;
 pub mod linkedin;
 pub mod media;
+pub mod meta;
+pub mod meta_graph;
 pub mod multipart;
 pub mod oauth;
 pub mod ratelimit;
 pub mod reddit;
 pub mod threads;
+pub mod tiktok;
 pub mod x;
+pub mod youtube;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -35,6 +41,10 @@ pub use linkedin::{
     LinkedInConfig, LinkedInEndpoint, LinkedInIssuedToken, LinkedInMediaSnapshot,
     LinkedInOrganization, LinkedInPostSnapshot, LinkedInStateSnapshot,
 };
+pub use meta::{
+    MetaConfig, MetaContainerSnapshot, MetaEndpoint, MetaIgMediaSnapshot, MetaPagePostSnapshot,
+    MetaPageSpec, MetaStateSnapshot, MetaUserSpec, MetaVideoSnapshot,
+};
 pub use reddit::{
     LinkType, RedditAssetSnapshot, RedditConfig, RedditEndpoint, RedditIssuedToken,
     RedditPostSnapshot, RedditStateSnapshot, RedditSubreddit,
@@ -43,9 +53,17 @@ pub use threads::{
     ThreadsConfig, ThreadsContainerSnapshot, ThreadsEndpoint, ThreadsIssuedToken,
     ThreadsPostSnapshot, ThreadsStateSnapshot,
 };
+pub use tiktok::{
+    TiktokConfig, TiktokEndpoint, TiktokIssuedToken, TiktokPostSnapshot, TiktokPublishSnapshot,
+    TiktokRefusal, TiktokStateSnapshot, TiktokUploadRecord,
+};
 pub use x::{
     XConfig, XEndpoint, XIssuedTokens, XMediaSnapshot, XPollSnapshot, XPostSnapshot, XRateLimits,
     XStateSnapshot,
+};
+pub use youtube::{
+    YouTubeByteRange, YouTubeConfig, YouTubeEndpoint, YouTubeQuotaModel, YouTubeQuotaSnapshot,
+    YouTubeSessionSnapshot, YouTubeStateSnapshot, YouTubeVideoSnapshot,
 };
 
 /// Largest request body any twin accepts. Media chunks are typically 1–5 MB and
@@ -59,8 +77,14 @@ pub struct SandboxConfig {
     pub x: XConfig,
     /// The Threads API twin.
     pub threads: ThreadsConfig,
+    /// The YouTube Data API v3 twin (with Google's OAuth endpoints).
+    pub youtube: YouTubeConfig,
     /// The LinkedIn twin.
     pub linkedin: LinkedInConfig,
+    /// The TikTok twin.
+    pub tiktok: TiktokConfig,
+    /// The Meta Graph twin (Facebook Pages and Instagram).
+    pub meta: MetaConfig,
     /// The Reddit twin.
     pub reddit: RedditConfig,
 }
@@ -72,7 +96,10 @@ pub struct Sandbox {
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     x: Arc<x::XState>,
     threads: Arc<threads::ThreadsState>,
+    youtube: Arc<youtube::YouTubeState>,
     linkedin: Arc<linkedin::LinkedInState>,
+    tiktok: Arc<tiktok::TiktokState>,
+    meta: Arc<meta::MetaState>,
     reddit: Arc<reddit::RedditState>,
 }
 
@@ -86,8 +113,14 @@ impl Sandbox {
         let x_data = web::Data::from(x_state.clone());
         let threads_state = Arc::new(threads::ThreadsState::new(config.threads));
         let threads_data = web::Data::from(threads_state.clone());
+        let youtube_state = Arc::new(youtube::YouTubeState::new(config.youtube));
+        let youtube_data = web::Data::from(youtube_state.clone());
         let linkedin_state = Arc::new(linkedin::LinkedInState::new(config.linkedin));
         let linkedin_data = web::Data::from(linkedin_state.clone());
+        let tiktok_state = Arc::new(tiktok::TiktokState::new(config.tiktok));
+        let tiktok_data = web::Data::from(tiktok_state.clone());
+        let meta_state = Arc::new(meta::MetaState::new(config.meta));
+        let meta_data = web::Data::from(meta_state.clone());
         let reddit_state = Arc::new(reddit::RedditState::new(config.reddit));
         let reddit_data = web::Data::from(reddit_state.clone());
 
@@ -96,7 +129,10 @@ impl Sandbox {
                 .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
                 .service(x::scope(x_data.clone()))
                 .service(threads::scope(threads_data.clone()))
+                .service(youtube::scope(youtube_data.clone()))
                 .service(linkedin::scope(linkedin_data.clone()))
+                .service(tiktok::scope(tiktok_data.clone()))
+                .service(meta::scope(meta_data.clone()))
                 .service(reddit::scope(reddit_data.clone()))
                 .service(media::scope())
         })
@@ -121,7 +157,10 @@ impl Sandbox {
             task: Some(task),
             x: x_state,
             threads: threads_state,
+            youtube: youtube_state,
             linkedin: linkedin_state,
+            tiktok: tiktok_state,
+            meta: meta_state,
             reddit: reddit_state,
         })
     }
@@ -178,6 +217,38 @@ impl Sandbox {
         self.threads.clear_faults();
     }
 
+    /// Base URL of the YouTube twin (`base_url() + "/youtube"`): Google's OAuth paths
+    /// (`/o/oauth2/v2/auth`, `/token`, `/revoke`) and the API paths (`/youtube/v3/...`,
+    /// `/upload/youtube/v3/...`) are appended to it.
+    pub fn youtube_base_url(&self) -> String {
+        format!("{}/youtube", self.base_url())
+    }
+
+    /// A snapshot of the YouTube twin's state (videos, sessions, byte ranges, quota, requests).
+    pub fn youtube_state(&self) -> YouTubeStateSnapshot {
+        self.youtube.snapshot()
+    }
+
+    /// Queues `fault` for the next `times` requests to `endpoint` of the YouTube twin.
+    pub fn inject_youtube_fault(&self, endpoint: YouTubeEndpoint, fault: Fault, times: u32) {
+        self.youtube.inject_fault(endpoint, fault, times);
+    }
+
+    /// Removes every queued YouTube fault.
+    pub fn clear_youtube_faults(&self) {
+        self.youtube.clear_faults();
+    }
+
+    /// Sets the YouTube project's usage for today (units and `videos.insert` calls).
+    pub fn set_youtube_quota_usage(&self, units_used: Option<u64>, inserts: Option<u64>) {
+        self.youtube.set_quota_usage(units_used, inserts);
+    }
+
+    /// Every open YouTube upload session answers 404 from now on.
+    pub fn expire_youtube_sessions(&self) -> usize {
+        self.youtube.expire_sessions()
+    }
+
     /// Base URL of the LinkedIn twin (`base_url() + "/linkedin"`); LinkedIn paths such as
     /// `/rest/posts` and `/oauth/v2/authorization` are appended to it.
     pub fn linkedin_base_url(&self) -> String {
@@ -197,6 +268,53 @@ impl Sandbox {
     /// Removes every queued LinkedIn fault.
     pub fn clear_linkedin_faults(&self) {
         self.linkedin.clear_faults();
+    }
+
+    /// Base URL of the TikTok twin (`base_url() + "/tiktok"`); TikTok API paths such as
+    /// `/v2/oauth/token/` and `/v2/auth/authorize/` are appended to it.
+    pub fn tiktok_base_url(&self) -> String {
+        format!("{}/tiktok", self.base_url())
+    }
+
+    /// A snapshot of the TikTok twin's state (publishes, posts, uploads, tokens, requests).
+    pub fn tiktok_state(&self) -> TiktokStateSnapshot {
+        self.tiktok.snapshot()
+    }
+
+    /// Queues `fault` for the next `times` requests to `endpoint` of the TikTok twin.
+    pub fn inject_tiktok_fault(&self, endpoint: TiktokEndpoint, fault: Fault, times: u32) {
+        self.tiktok.inject_fault(endpoint, fault, times);
+    }
+
+    /// Removes every queued TikTok fault, error code and fail reason.
+    pub fn clear_tiktok_faults(&self) {
+        self.tiktok.clear_faults();
+    }
+
+    /// Base URL of the Meta twin (`base_url() + "/meta"`); versioned Graph paths such as
+    /// `/v25.0/me/accounts` and `/v25.0/dialog/oauth` are appended to it.
+    pub fn meta_base_url(&self) -> String {
+        format!("{}/meta", self.base_url())
+    }
+
+    /// A snapshot of the Meta twin's state (Pages, posts, videos, containers, media, tokens).
+    pub fn meta_state(&self) -> MetaStateSnapshot {
+        self.meta.snapshot()
+    }
+
+    /// Queues `fault` for the next `times` requests to `endpoint` of the Meta twin.
+    pub fn inject_meta_fault(&self, endpoint: MetaEndpoint, fault: Fault, times: u32) {
+        self.meta.inject_fault(endpoint, fault, times);
+    }
+
+    /// Removes every queued Meta fault.
+    pub fn clear_meta_faults(&self) {
+        self.meta.clear_faults();
+    }
+
+    /// Declares (or redeclares) a Facebook user's Pages and linked Instagram accounts.
+    pub fn define_meta_user(&self, spec: &MetaUserSpec) {
+        self.meta.define_user(spec);
     }
 
     /// Base URL of the Reddit twin (`base_url() + "/reddit"`); Reddit paths such as
@@ -264,7 +382,10 @@ mod tests {
         assert_send_sync::<Sandbox>();
         assert_send_sync::<XStateSnapshot>();
         assert_send_sync::<ThreadsStateSnapshot>();
+        assert_send_sync::<YouTubeStateSnapshot>();
         assert_send_sync::<LinkedInStateSnapshot>();
+        assert_send_sync::<TiktokStateSnapshot>();
+        assert_send_sync::<MetaStateSnapshot>();
         assert_send_sync::<RedditStateSnapshot>();
     }
 }

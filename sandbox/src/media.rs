@@ -1,7 +1,11 @@
 //! Sample media files, so a sandboxed Herald can publish images and videos without reaching the
 //! internet: `GET /media/{name}.{png|jpg|gif|mp4|mov}?bytes=N` serves `N` deterministic bytes
 //! (default 64 KiB, at most 512 MiB) with the matching Content-Type and a Content-Length.
-use actix_web::{web, HttpResponse};
+//! Videos start with a real MP4 header (`ftyp` + `moov`, then `mdat`) describing
+//! `duration_ms` (default 10 s) and `width`x`height` (default 1280x720), so Herald's probe
+//! reads them like a real file. `Range: bytes=a-b` is honoured (206), as CDNs do.
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
 const DEFAULT_BYTES: u64 = 64 * 1024;
@@ -11,6 +15,109 @@ const BLOCK: usize = 64 * 1024;
 #[derive(Debug, Deserialize)]
 struct MediaQuery {
     bytes: Option<u64>,
+    duration_ms: Option<u32>,
+    width: Option<u32>,
+    height: Option<u32>,
+}
+
+/// A box: 32-bit size, four-character type, body.
+fn mp4_box(name: &[u8; 4], body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + body.len());
+    out.extend_from_slice(&(8 + body.len() as u32).to_be_bytes());
+    out.extend_from_slice(name);
+    out.extend_from_slice(body);
+    out
+}
+
+/// The identity transformation matrix of `mvhd` and `tkhd`.
+fn identity_matrix() -> Vec<u8> {
+    [0x0001_0000u32, 0, 0, 0, 0x0001_0000, 0, 0, 0, 0x4000_0000]
+        .iter()
+        .flat_map(|v| v.to_be_bytes())
+        .collect()
+}
+
+/// `ftyp` + `moov` for one video track of `duration_ms` at `width`x`height` (ISO 14496-12
+/// version-0 boxes, timescale 1000), followed by the `mdat` header for `mdat_len` bytes.
+fn mp4_header(duration_ms: u32, width: u32, height: u32, mdat_len: u64) -> Vec<u8> {
+    let ftyp = mp4_box(b"ftyp", b"isom\0\0\x02\0isomiso2avc1mp41");
+    let mut mvhd = vec![0u8; 12]; // version/flags, creation and modification times
+    mvhd.extend_from_slice(&1000u32.to_be_bytes());
+    mvhd.extend_from_slice(&duration_ms.to_be_bytes());
+    mvhd.extend_from_slice(&0x0001_0000u32.to_be_bytes()); // rate 1.0
+    mvhd.extend_from_slice(&0x0100u16.to_be_bytes()); // volume 1.0
+    mvhd.extend_from_slice(&[0u8; 10]);
+    mvhd.extend_from_slice(&identity_matrix());
+    mvhd.extend_from_slice(&[0u8; 24]);
+    mvhd.extend_from_slice(&2u32.to_be_bytes()); // next track id
+    let mut tkhd = vec![0, 0, 0, 3]; // version 0, enabled + in movie
+    tkhd.extend_from_slice(&[0u8; 8]);
+    tkhd.extend_from_slice(&1u32.to_be_bytes()); // track id
+    tkhd.extend_from_slice(&[0u8; 4]);
+    tkhd.extend_from_slice(&duration_ms.to_be_bytes());
+    tkhd.extend_from_slice(&[0u8; 16]); // reserved, layer, group, volume, reserved
+    tkhd.extend_from_slice(&identity_matrix());
+    tkhd.extend_from_slice(&(width << 16).to_be_bytes());
+    tkhd.extend_from_slice(&(height << 16).to_be_bytes());
+    let mut mdhd = vec![0u8; 12];
+    mdhd.extend_from_slice(&1000u32.to_be_bytes());
+    mdhd.extend_from_slice(&duration_ms.to_be_bytes());
+    mdhd.extend_from_slice(&0x55c4u16.to_be_bytes()); // language "und"
+    mdhd.extend_from_slice(&[0u8; 2]);
+    let mut hdlr = vec![0u8; 8];
+    hdlr.extend_from_slice(b"vide");
+    hdlr.extend_from_slice(&[0u8; 12]);
+    hdlr.extend_from_slice(b"VideoHandler\0");
+    let empty_table = |name: &[u8; 4], extra: usize| mp4_box(name, &vec![0u8; 8 + extra]);
+    let stbl = [
+        empty_table(b"stsd", 0),
+        empty_table(b"stts", 0),
+        empty_table(b"stsc", 0),
+        empty_table(b"stsz", 4),
+        empty_table(b"stco", 0),
+    ]
+    .concat();
+    let dref = mp4_box(
+        b"dref",
+        &[
+            &[0u8, 0, 0, 0, 0, 0, 0, 1][..],
+            &mp4_box(b"url ", &[0, 0, 0, 1]),
+        ]
+        .concat(),
+    );
+    let minf = [
+        mp4_box(b"vmhd", &[0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0]),
+        mp4_box(b"dinf", &dref),
+        mp4_box(b"stbl", &stbl),
+    ]
+    .concat();
+    let mdia = [
+        mp4_box(b"mdhd", &mdhd),
+        mp4_box(b"hdlr", &hdlr),
+        mp4_box(b"minf", &minf),
+    ]
+    .concat();
+    let trak = [mp4_box(b"tkhd", &tkhd), mp4_box(b"mdia", &mdia)].concat();
+    let moov = mp4_box(
+        b"moov",
+        &[mp4_box(b"mvhd", &mvhd), mp4_box(b"trak", &trak)].concat(),
+    );
+    let mut out = [ftyp, moov].concat();
+    out.extend_from_slice(&((8 + mdat_len) as u32).to_be_bytes());
+    out.extend_from_slice(b"mdat");
+    out
+}
+
+/// `Range: bytes=a-b` / `bytes=a-` as an inclusive range within `length`.
+fn requested_range(req: &HttpRequest, length: u64) -> Option<(u64, u64)> {
+    let value = req.headers().get(header::RANGE)?.to_str().ok()?;
+    let (start, end) = value.strip_prefix("bytes=")?.split_once('-')?;
+    let start: u64 = start.trim().parse().ok()?;
+    let end = match end.trim() {
+        "" => length.checked_sub(1)?,
+        end => end.parse::<u64>().ok()?.min(length.checked_sub(1)?),
+    };
+    (start <= end).then_some((start, end))
 }
 
 fn content_type(name: &str) -> Option<&'static str> {
@@ -26,25 +133,67 @@ fn content_type(name: &str) -> Option<&'static str> {
     })
 }
 
-async fn serve(name: web::Path<String>, query: web::Query<MediaQuery>) -> HttpResponse {
+async fn serve(
+    req: HttpRequest,
+    name: web::Path<String>,
+    query: web::Query<MediaQuery>,
+) -> HttpResponse {
     let Some(mime) = content_type(&name) else {
         return HttpResponse::NotFound()
             .body("unknown media type; use .png, .jpg, .gif, .webp, .mp4 or .mov");
     };
     let length = query.bytes.unwrap_or(DEFAULT_BYTES).min(MAX_BYTES);
+    let header = if mime.starts_with("video/") {
+        let mut header = mp4_header(
+            query.duration_ms.unwrap_or(10_000),
+            query.width.unwrap_or(1280),
+            query.height.unwrap_or(720),
+            0,
+        );
+        let mdat_len = length.saturating_sub(header.len() as u64);
+        header = mp4_header(
+            query.duration_ms.unwrap_or(10_000),
+            query.width.unwrap_or(1280),
+            query.height.unwrap_or(720),
+            mdat_len,
+        );
+        header.truncate(length as usize);
+        header
+    } else {
+        Vec::new()
+    };
+    let (start, end, partial) = match requested_range(&req, length) {
+        Some((start, end)) => (start, end, true),
+        None => (0, length.saturating_sub(1), false),
+    };
+    let served = if length == 0 { 0 } else { end + 1 - start };
     // Streamed in blocks so a large sample never sits whole in memory.
     let seed = name.bytes().fold(0u8, |acc, b| acc.wrapping_add(b));
-    let blocks = length.div_ceil(BLOCK as u64);
+    let byte_at = move |i: u64| match header.get(i as usize) {
+        Some(b) => *b,
+        None => seed.wrapping_add(((i % BLOCK as u64) % 251) as u8),
+    };
+    let blocks = served.div_ceil(BLOCK as u64);
     let body = futures::stream::iter((0..blocks).map(move |i| {
-        let size = (length - i * BLOCK as u64).min(BLOCK as u64) as usize;
-        let block: Vec<u8> = (0..size)
-            .map(|j| seed.wrapping_add((j % 251) as u8))
-            .collect();
+        let from = start + i * BLOCK as u64;
+        let to = (from + BLOCK as u64).min(start + served);
+        let block: Vec<u8> = (from..to).map(&byte_at).collect();
         Ok::<_, actix_web::Error>(web::Bytes::from(block))
     }));
-    HttpResponse::Ok()
+    let mut response = if partial {
+        let mut partial = HttpResponse::PartialContent();
+        partial.insert_header((
+            header::CONTENT_RANGE,
+            format!("bytes {start}-{end}/{length}"),
+        ));
+        partial
+    } else {
+        HttpResponse::Ok()
+    };
+    response
         .content_type(mime)
-        .no_chunking(length)
+        .insert_header((header::ACCEPT_RANGES, "bytes"))
+        .no_chunking(served)
         .streaming(body)
 }
 

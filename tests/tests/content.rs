@@ -149,3 +149,84 @@ async fn rejected_media_fails_the_job_with_an_actionable_message() {
         .all(|p| p.text != "broken clip"));
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn media_urls_reaching_internal_addresses_are_refused_before_anything_is_stored() {
+    let app = spawn_app(Backend::Embedded).await;
+    let connection = app.connect_x("alice", "alice_x").await;
+    for url in [
+        "http://169.254.169.254/latest/meta-data/iam",
+        "http://localhost:5432/a.png",
+        "http://[::1]/a.png",
+        "http://10.0.0.7/a.png",
+    ] {
+        let response = app
+            .post(
+                "alice",
+                "/publish",
+                json!({"connection_ids": [connection], "content": {"text": "internal", "media": [{"url": url, "kind": "image", "mime_type": "image/png"}]}}),
+            )
+            .await;
+        assert_eq!(response.status(), 422, "{url}");
+        let problem: serde_json::Value = response.json().await.unwrap();
+        assert!(
+            problem["type"]
+                .as_str()
+                .unwrap()
+                .ends_with("media-url-refused"),
+            "{problem}"
+        );
+        assert!(
+            problem["detail"].as_str().unwrap().contains("public"),
+            "{problem}"
+        );
+    }
+    let jobs = app.get("alice", "/jobs").await;
+    let jobs: serde_json::Value = jobs.json().await.unwrap();
+    assert_eq!(jobs["jobs"].as_array().map(Vec::len), Some(0), "{jobs}");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_video_over_the_platform_limits_is_refused_when_the_job_is_accepted() {
+    let app = spawn_app(Backend::Embedded).await;
+    let connection = app.connect_x("alice", "alice_x").await;
+    let video = |query: &str| json!({"text": "clip", "media": [{"url": format!("{}/media/long.mp4?bytes=300000&{query}", app.sandbox.base_url()), "kind": "video", "mime_type": "video/mp4"}]});
+    // X takes 0.5-140 s: Herald reads the MP4 header and refuses a 200 s video at once.
+    let response = app
+        .post(
+            "alice",
+            "/publish",
+            json!({"connection_ids": [connection], "content": video("duration_ms=200000")}),
+        )
+        .await;
+    assert_eq!(response.status(), 422);
+    let problem: serde_json::Value = response.json().await.unwrap();
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("0.5-140 seconds") && detail.contains("200.0 s"),
+        "{detail}"
+    );
+    // A probe sent by the client is ignored: Herald's own reading decides.
+    let mut forged = video("duration_ms=200000");
+    forged["media"][0]["probe"] =
+        json!({"duration_ms": 1000, "width": 10, "height": 10, "bytes": 1});
+    let response = app
+        .post(
+            "alice",
+            "/publish",
+            json!({"connection_ids": [connection], "content": forged}),
+        )
+        .await;
+    assert_eq!(response.status(), 422);
+    // Within the limits it is accepted and published.
+    let job = app
+        .publish(
+            "alice",
+            &connection,
+            video("duration_ms=30000&width=720&height=1280"),
+        )
+        .await;
+    app.wait_for_status("alice", &job, "published", SOON).await;
+    app.stop().await;
+}

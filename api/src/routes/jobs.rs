@@ -7,7 +7,9 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use herald_domain::content::ContentRules;
 use herald_domain::publishing_job::{PublishingJobCommand, SchedulePublish, DEFAULT_MAX_ATTEMPTS};
-use herald_domain::{ConnectionId, Content, ContentError, JobId, Platform, PublishingJob};
+use herald_domain::{
+    ConnectionId, Content, ContentError, ErrorClass, JobId, MediaKind, Platform, PublishingJob,
+};
 use herald_infrastructure::store::CommandMetadata;
 use herald_projections::jobs::{JobFilter, JobView};
 use serde::Deserialize;
@@ -149,6 +151,41 @@ async fn check_targets(
     Ok(targets)
 }
 
+/// Media URLs must not reach Herald's own network (SSRF); checked before anything is stored,
+/// and again by the resolver when the media is downloaded. Then each video's header is read,
+/// so the platforms' duration, size and frame limits are checked now rather than after upload.
+async fn check_media(herald: &Herald, content: &mut Content) -> Result<(), ApiError> {
+    let thumbnail = content.options.youtube.thumbnail_url.iter();
+    let urls = content.media.iter().map(|m| &m.url).chain(thumbnail);
+    for (index, url) in urls.enumerate() {
+        herald.media.policy().check(url).await.map_err(|refused| {
+            ApiError::unprocessable(
+                "media-url-refused",
+                format!("media item {index}: {refused}"),
+            )
+        })?;
+    }
+    for (index, item) in content.media.iter_mut().enumerate() {
+        // Only Herald's own reading counts, never a probe sent in the request.
+        item.probe = None;
+        if item.kind != MediaKind::Video {
+            continue;
+        }
+        match herald.media.probe_video(&item.url).await {
+            Ok(probe) => item.probe = probe,
+            Err(failure) if failure.class == ErrorClass::Permanent => {
+                return Err(ApiError::unprocessable(
+                    "media-unreadable",
+                    format!("media item {index}: {}", failure.message),
+                ))
+            }
+            // The source may be back by publishing time; the platform will judge the file.
+            Err(failure) => tracing::info!(index, %failure, "video not probed"),
+        }
+    }
+    Ok(())
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn accept(
     herald: &Herald,
@@ -161,6 +198,8 @@ async fn accept(
     publish_at: Option<DateTime<Utc>>,
 ) -> Result<HttpResponse, ApiError> {
     let key = idempotency_key(req)?;
+    let mut content = content;
+    check_media(herald, &mut content).await?;
     let targets = check_targets(herald, &user, raw_ids, &content).await?;
     let requested_at = Utc::now();
     if let Some(at) = publish_at.filter(|at| *at < requested_at) {

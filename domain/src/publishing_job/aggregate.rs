@@ -754,6 +754,7 @@ mod tests {
                     url: "https://cdn.example.com/v.mp4".into(),
                     kind: crate::MediaKind::Video,
                     mime_type: "video/mp4".into(),
+                    probe: None,
                 }];
                 PublishingJobEvent::JobScheduled {
                     job_id,

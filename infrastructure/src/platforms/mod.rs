@@ -7,11 +7,16 @@ use herald_domain::{MediaItem, Platform, PlatformFailure, Poll, PublishOptions};
 
 use crate::secret::Secret;
 
+pub mod facebook_pages;
 pub mod http;
+pub mod instagram;
 pub mod linkedin;
+pub mod meta;
 pub mod reddit;
 pub mod threads;
+pub mod tiktok;
 pub mod x;
+pub mod youtube;
 
 /// Tokens a platform granted. Goes straight into the vault; never into an event or a log.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -125,6 +130,36 @@ pub trait RateLimitGate: Send + Sync {
         remaining: Option<u64>,
         reset_at: Option<DateTime<Utc>>,
     );
+
+    /// Takes `units` from a daily quota that every account and worker of `scope` shares (a
+    /// Google project's YouTube quota), for platforms that count quota instead of reporting
+    /// it. A day the store has not seen starts with `budget` units and ends at `resets_at`.
+    /// `Err(until)` when the units do not fit today. The default counts nothing.
+    async fn take_quota(
+        &self,
+        _scope: &str,
+        _units: u64,
+        _budget: u64,
+        _resets_at: DateTime<Utc>,
+    ) -> Result<(), DateTime<Utc>> {
+        Ok(())
+    }
+
+    /// The platform refused a call because `scope`'s quota is used up until `until`.
+    async fn quota_exhausted(&self, _scope: &str, _until: DateTime<Utc>) {}
+
+    /// Takes one call from a budget the platform documents but never reports (TikTok: 6 init
+    /// calls per minute): at most `limit` calls in any `window`, counted across every worker.
+    /// `Err(until)` when the budget is used up until `until`. Gates that keep no shared state
+    /// only apply `acquire`.
+    async fn acquire_documented(
+        &self,
+        endpoint: &str,
+        _limit: u32,
+        _window: std::time::Duration,
+    ) -> Result<(), DateTime<Utc>> {
+        self.acquire(endpoint).await
+    }
 }
 
 /// A gate that never blocks; for connect-time calls made before an account is known.

@@ -27,8 +27,7 @@
 //! Every `/rest/` call needs `LinkedIn-Version: YYYYMM` (a missing one is refused with 400
 //! `VERSION_MISSING`, an inactive one with 426 `NONEXISTENT_VERSION`) and
 //! `X-Restli-Protocol-Version: 2.0.0`.
-// Validation helpers return the refusal to send as their error; these are built once per
-// request, so their size does not matter.
+// Handlers return the early HTTP refusal as the error: boxing it would only add noise.
 #![allow(clippy::result_large_err)]
 
 mod api;

@@ -13,6 +13,7 @@ use super::{
     ThreadsEndpoint, ThreadsState, DEFAULT_USERNAME, MAX_TEXT,
 };
 use crate::faults::{self, Fault};
+use crate::meta_graph::{graph_time, no_object, parse_time};
 use crate::oauth::{constant_time_eq, parse_redirect_uri, random_token, redirect_with};
 
 const BASIC: &str = "threads_basic";
@@ -118,16 +119,6 @@ fn secret_ok(state: &ThreadsState, secret: Option<&str>) -> bool {
     secret.is_some_and(|s| constant_time_eq(s.as_bytes(), state.config.client_secret.as_bytes()))
 }
 
-fn bad_secret() -> HttpResponse {
-    graph_error(
-        StatusCode::BAD_REQUEST,
-        "Error validating client secret.",
-        "OAuthException",
-        101,
-        None,
-    )
-}
-
 /// `POST /oauth/access_token`: authorization code → short-lived token.
 pub(crate) async fn exchange_code(
     state: web::Data<ThreadsState>,
@@ -142,7 +133,7 @@ pub(crate) async fn exchange_code(
         return invalid_parameter("Invalid client_id", None);
     }
     if !secret_ok(&state, param(&p, "client_secret")) {
-        return bad_secret();
+        return crate::meta_graph::bad_client_secret();
     }
     if param(&p, "grant_type") != Some("authorization_code") {
         return invalid_parameter("grant_type must be authorization_code", None);
@@ -185,7 +176,7 @@ pub(crate) async fn exchange_long_lived(
         return invalid_parameter("grant_type must be th_exchange_token", None);
     }
     if !secret_ok(&state, param(&p, "client_secret")) {
-        return bad_secret();
+        return crate::meta_graph::bad_client_secret();
     }
     let Some(caller) = param(&p, "access_token").and_then(|t| state.authenticate(t)) else {
         // An expired short-lived token cannot be exchanged.
@@ -263,17 +254,6 @@ fn own_user(path_user: &str, caller_id: &str) -> Result<(), Box<HttpResponse>> {
         return Ok(());
     }
     Err(Box::new(no_object(path_user)))
-}
-
-/// Graph's answer for an id the caller cannot see.
-fn no_object(path_user: &str) -> HttpResponse {
-    graph_error(
-        StatusCode::BAD_REQUEST,
-        &format!("Unsupported request: object with ID '{path_user}' does not exist, cannot be loaded due to missing permissions, or does not support this operation"),
-        "GraphMethodException",
-        100,
-        Some(33),
-    )
 }
 
 /// `POST /{user-id}/threads`: creates a media container.
@@ -564,11 +544,6 @@ fn publish_container(
     Ok(id)
 }
 
-/// Threads' timestamp shape (`2025-01-02T03:04:05+0000`).
-fn graph_time(t: &chrono::DateTime<chrono::Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S%z").to_string()
-}
-
 fn post_json(post: &Post) -> serde_json::Value {
     json!({
         "id": post.id,
@@ -579,18 +554,6 @@ fn post_json(post: &Post) -> serde_json::Value {
         "timestamp": graph_time(&post.timestamp),
         "username": post.username,
     })
-}
-
-/// Parses `since`/`until`: a Unix timestamp or an RFC 3339 time.
-fn parse_time(raw: &str) -> Option<chrono::DateTime<chrono::Utc>> {
-    raw.parse::<i64>()
-        .ok()
-        .and_then(|s| chrono::DateTime::from_timestamp(s, 0))
-        .or_else(|| {
-            chrono::DateTime::parse_from_rfc3339(raw)
-                .ok()
-                .map(|t| t.with_timezone(&chrono::Utc))
-        })
 }
 
 /// `GET /{user-id}/threads?since=&until=&limit=`: the user's posts, newest first.

@@ -28,13 +28,13 @@ mod state;
 use std::time::Duration;
 
 use actix_web::dev::{HttpServiceFactory, Service};
-use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
-use crate::faults::{self, Fault};
+use crate::faults::Fault;
+use crate::meta_graph::{self, Throttle};
+pub(crate) use crate::meta_graph::{graph_error, invalid_parameter, param, params};
 use state::Caller;
 pub(crate) use state::ThreadsState;
 
@@ -209,31 +209,8 @@ pub(crate) fn scope(state: web::Data<ThreadsState>) -> impl HttpServiceFactory {
         }))
 }
 
-/// A Graph API error: `{"error":{"message","type","code","error_subcode","fbtrace_id"}}`.
-pub(crate) fn graph_error(
-    status: StatusCode,
-    message: &str,
-    kind: &str,
-    code: u32,
-    subcode: Option<u32>,
-) -> HttpResponse {
-    let mut error = json!({
-        "message": message,
-        "type": kind,
-        "code": code,
-        "fbtrace_id": format!("A{}", crate::oauth::random_token(9)),
-    });
-    if let Some(subcode) = subcode {
-        error["error_subcode"] = json!(subcode);
-    }
-    if matches!(code, 1 | 2) {
-        error["is_transient"] = json!(true);
-    }
-    HttpResponse::build(status).json(json!({ "error": error }))
-}
-
 /// Error 190: the token is invalid, expired or revoked.
-pub(crate) fn invalid_token(subcode: Option<u32>) -> HttpResponse {
+pub(crate) fn invalid_token(subcode: Option<i64>) -> HttpResponse {
     graph_error(
         StatusCode::UNAUTHORIZED,
         "Error validating access token: Session has expired or the token is invalid.",
@@ -243,82 +220,18 @@ pub(crate) fn invalid_token(subcode: Option<u32>) -> HttpResponse {
     )
 }
 
-/// Error 100: a parameter is missing or invalid.
-pub(crate) fn invalid_parameter(message: &str, subcode: Option<u32>) -> HttpResponse {
-    graph_error(
-        StatusCode::BAD_REQUEST,
-        message,
-        "OAuthException",
-        100,
-        subcode,
-    )
-}
-
-/// Sets `X-App-Usage` (percent of the call budget used) on `resp`.
-fn set_usage_header(resp: &mut HttpResponse, percent: u64) {
-    let value =
-        json!({"call_count": percent, "total_cputime": percent / 2, "total_time": percent / 2})
-            .to_string();
-    if let Ok(v) = HeaderValue::from_str(&value) {
-        resp.headers_mut()
-            .insert(HeaderName::from_static("x-app-usage"), v);
-    }
-}
-
 /// The response for a fault that prevents any effect, if `fault` is one.
 pub(crate) async fn blocking_fault_response(
     fault: &Fault,
     user_id: Option<&str>,
 ) -> Option<HttpResponse> {
-    match fault {
-        Fault::RateLimited { retry_after_secs } => {
-            let mut resp = graph_error(
-                StatusCode::TOO_MANY_REQUESTS,
-                "Application request limit reached",
-                "OAuthException",
-                4,
-                None,
-            );
-            set_usage_header(&mut resp, 100);
-            // Meta states the wait in minutes, in the Business-Use-Case header.
-            let minutes = retry_after_secs.div_ceil(60);
-            let buc = json!({ user_id.unwrap_or("0"): [{
-                "type": "threads", "call_count": 100, "total_cputime": 100, "total_time": 100,
-                "estimated_time_to_regain_access": minutes,
-            }]})
-            .to_string();
-            if let Ok(v) = HeaderValue::from_str(&buc) {
-                resp.headers_mut()
-                    .insert(HeaderName::from_static("x-business-use-case-usage"), v);
-            }
-            Some(resp)
-        }
-        Fault::ServerError { status } => Some(graph_error(
-            StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-            "An unknown error has occurred.",
-            "OAuthException",
-            1,
-            None,
-        )),
-        Fault::Timeout { secs } => {
-            tokio::time::sleep(faults::secs(*secs)).await;
-            Some(graph_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "An unexpected error has occurred. Please retry your request later.",
-                "OAuthException",
-                2,
-                None,
-            ))
-        }
-        Fault::ContentRejected { detail } => Some(graph_error(
-            StatusCode::BAD_REQUEST,
-            detail,
-            "OAuthException",
-            10,
-            Some(2_207_051),
-        )),
-        _ => None,
-    }
+    let throttle = Throttle {
+        status: StatusCode::TOO_MANY_REQUESTS,
+        code: 4,
+        message: "Application request limit reached",
+        buc: Some((user_id.unwrap_or("0"), "threads")),
+    };
+    meta_graph::blocking_fault_response(fault, throttle, (10, Some(2_207_051))).await
 }
 
 /// What an authorized API request carries into its handler.
@@ -327,19 +240,6 @@ pub(crate) struct Ctx {
     /// A fault the handler itself applies (processing, timeout after success).
     pub fault: Option<Fault>,
     usage: u64,
-}
-
-/// The access token of a request: `access_token` parameter or a bearer header.
-fn request_token(req: &HttpRequest, params: &[(String, String)]) -> Option<String> {
-    param(params, "access_token")
-        .map(str::to_owned)
-        .or_else(|| {
-            req.headers()
-                .get(actix_web::http::header::AUTHORIZATION)
-                .and_then(|h| h.to_str().ok())
-                .and_then(crate::oauth::parse_bearer)
-                .map(str::to_owned)
-        })
 }
 
 /// Authenticates, checks scopes, counts the call and applies request-level faults. `Err` is
@@ -351,7 +251,8 @@ pub(crate) async fn guard(
     endpoint: ThreadsEndpoint,
     scopes: &[&str],
 ) -> Result<Ctx, HttpResponse> {
-    let Some(caller) = request_token(req, params).and_then(|t| state.authenticate(&t)) else {
+    let Some(caller) = meta_graph::request_token(req, params).and_then(|t| state.authenticate(&t))
+    else {
         return Err(invalid_token(None));
     };
     if let Some(missing) = scopes
@@ -395,29 +296,9 @@ pub(crate) async fn guard(
 /// Adds the usage header and applies `timeout_after_success` (the effect has happened; the
 /// client should time out before this answer arrives).
 pub(crate) async fn finish(ctx: Ctx, mut resp: HttpResponse) -> HttpResponse {
-    set_usage_header(&mut resp, ctx.usage);
-    if let Some(Fault::TimeoutAfterSuccess { secs }) = &ctx.fault {
-        tokio::time::sleep(faults::secs(*secs)).await;
-    }
+    meta_graph::set_app_usage(&mut resp, ctx.usage);
+    meta_graph::delay_after_success(ctx.fault.as_ref()).await;
     resp
-}
-
-/// Query parameters followed by form-body parameters, percent-decoded.
-pub(crate) fn params(req: &HttpRequest, body: &[u8]) -> Vec<(String, String)> {
-    let mut pairs: Vec<(String, String)> =
-        url::form_urlencoded::parse(req.query_string().as_bytes())
-            .into_owned()
-            .collect();
-    pairs.extend(url::form_urlencoded::parse(body).into_owned());
-    pairs
-}
-
-/// The value of the first parameter named `name`.
-pub(crate) fn param<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    pairs
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
 }
 
 /// Threads' text length: code points, except that emoji count their UTF-8 bytes

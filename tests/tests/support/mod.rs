@@ -102,6 +102,8 @@ pub async fn test_config(backend: Backend, sandbox: &Sandbox, data_dir: PathBuf)
     config.jwt_secret = Some(JWT_SECRET.into());
     config.job_lease_secs = 3;
     config.worker_id = Some(format!("test-{}", uuid::Uuid::new_v4().simple()));
+    // The sandbox serves the sample media on loopback: allowed by name, nothing else is.
+    config.media_allowed_hosts = sandbox.local_addr().to_string();
     if backend == Backend::PostgresKafka {
         config.database_url = Some(fresh_postgres_database().await);
         config.kafka_brokers = Some(required_env("HERALD_TEST_KAFKA_BROKERS"));

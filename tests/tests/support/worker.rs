@@ -111,6 +111,14 @@ pub fn config_env(config: &Config) -> Vec<(String, String)> {
         config.worker_concurrency.to_string(),
     );
     set("HERALD_JOB_LEASE_SECS", config.job_lease_secs.to_string());
+    set(
+        "HERALD_MEDIA_ALLOW_PRIVATE",
+        config.media_allow_private.to_string(),
+    );
+    set(
+        "HERALD_MEDIA_ALLOWED_HOSTS",
+        config.media_allowed_hosts.clone(),
+    );
     if let Some(id) = &config.worker_id {
         set("HERALD_WORKER_ID", id.clone());
     }

@@ -1,150 +1,24 @@
 //! Graph API error bodies and usage headers, and how each Threads failure is classified
 //! (platform-facts §3.2, §3.3; ARCHITECTURE invariant 7).
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 use herald_domain::{ErrorClass, PlatformFailure};
 use reqwest::header::HeaderMap;
-use serde::Deserialize;
 
+use crate::platforms::meta::graph::{self, GraphErrorBody};
+pub use crate::platforms::meta::graph::{CallContext, CallKind};
 use crate::platforms::PostError;
 
-/// Meta does not say when app-level usage recovers; its window is a rolling hour.
-const APP_USAGE_WINDOW_MINUTES: i64 = 60;
+// The Threads calls, named for messages.
+pub(crate) const READ_ACCOUNT: CallContext = CallContext::api("read the account");
+pub(crate) const CREATE_CONTAINER: CallContext =
+    CallContext::api("create the post's media container");
+pub(crate) const CONTAINER_STATUS: CallContext =
+    CallContext::api("check the media container's status");
+pub(crate) const PUBLISH: CallContext = CallContext::api("publish the post");
+pub(crate) const READ_POSTS: CallContext = CallContext::api("list the account's posts");
 
-/// What the failed call was doing; shapes the message and how a refused token is read.
-#[derive(Debug, Clone, Copy)]
-pub struct CallContext {
-    /// Completes "could not ...", e.g. "publish the post".
-    pub action: &'static str,
-    pub kind: CallKind,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CallKind {
-    /// An API call with an access token: 190 means refresh and retry.
-    Api,
-    /// Exchanging an authorization code (or the short-lived token it gave).
-    Code,
-    /// Refreshing the long-lived token: 190 means the user must reconnect.
-    Refresh,
-}
-
-impl CallContext {
-    pub const READ_ACCOUNT: Self = Self::api("read the account");
-    pub const CREATE_CONTAINER: Self = Self::api("create the post's media container");
-    pub const CONTAINER_STATUS: Self = Self::api("check the media container's status");
-    pub const PUBLISH: Self = Self::api("publish the post");
-    pub const READ_POSTS: Self = Self::api("list the account's posts");
-    pub const CODE: Self = Self {
-        action: "exchange the authorization code",
-        kind: CallKind::Code,
-    };
-    pub const REFRESH: Self = Self {
-        action: "refresh the access token",
-        kind: CallKind::Refresh,
-    };
-
-    const fn api(action: &'static str) -> Self {
-        Self {
-            action,
-            kind: CallKind::Api,
-        }
-    }
-}
-
-/// `{"error": {"message", "type", "code", "error_subcode", "error_user_msg", "fbtrace_id"}}`.
-#[derive(Debug, Default, Deserialize)]
-pub(crate) struct GraphErrorBody {
-    #[serde(default)]
-    pub error: GraphError,
-}
-
-#[derive(Debug, Default, Deserialize)]
-pub(crate) struct GraphError {
-    pub message: Option<String>,
-    pub code: Option<i64>,
-    pub error_subcode: Option<i64>,
-    pub error_user_msg: Option<String>,
-}
-
-impl GraphErrorBody {
-    pub fn parse(body: &[u8]) -> Self {
-        serde_json::from_slice(body).unwrap_or_default()
-    }
-
-    fn explanation(&self) -> Option<String> {
-        self.error
-            .error_user_msg
-            .clone()
-            .or_else(|| self.error.message.clone())
-            .filter(|s| !s.trim().is_empty())
-            .map(|s| truncate(s.trim(), 400))
-    }
-}
-
-/// `{"call_count","total_cputime","total_time"}` in percent.
-#[derive(Debug, Default, Deserialize)]
-struct AppUsage {
-    #[serde(default)]
-    call_count: u64,
-    #[serde(default)]
-    total_cputime: u64,
-    #[serde(default)]
-    total_time: u64,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct BucUsage {
-    #[serde(default)]
-    call_count: u64,
-    #[serde(default)]
-    total_cputime: u64,
-    #[serde(default)]
-    total_time: u64,
-    #[serde(default)]
-    estimated_time_to_regain_access: i64,
-}
-
-/// The budget Meta's usage headers report: `(percent left, when it is back)`. `X-App-Usage`
-/// gives the app's usage in percent; `X-Business-Use-Case-Usage` the account's, with the wait
-/// in minutes. The highest usage wins.
-pub(crate) fn usage(headers: &HeaderMap, now: DateTime<Utc>) -> Option<(u64, DateTime<Utc>)> {
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let mut used: Option<u64> = None;
-    let mut wait_minutes = 0i64;
-    if let Some(app) = header("x-app-usage").and_then(|v| serde_json::from_str::<AppUsage>(v).ok())
-    {
-        used = Some(app.call_count.max(app.total_cputime).max(app.total_time));
-        if used.is_some_and(|u| u >= 100) {
-            wait_minutes = APP_USAGE_WINDOW_MINUTES;
-        }
-    }
-    if let Some(buc) = header("x-business-use-case-usage").and_then(|v| {
-        serde_json::from_str::<std::collections::HashMap<String, Vec<BucUsage>>>(v).ok()
-    }) {
-        for entry in buc.values().flatten() {
-            let pct = entry
-                .call_count
-                .max(entry.total_cputime)
-                .max(entry.total_time);
-            used = Some(used.unwrap_or(0).max(pct));
-            if entry.estimated_time_to_regain_access > 0 {
-                wait_minutes = entry.estimated_time_to_regain_access;
-            }
-        }
-    }
-    let used = used?;
-    Some((
-        100u64.saturating_sub(used),
-        now + TimeDelta::minutes(wait_minutes),
-    ))
-}
-
-/// When a rate-limited call may be tried again, if the headers say.
 fn not_before(headers: &HeaderMap, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    usage(headers, now)
-        .filter(|(left, at)| *left == 0 && *at > now)
-        .map(|(_, at)| at)
-        .or_else(|| crate::oauth::retry_after(headers, now))
+    graph::not_before(headers, now)
 }
 
 /// Classifies a Threads (Graph API) error response.
@@ -162,11 +36,7 @@ pub(crate) fn classify(
         .unwrap_or_default();
     let action = ctx.action;
     let code = parsed.error.code;
-    let code_name = match (code, parsed.error.error_subcode) {
-        (Some(c), Some(s)) => format!("graph_{c}_{s}"),
-        (Some(c), None) => format!("graph_{c}"),
-        _ => format!("http_{status}"),
-    };
+    let code_name = parsed.code_name(status);
     let with_wait = |failure: PlatformFailure| match not_before(headers, now) {
         Some(at) => failure.not_before(at),
         None => failure,
@@ -235,62 +105,20 @@ pub(crate) fn classify(
     )
 }
 
-/// A request that failed in transit, for any call except publishing: nothing irreversible
-/// happened, so retry.
+/// A request that failed in transit, for any call except publishing: retry.
 pub(crate) fn transport_failure(error: &reqwest::Error, ctx: CallContext) -> PlatformFailure {
-    if error.is_builder() {
-        return PlatformFailure::new(
-            ErrorClass::Permanent,
-            "invalid_request",
-            format!(
-                "Herald could not build the request to {}: check the Threads API base URL",
-                ctx.action
-            ),
-        );
-    }
-    PlatformFailure::new(
-        ErrorClass::Retryable,
-        "network",
-        format!(
-            "the request to {} {}; Herald will try again",
-            ctx.action,
-            transport_kind(error)
-        ),
-    )
+    graph::transport_failure("Threads", error, ctx)
 }
 
-/// `threads_publish` failed in transit. Only a connection never established proves nothing
-/// was published; after that, the post may exist.
+/// `threads_publish` failed in transit: the post may exist unless no connection was made.
 pub(crate) fn publish_transport_error(error: &reqwest::Error) -> PostError {
-    if error.is_builder() || error.is_connect() {
-        return PostError::Failed(transport_failure(error, CallContext::PUBLISH));
-    }
-    PostError::OutcomeUnknown(format!(
-        "the request to publish the post {} after it was sent; the post may exist on Threads",
-        transport_kind(error)
-    ))
-}
-
-fn transport_kind(error: &reqwest::Error) -> &'static str {
-    if error.is_timeout() {
-        "timed out"
-    } else if error.is_connect() {
-        "could not connect to Threads"
-    } else {
-        "lost its connection"
-    }
-}
-
-fn truncate(text: &str, max_chars: usize) -> String {
-    match text.char_indices().nth(max_chars) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_owned(),
-    }
+    graph::publish_transport_error("Threads", error, PUBLISH)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::TimeDelta;
     use reqwest::header::HeaderValue;
 
     fn now() -> DateTime<Utc> {
@@ -327,75 +155,42 @@ mod tests {
     #[test]
     fn graph_codes_are_classified() {
         for code in [4, 17, 32, 613] {
-            assert_eq!(
-                class(400, code, CallContext::PUBLISH),
-                ErrorClass::RateLimited,
-                "{code}"
-            );
+            assert_eq!(class(400, code, PUBLISH), ErrorClass::RateLimited, "{code}");
         }
-        assert_eq!(
-            class(429, 100, CallContext::PUBLISH),
-            ErrorClass::RateLimited
-        );
-        assert_eq!(class(400, 190, CallContext::PUBLISH), ErrorClass::Auth);
+        assert_eq!(class(429, 100, PUBLISH), ErrorClass::RateLimited);
+        assert_eq!(class(400, 190, PUBLISH), ErrorClass::Auth);
         assert_eq!(
             class(400, 190, CallContext::REFRESH),
             ErrorClass::ReauthorizationRequired
         );
-        assert_eq!(class(400, 10, CallContext::PUBLISH), ErrorClass::Permanent);
-        assert_eq!(class(403, 200, CallContext::PUBLISH), ErrorClass::Permanent);
-        assert_eq!(class(400, 100, CallContext::PUBLISH), ErrorClass::Permanent);
-        assert_eq!(class(500, 1, CallContext::PUBLISH), ErrorClass::Retryable);
-        assert_eq!(class(400, 2, CallContext::PUBLISH), ErrorClass::Retryable);
-        assert_eq!(class(503, 0, CallContext::PUBLISH), ErrorClass::Retryable);
+        assert_eq!(class(400, 10, PUBLISH), ErrorClass::Permanent);
+        assert_eq!(class(403, 200, PUBLISH), ErrorClass::Permanent);
+        assert_eq!(class(400, 100, PUBLISH), ErrorClass::Permanent);
+        assert_eq!(class(500, 1, PUBLISH), ErrorClass::Retryable);
+        assert_eq!(class(400, 2, PUBLISH), ErrorClass::Retryable);
+        assert_eq!(class(503, 0, PUBLISH), ErrorClass::Retryable);
         assert_eq!(class(400, 101, CallContext::CODE), ErrorClass::Permanent);
     }
 
     #[test]
     fn messages_say_what_happened_and_what_to_do() {
-        let f = classify(
-            400,
-            &HeaderMap::new(),
-            graph(10).as_bytes(),
-            CallContext::PUBLISH,
-            now(),
-        );
+        let f = classify(400, &HeaderMap::new(), graph(10).as_bytes(), PUBLISH, now());
         assert_eq!(f.code, "graph_10");
         assert!(f.message.contains("Something (#10)"), "{}", f.message);
         assert!(f.message.contains("reconnect"), "{}", f.message);
-        let f = classify(
-            400,
-            &HeaderMap::new(),
-            b"not json",
-            CallContext::PUBLISH,
-            now(),
-        );
+        let f = classify(400, &HeaderMap::new(), b"not json", PUBLISH, now());
         assert_eq!(f.code, "http_400");
         assert_eq!(f.class, ErrorClass::Permanent);
     }
 
     #[test]
     fn usage_headers_set_the_wait() {
-        let h = headers(&[
-            (
-                "x-app-usage",
-                r#"{"call_count":100,"total_cputime":3,"total_time":4}"#,
-            ),
-            (
-                "x-business-use-case-usage",
-                r#"{"123":[{"type":"threads","call_count":100,"total_cputime":1,"total_time":1,"estimated_time_to_regain_access":7}]}"#,
-            ),
-        ]);
-        let f = classify(429, &h, graph(4).as_bytes(), CallContext::PUBLISH, now());
+        let h = headers(&[(
+            "x-business-use-case-usage",
+            r#"{"123":[{"type":"threads","call_count":100,"total_cputime":1,"total_time":1,"estimated_time_to_regain_access":7}]}"#,
+        )]);
+        let f = classify(429, &h, graph(4).as_bytes(), PUBLISH, now());
         assert_eq!(f.class, ErrorClass::RateLimited);
         assert_eq!(f.not_before, Some(now() + TimeDelta::minutes(7)));
-        assert_eq!(usage(&h, now()), Some((0, now() + TimeDelta::minutes(7))));
-
-        let relaxed = headers(&[(
-            "x-app-usage",
-            r#"{"call_count":28,"total_cputime":25,"total_time":25}"#,
-        )]);
-        assert_eq!(usage(&relaxed, now()), Some((72, now())));
-        assert_eq!(usage(&HeaderMap::new(), now()), None);
     }
 }

@@ -25,8 +25,9 @@ use serde::Deserialize;
 
 pub use config::{ThreadsConfig, DEFAULT_SCOPES};
 
-use self::errors::{classify, publish_transport_error, transport_failure, usage, CallContext};
+use self::errors::{classify, publish_transport_error, transport_failure, CallContext};
 use super::http::{self, PlatformApi, SendError};
+use super::meta::graph::{self, normalize};
 use super::{
     AuthorizationStart, CreatedPost, MediaUpload, PlatformAdapter, PostDraft, PostError,
     RateLimitGate, TokenGrant, Unlimited, UploadProgress,
@@ -206,7 +207,7 @@ impl ThreadsAdapter {
             "threads_create",
             limits,
             request,
-            CallContext::CREATE_CONTAINER,
+            errors::CREATE_CONTAINER,
         )
         .await?;
         Ok(created.id)
@@ -230,7 +231,7 @@ impl ThreadsAdapter {
                 "threads_status",
                 limits,
                 request,
-                CallContext::CONTAINER_STATUS,
+                errors::CONTAINER_STATUS,
             )
             .await?;
             match status.status.as_deref() {
@@ -363,7 +364,7 @@ impl ThreadsAdapter {
                 status.as_u16(),
                 &headers,
                 &body,
-                CallContext::PUBLISH,
+                errors::PUBLISH,
                 Utc::now(),
             )));
         }
@@ -390,7 +391,7 @@ impl ThreadsAdapter {
             "threads_media",
             limits,
             request,
-            CallContext::READ_POSTS,
+            errors::READ_POSTS,
         )
         .await
         {
@@ -428,7 +429,7 @@ impl PlatformApi for ThreadsAdapter {
         headers: &reqwest::header::HeaderMap,
         now: DateTime<Utc>,
     ) -> (Option<u64>, Option<DateTime<Utc>>) {
-        usage(headers, now).map_or((None, None), |(left, back_at)| (Some(left), Some(back_at)))
+        graph::rate_limit(headers, now)
     }
 
     fn classify(
@@ -448,13 +449,8 @@ impl PlatformApi for ThreadsAdapter {
 
     /// A success status with a Graph error body.
     fn is_error_body(&self, body: &serde_json::Value) -> bool {
-        body.get("error").is_some()
+        graph::is_error_body(body)
     }
-}
-
-/// Whitespace-insensitive text, for matching a post Threads may have re-spaced.
-fn normalize(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 #[async_trait::async_trait]
@@ -537,7 +533,7 @@ impl PlatformAdapter for ThreadsAdapter {
             "threads_me",
             &Unlimited,
             request,
-            CallContext::READ_ACCOUNT,
+            errors::READ_ACCOUNT,
         )
         .await?;
         tracing::Span::current().record("account_id", me.id.as_str());
@@ -610,14 +606,8 @@ impl PlatformAdapter for ThreadsAdapter {
             .append_pair("fields", "id,text,timestamp,media_type,permalink")
             .append_pair("limit", "100");
         let request = self.api.get(url).bearer_auth(access_token.expose());
-        let page: ThreadsPage = http::call_json(
-            self,
-            "threads_list",
-            limits,
-            request,
-            CallContext::READ_POSTS,
-        )
-        .await?;
+        let page: ThreadsPage =
+            http::call_json(self, "threads_list", limits, request, errors::READ_POSTS).await?;
         let wanted = normalize(&draft.text);
         let found = page.data.into_iter().find(|post| {
             let text_only = post.media_type.as_deref() == Some("TEXT_POST");
@@ -648,6 +638,5 @@ mod tests {
             Some([("media_type", "VIDEO"), ("video_url", "https://cdn/a.mp4")])
         );
         assert_eq!(MediaRef::parse("1234"), None);
-        assert_eq!(normalize(" a \n b "), "a b");
     }
 }

@@ -3,6 +3,8 @@ use std::time::Duration;
 
 use url::Url;
 
+use crate::media_source::MediaUrlPolicy;
+
 use crate::secret::Secret;
 
 /// Scopes Herald asks X for: publishing, reading the account, media upload, refresh tokens.
@@ -40,6 +42,8 @@ pub struct XConfig {
     pub request_timeout: Duration,
     /// How long to wait for X to finish processing a video or GIF before giving up.
     pub status_poll_max_wait: Duration,
+    /// Which media URLs may be downloaded (SSRF protection).
+    pub media_policy: MediaUrlPolicy,
 }
 
 impl XConfig {
@@ -58,6 +62,7 @@ impl XConfig {
             media_chunk_bytes: 4 * 1024 * 1024,
             request_timeout: Duration::from_secs(30),
             status_poll_max_wait: Duration::from_secs(10 * 60),
+            media_policy: MediaUrlPolicy::default(),
         }
     }
 

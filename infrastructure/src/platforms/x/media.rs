@@ -104,14 +104,8 @@ pub(super) async fn upload(
 ) -> Result<String, PlatformFailure> {
     let kind = kind_word(item.kind);
     let ctx = CallContext::media(kind);
-    let mut source = open_source(x, item).await?;
-    let total = source.content_length().ok_or_else(|| {
-        PlatformFailure::new(
-            ErrorClass::Permanent,
-            "media_length_unknown",
-            "the media URL must send Content-Length: X needs the size before the upload starts; serve the file with a Content-Length header",
-        )
-    })?;
+    let mut source = x.media_source.open(&item.url, 0).await?;
+    let total = source.require_total()?;
     let chunk = x.config.media_chunk_bytes.max(1);
     segment_count(total, chunk as u64)?;
 
@@ -132,7 +126,7 @@ pub(super) async fn upload(
     let mut buffer = BytesMut::with_capacity(chunk.min(usize::try_from(total).unwrap_or(chunk)));
     let mut sent = 0u64;
     let mut segment = 0u64;
-    while let Some(mut piece) = source.chunk().await.map_err(|e| source_failure(&e))? {
+    while let Some(mut piece) = source.chunk().await? {
         while !piece.is_empty() {
             let take = (chunk - buffer.len()).min(piece.len());
             buffer.extend_from_slice(&piece.split_to(take));
@@ -192,54 +186,6 @@ pub(super) async fn upload(
     )
     .await?;
     Ok(media_id)
-}
-
-/// Starts downloading the media; a client error is the URL's fault, anything else may pass.
-async fn open_source(x: &XAdapter, item: &MediaItem) -> Result<reqwest::Response, PlatformFailure> {
-    let response = x.media_source.get(&item.url).send().await.map_err(|e| {
-        if e.is_builder() || e.is_redirect() {
-            PlatformFailure::new(
-                ErrorClass::Permanent,
-                "media_url_invalid",
-                "the media URL is not a valid http(s) URL or redirects too often: check it",
-            )
-        } else {
-            source_failure(&e)
-        }
-    })?;
-    let status = response.status();
-    if status.is_success() {
-        return Ok(response);
-    }
-    let class = if status.is_server_error() || status.as_u16() == 429 {
-        ErrorClass::Retryable
-    } else {
-        ErrorClass::Permanent
-    };
-    let advice = match class {
-        ErrorClass::Retryable => "Herald will try again",
-        _ => "check that the media URL is public and still valid",
-    };
-    Err(PlatformFailure::new(
-        class,
-        format!("media_http_{}", status.as_u16()),
-        format!("downloading the media from its URL failed with HTTP {status}: {advice}"),
-    ))
-}
-
-fn source_failure(error: &reqwest::Error) -> PlatformFailure {
-    let what = if error.is_timeout() {
-        "timed out"
-    } else if error.is_connect() {
-        "could not connect"
-    } else {
-        "was interrupted"
-    };
-    PlatformFailure::new(
-        ErrorClass::Retryable,
-        "media_source_network",
-        format!("downloading the media from its URL {what}; Herald will try again"),
-    )
 }
 
 /// Sends one segment as `multipart/form-data`; returns its length.

@@ -28,6 +28,7 @@ use super::{
     AuthorizationStart, CreatedPost, MediaUpload, PlatformAdapter, PostDraft, PostError,
     RateLimitGate, TokenGrant, Unlimited, UploadProgress,
 };
+use crate::media_source::MediaSource;
 use crate::oauth::{ClientAuth, OAuthClient, OAuthEndpoints, SetupError, TokenKind};
 use crate::secret::Secret;
 
@@ -40,7 +41,7 @@ pub struct XAdapter {
     api: reqwest::Client,
     /// Downloads of media from user-supplied URLs: a large video streams for longer than one
     /// API request may take, so only connecting and each read are bounded.
-    media_source: reqwest::Client,
+    media_source: MediaSource,
 }
 
 impl std::fmt::Debug for XAdapter {
@@ -79,11 +80,7 @@ impl XAdapter {
             .timeout(config.request_timeout)
             .connect_timeout(connect_timeout)
             .build()?;
-        let media_source = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::limited(5))
-            .connect_timeout(connect_timeout)
-            .read_timeout(config.request_timeout)
-            .build()?;
+        let media_source = MediaSource::new(config.media_policy.clone(), config.request_timeout)?;
         Ok(Self {
             config,
             oauth,

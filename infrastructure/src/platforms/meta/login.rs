@@ -1,0 +1,488 @@
+//! Facebook Login with Page tokens (platform-facts §3.1), shared by the Facebook Pages and
+//! Instagram adapters: where the Graph API lives, the consent URL (state always, no PKCE: the
+//! server flow authenticates with the app secret), the code → short-lived → long-lived user
+//! token exchange, the granted permissions, the Pages with their tokens, and renewing a Page
+//! token.
+//!
+//! A Page token made from a long-lived user token does not expire, so every connection holds
+//! its Page's token (Instagram business accounts are reached through the linked Page's token).
+//! Meta has no refresh token; the connection's "refresh token" is the long-lived user token and
+//! the Page id (sealed in the vault like any token). Renewing exchanges the user token again
+//! (`fb_exchange_token`) and asks for the Page's token anew; once the user token has expired
+//! (about 60 days) or was revoked, the user must log in again.
+use std::time::Duration;
+
+use chrono::{TimeDelta, Utc};
+use herald_domain::{ErrorClass, PlatformFailure};
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use super::graph::CallContext;
+use crate::oauth::{redact, ClientAuth, OAuthClient, OAuthEndpoints, SetupError};
+use crate::platforms::http::{self, PlatformApi};
+use crate::platforms::x::join;
+use crate::platforms::{AuthorizationStart, TokenGrant, Unlimited};
+use crate::secret::Secret;
+
+/// The Graph API version Herald speaks (facts §3.0: "Latest Graph API Version: v25.0").
+pub const GRAPH_VERSION: &str = "v25.0";
+/// `/me/accounts` pages followed at most (25 Pages each by default).
+const MAX_ACCOUNT_PAGES: usize = 40;
+
+const LIST_PAGES: CallContext = CallContext::api("list the Facebook Pages the login manages");
+const READ_PERMISSIONS: CallContext = CallContext::api("read the permissions the login granted");
+
+/// Where the Graph API and Facebook Login live, and the Meta app.
+#[derive(Debug, Clone)]
+pub struct GraphConfig {
+    /// Versioned Graph base, e.g. `https://graph.facebook.com/v25.0`.
+    pub graph_base: Url,
+    /// Versioned base for video uploads, e.g. `https://graph-video.facebook.com/v25.0`.
+    pub video_base: Url,
+    /// The Facebook Login dialog, e.g. `https://www.facebook.com/v25.0/dialog/oauth`.
+    pub dialog_url: Url,
+    /// Makes Meta's host-less permalinks (`/{page}/videos/{id}/`) absolute.
+    pub web_base: Url,
+    /// The Meta app id.
+    pub client_id: String,
+    /// The app secret (Facebook Login's server flow sends it with every token call).
+    pub client_secret: Secret,
+    /// Permissions asked for at login.
+    pub scopes: Vec<String>,
+    /// Total time allowed for one request (including its response body).
+    pub request_timeout: Duration,
+}
+
+impl GraphConfig {
+    /// Meta's real hosts.
+    pub fn new(client_id: impl Into<String>, client_secret: Secret, scopes: &[&str]) -> Self {
+        let parse = |s: String| Url::parse(&s).expect("static URL is valid");
+        Self {
+            graph_base: parse(format!("https://graph.facebook.com/{GRAPH_VERSION}")),
+            video_base: parse(format!("https://graph-video.facebook.com/{GRAPH_VERSION}")),
+            dialog_url: parse(format!(
+                "https://www.facebook.com/{GRAPH_VERSION}/dialog/oauth"
+            )),
+            web_base: parse("https://www.facebook.com".into()),
+            client_id: client_id.into(),
+            client_secret,
+            scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// A Graph-compatible server (the sandbox's `/meta`) serving everything under `base`:
+    /// `{base}/v25.0/dialog/oauth`, `{base}/v25.0/oauth/access_token`, `{base}/v25.0/me`, ...
+    pub fn for_base(
+        base: Url,
+        client_id: impl Into<String>,
+        client_secret: Secret,
+        scopes: &[&str],
+    ) -> Self {
+        let versioned = join(&base, GRAPH_VERSION);
+        Self {
+            dialog_url: join(&versioned, "dialog/oauth"),
+            video_base: versioned.clone(),
+            graph_base: versioned,
+            ..Self::new(client_id, client_secret, scopes)
+        }
+    }
+
+    pub fn graph_url(&self, path: &str) -> Url {
+        join(&self.graph_base, path)
+    }
+
+    pub fn video_url(&self, path: &str) -> Url {
+        join(&self.video_base, path)
+    }
+
+    /// `link` made absolute against the Facebook web host when Meta gave only a path.
+    pub fn web_url(&self, link: &str) -> String {
+        if Url::parse(link).is_ok() {
+            return link.to_owned();
+        }
+        self.web_base
+            .join(link)
+            .map_or_else(|_| link.to_owned(), String::from)
+    }
+}
+
+/// What the connection keeps instead of a refresh token.
+#[derive(Debug, Serialize, Deserialize)]
+struct RenewalHandle {
+    page_id: String,
+    user_token: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct TokenBody {
+    access_token: String,
+    expires_in: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Listing<T> {
+    #[serde(default = "Vec::new")]
+    data: Vec<T>,
+    #[serde(default)]
+    paging: Paging,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Paging {
+    next: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Permission {
+    permission: String,
+    status: String,
+}
+
+/// A reference to another Graph object.
+#[derive(Debug, Clone, Deserialize)]
+pub struct IdRef {
+    pub id: String,
+}
+
+/// One Page from `/me/accounts`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PageEntry {
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub access_token: Option<String>,
+    #[serde(default)]
+    pub tasks: Vec<String>,
+    #[serde(default)]
+    pub instagram_business_account: Option<IdRef>,
+}
+
+impl PageEntry {
+    /// Whether the user may publish as the Page.
+    pub fn can_create_content(&self) -> bool {
+        self.tasks.iter().any(|t| t == "CREATE_CONTENT")
+    }
+
+    pub fn display_name(&self) -> String {
+        self.name.clone().unwrap_or_else(|| self.id.clone())
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct PageToken {
+    access_token: Option<String>,
+}
+
+/// Facebook Login for one adapter (its scopes and its name in messages).
+pub struct FacebookLogin {
+    config: GraphConfig,
+    /// Builds the consent URL (state, scopes); token calls are made by hand because Meta's token
+    /// endpoint is a GET with query parameters.
+    oauth: OAuthClient,
+    /// Redirects are never followed: a redirect would carry the token elsewhere.
+    http: reqwest::Client,
+}
+
+impl std::fmt::Debug for FacebookLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FacebookLogin")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FacebookLogin {
+    pub fn new(config: GraphConfig, provider: &str) -> Result<Self, SetupError> {
+        let oauth = OAuthClient::new(
+            OAuthEndpoints {
+                provider: provider.to_owned(),
+                authorize_url: config.dialog_url.clone(),
+                token_url: join(&config.graph_base, "oauth/access_token"),
+                revoke_url: None,
+                client_id: config.client_id.clone(),
+                client_secret: Some(config.client_secret.clone()),
+                // Facebook separates permissions with commas, so they travel as one value.
+                scopes: vec![config.scopes.join(",")],
+                use_pkce: false,
+                client_auth: ClientAuth::RequestBody,
+            },
+            config.request_timeout,
+        )?;
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(config.request_timeout)
+            .connect_timeout(config.request_timeout.min(Duration::from_secs(10)))
+            .build()?;
+        Ok(Self {
+            config,
+            oauth,
+            http,
+        })
+    }
+
+    pub fn config(&self) -> &GraphConfig {
+        &self.config
+    }
+
+    /// The client for Graph calls (no redirects, the configured timeout).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// The Facebook Login dialog URL with a fresh `state`.
+    pub fn authorization_url(&self, redirect_uri: &str) -> AuthorizationStart {
+        self.oauth.start(redirect_uri)
+    }
+
+    /// A token-endpoint call; secrets are removed from any message.
+    async fn token_call<P: PlatformApi<Context = CallContext>>(
+        &self,
+        api: &P,
+        query: &[(&str, &str)],
+        ctx: CallContext,
+        secrets: &[&str],
+    ) -> Result<TokenBody, PlatformFailure> {
+        let request = self
+            .http
+            .get(self.config.graph_url("oauth/access_token"))
+            .query(query);
+        http::call_json(api, "meta_token", &Unlimited, request, ctx)
+            .await
+            .map_err(|failure| PlatformFailure {
+                message: redact(&failure.message, secrets),
+                ..failure
+            })
+    }
+
+    /// `fb_exchange_token`: a valid user token → a long-lived one (about 60 days).
+    async fn long_lived<P: PlatformApi<Context = CallContext>>(
+        &self,
+        api: &P,
+        user_token: &str,
+        ctx: CallContext,
+        secrets: &[&str],
+    ) -> Result<TokenBody, PlatformFailure> {
+        let secret = self.config.client_secret.expose();
+        let mut all = secrets.to_vec();
+        all.extend([secret, user_token]);
+        self.token_call(
+            api,
+            &[
+                ("grant_type", "fb_exchange_token"),
+                ("client_id", &self.config.client_id),
+                ("client_secret", secret),
+                ("fb_exchange_token", user_token),
+            ],
+            ctx,
+            &all,
+        )
+        .await
+    }
+
+    /// The code → a short-lived user token → a long-lived one. The grant has no refresh token:
+    /// each account gets its own from [`Self::page_grant`].
+    pub async fn exchange_code<P: PlatformApi<Context = CallContext>>(
+        &self,
+        api: &P,
+        code: &str,
+        redirect_uri: &str,
+    ) -> Result<TokenGrant, PlatformFailure> {
+        let secret = self.config.client_secret.expose();
+        let short = self
+            .token_call(
+                api,
+                &[
+                    ("client_id", &self.config.client_id),
+                    ("client_secret", secret),
+                    ("redirect_uri", redirect_uri),
+                    ("code", code),
+                ],
+                CallContext::CODE,
+                &[code, secret],
+            )
+            .await?;
+        let long = self
+            .long_lived(api, &short.access_token, CallContext::CODE, &[code])
+            .await?;
+        Ok(TokenGrant {
+            expires_at: long
+                .expires_in
+                .and_then(|s| Utc::now().checked_add_signed(TimeDelta::seconds(s))),
+            access_token: Secret::new(long.access_token),
+            refresh_token: None,
+            scopes: self.config.scopes.clone(),
+        })
+    }
+
+    /// Fails with what to do when the user unticked a permission Herald needs.
+    pub async fn require_permissions<P: PlatformApi<Context = CallContext>>(
+        &self,
+        api: &P,
+        user_token: &Secret,
+        required: &[&str],
+        reconnect: &str,
+    ) -> Result<(), PlatformFailure> {
+        let request = self
+            .http
+            .get(self.config.graph_url("me/permissions"))
+            .bearer_auth(user_token.expose());
+        let granted: Listing<Permission> = http::call_json(
+            api,
+            "meta_permissions",
+            &Unlimited,
+            request,
+            READ_PERMISSIONS,
+        )
+        .await?;
+        let missing: Vec<&str> = required
+            .iter()
+            .copied()
+            .filter(|needed| {
+                !granted
+                    .data
+                    .iter()
+                    .any(|p| p.permission == *needed && p.status == "granted")
+            })
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(PlatformFailure::new(
+            ErrorClass::Permanent,
+            "permissions_declined",
+            format!(
+                "the Facebook login did not grant {}; {reconnect} and leave those permissions switched on in the login dialog",
+                missing.join(", ")
+            ),
+        ))
+    }
+
+    /// Every Page the user token manages, following `paging.next`.
+    pub async fn pages<P: PlatformApi<Context = CallContext>>(
+        &self,
+        api: &P,
+        user_token: &Secret,
+        fields: &str,
+    ) -> Result<Vec<PageEntry>, PlatformFailure> {
+        let mut url = self.config.graph_url("me/accounts");
+        url.query_pairs_mut()
+            .append_pair("fields", fields)
+            .append_pair("limit", "25");
+        let mut pages = Vec::new();
+        for _ in 0..MAX_ACCOUNT_PAGES {
+            let request = self.http.get(url.clone()).bearer_auth(user_token.expose());
+            let listing: Listing<PageEntry> =
+                http::call_json(api, "meta_accounts", &Unlimited, request, LIST_PAGES).await?;
+            pages.extend(listing.data);
+            // Only follow links to the configured Graph host: the token goes with them.
+            match listing.paging.next.and_then(|n| Url::parse(&n).ok()) {
+                Some(next) if next.origin() == self.config.graph_base.origin() => url = next,
+                _ => break,
+            }
+        }
+        Ok(pages)
+    }
+
+    /// The connection's grant for one Page: its Page token (no expiry), renewable with the
+    /// login's long-lived user token.
+    pub fn page_grant(&self, page_id: &str, page_token: &str, login: &TokenGrant) -> TokenGrant {
+        let handle = RenewalHandle {
+            page_id: page_id.to_owned(),
+            user_token: login.access_token.expose().to_owned(),
+        };
+        TokenGrant {
+            access_token: Secret::new(page_token),
+            refresh_token: Some(Secret::new(
+                serde_json::to_string(&handle).expect("the handle serializes"),
+            )),
+            expires_at: None,
+            scopes: login.scopes.clone(),
+        }
+    }
+
+    /// Renews a Page token: the user token is exchanged again (extending it), then the Page's
+    /// token is asked for anew. A refusal means the user must log in again.
+    pub async fn renew_page_grant<P: PlatformApi<Context = CallContext>>(
+        &self,
+        api: &P,
+        refresh_token: &Secret,
+    ) -> Result<TokenGrant, PlatformFailure> {
+        let handle: RenewalHandle = serde_json::from_str(refresh_token.expose()).map_err(|_| {
+            PlatformFailure::new(
+                ErrorClass::ReauthorizationRequired,
+                "renewal_unreadable",
+                "the connection's renewal data is not Herald's; connect the account again",
+            )
+        })?;
+        let user = self
+            .long_lived(api, &handle.user_token, CallContext::REFRESH, &[])
+            .await?;
+        let mut url = self.config.graph_url(&handle.page_id);
+        url.query_pairs_mut().append_pair("fields", "access_token");
+        let request = self.http.get(url).bearer_auth(&user.access_token);
+        let page: PageToken =
+            http::call_json(api, "meta_token", &Unlimited, request, CallContext::REFRESH)
+                .await
+                .map_err(|failure| PlatformFailure {
+                    message: redact(&failure.message, &[&user.access_token, &handle.user_token]),
+                    ..failure
+                })?;
+        let Some(page_token) = page.access_token else {
+            return Err(PlatformFailure::new(
+                ErrorClass::ReauthorizationRequired,
+                "page_token_unavailable",
+                "Facebook no longer gives Herald this Page's token: the person who connected it may have lost their role on the Page; connect it again with an account that manages the Page",
+            ));
+        };
+        let login = TokenGrant {
+            access_token: Secret::new(user.access_token),
+            refresh_token: None,
+            expires_at: None,
+            scopes: self.config.scopes.clone(),
+        };
+        Ok(self.page_grant(&handle.page_id, &page_token, &login))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn real_and_sandbox_urls() {
+        let real = GraphConfig::new("id", Secret::new("s"), &["pages_show_list"]);
+        assert_eq!(
+            real.graph_url("me/accounts").as_str(),
+            "https://graph.facebook.com/v25.0/me/accounts"
+        );
+        assert_eq!(
+            real.video_url("1/videos").as_str(),
+            "https://graph-video.facebook.com/v25.0/1/videos"
+        );
+        assert_eq!(
+            real.dialog_url.as_str(),
+            "https://www.facebook.com/v25.0/dialog/oauth"
+        );
+        assert_eq!(
+            real.web_url("/1/videos/2/"),
+            "https://www.facebook.com/1/videos/2/"
+        );
+        assert_eq!(real.web_url("https://x.test/a"), "https://x.test/a");
+        let sandbox = GraphConfig::for_base(
+            Url::parse("http://127.0.0.1:4000/meta").unwrap(),
+            "id",
+            Secret::new("s"),
+            &[],
+        );
+        assert_eq!(
+            sandbox.dialog_url.as_str(),
+            "http://127.0.0.1:4000/meta/v25.0/dialog/oauth"
+        );
+        assert_eq!(
+            sandbox.video_url("me/videos").as_str(),
+            "http://127.0.0.1:4000/meta/v25.0/me/videos"
+        );
+    }
+}

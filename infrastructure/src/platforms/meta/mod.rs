@@ -1,0 +1,6 @@
+//! What Meta's platforms share: the Graph API's error envelope and usage headers
+//! ([`graph`], used by Threads, Facebook Pages and Instagram) and Facebook Login with Page
+//! tokens ([`login`], used by Facebook Pages and Instagram).
+pub mod errors;
+pub mod graph;
+pub mod login;

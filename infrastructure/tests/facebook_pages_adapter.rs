@@ -1,0 +1,632 @@
+//! The Facebook Pages adapter against the sandbox's Meta twin over real HTTP: one login, one
+//! connection per Page; Page-token renewal; text, link, photo and video posts; an interrupted
+//! video upload resumed; reconciliation; and the failure classes the publisher relies on.
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use herald_domain::{ErrorClass, MediaItem, MediaKind, PlatformFailure};
+use herald_infrastructure::platforms::facebook_pages::{FacebookPagesAdapter, FacebookPagesConfig};
+use herald_infrastructure::platforms::{
+    ConnectedAccount, MediaUpload, PlatformAdapter, PostDraft, PostError, RateLimitGate,
+    TokenGrant, UploadProgress, UploadResume,
+};
+use herald_infrastructure::secret::Secret;
+use herald_sandbox::{Fault, MetaEndpoint, MetaPageSpec, MetaUserSpec, Sandbox, SandboxConfig};
+use url::Url;
+
+const REDIRECT: &str = "http://127.0.0.1:9/callback";
+
+struct Env {
+    sandbox: Sandbox,
+    adapter: FacebookPagesAdapter,
+}
+
+impl Env {
+    async fn start() -> Self {
+        let mut sandbox_config = SandboxConfig::default();
+        sandbox_config.meta.video_chunk_size = 1000;
+        sandbox_config.meta.video_processing_delay = Duration::from_millis(300);
+        let sandbox = Sandbox::start("127.0.0.1:0", sandbox_config)
+            .await
+            .expect("sandbox starts");
+        let defaults = SandboxConfig::default().meta;
+        let mut config = FacebookPagesConfig::for_base(
+            Url::parse(&sandbox.meta_base_url()).unwrap(),
+            defaults.client_id,
+            Secret::new(defaults.client_secret),
+        );
+        config.graph.request_timeout = Duration::from_secs(1);
+        config.status_poll_interval = Duration::from_millis(50);
+        Self {
+            adapter: FacebookPagesAdapter::new(config).expect("adapter builds"),
+            sandbox,
+        }
+    }
+
+    /// The whole login as `user` (declining `decline`): the login's grant.
+    async fn login(&self, user: &str, decline: &str) -> TokenGrant {
+        let start = self.adapter.authorization_url(REDIRECT);
+        assert!(start.url.query_pairs().any(|(k, v)| k == "scope"
+            && v == "pages_show_list,pages_read_engagement,pages_manage_posts"));
+        let url = format!(
+            "{}&sandbox_user={user}&sandbox_decline={decline}",
+            start.url
+        );
+        let browser = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let consent = browser.get(url).send().await.unwrap();
+        assert_eq!(consent.status(), 302, "the dialog redirects");
+        let location = consent.headers()["location"].to_str().unwrap();
+        let callback: HashMap<String, String> = Url::parse(location)
+            .unwrap()
+            .query_pairs()
+            .into_owned()
+            .collect();
+        assert_eq!(callback["state"], start.state, "state always travels");
+        self.adapter
+            .exchange_code(&callback["code"], &start.pkce_verifier, REDIRECT)
+            .await
+            .expect("code exchange succeeds")
+    }
+
+    /// The first Page of `user`.
+    async fn page(&self, user: &str) -> ConnectedAccount {
+        let login = self.login(user, "").await;
+        self.adapter.accounts(&login).await.unwrap().remove(0)
+    }
+
+    fn media(&self, name: &str, bytes: u64) -> MediaItem {
+        let kind = if name.ends_with(".mp4") {
+            MediaKind::Video
+        } else {
+            MediaKind::Image
+        };
+        MediaItem {
+            url: format!("{}/media/{name}?bytes={bytes}", self.sandbox.base_url()),
+            kind,
+            mime_type: if kind == MediaKind::Video {
+                "video/mp4".into()
+            } else {
+                "image/jpeg".into()
+            },
+            probe: None,
+        }
+    }
+
+    async fn upload(
+        &self,
+        token: &Secret,
+        item: &MediaItem,
+        post: &PostDraft,
+        resume: Option<&UploadResume>,
+        progress: &Progress,
+    ) -> Result<String, PlatformFailure> {
+        let upload = MediaUpload {
+            resume,
+            ..MediaUpload::single(item, post)
+        };
+        self.adapter
+            .upload_media(token, &upload, &Gate::default(), progress)
+            .await
+    }
+
+    async fn post(&self, token: &Secret, draft: &PostDraft) -> Result<String, PostError> {
+        self.adapter
+            .create_post(token, draft, &Gate::default())
+            .await
+            .map(|p| p.post_id)
+    }
+
+    fn fault(&self, endpoint: MetaEndpoint, fault: Fault) {
+        self.sandbox.inject_meta_fault(endpoint, fault, 1);
+    }
+}
+
+fn token(account: &ConnectedAccount) -> Secret {
+    account.grant.as_ref().unwrap().access_token.clone()
+}
+
+fn text(t: &str) -> PostDraft {
+    PostDraft {
+        text: t.to_owned(),
+        ..PostDraft::default()
+    }
+}
+
+fn failed(result: Result<String, PostError>) -> PlatformFailure {
+    match result {
+        Err(PostError::Failed(f)) => f,
+        other => panic!("expected a failure, got {other:?}"),
+    }
+}
+
+type Observation = (String, Option<u64>, Option<DateTime<Utc>>);
+
+#[derive(Default)]
+struct Gate {
+    refuse_until: Option<DateTime<Utc>>,
+    acquired: Mutex<Vec<String>>,
+    observed: Mutex<Vec<Observation>>,
+}
+
+#[async_trait::async_trait]
+impl RateLimitGate for Gate {
+    async fn acquire(&self, endpoint: &str) -> Result<(), DateTime<Utc>> {
+        self.acquired.lock().unwrap().push(endpoint.to_owned());
+        self.refuse_until.map_or(Ok(()), Err)
+    }
+
+    async fn observe(&self, endpoint: &str, remaining: Option<u64>, reset: Option<DateTime<Utc>>) {
+        self.observed
+            .lock()
+            .unwrap()
+            .push((endpoint.to_owned(), remaining, reset));
+    }
+}
+
+#[derive(Default)]
+struct Progress {
+    started: Mutex<Vec<u64>>,
+    session: Mutex<Option<Secret>>,
+    confirmed: Mutex<Vec<u64>>,
+}
+
+impl Progress {
+    fn resume(&self) -> UploadResume {
+        UploadResume {
+            session: self.session.lock().unwrap().clone().expect("a session"),
+            bytes_confirmed: self.confirmed.lock().unwrap().last().copied().unwrap_or(0),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl UploadProgress for Progress {
+    async fn started(&self, total_bytes: u64) {
+        self.started.lock().unwrap().push(total_bytes);
+    }
+
+    async fn session_opened(&self, session: &Secret) {
+        assert!(
+            self.confirmed.lock().unwrap().is_empty(),
+            "the session is announced before any byte"
+        );
+        *self.session.lock().unwrap() = Some(session.clone());
+    }
+
+    async fn chunk_sent(&self, bytes_sent: u64, _total_bytes: u64) {
+        self.confirmed.lock().unwrap().push(bytes_sent);
+    }
+}
+
+#[tokio::test]
+async fn one_login_connects_every_page_it_can_publish_to() {
+    let env = Env::start().await;
+    let login = env.login("fb_alice", "").await;
+    assert!(login.expires_at.unwrap() > Utc::now() + TimeDelta::days(59));
+    let accounts = env.adapter.accounts(&login).await.unwrap();
+    let names: Vec<&str> = accounts
+        .iter()
+        .map(|a| a.profile.display_name.as_str())
+        .collect();
+    assert_eq!(names, ["fb_alice Page One", "fb_alice Page Two"]);
+    let state = env.sandbox.meta_state();
+    for account in &accounts {
+        let grant = account.grant.as_ref().expect("each Page has its own token");
+        assert_eq!(grant.expires_at, None, "Page tokens do not expire");
+        assert!(grant.refresh_token.is_some(), "renewable through the login");
+        let issued = state
+            .tokens_issued
+            .iter()
+            .find(|t| t.access_token == grant.access_token.expose())
+            .unwrap();
+        assert_eq!(issued.kind, "page");
+        assert_eq!(
+            issued.page_id.as_deref(),
+            Some(account.profile.account_id.as_str())
+        );
+        let me = env.adapter.account(&grant.access_token).await.unwrap();
+        assert_eq!(me.account_id, account.profile.account_id);
+    }
+
+    // Renewal: a new Page token through a re-exchanged user token.
+    let grant = accounts[0].grant.clone().unwrap();
+    let renewed = env
+        .adapter
+        .refresh(grant.refresh_token.as_ref().unwrap())
+        .await
+        .unwrap();
+    assert_ne!(renewed.access_token, grant.access_token);
+    env.post(&renewed.access_token, &text("with the renewed token"))
+        .await
+        .unwrap();
+
+    // A Page the person cannot create content on is left out.
+    env.sandbox.define_meta_user(&MetaUserSpec {
+        username: "fb_mixed".into(),
+        name: None,
+        pages: vec![
+            MetaPageSpec {
+                name: "Watched Page".into(),
+                category: None,
+                tasks: Some(vec!["ANALYZE".into()]),
+                instagram_business_account: None,
+            },
+            MetaPageSpec {
+                name: "Own Page".into(),
+                category: None,
+                tasks: None,
+                instagram_business_account: None,
+            },
+        ],
+    });
+    let mixed = env.login("fb_mixed", "").await;
+    let accounts = env.adapter.accounts(&mixed).await.unwrap();
+    assert_eq!(accounts.len(), 1);
+    assert_eq!(accounts[0].profile.display_name, "Own Page");
+
+    // Declined permissions and no Pages are explained.
+    let declined = env.login("fb_alice", "pages_manage_posts").await;
+    let error = env.adapter.accounts(&declined).await.unwrap_err();
+    assert_eq!(error.code, "permissions_declined");
+    assert!(
+        error.message.contains("pages_manage_posts"),
+        "{}",
+        error.message
+    );
+    env.sandbox.define_meta_user(&MetaUserSpec {
+        username: "fb_nobody".into(),
+        name: None,
+        pages: vec![],
+    });
+    let nobody = env.login("fb_nobody", "").await;
+    let error = env.adapter.accounts(&nobody).await.unwrap_err();
+    assert_eq!(error.code, "no_pages");
+    assert!(
+        error.message.contains("create a Facebook Page"),
+        "{}",
+        error.message
+    );
+
+    // After the person removes the app, renewal needs them.
+    env.fault(MetaEndpoint::Me, Fault::RevokeGrant);
+    assert!(env.adapter.account(&login.access_token).await.is_err());
+    let error = env
+        .adapter
+        .refresh(grant.refresh_token.as_ref().unwrap())
+        .await
+        .unwrap_err();
+    assert_eq!(error.class, ErrorClass::ReauthorizationRequired);
+    assert!(
+        error.message.contains("connect your Facebook Pages again"),
+        "{}",
+        error.message
+    );
+    assert!(!error.message.contains(grant.access_token.expose()));
+    env.sandbox.stop().await;
+}
+
+#[tokio::test]
+async fn publishes_text_link_photo_and_video_posts_once() {
+    let env = Env::start().await;
+    let page = env.page("fb_bob").await;
+    let token = token(&page);
+    let gate = Gate::default();
+
+    let created = env
+        .adapter
+        .create_post(&token, &text("Hello Page"), &gate)
+        .await
+        .unwrap();
+    let state = env.sandbox.meta_state();
+    assert_eq!(state.page_posts.len(), 1);
+    assert_eq!(state.page_posts[0].id, created.post_id);
+    assert_eq!(created.url, state.page_posts[0].permalink_url);
+    assert!(gate
+        .acquired
+        .lock()
+        .unwrap()
+        .contains(&"facebook_feed".to_owned()));
+    assert!(gate
+        .observed
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|(e, left, _)| e == "facebook_feed" && left.is_some_and(|l| l > 0)));
+
+    let mut link = text("Read this");
+    link.link = Some("https://example.com/story".into());
+    env.post(&token, &link).await.unwrap();
+
+    // Three photos: uploaded unpublished, then one post.
+    let progress = Progress::default();
+    let mut album = text("An album");
+    for n in 0..3 {
+        let item = env.media(&format!("p{n}.jpg"), 2000);
+        let reference = env
+            .upload(&token, &item, &album, None, &progress)
+            .await
+            .unwrap();
+        assert!(reference.starts_with("photo:"), "{reference}");
+        album.media_ids.push(reference);
+    }
+    assert!(
+        env.sandbox.meta_state().page_posts.len() == 2,
+        "no post before create_post"
+    );
+    let album_id = env.post(&token, &album).await.unwrap();
+
+    // A video: uploaded in chunks and published by the upload; create_post waits for it.
+    let mut clip = text("A clip");
+    clip.title = Some("Clip title".into());
+    let item = env.media("clip.mp4", 2500);
+    let progress = Progress::default();
+    let reference = env
+        .upload(&token, &item, &clip, None, &progress)
+        .await
+        .unwrap();
+    assert_eq!(*progress.started.lock().unwrap(), [2500]);
+    assert_eq!(*progress.confirmed.lock().unwrap(), [1000, 2000, 2500]);
+    clip.media_ids = vec![reference];
+    let video_post = env
+        .adapter
+        .create_post(&token, &clip, &Gate::default())
+        .await
+        .unwrap();
+
+    let state = env.sandbox.meta_state();
+    assert_eq!(state.page_posts.len(), 4, "one post each");
+    let album = state.page_posts.iter().find(|p| p.id == album_id).unwrap();
+    assert_eq!(album.photo_urls.len(), 3);
+    assert!(album.photo_urls[0].contains("p0.jpg"));
+    let video = &state.videos[0];
+    assert_eq!(
+        (video.bytes_received, video.status.as_str()),
+        (2500, "ready")
+    );
+    assert_eq!(video.title.as_deref(), Some("Clip title"));
+    assert_eq!(video.description.as_deref(), Some("A clip"));
+    assert_eq!(
+        video_post.post_id,
+        format!("{}_{}", video.page_id, video.id)
+    );
+    assert_eq!(
+        video_post.url,
+        format!(
+            "https://www.facebook.com/{}/videos/{}/",
+            video.page_id, video.id
+        )
+    );
+    env.sandbox.stop().await;
+}
+
+#[tokio::test]
+async fn an_interrupted_video_upload_resumes_where_facebook_stopped() {
+    let env = Env::start().await;
+    let page = env.page("fb_carol").await;
+    let token = token(&page);
+    let mut clip = text("Resumed clip");
+    let item = env.media("resume.mp4", 3500);
+
+    // Facebook takes the first chunk but its answer is lost.
+    let progress = Progress::default();
+    env.fault(
+        MetaEndpoint::VideoTransfer,
+        Fault::TimeoutAfterSuccess { secs: 2.0 },
+    );
+    let failure = env
+        .upload(&token, &item, &clip, None, &progress)
+        .await
+        .unwrap_err();
+    assert_eq!(failure.class, ErrorClass::Retryable, "{}", failure.message);
+    assert_eq!(
+        progress.confirmed.lock().unwrap().len(),
+        0,
+        "Facebook took the chunk, but Herald did not hear it"
+    );
+    // Resuming from 0: Facebook corrects the offset, Herald skips what it already has.
+    let resume = progress.resume();
+    let reference = env
+        .upload(&token, &item, &clip, Some(&resume), &progress)
+        .await
+        .unwrap();
+    assert_eq!(progress.confirmed.lock().unwrap().last(), Some(&3500));
+    let corrected = env
+        .sandbox
+        .meta_state()
+        .requests
+        .iter()
+        .filter(|r| r.path.ends_with("/videos") && r.status == Some(400))
+        .count();
+    assert_eq!(corrected, 1, "one offset correction, then the rest");
+
+    // The finish answer is lost: the next attempt sees the video and does not finish again.
+    let item = env.media("lost-finish.mp4", 1500);
+    let progress = Progress::default();
+    env.fault(
+        MetaEndpoint::VideoFinish,
+        Fault::TimeoutAfterSuccess { secs: 2.0 },
+    );
+    let failure = env
+        .upload(&token, &item, &clip, None, &progress)
+        .await
+        .unwrap_err();
+    assert_eq!(failure.class, ErrorClass::Retryable);
+    assert!(failure.message.contains("checks it"), "{}", failure.message);
+    let again = env
+        .upload(&token, &item, &clip, Some(&progress.resume()), &progress)
+        .await
+        .unwrap();
+
+    clip.media_ids = vec![reference];
+    env.post(&token, &clip).await.unwrap();
+    clip.media_ids = vec![again];
+    env.post(&token, &clip).await.unwrap();
+    let state = env.sandbox.meta_state();
+    assert_eq!(state.videos.len(), 2, "one upload session each");
+    assert!(state.videos.iter().all(|v| v.bytes_received == v.file_size));
+    assert_eq!(state.page_posts.len(), 2, "each video published once");
+    env.sandbox.stop().await;
+}
+
+#[tokio::test]
+async fn failures_are_classified_for_the_publisher() {
+    let env = Env::start().await;
+    let page = env.page("fb_dave").await;
+    let token = token(&page);
+
+    // A post whose answer is lost is found again by reconciliation.
+    env.fault(
+        MetaEndpoint::PageFeed,
+        Fault::TimeoutAfterSuccess { secs: 2.0 },
+    );
+    let since = Utc::now();
+    let draft = text("lost answer");
+    match env.post(&token, &draft).await {
+        Err(PostError::OutcomeUnknown(reason)) => assert!(reason.contains("may exist"), "{reason}"),
+        other => panic!("expected an unknown outcome, got {other:?}"),
+    }
+    let found = env
+        .adapter
+        .find_post(
+            &token,
+            &page.profile.account_id,
+            since,
+            &draft,
+            &Gate::default(),
+        )
+        .await
+        .unwrap()
+        .expect("the post is found");
+    assert_eq!(env.sandbox.meta_state().page_posts[0].id, found.post_id);
+    assert!(env
+        .adapter
+        .find_post(
+            &token,
+            &page.profile.account_id,
+            since,
+            &text("never posted"),
+            &Gate::default()
+        )
+        .await
+        .unwrap()
+        .is_none());
+
+    // A timeout without effect is also unknown to Herald (it cannot tell); nothing is found.
+    env.fault(MetaEndpoint::PageFeed, Fault::Timeout { secs: 2.0 });
+    assert!(matches!(
+        env.post(&token, &text("timed out")).await,
+        Err(PostError::OutcomeUnknown(_))
+    ));
+
+    env.fault(
+        MetaEndpoint::PageFeed,
+        Fault::RateLimited {
+            retry_after_secs: 120,
+        },
+    );
+    let f = failed(env.post(&token, &text("throttled")).await);
+    assert_eq!(
+        (f.class, f.code.as_str()),
+        (ErrorClass::RateLimited, "graph_80001")
+    );
+    let wait = f.not_before.expect("the wait from the BUC header") - Utc::now();
+    assert!(
+        wait > TimeDelta::seconds(100) && wait <= TimeDelta::minutes(2),
+        "{wait}"
+    );
+
+    env.fault(MetaEndpoint::PageFeed, Fault::ServerError { status: 500 });
+    assert_eq!(
+        failed(env.post(&token, &text("5xx")).await).class,
+        ErrorClass::Retryable
+    );
+
+    env.fault(
+        MetaEndpoint::PageFeed,
+        Fault::ContentRejected {
+            detail: "Blocked".into(),
+        },
+    );
+    let f = failed(env.post(&token, &text("rejected")).await);
+    assert_eq!(
+        (f.class, f.code.as_str()),
+        (ErrorClass::Permanent, "graph_368")
+    );
+    assert!(f.message.contains("change the post"), "{}", f.message);
+
+    env.fault(MetaEndpoint::PageFeed, Fault::ExpireToken);
+    let f = failed(env.post(&token, &text("expired")).await);
+    assert_eq!(
+        (f.class, f.code.as_str()),
+        (ErrorClass::Auth, "graph_190_463")
+    );
+
+    // Herald's own gate refuses before any call.
+    let refused = env
+        .adapter
+        .create_post(
+            &token,
+            &text("gated"),
+            &Gate {
+                refuse_until: Some(Utc::now() + TimeDelta::minutes(5)),
+                ..Gate::default()
+            },
+        )
+        .await;
+    assert!(matches!(refused, Err(PostError::Failed(f)) if f.class == ErrorClass::RateLimited));
+
+    // Media Facebook cannot use.
+    let page = env.page("fb_erin").await;
+    let token = self::token(&page);
+    let progress = Progress::default();
+    env.fault(MetaEndpoint::PagePhotos, Fault::RejectMedia);
+    let f = env
+        .upload(
+            &token,
+            &env.media("bad.jpg", 10),
+            &text(""),
+            None,
+            &progress,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (f.class, f.code.as_str()),
+        (ErrorClass::Permanent, "graph_324")
+    );
+    let missing = MediaItem {
+        url: format!("{}/nothing.jpg", env.sandbox.base_url()),
+        kind: MediaKind::Image,
+        mime_type: "image/jpeg".into(),
+        probe: None,
+    };
+    let f = env
+        .upload(&token, &missing, &text(""), None, &progress)
+        .await
+        .unwrap_err();
+    assert_eq!(f.class, ErrorClass::Permanent);
+    // A video Facebook fails to process.
+    let mut clip = text("broken clip");
+    env.fault(MetaEndpoint::VideoFinish, Fault::RejectMedia);
+    clip.media_ids = vec![env
+        .upload(
+            &token,
+            &env.media("broken.mp4", 500),
+            &clip,
+            None,
+            &Progress::default(),
+        )
+        .await
+        .unwrap()];
+    let f = failed(env.post(&token, &clip).await);
+    assert_eq!(
+        (f.class, f.code.as_str()),
+        (ErrorClass::Permanent, "video_processing_failed")
+    );
+    env.sandbox.stop().await;
+}
