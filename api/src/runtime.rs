@@ -326,6 +326,8 @@ fn linkedin_adapter(
     }
     linkedin.request_timeout = Duration::from_secs(config.linkedin_request_timeout_secs.max(1));
     linkedin.throttle_backoff = Duration::from_secs(config.linkedin_throttle_backoff_secs);
+    linkedin.media_policy =
+        config.media_policy(sandbox.map(|s| s.local_addr().to_string()).as_deref());
     Ok(Some(Arc::new(LinkedInAdapter::new(linkedin)?)))
 }
 
@@ -361,6 +363,8 @@ fn reddit_adapter(
         reddit.user_agent = agent.clone();
     }
     reddit.request_timeout = Duration::from_secs(config.reddit_request_timeout_secs.max(1));
+    reddit.media_policy =
+        config.media_policy(sandbox.map(|s| s.local_addr().to_string()).as_deref());
     Ok(Some(Arc::new(RedditAdapter::new(reddit)?)))
 }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use herald_domain::{ErrorClass, MediaItem, MediaKind, PlatformFailure, PublishOptions};
+use herald_infrastructure::media_source::MediaUrlPolicy;
 use herald_infrastructure::platforms::reddit::{RedditAdapter, RedditConfig};
 use herald_infrastructure::platforms::{
     CreatedPost, MediaUpload, PlatformAdapter, PostDraft, PostError, RateLimitGate, TokenGrant,
@@ -47,6 +48,8 @@ impl Env {
         config.user_agent = "server:herald-tests:v1 (by /u/herald_dev)".into();
         config.request_timeout = Duration::from_secs(1);
         config.image_poll_interval = Duration::from_millis(50);
+        // The sandbox serves the sample media on loopback.
+        config.media_policy = MediaUrlPolicy::new(true, "");
         adapter(&mut config);
         Self {
             adapter: RedditAdapter::new(config).expect("adapter builds"),
@@ -444,5 +447,18 @@ async fn an_image_post_not_listed_in_time_is_an_unknown_outcome_then_found() {
         .unwrap();
     assert!(found.is_some());
     assert_eq!(env.sandbox.reddit_state().posts.len(), 1);
+    env.sandbox.stop().await;
+}
+
+#[tokio::test]
+async fn media_urls_on_private_addresses_are_refused_by_default() {
+    let env = Env::start_with(|_| {}, |c| c.media_policy = MediaUrlPolicy::default()).await;
+    let grant = env.connect("reddit_ssrf").await;
+    let refused = env.image(&grant, 100).await.unwrap_err();
+    assert_eq!(refused.code, "media_url_refused");
+    assert!(
+        env.sandbox.reddit_state().assets.is_empty(),
+        "no lease taken"
+    );
     env.sandbox.stop().await;
 }

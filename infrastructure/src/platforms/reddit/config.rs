@@ -3,6 +3,7 @@ use std::time::Duration;
 
 use url::Url;
 
+use crate::media_source::MediaUrlPolicy;
 use crate::platforms::x::join;
 use crate::secret::Secret;
 
@@ -36,6 +37,8 @@ pub struct RedditConfig {
     pub image_poll_max_wait: Duration,
     /// Largest image Reddit takes (bytes).
     pub image_max_bytes: u64,
+    /// Which media URLs may be downloaded (public addresses only by default).
+    pub media_policy: MediaUrlPolicy,
 }
 
 impl RedditConfig {
@@ -55,6 +58,7 @@ impl RedditConfig {
             image_poll_interval: Duration::from_secs(2),
             image_poll_max_wait: Duration::from_secs(60),
             image_max_bytes: 20 * 1024 * 1024,
+            media_policy: MediaUrlPolicy::default(),
         }
     }
 

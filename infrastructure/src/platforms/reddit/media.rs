@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use super::errors::{s3_error, CallContext};
 use super::RedditAdapter;
+use crate::media_source::Download;
 use crate::platforms::{MediaUpload, RateLimitGate, UploadProgress};
 
 #[derive(Debug, Deserialize)]
@@ -45,9 +46,9 @@ pub(super) async fn upload(
             "Herald posts images, links and text to Reddit, not videos; share the video as a link",
         ));
     }
-    let source = open_source(reddit, &item.url).await?;
+    let source = reddit.media_source.open(&item.url, 0).await?;
     let max = reddit.config.image_max_bytes;
-    if source.content_length().is_some_and(|n| n > max) {
+    if source.total.is_some_and(|n| n > max) {
         return Err(too_large(max));
     }
     let filepath = file_name(&item.url, &item.mime_type);
@@ -89,9 +90,9 @@ pub(super) async fn upload(
     // S3 needs the length up front: stream when the source says it, else buffer (images only,
     // bounded by Reddit's size limit).
     type Chunks =
-        std::pin::Pin<Box<dyn futures::Stream<Item = Result<Bytes, reqwest::Error>> + Send>>;
-    let (file, length): (Chunks, u64) = match source.content_length() {
-        Some(length) => (Box::pin(source.bytes_stream()), length),
+        std::pin::Pin<Box<dyn futures::Stream<Item = Result<Bytes, PlatformFailure>> + Send>>;
+    let (file, length): (Chunks, u64) = match source.total {
+        Some(length) => (Box::pin(chunks(source)), length),
         None => {
             let bytes = read_bounded(source, max).await?;
             let length = bytes.len() as u64;
@@ -99,7 +100,7 @@ pub(super) async fn upload(
         }
     };
     progress.started(length).await;
-    let body = stream::iter([Ok::<_, reqwest::Error>(Bytes::from(head.clone()))])
+    let body = stream::iter([Ok::<_, PlatformFailure>(Bytes::from(head.clone()))])
         .chain(file)
         .chain(stream::iter([Ok(Bytes::from(tail.clone()))]));
     let total = head.len() as u64 + length + tail.len() as u64;
@@ -210,11 +211,9 @@ fn file_name(url: &str, mime: &str) -> String {
     })
 }
 
-async fn read_bounded(source: reqwest::Response, max: u64) -> Result<Bytes, PlatformFailure> {
+async fn read_bounded(mut source: Download, max: u64) -> Result<Bytes, PlatformFailure> {
     let mut buffer = bytes::BytesMut::new();
-    let mut chunks = source.bytes_stream();
-    while let Some(chunk) = chunks.next().await {
-        let chunk = chunk.map_err(|e| source_failure(&e))?;
+    while let Some(chunk) = source.chunk().await? {
         if buffer.len() as u64 + chunk.len() as u64 > max {
             return Err(too_large(max));
         }
@@ -223,57 +222,17 @@ async fn read_bounded(source: reqwest::Response, max: u64) -> Result<Bytes, Plat
     Ok(buffer.freeze())
 }
 
-async fn open_source(
-    reddit: &RedditAdapter,
-    url: &str,
-) -> Result<reqwest::Response, PlatformFailure> {
-    let response = reddit.media_source.get(url).send().await.map_err(|e| {
-        if e.is_builder() || e.is_redirect() {
-            PlatformFailure::new(
-                ErrorClass::Permanent,
-                "media_url_invalid",
-                "the media URL is not a valid http(s) URL or redirects too often: check it",
-            )
-        } else {
-            source_failure(&e)
-        }
-    })?;
-    let status = response.status();
-    if status.is_success() {
-        return Ok(response);
-    }
-    let retryable = status.is_server_error() || status.as_u16() == 429;
-    Err(PlatformFailure::new(
-        if retryable {
-            ErrorClass::Retryable
-        } else {
-            ErrorClass::Permanent
-        },
-        format!("media_http_{}", status.as_u16()),
-        format!(
-            "downloading the media from its URL failed with HTTP {status}: {}",
-            if retryable {
-                "Herald will try again"
-            } else {
-                "check that the media URL is public and still valid"
-            }
-        ),
-    ))
-}
-
-fn source_failure(error: &reqwest::Error) -> PlatformFailure {
-    let what = if error.is_timeout() {
-        "timed out"
-    } else if error.is_connect() {
-        "could not connect"
-    } else {
-        "was interrupted"
-    };
-    PlatformFailure::new(
-        ErrorClass::Retryable,
-        "media_source_network",
-        format!("downloading the media from its URL {what}; Herald will try again"),
-    )
+/// The rest of a download as a stream, for a streamed request body.
+fn chunks(
+    download: Download,
+) -> impl futures::Stream<Item = Result<Bytes, PlatformFailure>> + Send + 'static {
+    stream::unfold(download, |mut download| async move {
+        download
+            .chunk()
+            .await
+            .transpose()
+            .map(|chunk| (chunk, download))
+    })
 }
 
 #[cfg(test)]

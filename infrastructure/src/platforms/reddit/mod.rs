@@ -32,6 +32,7 @@ use super::{
     AuthorizationStart, CreatedPost, MediaUpload, PlatformAdapter, PostDraft, PostError,
     RateLimitGate, TokenGrant, Unlimited, UploadProgress,
 };
+use crate::media_source::MediaSource;
 use crate::oauth::{ClientAuth, OAuthClient, OAuthEndpoints, SetupError, TokenKind};
 use crate::secret::Secret;
 
@@ -51,8 +52,8 @@ pub struct RedditAdapter {
     api: reqwest::Client,
     /// Uploads to the media storage.
     uploads: reqwest::Client,
-    /// Downloads of media from user-supplied URLs.
-    media_source: reqwest::Client,
+    /// Downloads of media from user-supplied URLs, under the deployment's media URL policy.
+    media_source: MediaSource,
 }
 
 impl std::fmt::Debug for RedditAdapter {
@@ -248,11 +249,7 @@ impl RedditAdapter {
             .timeout(config.request_timeout * 10)
             .connect_timeout(connect_timeout)
             .build()?;
-        let media_source = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::limited(5))
-            .connect_timeout(connect_timeout)
-            .read_timeout(config.request_timeout)
-            .build()?;
+        let media_source = MediaSource::new(config.media_policy.clone(), config.request_timeout)?;
         Ok(Self {
             config,
             oauth,
