@@ -177,6 +177,21 @@ pub struct Config {
     /// Retry-After).
     #[arg(long, env = "LINKEDIN_THROTTLE_BACKOFF_SECS", default_value_t = 60)]
     pub linkedin_throttle_backoff_secs: u64,
+    /// Reddit app client id (a "web app": give the secret too).
+    #[arg(long, env = "REDDIT_CLIENT_ID")]
+    pub reddit_client_id: Option<String>,
+    #[arg(long, env = "REDDIT_CLIENT_SECRET", hide_env_values = true)]
+    pub reddit_client_secret: Option<String>,
+    /// Reddit base for API and OAuth calls (default https://oauth.reddit.com for the API and
+    /// https://www.reddit.com for OAuth); with a custom base, both live under it.
+    #[arg(long, env = "REDDIT_API_BASE")]
+    pub reddit_api_base: Option<String>,
+    /// The unique User-Agent Reddit asks for: `<platform>:<app ID>:<version> (by /u/<username>)`.
+    #[arg(long, env = "REDDIT_USER_AGENT")]
+    pub reddit_user_agent: Option<String>,
+    /// Seconds one Reddit API request may take before its outcome counts as unknown.
+    #[arg(long, env = "REDDIT_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
+    pub reddit_request_timeout_secs: u64,
     /// Public base URL of this server, for OAuth callbacks (default: taken from each request).
     #[arg(long, env = "HERALD_PUBLIC_URL")]
     pub public_url: Option<String>,
@@ -260,6 +275,11 @@ impl Config {
             linkedin_scopes: None,
             linkedin_request_timeout_secs: 30,
             linkedin_throttle_backoff_secs: 60,
+            reddit_client_id: None,
+            reddit_client_secret: None,
+            reddit_api_base: None,
+            reddit_user_agent: None,
+            reddit_request_timeout_secs: 30,
             public_url: None,
             worker_concurrency: 32,
             job_lease_secs: 30,
@@ -290,6 +310,7 @@ impl Config {
                 && self.youtube_client_id.is_none()
                 && self.tiktok_client_id.is_none()
                 && self.linkedin_client_id.is_none()
+                && self.reddit_client_id.is_none()
                 && no_meta,
         )
     }

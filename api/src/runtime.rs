@@ -10,6 +10,7 @@ use herald_infrastructure::media_source::MediaSource;
 use herald_infrastructure::platforms::facebook_pages::{FacebookPagesAdapter, FacebookPagesConfig};
 use herald_infrastructure::platforms::instagram::{InstagramAdapter, InstagramConfig};
 use herald_infrastructure::platforms::linkedin::{LinkedInAdapter, LinkedInConfig};
+use herald_infrastructure::platforms::reddit::{RedditAdapter, RedditConfig};
 use herald_infrastructure::platforms::threads::{ThreadsAdapter, ThreadsConfig};
 use herald_infrastructure::platforms::tiktok::{TiktokAdapter, TiktokConfig};
 use herald_infrastructure::platforms::x::{XAdapter, XConfig};
@@ -291,6 +292,9 @@ fn adapters(config: &Config, sandbox: Option<&Sandbox>) -> anyhow::Result<Adapte
         tiktok_config.media_policy = config.media_policy(sandbox_host.as_deref());
         adapters = adapters.with(Arc::new(TiktokAdapter::new(tiktok_config)?));
     }
+    if let Some(reddit) = reddit_adapter(config, sandbox)? {
+        adapters = adapters.with(reddit);
+    }
     adapters = meta_adapters(config, sandbox, adapters)?;
     Ok(adapters)
 }
@@ -457,7 +461,46 @@ fn linkedin_adapter(
     }
     linkedin.request_timeout = Duration::from_secs(config.linkedin_request_timeout_secs.max(1));
     linkedin.throttle_backoff = Duration::from_secs(config.linkedin_throttle_backoff_secs);
+    linkedin.media_policy =
+        config.media_policy(sandbox.map(|s| s.local_addr().to_string()).as_deref());
     Ok(Some(Arc::new(LinkedInAdapter::new(linkedin)?)))
+}
+
+/// The Reddit adapter: the sandbox twin unless REDDIT_CLIENT_ID is set.
+fn reddit_adapter(
+    config: &Config,
+    sandbox: Option<&Sandbox>,
+) -> anyhow::Result<Option<Arc<RedditAdapter>>> {
+    let mut reddit = match (sandbox, &config.reddit_client_id) {
+        (Some(sandbox), None) => {
+            let defaults = SandboxConfig::default();
+            RedditConfig::for_base(
+                url::Url::parse(&sandbox.reddit_base_url())?,
+                defaults.reddit.client_id,
+                Secret::new(defaults.reddit.client_secret),
+            )
+        }
+        (_, Some(client_id)) => {
+            // Installed apps have no secret: Basic auth then carries an empty password.
+            let secret = Secret::new(config.reddit_client_secret.clone().unwrap_or_default());
+            match &config.reddit_api_base {
+                Some(base) => RedditConfig::for_base(
+                    url::Url::parse(base).context("REDDIT_API_BASE")?,
+                    client_id.clone(),
+                    secret,
+                ),
+                None => RedditConfig::new(client_id.clone(), secret),
+            }
+        }
+        (None, None) => return Ok(None),
+    };
+    if let Some(agent) = &config.reddit_user_agent {
+        reddit.user_agent = agent.clone();
+    }
+    reddit.request_timeout = Duration::from_secs(config.reddit_request_timeout_secs.max(1));
+    reddit.media_policy =
+        config.media_policy(sandbox.map(|s| s.local_addr().to_string()).as_deref());
+    Ok(Some(Arc::new(RedditAdapter::new(reddit)?)))
 }
 
 /// Feeds one projection from the event log, deserializing the record into its event type.

@@ -123,6 +123,22 @@ impl OAuthClient {
         })
     }
 
+    /// The same client sending `user_agent` with every token and revocation request (Reddit
+    /// throttles generic agents and asks each app for a unique one).
+    pub fn with_user_agent(
+        mut self,
+        user_agent: &str,
+        timeout: Duration,
+    ) -> Result<Self, SetupError> {
+        self.http.http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .user_agent(user_agent)
+            .build()?;
+        Ok(self)
+    }
+
     /// The configuration this client was built from.
     pub fn endpoints(&self) -> &OAuthEndpoints {
         &self.endpoints

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use herald_domain::{ErrorClass, MediaItem, MediaKind, PublishOptions};
+use herald_infrastructure::media_source::MediaUrlPolicy;
 use herald_infrastructure::platforms::linkedin::{LinkedInAdapter, LinkedInConfig};
 use herald_infrastructure::platforms::{
     ConnectedAccount, CreatedPost, MediaUpload, PlatformAdapter, PostDraft, PostError,
@@ -50,6 +51,8 @@ impl Env {
         config.request_timeout = Duration::from_secs(1);
         config.status_poll_interval = Duration::from_millis(50);
         config.throttle_backoff = Duration::from_secs(90);
+        // The sandbox serves the sample media on loopback.
+        config.media_policy = MediaUrlPolicy::new(true, "");
         adapter(&mut config);
         Self {
             adapter: LinkedInAdapter::new(config).expect("adapter builds"),
@@ -662,6 +665,28 @@ async fn a_timed_out_post_is_found_again_and_revocation_ends_the_member_grant() 
     assert_eq!(
         failure(env.post(&member, &text("gone")).await).class,
         ErrorClass::Auth
+    );
+    env.sandbox.stop().await;
+}
+
+#[tokio::test]
+async fn media_urls_on_private_addresses_are_refused_by_default() {
+    let env = Env::start_with(|_| {}, |c| c.media_policy = MediaUrlPolicy::default()).await;
+    let grant = env.member("li_ssrf").await;
+    let refused = env
+        .upload(
+            &grant,
+            &image(env.media_url("a.png", 100)),
+            None,
+            &Progress::default(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(refused.class, ErrorClass::Permanent);
+    assert_eq!(refused.code, "media_url_refused");
+    assert!(
+        env.sandbox.linkedin_state().images.is_empty(),
+        "nothing started"
     );
     env.sandbox.stop().await;
 }

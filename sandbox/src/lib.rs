@@ -10,7 +10,8 @@
 //! ([`faults`], [`oauth`], [`ratelimit`], [`multipart`], [`inspect`]); each
 //! platform has its own module mounted under its own path prefix (X: `/x`, Threads:
 //! `/threads`, YouTube: `/youtube`, LinkedIn: `/linkedin`, TikTok: `/tiktok`, Facebook Pages
-//! and Instagram: `/meta`, see [`meta_graph`] for what the Meta twins share);
+//! and Instagram: `/meta`, Reddit: `/reddit`; see
+//! [`meta_graph`] for what the Meta twins share);
 //! [`media`] serves sample files to publish.
 #![forbid(unsafe_code)]
 
@@ -23,6 +24,7 @@ pub mod meta_graph;
 pub mod multipart;
 pub mod oauth;
 pub mod ratelimit;
+pub mod reddit;
 pub mod threads;
 pub mod tiktok;
 pub mod x;
@@ -42,6 +44,10 @@ pub use linkedin::{
 pub use meta::{
     MetaConfig, MetaContainerSnapshot, MetaEndpoint, MetaIgMediaSnapshot, MetaPagePostSnapshot,
     MetaPageSpec, MetaStateSnapshot, MetaUserSpec, MetaVideoSnapshot,
+};
+pub use reddit::{
+    LinkType, RedditAssetSnapshot, RedditConfig, RedditEndpoint, RedditIssuedToken,
+    RedditPostSnapshot, RedditStateSnapshot, RedditSubreddit,
 };
 pub use threads::{
     ThreadsConfig, ThreadsContainerSnapshot, ThreadsEndpoint, ThreadsIssuedToken,
@@ -79,6 +85,8 @@ pub struct SandboxConfig {
     pub tiktok: TiktokConfig,
     /// The Meta Graph twin (Facebook Pages and Instagram).
     pub meta: MetaConfig,
+    /// The Reddit twin.
+    pub reddit: RedditConfig,
 }
 
 /// A running sandbox server hosting all platform twins on one port.
@@ -92,6 +100,7 @@ pub struct Sandbox {
     linkedin: Arc<linkedin::LinkedInState>,
     tiktok: Arc<tiktok::TiktokState>,
     meta: Arc<meta::MetaState>,
+    reddit: Arc<reddit::RedditState>,
 }
 
 impl Sandbox {
@@ -112,6 +121,8 @@ impl Sandbox {
         let tiktok_data = web::Data::from(tiktok_state.clone());
         let meta_state = Arc::new(meta::MetaState::new(config.meta));
         let meta_data = web::Data::from(meta_state.clone());
+        let reddit_state = Arc::new(reddit::RedditState::new(config.reddit));
+        let reddit_data = web::Data::from(reddit_state.clone());
 
         let server = HttpServer::new(move || {
             App::new()
@@ -122,6 +133,7 @@ impl Sandbox {
                 .service(linkedin::scope(linkedin_data.clone()))
                 .service(tiktok::scope(tiktok_data.clone()))
                 .service(meta::scope(meta_data.clone()))
+                .service(reddit::scope(reddit_data.clone()))
                 .service(media::scope())
         })
         .workers(2)
@@ -149,6 +161,7 @@ impl Sandbox {
             linkedin: linkedin_state,
             tiktok: tiktok_state,
             meta: meta_state,
+            reddit: reddit_state,
         })
     }
 
@@ -304,6 +317,27 @@ impl Sandbox {
         self.meta.define_user(spec);
     }
 
+    /// Base URL of the Reddit twin (`base_url() + "/reddit"`); Reddit paths such as
+    /// `/api/submit` and `/api/v1/authorize` are appended to it.
+    pub fn reddit_base_url(&self) -> String {
+        format!("{}/reddit", self.base_url())
+    }
+
+    /// A snapshot of the Reddit twin's state (posts, assets, issued tokens, requests).
+    pub fn reddit_state(&self) -> RedditStateSnapshot {
+        self.reddit.snapshot()
+    }
+
+    /// Queues `fault` for the next `times` requests to `endpoint` of the Reddit twin.
+    pub fn inject_reddit_fault(&self, endpoint: RedditEndpoint, fault: Fault, times: u32) {
+        self.reddit.inject_fault(endpoint, fault, times);
+    }
+
+    /// Removes every queued Reddit fault.
+    pub fn clear_reddit_faults(&self) {
+        self.reddit.clear_faults();
+    }
+
     /// Stops the server without waiting for in-flight requests (some may be
     /// sleeping on purpose because of a timeout fault).
     pub async fn stop(mut self) {
@@ -352,5 +386,6 @@ mod tests {
         assert_send_sync::<LinkedInStateSnapshot>();
         assert_send_sync::<TiktokStateSnapshot>();
         assert_send_sync::<MetaStateSnapshot>();
+        assert_send_sync::<RedditStateSnapshot>();
     }
 }

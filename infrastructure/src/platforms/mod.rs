@@ -12,6 +12,7 @@ pub mod http;
 pub mod instagram;
 pub mod linkedin;
 pub mod meta;
+pub mod reddit;
 pub mod threads;
 pub mod tiktok;
 pub mod x;

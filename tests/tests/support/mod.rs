@@ -107,6 +107,16 @@ pub async fn test_config(backend: Backend, sandbox: &Sandbox, data_dir: PathBuf)
     config.tiktok_request_timeout_secs = 2;
     // Small chunks, so test videos of a few MB upload in several.
     config.tiktok_chunk_bytes = 5 * 1024 * 1024;
+    config.linkedin_client_id = Some(defaults.linkedin.client_id);
+    config.linkedin_client_secret = Some(defaults.linkedin.client_secret);
+    config.linkedin_api_base = Some(sandbox.linkedin_base_url());
+    config.linkedin_request_timeout_secs = 2;
+    // The twin keeps the last twelve months active, as LinkedIn does.
+    config.linkedin_version = Some(chrono::Utc::now().format("%Y%m").to_string());
+    config.reddit_client_id = Some(defaults.reddit.client_id);
+    config.reddit_client_secret = Some(defaults.reddit.client_secret);
+    config.reddit_api_base = Some(sandbox.reddit_base_url());
+    config.reddit_request_timeout_secs = 2;
     config.jwt_secret = Some(JWT_SECRET.into());
     config.job_lease_secs = 3;
     config.worker_id = Some(format!("test-{}", uuid::Uuid::new_v4().simple()));
@@ -293,7 +303,30 @@ impl TestApp {
         self.connect("tiktok", user, sandbox_user).await
     }
 
+    /// Connects `user` to sandbox LinkedIn as `sandbox_user`; returns every connection the login
+    /// gives, the member first, then the organisations the member posts for.
+    pub async fn connect_linkedin(&self, user: &str, sandbox_user: &str) -> Vec<String> {
+        let body = self.connect_body("linkedin", user, sandbox_user).await;
+        body["connections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["connection_id"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    /// Connects `user` to sandbox Reddit as `sandbox_user`; returns the connection id.
+    pub async fn connect_reddit(&self, user: &str, sandbox_user: &str) -> String {
+        self.connect("reddit", user, sandbox_user).await
+    }
+
     async fn connect(&self, platform: &str, user: &str, sandbox_user: &str) -> String {
+        let body = self.connect_body(platform, user, sandbox_user).await;
+        body["connection_id"].as_str().unwrap().to_string()
+    }
+
+    /// The OAuth callback's answer after connecting through the sandbox's consent page.
+    async fn connect_body(&self, platform: &str, user: &str, sandbox_user: &str) -> Value {
         let started: Value = self
             .post(user, &format!("/{platform}/connect"), json!({}))
             .await
@@ -312,8 +345,7 @@ impl TestApp {
             "callback failed: {:?}",
             response.text().await
         );
-        let body: Value = response.json().await.unwrap();
-        body["connection_id"].as_str().unwrap().to_string()
+        response.json().await.unwrap()
     }
 
     /// Publishes `content` to `connection`; returns the job id.
@@ -457,6 +489,36 @@ impl TestApp {
                 self.sandbox.tiktok_base_url()
             ))
             .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{:?}", response.text().await);
+    }
+
+    /// Queues a sandbox LinkedIn fault.
+    pub async fn linkedin_fault(&self, endpoint: &str, fault: Value, times: u32) {
+        let response = self
+            .http
+            .post(format!(
+                "{}/_sandbox/faults",
+                self.sandbox.linkedin_base_url()
+            ))
+            .json(&json!({"endpoint": endpoint, "fault": fault, "times": times}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{:?}", response.text().await);
+    }
+
+    /// Queues a sandbox Reddit fault.
+    pub async fn reddit_fault(&self, endpoint: &str, fault: Value, times: u32) {
+        let response = self
+            .http
+            .post(format!(
+                "{}/_sandbox/faults",
+                self.sandbox.reddit_base_url()
+            ))
+            .json(&json!({"endpoint": endpoint, "fault": fault, "times": times}))
             .send()
             .await
             .unwrap();

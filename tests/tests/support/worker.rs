@@ -93,6 +93,32 @@ pub fn config_env(config: &Config) -> Vec<(String, String)> {
         "YOUTUBE_REQUEST_TIMEOUT_SECS",
         config.youtube_request_timeout_secs.to_string(),
     );
+    for (name, value) in [
+        ("LINKEDIN_CLIENT_ID", &config.linkedin_client_id),
+        ("LINKEDIN_CLIENT_SECRET", &config.linkedin_client_secret),
+        ("LINKEDIN_API_BASE", &config.linkedin_api_base),
+        ("LINKEDIN_VERSION", &config.linkedin_version),
+        ("REDDIT_CLIENT_ID", &config.reddit_client_id),
+        ("REDDIT_CLIENT_SECRET", &config.reddit_client_secret),
+        ("REDDIT_API_BASE", &config.reddit_api_base),
+        ("REDDIT_USER_AGENT", &config.reddit_user_agent),
+    ] {
+        if let Some(value) = value {
+            set(name, value.clone());
+        }
+    }
+    set(
+        "LINKEDIN_REQUEST_TIMEOUT_SECS",
+        config.linkedin_request_timeout_secs.to_string(),
+    );
+    set(
+        "LINKEDIN_THROTTLE_BACKOFF_SECS",
+        config.linkedin_throttle_backoff_secs.to_string(),
+    );
+    set(
+        "REDDIT_REQUEST_TIMEOUT_SECS",
+        config.reddit_request_timeout_secs.to_string(),
+    );
     set(
         "YOUTUBE_DAILY_QUOTA_UNITS",
         config.youtube_daily_quota_units.to_string(),

@@ -3,6 +3,7 @@ use std::time::Duration;
 
 use url::Url;
 
+use crate::media_source::MediaUrlPolicy;
 use crate::platforms::x::join;
 use crate::secret::Secret;
 
@@ -61,6 +62,8 @@ pub struct LinkedInConfig {
     /// How long to stay away after a 429 that does not name a daily limit: LinkedIn sends no
     /// `Retry-After` and no rate-limit headers.
     pub throttle_backoff: Duration,
+    /// Which media URLs may be downloaded (public addresses only by default).
+    pub media_policy: MediaUrlPolicy,
 }
 
 impl LinkedInConfig {
@@ -84,6 +87,7 @@ impl LinkedInConfig {
             status_poll_interval: Duration::from_secs(5),
             status_poll_max_wait: Duration::from_secs(10 * 60),
             throttle_backoff: Duration::from_secs(60),
+            media_policy: MediaUrlPolicy::default(),
         }
     }
 

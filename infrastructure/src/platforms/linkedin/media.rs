@@ -11,13 +11,14 @@
 use bytes::{Bytes, BytesMut};
 use chrono::Utc;
 use herald_domain::{ErrorClass, MediaKind, PlatformFailure};
-use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, ETAG, RANGE};
-use reqwest::{Method, StatusCode};
+use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, ETAG};
+use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::errors::CallContext;
 use super::LinkedInAdapter;
+use crate::media_source::Download;
 use crate::platforms::{MediaUpload, RateLimitGate, UploadProgress};
 use crate::secret::Secret;
 
@@ -117,8 +118,8 @@ async fn upload_image(
     limits: &dyn RateLimitGate,
     progress: &dyn UploadProgress,
 ) -> Result<String, PlatformFailure> {
-    let source = open_source(li, &upload.item.url, 0).await?.response;
-    let total = source.content_length();
+    let source = li.media_source.open(&upload.item.url, 0).await?;
+    let total = source.total;
     let init = li
         .rest(
             Method::POST,
@@ -130,7 +131,7 @@ async fn upload_image(
         .call_json("linkedin_images", limits, init, CallContext::INIT_IMAGE)
         .await?;
     progress.started(total.unwrap_or(0)).await;
-    let body = reqwest::Body::wrap_stream(source.bytes_stream());
+    let body = reqwest::Body::wrap_stream(chunks(source));
     let mut put = li
         .uploads
         .put(&init.value.upload_url)
@@ -169,7 +170,10 @@ async fn upload_video(
     let next = session.etags.len();
     if next < session.parts.len() {
         let from = session.parts[next].first_byte;
-        let mut source = open_source(li, &upload.item.url, from).await?;
+        let mut source = Source {
+            download: li.media_source.open(&upload.item.url, from).await?,
+            leftover: Bytes::new(),
+        };
         for index in next..session.parts.len() {
             let part = session.parts[index].clone();
             let data = source.take(part.len()).await?;
@@ -225,15 +229,11 @@ async fn start_video(
     limits: &dyn RateLimitGate,
 ) -> Result<VideoSession, PlatformFailure> {
     // LinkedIn needs the size before the upload starts.
-    let probe = open_source(li, &upload.item.url, 0).await?.response;
-    let total = probe.content_length().filter(|n| *n > 0).ok_or_else(|| {
-        PlatformFailure::new(
-            ErrorClass::Permanent,
-            "media_length_unknown",
-            "the video URL must send Content-Length: LinkedIn needs the file size before the upload starts; serve the file with a Content-Length header",
-        )
-    })?;
-    drop(probe);
+    let total = li
+        .media_source
+        .open(&upload.item.url, 0)
+        .await?
+        .require_total()?;
     let init = li
         .rest(
             Method::POST,
@@ -360,11 +360,9 @@ async fn wait_until_available(
     }
 }
 
-/// The media download, positioned at a byte offset.
+/// The media download from a byte offset, read one upload part at a time.
 struct Source {
-    response: reqwest::Response,
-    /// Bytes still to drop before the wanted offset (the server ignored `Range`).
-    skip: u64,
+    download: Download,
     leftover: Bytes,
 }
 
@@ -375,12 +373,7 @@ impl Source {
         let mut buffer = BytesMut::with_capacity(want.min(64 * 1024 * 1024));
         while buffer.len() < want {
             if self.leftover.is_empty() {
-                match self
-                    .response
-                    .chunk()
-                    .await
-                    .map_err(|e| source_failure(&e))?
-                {
+                match self.download.chunk().await? {
                     Some(chunk) => self.leftover = chunk,
                     None => return Err(PlatformFailure::new(
                         ErrorClass::Retryable,
@@ -389,12 +382,6 @@ impl Source {
                     )),
                 }
             }
-            if self.skip > 0 {
-                let drop = self.skip.min(self.leftover.len() as u64) as usize;
-                let _ = self.leftover.split_to(drop);
-                self.skip -= drop as u64;
-                continue;
-            }
             let take = (want - buffer.len()).min(self.leftover.len());
             buffer.extend_from_slice(&self.leftover.split_to(take));
         }
@@ -402,72 +389,17 @@ impl Source {
     }
 }
 
-/// Starts downloading the media from `from`; a client error is the URL's fault.
-async fn open_source(
-    li: &LinkedInAdapter,
-    url: &str,
-    from: u64,
-) -> Result<Source, PlatformFailure> {
-    let mut request = li.media_source.get(url);
-    if from > 0 {
-        request = request.header(RANGE, format!("bytes={from}-"));
-    }
-    let response = request.send().await.map_err(|e| {
-        if e.is_builder() || e.is_redirect() {
-            PlatformFailure::new(
-                ErrorClass::Permanent,
-                "media_url_invalid",
-                "the media URL is not a valid http(s) URL or redirects too often: check it",
-            )
-        } else {
-            source_failure(&e)
-        }
-    })?;
-    let status = response.status();
-    if status.is_success() {
-        let skip = if status == StatusCode::PARTIAL_CONTENT {
-            0
-        } else {
-            from
-        };
-        return Ok(Source {
-            response,
-            skip,
-            leftover: Bytes::new(),
-        });
-    }
-    let retryable = status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS;
-    Err(PlatformFailure::new(
-        if retryable {
-            ErrorClass::Retryable
-        } else {
-            ErrorClass::Permanent
-        },
-        format!("media_http_{}", status.as_u16()),
-        format!(
-            "downloading the media from its URL failed with HTTP {status}: {}",
-            if retryable {
-                "Herald will try again"
-            } else {
-                "check that the media URL is public and still valid"
-            }
-        ),
-    ))
-}
-
-fn source_failure(error: &reqwest::Error) -> PlatformFailure {
-    let what = if error.is_timeout() {
-        "timed out"
-    } else if error.is_connect() {
-        "could not connect"
-    } else {
-        "was interrupted"
-    };
-    PlatformFailure::new(
-        ErrorClass::Retryable,
-        "media_source_network",
-        format!("downloading the media from its URL {what}; Herald will try again"),
-    )
+/// The rest of a download as a stream, for a streamed request body.
+fn chunks(
+    download: Download,
+) -> impl futures::Stream<Item = Result<Bytes, PlatformFailure>> + Send + 'static {
+    futures::stream::unfold(download, |mut download| async move {
+        download
+            .chunk()
+            .await
+            .transpose()
+            .map(|chunk| (chunk, download))
+    })
 }
 
 #[cfg(test)]

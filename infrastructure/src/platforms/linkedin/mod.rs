@@ -41,6 +41,7 @@ use super::{
     AuthorizationStart, ConnectedAccount, CreatedPost, MediaUpload, PlatformAdapter, PostDraft,
     PostError, RateLimitGate, TokenGrant, Unlimited, UploadProgress,
 };
+use crate::media_source::MediaSource;
 use crate::oauth::{
     classify_token_error, redact, retry_after, ClientAuth, OAuthClient, OAuthEndpoints, SetupError,
     TokenCall,
@@ -65,8 +66,8 @@ pub struct LinkedInAdapter {
     api: reqwest::Client,
     /// Upload PUTs: a part or an image takes longer than one API call may.
     uploads: reqwest::Client,
-    /// Downloads of media from user-supplied URLs.
-    media_source: reqwest::Client,
+    /// Downloads of media from user-supplied URLs, under the deployment's media URL policy.
+    media_source: MediaSource,
 }
 
 impl std::fmt::Debug for LinkedInAdapter {
@@ -177,11 +178,7 @@ impl LinkedInAdapter {
             .timeout(config.request_timeout * 10)
             .connect_timeout(connect_timeout)
             .build()?;
-        let media_source = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::limited(5))
-            .connect_timeout(connect_timeout)
-            .read_timeout(config.request_timeout)
-            .build()?;
+        let media_source = MediaSource::new(config.media_policy.clone(), config.request_timeout)?;
         Ok(Self {
             config,
             oauth,

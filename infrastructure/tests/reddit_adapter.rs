@@ -1,0 +1,464 @@
+//! The Reddit adapter against the sandbox's Reddit twin over real HTTP: connect with Basic auth
+//! and a permanent grant, refresh without rotation, self/link/image posts, reconciliation, and
+//! the failure classes the publisher relies on.
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use herald_domain::{ErrorClass, MediaItem, MediaKind, PlatformFailure, PublishOptions};
+use herald_infrastructure::media_source::MediaUrlPolicy;
+use herald_infrastructure::platforms::reddit::{RedditAdapter, RedditConfig};
+use herald_infrastructure::platforms::{
+    CreatedPost, MediaUpload, PlatformAdapter, PostDraft, PostError, RateLimitGate, TokenGrant,
+    UploadProgress,
+};
+use herald_infrastructure::secret::Secret;
+use herald_sandbox::{Fault, RedditEndpoint, Sandbox, SandboxConfig};
+use url::Url;
+
+const REDIRECT: &str = "http://127.0.0.1:9/callback";
+
+struct Env {
+    sandbox: Sandbox,
+    adapter: RedditAdapter,
+}
+
+impl Env {
+    async fn start() -> Self {
+        Self::start_with(|_| {}, |_| {}).await
+    }
+
+    async fn start_with(
+        sandbox: impl FnOnce(&mut herald_sandbox::RedditConfig),
+        adapter: impl FnOnce(&mut RedditConfig),
+    ) -> Self {
+        let mut sandbox_config = SandboxConfig::default();
+        sandbox_config.reddit.image_processing_delay = Duration::from_millis(300);
+        sandbox(&mut sandbox_config.reddit);
+        let defaults = sandbox_config.reddit.clone();
+        let sandbox = Sandbox::start("127.0.0.1:0", sandbox_config)
+            .await
+            .expect("sandbox starts");
+        let mut config = RedditConfig::for_base(
+            Url::parse(&sandbox.reddit_base_url()).unwrap(),
+            defaults.client_id,
+            Secret::new(defaults.client_secret),
+        );
+        config.user_agent = "server:herald-tests:v1 (by /u/herald_dev)".into();
+        config.request_timeout = Duration::from_secs(1);
+        config.image_poll_interval = Duration::from_millis(50);
+        // The sandbox serves the sample media on loopback.
+        config.media_policy = MediaUrlPolicy::new(true, "");
+        adapter(&mut config);
+        Self {
+            adapter: RedditAdapter::new(config).expect("adapter builds"),
+            sandbox,
+        }
+    }
+
+    async fn connect(&self, user: &str) -> TokenGrant {
+        let start = self.adapter.authorization_url(REDIRECT);
+        let query: HashMap<String, String> = start.url.query_pairs().into_owned().collect();
+        assert_eq!(query["duration"], "permanent");
+        assert_eq!(query["state"], start.state);
+        assert!(!query.contains_key("code_challenge"), "no PKCE");
+        let browser = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let consent = browser
+            .get(format!("{}&sandbox_user={user}", start.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(consent.status(), 302);
+        let location = consent.headers()["location"].to_str().unwrap();
+        let callback: HashMap<String, String> = Url::parse(location)
+            .unwrap()
+            .query_pairs()
+            .into_owned()
+            .collect();
+        assert_eq!(callback["state"], start.state);
+        self.adapter
+            .exchange_code(&callback["code"], &start.pkce_verifier, REDIRECT)
+            .await
+            .expect("code exchange succeeds")
+    }
+
+    async fn post(&self, grant: &TokenGrant, draft: &PostDraft) -> Result<CreatedPost, PostError> {
+        self.adapter
+            .create_post(&grant.access_token, draft, &Gate::default())
+            .await
+    }
+
+    async fn image(&self, grant: &TokenGrant, bytes: usize) -> Result<String, PlatformFailure> {
+        let item = MediaItem {
+            url: format!("{}/media/cat.png?bytes={bytes}", self.sandbox.base_url()),
+            kind: MediaKind::Image,
+            mime_type: "image/png".into(),
+            probe: None,
+        };
+        let draft = PostDraft::default();
+        self.adapter
+            .upload_media(
+                &grant.access_token,
+                &MediaUpload::single(&item, &draft),
+                &Gate::default(),
+                &Progress::default(),
+            )
+            .await
+    }
+
+    fn fault(&self, endpoint: RedditEndpoint, fault: Fault) {
+        self.sandbox.inject_reddit_fault(endpoint, fault, 1);
+    }
+}
+
+fn to(subreddit: &str, text: &str) -> PostDraft {
+    let mut options = PublishOptions::default();
+    options.reddit.subreddit = Some(subreddit.into());
+    PostDraft {
+        text: text.into(),
+        options,
+        ..PostDraft::default()
+    }
+}
+
+fn failure(result: Result<CreatedPost, PostError>) -> PlatformFailure {
+    match result {
+        Err(PostError::Failed(f)) => f,
+        other => panic!("expected a failure, got {other:?}"),
+    }
+}
+
+type Observation = (String, Option<u64>, Option<DateTime<Utc>>);
+
+#[derive(Default)]
+struct Gate {
+    acquired: Mutex<Vec<String>>,
+    observed: Mutex<Vec<Observation>>,
+}
+
+#[async_trait::async_trait]
+impl RateLimitGate for Gate {
+    async fn acquire(&self, endpoint: &str) -> Result<(), DateTime<Utc>> {
+        self.acquired.lock().unwrap().push(endpoint.to_owned());
+        Ok(())
+    }
+
+    async fn observe(&self, endpoint: &str, remaining: Option<u64>, reset: Option<DateTime<Utc>>) {
+        self.observed
+            .lock()
+            .unwrap()
+            .push((endpoint.to_owned(), remaining, reset));
+    }
+}
+
+#[derive(Default)]
+struct Progress {
+    sent: Mutex<Vec<u64>>,
+}
+
+#[async_trait::async_trait]
+impl UploadProgress for Progress {
+    async fn started(&self, _total_bytes: u64) {}
+    async fn session_opened(&self, _session: &Secret) {}
+    async fn chunk_sent(&self, bytes_sent: u64, _total_bytes: u64) {
+        self.sent.lock().unwrap().push(bytes_sent);
+    }
+}
+
+#[tokio::test]
+async fn connects_with_basic_auth_refreshes_without_rotation_and_revokes() {
+    let env = Env::start().await;
+    let grant = env.connect("reddit_alice").await;
+    let refresh = grant.refresh_token.clone().expect("a permanent grant");
+    assert!(grant.expires_at.unwrap() <= Utc::now() + TimeDelta::hours(1));
+    assert!(grant.scopes.contains(&"submit".to_owned()));
+    let account = env.adapter.account(&grant.access_token).await.unwrap();
+    assert_eq!(account.username, "reddit_alice");
+    assert!(account.account_id.starts_with("t2_"));
+
+    let fresh = env.adapter.refresh(&refresh).await.unwrap();
+    assert_ne!(fresh.access_token, grant.access_token);
+    assert_eq!(
+        fresh.refresh_token,
+        Some(refresh.clone()),
+        "kept: no rotation"
+    );
+    let agents = env.sandbox.reddit_state().user_agents;
+    assert!(!agents.is_empty());
+    assert!(agents
+        .iter()
+        .all(|a| a == "server:herald-tests:v1 (by /u/herald_dev)"));
+
+    let refused = env
+        .adapter
+        .refresh(&Secret::new("not-a-token"))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.class, ErrorClass::ReauthorizationRequired);
+    assert!(!refused.message.contains("not-a-token"));
+
+    env.adapter.revoke(&fresh).await.unwrap();
+    let after = env.adapter.refresh(&refresh).await.unwrap_err();
+    assert_eq!(after.class, ErrorClass::ReauthorizationRequired);
+    env.sandbox.stop().await;
+}
+
+#[tokio::test]
+async fn self_link_and_image_posts_come_back_with_id_and_url() {
+    let env = Env::start().await;
+    let grant = env.connect("reddit_poster").await;
+    let post = env
+        .post(
+            &grant,
+            &to("herald_sandbox", "Hello Reddit\n\nA body with **markdown**"),
+        )
+        .await
+        .unwrap();
+    assert!(post.post_id.starts_with("t3_"));
+    assert!(
+        post.url.contains("/r/herald_sandbox/comments/"),
+        "{}",
+        post.url
+    );
+
+    let mut link = to("linksonly", "A good read");
+    link.link = Some("https://example.com/read".into());
+    link.title = Some("Worth reading".into());
+    link.options.reddit.nsfw = true;
+    env.post(&grant, &link).await.unwrap();
+
+    let url = env.image(&grant, 4000).await.unwrap();
+    let mut image = to("r/herald_sandbox", "Look at this cat");
+    image.media_ids = vec![url];
+    let gate = Gate::default();
+    let pic = env
+        .adapter
+        .create_post(&grant.access_token, &image, &gate)
+        .await
+        .unwrap();
+    let state = env.sandbox.reddit_state();
+    assert_eq!(state.posts.len(), 3);
+    assert_eq!(pic.post_id, format!("t3_{}", state.posts[2].id));
+    assert!(pic.url.ends_with(&state.posts[2].permalink));
+    assert_eq!(state.posts[0].title, "Hello Reddit");
+    assert_eq!(
+        state.posts[0].text,
+        "Hello Reddit\n\nA body with **markdown**"
+    );
+    assert_eq!(state.posts[1].kind, "link");
+    assert!(state.posts[1].nsfw);
+    assert_eq!(state.posts[1].title, "Worth reading");
+    assert_eq!(state.posts[2].kind, "image");
+    assert_eq!(state.assets[0].bytes, Some(4000));
+    // The submission asked both gates; the headers fed the shared budget.
+    assert!(gate
+        .acquired
+        .lock()
+        .unwrap()
+        .contains(&"reddit_submit".to_owned()));
+    assert!(gate
+        .observed
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|(e, left, at)| e == "reddit_api" && left.is_some() && at.is_some()));
+    env.sandbox.stop().await;
+}
+
+#[tokio::test]
+async fn submit_errors_are_actionable() {
+    let env = Env::start_with(|s| s.submits_per_window = 2, |_| {}).await;
+    let grant = env.connect("reddit_errors").await;
+    let cases = [
+        ("nowhere_sub", "SUBREDDIT_NOEXIST", "does not exist"),
+        ("private_club", "SUBREDDIT_NOTALLOWED", "moderators"),
+        ("linksonly", "NO_SELFS", "does not allow text posts"),
+    ];
+    for (sr, code, advice) in cases {
+        let f = failure(env.post(&grant, &to(sr, "hello")).await);
+        assert_eq!((f.class, f.code.as_str()), (ErrorClass::Permanent, code));
+        assert!(f.message.contains(advice), "{}", f.message);
+    }
+    let mut link = to("textonly", "x");
+    link.link = Some("https://e.com".into());
+    assert_eq!(failure(env.post(&grant, &link).await).code, "NO_LINKS");
+
+    // A subreddit that needs flair: the message lists them.
+    let f = failure(env.post(&grant, &to("needsflair", "no flair")).await);
+    assert_eq!(f.code, "SUBMIT_VALIDATION_FLAIR_REQUIRED");
+    assert!(
+        f.message.contains("options.reddit.flair_id"),
+        "{}",
+        f.message
+    );
+    assert!(f.message.contains("(Discussion)") && f.message.contains("(News)"));
+    let mut flaired = to("needsflair", "with flair");
+    flaired.options.reddit.flair_id = Some("3f2c0e1a-0000-4000-8000-000000000001".into());
+    env.post(&grant, &flaired).await.unwrap();
+
+    // The same link twice: the duplicate code the publisher reconciles on.
+    let mut shared = to("linksonly", "shared");
+    shared.link = Some("https://example.com/once".into());
+    env.post(&grant, &shared).await.unwrap();
+    let dup = failure(env.post(&grant, &shared).await);
+    assert_eq!(dup.code, "http_403_duplicate");
+
+    // RATELIMIT in the body closes the posting gate until Reddit's "try again in".
+    let gate = Gate::default();
+    let limited = match env
+        .adapter
+        .create_post(
+            &grant.access_token,
+            &to("herald_sandbox", "one more"),
+            &gate,
+        )
+        .await
+    {
+        Err(PostError::Failed(f)) => f,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(limited.class, ErrorClass::RateLimited);
+    let until = limited.not_before.unwrap();
+    assert!(until > Utc::now() + TimeDelta::minutes(9));
+    assert!(gate
+        .observed
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|(e, left, at)| e == "reddit_submit" && *left == Some(0) && *at == Some(until)));
+    env.sandbox.stop().await;
+}
+
+#[tokio::test]
+async fn http_failures_and_unknown_outcomes() {
+    let env = Env::start().await;
+    let grant = env.connect("reddit_http").await;
+    env.fault(
+        RedditEndpoint::Submit,
+        Fault::RateLimited {
+            retry_after_secs: 30,
+        },
+    );
+    let gate = Gate::default();
+    let throttled = match env
+        .adapter
+        .create_post(&grant.access_token, &to("herald_sandbox", "a"), &gate)
+        .await
+    {
+        Err(PostError::Failed(f)) => f,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(throttled.class, ErrorClass::RateLimited);
+    let wait = throttled.not_before.unwrap() - Utc::now();
+    assert!(wait > TimeDelta::seconds(25) && wait <= TimeDelta::seconds(31));
+    assert!(gate
+        .observed
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|(e, left, _)| e == "reddit_api" && *left == Some(0)));
+
+    env.fault(RedditEndpoint::Submit, Fault::ServerError { status: 503 });
+    assert_eq!(
+        failure(env.post(&grant, &to("herald_sandbox", "b")).await).class,
+        ErrorClass::Retryable
+    );
+    env.fault(RedditEndpoint::Submit, Fault::ExpireToken);
+    assert_eq!(
+        failure(env.post(&grant, &to("herald_sandbox", "c")).await).class,
+        ErrorClass::Auth
+    );
+    let grant = env
+        .adapter
+        .refresh(grant.refresh_token.as_ref().unwrap())
+        .await
+        .unwrap();
+
+    // Timed out after Reddit made the post: unknown, then found by listing.
+    let since = Utc::now();
+    env.fault(
+        RedditEndpoint::Submit,
+        Fault::TimeoutAfterSuccess { secs: 1.5 },
+    );
+    let draft = to("herald_sandbox", "did it post?");
+    assert!(matches!(
+        env.post(&grant, &draft).await,
+        Err(PostError::OutcomeUnknown(_))
+    ));
+    let found = env
+        .adapter
+        .find_post(&grant.access_token, "t2_x", since, &draft, &Gate::default())
+        .await
+        .unwrap()
+        .expect("found");
+    let state = env.sandbox.reddit_state();
+    assert_eq!(state.posts.len(), 1);
+    assert_eq!(found.post_id, format!("t3_{}", state.posts[0].id));
+    let other = env
+        .adapter
+        .find_post(
+            &grant.access_token,
+            "t2_x",
+            since,
+            &to("herald_sandbox", "never posted"),
+            &Gate::default(),
+        )
+        .await
+        .unwrap();
+    assert!(other.is_none());
+
+    // An image the media storage refuses fails for good.
+    env.fault(RedditEndpoint::MediaAsset, Fault::RejectMedia);
+    let refused = env.image(&grant, 100).await.unwrap_err();
+    assert_eq!(refused.class, ErrorClass::Permanent);
+    assert!(
+        refused.message.contains("PNG, JPEG or GIF"),
+        "{}",
+        refused.message
+    );
+    env.sandbox.stop().await;
+}
+
+#[tokio::test]
+async fn an_image_post_not_listed_in_time_is_an_unknown_outcome_then_found() {
+    let env = Env::start_with(
+        |s| s.image_processing_delay = Duration::from_millis(1500),
+        |c| c.image_poll_max_wait = Duration::from_millis(300),
+    )
+    .await;
+    let grant = env.connect("reddit_slow").await;
+    let url = env.image(&grant, 2000).await.unwrap();
+    let mut draft = to("herald_sandbox", "slow cat");
+    draft.media_ids = vec![url];
+    let since = Utc::now();
+    assert!(matches!(
+        env.post(&grant, &draft).await,
+        Err(PostError::OutcomeUnknown(_))
+    ));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let found = env
+        .adapter
+        .find_post(&grant.access_token, "t2_x", since, &draft, &Gate::default())
+        .await
+        .unwrap();
+    assert!(found.is_some());
+    assert_eq!(env.sandbox.reddit_state().posts.len(), 1);
+    env.sandbox.stop().await;
+}
+
+#[tokio::test]
+async fn media_urls_on_private_addresses_are_refused_by_default() {
+    let env = Env::start_with(|_| {}, |c| c.media_policy = MediaUrlPolicy::default()).await;
+    let grant = env.connect("reddit_ssrf").await;
+    let refused = env.image(&grant, 100).await.unwrap_err();
+    assert_eq!(refused.code, "media_url_refused");
+    assert!(
+        env.sandbox.reddit_state().assets.is_empty(),
+        "no lease taken"
+    );
+    env.sandbox.stop().await;
+}

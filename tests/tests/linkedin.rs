@@ -1,0 +1,433 @@
+//! LinkedIn end to end: connect (the member and the organisations they post for) → publish →
+//! sandbox LinkedIn → projections, for every content type; the documented refusals; a sunset
+//! API version; a login without refresh tokens; and the daily limit shared by two worker
+//! processes on Postgres and Kafka.
+mod support;
+
+use std::time::Duration;
+
+use herald_api::config::Role;
+use herald_sandbox::{LinkedInPostSnapshot, SandboxConfig};
+use serde_json::{json, Value};
+use support::worker::SplitApp;
+use support::{spawn_app, spawn_app_configured, spawn_app_with, Backend, TestApp};
+
+const SOON: Duration = Duration::from_secs(20);
+/// How long a restarted worker may take to join the Kafka consumer groups.
+const PATIENCE: Duration = Duration::from_secs(180);
+
+fn posts_with_text(app: &TestApp, text: &str) -> Vec<LinkedInPostSnapshot> {
+    app.sandbox
+        .linkedin_state()
+        .posts
+        .into_iter()
+        .filter(|p| p.text == text)
+        .collect()
+}
+
+fn post_calls(app: &TestApp) -> Vec<Option<u16>> {
+    app.sandbox
+        .linkedin_state()
+        .requests
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/rest/posts"))
+        .map(|r| r.status)
+        .collect()
+}
+
+fn sandbox_config() -> SandboxConfig {
+    let mut config = SandboxConfig::default();
+    config.linkedin.video_part_size = 100_000;
+    config.linkedin.video_processing_delay = Duration::from_millis(300);
+    config
+}
+
+fn media(app: &TestApp, name: &str, bytes: usize, kind: &str, mime: &str) -> Value {
+    json!({
+        "url": format!("{}/media/{name}?bytes={bytes}", app.sandbox.base_url()),
+        "kind": kind,
+        "mime_type": mime,
+    })
+}
+
+/// Publishes and waits until published; returns the job and the one post on the twin.
+async fn publish_once(
+    app: &TestApp,
+    connection: &str,
+    content: Value,
+    shown_text: &str,
+) -> (Value, LinkedInPostSnapshot) {
+    let job_id = app.publish("alice", connection, content).await;
+    let job = app
+        .wait_for_status("alice", &job_id, "published", SOON)
+        .await;
+    let mut posts = posts_with_text(app, shown_text);
+    assert_eq!(
+        posts.len(),
+        1,
+        "exactly one copy of {shown_text:?} on LinkedIn"
+    );
+    let post = posts.remove(0);
+    assert_eq!(job["post_id"], post.urn.as_str());
+    assert_eq!(
+        job["post_url"],
+        format!(
+            "{}/feed/update/{}/",
+            app.sandbox.linkedin_base_url(),
+            post.urn
+        )
+    );
+    (job, post)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn member_and_organisation_posts_of_every_kind_are_published_once() {
+    let app = spawn_app_with(Backend::Embedded, sandbox_config(), Role::All).await;
+    let connections = app.connect_linkedin("alice", "herald_sandbox").await;
+    assert_eq!(connections.len(), 3, "the member and two organisations");
+    let views = support::eventually("three connection views", SOON, || async {
+        let views = app.connections("alice").await;
+        (views.len() == 3).then_some(views)
+    })
+    .await;
+    let mut accounts: Vec<&str> = views
+        .iter()
+        .map(|c| c["account_id"].as_str().unwrap())
+        .collect();
+    accounts.sort();
+    assert_eq!(
+        &accounts[..2],
+        [
+            "urn:li:organization:10000001",
+            "urn:li:organization:10000003"
+        ]
+    );
+    assert!(accounts[2].starts_with("urn:li:person:"));
+    assert!(views.iter().all(|c| c["can_refresh"] == true));
+    let member = &connections[0];
+
+    // Text with Little Text Format's reserved characters shows verbatim.
+    let words = "Shipping v2 (finally) [beta] with *love* #rust";
+    let (_, post) = publish_once(&app, member, json!({"text": words}), words).await;
+    assert!(post.urn.starts_with("urn:li:share:"));
+    assert!(!post.truncated);
+
+    // An article share with a title.
+    let (_, article) = publish_once(
+        &app,
+        member,
+        json!({"text": "Our notes", "link": "https://example.com/notes", "title": "Release notes"}),
+        "Our notes",
+    )
+    .await;
+    assert_eq!(article.content_kind, "article");
+    assert_eq!(
+        article.article_url.as_deref(),
+        Some("https://example.com/notes")
+    );
+    assert_eq!(article.content_title.as_deref(), Some("Release notes"));
+
+    // One image, then several.
+    let (_, image) = publish_once(
+        &app,
+        member,
+        json!({"text": "one picture", "media": [media(&app, "a.png", 4000, "image", "image/png")]}),
+        "one picture",
+    )
+    .await;
+    assert_eq!(image.content_kind, "image");
+    let (_, album) = publish_once(
+        &app,
+        member,
+        json!({"text": "three pictures", "media": [
+            media(&app, "a.png", 4000, "image", "image/png"),
+            media(&app, "b.jpg", 3000, "image", "image/jpeg"),
+            media(&app, "c.png", 2000, "image", "image/png"),
+        ]}),
+        "three pictures",
+    )
+    .await;
+    assert_eq!(album.content_kind, "multi_image");
+    assert_eq!(album.media.len(), 3);
+
+    // A video in three byte ranges, processed before it is posted.
+    let (job, clip) = publish_once(
+        &app,
+        member,
+        json!({"text": "a clip", "title": "Clip", "media": [media(&app, "clip.mp4", 250_000, "video", "video/mp4")]}),
+        "a clip",
+    )
+    .await;
+    assert!(clip.urn.starts_with("urn:li:ugcPost:"));
+    assert_eq!(clip.content_kind, "video");
+    let video = app.sandbox.linkedin_state().videos.pop().unwrap();
+    assert_eq!((video.parts, video.parts_uploaded), (3, 3));
+    let history = app.history("alice", job["job_id"].as_str().unwrap()).await;
+    assert!(
+        history.contains(&"UploadSessionOpened".to_string()),
+        "{history:?}"
+    );
+
+    // The organisation's connection posts as the organisation.
+    let org = views
+        .iter()
+        .find(|v| v["account_id"] == "urn:li:organization:10000001")
+        .map(|v| v["connection_id"].as_str().unwrap().to_string())
+        .unwrap();
+    let (_, page_post) = publish_once(
+        &app,
+        &org,
+        json!({"text": "news from the page"}),
+        "news from the page",
+    )
+    .await;
+    assert_eq!(page_post.author, "urn:li:organization:10000001");
+    assert!(page_post.created_by.starts_with("urn:li:person:"));
+    assert_eq!(app.sandbox.linkedin_state().posts.len(), 6);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_and_kafka_publish_linkedin_text_and_image() {
+    let app = spawn_app(Backend::PostgresKafka).await;
+    let connections = app.connect_linkedin("alice", "li_alice").await;
+    assert_eq!(connections.len(), 1, "li_alice manages no organisation");
+    publish_once(
+        &app,
+        &connections[0],
+        json!({"text": "LinkedIn via Kafka"}),
+        "LinkedIn via Kafka",
+    )
+    .await;
+    let (_, image) = publish_once(
+        &app,
+        &connections[0],
+        json!({"text": "a picture via Kafka", "media": [media(&app, "k.png", 5000, "image", "image/png")]}),
+        "a picture via Kafka",
+    )
+    .await;
+    assert_eq!(image.content_kind, "image");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_give_the_documented_outcomes() {
+    let app = spawn_app(Backend::Embedded).await;
+    let member = app.connect_linkedin("alice", "li_bob").await.remove(0);
+
+    // 5xx: retried with backoff, then published once.
+    app.linkedin_fault(
+        "create_post",
+        json!({"kind": "server_error", "status": 503}),
+        1,
+    )
+    .await;
+    let (job, _) = publish_once(&app, &member, json!({"text": "after a 503"}), "after a 503").await;
+    let history = app.history("alice", job["job_id"].as_str().unwrap()).await;
+    assert!(
+        history.contains(&"AttemptFailed".to_string()),
+        "{history:?}"
+    );
+
+    // An expired token: refreshed, then published.
+    app.linkedin_fault("create_post", json!({"kind": "expire_token"}), 1)
+        .await;
+    publish_once(
+        &app,
+        &member,
+        json!({"text": "after a refresh"}),
+        "after a refresh",
+    )
+    .await;
+    let issued = app.sandbox.linkedin_state().tokens_issued;
+    assert_eq!(issued.len(), 2, "one refresh");
+    assert_eq!(
+        issued[1].refresh_token, issued[0].refresh_token,
+        "not rotated"
+    );
+
+    // Timed out after LinkedIn created the post: reconciled, not sent again.
+    app.linkedin_fault(
+        "create_post",
+        json!({"kind": "timeout_after_success", "secs": 3}),
+        1,
+    )
+    .await;
+    let (job, _) = publish_once(&app, &member, json!({"text": "slow answer"}), "slow answer").await;
+    let history = app.history("alice", job["job_id"].as_str().unwrap()).await;
+    assert!(
+        history.contains(&"OutcomeUnknown".to_string()),
+        "{history:?}"
+    );
+    assert!(history.contains(&"Reconciled".to_string()), "{history:?}");
+
+    // Refused content fails with LinkedIn's reason; a duplicate says to change the text.
+    app.linkedin_fault(
+        "create_post",
+        json!({"kind": "content_rejected", "detail": "This post violates the Professional Community Policies"}),
+        1,
+    )
+    .await;
+    let job_id = app
+        .publish("alice", &member, json!({"text": "refused"}))
+        .await;
+    let job = app.wait_for_status("alice", &job_id, "failed", SOON).await;
+    assert_eq!(job["last_error"]["class"], "permanent", "{job}");
+    assert!(job["last_error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("Professional Community Policies"));
+    let job_id = app
+        .publish("alice", &member, json!({"text": "after a 503"}))
+        .await;
+    let job = app.wait_for_status("alice", &job_id, "failed", SOON).await;
+    assert!(
+        job["last_error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("duplicate"),
+        "{job}"
+    );
+    assert_eq!(posts_with_text(&app, "after a 503").len(), 1);
+
+    // A 429 without a daily limit waits for the configured back-off.
+    app.linkedin_fault(
+        "create_post",
+        json!({"kind": "rate_limited", "retry_after_secs": 1}),
+        1,
+    )
+    .await;
+    let job_id = app
+        .publish("alice", &member, json!({"text": "throttled"}))
+        .await;
+    let job = app
+        .wait_for_status("alice", &job_id, "retry_scheduled", SOON)
+        .await;
+    assert_eq!(job["last_error"]["class"], "rate_limited", "{job}");
+    let calls = post_calls(&app);
+    assert_eq!(calls.last(), Some(&Some(429)));
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_refresh_tokens_an_expired_login_asks_for_reconnection() {
+    let mut sandbox = SandboxConfig::default();
+    sandbox.linkedin.refresh_tokens = false;
+    let app = spawn_app_with(Backend::Embedded, sandbox, Role::All).await;
+    let member = app.connect_linkedin("alice", "li_carol").await.remove(0);
+    let view = support::eventually("the connection view", SOON, || async {
+        app.connections("alice").await.pop()
+    })
+    .await;
+    assert_eq!(view["can_refresh"], false);
+    let expires = support::time(view["token_expires_at"].as_str().unwrap());
+    assert!(expires > chrono::Utc::now() + chrono::Duration::days(59));
+
+    app.linkedin_fault("create_post", json!({"kind": "expire_token"}), 1)
+        .await;
+    let job_id = app
+        .publish("alice", &member, json!({"text": "too late"}))
+        .await;
+    let job = app.wait_for_status("alice", &job_id, "failed", SOON).await;
+    assert_eq!(
+        job["last_error"]["class"], "reauthorization_required",
+        "{job}"
+    );
+    let view = support::eventually("the connection is marked expired", SOON, || async {
+        let view = app.connections("alice").await.remove(0);
+        (view["status"] == "expired").then_some(view)
+    })
+    .await;
+    let reason = view["status_reason"].as_str().unwrap();
+    assert!(reason.contains("connect the account again"), "{reason}");
+    assert!(posts_with_text(&app, "too late").is_empty());
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sunset_api_version_fails_with_the_setting_to_change() {
+    let app = spawn_app_configured(
+        Backend::Embedded,
+        SandboxConfig::default(),
+        Role::All,
+        |c| c.linkedin_version = Some("202301".into()),
+    )
+    .await;
+    let member = app.connect_linkedin("alice", "li_dave").await.remove(0);
+    let job_id = app
+        .publish("alice", &member, json!({"text": "old API"}))
+        .await;
+    let job = app.wait_for_status("alice", &job_id, "failed", SOON).await;
+    assert_eq!(job["last_error"]["code"], "nonexistent_version", "{job}");
+    assert!(job["last_error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("LINKEDIN_VERSION"));
+    app.stop().await;
+}
+
+/// LinkedIn's daily limits reset at midnight UTC and its 429 carries no headers. One worker
+/// process meets the limit and stops; two other worker processes then run at once and must not
+/// call LinkedIn again today — they learn of the limit only through the shared gate in Postgres.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daily_limit_holds_across_worker_processes() {
+    let mut sandbox = SandboxConfig::default();
+    sandbox.linkedin.posts_per_day = 2;
+    let mut split = SplitApp::start_with(Backend::PostgresKafka, sandbox).await;
+    let config = split.worker_config();
+    let first = split.spawn_worker(&config, "info");
+    let app = &split.app;
+    let member = app.connect_linkedin("alice", "li_erin").await.remove(0);
+    for text in ["daily one", "daily two"] {
+        publish_once(app, &member, json!({"text": text}), text).await;
+    }
+    // The third post meets the limit: its retry is due at midnight UTC.
+    let job_id = app
+        .publish("alice", &member, json!({"text": "daily three"}))
+        .await;
+    let job = app
+        .wait_for_status("alice", &job_id, "retry_scheduled", SOON)
+        .await;
+    let midnight = (chrono::Utc::now().date_naive() + chrono::Duration::days(1))
+        .and_hms_opt(0, 0, 0)
+        .unwrap()
+        .and_utc();
+    assert_eq!(
+        support::time(job["retry_at"].as_str().unwrap()),
+        midnight,
+        "{job}"
+    );
+    assert!(first.log().contains("too_many_requests"));
+    first.kill();
+
+    let (second_config, third_config) = (split.worker_config(), split.worker_config());
+    let second = split.spawn_worker(&second_config, "info");
+    let third = split.spawn_worker(&third_config, "info");
+    let app = &split.app;
+    let mut later = Vec::new();
+    for i in 0..4 {
+        later.push(
+            app.publish("alice", &member, json!({"text": format!("later {i}")}))
+                .await,
+        );
+    }
+    for job_id in &later {
+        let job = app
+            .wait_for_status("alice", job_id, "retry_scheduled", PATIENCE)
+            .await;
+        assert_eq!(job["last_error"]["code"], "rate_limit_exhausted", "{job}");
+        assert_eq!(support::time(job["retry_at"].as_str().unwrap()), midnight);
+    }
+    second.assert_running();
+    third.assert_running();
+    let refused = |w: &support::worker::WorkerProcess| w.log().contains("rate_limit_exhausted");
+    assert!(refused(&second) || refused(&third));
+    let calls = post_calls(app);
+    assert_eq!(
+        calls.len(),
+        3,
+        "two posts and one 429, nothing more: {calls:?}"
+    );
+    drop((second, third));
+    split.stop().await;
+}
