@@ -59,3 +59,36 @@ impl RequestLog {
         self.records.iter().map(|(_, r)| r.clone()).collect()
     }
 }
+
+/// A twin's scope under `path` that records every request but its own control routes
+/// (`{path}/_sandbox/...`) in the twin's request log, with the response status.
+pub(crate) fn recorded_scope<S: Send + Sync + 'static>(
+    path: &'static str,
+    state: std::sync::Arc<S>,
+    start: fn(&S, &str, &str) -> u64,
+    finish: fn(&S, u64, u16),
+) -> actix_web::Scope<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = actix_web::dev::ServiceResponse<actix_web::body::BoxBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    use actix_web::dev::Service as _;
+    let control = format!("{path}/_sandbox");
+    actix_web::web::scope(path).wrap_fn(move |req, srv| {
+        let seq = (!req.path().starts_with(&control))
+            .then(|| start(&state, req.method().as_str(), req.path()));
+        let fut = srv.call(req);
+        let state = state.clone();
+        async move {
+            let res = fut.await?;
+            if let Some(seq) = seq {
+                finish(&state, seq, res.status().as_u16());
+            }
+            Ok(res)
+        }
+    })
+}

@@ -38,7 +38,7 @@ mod state;
 
 use std::time::Duration;
 
-use actix_web::dev::{HttpServiceFactory, Service};
+use actix_web::dev::HttpServiceFactory;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
@@ -260,51 +260,42 @@ pub struct LinkedInIssuedToken {
 
 /// The `/linkedin` scope with every route and the request-recording middleware.
 pub(crate) fn scope(state: web::Data<LinkedInState>) -> impl HttpServiceFactory {
-    let log_state = state.clone().into_inner();
-    web::scope("/linkedin")
-        .app_data(state)
-        .wrap_fn(move |req, srv| {
-            let seq = (!req.path().starts_with("/linkedin/_sandbox"))
-                .then(|| log_state.log_start(req.method().as_str(), req.path()));
-            let fut = srv.call(req);
-            let log_state = log_state.clone();
-            async move {
-                let res = fut.await?;
-                if let Some(seq) = seq {
-                    log_state.log_finish(seq, res.status().as_u16());
-                }
-                Ok(res)
-            }
-        })
-        .route("/_sandbox/faults", web::post().to(control::add_fault))
-        .route("/_sandbox/faults", web::get().to(control::list_faults))
-        .route("/_sandbox/faults", web::delete().to(control::clear_faults))
-        .route("/_sandbox/state", web::get().to(control::state))
-        .route("/oauth/v2/authorization", web::get().to(oauth::authorize))
-        .route("/oauth/v2/accessToken", web::post().to(oauth::access_token))
-        .route("/oauth/v2/revoke", web::post().to(oauth::revoke))
-        .route("/v2/userinfo", web::get().to(oauth::userinfo))
-        .route(
-            "/rest/organizationAcls",
-            web::get().to(api::organization_acls),
+    crate::inspect::recorded_scope(
+        "/linkedin",
+        state.clone().into_inner(),
+        LinkedInState::log_start,
+        LinkedInState::log_finish,
+    )
+    .app_data(state)
+    .route("/_sandbox/faults", web::post().to(control::add_fault))
+    .route("/_sandbox/faults", web::get().to(control::list_faults))
+    .route("/_sandbox/faults", web::delete().to(control::clear_faults))
+    .route("/_sandbox/state", web::get().to(control::state))
+    .route("/oauth/v2/authorization", web::get().to(oauth::authorize))
+    .route("/oauth/v2/accessToken", web::post().to(oauth::access_token))
+    .route("/oauth/v2/revoke", web::post().to(oauth::revoke))
+    .route("/v2/userinfo", web::get().to(oauth::userinfo))
+    .route(
+        "/rest/organizationAcls",
+        web::get().to(api::organization_acls),
+    )
+    .route("/rest/organizations/{id}", web::get().to(api::organization))
+    .route("/rest/images", web::post().to(api::images_action))
+    .route("/rest/images/{urn}", web::get().to(api::image_status))
+    .route("/rest/videos", web::post().to(api::videos_action))
+    .route("/rest/videos/{urn}", web::get().to(api::video_status))
+    .route("/dms-uploads/{key}", web::put().to(api::upload))
+    .route("/rest/posts", web::post().to(api::create_post))
+    .route("/rest/posts", web::get().to(api::list_posts))
+    .route("/rest/posts/{urn}", web::get().to(api::get_post))
+    .default_service(web::to(|| async {
+        rest_error(
+            StatusCode::NOT_FOUND,
+            None,
+            Some("RESOURCE_NOT_FOUND"),
+            "No virtual resource found",
         )
-        .route("/rest/organizations/{id}", web::get().to(api::organization))
-        .route("/rest/images", web::post().to(api::images_action))
-        .route("/rest/images/{urn}", web::get().to(api::image_status))
-        .route("/rest/videos", web::post().to(api::videos_action))
-        .route("/rest/videos/{urn}", web::get().to(api::video_status))
-        .route("/dms-uploads/{key}", web::put().to(api::upload))
-        .route("/rest/posts", web::post().to(api::create_post))
-        .route("/rest/posts", web::get().to(api::list_posts))
-        .route("/rest/posts/{urn}", web::get().to(api::get_post))
-        .default_service(web::to(|| async {
-            rest_error(
-                StatusCode::NOT_FOUND,
-                None,
-                Some("RESOURCE_NOT_FOUND"),
-                "No virtual resource found",
-            )
-        }))
+    }))
 }
 
 /// A Rest.li error: `{"status", "serviceErrorCode"?, "code"?, "message"}`.

@@ -47,7 +47,7 @@ mod state;
 
 use std::time::Duration;
 
-use actix_web::dev::{HttpServiceFactory, Service};
+use actix_web::dev::HttpServiceFactory;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
@@ -343,38 +343,29 @@ pub struct MetaIssuedToken {
 
 /// The `/meta` scope with every route and the request-recording middleware.
 pub(crate) fn scope(state: web::Data<MetaState>) -> impl HttpServiceFactory {
-    let log_state = state.clone().into_inner();
-    web::scope("/meta")
-        .app_data(state)
-        .wrap_fn(move |req, srv| {
-            let seq = (!req.path().starts_with("/meta/_sandbox"))
-                .then(|| log_state.log_start(req.method().as_str(), req.path()));
-            let fut = srv.call(req);
-            let log_state = log_state.clone();
-            async move {
-                let res = fut.await?;
-                if let Some(seq) = seq {
-                    log_state.log_finish(seq, res.status().as_u16());
-                }
-                Ok(res)
-            }
-        })
-        .route("/_sandbox/faults", web::post().to(control::add_fault))
-        .route("/_sandbox/faults", web::get().to(control::list_faults))
-        .route("/_sandbox/faults", web::delete().to(control::clear_faults))
-        .route("/_sandbox/state", web::get().to(control::state))
-        .route("/_sandbox/users", web::post().to(control::define_user))
-        .service(
-            web::scope("/{version:v[0-9]+\\.[0-9]+}")
-                .route("/dialog/oauth", web::get().to(oauth::dialog))
-                .route("/oauth/access_token", web::get().to(oauth::access_token))
-                .route("/oauth/access_token", web::post().to(oauth::access_token))
-                .route("/{id}/{edge}", web::get().to(api::get_edge))
-                .route("/{id}/{edge}", web::post().to(api::post_edge))
-                .route("/{id}", web::get().to(api::get_object))
-                .default_service(web::to(unsupported)),
-        )
-        .default_service(web::to(unsupported))
+    crate::inspect::recorded_scope(
+        "/meta",
+        state.clone().into_inner(),
+        MetaState::log_start,
+        MetaState::log_finish,
+    )
+    .app_data(state)
+    .route("/_sandbox/faults", web::post().to(control::add_fault))
+    .route("/_sandbox/faults", web::get().to(control::list_faults))
+    .route("/_sandbox/faults", web::delete().to(control::clear_faults))
+    .route("/_sandbox/state", web::get().to(control::state))
+    .route("/_sandbox/users", web::post().to(control::define_user))
+    .service(
+        web::scope("/{version:v[0-9]+\\.[0-9]+}")
+            .route("/dialog/oauth", web::get().to(oauth::dialog))
+            .route("/oauth/access_token", web::get().to(oauth::access_token))
+            .route("/oauth/access_token", web::post().to(oauth::access_token))
+            .route("/{id}/{edge}", web::get().to(api::get_edge))
+            .route("/{id}/{edge}", web::post().to(api::post_edge))
+            .route("/{id}", web::get().to(api::get_object))
+            .default_service(web::to(unsupported)),
+    )
+    .default_service(web::to(unsupported))
 }
 
 async fn unsupported() -> HttpResponse {

@@ -32,7 +32,7 @@ mod state;
 
 use std::time::Duration;
 
-use actix_web::dev::{HttpServiceFactory, Service};
+use actix_web::dev::HttpServiceFactory;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -246,38 +246,29 @@ pub struct RedditIssuedToken {
 
 /// The `/reddit` scope with every route and the request-recording middleware.
 pub(crate) fn scope(state: web::Data<RedditState>) -> impl HttpServiceFactory {
-    let log_state = state.clone().into_inner();
-    web::scope("/reddit")
-        .app_data(state)
-        .wrap_fn(move |req, srv| {
-            let seq = (!req.path().starts_with("/reddit/_sandbox"))
-                .then(|| log_state.log_start(req.method().as_str(), req.path()));
-            let fut = srv.call(req);
-            let log_state = log_state.clone();
-            async move {
-                let res = fut.await?;
-                if let Some(seq) = seq {
-                    log_state.log_finish(seq, res.status().as_u16());
-                }
-                Ok(res)
-            }
-        })
-        .route("/_sandbox/faults", web::post().to(control::add_fault))
-        .route("/_sandbox/faults", web::get().to(control::list_faults))
-        .route("/_sandbox/faults", web::delete().to(control::clear_faults))
-        .route("/_sandbox/state", web::get().to(control::state))
-        .route("/api/v1/authorize", web::get().to(oauth::authorize))
-        .route("/api/v1/access_token", web::post().to(oauth::access_token))
-        .route("/api/v1/revoke_token", web::post().to(oauth::revoke))
-        .route("/api/v1/me", web::get().to(api::me))
-        .route("/api/submit", web::post().to(api::submit))
-        .route("/api/media/asset.json", web::post().to(api::media_asset))
-        .route("/media-upload", web::post().to(api::media_upload))
-        .route("/r/{sr}/api/link_flair_v2", web::get().to(api::link_flairs))
-        .route("/user/{name}/submitted", web::get().to(api::submitted))
-        .default_service(web::to(|| async {
-            reddit_error(StatusCode::NOT_FOUND, "Not Found")
-        }))
+    crate::inspect::recorded_scope(
+        "/reddit",
+        state.clone().into_inner(),
+        RedditState::log_start,
+        RedditState::log_finish,
+    )
+    .app_data(state)
+    .route("/_sandbox/faults", web::post().to(control::add_fault))
+    .route("/_sandbox/faults", web::get().to(control::list_faults))
+    .route("/_sandbox/faults", web::delete().to(control::clear_faults))
+    .route("/_sandbox/state", web::get().to(control::state))
+    .route("/api/v1/authorize", web::get().to(oauth::authorize))
+    .route("/api/v1/access_token", web::post().to(oauth::access_token))
+    .route("/api/v1/revoke_token", web::post().to(oauth::revoke))
+    .route("/api/v1/me", web::get().to(api::me))
+    .route("/api/submit", web::post().to(api::submit))
+    .route("/api/media/asset.json", web::post().to(api::media_asset))
+    .route("/media-upload", web::post().to(api::media_upload))
+    .route("/r/{sr}/api/link_flair_v2", web::get().to(api::link_flairs))
+    .route("/user/{name}/submitted", web::get().to(api::submitted))
+    .default_service(web::to(|| async {
+        reddit_error(StatusCode::NOT_FOUND, "Not Found")
+    }))
 }
 
 /// Reddit's plain error body: `{"message": "...", "error": <status>}`.

@@ -27,7 +27,7 @@ mod state;
 
 use std::time::Duration;
 
-use actix_web::dev::{HttpServiceFactory, Service};
+use actix_web::dev::HttpServiceFactory;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
@@ -165,48 +165,39 @@ pub struct ThreadsIssuedToken {
 
 /// The `/threads` scope with every route and the request-recording middleware.
 pub(crate) fn scope(state: web::Data<ThreadsState>) -> impl HttpServiceFactory {
-    let log_state = state.clone().into_inner();
-    web::scope("/threads")
-        .app_data(state)
-        .wrap_fn(move |req, srv| {
-            let seq = (!req.path().starts_with("/threads/_sandbox"))
-                .then(|| log_state.log_start(req.method().as_str(), req.path()));
-            let fut = srv.call(req);
-            let log_state = log_state.clone();
-            async move {
-                let res = fut.await?;
-                if let Some(seq) = seq {
-                    log_state.log_finish(seq, res.status().as_u16());
-                }
-                Ok(res)
-            }
-        })
-        .route("/_sandbox/faults", web::post().to(control::add_fault))
-        .route("/_sandbox/faults", web::get().to(control::list_faults))
-        .route("/_sandbox/faults", web::delete().to(control::clear_faults))
-        .route("/_sandbox/state", web::get().to(control::state))
-        .route("/oauth/authorize", web::get().to(api::authorize))
-        .route("/oauth/access_token", web::post().to(api::exchange_code))
-        .route("/access_token", web::get().to(api::exchange_long_lived))
-        .route("/refresh_access_token", web::get().to(api::refresh))
-        .route("/me", web::get().to(api::me))
-        .route("/{user_id}/threads", web::post().to(api::create_container))
-        .route("/{user_id}/threads", web::get().to(api::list_threads))
-        .route("/{user_id}/threads_publish", web::post().to(api::publish))
-        .route(
-            "/{user_id}/threads_publishing_limit",
-            web::get().to(api::publishing_limit),
+    crate::inspect::recorded_scope(
+        "/threads",
+        state.clone().into_inner(),
+        ThreadsState::log_start,
+        ThreadsState::log_finish,
+    )
+    .app_data(state)
+    .route("/_sandbox/faults", web::post().to(control::add_fault))
+    .route("/_sandbox/faults", web::get().to(control::list_faults))
+    .route("/_sandbox/faults", web::delete().to(control::clear_faults))
+    .route("/_sandbox/state", web::get().to(control::state))
+    .route("/oauth/authorize", web::get().to(api::authorize))
+    .route("/oauth/access_token", web::post().to(api::exchange_code))
+    .route("/access_token", web::get().to(api::exchange_long_lived))
+    .route("/refresh_access_token", web::get().to(api::refresh))
+    .route("/me", web::get().to(api::me))
+    .route("/{user_id}/threads", web::post().to(api::create_container))
+    .route("/{user_id}/threads", web::get().to(api::list_threads))
+    .route("/{user_id}/threads_publish", web::post().to(api::publish))
+    .route(
+        "/{user_id}/threads_publishing_limit",
+        web::get().to(api::publishing_limit),
+    )
+    .route("/{id}", web::get().to(api::get_object))
+    .default_service(web::to(|| async {
+        graph_error(
+            StatusCode::BAD_REQUEST,
+            "Unsupported request - method type or path not supported",
+            "GraphMethodException",
+            100,
+            None,
         )
-        .route("/{id}", web::get().to(api::get_object))
-        .default_service(web::to(|| async {
-            graph_error(
-                StatusCode::BAD_REQUEST,
-                "Unsupported request - method type or path not supported",
-                "GraphMethodException",
-                100,
-                None,
-            )
-        }))
+    }))
 }
 
 /// Error 190: the token is invalid, expired or revoked.

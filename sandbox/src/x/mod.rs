@@ -29,7 +29,7 @@ mod users;
 
 use std::time::Duration;
 
-use actix_web::dev::{HttpServiceFactory, Service};
+use actix_web::dev::HttpServiceFactory;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
@@ -251,44 +251,35 @@ pub struct XIssuedTokens {
 
 /// The `/x` scope with every route and the request-recording middleware.
 pub(crate) fn scope(state: web::Data<XState>) -> impl HttpServiceFactory {
-    let log_state = state.clone().into_inner();
-    web::scope("/x")
-        .app_data(state)
-        .wrap_fn(move |req, srv| {
-            let seq = (!req.path().starts_with("/x/_sandbox"))
-                .then(|| log_state.log_start(req.method().as_str(), req.path()));
-            let fut = srv.call(req);
-            let log_state = log_state.clone();
-            async move {
-                let res = fut.await?;
-                if let Some(seq) = seq {
-                    log_state.log_finish(seq, res.status().as_u16());
-                }
-                Ok(res)
-            }
-        })
-        .route("/i/oauth2/authorize", web::get().to(oauth::authorize))
-        .route("/2/oauth2/token", web::post().to(oauth::token))
-        .route("/2/oauth2/revoke", web::post().to(oauth::revoke))
-        .route("/2/users/me", web::get().to(users::me))
-        .route("/2/users/{id}/tweets", web::get().to(tweets::user_tweets))
-        .route("/2/tweets", web::post().to(tweets::create))
-        .route(
-            "/2/media/upload/initialize",
-            web::post().to(media::initialize),
-        )
-        .route("/2/media/upload/{id}/append", web::post().to(media::append))
-        .route(
-            "/2/media/upload/{id}/finalize",
-            web::post().to(media::finalize),
-        )
-        .route("/2/media/upload", web::get().to(media::status))
-        .route("/2/media/upload", web::post().to(media::upload))
-        .route("/_sandbox/faults", web::post().to(control::add_fault))
-        .route("/_sandbox/faults", web::get().to(control::list_faults))
-        .route("/_sandbox/faults", web::delete().to(control::clear_faults))
-        .route("/_sandbox/state", web::get().to(control::state))
-        .default_service(web::to(not_found))
+    crate::inspect::recorded_scope(
+        "/x",
+        state.clone().into_inner(),
+        XState::log_start,
+        XState::log_finish,
+    )
+    .app_data(state)
+    .route("/i/oauth2/authorize", web::get().to(oauth::authorize))
+    .route("/2/oauth2/token", web::post().to(oauth::token))
+    .route("/2/oauth2/revoke", web::post().to(oauth::revoke))
+    .route("/2/users/me", web::get().to(users::me))
+    .route("/2/users/{id}/tweets", web::get().to(tweets::user_tweets))
+    .route("/2/tweets", web::post().to(tweets::create))
+    .route(
+        "/2/media/upload/initialize",
+        web::post().to(media::initialize),
+    )
+    .route("/2/media/upload/{id}/append", web::post().to(media::append))
+    .route(
+        "/2/media/upload/{id}/finalize",
+        web::post().to(media::finalize),
+    )
+    .route("/2/media/upload", web::get().to(media::status))
+    .route("/2/media/upload", web::post().to(media::upload))
+    .route("/_sandbox/faults", web::post().to(control::add_fault))
+    .route("/_sandbox/faults", web::get().to(control::list_faults))
+    .route("/_sandbox/faults", web::delete().to(control::clear_faults))
+    .route("/_sandbox/state", web::get().to(control::state))
+    .default_service(web::to(not_found))
 }
 
 async fn not_found() -> HttpResponse {

@@ -350,46 +350,7 @@ impl FacebookPagesAdapter {
     }
 }
 
-impl PlatformApi for FacebookPagesAdapter {
-    type Context = CallContext;
-
-    fn name(&self) -> &'static str {
-        "Facebook"
-    }
-
-    fn action(&self, ctx: CallContext) -> &'static str {
-        ctx.action
-    }
-
-    /// Meta's usage headers (`X-App-Usage`, `X-Business-Use-Case-Usage`).
-    fn rate_limit(
-        &self,
-        _status: reqwest::StatusCode,
-        headers: &reqwest::header::HeaderMap,
-        now: DateTime<Utc>,
-    ) -> (Option<u64>, Option<DateTime<Utc>>) {
-        graph::rate_limit(headers, now)
-    }
-
-    fn classify(
-        &self,
-        status: reqwest::StatusCode,
-        headers: &reqwest::header::HeaderMap,
-        body: &[u8],
-        ctx: CallContext,
-        now: DateTime<Utc>,
-    ) -> PlatformFailure {
-        errors::classify(&FACEBOOK, status.as_u16(), headers, body, ctx, now)
-    }
-
-    fn transport_failure(&self, error: &reqwest::Error, ctx: CallContext) -> PlatformFailure {
-        graph::transport_failure("Facebook", error, ctx)
-    }
-
-    fn is_error_body(&self, body: &serde_json::Value) -> bool {
-        graph::is_error_body(body)
-    }
-}
+errors::graph_platform_api!(FacebookPagesAdapter, FACEBOOK);
 
 #[async_trait::async_trait]
 impl PlatformAdapter for FacebookPagesAdapter {

@@ -20,6 +20,66 @@ pub struct GraphPlatform {
     pub credentials: &'static str,
 }
 
+/// `PlatformApi` for a Facebook Pages or Instagram adapter: Meta's usage headers, the Graph
+/// error envelope, and failures classified with the adapter's [`GraphPlatform`] (`$platform`).
+/// One definition for both adapters, which differ only in that constant.
+macro_rules! graph_platform_api {
+    ($adapter:ty, $platform:expr) => {
+        impl $crate::platforms::http::PlatformApi for $adapter {
+            type Context = $crate::platforms::meta::graph::CallContext;
+
+            fn name(&self) -> &'static str {
+                $platform.name
+            }
+
+            fn action(&self, ctx: Self::Context) -> &'static str {
+                ctx.action
+            }
+
+            /// Meta's usage headers (`X-App-Usage`, `X-Business-Use-Case-Usage`).
+            fn rate_limit(
+                &self,
+                _status: reqwest::StatusCode,
+                headers: &reqwest::header::HeaderMap,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> (Option<u64>, Option<chrono::DateTime<chrono::Utc>>) {
+                $crate::platforms::meta::graph::rate_limit(headers, now)
+            }
+
+            fn classify(
+                &self,
+                status: reqwest::StatusCode,
+                headers: &reqwest::header::HeaderMap,
+                body: &[u8],
+                ctx: Self::Context,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> herald_domain::PlatformFailure {
+                $crate::platforms::meta::errors::classify(
+                    &$platform,
+                    status.as_u16(),
+                    headers,
+                    body,
+                    ctx,
+                    now,
+                )
+            }
+
+            fn transport_failure(
+                &self,
+                error: &reqwest::Error,
+                ctx: Self::Context,
+            ) -> herald_domain::PlatformFailure {
+                $crate::platforms::meta::graph::transport_failure($platform.name, error, ctx)
+            }
+
+            fn is_error_body(&self, body: &serde_json::Value) -> bool {
+                $crate::platforms::meta::graph::is_error_body(body)
+            }
+        }
+    };
+}
+pub(crate) use graph_platform_api;
+
 /// Class and advice for an Instagram publishing subcode (the error-codes reference, facts
 /// §4.4; the subcodes beyond the facts table come from the same page's full list).
 pub fn instagram_subcode(subcode: i64) -> Option<(ErrorClass, &'static str)> {
