@@ -101,9 +101,6 @@ impl From<PublishingJobError> for ApiError {
         use PublishingJobError as E;
         let detail = error.to_string();
         match error {
-            E::Content(herald_domain::ContentError::PlatformNotSupported { .. }) => {
-                Self::unprocessable("platform-not-supported", detail)
-            }
             E::Content(_) => Self::unprocessable("content-invalid", detail),
             E::NotFound => Self::not_found("job"),
             E::IdConflict => Self::new(

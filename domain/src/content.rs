@@ -164,8 +164,6 @@ pub enum ContentError {
     InvalidMediaUrl { index: usize },
     #[error("a thread is only possible with text; media and polls go on its first post, which still needs text")]
     ThreadWithoutText,
-    #[error("publishing to {platform} is not available yet")]
-    PlatformNotSupported { platform: Platform },
     #[error(transparent)]
     InvalidOptions(#[from] OptionsError),
     #[error("{platform} needs media: {what}")]
@@ -336,9 +334,9 @@ impl ContentRules {
     }
 
     /// The rules for a platform.
-    pub fn for_platform(platform: Platform) -> Option<ContentRules> {
+    pub fn for_platform(platform: Platform) -> ContentRules {
         let base = Self::base(platform, 0);
-        Some(match platform {
+        match platform {
             // platform-facts §1.3/§1.4: 280 weighted characters; up to 4 photos, 1 GIF or 1 video.
             Platform::X => ContentRules {
                 max_text: 280,
@@ -452,7 +450,7 @@ impl ContentRules {
                 hashtags: HashtagPlacement::Dropped,
                 ..base
             },
-        })
+        }
     }
 
     /// The text length as this platform counts it.
@@ -901,7 +899,7 @@ mod tests {
     use super::*;
 
     fn x() -> ContentRules {
-        ContentRules::for_platform(Platform::X).unwrap()
+        ContentRules::for_platform(Platform::X)
     }
 
     fn image(n: usize) -> MediaItem {
@@ -1051,7 +1049,7 @@ mod tests {
     }
 
     fn threads() -> ContentRules {
-        ContentRules::for_platform(Platform::Threads).unwrap()
+        ContentRules::for_platform(Platform::Threads)
     }
 
     #[test]
@@ -1156,7 +1154,7 @@ mod tests {
     }
 
     fn rules(platform: Platform) -> ContentRules {
-        ContentRules::for_platform(platform).unwrap()
+        ContentRules::for_platform(platform)
     }
 
     fn video() -> MediaItem {

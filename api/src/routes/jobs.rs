@@ -7,9 +7,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use herald_domain::content::ContentRules;
 use herald_domain::publishing_job::{PublishingJobCommand, SchedulePublish, DEFAULT_MAX_ATTEMPTS};
-use herald_domain::{
-    ConnectionId, Content, ContentError, ErrorClass, JobId, MediaKind, Platform, PublishingJob,
-};
+use herald_domain::{ConnectionId, Content, ErrorClass, JobId, MediaKind, Platform, PublishingJob};
 use herald_infrastructure::store::CommandMetadata;
 use herald_projections::jobs::{JobFilter, JobView};
 use serde::Deserialize;
@@ -134,15 +132,14 @@ async fn check_targets(
             ));
         }
         // Checked here too so a refusal names the connection and nothing is stored for any.
-        let rules = ContentRules::for_platform(platform)
-            .ok_or(ContentError::PlatformNotSupported { platform })
-            .map_err(|e| ApiError::unprocessable("platform-not-supported", e.to_string()))?;
-        rules.prepare(content).map_err(|e| {
-            ApiError::unprocessable(
-                "content-invalid",
-                format!("for connection {raw} ({platform}): {e}"),
-            )
-        })?;
+        ContentRules::for_platform(platform)
+            .prepare(content)
+            .map_err(|e| {
+                ApiError::unprocessable(
+                    "content-invalid",
+                    format!("for connection {raw} ({platform}): {e}"),
+                )
+            })?;
         targets.push(Target {
             connection_id,
             platform,

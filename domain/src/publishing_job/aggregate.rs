@@ -11,8 +11,7 @@ use super::events::PublishingJobEvent;
 use crate::content::ContentRules;
 use crate::retry::RetryPolicy;
 use crate::{
-    AttemptId, ConnectionId, ContentError, ErrorClass, JobId, Platform, PlatformFailure,
-    PreparedContent, UserId,
+    AttemptId, ConnectionId, ErrorClass, JobId, Platform, PlatformFailure, PreparedContent, UserId,
 };
 
 /// The retry budget when the request does not name one.
@@ -177,11 +176,7 @@ impl PublishingJob {
         if !(1..=MAX_RETRY_BUDGET).contains(&cmd.max_attempts) {
             return Err(PublishingJobError::InvalidRetryBudget(cmd.max_attempts));
         }
-        let rules =
-            ContentRules::for_platform(cmd.platform).ok_or(ContentError::PlatformNotSupported {
-                platform: cmd.platform,
-            })?;
-        let content = rules.prepare(&cmd.content)?;
+        let content = ContentRules::for_platform(cmd.platform).prepare(&cmd.content)?;
         if self.status != JobStatus::New {
             // Same id again: an idempotent replay of the same request is a no-op.
             let same = self.connection_id == Some(cmd.connection_id)
@@ -664,6 +659,7 @@ mod tests {
     use cqrs_es::test::TestFramework;
 
     use super::*;
+    use crate::ContentError;
     use crate::{Content, Poll};
 
     type JobTest = TestFramework<PublishingJob>;
