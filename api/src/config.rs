@@ -3,7 +3,9 @@
 //! vault key and dev-mode auth.
 use std::path::PathBuf;
 
+use anyhow::Context;
 use clap::{Args, ValueEnum};
+use herald_domain::RulesTable;
 use herald_infrastructure::media_source::MediaUrlPolicy;
 
 /// What this process runs.
@@ -76,6 +78,11 @@ pub struct Config {
     /// Seconds one Threads API request may take before its outcome counts as unknown.
     #[arg(long, env = "THREADS_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
     pub threads_request_timeout_secs: u64,
+    /// Threads posts per profile per 24 hours. Threads documents 250; Herald reads the live
+    /// figure from threads_publishing_limit and never goes above this one (default: the live
+    /// figure, 250 when Threads gives none).
+    #[arg(long, env = "THREADS_PUBLISH_QUOTA")]
+    pub threads_publish_quota: Option<u32>,
     /// YouTube: the Google Cloud project's OAuth client id (a web client; give the secret too).
     #[arg(long, env = "YOUTUBE_CLIENT_ID")]
     pub youtube_client_id: Option<String>,
@@ -134,6 +141,14 @@ pub struct Config {
     /// live figure, 50 when Meta gives none).
     #[arg(long, env = "INSTAGRAM_PUBLISH_QUOTA")]
     pub instagram_publish_quota: Option<u32>,
+    /// How videos reach Instagram: `resumable` (Herald uploads them to Meta, resuming after a
+    /// failure; needs an app with Facebook Login for Business) or `url` (Meta fetches them from
+    /// their public URL).
+    #[arg(long, env = "INSTAGRAM_VIDEO_UPLOAD", default_value = "resumable")]
+    pub instagram_video_upload: herald_infrastructure::platforms::instagram::VideoUpload,
+    /// Bytes per resumable-upload request to Meta (default 8 MiB, 1 MiB against the sandbox).
+    #[arg(long, env = "INSTAGRAM_UPLOAD_CHUNK_BYTES")]
+    pub instagram_upload_chunk_bytes: Option<u64>,
     /// TikTok app `client_key` (TikTok for Developers); give the client secret too.
     #[arg(long, env = "TIKTOK_CLIENT_ID")]
     pub tiktok_client_id: Option<String>,
@@ -218,6 +233,10 @@ pub struct Config {
     /// to, e.g. an internal CDN.
     #[arg(long, env = "HERALD_MEDIA_ALLOWED_HOSTS", default_value = "")]
     pub media_allowed_hosts: String,
+    /// A JSON file adjusting the platforms' content rules, e.g.
+    /// `{"x": {"max_text": 25000}, "instagram": {"video": {"max_secs": 180}}}`.
+    #[arg(long, env = "HERALD_CONTENT_RULES")]
+    pub content_rules: Option<PathBuf>,
 }
 
 impl Config {
@@ -245,6 +264,7 @@ impl Config {
             threads_client_secret: None,
             threads_api_base: None,
             threads_request_timeout_secs: 30,
+            threads_publish_quota: None,
             youtube_client_id: None,
             youtube_client_secret: None,
             youtube_api_base: None,
@@ -262,6 +282,8 @@ impl Config {
             instagram_api_base: None,
             instagram_request_timeout_secs: 30,
             instagram_publish_quota: None,
+            instagram_video_upload: Default::default(),
+            instagram_upload_chunk_bytes: None,
             tiktok_client_id: None,
             tiktok_client_secret: None,
             tiktok_api_base: None,
@@ -287,6 +309,7 @@ impl Config {
             worker_id: None,
             media_allow_private: false,
             media_allowed_hosts: String::new(),
+            content_rules: None,
         }
     }
 
@@ -318,6 +341,18 @@ impl Config {
     /// Dev-mode auth: a secret generated into the data dir, for the embedded default only.
     pub fn dev_auth(&self) -> bool {
         self.jwt_secret.is_none() && self.jwt_jwks_url.is_none()
+    }
+
+    /// The content rules this deployment runs with: the documented defaults, adjusted by the
+    /// `content_rules` file when one is given.
+    pub fn rules_table(&self) -> anyhow::Result<RulesTable> {
+        let Some(path) = &self.content_rules else {
+            return Ok(RulesTable::default());
+        };
+        let json = std::fs::read_to_string(path)
+            .with_context(|| format!("reading HERALD_CONTENT_RULES {}", path.display()))?;
+        RulesTable::from_json(&json)
+            .with_context(|| format!("HERALD_CONTENT_RULES {}", path.display()))
     }
 
     /// Which media URLs may be fetched; the in-process sandbox (`sandbox_host`, `host:port`)

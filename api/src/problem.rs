@@ -134,6 +134,9 @@ impl From<ConnectionError> for ApiError {
             | ConnectionError::NotRefreshable => {
                 Self::new(StatusCode::CONFLICT, "token-expired", detail)
             }
+            ConnectionError::LoginNotEnded(_) => {
+                Self::new(StatusCode::CONFLICT, "invalid-state", detail)
+            }
         }
     }
 }

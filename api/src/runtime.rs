@@ -3,7 +3,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use herald_domain::{Connection, ConnectionId, PublishingJob};
+use herald_domain::{Connection, ConnectionId, PublishingJob, RulesTable};
 use herald_infrastructure::db::Db;
 use herald_infrastructure::log::{EventLog, KafkaConfig, LocalLog, LogHandler, LogRecord};
 use herald_infrastructure::media_source::MediaSource;
@@ -54,6 +54,8 @@ pub struct Herald {
     pub sandbox: Option<Arc<Sandbox>>,
     /// Reads media headers when a job is accepted, under the deployment's media URL policy.
     pub media: MediaSource,
+    /// The content rules jobs are accepted under.
+    pub rules: RulesTable,
     pub publisher_wake: Arc<Notify>,
     pub shutdown: CancellationToken,
 }
@@ -139,6 +141,7 @@ impl Herald {
         let media = MediaSource::new(media_policy, Duration::from_secs(10))?;
         Ok(Herald {
             media,
+            rules: config.rules_table()?,
             job_queries: JobQueries::new(db.any.clone()),
             connection_queries: ConnectionQueries::new(db.any.clone()),
             config,
@@ -280,6 +283,10 @@ fn adapters(config: &Config, sandbox: Option<&Sandbox>) -> anyhow::Result<Adapte
     if let Some(mut threads_config) = threads_config {
         threads_config.request_timeout =
             Duration::from_secs(config.threads_request_timeout_secs.max(1));
+        if let Some(quota) = config.threads_publish_quota {
+            threads_config.publish_quota_cap = Some(quota);
+            threads_config.publish_quota_fallback = quota;
+        }
         adapters = adapters.with(Arc::new(ThreadsAdapter::new(threads_config)?));
     }
     if let Some(youtube) = youtube_adapter(config, sandbox)? {
@@ -365,6 +372,12 @@ fn meta_adapters(
             ig.publish_quota_cap = Some(quota);
             ig.publish_quota_fallback = quota;
         }
+        ig.video_upload = config.instagram_video_upload;
+        if let Some(bytes) = config.instagram_upload_chunk_bytes {
+            ig.upload_chunk_bytes = bytes.max(1);
+        }
+        ig.media_policy =
+            config.media_policy(sandbox.map(|s| s.local_addr().to_string()).as_deref());
         adapters = adapters.with(Arc::new(InstagramAdapter::new(ig)?));
     }
     Ok(adapters)
@@ -604,6 +617,19 @@ impl ExpiringConnections for ReadModelExpiry {
         Ok(self
             .0
             .expiring(before, 100)
+            .await?
+            .into_iter()
+            .filter_map(|view| ConnectionId::parse(&view.connection_id).ok())
+            .collect())
+    }
+
+    async fn logins_ended(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> anyhow::Result<Vec<ConnectionId>> {
+        Ok(self
+            .0
+            .logins_ended(now, 100)
             .await?
             .into_iter()
             .filter_map(|view| ConnectionId::parse(&view.connection_id).ok())

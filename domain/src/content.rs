@@ -50,6 +50,11 @@ pub struct VideoLimits {
 }
 
 impl VideoLimits {
+    /// No limit at all; the base for a platform the table gives no video limits.
+    pub const fn unbounded() -> Self {
+        Self::new(0.0, f64::INFINITY, u64::MAX)
+    }
+
     const fn new(min_secs: f64, max_secs: f64, max_bytes: u64) -> Self {
         Self {
             min_secs,
@@ -100,6 +105,81 @@ pub struct Content {
     /// none, and commands and events stay small.
     #[serde(default)]
     pub options: Box<PublishOptions>,
+}
+
+/// What one target publishes differently from the request's shared content: each field given
+/// replaces the shared one (`null` removes a title, link or poll; `[]` removes media). Options
+/// need no override: they are already per platform.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContentOverride {
+    #[serde(default)]
+    pub text: Option<String>,
+    #[serde(default)]
+    pub media: Option<Vec<MediaItem>>,
+    #[serde(default, deserialize_with = "present")]
+    pub poll: Option<Option<Poll>>,
+    #[serde(default)]
+    pub thread: Option<bool>,
+    #[serde(default, deserialize_with = "present")]
+    pub title: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    pub link: Option<Option<String>>,
+    #[serde(default)]
+    pub hashtags: Option<Vec<String>>,
+    #[serde(default)]
+    pub trim_to_fit: Option<bool>,
+}
+
+/// A field that is present, even as `null` (absent fields take the `default`, `None`).
+fn present<'de, T, D>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    T: Deserialize<'de>,
+    D: serde::Deserializer<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+impl Content {
+    /// This content with `changes` applied.
+    pub fn overridden(&self, changes: &ContentOverride) -> Content {
+        let mut content = self.clone();
+        let ContentOverride {
+            text,
+            media,
+            poll,
+            thread,
+            title,
+            link,
+            hashtags,
+            trim_to_fit,
+        } = changes.clone();
+        if let Some(text) = text {
+            content.text = text;
+        }
+        if let Some(media) = media {
+            content.media = media;
+        }
+        if let Some(poll) = poll {
+            content.poll = poll;
+        }
+        if let Some(thread) = thread {
+            content.thread = thread;
+        }
+        if let Some(title) = title {
+            content.title = title;
+        }
+        if let Some(link) = link {
+            content.link = link;
+        }
+        if let Some(hashtags) = hashtags {
+            content.hashtags = hashtags;
+        }
+        if let Some(trim_to_fit) = trim_to_fit {
+            content.trim_to_fit = trim_to_fit;
+        }
+        content
+    }
 }
 
 /// Content accepted for one platform: `parts` has one entry per post (more than one only for a
@@ -274,8 +354,8 @@ pub enum HashtagPlacement {
     Dropped,
 }
 
-/// The content limits of one platform (defaults from platform-facts.md). Plain data, so a
-/// deployment can adjust a limit by building its own table.
+/// The content limits of one platform (defaults from platform-facts.md). Plain data: a
+/// deployment adjusts it with a `RulesOverride` (see `rules_table`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ContentRules {
     pub platform: Platform,
@@ -287,9 +367,9 @@ pub struct ContentRules {
     pub mixed_media: bool,
     /// The post needs at least one media item (Instagram, YouTube, TikTok).
     pub media_required: Option<&'static str>,
-    pub image_types: &'static [&'static str],
-    pub video_types: &'static [&'static str],
-    pub gif_types: &'static [&'static str],
+    pub image_types: Vec<String>,
+    pub video_types: Vec<String>,
+    pub gif_types: Vec<String>,
     pub supports_polls: bool,
     pub supports_threads: bool,
     /// The platform shows a title of at most this many characters.
@@ -309,9 +389,14 @@ const X_URL_WEIGHT: usize = 23;
 const JPEG_PNG: &[&str] = &["image/jpeg", "image/png"];
 const MP4_MOV: &[&str] = &["video/mp4", "video/quicktime"];
 
+/// A list of MIME types for the table.
+fn types(list: &[&str]) -> Vec<String> {
+    list.iter().map(|t| (*t).to_string()).collect()
+}
+
 impl ContentRules {
     /// A table entry with the common defaults; each platform overrides what differs.
-    const fn base(platform: Platform, max_text: usize) -> ContentRules {
+    fn base(platform: Platform, max_text: usize) -> ContentRules {
         ContentRules {
             platform,
             max_text,
@@ -319,9 +404,9 @@ impl ContentRules {
             max_media: 1,
             mixed_media: false,
             media_required: None,
-            image_types: JPEG_PNG,
-            video_types: MP4_MOV,
-            gif_types: &[],
+            image_types: types(JPEG_PNG),
+            video_types: types(MP4_MOV),
+            gif_types: Vec::new(),
             supports_polls: false,
             supports_threads: false,
             max_title: None,
@@ -342,16 +427,16 @@ impl ContentRules {
                 max_text: 280,
                 counting: TextCounting::XWeighted,
                 max_media: 4,
-                image_types: &[
+                image_types: types(&[
                     "image/jpeg",
                     "image/png",
                     "image/webp",
                     "image/bmp",
                     "image/pjpeg",
                     "image/tiff",
-                ],
-                video_types: &["video/mp4", "video/quicktime", "video/webm", "video/mp2t"],
-                gif_types: &["image/gif"],
+                ]),
+                video_types: types(&["video/mp4", "video/quicktime", "video/webm", "video/mp2t"]),
+                gif_types: types(&["image/gif"]),
                 supports_polls: true,
                 supports_threads: true,
                 // §1.4: 0.5-140 s, up to 512 MB.
@@ -372,15 +457,15 @@ impl ContentRules {
                 max_text: 5000,
                 counting: TextCounting::Utf8Bytes,
                 media_required: Some("one video"),
-                image_types: &[],
-                video_types: &[
+                image_types: Vec::new(),
+                video_types: types(&[
                     "video/mp4",
                     "video/quicktime",
                     "video/webm",
                     "video/x-msvideo",
                     "video/mpeg",
                     "application/octet-stream",
-                ],
+                ]),
                 max_title: Some(100),
                 title_required: true,
                 ..base
@@ -392,8 +477,8 @@ impl ContentRules {
                 counting: TextCounting::Utf16Units,
                 max_media: 35,
                 media_required: Some("a video or 1-35 photos"),
-                image_types: &["image/jpeg", "image/webp"],
-                video_types: &["video/mp4", "video/quicktime", "video/webm"],
+                image_types: types(&["image/jpeg", "image/webp"]),
+                video_types: types(&["video/mp4", "video/quicktime", "video/webm"]),
                 max_title: Some(90),
                 // §2.4: at most 10 minutes through the API, 4 GB, 360-4096 px a side.
                 video: Some(VideoLimits {
@@ -409,7 +494,7 @@ impl ContentRules {
                 max_media: 10,
                 mixed_media: true,
                 media_required: Some("an image, a video or a carousel"),
-                image_types: &["image/jpeg"],
+                image_types: types(&["image/jpeg"]),
                 max_hashtags: Some(30),
                 // §4.3: reels 3 s-15 min, up to 300 MB, ≤ 1920 px wide (stories are
                 // narrowed in `check_video`).
@@ -424,7 +509,7 @@ impl ContentRules {
             Platform::FacebookPages => ContentRules {
                 max_text: 63_206,
                 max_media: 10,
-                image_types: &["image/jpeg", "image/png", "image/gif", "image/bmp"],
+                image_types: types(&["image/jpeg", "image/png", "image/gif", "image/bmp"]),
                 max_title: Some(255),
                 link_attachment: true,
                 ..base
@@ -434,7 +519,7 @@ impl ContentRules {
             Platform::Linkedin => ContentRules {
                 max_text: 3000,
                 max_media: 20,
-                image_types: &["image/jpeg", "image/png", "image/gif"],
+                image_types: types(&["image/jpeg", "image/png", "image/gif"]),
                 max_title: Some(400),
                 link_attachment: true,
                 ..base
@@ -442,8 +527,8 @@ impl ContentRules {
             // §9.2: self, link or image posts to a subreddit; title ≤ 300 (required).
             Platform::Reddit => ContentRules {
                 max_text: 40_000,
-                image_types: &["image/jpeg", "image/png", "image/gif"],
-                video_types: &[],
+                image_types: types(&["image/jpeg", "image/png", "image/gif"]),
+                video_types: Vec::new(),
                 max_title: Some(300),
                 title_required: true,
                 link_attachment: true,
@@ -700,14 +785,14 @@ impl ContentRules {
                 return Err(ContentError::InvalidMediaUrl { index });
             }
             let allowed = match item.kind {
-                MediaKind::Image => self.image_types,
-                MediaKind::Video => self.video_types,
+                MediaKind::Image => &self.image_types,
+                MediaKind::Video => &self.video_types,
                 MediaKind::Gif if self.gif_types.is_empty() => {
                     return Err(ContentError::GifNotSupported { platform, index })
                 }
-                MediaKind::Gif => self.gif_types,
+                MediaKind::Gif => &self.gif_types,
             };
-            if !allowed.contains(&item.mime_type.as_str()) {
+            if !allowed.contains(&item.mime_type) {
                 return Err(ContentError::UnsupportedMediaType {
                     platform,
                     index,
@@ -900,6 +985,46 @@ mod tests {
 
     fn x() -> ContentRules {
         ContentRules::for_platform(Platform::X)
+    }
+
+    #[test]
+    fn given_an_override_when_applied_then_given_fields_replace_and_null_removes() {
+        let shared = Content {
+            text: "shared".into(),
+            media: vec![image(1)],
+            poll: Some(Poll {
+                options: vec!["a".into(), "b".into()],
+                duration_minutes: 60,
+            }),
+            title: Some("Title".into()),
+            link: Some("https://example.com".into()),
+            hashtags: vec!["rust".into()],
+            ..Content::default()
+        };
+        let changes: ContentOverride =
+            serde_json::from_str(r#"{"text": "own", "media": [], "poll": null}"#).unwrap();
+        assert_eq!(
+            shared.overridden(&changes),
+            Content {
+                text: "own".into(),
+                media: vec![],
+                poll: None,
+                ..shared.clone()
+            }
+        );
+        // Absent fields keep the shared value; `null` on a title or link removes it.
+        let changes: ContentOverride =
+            serde_json::from_str(r#"{"title": null, "trim_to_fit": true}"#).unwrap();
+        assert_eq!(
+            shared.overridden(&changes),
+            Content {
+                title: None,
+                trim_to_fit: true,
+                ..shared.clone()
+            }
+        );
+        assert_eq!(shared.overridden(&ContentOverride::default()), shared);
+        assert!(serde_json::from_str::<ContentOverride>(r#"{"options": {}}"#).is_err());
     }
 
     fn image(n: usize) -> MediaItem {

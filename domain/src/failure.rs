@@ -43,7 +43,19 @@ pub struct PlatformFailure {
     pub not_before: Option<DateTime<Utc>>,
 }
 
+/// The code every adapter gives a post the platform refused as a duplicate of an existing one
+/// (the publisher then reconciles after an ambiguous failure instead of failing the job).
+pub const DUPLICATE_POST: &str = "duplicate_post";
+/// What `DUPLICATE_POST` was called before it was platform-neutral; failures recorded in stored
+/// events may still carry it.
+const LEGACY_DUPLICATE_POST: &str = "http_403_duplicate";
+
 impl PlatformFailure {
+    /// Whether the platform refused the post as a duplicate (under either code name).
+    pub fn is_duplicate_post(&self) -> bool {
+        self.code == DUPLICATE_POST || self.code == LEGACY_DUPLICATE_POST
+    }
+
     pub fn new(class: ErrorClass, code: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
             class,
@@ -72,3 +84,17 @@ impl std::fmt::Display for PlatformFailure {
 }
 
 impl std::error::Error for PlatformFailure {}
+
+#[cfg(test)]
+mod duplicate_tests {
+    use super::*;
+
+    #[test]
+    fn a_duplicate_is_recognised_under_its_old_x_named_code_too() {
+        let failure = |code| PlatformFailure::new(ErrorClass::Permanent, code, "dup");
+        assert!(failure(DUPLICATE_POST).is_duplicate_post());
+        // Failures recorded in stored events before the rename.
+        assert!(failure("http_403_duplicate").is_duplicate_post());
+        assert!(!failure("http_403").is_duplicate_post());
+    }
+}

@@ -11,14 +11,18 @@ pub mod options;
 pub mod platform;
 pub mod publishing_job;
 pub mod retry;
+pub mod rules_table;
 
 pub use connection::Connection;
-pub use content::{Content, ContentError, MediaItem, MediaKind, Poll, PreparedContent, VideoProbe};
+pub use content::{
+    Content, ContentError, ContentOverride, MediaItem, MediaKind, Poll, PreparedContent, VideoProbe,
+};
 pub use failure::{ErrorClass, PlatformFailure};
 pub use ids::{AttemptId, ConnectionId, JobId, UserId};
 pub use options::PublishOptions;
 pub use platform::Platform;
 pub use publishing_job::PublishingJob;
+pub use rules_table::{RulesOverride, RulesTable};
 
 /// Version stamped on every event type from the first release; bump per event when its shape
 /// changes and add an upcaster in infrastructure.

@@ -5,7 +5,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 /// A social platform. The string form (`x`, `youtube`, ...) is the one used in URLs and events.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Platform {
     X,
@@ -40,6 +40,20 @@ impl Platform {
             Platform::Linkedin => "linkedin",
             Platform::Threads => "threads",
             Platform::Reddit => "reddit",
+        }
+    }
+
+    /// The platform's own name, for messages people read.
+    pub fn display_name(self) -> &'static str {
+        match self {
+            Platform::X => "X",
+            Platform::Youtube => "YouTube",
+            Platform::Tiktok => "TikTok",
+            Platform::Instagram => "Instagram",
+            Platform::FacebookPages => "Facebook",
+            Platform::Linkedin => "LinkedIn",
+            Platform::Threads => "Threads",
+            Platform::Reddit => "Reddit",
         }
     }
 }

@@ -300,6 +300,7 @@ impl MediaSource {
             response,
             total,
             skip,
+            pending: bytes::Bytes::new(),
         })
     }
 }
@@ -471,6 +472,7 @@ impl<'a> RangeReader<'a> {
             response,
             total,
             skip,
+            pending: bytes::Bytes::new(),
         };
         let mut bytes = Vec::with_capacity(want.min(PROBE_HEAD) as usize);
         while (bytes.len() as u64) < want {
@@ -491,6 +493,8 @@ pub struct Download {
     pub total: Option<u64>,
     /// Bytes at the start of the body to drop (the server ignored the requested range).
     skip: u64,
+    /// Read from the body but not yet handed out by `read_exact`.
+    pending: bytes::Bytes,
 }
 
 impl Download {
@@ -515,6 +519,26 @@ impl Download {
                 return Ok(Some(rest));
             }
         }
+    }
+
+    /// Exactly the next `n` bytes (one upload chunk), or a retryable failure when the body
+    /// ends first. Do not mix with `chunk`.
+    pub async fn read_exact(&mut self, n: usize) -> Result<bytes::Bytes, PlatformFailure> {
+        let mut buffer = bytes::BytesMut::with_capacity(n);
+        while buffer.len() < n {
+            if self.pending.is_empty() {
+                self.pending = self.chunk().await?.ok_or_else(|| {
+                    PlatformFailure::new(
+                        ErrorClass::Retryable,
+                        "media_source_short",
+                        "the media URL sent fewer bytes than its Content-Length; Herald will try again",
+                    )
+                })?;
+            }
+            let take = (n - buffer.len()).min(self.pending.len());
+            buffer.extend_from_slice(&self.pending.split_to(take));
+        }
+        Ok(buffer.freeze())
     }
 
     /// The MIME type the server gave, without parameters.

@@ -332,6 +332,7 @@ fn grant_from(
             .or_else(|| previous_refresh.cloned()),
         expires_at,
         scopes,
+        refresh_token_expires_at: None,
     }
 }
 

@@ -121,7 +121,7 @@ impl TokenService {
                 connection.status.as_str()
             )));
         }
-        let grant = self.current_grant(connection_id).await?;
+        let grant = self.current_grant(connection_id, &connection).await?;
         let when = rejected.map_or(
             RefreshWhen::ExpiringWithin(EXPIRY_MARGIN),
             RefreshWhen::Rejected,
@@ -134,17 +134,43 @@ impl TokenService {
             .map(|g| g.access_token)
     }
 
+    /// The connection's grant from the vault, in the form its adapter works with today.
     async fn current_grant(
         &self,
         connection_id: &ConnectionId,
+        connection: &Connection,
     ) -> Result<TokenGrant, PlatformFailure> {
-        self.vault
+        let stored = self
+            .vault
             .load(connection_id)
             .await
             .map_err(internal)?
             .ok_or_else(|| {
                 reauthorize("Herald holds no token for this connection: connect the account again")
-            })
+            })?;
+        Ok(match connection.platform.map(|p| self.adapters.get(p)) {
+            Some(Ok(adapter)) => adapter.current_form(stored),
+            _ => stored,
+        })
+    }
+
+    /// Moves a connection whose login has ended (see `Connection::login_expires_at`) to
+    /// `expired`, with the reason and what to do. `Ok(false)` when the login has not ended.
+    #[tracing::instrument(skip(self), fields(connection = %connection_id))]
+    pub async fn expire_login(&self, connection_id: &ConnectionId) -> anyhow::Result<bool> {
+        let outcome = self
+            .connections
+            .execute(
+                &connection_id.to_string(),
+                ConnectionCommand::ExpireLogin { at: Utc::now() },
+                &CommandMetadata::actor("token-refresher"),
+            )
+            .await;
+        match outcome {
+            Ok(()) => Ok(true),
+            Err(cqrs_es::AggregateError::UserError(_)) => Ok(false),
+            Err(error) => Err(error.into()),
+        }
     }
 
     /// Refreshes the connection's token unless someone else just did. Records
@@ -173,26 +199,40 @@ impl TokenService {
         connection_id: &ConnectionId,
         when: RefreshWhen<'_>,
     ) -> Result<TokenGrant, PlatformFailure> {
-        let grant = self.current_grant(connection_id).await?;
-        // Another worker may have refreshed while we waited for the lease.
-        if !when.holds_for(&grant) {
-            return Ok(grant);
-        }
         let connection = self
             .connections
             .load_recent(&connection_id.to_string(), CONNECTION_STATE_AGE)
             .await
             .map_err(internal)?;
+        let grant = self.current_grant(connection_id, &connection).await?;
+        // Another worker may have refreshed while we waited for the lease.
+        if !when.holds_for(&grant) {
+            return Ok(grant);
+        }
         let platform = connection
             .platform
             .ok_or_else(|| reauthorize("unknown connection"))?;
         let adapter = self.adapters.get(platform)?;
+        // A login that has ended cannot be refreshed; say so instead of asking the platform.
+        if connection
+            .login_expires_at
+            .is_some_and(|at| at <= Utc::now())
+        {
+            if let Err(error) = self.expire_login(connection_id).await {
+                tracing::warn!(error = %error, "could not record the end of the login");
+            }
+            return Err(reauthorize(&format!(
+                "the {} login has ended: connect the account again",
+                platform.display_name()
+            )));
+        }
+        let account = connection.account.clone().unwrap_or_default();
         let Some(refresh_token) = grant.refresh_token.clone() else {
             let failure = reauthorize("the access token expired and the platform gave no refresh token: connect the account again");
             self.record_failure(connection_id, &failure).await;
             return Err(failure);
         };
-        match adapter.refresh(&refresh_token).await {
+        match adapter.refresh(&account, &refresh_token).await {
             Ok(mut fresh) => {
                 // Platforms that do not rotate keep the old refresh token valid.
                 if fresh.refresh_token.is_none() {
@@ -206,6 +246,7 @@ impl TokenService {
                     connection_id,
                     ConnectionCommand::RecordTokenRefreshed {
                         token_expires_at: fresh.expires_at,
+                        login_expires_at: fresh.refresh_token_expires_at,
                         at: Utc::now(),
                     },
                 )
@@ -297,6 +338,7 @@ mod tests {
             refresh_token: Some(Secret::new("r")),
             expires_at: Some(Utc::now() + chrono::Duration::seconds(expires_in)),
             scopes: vec![],
+            refresh_token_expires_at: None,
         }
     }
 

@@ -241,13 +241,19 @@ async fn one_login_connects_every_page_it_can_publish_to() {
         assert_eq!(me.account_id, account.profile.account_id);
     }
 
-    // Renewal: a new Page token through a re-exchanged user token.
+    // Renewal: a new Page token through a re-exchanged user token; the Page is the account,
+    // the grant keeps only the user token.
     let grant = accounts[0].grant.clone().unwrap();
+    assert_eq!(grant.refresh_token.as_ref(), Some(&login.access_token));
     let renewed = env
         .adapter
-        .refresh(grant.refresh_token.as_ref().unwrap())
+        .refresh(&accounts[0].profile, grant.refresh_token.as_ref().unwrap())
         .await
         .unwrap();
+    assert!(renewed
+        .refresh_token
+        .as_ref()
+        .is_some_and(|r| !r.expose().contains(&accounts[0].profile.account_id)));
     assert_ne!(renewed.access_token, grant.access_token);
     env.post(&renewed.access_token, &text("with the renewed token"))
         .await
@@ -305,7 +311,7 @@ async fn one_login_connects_every_page_it_can_publish_to() {
     assert!(env.adapter.account(&login.access_token).await.is_err());
     let error = env
         .adapter
-        .refresh(grant.refresh_token.as_ref().unwrap())
+        .refresh(&accounts[0].profile, grant.refresh_token.as_ref().unwrap())
         .await
         .unwrap_err();
     assert_eq!(error.class, ErrorClass::ReauthorizationRequired);
@@ -339,12 +345,21 @@ async fn publishes_text_link_photo_and_video_posts_once() {
         .lock()
         .unwrap()
         .contains(&"facebook_feed".to_owned()));
-    assert!(gate
+    // Usage below 100 % is a percentage, not calls left: it closes nothing, so it is not
+    // reported as a count (a spent budget is; see `a_spent_page_budget_holds_that_page_only`).
+    assert!(!gate
         .observed
         .lock()
         .unwrap()
         .iter()
-        .any(|(e, left, _)| e == "facebook_feed" && left.is_some_and(|l| l > 0)));
+        .any(|(e, left, _)| e == "meta_usage" && left.is_some_and(|l| l > 0)));
+    assert!(
+        gate.acquired.lock().unwrap().contains(&format!(
+            "app:{}:meta_app_usage",
+            herald_sandbox::meta::MetaConfig::default().client_id
+        )),
+        "every call asks the app's budget too"
+    );
 
     let mut link = text("Read this");
     link.link = Some("https://example.com/story".into());
@@ -370,6 +385,7 @@ async fn publishes_text_link_photo_and_video_posts_once() {
 
     // A video: uploaded in chunks and published by the upload; create_post waits for it.
     let mut clip = text("A clip");
+    clip.account = page.profile.clone();
     clip.title = Some("Clip title".into());
     let item = env.media("clip.mp4", 2500);
     let progress = Progress::default();
@@ -418,6 +434,7 @@ async fn an_interrupted_video_upload_resumes_where_facebook_stopped() {
     let page = env.page("fb_carol").await;
     let token = token(&page);
     let mut clip = text("Resumed clip");
+    clip.account = page.profile.clone();
     let item = env.media("resume.mp4", 3500);
 
     // Facebook takes the first chunk but its answer is lost.
@@ -502,9 +519,11 @@ async fn failures_are_classified_for_the_publisher() {
         .adapter
         .find_post(
             &token,
-            &page.profile.account_id,
             since,
-            &draft,
+            &PostDraft {
+                account: page.profile.clone(),
+                ..draft.clone()
+            },
             &Gate::default(),
         )
         .await
@@ -515,9 +534,11 @@ async fn failures_are_classified_for_the_publisher() {
         .adapter
         .find_post(
             &token,
-            &page.profile.account_id,
             since,
-            &text("never posted"),
+            &PostDraft {
+                account: page.profile.clone(),
+                ..text("never posted")
+            },
             &Gate::default()
         )
         .await
@@ -630,6 +651,7 @@ async fn failures_are_classified_for_the_publisher() {
     assert_eq!(f.class, ErrorClass::Permanent);
     // A video Facebook fails to process.
     let mut clip = text("broken clip");
+    clip.account = page.profile.clone();
     env.fault(MetaEndpoint::VideoFinish, Fault::RejectMedia);
     clip.media_ids = vec![env
         .upload(
@@ -663,7 +685,7 @@ async fn once_the_login_expires_a_page_token_cannot_be_renewed() {
     let grant = page.grant.as_ref().unwrap();
     let error = env
         .adapter
-        .refresh(grant.refresh_token.as_ref().unwrap())
+        .refresh(&page.profile, grant.refresh_token.as_ref().unwrap())
         .await
         .unwrap_err();
     assert_eq!(error.class, ErrorClass::ReauthorizationRequired);
@@ -672,6 +694,144 @@ async fn once_the_login_expires_a_page_token_cannot_be_renewed() {
         error.message.contains("connect your Facebook Pages again"),
         "{}",
         error.message
+    );
+    env.sandbox.stop().await;
+}
+
+/// A Page grant an older Herald stored (the renewal handle with the Page id) still publishes
+/// and renews; the renewal stores the plain user token. Publishing a video takes the Page id
+/// from the account, without asking Facebook who the token is.
+#[tokio::test]
+async fn an_old_page_grant_still_publishes_and_renews_to_the_new_form() {
+    let env = Env::start().await;
+    let login = env.login("fb_legacy", "").await;
+    let page = env.adapter.accounts(&login).await.unwrap().remove(0);
+    let grant = page.grant.clone().unwrap();
+    let old_form = TokenGrant {
+        refresh_token: Some(Secret::new(
+            serde_json::json!({
+                "page_id": page.profile.account_id,
+                "user_token": login.access_token.expose(),
+            })
+            .to_string(),
+        )),
+        ..grant.clone()
+    };
+    let read = env.adapter.current_form(old_form);
+    assert_eq!(read, grant);
+    env.post(&read.access_token, &text("from an old entry"))
+        .await
+        .unwrap();
+    let renewed = env
+        .adapter
+        .refresh(&page.profile, read.refresh_token.as_ref().unwrap())
+        .await
+        .unwrap();
+    assert!(!renewed
+        .refresh_token
+        .as_ref()
+        .unwrap()
+        .expose()
+        .contains('{'));
+
+    let before = env.sandbox.meta_state().requests.len();
+    let mut clip = text("a clip");
+    clip.account = page.profile.clone();
+    let item = env.media("legacy.mp4", 1500);
+    let reference = env
+        .upload(
+            &renewed.access_token,
+            &item,
+            &clip,
+            None,
+            &Progress::default(),
+        )
+        .await
+        .unwrap();
+    clip.media_ids = vec![reference];
+    env.post(&renewed.access_token, &clip).await.unwrap();
+    let state = env.sandbox.meta_state();
+    assert_eq!(state.videos[0].page_id, page.profile.account_id);
+    let lookups: Vec<_> = state.requests[before..]
+        .iter()
+        .filter(|r| r.path.ends_with("/me"))
+        .collect();
+    assert!(lookups.is_empty(), "no /me before publishing: {lookups:?}");
+    env.sandbox.stop().await;
+}
+
+/// A Page's business-use-case budget is the Page's own: once Meta says it is spent (usage at
+/// 100 % and the minutes until access is back), that Page waits in every worker without calling,
+/// while another Page of the same app goes on.
+#[tokio::test]
+async fn a_spent_page_budget_holds_that_page_only() {
+    use herald_domain::Platform;
+    use herald_infrastructure::rate_limit::SharedRateLimits;
+    let env = Env::start_with(|config| config.meta.call_budget = 6).await;
+    let busy = env.page("fb_busy").await;
+    let calm = env.page("fb_calm").await;
+    let path = std::env::temp_dir().join(format!(
+        "herald_meta_limits_{}.db",
+        uuid::Uuid::new_v4().simple()
+    ));
+    let db = herald_infrastructure::db::Db::connect(&format!("sqlite://{}", path.display()), 4)
+        .await
+        .unwrap();
+    let gate = |account: &ConnectedAccount| {
+        SharedRateLimits::new(
+            db.clone(),
+            Platform::FacebookPages,
+            &account.profile.account_id,
+        )
+    };
+    let (busy_gate, other_worker) = (gate(&busy), gate(&busy));
+    let mut refused = None;
+    for i in 0..10 {
+        match env
+            .adapter
+            .create_post(&token(&busy), &text(&format!("busy {i}")), &busy_gate)
+            .await
+        {
+            Ok(_) => {}
+            Err(PostError::Failed(f)) => {
+                refused = Some(f);
+                break;
+            }
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+    let refused = refused.expect("the Page's budget runs out");
+    assert_eq!(
+        refused.code, "rate_limit_exhausted",
+        "Herald held it back: {refused:?}"
+    );
+    let back = refused.not_before.unwrap();
+    assert!(
+        back > Utc::now() + TimeDelta::seconds(50),
+        "Meta's minute: {back}"
+    );
+    let before = env.sandbox.meta_state().requests.len();
+    let again = failed(
+        env.adapter
+            .create_post(&token(&busy), &text("another worker"), &other_worker)
+            .await
+            .map(|p| p.post_id),
+    );
+    assert_eq!(again.code, "rate_limit_exhausted");
+    assert_eq!(
+        env.sandbox.meta_state().requests.len(),
+        before,
+        "nothing sent"
+    );
+    env.adapter
+        .create_post(&token(&calm), &text("calm"), &gate(&calm))
+        .await
+        .expect("another Page of the app goes on");
+    let state = env.sandbox.meta_state();
+    assert!(
+        state.usage_events.iter().all(|e| !e.refused),
+        "Meta never refused: {:?}",
+        state.usage_events
     );
     env.sandbox.stop().await;
 }

@@ -6,6 +6,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
+use herald_domain::connection::AccountProfile;
 use herald_domain::{ErrorClass, MediaItem, MediaKind, PublishOptions};
 use herald_infrastructure::media_source::MediaUrlPolicy;
 use herald_infrastructure::platforms::linkedin::{LinkedInAdapter, LinkedInConfig};
@@ -18,6 +19,39 @@ use herald_sandbox::{Fault, LinkedInEndpoint, Sandbox, SandboxConfig};
 use url::Url;
 
 const REDIRECT: &str = "http://127.0.0.1:9/callback";
+
+/// One connection: the account it publishes as and the grant Herald's vault holds for it.
+#[derive(Debug, Clone)]
+struct Conn {
+    account: AccountProfile,
+    grant: TokenGrant,
+}
+
+impl std::ops::Deref for Conn {
+    type Target = TokenGrant;
+
+    fn deref(&self) -> &TokenGrant {
+        &self.grant
+    }
+}
+
+impl Conn {
+    /// `draft` published as this connection's account.
+    fn draft(&self, draft: &PostDraft) -> PostDraft {
+        PostDraft {
+            account: self.account.clone(),
+            ..draft.clone()
+        }
+    }
+
+    /// The same account with the grant a refresh returned.
+    fn with(&self, grant: TokenGrant) -> Conn {
+        Conn {
+            account: self.account.clone(),
+            grant,
+        }
+    }
+}
 
 struct Env {
     sandbox: Sandbox,
@@ -92,15 +126,24 @@ impl Env {
             .expect("code exchange succeeds")
     }
 
-    /// The login's accounts: the member first, then organisations.
-    async fn connect(&self, user: &str) -> Vec<ConnectedAccount> {
+    /// The login's connections: the member first, then organisations, all with the login's
+    /// grant (as the callback stores them).
+    async fn connect(&self, user: &str) -> Vec<Conn> {
         let grant = self.login(user).await;
-        self.adapter.accounts(&grant).await.expect("accounts")
+        let accounts: Vec<ConnectedAccount> =
+            self.adapter.accounts(&grant).await.expect("accounts");
+        accounts
+            .into_iter()
+            .map(|a| Conn {
+                grant: a.grant.unwrap_or_else(|| grant.clone()),
+                account: a.profile,
+            })
+            .collect()
     }
 
-    /// The member's own grant (bound to the member).
-    async fn member(&self, user: &str) -> TokenGrant {
-        self.connect(user).await.remove(0).grant.unwrap()
+    /// The member's connection.
+    async fn member(&self, user: &str) -> Conn {
+        self.connect(user).await.remove(0)
     }
 
     fn media_url(&self, name: &str, bytes: usize) -> String {
@@ -109,12 +152,12 @@ impl Env {
 
     async fn upload(
         &self,
-        grant: &TokenGrant,
+        grant: &Conn,
         item: &MediaItem,
         resume: Option<&UploadResume>,
         progress: &Progress<'_>,
     ) -> Result<String, herald_domain::PlatformFailure> {
-        let post = PostDraft::default();
+        let post = grant.draft(&PostDraft::default());
         let upload = MediaUpload {
             resume,
             ..MediaUpload::single(item, &post)
@@ -124,9 +167,9 @@ impl Env {
             .await
     }
 
-    async fn post(&self, grant: &TokenGrant, draft: &PostDraft) -> Result<CreatedPost, PostError> {
+    async fn post(&self, grant: &Conn, draft: &PostDraft) -> Result<CreatedPost, PostError> {
         self.adapter
-            .create_post(&grant.access_token, draft, &Gate::default())
+            .create_post(&grant.access_token, &grant.draft(draft), &Gate::default())
             .await
     }
 
@@ -244,27 +287,45 @@ async fn a_login_connects_the_member_and_the_organisations_they_post_for() {
     assert_eq!(accounts[0].profile.display_name, "Herald Sandbox");
     assert_eq!(accounts[1].profile.display_name, "Herald Sandbox Inc.");
     assert_eq!(accounts[1].profile.username, "herald-sandbox");
-
-    // Each connection's grant holds LinkedIn's tokens and survives a refresh, which returns
-    // the same (non-rotating) refresh token.
-    let org = accounts[1].grant.clone().unwrap();
+    // Every account shares the login's grant: the vault holds LinkedIn's plain tokens.
+    assert!(accounts.iter().all(|a| a.grant.is_none()));
     let issued = env.sandbox.linkedin_state().tokens_issued;
-    assert!(org.access_token.expose().ends_with(&issued[0].access_token));
+    assert_eq!(grant.access_token.expose(), issued[0].access_token);
+    // The login ends 365 days after this first authorization, however often it is refreshed.
+    let login_ends = grant.refresh_token_expires_at.expect("the login's end");
+    assert!(
+        (login_ends - (Utc::now() + TimeDelta::days(365)))
+            .num_seconds()
+            .abs()
+            < 60
+    );
+
+    // An organisation connection survives a refresh, which returns the same (non-rotating)
+    // refresh token and restates the login's end; it posts as the organisation.
+    let org = Conn {
+        account: accounts[1].profile.clone(),
+        grant: grant.clone(),
+    };
     let fresh = env
         .adapter
-        .refresh(org.refresh_token.as_ref().unwrap())
+        .refresh(&org.account, org.refresh_token.as_ref().unwrap())
         .await
         .unwrap();
     assert_eq!(fresh.refresh_token, org.refresh_token);
     assert_ne!(fresh.access_token, org.access_token);
-    let post = env.post(&fresh, &text("from the page")).await.unwrap();
+    let restated = fresh.refresh_token_expires_at.expect("restated");
+    assert!((restated - login_ends).num_seconds().abs() < 60);
+    let post = env
+        .post(&org.with(fresh), &text("from the page"))
+        .await
+        .unwrap();
     let state = env.sandbox.linkedin_state();
     assert_eq!(state.posts[0].author, "urn:li:organization:10000001");
     assert_eq!(state.posts[0].urn, post.post_id);
 
     let refused = env
         .adapter
-        .refresh(&Secret::new("not-a-token"))
+        .refresh(&org.account, &Secret::new("not-a-token"))
         .await
         .unwrap_err();
     assert_eq!(refused.class, ErrorClass::ReauthorizationRequired);
@@ -278,8 +339,9 @@ async fn a_login_connects_the_member_and_the_organisations_they_post_for() {
 async fn without_programmatic_refresh_tokens_the_grant_has_none() {
     let env = Env::start_with(|s| s.refresh_tokens = false, |_| {}).await;
     let accounts = env.connect("li_plain").await;
-    let grant = accounts[0].grant.as_ref().unwrap();
+    let grant = &accounts[0];
     assert!(grant.refresh_token.is_none());
+    assert!(grant.refresh_token_expires_at.is_none());
     assert!(grant.expires_at.unwrap() < Utc::now() + TimeDelta::days(61));
     env.sandbox.stop().await;
 }
@@ -333,7 +395,7 @@ async fn text_and_article_posts_escape_little_text_format() {
         env.sandbox.linkedin_state().posts[3].visibility,
         "CONNECTIONS"
     );
-    let org = env.connect("herald_sandbox").await.remove(1).grant.unwrap();
+    let org = env.connect("herald_sandbox").await.remove(1);
     let before = env.sandbox.linkedin_state().requests.len();
     let refused = failure(env.post(&org, &connections).await);
     assert_eq!(refused.class, ErrorClass::Permanent);
@@ -512,7 +574,7 @@ async fn refusals_are_classified_for_the_publisher() {
     let before = Utc::now();
     let throttled = match env
         .adapter
-        .create_post(&grant.access_token, &text("b"), &gate)
+        .create_post(&grant.access_token, &grant.draft(&text("b")), &gate)
         .await
     {
         Err(PostError::Failed(f)) => f,
@@ -537,7 +599,7 @@ async fn refusals_are_classified_for_the_publisher() {
     let gate = Gate::default();
     let daily = match env
         .adapter
-        .create_post(&grant.access_token, &text("one more"), &gate)
+        .create_post(&grant.access_token, &grant.draft(&text("one more")), &gate)
         .await
     {
         Err(PostError::Failed(f)) => f,
@@ -561,7 +623,7 @@ async fn refusals_are_classified_for_the_publisher() {
     let grant = env.member("li_dupes").await;
     env.post(&grant, &text("same words")).await.unwrap();
     let dup = failure(env.post(&grant, &text("same words")).await);
-    assert_eq!(dup.code, "http_403_duplicate");
+    assert_eq!(dup.code, herald_domain::failure::DUPLICATE_POST);
 
     // An expired token asks for a refresh; a revoked grant cannot be refreshed.
     env.fault(LinkedInEndpoint::CreatePost, Fault::ExpireToken);
@@ -570,9 +632,10 @@ async fn refusals_are_classified_for_the_publisher() {
     assert!(expired.message.contains("60 days"));
     let fresh = env
         .adapter
-        .refresh(grant.refresh_token.as_ref().unwrap())
+        .refresh(&grant.account, grant.refresh_token.as_ref().unwrap())
         .await
         .unwrap();
+    let fresh = grant.with(fresh);
     env.post(&fresh, &text("after refresh")).await.unwrap();
     env.fault(LinkedInEndpoint::CreatePost, Fault::RevokeGrant);
     assert_eq!(
@@ -581,7 +644,7 @@ async fn refusals_are_classified_for_the_publisher() {
     );
     let refused = env
         .adapter
-        .refresh(fresh.refresh_token.as_ref().unwrap())
+        .refresh(&fresh.account, fresh.refresh_token.as_ref().unwrap())
         .await
         .unwrap_err();
     assert_eq!(refused.class, ErrorClass::ReauthorizationRequired);
@@ -615,10 +678,10 @@ async fn a_sunset_version_says_which_setting_to_raise() {
 }
 
 #[tokio::test]
-async fn a_timed_out_post_is_found_again_and_revocation_ends_the_member_grant() {
+async fn a_timed_out_post_is_found_again_and_revocation_ends_the_login() {
     let env = Env::start().await;
     let accounts = env.connect("herald_sandbox").await;
-    let member = accounts[0].grant.clone().unwrap();
+    let member = accounts[0].clone();
     let since = Utc::now();
     env.fault(
         LinkedInEndpoint::CreatePost,
@@ -633,9 +696,8 @@ async fn a_timed_out_post_is_found_again_and_revocation_ends_the_member_grant() 
         .adapter
         .find_post(
             &member.access_token,
-            &accounts[0].profile.account_id,
             since,
-            &draft,
+            &member.draft(&draft),
             &Gate::default(),
         )
         .await
@@ -648,22 +710,27 @@ async fn a_timed_out_post_is_found_again_and_revocation_ends_the_member_grant() 
         .adapter
         .find_post(
             &member.access_token,
-            &accounts[0].profile.account_id,
             since,
-            &text("never posted"),
+            &member.draft(&text("never posted")),
             &Gate::default(),
         )
         .await
         .unwrap();
     assert!(missing.is_none());
 
-    // Disconnecting an organisation leaves the shared login alone; the member's revokes it.
-    let org = accounts[1].grant.clone().unwrap();
-    env.adapter.revoke(&org).await.unwrap();
-    env.post(&member, &text("still connected")).await.unwrap();
-    env.adapter.revoke(&member).await.unwrap();
+    // Revoking ends the login: the member and every organisation of it (which is why Herald
+    // revokes only when the last connection of a login goes; see the e2e tests).
+    let org = accounts[1].clone();
+    env.post(&org, &text("from the organisation"))
+        .await
+        .unwrap();
+    env.adapter.revoke(&org.account, &org).await.unwrap();
     assert_eq!(
         failure(env.post(&member, &text("gone")).await).class,
+        ErrorClass::Auth
+    );
+    assert_eq!(
+        failure(env.post(&org, &text("gone too")).await).class,
         ErrorClass::Auth
     );
     env.sandbox.stop().await;
@@ -687,6 +754,112 @@ async fn media_urls_on_private_addresses_are_refused_by_default() {
     assert!(
         env.sandbox.linkedin_state().images.is_empty(),
         "nothing started"
+    );
+    env.sandbox.stop().await;
+}
+
+/// A vault entry an older Herald wrote (`"{author URN} {token}"`) still publishes, and its
+/// next refresh gives the plain form.
+#[tokio::test]
+async fn an_old_author_prefixed_grant_still_publishes_and_refreshes_to_the_plain_form() {
+    let env = Env::start().await;
+    let org = env.connect("herald_sandbox").await.remove(1);
+    let urn = &org.account.account_id;
+    let old_form = TokenGrant {
+        access_token: Secret::new(format!("{urn} {}", org.access_token.expose())),
+        refresh_token: org
+            .refresh_token
+            .as_ref()
+            .map(|r| Secret::new(format!("{urn} {}", r.expose()))),
+        ..org.grant.clone()
+    };
+    let read = env.adapter.current_form(old_form.clone());
+    assert_eq!(read, org.grant);
+    env.post(&org.with(read), &text("posted from an old entry"))
+        .await
+        .unwrap();
+    assert_eq!(
+        env.sandbox.linkedin_state().posts[0].author,
+        "urn:li:organization:10000001"
+    );
+    // Refreshing with the old form's refresh token works too, and returns plain tokens.
+    let fresh = env
+        .adapter
+        .refresh(&org.account, old_form.refresh_token.as_ref().unwrap())
+        .await
+        .unwrap();
+    assert!(!fresh.access_token.expose().starts_with("urn:li:"));
+    assert_eq!(fresh.refresh_token, org.refresh_token);
+    env.sandbox.stop().await;
+}
+
+/// LinkedIn's Application limit counts every call of the app: the 429 one member meets closes
+/// the endpoint for every member of the app until midnight UTC, without another 429; a Member
+/// limit closes it only for that member.
+#[tokio::test]
+async fn the_application_limit_holds_for_every_member_of_the_app() {
+    use herald_domain::Platform;
+    use herald_infrastructure::rate_limit::SharedRateLimits;
+    let env = Env::start_with(|li| li.app_calls_per_day = 30, |_| {}).await;
+    let erin = env.member("li_erin").await;
+    let frank = env.member("li_frank").await;
+    let path = std::env::temp_dir().join(format!(
+        "herald_linkedin_limits_{}.db",
+        uuid::Uuid::new_v4().simple()
+    ));
+    let db = herald_infrastructure::db::Db::connect(&format!("sqlite://{}", path.display()), 4)
+        .await
+        .unwrap();
+    let erin_gate = SharedRateLimits::new(db.clone(), Platform::Linkedin, "erin");
+    let frank_gate = SharedRateLimits::new(db.clone(), Platform::Linkedin, "frank");
+    let mut refused = None;
+    for i in 0..30 {
+        match env
+            .adapter
+            .create_post(
+                &erin.access_token,
+                &erin.draft(&text(&format!("erin {i}"))),
+                &erin_gate,
+            )
+            .await
+        {
+            Ok(_) => continue,
+            Err(PostError::Failed(f)) => {
+                refused = Some(f);
+                break;
+            }
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+    let refused = refused.expect("the application limit is reached");
+    assert_eq!(refused.code, "too_many_requests", "{refused:?}");
+    assert!(
+        refused.message.contains("APPLICATION DAY"),
+        "{}",
+        refused.message
+    );
+    let midnight = (Utc::now().date_naive() + TimeDelta::days(1))
+        .and_hms_opt(0, 0, 0)
+        .unwrap()
+        .and_utc();
+    let before = env.sandbox.linkedin_state().requests.len();
+    let waiting = failure(
+        env.adapter
+            .create_post(
+                &frank.access_token,
+                &frank.draft(&text("frank")),
+                &frank_gate,
+            )
+            .await,
+    );
+    assert_eq!(waiting.code, "rate_limit_exhausted", "{waiting:?}");
+    assert_eq!(waiting.not_before, Some(midnight));
+    let requests = env.sandbox.linkedin_state().requests;
+    assert_eq!(requests.len(), before, "Frank's post was not sent");
+    assert_eq!(
+        requests.iter().filter(|r| r.status == Some(429)).count(),
+        1,
+        "{requests:?}"
     );
     env.sandbox.stop().await;
 }

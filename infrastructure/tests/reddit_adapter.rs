@@ -6,6 +6,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
+use herald_domain::connection::AccountProfile;
 use herald_domain::{ErrorClass, MediaItem, MediaKind, PlatformFailure, PublishOptions};
 use herald_infrastructure::media_source::MediaUrlPolicy;
 use herald_infrastructure::platforms::reddit::{RedditAdapter, RedditConfig};
@@ -134,6 +135,14 @@ fn failure(result: Result<CreatedPost, PostError>) -> PlatformFailure {
 
 type Observation = (String, Option<u64>, Option<DateTime<Utc>>);
 
+/// The gate key of Reddit's request budget: the app's (the twin's client id), not the account's.
+fn app_api() -> String {
+    format!(
+        "app:{}:reddit_api",
+        herald_sandbox::reddit::RedditConfig::default().client_id
+    )
+}
+
 #[derive(Default)]
 struct Gate {
     acquired: Mutex<Vec<String>>,
@@ -180,7 +189,11 @@ async fn connects_with_basic_auth_refreshes_without_rotation_and_revokes() {
     assert_eq!(account.username, "reddit_alice");
     assert!(account.account_id.starts_with("t2_"));
 
-    let fresh = env.adapter.refresh(&refresh).await.unwrap();
+    let fresh = env
+        .adapter
+        .refresh(&AccountProfile::default(), &refresh)
+        .await
+        .unwrap();
     assert_ne!(fresh.access_token, grant.access_token);
     assert_eq!(
         fresh.refresh_token,
@@ -195,14 +208,21 @@ async fn connects_with_basic_auth_refreshes_without_rotation_and_revokes() {
 
     let refused = env
         .adapter
-        .refresh(&Secret::new("not-a-token"))
+        .refresh(&AccountProfile::default(), &Secret::new("not-a-token"))
         .await
         .unwrap_err();
     assert_eq!(refused.class, ErrorClass::ReauthorizationRequired);
     assert!(!refused.message.contains("not-a-token"));
 
-    env.adapter.revoke(&fresh).await.unwrap();
-    let after = env.adapter.refresh(&refresh).await.unwrap_err();
+    env.adapter
+        .revoke(&AccountProfile::default(), &fresh)
+        .await
+        .unwrap();
+    let after = env
+        .adapter
+        .refresh(&AccountProfile::default(), &refresh)
+        .await
+        .unwrap_err();
     assert_eq!(after.class, ErrorClass::ReauthorizationRequired);
     env.sandbox.stop().await;
 }
@@ -254,7 +274,8 @@ async fn self_link_and_image_posts_come_back_with_id_and_url() {
     assert_eq!(state.posts[1].title, "Worth reading");
     assert_eq!(state.posts[2].kind, "image");
     assert_eq!(state.assets[0].bytes, Some(4000));
-    // The submission asked both gates; the headers fed the shared budget.
+    // The submission asked both gates; the headers fed the budget every account of the app
+    // shares (Reddit counts per client id).
     assert!(gate
         .acquired
         .lock()
@@ -265,7 +286,7 @@ async fn self_link_and_image_posts_come_back_with_id_and_url() {
         .lock()
         .unwrap()
         .iter()
-        .any(|(e, left, at)| e == "reddit_api" && left.is_some() && at.is_some()));
+        .any(|(e, left, at)| e == &app_api() && left.is_some() && at.is_some()));
     env.sandbox.stop().await;
 }
 
@@ -305,7 +326,7 @@ async fn submit_errors_are_actionable() {
     shared.link = Some("https://example.com/once".into());
     env.post(&grant, &shared).await.unwrap();
     let dup = failure(env.post(&grant, &shared).await);
-    assert_eq!(dup.code, "http_403_duplicate");
+    assert_eq!(dup.code, herald_domain::failure::DUPLICATE_POST);
 
     // RATELIMIT in the body closes the posting gate until Reddit's "try again in".
     let gate = Gate::default();
@@ -360,7 +381,7 @@ async fn http_failures_and_unknown_outcomes() {
         .lock()
         .unwrap()
         .iter()
-        .any(|(e, left, _)| e == "reddit_api" && *left == Some(0)));
+        .any(|(e, left, _)| e == &app_api() && *left == Some(0)));
 
     env.fault(RedditEndpoint::Submit, Fault::ServerError { status: 503 });
     assert_eq!(
@@ -374,7 +395,10 @@ async fn http_failures_and_unknown_outcomes() {
     );
     let grant = env
         .adapter
-        .refresh(grant.refresh_token.as_ref().unwrap())
+        .refresh(
+            &AccountProfile::default(),
+            grant.refresh_token.as_ref().unwrap(),
+        )
         .await
         .unwrap();
 
@@ -391,7 +415,7 @@ async fn http_failures_and_unknown_outcomes() {
     ));
     let found = env
         .adapter
-        .find_post(&grant.access_token, "t2_x", since, &draft, &Gate::default())
+        .find_post(&grant.access_token, since, &draft, &Gate::default())
         .await
         .unwrap()
         .expect("found");
@@ -402,7 +426,6 @@ async fn http_failures_and_unknown_outcomes() {
         .adapter
         .find_post(
             &grant.access_token,
-            "t2_x",
             since,
             &to("herald_sandbox", "never posted"),
             &Gate::default(),
@@ -442,7 +465,7 @@ async fn an_image_post_not_listed_in_time_is_an_unknown_outcome_then_found() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let found = env
         .adapter
-        .find_post(&grant.access_token, "t2_x", since, &draft, &Gate::default())
+        .find_post(&grant.access_token, since, &draft, &Gate::default())
         .await
         .unwrap();
     assert!(found.is_some());
@@ -459,6 +482,61 @@ async fn media_urls_on_private_addresses_are_refused_by_default() {
     assert!(
         env.sandbox.reddit_state().assets.is_empty(),
         "no lease taken"
+    );
+    env.sandbox.stop().await;
+}
+
+/// A SQLite store the workers' gates share.
+async fn shared_store() -> herald_infrastructure::db::Db {
+    let path = std::env::temp_dir().join(format!(
+        "herald_reddit_limits_{}.db",
+        uuid::Uuid::new_v4().simple()
+    ));
+    herald_infrastructure::db::Db::connect(&format!("sqlite://{}", path.display()), 4)
+        .await
+        .unwrap()
+}
+
+/// Reddit counts requests per OAuth client id: once one account has spent the app's budget,
+/// another account of the same app waits instead of taking a 429 from Reddit.
+#[tokio::test]
+async fn accounts_of_one_app_share_its_request_budget() {
+    use herald_domain::Platform;
+    use herald_infrastructure::rate_limit::SharedRateLimits;
+    let env = Env::start_with(|reddit| reddit.requests_per_window = 3, |_| {}).await;
+    let alice = env.connect("reddit_alice").await;
+    let bob = env.connect("reddit_bob").await;
+    let db = shared_store().await;
+    let alice_gate = SharedRateLimits::new(db.clone(), Platform::Reddit, "t2_alice");
+    let bob_gate = SharedRateLimits::new(db.clone(), Platform::Reddit, "t2_bob");
+    for i in 0..3 {
+        env.adapter
+            .create_post(
+                &alice.access_token,
+                &to("herald_sandbox", &format!("alice {i}")),
+                &alice_gate,
+            )
+            .await
+            .unwrap();
+    }
+    let waiting = failure(
+        env.adapter
+            .create_post(&bob.access_token, &to("herald_sandbox", "bob"), &bob_gate)
+            .await,
+    );
+    assert_eq!(waiting.code, "rate_limit_exhausted", "{waiting:?}");
+    assert!(
+        waiting.message.contains("every account of the app"),
+        "{}",
+        waiting.message
+    );
+    assert!(waiting.not_before.unwrap() > Utc::now() + TimeDelta::minutes(9));
+    let state = env.sandbox.reddit_state();
+    assert_eq!(state.posts.len(), 3);
+    assert!(
+        state.requests.iter().all(|r| r.status != Some(429)),
+        "Reddit never refused: {:?}",
+        state.requests
     );
     env.sandbox.stop().await;
 }

@@ -6,11 +6,14 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use herald_domain::{ErrorClass, MediaItem, MediaKind};
+use herald_domain::connection::AccountProfile;
+use herald_domain::{ErrorClass, MediaItem, MediaKind, Platform};
+use herald_infrastructure::db::Db;
 use herald_infrastructure::platforms::threads::{ThreadsAdapter, ThreadsConfig};
 use herald_infrastructure::platforms::{
     MediaUpload, PlatformAdapter, PostDraft, PostError, RateLimitGate, TokenGrant, UploadProgress,
 };
+use herald_infrastructure::rate_limit::SharedRateLimits;
 use herald_infrastructure::secret::Secret;
 use herald_sandbox::{Fault, Sandbox, SandboxConfig, ThreadsEndpoint};
 use url::Url;
@@ -24,8 +27,16 @@ struct Env {
 
 impl Env {
     async fn start() -> Self {
+        Self::start_with(|_| {}, |_| {}).await
+    }
+
+    async fn start_with(
+        sandbox_setup: impl FnOnce(&mut SandboxConfig),
+        adapter_setup: impl FnOnce(&mut ThreadsConfig),
+    ) -> Self {
         let mut sandbox_config = SandboxConfig::default();
         sandbox_config.threads.video_processing_delay = Duration::from_millis(400);
+        sandbox_setup(&mut sandbox_config);
         let sandbox = Sandbox::start("127.0.0.1:0", sandbox_config)
             .await
             .expect("sandbox starts");
@@ -36,6 +47,7 @@ impl Env {
         );
         config.request_timeout = Duration::from_secs(1);
         config.status_poll_interval = Duration::from_millis(50);
+        adapter_setup(&mut config);
         Self {
             adapter: ThreadsAdapter::new(config).expect("adapter builds"),
             sandbox,
@@ -181,7 +193,10 @@ async fn connects_with_a_long_lived_token_reads_the_account_and_refreshes() {
 
     let fresh = env
         .adapter
-        .refresh(grant.refresh_token.as_ref().unwrap())
+        .refresh(
+            &AccountProfile::default(),
+            grant.refresh_token.as_ref().unwrap(),
+        )
         .await
         .unwrap();
     assert_ne!(fresh.access_token, grant.access_token);
@@ -189,7 +204,7 @@ async fn connects_with_a_long_lived_token_reads_the_account_and_refreshes() {
 
     let refused = env
         .adapter
-        .refresh(&Secret::new("not-a-token"))
+        .refresh(&AccountProfile::default(), &Secret::new("not-a-token"))
         .await
         .unwrap_err();
     assert_eq!(refused.class, ErrorClass::ReauthorizationRequired);
@@ -283,9 +298,11 @@ async fn failures_are_classified_for_the_publisher() {
         .adapter
         .find_post(
             &grant.access_token,
-            &account.account_id,
             since,
-            &draft,
+            &PostDraft {
+                account: account.clone(),
+                ..draft.clone()
+            },
             &Gate::default(),
         )
         .await
@@ -298,9 +315,11 @@ async fn failures_are_classified_for_the_publisher() {
         .adapter
         .find_post(
             &grant.access_token,
-            &account.account_id,
             since,
-            &text("never posted"),
+            &PostDraft {
+                account: account.clone(),
+                ..text("never posted")
+            },
             &Gate::default()
         )
         .await
@@ -368,5 +387,137 @@ async fn failures_are_classified_for_the_publisher() {
     }
     // Only the post that timed out after success exists.
     assert_eq!(env.sandbox.threads_state().posts.len(), 1);
+    env.sandbox.stop().await;
+}
+
+fn publish_calls(env: &Env) -> usize {
+    env.sandbox
+        .threads_state()
+        .requests
+        .iter()
+        .filter(|r| r.path.ends_with("/threads_publish"))
+        .count()
+}
+
+#[tokio::test]
+async fn the_publishing_quota_is_read_live_and_respected() {
+    let env = Env::start_with(|sandbox| sandbox.threads.quota_total = 2, |_| {}).await;
+    let grant = env.connect().await;
+    let first = env.post(&grant, &text("first")).await.unwrap();
+    env.post(&grant, &text("second")).await.unwrap();
+    let gate = Gate::default();
+    let f = match env
+        .adapter
+        .create_post(&grant.access_token, &text("one too many"), &gate)
+        .await
+    {
+        Err(PostError::Failed(f)) => f,
+        other => panic!("expected the quota to be used up, got {other:?}"),
+    };
+    assert_eq!(
+        (f.class, f.code.as_str()),
+        (ErrorClass::RateLimited, "publishing_quota")
+    );
+    assert!(
+        f.message
+            .contains("Threads profile used its 2 API-published posts"),
+        "{}",
+        f.message
+    );
+    let posted = env.sandbox.threads_state().posts[0].timestamp.clone();
+    let posted = DateTime::parse_from_rfc3339(&posted)
+        .unwrap()
+        .with_timezone(&Utc);
+    let until = f.not_before.expect("when a slot frees");
+    assert!(
+        (until - (posted + TimeDelta::hours(24)))
+            .num_seconds()
+            .abs()
+            <= 2,
+        "{until} vs {posted}"
+    );
+    assert!(gate
+        .observed
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|(key, left, at)| key == "threads_publishing_quota"
+            && *left == Some(0)
+            && *at == Some(until)));
+    assert_eq!(publish_calls(&env), 2, "nothing published past the quota");
+    assert!(env
+        .sandbox
+        .threads_state()
+        .requests
+        .iter()
+        .any(|r| r.path.ends_with("/me/threads_publishing_limit")));
+
+    // Replies have a quota of their own: the rest of a thread still goes out.
+    let reply = PostDraft {
+        reply_to: Some(first),
+        ..text("a reply")
+    };
+    env.post(&grant, &reply).await.unwrap();
+    assert_eq!(env.sandbox.threads_state().quota_refusals, 0);
+
+    // A configured cap below Threads' figure wins.
+    let env = Env::start_with(|_| {}, |config| config.publish_quota_cap = Some(1)).await;
+    let grant = env.connect().await;
+    env.post(&grant, &text("capped")).await.unwrap();
+    assert_eq!(
+        failed_class(env.post(&grant, &text("past the cap")).await),
+        ErrorClass::RateLimited
+    );
+    assert_eq!(publish_calls(&env), 1);
+    env.sandbox.stop().await;
+}
+
+/// Two workers (two gates over their own pools on one database) publish eight posts at once to
+/// a profile with room for three: three are published, the rest wait, and Threads never has to
+/// refuse one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_workers_never_take_the_last_slot_twice() {
+    let env = Env::start_with(|sandbox| sandbox.threads.quota_total = 3, |_| {}).await;
+    let grant = env.connect().await;
+    let account = env.adapter.account(&grant.access_token).await.unwrap();
+    let dir = std::env::temp_dir().join(format!("herald-th-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = format!("sqlite://{}", dir.join("q.db").display());
+    let mut gates = Vec::new();
+    for _ in 0..2 {
+        gates.push(SharedRateLimits::new(
+            Db::connect(&url, 4).await.unwrap(),
+            Platform::Threads,
+            &account.account_id,
+        ));
+    }
+    let drafts: Vec<PostDraft> = (0..8).map(|n| text(&format!("strict {n}"))).collect();
+    let (adapter, token) = (&env.adapter, &grant.access_token);
+    // Publishes take a while: every reading happens while others are on their way.
+    env.sandbox.inject_threads_fault(
+        ThreadsEndpoint::Publish,
+        Fault::SlowProcessing { secs: 0.3 },
+        8,
+    );
+    let results = futures::future::join_all(drafts.iter().enumerate().map(|(n, draft)| {
+        let gate = &gates[n % 2];
+        async move { adapter.create_post(token, draft, gate).await }
+    }))
+    .await;
+    assert_eq!(
+        results.iter().filter(|r| r.is_ok()).count(),
+        3,
+        "{results:?}"
+    );
+    for result in results.iter().filter_map(|r| r.as_ref().err()) {
+        match result {
+            PostError::Failed(f) => assert_eq!(f.code, "publishing_quota", "{f:?}"),
+            other => panic!("{other:?}"),
+        }
+    }
+    let state = env.sandbox.threads_state();
+    assert_eq!(state.posts.len(), 3);
+    assert_eq!(state.quota_refusals, 0, "Threads never refused a publish");
+    assert_eq!(publish_calls(&env), 3);
     env.sandbox.stop().await;
 }

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
+use herald_domain::connection::AccountProfile;
 use herald_domain::{ErrorClass, MediaItem, MediaKind, Platform, PlatformFailure, PublishOptions};
 use herald_infrastructure::db::Db;
 use herald_infrastructure::media_source::MediaUrlPolicy;
@@ -351,20 +352,34 @@ async fn connects_refreshes_with_rotation_reads_the_account_and_revokes() {
 
     // Refresh tokens rotate: the new one is kept, the old one no longer works.
     let old_refresh = grant.refresh_token.clone().unwrap();
-    let fresh = env.adapter.refresh(&old_refresh).await.unwrap();
+    let fresh = env
+        .adapter
+        .refresh(&AccountProfile::default(), &old_refresh)
+        .await
+        .unwrap();
     assert_ne!(fresh.refresh_token.as_ref(), Some(&old_refresh));
     assert_ne!(fresh.access_token, grant.access_token);
-    let refused = env.adapter.refresh(&old_refresh).await.unwrap_err();
+    let refused = env
+        .adapter
+        .refresh(&AccountProfile::default(), &old_refresh)
+        .await
+        .unwrap_err();
     assert_eq!(refused.class, ErrorClass::ReauthorizationRequired);
     assert!(refused.message.contains("reconnect"), "{}", refused.message);
     assert!(!refused.message.contains(old_refresh.expose()));
 
-    env.adapter.revoke(&fresh).await.unwrap();
+    env.adapter
+        .revoke(&AccountProfile::default(), &fresh)
+        .await
+        .unwrap();
     let after = env.adapter.account(&fresh.access_token).await.unwrap_err();
     assert_eq!(after.class, ErrorClass::Auth);
     let gone = env
         .adapter
-        .refresh(fresh.refresh_token.as_ref().unwrap())
+        .refresh(
+            &AccountProfile::default(),
+            fresh.refresh_token.as_ref().unwrap(),
+        )
         .await
         .unwrap_err();
     assert_eq!(gone.class, ErrorClass::ReauthorizationRequired);
@@ -473,7 +488,6 @@ async fn a_chunked_direct_post_reports_its_session_first_and_publishes_once() {
         .adapter
         .find_post(
             &grant.access_token,
-            "",
             Utc::now(),
             &PostDraft {
                 media_ids: vec![reference],
@@ -487,7 +501,7 @@ async fn a_chunked_direct_post_reports_its_session_first_and_publishes_once() {
     assert_eq!(found.post_id, created.post_id);
     assert_eq!(
         env.adapter
-            .find_post(&grant.access_token, "", Utc::now(), &post, &gate)
+            .find_post(&grant.access_token, Utc::now(), &post, &gate)
             .await
             .unwrap(),
         None,
@@ -991,4 +1005,67 @@ async fn the_shared_limiter_keeps_documented_limits_across_workers() {
     .await;
     assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 3);
     let _ = std::fs::remove_file(&path);
+}
+
+/// A PULL_FROM_URL init is the post. If its answer is lost, the next attempt must not send it
+/// again (TikTok cannot be asked whether it exists): it stops and tells the user what to check.
+/// An init TikTok answered with a refusal created nothing, so the next attempt starts anew.
+#[tokio::test]
+async fn a_pulled_post_whose_init_answer_was_lost_is_not_sent_twice() {
+    let env =
+        Env::start_with(|_, c| c.pull_from_url_prefixes = vec!["{sandbox}/media/pull-".into()])
+            .await;
+    let grant = env.connect_as("tok_lost_init").await;
+    let gate = Gate::default();
+    let post = video_post(
+        env.media_url("pull-lost.mp4", 1000),
+        "pulled once",
+        tiktok_options("direct", Some("SELF_ONLY")),
+    );
+
+    // The init succeeds at TikTok, but its answer comes after the adapter gave up (2 s).
+    env.sandbox.inject_tiktok_fault(
+        TiktokEndpoint::VideoInit,
+        Fault::TimeoutAfterSuccess { secs: 3.0 },
+        1,
+    );
+    let first = Progress::default();
+    let failure = env
+        .upload(&grant, &post, 0, &gate, &first, None)
+        .await
+        .unwrap_err();
+    assert_eq!(failure.code, "network_error", "{failure}");
+    let second = Progress::default();
+    let failure = env
+        .upload(&grant, &post, 0, &gate, &second, Some(&first.resume()))
+        .await
+        .unwrap_err();
+    assert_eq!(failure.class, ErrorClass::Permanent, "{failure}");
+    assert_eq!(failure.code, "tiktok_outcome_unknown");
+    assert!(
+        failure.message.contains("Check the TikTok profile") && failure.message.contains("retry"),
+        "{failure}"
+    );
+    assert!(second.events().is_empty(), "{:?}", second.events());
+    let inits = env.sandbox.tiktok_state().publishes.len();
+    assert_eq!(inits, 1, "the post was not sent a second time");
+
+    // A refusal TikTok answered clears the intent: the next attempt publishes.
+    env.sandbox.inject_tiktok_fault(
+        TiktokEndpoint::VideoInit,
+        Fault::ServerError { status: 503 },
+        1,
+    );
+    let refused = Progress::default();
+    let failure = env
+        .upload(&grant, &post, 0, &gate, &refused, None)
+        .await
+        .unwrap_err();
+    assert_eq!(failure.class, ErrorClass::Retryable, "{failure}");
+    let retried = Progress::default();
+    env.upload(&grant, &post, 0, &gate, &retried, Some(&refused.resume()))
+        .await
+        .unwrap();
+    let state = env.sandbox.tiktok_state();
+    assert_eq!(state.publishes.len(), inits + 1, "one new publish");
 }

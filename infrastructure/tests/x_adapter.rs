@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use actix_web::{dev::ServerHandle, web, App, HttpResponse, HttpServer};
 use chrono::{DateTime, TimeDelta, Utc};
+use herald_domain::connection::AccountProfile;
 use herald_domain::{ErrorClass, MediaItem, MediaKind, PlatformFailure, Poll};
 use herald_infrastructure::media_source::MediaUrlPolicy;
 use herald_infrastructure::platforms::x::{XAdapter, XConfig};
@@ -274,14 +275,22 @@ async fn refresh_rotates_and_a_used_refresh_token_needs_reauthorization() {
     let first = env.connect().await;
     let old_refresh = first.refresh_token.clone().unwrap();
 
-    let second = env.adapter.refresh(&old_refresh).await.unwrap();
+    let second = env
+        .adapter
+        .refresh(&AccountProfile::default(), &old_refresh)
+        .await
+        .unwrap();
     assert_ne!(second.access_token, first.access_token);
     assert_ne!(second.refresh_token.as_ref(), Some(&old_refresh));
     env.adapter.account(&second.access_token).await.unwrap();
     let stale = env.adapter.account(&first.access_token).await.unwrap_err();
     expect_class(&stale, ErrorClass::Auth, &first);
 
-    let reused = env.adapter.refresh(&old_refresh).await.unwrap_err();
+    let reused = env
+        .adapter
+        .refresh(&AccountProfile::default(), &old_refresh)
+        .await
+        .unwrap_err();
     expect_class(&reused, ErrorClass::ReauthorizationRequired, &first);
     assert!(reused.message.contains("reconnect"), "{reused}");
 }
@@ -291,7 +300,10 @@ async fn wrong_client_secret_is_a_permanent_misconfiguration() {
     let env = Env::start_with(|c| c.client_secret = Some(Secret::new("wrong"))).await;
     let failure = env
         .adapter
-        .refresh(&Secret::new("whatever-refresh-token"))
+        .refresh(
+            &AccountProfile::default(),
+            &Secret::new("whatever-refresh-token"),
+        )
         .await
         .unwrap_err();
     assert_eq!(failure.class, ErrorClass::Permanent);
@@ -303,13 +315,19 @@ async fn wrong_client_secret_is_a_permanent_misconfiguration() {
 async fn revoke_ends_the_grant() {
     let env = Env::start().await;
     let grant = env.connect().await;
-    env.adapter.revoke(&grant).await.unwrap();
+    env.adapter
+        .revoke(&AccountProfile::default(), &grant)
+        .await
+        .unwrap();
 
     let api = env.adapter.account(&grant.access_token).await.unwrap_err();
     expect_class(&api, ErrorClass::Auth, &grant);
     let refresh = env
         .adapter
-        .refresh(grant.refresh_token.as_ref().unwrap())
+        .refresh(
+            &AccountProfile::default(),
+            grant.refresh_token.as_ref().unwrap(),
+        )
         .await
         .unwrap_err();
     expect_class(&refresh, ErrorClass::ReauthorizationRequired, &grant);
@@ -512,7 +530,7 @@ async fn duplicate_post_is_permanent_with_advice() {
 
     let failure = expect_failed(env.post(&grant, &text("same words")).await);
     expect_class(&failure, ErrorClass::Permanent, &grant);
-    assert_eq!(failure.code, "http_403_duplicate");
+    assert_eq!(failure.code, herald_domain::failure::DUPLICATE_POST);
     assert!(failure.message.contains("change the text"));
 }
 
@@ -538,9 +556,11 @@ async fn lost_answer_is_unknown_and_reconciliation_finds_the_post() {
         .adapter
         .find_post(
             &grant.access_token,
-            &account.account_id,
             since,
-            &draft,
+            &PostDraft {
+                account: account.clone(),
+                ..draft.clone()
+            },
             &Gate::default(),
         )
         .await
@@ -558,9 +578,11 @@ async fn lost_answer_is_unknown_and_reconciliation_finds_the_post() {
         .adapter
         .find_post(
             &grant.access_token,
-            &account.account_id,
             since,
-            &reply,
+            &PostDraft {
+                account: account.clone(),
+                ..reply.clone()
+            },
             &Gate::default(),
         )
         .await
@@ -583,9 +605,11 @@ async fn timeout_without_effect_is_unknown_and_reconciliation_finds_nothing() {
         .adapter
         .find_post(
             &grant.access_token,
-            &account.account_id,
             since,
-            &draft,
+            &PostDraft {
+                account: account.clone(),
+                ..draft.clone()
+            },
             &Gate::default(),
         )
         .await

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
+use herald_domain::connection::AccountProfile;
 use herald_domain::{ErrorClass, MediaItem, MediaKind, Platform, PlatformFailure};
 use herald_infrastructure::db::Db;
 use herald_infrastructure::platforms::youtube::{
@@ -268,15 +269,29 @@ async fn connects_reads_the_channel_refreshes_without_rotation_and_revokes() {
     assert_eq!(profile.display_name, "Herald Sandbox");
     assert_eq!(profile.username, "@heraldsandbox");
 
-    let refreshed = env.adapter.refresh(&refresh).await.unwrap();
+    let refreshed = env
+        .adapter
+        .refresh(&AccountProfile::default(), &refresh)
+        .await
+        .unwrap();
     assert_ne!(refreshed.access_token, grant.access_token);
     assert_eq!(refreshed.refresh_token.as_ref(), Some(&refresh), "kept");
     env.adapter.account(&refreshed.access_token).await.unwrap();
 
-    env.adapter.revoke(&refreshed).await.unwrap();
+    env.adapter
+        .revoke(&AccountProfile::default(), &refreshed)
+        .await
+        .unwrap();
     // Revoking what is already revoked is fine.
-    env.adapter.revoke(&refreshed).await.unwrap();
-    let err = env.adapter.refresh(&refresh).await.unwrap_err();
+    env.adapter
+        .revoke(&AccountProfile::default(), &refreshed)
+        .await
+        .unwrap();
+    let err = env
+        .adapter
+        .refresh(&AccountProfile::default(), &refresh)
+        .await
+        .unwrap_err();
     assert_eq!(err.class, ErrorClass::ReauthorizationRequired);
     assert!(!err.message.contains(refresh.expose()));
     let err = env
@@ -367,9 +382,11 @@ async fn uploads_in_chunks_waits_for_processing_and_reconciles() {
         .adapter
         .find_post(
             &grant.access_token,
-            &channel.account_id,
             since,
-            &post,
+            &PostDraft {
+                account: channel.clone(),
+                ..post.clone()
+            },
             &env.limits,
         )
         .await
@@ -380,9 +397,11 @@ async fn uploads_in_chunks_waits_for_processing_and_reconciles() {
         .adapter
         .find_post(
             &grant.access_token,
-            &channel.account_id,
             since,
-            &other,
+            &PostDraft {
+                account: channel.clone(),
+                ..other.clone()
+            },
             &env.limits,
         )
         .await
@@ -614,7 +633,10 @@ async fn failure_classes() {
     assert_eq!(f.class, ErrorClass::Auth);
     let fresh = env
         .adapter
-        .refresh(grant.refresh_token.as_ref().unwrap())
+        .refresh(
+            &AccountProfile::default(),
+            grant.refresh_token.as_ref().unwrap(),
+        )
         .await
         .unwrap();
 

@@ -22,6 +22,9 @@ pub struct ConnectionView {
     pub scopes: Vec<String>,
     pub token_expires_at: Option<DateTime<Utc>>,
     pub can_refresh: bool,
+    /// When the login ends and the user must connect again (LinkedIn: 365 days after the
+    /// first authorization); `None` when the platform's logins do not end by themselves.
+    pub login_expires_at: Option<DateTime<Utc>>,
     pub connected_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -42,6 +45,9 @@ impl ConnectionView {
                 .try_get::<Option<i64>, _>("token_expires_at_ms")?
                 .map(from_millis),
             can_refresh: row.try_get::<i32, _>("can_refresh")? != 0,
+            login_expires_at: row
+                .try_get::<Option<i64>, _>("login_expires_at_ms")?
+                .map(from_millis),
             connected_at: from_millis(row.try_get("connected_at_ms")?),
             updated_at: from_millis(row.try_get("updated_at_ms")?),
         })
@@ -50,13 +56,15 @@ impl ConnectionView {
     async fn save(&self, tx: &mut Transaction<'static, Any>) -> anyhow::Result<()> {
         sqlx::query(
             "INSERT INTO connection_views (connection_id, user_id, platform, account_id, username, display_name,
-                status, status_reason, scopes, token_expires_at_ms, can_refresh, connected_at_ms, updated_at_ms)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+                status, status_reason, scopes, token_expires_at_ms, can_refresh, connected_at_ms, updated_at_ms,
+                login_expires_at_ms)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
              ON CONFLICT (connection_id) DO UPDATE SET username = excluded.username,
                 display_name = excluded.display_name, status = excluded.status,
                 status_reason = excluded.status_reason, scopes = excluded.scopes,
                 token_expires_at_ms = excluded.token_expires_at_ms, can_refresh = excluded.can_refresh,
-                connected_at_ms = excluded.connected_at_ms, updated_at_ms = excluded.updated_at_ms",
+                connected_at_ms = excluded.connected_at_ms, updated_at_ms = excluded.updated_at_ms,
+                login_expires_at_ms = excluded.login_expires_at_ms",
         )
         .bind(&self.connection_id)
         .bind(&self.user_id)
@@ -71,6 +79,7 @@ impl ConnectionView {
         .bind(i32::from(self.can_refresh))
         .bind(millis(self.connected_at))
         .bind(millis(self.updated_at))
+        .bind(self.login_expires_at.map(millis))
         .execute(&mut **tx)
         .await?;
         Ok(())
@@ -79,7 +88,8 @@ impl ConnectionView {
 
 const SELECT_CONNECTION: &str =
     "SELECT connection_id, user_id, platform, account_id, username, display_name,
-    status, status_reason, scopes, token_expires_at_ms, can_refresh, connected_at_ms, updated_at_ms
+    status, status_reason, scopes, token_expires_at_ms, can_refresh, connected_at_ms, updated_at_ms,
+    login_expires_at_ms
     FROM connection_views";
 
 /// Queries over the connections read model.
@@ -143,6 +153,24 @@ impl ConnectionQueries {
         .await?;
         rows.iter().map(ConnectionView::from_row).collect()
     }
+
+    /// Usable connections whose login ended before `now`: the refresher marks them expired.
+    pub async fn logins_ended(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+    ) -> anyhow::Result<Vec<ConnectionView>> {
+        let rows = sqlx::query(&format!(
+            "{SELECT_CONNECTION} WHERE status IN ('active', 'error')
+               AND login_expires_at_ms IS NOT NULL AND login_expires_at_ms <= $1
+             ORDER BY login_expires_at_ms LIMIT $2"
+        ))
+        .bind(millis(now))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(ConnectionView::from_row).collect()
+    }
 }
 
 /// Builds `connection_views`.
@@ -188,6 +216,7 @@ impl Projection for ConnectionsProjection {
                     scopes,
                     token_expires_at,
                     can_refresh,
+                    login_expires_at,
                     at,
                     ..
                 },
@@ -204,6 +233,7 @@ impl Projection for ConnectionsProjection {
                 scopes: scopes.clone(),
                 token_expires_at: *token_expires_at,
                 can_refresh: *can_refresh,
+                login_expires_at: *login_expires_at,
                 connected_at: *at,
                 updated_at: *at,
             },
@@ -213,11 +243,15 @@ impl Projection for ConnectionsProjection {
             (
                 ConnectionEvent::TokenRefreshed {
                     token_expires_at,
+                    login_expires_at,
                     at,
                 },
                 Some(mut view),
             ) => {
                 view.token_expires_at = *token_expires_at;
+                if login_expires_at.is_some() {
+                    view.login_expires_at = *login_expires_at;
+                }
                 view.status = "active".into();
                 view.status_reason = None;
                 view.updated_at = *at;

@@ -42,8 +42,9 @@ pub use linkedin::{
     LinkedInOrganization, LinkedInPostSnapshot, LinkedInStateSnapshot,
 };
 pub use meta::{
-    MetaConfig, MetaContainerSnapshot, MetaEndpoint, MetaIgMediaSnapshot, MetaPagePostSnapshot,
-    MetaPageSpec, MetaStateSnapshot, MetaUserSpec, MetaVideoSnapshot,
+    MetaConfig, MetaContainerSnapshot, MetaEndpoint, MetaIgMediaSnapshot, MetaIgUploadRecord,
+    MetaPagePostSnapshot, MetaPageSpec, MetaStateSnapshot, MetaUsageEvent, MetaUserSpec,
+    MetaVideoSnapshot,
 };
 pub use reddit::{
     LinkType, RedditAssetSnapshot, RedditConfig, RedditEndpoint, RedditIssuedToken,
@@ -101,6 +102,7 @@ pub struct Sandbox {
     tiktok: Arc<tiktok::TiktokState>,
     meta: Arc<meta::MetaState>,
     reddit: Arc<reddit::RedditState>,
+    media: Arc<media::MediaRequests>,
 }
 
 impl Sandbox {
@@ -123,6 +125,8 @@ impl Sandbox {
         let meta_data = web::Data::from(meta_state.clone());
         let reddit_state = Arc::new(reddit::RedditState::new(config.reddit));
         let reddit_data = web::Data::from(reddit_state.clone());
+        let media_requests = Arc::new(media::MediaRequests::default());
+        let media_data = web::Data::from(media_requests.clone());
 
         let server = HttpServer::new(move || {
             App::new()
@@ -134,7 +138,7 @@ impl Sandbox {
                 .service(tiktok::scope(tiktok_data.clone()))
                 .service(meta::scope(meta_data.clone()))
                 .service(reddit::scope(reddit_data.clone()))
-                .service(media::scope())
+                .service(media::scope(media_data.clone()))
         })
         .workers(2)
         // Embedded in tests and in `herald serve`: the host process owns signals.
@@ -162,7 +166,13 @@ impl Sandbox {
             tiktok: tiktok_state,
             meta: meta_state,
             reddit: reddit_state,
+            media: media_requests,
         })
+    }
+
+    /// Every request for a sample file under `/media`, with the range it asked for.
+    pub fn media_requests(&self) -> Vec<media::MediaRequest> {
+        self.media.all()
     }
 
     /// The socket address the server listens on.

@@ -3,7 +3,8 @@
 //! (default 64 KiB, at most 512 MiB) with the matching Content-Type and a Content-Length.
 //! Videos start with a real MP4 header (`ftyp` + `moov`, then `mdat`) describing
 //! `duration_ms` (default 10 s) and `width`x`height` (default 1280x720), so Herald's probe
-//! reads them like a real file. `Range: bytes=a-b` is honoured (206), as CDNs do.
+//! reads them like a real file. `Range: bytes=a-b` is honoured (206), as CDNs do. Every
+//! request is recorded with the range it asked for ([`MediaRequest`]).
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
@@ -11,6 +12,30 @@ use serde::Deserialize;
 const DEFAULT_BYTES: u64 = 64 * 1024;
 const MAX_BYTES: u64 = 512 * 1024 * 1024;
 const BLOCK: usize = 64 * 1024;
+
+/// One request for a sample file.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct MediaRequest {
+    /// The file name asked for (`long.mp4`).
+    pub name: String,
+    /// The `Range` header as sent, if any.
+    pub range: Option<String>,
+}
+
+/// The requests `/media` received, oldest first.
+#[derive(Debug, Default)]
+pub struct MediaRequests(std::sync::Mutex<Vec<MediaRequest>>);
+
+impl MediaRequests {
+    fn record(&self, request: MediaRequest) {
+        self.0.lock().expect("media log lock").push(request);
+    }
+
+    /// Every request so far.
+    pub fn all(&self) -> Vec<MediaRequest> {
+        self.0.lock().expect("media log lock").clone()
+    }
+}
 
 #[derive(Debug, Deserialize)]
 struct MediaQuery {
@@ -137,7 +162,16 @@ async fn serve(
     req: HttpRequest,
     name: web::Path<String>,
     query: web::Query<MediaQuery>,
+    requests: web::Data<MediaRequests>,
 ) -> HttpResponse {
+    requests.record(MediaRequest {
+        name: name.to_string(),
+        range: req
+            .headers()
+            .get(header::RANGE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+    });
     let Some(mime) = content_type(&name) else {
         return HttpResponse::NotFound()
             .body("unknown media type; use .png, .jpg, .gif, .webp, .mp4 or .mov");
@@ -197,9 +231,11 @@ async fn serve(
         .streaming(body)
 }
 
-/// The `/media` routes.
-pub fn scope() -> actix_web::Scope {
-    web::scope("/media").route("/{name}", web::get().to(serve))
+/// The `/media` routes, recording into `requests`.
+pub fn scope(requests: web::Data<MediaRequests>) -> actix_web::Scope {
+    web::scope("/media")
+        .app_data(requests)
+        .route("/{name}", web::get().to(serve))
 }
 
 #[cfg(test)]

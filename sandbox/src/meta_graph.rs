@@ -123,6 +123,13 @@ pub struct Throttle<'a> {
     pub buc: Option<(&'a str, &'a str)>,
 }
 
+impl Throttle<'_> {
+    /// Meta's throttling error for this limit, without the usage header (the caller adds it).
+    pub fn error(&self) -> HttpResponse {
+        graph_error(self.status, self.message, "OAuthException", self.code, None)
+    }
+}
+
 /// The response for a fault that prevents any effect, if `fault` is one: rate limits, server
 /// errors, timeouts and content rejection (`content_rejected` as `(code, subcode)`).
 pub async fn blocking_fault_response(
@@ -132,17 +139,14 @@ pub async fn blocking_fault_response(
 ) -> Option<HttpResponse> {
     match fault {
         Fault::RateLimited { retry_after_secs } => {
-            let mut resp = graph_error(
-                throttle.status,
-                throttle.message,
-                "OAuthException",
-                throttle.code,
-                None,
-            );
-            set_app_usage(&mut resp, 100);
-            // Meta states the wait in minutes, in the Business-Use-Case header.
-            if let Some((owner, kind)) = throttle.buc {
-                set_buc_usage(&mut resp, owner, kind, 100, retry_after_secs.div_ceil(60));
+            let mut resp = throttle.error();
+            // The spent budget's own header: the app's, or the business use case's with the
+            // wait in minutes.
+            match throttle.buc {
+                Some((owner, kind)) => {
+                    set_buc_usage(&mut resp, owner, kind, 100, retry_after_secs.div_ceil(60))
+                }
+                None => set_app_usage(&mut resp, 100),
             }
             Some(resp)
         }

@@ -926,6 +926,7 @@ async fn instagram_media_rules_and_publishing_quota() {
     let after = limit("quota_usage").await;
     assert_eq!(after["data"][0]["quota_usage"], 3);
     assert!(after["data"][0]["config"].is_null());
+    assert_eq!(h.sandbox.meta_state().ig_quota_refusals, 1);
 
     // Without instagram_content_publish: (#10).
     let user = h
@@ -990,10 +991,14 @@ async fn faults_answer_like_the_graph_api() {
         serde_json::from_str(resp.headers()["x-app-usage"].to_str().unwrap()).unwrap();
     assert_eq!(usage["call_count"], 100);
     assert_eq!(graph_error(resp).await.0, 4);
-    // Usage headers on ordinary answers.
+    // Usage headers on ordinary answers: a Page token's call counts against the business use
+    // case, a user token's against the app.
     let resp = h.get(&format!("/{ig}"), token, &[]).await;
-    assert!(resp.headers().contains_key("x-app-usage"));
+    assert!(!resp.headers().contains_key("x-app-usage"));
     assert!(resp.headers().contains_key("x-business-use-case-usage"));
+    let resp = h.get("/me/accounts", &user, &[]).await;
+    assert!(resp.headers().contains_key("x-app-usage"));
+    assert!(!resp.headers().contains_key("x-business-use-case-usage"));
 
     // Content rejected: Instagram's spam restriction.
     let c = h
@@ -1095,4 +1100,265 @@ async fn a_user_without_a_linked_business_account_has_no_instagram_account() {
         pages: vec![],
     });
     assert!(h.pages(&nobody).await.is_empty());
+}
+
+/// One rupload request: `Authorization: OAuth`, `offset`, `file_size`, the raw bytes.
+async fn rupload(
+    h: &Harness,
+    uri: &str,
+    token: Option<&str>,
+    offset: u64,
+    file_size: u64,
+    bytes: &[u8],
+) -> Response {
+    let mut request = h
+        .http
+        .post(uri)
+        .header("offset", offset.to_string())
+        .header("file_size", file_size.to_string())
+        .body(bytes.to_vec());
+    if let Some(token) = token {
+        request = request.header("authorization", format!("OAuth {token}"));
+    }
+    request.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn instagram_resumable_upload_takes_the_video_in_parts() {
+    let h = spawn().await;
+    let user = h.login("rupload", ALL_SCOPES, "").await;
+    let page = h.pages(&user).await.remove(0);
+    let ig = page.instagram.clone().unwrap();
+    let token = page.token.as_str();
+
+    let image = h
+        .container(
+            &ig,
+            token,
+            &[("upload_type", "resumable"), ("media_type", "IMAGE")],
+        )
+        .await;
+    assert_eq!(graph_error(image).await.1, Some(2_207_023));
+    let created = json_of(
+        h.container(
+            &ig,
+            token,
+            &[
+                ("upload_type", "resumable"),
+                ("media_type", "REELS"),
+                ("caption", "uploaded reel"),
+            ],
+        )
+        .await,
+    )
+    .await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    let uri = created["uri"].as_str().unwrap().to_owned();
+    assert_eq!(
+        uri,
+        format!("{}/ig-api-upload/v25.0/{id}", h.sandbox.meta_base_url())
+    );
+    assert_eq!(h.status(&id, token).await["status_code"], "IN_PROGRESS");
+    let (code, subcode, _) = graph_error(h.publish(&ig, token, &id).await).await;
+    assert_eq!(
+        (code, subcode),
+        (9007, Some(2_207_027)),
+        "not ready before the bytes"
+    );
+
+    let video = h
+        .http
+        .get(h.media("clip.mp4", 3000))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let resp = rupload(&h, &uri, Some(token), 0, 3000, &video[..1000]).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(json_of(resp).await["success"], true);
+    // No gap: an offset past what arrived is refused; one before it is fine (bytes already
+    // here are ignored).
+    let gap = rupload(&h, &uri, Some(token), 2000, 3000, &video[2000..]).await;
+    assert_eq!(gap.status(), 400);
+    assert!(graph_error(gap).await.2["message"]
+        .as_str()
+        .unwrap()
+        .contains("1000 bytes received"));
+    let other_size = rupload(&h, &uri, Some(token), 1000, 4000, &video[1000..]).await;
+    assert_eq!(other_size.status(), 400);
+    let anonymous = rupload(&h, &uri, None, 1000, 3000, &video[1000..2000]).await;
+    assert_eq!(graph_error(anonymous).await.0, 2500);
+    h.fault(
+        "ig_upload",
+        json!({"kind": "server_error", "status": 503}),
+        1,
+    )
+    .await;
+    let failed = rupload(&h, &uri, Some(token), 1000, 3000, &video[1000..2000]).await;
+    assert_eq!(failed.status(), 503);
+    let overlap = rupload(&h, &uri, Some(token), 500, 3000, &video[500..2000]).await;
+    assert_eq!(overlap.status(), 200);
+    assert_eq!(
+        h.sandbox.meta_state().containers[0].bytes_received,
+        2000,
+        "the overlap was taken once"
+    );
+    let last = rupload(&h, &uri, Some(token), 2000, 3000, &video[2000..]).await;
+    assert_eq!(last.status(), 200);
+    assert!(json_of(last).await["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("Upload successful"));
+    let state = h.sandbox.meta_state();
+    let container = &state.containers[0];
+    assert_eq!(container.upload_type.as_deref(), Some("resumable"));
+    assert_eq!(container.file_size, Some(3000));
+    assert_eq!(
+        container.upload_checksum.as_deref(),
+        Some(herald_sandbox::tiktok::checksum(&video).as_str())
+    );
+    let sent: Vec<(Option<u64>, u64, Option<u16>, bool)> = state
+        .ig_uploads
+        .iter()
+        .map(|u| (u.offset, u.bytes_received, u.status, u.accepted))
+        .collect();
+    assert_eq!(
+        sent,
+        [
+            (Some(0), 1000, Some(200), true),
+            (Some(2000), 1000, Some(400), false),
+            (Some(1000), 2000, Some(400), false),
+            (Some(1000), 1000, Some(400), false),
+            (Some(1000), 1000, Some(503), false),
+            (Some(500), 1500, Some(200), true),
+            (Some(2000), 1000, Some(200), true),
+        ]
+    );
+    h.wait_finished(&id, token).await;
+    assert_eq!(h.publish(&ig, token, &id).await.status(), 200);
+    let media = &h.sandbox.meta_state().instagram_media[0];
+    assert_eq!(
+        (media.media_type.as_str(), media.media_product_type.as_str()),
+        ("VIDEO", "REELS")
+    );
+    assert_eq!(media.caption, "uploaded reel");
+    assert!(media.media_urls[0].ends_with(".mp4"), "{media:?}");
+
+    // Bytes that are no video: the container ends in ERROR once they are all in.
+    let created = json_of(
+        h.container(
+            &ig,
+            token,
+            &[("upload_type", "resumable"), ("media_type", "STORIES")],
+        )
+        .await,
+    )
+    .await;
+    let (id, uri) = (
+        created["id"].as_str().unwrap(),
+        created["uri"].as_str().unwrap(),
+    );
+    assert_eq!(
+        rupload(&h, uri, Some(token), 0, 5, b"hello").await.status(),
+        200
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let status = h.status(id, token).await;
+    assert_eq!(status["status_code"], "ERROR");
+    assert!(
+        status["status"].as_str().unwrap().contains("2207026"),
+        "{status}"
+    );
+    // A container made from a URL takes no upload.
+    let plain = h
+        .container_id(
+            &ig,
+            token,
+            &[
+                ("media_type", "REELS"),
+                ("video_url", &h.media("v.mp4", 10)),
+            ],
+        )
+        .await;
+    let uri = format!("{}/ig-api-upload/v25.0/{plain}", h.sandbox.meta_base_url());
+    assert_eq!(
+        rupload(&h, &uri, Some(token), 0, 5, b"hello")
+            .await
+            .status(),
+        400
+    );
+}
+
+/// A Page's business-use-case budget: the usage header climbs with each call, the call that
+/// spends the last of it says how many minutes until access is back, and the next call is
+/// refused with 80001 until the window ends. The app's budget is apart (code 4).
+#[tokio::test]
+async fn the_usage_budget_runs_out_and_comes_back() {
+    let h = spawn_with(|config| {
+        config.meta.call_budget = 4;
+        config.meta.usage_window = std::time::Duration::from_secs(2);
+    })
+    .await;
+    let user = h.login("busy", ALL_SCOPES, "").await;
+    let pages = h.pages(&user).await;
+    let page = &pages[0];
+    let buc = |resp: &Response| -> Value {
+        let raw = resp.headers()["x-business-use-case-usage"]
+            .to_str()
+            .unwrap();
+        serde_json::from_str::<Value>(raw).unwrap()[&page.id][0].clone()
+    };
+    let mut seen = Vec::new();
+    for i in 0..4 {
+        let resp = h
+            .post(
+                &format!("/{}/feed", page.id),
+                &page.token,
+                &[("message", &format!("m{i}"))],
+            )
+            .await;
+        assert_eq!(resp.status(), 200);
+        let usage = buc(&resp);
+        assert_eq!(usage["type"], "pages");
+        seen.push((
+            usage["call_count"].as_u64().unwrap(),
+            usage["estimated_time_to_regain_access"].as_u64().unwrap(),
+        ));
+    }
+    assert_eq!(seen, [(25, 0), (50, 0), (75, 0), (100, 1)]);
+    let refused = h
+        .post(
+            &format!("/{}/feed", page.id),
+            &page.token,
+            &[("message", "over")],
+        )
+        .await;
+    assert_eq!(buc(&refused)["call_count"], 100);
+    assert_eq!(buc(&refused)["estimated_time_to_regain_access"], 1);
+    let (code, _, error) = graph_error(refused).await;
+    assert_eq!(code, 80001, "{error}");
+    let state = h.sandbox.meta_state();
+    assert_eq!(state.page_posts.len(), 4);
+    let events: Vec<(bool, u64)> = state
+        .usage_events
+        .iter()
+        .filter(|e| e.owner == page.id)
+        .map(|e| (e.refused, e.regain_minutes))
+        .collect();
+    assert_eq!(events, [(false, 1), (true, 1)]);
+    // The app's budget (user-token calls) is another owner's.
+    let resp = h.get("/me/accounts", &user, &[]).await;
+    assert_eq!(resp.status(), 200);
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let again = h
+        .post(
+            &format!("/{}/feed", page.id),
+            &page.token,
+            &[("message", "back")],
+        )
+        .await;
+    assert_eq!(again.status(), 200);
+    assert_eq!(buc(&again)["call_count"], 25);
 }

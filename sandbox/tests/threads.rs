@@ -328,18 +328,52 @@ async fn limits_text_length_carousel_size_and_publishing_quota() {
             assert_eq!(json_of(resp).await["error"]["code"], 4);
         }
     }
-    let limit = json_of(
+    let limit = |user: String| {
+        let (h, token) = (&h, &a.token);
+        async move {
+            json_of(
+                h.http
+                    .get(h.url(&format!("/{user}/threads_publishing_limit")))
+                    .bearer_auth(token)
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await
+        }
+    };
+    let limit_now = limit(a.id.clone()).await;
+    assert_eq!(limit_now["data"][0]["quota_usage"], 3);
+    assert_eq!(limit_now["data"][0]["config"]["quota_total"], 3);
+    assert_eq!(limit_now["data"][0]["config"]["quota_duration"], 86_400);
+    assert_eq!(h.sandbox.threads_state().quota_refusals, 1);
+
+    // Replies have a quota of their own (facts §6.3): one still goes out, uncounted.
+    let first = h.sandbox.threads_state().posts[0].id.clone();
+    let reply = h
+        .create_id(
+            &a,
+            &[
+                ("media_type", "TEXT"),
+                ("text", "a reply"),
+                ("reply_to_id", first.as_str()),
+            ],
+        )
+        .await;
+    assert_eq!(h.publish(&a, &reply).await.status(), 200);
+    assert_eq!(limit("me".into()).await["data"][0]["quota_usage"], 3);
+    let listed = json_of(
         h.http
-            .get(h.url(&format!("/{}/threads_publishing_limit", a.id)))
+            .get(h.url("/me/threads"))
+            .query(&[("fields", "id,timestamp,is_reply")])
             .bearer_auth(&a.token)
             .send()
             .await
             .unwrap(),
     )
     .await;
-    assert_eq!(limit["data"][0]["quota_usage"], 3);
-    assert_eq!(limit["data"][0]["config"]["quota_total"], 3);
-    assert_eq!(limit["data"][0]["config"]["quota_duration"], 86_400);
+    assert_eq!(listed["data"][0]["is_reply"], true, "{listed}");
+    assert_eq!(listed["data"][1]["is_reply"], false, "{listed}");
     h.sandbox.stop().await;
 }
 

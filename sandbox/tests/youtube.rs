@@ -442,7 +442,8 @@ async fn channel_of_the_caller_scopes_and_accounts_without_a_channel() {
 
 #[tokio::test]
 async fn resumable_upload_in_chunks_then_processing() {
-    let h = spawn().await;
+    // Long enough that a loaded machine still sees the video processing first.
+    let h = spawn_with(|c| c.youtube.processing_delay = Duration::from_secs(3)).await;
     let token = h.connect("alice").await;
     let data = bytes(3 * KIB256 + 1234);
     let video = h.upload(&token, &data, 2 * KIB256, "My first video").await;
@@ -474,7 +475,7 @@ async fn resumable_upload_in_chunks_then_processing() {
     let item = h.video(&token, id).await;
     assert_eq!(item["processingDetails"]["processingStatus"], "processing");
     assert_eq!(item["status"]["uploadStatus"], "uploaded");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_millis(3100)).await;
     let item = h.video(&token, id).await;
     assert_eq!(item["processingDetails"]["processingStatus"], "succeeded");
     assert_eq!(item["status"]["uploadStatus"], "processed");

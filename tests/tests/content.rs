@@ -4,6 +4,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::json;
+use support::Twin;
 use support::{spawn_app, Backend};
 
 const SOON: Duration = Duration::from_secs(20);
@@ -129,10 +130,15 @@ async fn images_video_polls_and_threads_reach_x() {
 async fn rejected_media_fails_the_job_with_an_actionable_message() {
     let app = spawn_app(Backend::Embedded).await;
     let connection = app.connect_x("alice", "alice_x").await;
-    app.x_fault("media_status", json!({"kind": "reject_media"}), 1)
+    app.fault(Twin::X, "media_status", json!({"kind": "reject_media"}), 1)
         .await;
-    app.x_fault("media_finalize", json!({"kind": "reject_media"}), 1)
-        .await;
+    app.fault(
+        Twin::X,
+        "media_finalize",
+        json!({"kind": "reject_media"}),
+        1,
+    )
+    .await;
     let url = format!("{}/media/bad.mp4?bytes=100000", app.sandbox.base_url());
     let job = app
         .publish("alice", &connection, json!({"text": "broken clip", "media": [{"url": url, "kind": "video", "mime_type": "video/mp4"}]}))
@@ -229,4 +235,145 @@ async fn a_video_over_the_platform_limits_is_refused_when_the_job_is_accepted() 
         .await;
     app.wait_for_status("alice", &job, "published", SOON).await;
     app.stop().await;
+}
+
+/// The problem `type`'s last segment and the `detail` of a refused request.
+async fn refusal(response: reqwest::Response, status: u16) -> (String, String) {
+    assert_eq!(response.status(), status);
+    let problem: serde_json::Value = response.json().await.unwrap();
+    let kind = problem["type"].as_str().unwrap_or_default();
+    (
+        kind.rsplit('/').next().unwrap_or_default().to_string(),
+        problem["detail"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overrides_give_each_target_its_own_content_and_bad_ones_change_nothing() {
+    let app = spawn_app(Backend::Embedded).await;
+    let x = app.connect_x("alice", "alice_x").await;
+    let threads = app.connect_threads("alice", "alice_th").await;
+    let poll = json!({"options": ["tabs", "spaces"], "duration_minutes": 60});
+
+    // Threads takes no polls: without an override nothing is accepted, for any target.
+    let (kind, detail) = refusal(
+        app.post(
+            "alice",
+            "/publish",
+            json!({"connection_ids": [x, threads], "content": {"text": "tabs or spaces?", "poll": poll}}),
+        )
+        .await,
+        422,
+    )
+    .await;
+    assert_eq!(kind, "content-invalid");
+    assert!(
+        detail.contains(&threads) && detail.contains("threads"),
+        "{detail}"
+    );
+
+    // An override naming no target is refused.
+    let (kind, detail) = refusal(
+        app.post(
+            "alice",
+            "/publish",
+            json!({"connection_ids": [x], "content": {"text": "hi"}, "overrides": {"tiktok": {"text": "hey"}}}),
+        )
+        .await,
+        400,
+    )
+    .await;
+    assert_eq!(kind, "validation-error");
+    assert!(detail.contains("overrides.tiktok"), "{detail}");
+
+    // An unknown override field is refused too.
+    let response = app
+        .post(
+            "alice",
+            "/publish",
+            json!({"connection_ids": [x], "content": {"text": "hi"}, "overrides": {"x": {"options": {}}}}),
+        )
+        .await;
+    assert_eq!(response.status(), 400, "{:?}", response.text().await);
+    let jobs: serde_json::Value = app.get("alice", "/jobs").await.json().await.unwrap();
+    assert_eq!(jobs["jobs"].as_array().map(Vec::len), Some(0), "{jobs}");
+
+    // The poll stays on X; Threads gets its own text without it (platform key), and a
+    // connection key applies over the platform's.
+    let response = app
+        .post(
+            "alice",
+            "/publish",
+            json!({
+                "connection_ids": [x, threads],
+                "content": {"text": "tabs or spaces?", "poll": poll},
+                "overrides": {
+                    "threads": {"poll": null, "text": "replaced again below"},
+                    threads.clone(): {"text": "Tabs or spaces? Reply below"}
+                }
+            }),
+        )
+        .await;
+    assert_eq!(response.status(), 202, "{:?}", response.text().await);
+    let accepted: serde_json::Value = response.json().await.unwrap();
+    for job in accepted["jobs"].as_array().unwrap() {
+        app.wait_for_status("alice", job["job_id"].as_str().unwrap(), "published", SOON)
+            .await;
+    }
+    assert_eq!(app.posts_with_text("tabs or spaces?"), 1);
+    let threads_posts: Vec<_> = app
+        .sandbox
+        .threads_state()
+        .posts
+        .into_iter()
+        .map(|p| p.text)
+        .collect();
+    assert_eq!(
+        threads_posts,
+        vec!["Tabs or spaces? Reply below".to_string()]
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deployment_adjusts_a_platforms_rules_from_its_configuration() {
+    let rules = std::env::temp_dir().join(format!("herald-rules-{}.json", uuid::Uuid::new_v4()));
+    std::fs::write(&rules, r#"{"x": {"max_text": 100}}"#).unwrap();
+    let text = (0..30)
+        .map(|i| format!("word{i}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+
+    // The documented 280 weighted characters: published.
+    let app = spawn_app(Backend::Embedded).await;
+    let connection = app.connect_x("alice", "alice_x").await;
+    let job = app
+        .publish("alice", &connection, json!({"text": text}))
+        .await;
+    app.wait_for_status("alice", &job, "published", SOON).await;
+    app.stop().await;
+
+    // A deployment that allows 100: refused at once, naming the configured limit.
+    let app = support::spawn_app_configured(
+        Backend::Embedded,
+        herald_sandbox::SandboxConfig::default(),
+        herald_api::config::Role::All,
+        |config| config.content_rules = Some(rules.clone()),
+    )
+    .await;
+    let connection = app.connect_x("alice", "alice_x").await;
+    let (kind, detail) = refusal(
+        app.post(
+            "alice",
+            "/publish",
+            json!({"connection_ids": [connection], "content": {"text": text}}),
+        )
+        .await,
+        422,
+    )
+    .await;
+    assert_eq!(kind, "content-invalid");
+    assert!(detail.contains("allows 100 characters"), "{detail}");
+    app.stop().await;
+    std::fs::remove_file(rules).unwrap();
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::worker::SplitApp;
+use support::Twin;
 use support::{event_data, eventually, Backend, TestApp};
 
 const JOBS: usize = 20;
@@ -82,13 +83,15 @@ async fn a_killed_worker_loses_and_doubles_nothing(backend: Backend) {
     let connection = app.connect_x("alice", "alice_x").await;
     // The first worker waits for X as long as it takes; X hangs on every post it is sent, after
     // creating it for the first ten, without creating anything for the next six.
-    app.x_fault(
+    app.fault(
+        Twin::X,
         "create_tweet",
         json!({"kind": "timeout_after_success", "secs": 600}),
         CREATED_THEN_HUNG as u32,
     )
     .await;
-    app.x_fault(
+    app.fault(
+        Twin::X,
         "create_tweet",
         json!({"kind": "timeout", "secs": 600}),
         HUNG_WITHOUT_EFFECT as u32,
@@ -191,7 +194,8 @@ async fn many_posts_timing_out_after_creation_are_reconciled_not_resent() {
     let connection = app.connect_x("alice", "alice_x").await;
     const AMBIGUOUS: usize = 8;
     // X creates the post, then answers after the worker's 2 s timeout.
-    app.x_fault(
+    app.fault(
+        Twin::X,
         "create_tweet",
         json!({"kind": "timeout_after_success", "secs": 5}),
         AMBIGUOUS as u32,

@@ -1,17 +1,19 @@
 //! One publish request to many platforms at once: one job per connection, each succeeding or
-//! failing on its own, on Postgres + Kafka.
+//! failing on its own, on Postgres + Kafka; per-target overrides give a platform that takes no
+//! video (Reddit) its own content in the same request.
 mod support;
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use support::Twin;
 use support::{spawn_app, Backend};
 
 const SOON: Duration = Duration::from_secs(60);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_request_to_seven_platforms_makes_seven_independent_jobs() {
+async fn one_request_to_all_eight_platforms_makes_eight_independent_jobs() {
     let app = spawn_app(Backend::PostgresKafka).await;
     let mut connections: Vec<(&str, String)> = vec![
         ("x", app.connect_x("alice", "alice_x").await),
@@ -34,9 +36,10 @@ async fn one_request_to_seven_platforms_makes_seven_independent_jobs() {
         .await
         .remove(0);
     connections.push(("facebook_pages", page));
+    connections.push(("reddit", app.connect_reddit("alice", "reddit_alice").await));
 
     // LinkedIn refuses this post; every other platform publishes it.
-    app.linkedin_fault(
+    app.fault(Twin::Linkedin,
         "create_post",
         json!({"kind": "content_rejected", "detail": "This post violates the Professional Community Policies"}),
         1,
@@ -56,8 +59,13 @@ async fn one_request_to_seven_platforms_makes_seven_independent_jobs() {
                     "text": "One clip for every platform",
                     "title": "One clip",
                     "media": [{"url": video, "kind": "video", "mime_type": "video/mp4"}],
-                    "options": {"instagram": {"placement": "reels"}}
-                }
+                    "options": {
+                        "instagram": {"placement": "reels"},
+                        "reddit": {"subreddit": "herald_sandbox"}
+                    }
+                },
+                // Reddit takes no video: a text post with its own title instead.
+                "overrides": {"reddit": {"media": [], "title": "One clip, in words"}}
             }),
         )
         .await;
@@ -74,7 +82,7 @@ async fn one_request_to_seven_platforms_makes_seven_independent_jobs() {
             )
         })
         .collect();
-    assert_eq!(jobs.len(), 7, "{accepted}");
+    assert_eq!(jobs.len(), 8, "{accepted}");
 
     for (platform, connection) in &connections {
         let job_id = &jobs[connection];
@@ -107,5 +115,9 @@ async fn one_request_to_seven_platforms_makes_seven_independent_jobs() {
     assert_eq!(youtube.videos.len(), 1, "{:?}", youtube.videos);
     let linkedin = app.sandbox.linkedin_state();
     assert!(linkedin.posts.is_empty(), "{:?}", linkedin.posts);
+    let reddit = app.sandbox.reddit_state();
+    assert_eq!(reddit.posts.len(), 1, "{:?}", reddit.posts);
+    assert_eq!(reddit.posts[0].title, "One clip, in words");
+    assert_eq!(reddit.posts[0].kind, "self");
     app.stop().await;
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use herald_domain::retry::RetryPolicy;
 use serde_json::{json, Value};
+use support::Twin;
 use support::{event_data, eventually, spawn_app, time, Backend, TestApp};
 
 /// Generous: retries wait for real backoff and Retry-After times.
@@ -31,7 +32,8 @@ fn statuses(requests: &[herald_sandbox::RequestRecord]) -> Vec<Option<u16>> {
 
 async fn a_429_is_retried_no_earlier_than_retry_after(app: &TestApp) {
     let connection = app.connect_x("alice", "alice_x").await;
-    app.x_fault(
+    app.fault(
+        Twin::X,
         "create_tweet",
         json!({"kind": "rate_limited", "retry_after_secs": 3}),
         1,
@@ -108,7 +110,8 @@ async fn a_429_waits_for_retry_after_then_publishes_embedded() {
 async fn server_errors_are_retried_with_exponential_backoff() {
     let app = spawn_app(Backend::PostgresKafka).await;
     let connection = app.connect_x("alice", "alice_x").await;
-    app.x_fault(
+    app.fault(
+        Twin::X,
         "create_tweet",
         json!({"kind": "server_error", "status": 503}),
         2,
@@ -172,7 +175,8 @@ async fn rejected_content_fails_at_once_with_an_actionable_message() {
     let app = spawn_app(Backend::PostgresKafka).await;
     let connection = app.connect_x("alice", "alice_x").await;
     let detail = "This post violates the rules about platform manipulation and spam.";
-    app.x_fault(
+    app.fault(
+        Twin::X,
         "create_tweet",
         json!({"kind": "content_rejected", "detail": detail}),
         1,
@@ -213,7 +217,7 @@ async fn a_duplicate_post_fails_once_and_says_to_change_the_text() {
     let job = app.wait_for_status("alice", &second, "failed", SOON).await;
     assert_eq!(job["attempts"], 1, "{job}");
     assert_eq!(job["last_error"]["class"], "permanent", "{job}");
-    assert_eq!(job["last_error"]["code"], "http_403_duplicate", "{job}");
+    assert_eq!(job["last_error"]["code"], "duplicate_post", "{job}");
     let message = job["last_error"]["message"].as_str().unwrap();
     assert!(message.contains("change the text"), "{message}");
     assert_eq!(app.posts_with_text("say it once"), 1);
@@ -231,7 +235,7 @@ async fn an_expired_token_is_refreshed_once_and_the_post_goes_out() {
     let connection = app.connect_x("alice", "alice_x").await;
     let issued_at_connect = app.sandbox.x_state().tokens_issued.len();
     assert_eq!(issued_at_connect, 1);
-    app.x_fault("create_tweet", json!({"kind": "expire_token"}), 1)
+    app.fault(Twin::X, "create_tweet", json!({"kind": "expire_token"}), 1)
         .await;
     let job_id = app
         .publish("alice", &connection, json!({"text": "fresh token"}))
@@ -269,9 +273,9 @@ async fn an_expired_token_is_refreshed_once_and_the_post_goes_out() {
 async fn a_revoked_grant_fails_the_job_and_expires_the_connection_without_a_retry_storm() {
     let app = spawn_app(Backend::PostgresKafka).await;
     let connection = app.connect_x("alice", "alice_x").await;
-    app.x_fault("create_tweet", json!({"kind": "expire_token"}), 1)
+    app.fault(Twin::X, "create_tweet", json!({"kind": "expire_token"}), 1)
         .await;
-    app.x_fault("token", json!({"kind": "revoke_grant"}), 1)
+    app.fault(Twin::X, "token", json!({"kind": "revoke_grant"}), 1)
         .await;
     let job_id = app
         .publish("alice", &connection, json!({"text": "never posted"}))
@@ -322,7 +326,8 @@ async fn a_post_that_timed_out_after_success_is_reconciled_not_resent(app: &Test
     let connection = app.connect_x("alice", "alice_x").await;
     // The test config gives X requests 2 s; the sandbox answers after 5 s.
     assert_eq!(app.config.x_request_timeout_secs, 2);
-    app.x_fault(
+    app.fault(
+        Twin::X,
         "create_tweet",
         json!({"kind": "timeout_after_success", "secs": 5}),
         1,

@@ -10,6 +10,7 @@ use herald_api::config::Role;
 use herald_sandbox::{LinkedInPostSnapshot, SandboxConfig};
 use serde_json::{json, Value};
 use support::worker::SplitApp;
+use support::Twin;
 use support::{spawn_app, spawn_app_configured, spawn_app_with, Backend, TestApp};
 
 const SOON: Duration = Duration::from_secs(20);
@@ -216,7 +217,8 @@ async fn refusals_give_the_documented_outcomes() {
     let member = app.connect_linkedin("alice", "li_bob").await.remove(0);
 
     // 5xx: retried with backoff, then published once.
-    app.linkedin_fault(
+    app.fault(
+        Twin::Linkedin,
         "create_post",
         json!({"kind": "server_error", "status": 503}),
         1,
@@ -230,8 +232,13 @@ async fn refusals_give_the_documented_outcomes() {
     );
 
     // An expired token: refreshed, then published.
-    app.linkedin_fault("create_post", json!({"kind": "expire_token"}), 1)
-        .await;
+    app.fault(
+        Twin::Linkedin,
+        "create_post",
+        json!({"kind": "expire_token"}),
+        1,
+    )
+    .await;
     publish_once(
         &app,
         &member,
@@ -247,7 +254,8 @@ async fn refusals_give_the_documented_outcomes() {
     );
 
     // Timed out after LinkedIn created the post: reconciled, not sent again.
-    app.linkedin_fault(
+    app.fault(
+        Twin::Linkedin,
         "create_post",
         json!({"kind": "timeout_after_success", "secs": 3}),
         1,
@@ -262,7 +270,7 @@ async fn refusals_give_the_documented_outcomes() {
     assert!(history.contains(&"Reconciled".to_string()), "{history:?}");
 
     // Refused content fails with LinkedIn's reason; a duplicate says to change the text.
-    app.linkedin_fault(
+    app.fault(Twin::Linkedin,
         "create_post",
         json!({"kind": "content_rejected", "detail": "This post violates the Professional Community Policies"}),
         1,
@@ -291,7 +299,8 @@ async fn refusals_give_the_documented_outcomes() {
     assert_eq!(posts_with_text(&app, "after a 503").len(), 1);
 
     // A 429 without a daily limit waits for the configured back-off.
-    app.linkedin_fault(
+    app.fault(
+        Twin::Linkedin,
         "create_post",
         json!({"kind": "rate_limited", "retry_after_secs": 1}),
         1,
@@ -323,8 +332,13 @@ async fn without_refresh_tokens_an_expired_login_asks_for_reconnection() {
     let expires = support::time(view["token_expires_at"].as_str().unwrap());
     assert!(expires > chrono::Utc::now() + chrono::Duration::days(59));
 
-    app.linkedin_fault("create_post", json!({"kind": "expire_token"}), 1)
-        .await;
+    app.fault(
+        Twin::Linkedin,
+        "create_post",
+        json!({"kind": "expire_token"}),
+        1,
+    )
+    .await;
     let job_id = app
         .publish("alice", &member, json!({"text": "too late"}))
         .await;
@@ -400,9 +414,7 @@ async fn the_daily_limit_holds_across_worker_processes() {
     assert!(first.log().contains("too_many_requests"));
     first.kill();
 
-    let (second_config, third_config) = (split.worker_config(), split.worker_config());
-    let second = split.spawn_worker(&second_config, "info");
-    let third = split.spawn_worker(&third_config, "info");
+    let workers = split.spawn_workers(2, "info", |_| {}).await;
     let app = &split.app;
     let mut later = Vec::new();
     for i in 0..4 {
@@ -411,23 +423,203 @@ async fn the_daily_limit_holds_across_worker_processes() {
                 .await,
         );
     }
-    for job_id in &later {
-        let job = app
-            .wait_for_status("alice", job_id, "retry_scheduled", PATIENCE)
-            .await;
+    let waiting = workers
+        .settle(app, "alice", &later, PATIENCE, |job| {
+            job["status"] == "retry_scheduled"
+        })
+        .await;
+    for job in &waiting {
         assert_eq!(job["last_error"]["code"], "rate_limit_exhausted", "{job}");
         assert_eq!(support::time(job["retry_at"].as_str().unwrap()), midnight);
     }
-    second.assert_running();
-    third.assert_running();
-    let refused = |w: &support::worker::WorkerProcess| w.log().contains("rate_limit_exhausted");
-    assert!(refused(&second) || refused(&third));
+    assert!(workers.any_logged("rate_limit_exhausted"));
     let calls = post_calls(app);
     assert_eq!(
         calls.len(),
         3,
         "two posts and one 429, nothing more: {calls:?}"
     );
-    drop((second, third));
+    drop(workers);
     split.stop().await;
+}
+
+fn revoke_calls(app: &TestApp) -> usize {
+    app.sandbox
+        .linkedin_state()
+        .requests
+        .iter()
+        .filter(|r| r.path.ends_with("/oauth/v2/revoke"))
+        .count()
+}
+
+async fn disconnect(app: &TestApp, connection: &str) {
+    let path = format!("/linkedin/disconnect?connection_id={connection}");
+    assert_eq!(app.delete("alice", &path).await.status(), 200);
+}
+
+async fn vault_holds(app: &TestApp, connection: &str) -> bool {
+    let id = herald_domain::ConnectionId::parse(connection).unwrap();
+    app.herald().vault.load(&id).await.unwrap().is_some()
+}
+
+/// A member and their organisations share one login: disconnecting an organisation only
+/// forgets its tokens, and LinkedIn is asked to revoke the login when its last connection goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shared_login_is_revoked_only_with_its_last_connection() {
+    let app = spawn_app_with(Backend::Embedded, sandbox_config(), Role::All).await;
+    let connections = app.connect_linkedin("alice", "herald_sandbox").await;
+    let [member, first_org, second_org] = connections.as_slice() else {
+        panic!("the member and two organisations: {connections:?}");
+    };
+    support::eventually("three connection views", SOON, || async {
+        (app.connections("alice").await.len() == 3).then_some(())
+    })
+    .await;
+    disconnect(&app, first_org).await;
+    assert_eq!(revoke_calls(&app), 0, "the member still uses the login");
+    assert!(
+        !vault_holds(&app, first_org).await,
+        "its own tokens are gone"
+    );
+    publish_once(
+        &app,
+        member,
+        json!({"text": "member still here"}),
+        "member still here",
+    )
+    .await;
+    publish_once(
+        &app,
+        second_org,
+        json!({"text": "org still here"}),
+        "org still here",
+    )
+    .await;
+
+    disconnect(&app, member).await;
+    assert_eq!(
+        revoke_calls(&app),
+        0,
+        "an organisation still uses the login"
+    );
+    publish_once(&app, second_org, json!({"text": "org alone"}), "org alone").await;
+
+    disconnect(&app, second_org).await;
+    assert_eq!(
+        revoke_calls(&app),
+        1,
+        "the last connection revokes the login"
+    );
+    assert_eq!(
+        app.sandbox
+            .linkedin_state()
+            .requests
+            .iter()
+            .rev()
+            .find(|r| r.path.ends_with("/oauth/v2/revoke"))
+            .and_then(|r| r.status),
+        Some(200)
+    );
+    app.stop().await;
+}
+
+/// LinkedIn ends a login 365 days after it was first authorized (here: seconds). The
+/// connection shows when, and once that has passed the refresher marks it expired with the
+/// reason and what to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_past_its_end_is_expired_with_what_to_do() {
+    let mut sandbox = sandbox_config();
+    sandbox.linkedin.refresh_token_lifetime = Duration::from_secs(4);
+    let app = spawn_app_configured(Backend::Embedded, sandbox, Role::All, |config| {
+        config.refresh_scan_secs = 1;
+    })
+    .await;
+    let member = app.connect_linkedin("alice", "li_year").await.remove(0);
+    let view = support::eventually("the connection view", SOON, || async {
+        app.connections("alice").await.pop()
+    })
+    .await;
+    assert_eq!(view["status"], "active");
+    let ends = support::time(
+        view["login_expires_at"]
+            .as_str()
+            .expect("the login's end is shown"),
+    );
+    let left = ends - chrono::Utc::now();
+    assert!(
+        left <= chrono::Duration::seconds(5) && left > chrono::Duration::zero(),
+        "{left}"
+    );
+
+    let view = support::eventually("the connection is marked expired", SOON, || async {
+        let view = app.connections("alice").await.remove(0);
+        (view["status"] == "expired").then_some(view)
+    })
+    .await;
+    assert!(support::time(view["updated_at"].as_str().unwrap()) >= ends);
+    let reason = view["status_reason"].as_str().unwrap();
+    assert!(reason.contains("LinkedIn login ended"), "{reason}");
+    assert!(reason.contains("connect the account again"), "{reason}");
+    let job = app
+        .post(
+            "alice",
+            "/publish",
+            json!({"connection_ids": [member], "content": {"text": "too late"}}),
+        )
+        .await;
+    assert_eq!(job.status(), 409, "an expired connection takes no jobs");
+    app.stop().await;
+}
+
+/// A vault entry an older Herald wrote (`"{author URN} {token}"`) still publishes as its
+/// organisation; the next refresh stores the plain token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_author_prefixed_vault_entry_still_publishes() {
+    let app = spawn_app_with(Backend::Embedded, sandbox_config(), Role::All).await;
+    let org = app
+        .connect_linkedin("alice", "herald_sandbox")
+        .await
+        .remove(1);
+    let id = herald_domain::ConnectionId::parse(&org).unwrap();
+    let vault = &app.herald().vault;
+    let plain = vault.load(&id).await.unwrap().unwrap();
+    let urn = "urn:li:organization:10000001";
+    let old_form = herald_infrastructure::platforms::TokenGrant {
+        access_token: herald_infrastructure::secret::Secret::new(format!(
+            "{urn} {}",
+            plain.access_token.expose()
+        )),
+        refresh_token: plain
+            .refresh_token
+            .as_ref()
+            .map(|r| herald_infrastructure::secret::Secret::new(format!("{urn} {}", r.expose()))),
+        ..plain.clone()
+    };
+    vault.store(&id, &old_form).await.unwrap();
+
+    let (_, post) = publish_once(
+        &app,
+        &org,
+        json!({"text": "from an old entry"}),
+        "from an old entry",
+    )
+    .await;
+    assert_eq!(post.author, urn);
+
+    app.herald()
+        .tokens
+        .refresh(&id, herald_infrastructure::tokens::RefreshWhen::Always)
+        .await
+        .unwrap();
+    let stored = vault.load(&id).await.unwrap().unwrap();
+    assert!(!stored.access_token.expose().starts_with("urn:li:"));
+    assert_eq!(stored.refresh_token, plain.refresh_token);
+    publish_once(
+        &app,
+        &org,
+        json!({"text": "after the refresh"}),
+        "after the refresh",
+    )
+    .await;
+    app.stop().await;
 }

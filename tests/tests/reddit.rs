@@ -9,6 +9,7 @@ use herald_api::config::Role;
 use herald_sandbox::{RedditPostSnapshot, SandboxConfig};
 use serde_json::{json, Value};
 use support::worker::SplitApp;
+use support::Twin;
 use support::{spawn_app, spawn_app_with, Backend, TestApp};
 
 const SOON: Duration = Duration::from_secs(20);
@@ -185,8 +186,13 @@ async fn refusals_give_the_documented_outcomes() {
         .contains("does not allow text posts"));
 
     // 5xx: retried, then published once.
-    app.reddit_fault("submit", json!({"kind": "server_error", "status": 502}), 1)
-        .await;
+    app.fault(
+        Twin::Reddit,
+        "submit",
+        json!({"kind": "server_error", "status": 502}),
+        1,
+    )
+    .await;
     let (job, _) = publish_once(
         &app,
         &connection,
@@ -201,7 +207,7 @@ async fn refusals_give_the_documented_outcomes() {
     );
 
     // A rejected token: refreshed (the refresh token does not rotate), then published.
-    app.reddit_fault("submit", json!({"kind": "expire_token"}), 1)
+    app.fault(Twin::Reddit, "submit", json!({"kind": "expire_token"}), 1)
         .await;
     publish_once(
         &app,
@@ -215,7 +221,8 @@ async fn refusals_give_the_documented_outcomes() {
     assert!(issued[1].refresh_token.is_none(), "no new refresh token");
 
     // Timed out after Reddit made the post: reconciled from the listing, not sent again.
-    app.reddit_fault(
+    app.fault(
+        Twin::Reddit,
         "submit",
         json!({"kind": "timeout_after_success", "secs": 3}),
         1,
@@ -307,9 +314,7 @@ async fn the_request_budget_holds_across_worker_processes() {
         .await;
     }
     first.kill();
-    let (second_config, third_config) = (split.worker_config(), split.worker_config());
-    let second = split.spawn_worker(&second_config, "info");
-    let third = split.spawn_worker(&third_config, "info");
+    let workers = split.spawn_workers(2, "info", |_| {}).await;
     let app = &split.app;
     let mut later = Vec::new();
     for i in 0..3 {
@@ -322,10 +327,12 @@ async fn the_request_budget_holds_across_worker_processes() {
             .await,
         );
     }
-    for job_id in &later {
-        let job = app
-            .wait_for_status("alice", job_id, "retry_scheduled", PATIENCE)
-            .await;
+    let waiting = workers
+        .settle(app, "alice", &later, PATIENCE, |job| {
+            job["status"] == "retry_scheduled"
+        })
+        .await;
+    for job in &waiting {
         assert_eq!(job["last_error"]["code"], "rate_limit_exhausted", "{job}");
         let wait = support::time(job["retry_at"].as_str().unwrap()) - chrono::Utc::now();
         assert!(
@@ -333,10 +340,7 @@ async fn the_request_budget_holds_across_worker_processes() {
             "until the window resets: {job}"
         );
     }
-    second.assert_running();
-    third.assert_running();
-    let refused = |w: &support::worker::WorkerProcess| w.log().contains("rate_limit_exhausted");
-    assert!(refused(&second) || refused(&third));
+    assert!(workers.any_logged("rate_limit_exhausted"));
     assert_eq!(
         submit_calls(app),
         2,
@@ -348,6 +352,62 @@ async fn the_request_budget_holds_across_worker_processes() {
         .requests
         .iter()
         .all(|r| r.status != Some(429)));
-    drop((second, third));
+    drop(workers);
+    split.stop().await;
+}
+
+/// Reddit's budget is "100 queries per minute per OAuth client id": every account connected
+/// through Herald's app draws from it. Two accounts on two worker processes: once Erin's posts
+/// have spent what is left of the window, Frank's posts wait for its reset instead of taking
+/// the 429 that a budget kept per account would let through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_accounts_of_one_app_share_its_budget_across_worker_processes() {
+    let mut sandbox = SandboxConfig::default();
+    // `/api/v1/me` for each connection, then three submissions spend it.
+    sandbox.reddit.requests_per_window = 5;
+    let mut split = SplitApp::start_with(Backend::PostgresKafka, sandbox).await;
+    let erin = split.app.connect_reddit("alice", "reddit_erin").await;
+    let frank = split.app.connect_reddit("alice", "reddit_frank").await;
+    let workers = split
+        .spawn_workers(2, "info", |config| config.worker_concurrency = 1)
+        .await;
+    let app = &split.app;
+    let post = |i: usize, who: &str| to("herald_sandbox", json!({"text": format!("{who} {i}")}));
+    let mut erins = Vec::new();
+    for i in 0..3 {
+        erins.push(app.publish("alice", &erin, post(i, "erin")).await);
+    }
+    workers
+        .settle(app, "alice", &erins, PATIENCE, |job| {
+            job["status"] == "published"
+        })
+        .await;
+    let mut franks = Vec::new();
+    for i in 0..2 {
+        franks.push(app.publish("alice", &frank, post(i, "frank")).await);
+    }
+    let waiting = workers
+        .settle(app, "alice", &franks, PATIENCE, |job| {
+            job["status"] == "retry_scheduled"
+        })
+        .await;
+    for job in &waiting {
+        assert_eq!(job["last_error"]["code"], "rate_limit_exhausted", "{job}");
+        let message = job["last_error"]["message"].as_str().unwrap();
+        assert!(message.contains("every account of the app"), "{message}");
+        let wait = support::time(job["retry_at"].as_str().unwrap()) - chrono::Utc::now();
+        assert!(
+            wait > chrono::Duration::minutes(8),
+            "until the window resets: {job}"
+        );
+    }
+    assert_eq!(submit_calls(app), 3, "Frank's posts were never sent");
+    let requests = app.sandbox.reddit_state().requests;
+    assert!(
+        requests.iter().all(|r| r.status != Some(429)),
+        "Reddit refused a call: {requests:?}"
+    );
+    assert!(workers.any_logged("rate_limit_exhausted"));
+    drop(workers);
     split.stop().await;
 }

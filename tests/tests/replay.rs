@@ -5,6 +5,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use support::Twin;
 use support::{spawn_app, Backend, TestApp};
 
 async fn snapshot(app: &TestApp) -> (Value, Value) {
@@ -21,7 +22,8 @@ async fn replay_rebuilds_the_same_read_models(backend: Backend) {
         .await;
     app.wait_for_status("alice", &published, "published", Duration::from_secs(15))
         .await;
-    app.x_fault(
+    app.fault(
+        Twin::X,
         "create_tweet",
         json!({"kind": "content_rejected", "detail": "not allowed"}),
         1,

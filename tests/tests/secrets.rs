@@ -12,6 +12,7 @@ use support::db::{dump_postgres, hex};
 use support::kafka::{read_topic_until, KafkaMessage};
 use support::worker::SplitApp;
 use support::Backend;
+use support::Twin;
 
 const SOON: Duration = Duration::from_secs(120);
 
@@ -35,7 +36,7 @@ async fn no_token_in_the_database_the_log_topics_worker_logs_or_api_responses() 
 
     let connection = app.connect_x("alice", "alice_x").await;
     // The first post meets a dead access token: the worker refreshes it once.
-    app.x_fault("create_tweet", json!({"kind": "expire_token"}), 1)
+    app.fault(Twin::X, "create_tweet", json!({"kind": "expire_token"}), 1)
         .await;
     let job_id = app
         .publish("alice", &connection, json!({"text": "secrets stay secret"}))

@@ -1,14 +1,17 @@
 //! Threads end to end on the embedded default: connect → publish → sandbox Threads →
 //! projections, for text, an image, a carousel, refused content and the irreversible call's
-//! failure paths.
+//! failure paths; the 24-hour publishing limit held by two worker processes at once.
 mod support;
 
 use std::time::Duration;
 
+use chrono::TimeDelta;
 use herald_api::config::Role;
 use herald_sandbox::SandboxConfig;
 use serde_json::{json, Value};
-use support::{spawn_app, spawn_app_configured, Backend, TestApp};
+use support::worker::published_or_waiting_for_a_limit;
+use support::worker::SplitApp;
+use support::{spawn_app, spawn_app_configured, time, Backend, TestApp};
 
 const SOON: Duration = Duration::from_secs(20);
 
@@ -247,6 +250,85 @@ async fn a_timeout_after_publish_is_reconciled_not_resent() {
     assert_eq!(job["post_id"], posts[0].id.as_str());
     assert_eq!(publish_calls(&app).len(), 1, "nothing was published again");
     app.stop().await;
+}
+
+/// Two worker processes publish eight posts to one Threads profile whose limit is 3 (Threads
+/// documents 250 per 24 hours), every container ready at the same moment: exactly three are
+/// published, Threads never refuses a publish past its limit, the rest wait for a free slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_threads_publishing_limit_holds_across_two_worker_processes() {
+    const QUOTA: usize = 3;
+    const JOBS: usize = 8;
+    let mut sandbox = SandboxConfig::default();
+    sandbox.threads.quota_total = QUOTA as u32;
+    let mut split = SplitApp::start_with(Backend::Embedded, sandbox).await;
+    let connection = split.app.connect_threads("alice", "alice_quota").await;
+    let workers = split
+        .spawn_workers(2, "info,herald_infrastructure=debug", |c| {
+            c.worker_concurrency = 4
+        })
+        .await;
+    let app = &split.app;
+    // Containers that are ready together, and publishes that take a second: each process
+    // reads the live count while the other's publishes are still on their way.
+    app.threads_fault(
+        "create_container",
+        json!({"kind": "slow_processing", "secs": 2.0}),
+        JOBS as u32,
+    )
+    .await;
+    app.threads_fault(
+        "publish",
+        json!({"kind": "slow_processing", "secs": 1.0}),
+        JOBS as u32,
+    )
+    .await;
+    let mut job_ids = Vec::new();
+    for n in 0..JOBS {
+        job_ids.push(
+            app.publish(
+                "alice",
+                &connection,
+                json!({"text": format!("quota post {n}")}),
+            )
+            .await,
+        );
+    }
+    let jobs = workers
+        .settle(
+            app,
+            "alice",
+            &job_ids,
+            Duration::from_secs(120),
+            published_or_waiting_for_a_limit,
+        )
+        .await;
+    let state = app.sandbox.threads_state();
+    assert_eq!(state.posts.len(), QUOTA, "exactly the quota");
+    assert_eq!(
+        state.quota_refusals, 0,
+        "Threads never refused a publish past its limit"
+    );
+    assert_eq!(publish_calls(app), vec![Some(200); QUOTA]);
+    let published = jobs.iter().filter(|j| j["status"] == "published").count();
+    assert_eq!(published, QUOTA);
+    let oldest = state
+        .posts
+        .iter()
+        .map(|p| time(&p.timestamp))
+        .min()
+        .unwrap();
+    for job in jobs.iter().filter(|j| j["status"] == "retry_scheduled") {
+        let message = job["last_error"]["message"].as_str().unwrap();
+        assert!(message.contains("Threads profile used its 3"), "{job}");
+        let retry_at = time(job["retry_at"].as_str().unwrap());
+        assert!(
+            retry_at >= oldest + TimeDelta::hours(24) - TimeDelta::seconds(5),
+            "waits for the oldest post to leave the 24-hour window: {job}"
+        );
+    }
+    drop(workers);
+    split.stop().await;
 }
 
 /// With no Threads settings, the embedded default connects Threads to its own sandbox.

@@ -6,11 +6,11 @@ mod support;
 
 use std::time::Duration;
 
-use herald_api::config::Role;
-use herald_sandbox::{SandboxConfig, TiktokUploadRecord};
+use herald_sandbox::TiktokUploadRecord;
 use serde_json::{json, Value};
 use support::worker::SplitApp;
-use support::{event_data, eventually, spawn_app, spawn_app_configured, Backend, TestApp};
+use support::Twin;
+use support::{event_data, eventually, spawn_app, Backend, TestApp};
 
 const SOON: Duration = Duration::from_secs(30);
 const MB: u64 = 1024 * 1024;
@@ -30,19 +30,6 @@ fn photo(app: &TestApp, name: &str) -> Value {
         "kind": "image",
         "mime_type": "image/jpeg",
     })
-}
-
-async fn media_checksum(app: &TestApp, media: &Value) -> String {
-    let bytes = app
-        .http
-        .get(media["url"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
-    herald_sandbox::tiktok::checksum(&bytes)
 }
 
 fn uploads_of(app: &TestApp, publish_id: &str) -> Vec<TiktokUploadRecord> {
@@ -84,7 +71,7 @@ async fn a_chunked_video_photos_and_an_inbox_draft_are_published_once() {
     assert_eq!(post.privacy_level, "PUBLIC_TO_EVERYONE");
     let publish = &state.publishes[0];
     assert!(publish.disable_stitch);
-    assert_eq!(publish.uploaded_checksum, media_checksum(&app, &clip).await);
+    assert_eq!(publish.uploaded_checksum, app.media_checksum(&clip).await);
     let uploads = uploads_of(&app, &publish.publish_id);
     assert_eq!(uploads.len(), 2);
     assert!(uploads.iter().all(|u| u.accepted));
@@ -203,12 +190,13 @@ async fn a_failing_chunk_is_retried_by_resuming_the_same_upload() {
     let connection = app.connect_tiktok("alice", "alice_tt").await;
     let clip = video(&app, "r.mp4", 16 * MB);
     // The first chunk goes in; the second fails on every try of the first attempt.
-    app.tiktok_control(
+    app.sandbox_control(Twin::Tiktok,
         "faults",
         json!({"endpoint": "upload", "fault": {"kind": "slow_processing", "secs": 0.0}, "times": 1}),
     )
     .await;
-    app.tiktok_control(
+    app.sandbox_control(
+        Twin::Tiktok,
         "faults",
         json!({"endpoint": "upload", "fault": {"kind": "server_error", "status": 503}, "times": 4}),
     )
@@ -235,7 +223,7 @@ async fn a_failing_chunk_is_retried_by_resuming_the_same_upload() {
     assert_eq!(accepted, [0, 5 * MB, 10 * MB]);
     assert_eq!(
         state.publishes[0].uploaded_checksum,
-        media_checksum(&app, &clip).await
+        app.media_checksum(&clip).await
     );
     app.stop().await;
 }
@@ -246,7 +234,8 @@ async fn a_failing_chunk_is_retried_by_resuming_the_same_upload() {
 async fn an_init_answer_lost_in_a_timeout_does_not_post_twice() {
     let app = spawn_app(Backend::Embedded).await;
     let connection = app.connect_tiktok("alice", "alice_tt").await;
-    app.tiktok_control(
+    app.sandbox_control(
+        Twin::Tiktok,
         "faults",
         json!({"endpoint": "video_init", "fault": {"kind": "timeout_after_success", "secs": 5}}),
     )
@@ -275,7 +264,8 @@ async fn an_init_answer_lost_in_a_timeout_does_not_post_twice() {
 async fn an_expired_token_is_refreshed_once_and_the_post_goes_out() {
     let app = spawn_app(Backend::Embedded).await;
     let connection = app.connect_tiktok("alice", "alice_tt").await;
-    app.tiktok_control(
+    app.sandbox_control(
+        Twin::Tiktok,
         "faults",
         json!({"endpoint": "creator_info", "fault": {"kind": "expire_token"}}),
     )
@@ -307,7 +297,8 @@ async fn an_expired_token_is_refreshed_once_and_the_post_goes_out() {
 async fn a_revoked_grant_asks_for_reconnection() {
     let app = spawn_app(Backend::Embedded).await;
     let connection = app.connect_tiktok("alice", "alice_tt").await;
-    app.tiktok_control(
+    app.sandbox_control(
+        Twin::Tiktok,
         "faults",
         json!({"endpoint": "creator_info", "fault": {"kind": "revoke_grant"}}),
     )
@@ -379,12 +370,14 @@ async fn processing_failures_end_with_an_actionable_message_or_a_new_publish() {
     let app = spawn_app(Backend::Embedded).await;
     let connection = app.connect_tiktok("alice", "alice_tt").await;
     // Too long for the creator: final, with the creator's limit.
-    app.tiktok_control(
+    app.sandbox_control(
+        Twin::Tiktok,
         "creators",
         json!({"username": "alice_tt", "max_video_post_duration_sec": 60}),
     )
     .await;
-    app.tiktok_control(
+    app.sandbox_control(
+        Twin::Tiktok,
         "fail_reasons",
         json!({"fail_reason": "duration_check_failed"}),
     )
@@ -409,7 +402,8 @@ async fn processing_failures_end_with_an_actionable_message_or_a_new_publish() {
     assert_eq!(job["attempts"], 1);
 
     // The daily cap, reported by creator_info with HTTP 200: final, try tomorrow.
-    app.tiktok_control(
+    app.sandbox_control(
+        Twin::Tiktok,
         "errors",
         json!({"endpoint": "creator_info", "code": "spam_risk_too_many_posts"}),
     )
@@ -429,8 +423,12 @@ async fn processing_failures_end_with_an_actionable_message_or_a_new_publish() {
         .contains("tomorrow"));
 
     // TikTok's internal failure: published again, once.
-    app.tiktok_control("fail_reasons", json!({"fail_reason": "internal"}))
-        .await;
+    app.sandbox_control(
+        Twin::Tiktok,
+        "fail_reasons",
+        json!({"fail_reason": "internal"}),
+    )
+    .await;
     let retried = app
         .publish(
             "alice",
@@ -509,36 +507,16 @@ async fn the_sixth_pending_inbox_share_waits_and_says_how_long() {
 /// With no TikTok settings, the embedded default connects TikTok to its own sandbox.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_embedded_default_connects_tiktok_to_its_sandbox() {
-    let app = spawn_app_configured(
-        Backend::Embedded,
-        SandboxConfig::default(),
-        Role::All,
-        |config| {
-            config.sandbox = Some(true);
-            config.tiktok_client_id = None;
-            config.tiktok_client_secret = None;
-            config.tiktok_api_base = None;
-        },
-    )
+    let url = support::connect_through_the_embedded_sandbox("tiktok", |config| {
+        config.tiktok_client_id = None;
+        config.tiktok_client_secret = None;
+        config.tiktok_api_base = None;
+    })
     .await;
-    let started: Value = app
-        .post("alice", "/tiktok/connect", json!({}))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let url = started["authorization_url"].as_str().expect("a URL");
     assert!(
         url.contains("/tiktok/v2/auth/authorize/?client_key="),
         "{url}"
     );
-    assert!(
-        !url.starts_with(&app.sandbox.base_url()),
-        "the in-process sandbox, not the test's: {url}"
-    );
-    let callback = app.http.get(url).send().await.unwrap();
-    assert_eq!(callback.status(), 200, "{:?}", callback.text().await);
-    app.stop().await;
 }
 
 /// `kill -9` of the worker process while a chunk is on its way: the next worker resumes the
@@ -552,7 +530,7 @@ async fn a_worker_killed_mid_upload_is_resumed_from_the_recorded_offset() {
     let size = 16 * MB;
     let clip = video(app, "crash.mp4", size);
     // Every chunk takes TikTok 1.5 s to start reading: time to kill the worker mid-chunk.
-    app.tiktok_control(
+    app.sandbox_control(Twin::Tiktok,
         "faults",
         json!({"endpoint": "upload", "fault": {"kind": "slow_processing", "secs": 1.5}, "times": 3}),
     )
@@ -604,7 +582,7 @@ async fn a_worker_killed_mid_upload_is_resumed_from_the_recorded_offset() {
     assert_eq!(job["post_id"], state.publishes[0].publish_id.as_str());
     assert_eq!(
         state.publishes[0].uploaded_checksum,
-        media_checksum(app, &clip).await
+        app.media_checksum(&clip).await
     );
     let uploads = uploads_of(app, &publish_id);
     let accepted: Vec<(u64, u64)> = uploads
@@ -658,12 +636,9 @@ async fn two_workers_together_keep_tiktoks_per_minute_limits() {
     let app = &split.app;
     let connection = app.connect_tiktok("alice", "alice_tt").await;
     // Three jobs at a time each: seven jobs need both workers.
-    let mut config = split.worker_config();
-    config.worker_concurrency = 3;
-    let first = split.spawn_worker(&config, DEBUG_LOG);
-    let mut config = split.worker_config();
-    config.worker_concurrency = 3;
-    let second = split.spawn_worker(&config, DEBUG_LOG);
+    let workers = split
+        .spawn_workers(2, DEBUG_LOG, |config| config.worker_concurrency = 3)
+        .await;
     let app = &split.app;
     let mut jobs = Vec::new();
     for i in 0..7 {
@@ -676,11 +651,11 @@ async fn two_workers_together_keep_tiktoks_per_minute_limits() {
             .await,
         );
     }
-    let published = app
-        .wait_for_all("alice", &jobs, "published", Duration::from_secs(150))
+    let published = workers
+        .settle(app, "alice", &jobs, Duration::from_secs(150), |job| {
+            job["status"] == "published"
+        })
         .await;
-    first.assert_running();
-    second.assert_running();
     let state = app.sandbox.tiktok_state();
     assert!(
         state.rate_limit_refusals.is_empty(),
@@ -704,14 +679,7 @@ async fn two_workers_together_keep_tiktoks_per_minute_limits() {
         inits[6] - inits[0] >= chrono::TimeDelta::seconds(60),
         "{inits:?}"
     );
-    // Both workers took part.
-    for worker in [&first, &second] {
-        assert!(
-            worker.log().contains("TikTok accepted the publish"),
-            "a worker published nothing: {}",
-            worker.log_path.display()
-        );
-    }
-    drop((first, second));
+    workers.assert_each_logged_one_of(&["TikTok accepted the publish"]);
+    drop(workers);
     split.stop().await;
 }

@@ -4,6 +4,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::json;
+use support::Twin;
 use support::{spawn_app, Backend};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -20,7 +21,7 @@ async fn concurrent_401s_refresh_the_token_once() {
     };
     assert_eq!(token_requests(&app), 1, "the code exchange");
     // From the first create_tweet on, the current access token is expired at X.
-    app.x_fault("create_tweet", json!({"kind": "expire_token"}), 1)
+    app.fault(Twin::X, "create_tweet", json!({"kind": "expire_token"}), 1)
         .await;
     let mut jobs = Vec::new();
     for n in 0..5 {

@@ -11,9 +11,8 @@ use herald_sandbox::{SandboxConfig, YouTubeStateSnapshot};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use support::worker::SplitApp;
-use support::{
-    event_data, eventually, spawn_app, spawn_app_configured, spawn_app_with, Backend, TestApp,
-};
+use support::Twin;
+use support::{event_data, eventually, spawn_app, spawn_app_with, Backend, TestApp};
 
 const SOON: Duration = Duration::from_secs(30);
 /// Covers lease expiry after a kill, reconciliation and the resumed upload.
@@ -181,8 +180,13 @@ async fn failures_are_retried_refreshed_or_explained() {
     };
 
     // An expired token: refreshed, then the upload goes through.
-    app.youtube_fault("insert_video", json!({"kind": "expire_token"}), 1)
-        .await;
+    app.fault(
+        Twin::Youtube,
+        "insert_video",
+        json!({"kind": "expire_token"}),
+        1,
+    )
+    .await;
     let job = publish("after refresh", "a.mp4").await;
     app.wait_for_status("alice", &job, "published", SOON).await;
     let issued = app.sandbox.youtube_state().tokens_issued;
@@ -190,7 +194,8 @@ async fn failures_are_retried_refreshed_or_explained() {
     assert!(issued[1].refresh_token.is_none(), "Google does not rotate");
 
     // A 503 on a chunk: the adapter asks where the session stands and carries on.
-    app.youtube_fault(
+    app.fault(
+        Twin::Youtube,
         "upload_chunk",
         json!({"kind": "server_error", "status": 503}),
         1,
@@ -201,8 +206,13 @@ async fn failures_are_retried_refreshed_or_explained() {
     assert_eq!(done["attempts"], 1, "{done}");
 
     // Processing fails: the job fails with advice.
-    app.youtube_fault("insert_video", json!({"kind": "reject_media"}), 1)
-        .await;
+    app.fault(
+        Twin::Youtube,
+        "insert_video",
+        json!({"kind": "reject_media"}),
+        1,
+    )
+    .await;
     let job = publish("bad codec", "c.mp4").await;
     let failed = app.wait_for_status("alice", &job, "failed", SOON).await;
     assert_eq!(failed["last_error"]["class"], "permanent", "{failed}");
@@ -215,8 +225,13 @@ async fn failures_are_retried_refreshed_or_explained() {
     );
 
     // The grant is revoked: one refresh is refused, and the user is asked to reconnect.
-    app.youtube_fault("insert_video", json!({"kind": "revoke_grant"}), 1)
-        .await;
+    app.fault(
+        Twin::Youtube,
+        "insert_video",
+        json!({"kind": "revoke_grant"}),
+        1,
+    )
+    .await;
     let job = publish("revoked", "d.mp4").await;
     let failed = app.wait_for_status("alice", &job, "failed", SOON).await;
     assert_eq!(
@@ -324,7 +339,8 @@ async fn a_worker_killed_mid_upload_resumes_the_session_from_the_recorded_offset
     let app = &split.app;
     let connection = app.connect_youtube("alice", "alice_yt").await;
     // Each chunk takes a while to be answered, so the kill lands mid-upload.
-    app.youtube_fault(
+    app.fault(
+        Twin::Youtube,
         "upload_chunk",
         json!({"kind": "timeout_after_success", "secs": 0.4}),
         1000,
@@ -360,6 +376,7 @@ async fn a_worker_killed_mid_upload_resumes_the_session_from_the_recorded_offset
     let at_kill = app.sandbox.youtube_state();
     assert!(at_kill.videos.is_empty());
     let received_before = at_kill.received.len();
+    let media_requests_before = app.sandbox.media_requests().len();
     let recorded: u64 = app
         .history_events("alice", &job_id)
         .await
@@ -377,6 +394,12 @@ async fn a_worker_killed_mid_upload_resumes_the_session_from_the_recorded_offset
         .wait_for_status("alice", &job_id, "published", PATIENCE)
         .await;
     second.assert_running();
+    // Taken before the test's own checksum download below.
+    let resumed_downloads: Vec<_> = app.sandbox.media_requests()[media_requests_before..]
+        .iter()
+        .filter(|r| r.name == "long.mp4")
+        .cloned()
+        .collect();
     let state = app.sandbox.youtube_state();
     assert_eq!(state.videos.len(), 1, "one video");
     assert_eq!(
@@ -401,6 +424,24 @@ async fn a_worker_killed_mid_upload_resumes_the_session_from_the_recorded_offset
         "no byte range twice beyond the chunk in flight: {:?}",
         state.received
     );
+    // The resumed attempt downloaded the video from the recorded offset, not from byte 0.
+    assert!(
+        !resumed_downloads.is_empty(),
+        "the resumed attempt read the media"
+    );
+    for download in &resumed_downloads {
+        let from: u64 = download
+            .range
+            .as_deref()
+            .and_then(|r| r.strip_prefix("bytes="))
+            .and_then(|r| r.strip_suffix('-'))
+            .and_then(|r| r.parse().ok())
+            .unwrap_or_else(|| panic!("the resumed download asked for a range: {download:?}"));
+        assert!(
+            from >= recorded,
+            "downloaded from {from}, before the recorded {recorded}"
+        );
+    }
     let history = app.history("alice", &job_id).await;
     assert_eq!(count(&history, "UploadSessionOpened"), 1, "{history:?}");
     assert_eq!(count(&history, "Reconciled"), 1, "{history:?}");
@@ -420,22 +461,14 @@ async fn two_workers_respect_the_project_quota_together() {
     // each) and some processing checks fit, a third upload does not.
     app.sandbox
         .set_youtube_quota_usage(Some(10_000 - 3300), None);
-    let mut workers = Vec::new();
-    for _ in 0..2 {
-        let mut config = split.worker_config();
-        config.youtube_daily_quota_units = 3300;
-        // One job at a time each, so both processes take part.
-        config.worker_concurrency = 1;
-        workers.push(split.spawn_worker(&config, DEBUG_LOG));
-    }
-    let app = &split.app;
-    for worker in &workers {
-        eventually("the worker is running", PATIENCE, || async {
-            worker.assert_running();
-            worker.log().contains("Herald is running").then_some(())
+    // One job at a time each, so both processes take part.
+    let workers = split
+        .spawn_workers(2, DEBUG_LOG, |config| {
+            config.youtube_daily_quota_units = 3300;
+            config.worker_concurrency = 1;
         })
         .await;
-    }
+    let app = &split.app;
     let mut jobs = Vec::new();
     for i in 0..5 {
         let name = format!("quota{i}.mp4");
@@ -448,32 +481,13 @@ async fn two_workers_respect_the_project_quota_together() {
             .await,
         );
     }
-    let settled = eventually(
-        "every job is published or waiting for the quota",
-        PATIENCE,
-        || async {
-            for w in &workers {
-                w.assert_running();
-            }
-            let mut views = Vec::new();
-            for job in &jobs {
-                let view: Value = app
-                    .get("alice", &format!("/jobs/{job}"))
-                    .await
-                    .json()
-                    .await
-                    .unwrap();
-                let waiting = view["status"] == "retry_scheduled"
-                    && view["last_error"]["code"] == "quota_exhausted";
-                if view["status"] != "published" && !waiting {
-                    return None;
-                }
-                views.push(view);
-            }
-            Some(views)
-        },
-    )
-    .await;
+    let settled = workers
+        .settle(app, "alice", &jobs, PATIENCE, |view| {
+            view["status"] == "published"
+                || (view["status"] == "retry_scheduled"
+                    && view["last_error"]["code"] == "quota_exhausted")
+        })
+        .await;
     let published = settled
         .iter()
         .filter(|v| v["status"] == "published")
@@ -491,15 +505,11 @@ async fn two_workers_respect_the_project_quota_together() {
     assert_eq!(state.quota.inserts, 2);
     assert_eq!(state.quota.refused, 0, "Herald never overdrew the quota");
     // Both processes spent from the one quota: each uploaded or was held back by it.
-    let mut uploads = 0;
-    for worker in &workers {
-        let log = worker.log();
-        uploads += log.matches("YouTube upload complete").count();
-        assert!(
-            log.contains("YouTube upload complete") || log.contains("quota_exhausted"),
-            "each worker took part: {log}"
-        );
-    }
+    workers.assert_each_logged_one_of(&["YouTube upload complete", "quota_exhausted"]);
+    let uploads: usize = workers
+        .iter()
+        .map(|w| w.log().matches("YouTube upload complete").count())
+        .sum();
     assert_eq!(uploads, 2);
     drop(workers);
     split.stop().await;
@@ -508,35 +518,15 @@ async fn two_workers_respect_the_project_quota_together() {
 /// With no YouTube settings, the embedded default connects YouTube to its own sandbox.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_embedded_default_connects_youtube_to_its_sandbox() {
-    let app = spawn_app_configured(
-        Backend::Embedded,
-        SandboxConfig::default(),
-        Role::All,
-        |config| {
-            config.sandbox = Some(true);
-            config.youtube_client_id = None;
-            config.youtube_client_secret = None;
-            config.youtube_api_base = None;
-        },
-    )
+    let url = support::connect_through_the_embedded_sandbox("youtube", |config| {
+        config.youtube_client_id = None;
+        config.youtube_client_secret = None;
+        config.youtube_api_base = None;
+    })
     .await;
-    let started: Value = app
-        .post("alice", "/youtube/connect", json!({}))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let url = started["authorization_url"].as_str().expect("a URL");
     assert!(url.contains("/youtube/o/oauth2/v2/auth"), "{url}");
     assert!(
         url.contains("access_type=offline") && url.contains("prompt=consent"),
         "{url}"
     );
-    assert!(
-        !url.starts_with(&app.sandbox.base_url()),
-        "the in-process sandbox, not the test's: {url}"
-    );
-    let callback = app.http.get(url).send().await.unwrap();
-    assert_eq!(callback.status(), 200, "{:?}", callback.text().await);
-    app.stop().await;
 }

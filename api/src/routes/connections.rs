@@ -4,6 +4,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
 use herald_domain::connection::ConnectionCommand;
 use herald_domain::{ConnectionId, Platform, PlatformFailure, UserId};
+use herald_infrastructure::platforms::TokenGrant;
 use herald_infrastructure::secret::Secret;
 use herald_infrastructure::store::CommandMetadata;
 use serde::Deserialize;
@@ -216,6 +217,7 @@ pub async fn callback(
             scopes: account_grant.scopes.clone(),
             token_expires_at: account_grant.expires_at,
             can_refresh: account_grant.refresh_token.is_some(),
+            login_expires_at: account_grant.refresh_token_expires_at,
             at: Utc::now(),
         };
         herald
@@ -247,8 +249,49 @@ pub struct DisconnectQuery {
     connection_id: Option<String>,
 }
 
-/// `DELETE /{platform}/disconnect?connection_id=`: revokes at the platform where possible,
-/// deletes the tokens and marks the connection disconnected.
+/// Whether another usable connection of `user` holds the same token as `grant`: revoking it at
+/// the platform would end that connection too (a LinkedIn member and the organisations of one
+/// login; the Pages of one Facebook login). Tokens are compared here and go nowhere else.
+async fn grant_still_used(
+    herald: &Herald,
+    user: &UserId,
+    disconnecting: &ConnectionId,
+    grant: &TokenGrant,
+) -> Result<bool, ApiError> {
+    let same = |a: &Secret, b: &Secret| a.expose() == b.expose();
+    for other in herald.connection_queries.list(user.as_str(), None).await? {
+        if other.connection_id == disconnecting.to_string()
+            || !matches!(other.status.as_str(), "active" | "error")
+        {
+            continue;
+        }
+        let (Ok(id), Ok(platform)) = (
+            ConnectionId::parse(&other.connection_id),
+            other.platform.parse::<Platform>(),
+        ) else {
+            continue;
+        };
+        let Some(stored) = herald.vault.load(&id).await? else {
+            continue;
+        };
+        let theirs = match herald.adapters.get(platform) {
+            Ok(adapter) => adapter.current_form(stored),
+            Err(_) => stored,
+        };
+        let shared_refresh = matches!(
+            (&theirs.refresh_token, &grant.refresh_token),
+            (Some(a), Some(b)) if same(a, b)
+        );
+        if shared_refresh || same(&theirs.access_token, &grant.access_token) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// `DELETE /{platform}/disconnect?connection_id=`: revokes at the platform where possible —
+/// unless another connection still uses the same token — deletes this connection's tokens and
+/// marks it disconnected.
 pub async fn disconnect(
     herald: web::Data<Herald>,
     user: AuthUser,
@@ -286,11 +329,15 @@ pub async fn disconnect(
     if connection.user_id.as_ref() != Some(&user.0) || connection.platform != Some(platform) {
         return Err(ApiError::not_found("connection"));
     }
-    if let (Ok(adapter), Ok(Some(grant))) = (
+    if let (Ok(adapter), Ok(Some(stored)), Some(account)) = (
         herald.adapters.get(platform),
         herald.vault.load(&connection_id).await,
+        connection.account.as_ref(),
     ) {
-        if let Err(failure) = adapter.revoke(&grant).await {
+        let grant = adapter.current_form(stored);
+        if grant_still_used(&herald, &user.0, &connection_id, &grant).await? {
+            tracing::info!(connection = %connection_id, "another connection shares this login; not revoking it at the platform");
+        } else if let Err(failure) = adapter.revoke(account, &grant).await {
             tracing::warn!(connection = %connection_id, %failure, "revocation at the platform failed; deleting the tokens anyway");
         }
     }

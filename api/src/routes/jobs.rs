@@ -1,13 +1,15 @@
 //! Publishing, scheduling and following jobs.
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
-use herald_domain::content::ContentRules;
 use herald_domain::publishing_job::{PublishingJobCommand, SchedulePublish, DEFAULT_MAX_ATTEMPTS};
-use herald_domain::{ConnectionId, Content, ErrorClass, JobId, MediaKind, Platform, PublishingJob};
+use herald_domain::{
+    ConnectionId, Content, ContentOverride, ErrorClass, JobId, MediaKind, Platform, PublishingJob,
+    VideoProbe,
+};
 use herald_infrastructure::store::CommandMetadata;
 use herald_projections::jobs::{JobFilter, JobView};
 use serde::Deserialize;
@@ -26,6 +28,10 @@ pub struct PublishRequest {
     /// Connections to publish to: one job each.
     connection_ids: Vec<String>,
     content: Content,
+    /// What some targets publish differently, keyed by platform (`"reddit"`) or connection id;
+    /// a connection's entry applies over its platform's.
+    #[serde(default)]
+    overrides: BTreeMap<String, ContentOverride>,
     /// Attempts allowed per job (1-20).
     max_attempts: Option<u32>,
 }
@@ -35,9 +41,20 @@ pub struct PublishRequest {
 pub struct ScheduleRequest {
     connection_ids: Vec<String>,
     content: Content,
+    #[serde(default)]
+    overrides: BTreeMap<String, ContentOverride>,
     max_attempts: Option<u32>,
     /// RFC 3339 with an offset, e.g. `2026-12-01T09:00:00+01:00`.
     publish_at: String,
+}
+
+/// What a request asks to publish, whether now or later.
+struct Submission {
+    connection_ids: Vec<String>,
+    content: Content,
+    overrides: BTreeMap<String, ContentOverride>,
+    max_attempts: Option<u32>,
+    publish_at: Option<DateTime<Utc>>,
 }
 
 /// RFC 3339 with an offset; a time without one is refused rather than guessed.
@@ -70,18 +87,19 @@ fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
     Ok(Some(key.to_string()))
 }
 
-/// A checked publish target.
+/// A checked publish target with the content it publishes.
 struct Target {
     connection_id: ConnectionId,
     platform: Platform,
+    content: Content,
 }
 
-async fn check_targets(
+/// The user's usable connections named in the request, in order.
+async fn load_targets(
     herald: &Herald,
     user: &AuthUser,
     raw_ids: &[String],
-    content: &Content,
-) -> Result<Vec<Target>, ApiError> {
+) -> Result<Vec<(String, ConnectionId, Platform)>, ApiError> {
     if raw_ids.is_empty() {
         return Err(ApiError::bad_request(
             "validation-error",
@@ -131,73 +149,144 @@ async fn check_targets(
                 ),
             ));
         }
-        // Checked here too so a refusal names the connection and nothing is stored for any.
-        ContentRules::for_platform(platform)
-            .prepare(content)
-            .map_err(|e| {
-                ApiError::unprocessable(
-                    "content-invalid",
-                    format!("for connection {raw} ({platform}): {e}"),
-                )
-            })?;
-        targets.push(Target {
-            connection_id,
-            platform,
-        });
+        targets.push((raw.clone(), connection_id, platform));
     }
     Ok(targets)
+}
+
+/// Each target's content: the shared content, then its platform's override, then its
+/// connection's. An override that matches no target is refused rather than silently unused.
+fn target_contents(
+    targets: Vec<(String, ConnectionId, Platform)>,
+    content: &Content,
+    overrides: &BTreeMap<String, ContentOverride>,
+) -> Result<Vec<Target>, ApiError> {
+    for key in overrides.keys() {
+        let matches = targets.iter().any(|(raw, connection_id, platform)| {
+            key == raw || *key == connection_id.to_string() || key == platform.as_str()
+        });
+        if !matches {
+            return Err(ApiError::bad_request(
+                "validation-error",
+                format!(
+                    "overrides.{key} names neither a platform nor a connection of this request"
+                ),
+            ));
+        }
+    }
+    Ok(targets
+        .into_iter()
+        .map(|(raw, connection_id, platform)| {
+            let by_platform = overrides.get(platform.as_str());
+            let by_connection = overrides
+                .get(&raw)
+                .or_else(|| overrides.get(&connection_id.to_string()));
+            let content = by_platform
+                .into_iter()
+                .chain(by_connection)
+                .fold(content.clone(), |content, changes| {
+                    content.overridden(changes)
+                });
+            Target {
+                connection_id,
+                platform,
+                content,
+            }
+        })
+        .collect())
 }
 
 /// Media URLs must not reach Herald's own network (SSRF); checked before anything is stored,
 /// and again by the resolver when the media is downloaded. Then each video's header is read,
 /// so the platforms' duration, size and frame limits are checked now rather than after upload.
-async fn check_media(herald: &Herald, content: &mut Content) -> Result<(), ApiError> {
-    let thumbnail = content.options.youtube.thumbnail_url.iter();
-    let urls = content.media.iter().map(|m| &m.url).chain(thumbnail);
-    for (index, url) in urls.enumerate() {
-        herald.media.policy().check(url).await.map_err(|refused| {
-            ApiError::unprocessable(
-                "media-url-refused",
-                format!("media item {index}: {refused}"),
-            )
-        })?;
-    }
-    for (index, item) in content.media.iter_mut().enumerate() {
-        // Only Herald's own reading counts, never a probe sent in the request.
-        item.probe = None;
-        if item.kind != MediaKind::Video {
-            continue;
-        }
-        match herald.media.probe_video(&item.url).await {
-            Ok(probe) => item.probe = probe,
-            Err(failure) if failure.class == ErrorClass::Permanent => {
-                return Err(ApiError::unprocessable(
-                    "media-unreadable",
-                    format!("media item {index}: {}", failure.message),
-                ))
+/// A URL several targets share is checked and read once.
+async fn check_media(herald: &Herald, targets: &mut [Target]) -> Result<(), ApiError> {
+    let mut checked = HashSet::new();
+    for target in targets.iter() {
+        let content = &target.content;
+        let thumbnail = content.options.youtube.thumbnail_url.iter();
+        let urls = content.media.iter().map(|m| &m.url).chain(thumbnail);
+        for (index, url) in urls.enumerate() {
+            if !checked.insert(url.clone()) {
+                continue;
             }
-            // The source may be back by publishing time; the platform will judge the file.
-            Err(failure) => tracing::info!(index, %failure, "video not probed"),
+            herald.media.policy().check(url).await.map_err(|refused| {
+                ApiError::unprocessable(
+                    "media-url-refused",
+                    format!("media item {index}: {refused}"),
+                )
+            })?;
+        }
+    }
+    let mut probes: HashMap<String, Option<VideoProbe>> = HashMap::new();
+    for target in targets.iter_mut() {
+        for (index, item) in target.content.media.iter_mut().enumerate() {
+            // Only Herald's own reading counts, never a probe sent in the request.
+            item.probe = None;
+            if item.kind != MediaKind::Video {
+                continue;
+            }
+            if let Some(probe) = probes.get(&item.url) {
+                item.probe = *probe;
+                continue;
+            }
+            let probe = match herald.media.probe_video(&item.url).await {
+                Ok(probe) => probe,
+                Err(failure) if failure.class == ErrorClass::Permanent => {
+                    return Err(ApiError::unprocessable(
+                        "media-unreadable",
+                        format!("media item {index}: {}", failure.message),
+                    ))
+                }
+                // The source may be back by publishing time; the platform will judge the file.
+                Err(failure) => {
+                    tracing::info!(index, %failure, "video not probed");
+                    None
+                }
+            };
+            probes.insert(item.url.clone(), probe);
+            item.probe = probe;
         }
     }
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Every target's content against its platform's rules, so a refusal names the connection and
+/// nothing is stored for any.
+fn check_rules(herald: &Herald, targets: &[Target]) -> Result<(), ApiError> {
+    for target in targets {
+        herald
+            .rules
+            .rules_for(target.platform)
+            .prepare(&target.content)
+            .map_err(|e| {
+                ApiError::unprocessable(
+                    "content-invalid",
+                    format!(
+                        "for connection {} ({}): {e}",
+                        target.connection_id, target.platform
+                    ),
+                )
+            })?;
+    }
+    Ok(())
+}
+
 async fn accept(
     herald: &Herald,
     user: AuthUser,
     request_id: RequestId,
     req: &HttpRequest,
-    raw_ids: &[String],
-    content: Content,
-    max_attempts: Option<u32>,
-    publish_at: Option<DateTime<Utc>>,
+    submission: Submission,
 ) -> Result<HttpResponse, ApiError> {
     let key = idempotency_key(req)?;
-    let mut content = content;
-    check_media(herald, &mut content).await?;
-    let targets = check_targets(herald, &user, raw_ids, &content).await?;
+    let Submission {
+        connection_ids,
+        content,
+        overrides,
+        max_attempts,
+        publish_at,
+    } = submission;
     let requested_at = Utc::now();
     if let Some(at) = publish_at.filter(|at| *at < requested_at) {
         return Err(ApiError::bad_request(
@@ -205,6 +294,10 @@ async fn accept(
             format!("publish_at {at} is in the past"),
         ));
     }
+    let targets = load_targets(herald, &user, &connection_ids).await?;
+    let mut targets = target_contents(targets, &content, &overrides)?;
+    check_media(herald, &mut targets).await?;
+    check_rules(herald, &targets)?;
     let metadata = CommandMetadata::actor(user.0.as_str()).correlated(request_id.0);
     let mut jobs = Vec::new();
     for target in targets {
@@ -217,10 +310,11 @@ async fn accept(
             user_id: user.0.clone(),
             connection_id: target.connection_id,
             platform: target.platform,
-            content: content.clone(),
+            content: target.content,
             publish_at,
             max_attempts: max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS),
             requested_at,
+            rules: Box::new(herald.rules.override_for(target.platform)),
         });
         herald
             .jobs
@@ -244,7 +338,7 @@ async fn accept(
     Ok(HttpResponse::Accepted().json(json!({ "jobs": jobs })))
 }
 
-/// `POST /publish`: one content to many connections, now.
+/// `POST /publish`: one content (with per-target overrides) to many connections, now.
 pub async fn publish(
     herald: web::Data<Herald>,
     user: AuthUser,
@@ -253,17 +347,14 @@ pub async fn publish(
     body: web::Json<PublishRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
-    accept(
-        &herald,
-        user,
-        request_id,
-        &req,
-        &body.connection_ids,
-        body.content,
-        body.max_attempts,
-        None,
-    )
-    .await
+    let submission = Submission {
+        connection_ids: body.connection_ids,
+        content: body.content,
+        overrides: body.overrides,
+        max_attempts: body.max_attempts,
+        publish_at: None,
+    };
+    accept(&herald, user, request_id, &req, submission).await
 }
 
 /// `POST /schedule`: one content to many connections, at a time.
@@ -275,18 +366,14 @@ pub async fn schedule(
     body: web::Json<ScheduleRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
-    let publish_at = parse_time(&body.publish_at)?;
-    accept(
-        &herald,
-        user,
-        request_id,
-        &req,
-        &body.connection_ids,
-        body.content,
-        body.max_attempts,
-        Some(publish_at),
-    )
-    .await
+    let submission = Submission {
+        publish_at: Some(parse_time(&body.publish_at)?),
+        connection_ids: body.connection_ids,
+        content: body.content,
+        overrides: body.overrides,
+        max_attempts: body.max_attempts,
+    };
+    accept(&herald, user, request_id, &req, submission).await
 }
 
 fn job_json(view: &JobView) -> Value {

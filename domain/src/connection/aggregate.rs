@@ -48,6 +48,9 @@ pub struct Connection {
     pub token_expires_at: Option<DateTime<Utc>>,
     pub can_refresh: bool,
     pub refresh_failures: u32,
+    /// When the login ends (the refresh token's own expiry); the user must connect again by then.
+    #[serde(default)]
+    pub login_expires_at: Option<DateTime<Utc>>,
 }
 
 impl Connection {
@@ -70,6 +73,7 @@ impl Connection {
                 scopes,
                 token_expires_at,
                 can_refresh,
+                login_expires_at,
                 at,
             } => {
                 if self.status != ConnectionStatus::New {
@@ -89,11 +93,13 @@ impl Connection {
                     scopes,
                     token_expires_at,
                     can_refresh,
+                    login_expires_at,
                     at,
                 }])
             }
             C::RecordTokenRefreshed {
                 token_expires_at,
+                login_expires_at,
                 at,
             } => {
                 self.require_connected()?;
@@ -102,8 +108,25 @@ impl Connection {
                 }
                 Ok(vec![ConnectionEvent::TokenRefreshed {
                     token_expires_at,
+                    login_expires_at,
                     at,
                 }])
+            }
+            C::ExpireLogin { at } => {
+                self.require_connected()?;
+                match self.login_expires_at {
+                    Some(ended) if ended <= at => {
+                        let platform = self.platform.map_or("the platform", Platform::display_name);
+                        Ok(vec![ConnectionEvent::ReauthorizationRequired {
+                            reason: format!(
+                                "the {platform} login ended on {} ({platform} ends a login a fixed time after it was first authorized, however often its token is refreshed): connect the account again to keep publishing",
+                                ended.format("%Y-%m-%d %H:%M UTC")
+                            ),
+                            at,
+                        }])
+                    }
+                    ends => Err(ConnectionError::LoginNotEnded(ends)),
+                }
             }
             C::RecordTokenRefreshFailure { failure, at } => {
                 self.require_connected()?;
@@ -176,8 +199,10 @@ impl Aggregate for Connection {
                 account,
                 token_expires_at,
                 can_refresh,
+                login_expires_at,
                 ..
             } => {
+                self.login_expires_at = login_expires_at;
                 self.connection_id = Some(connection_id);
                 self.user_id = Some(user_id);
                 self.platform = Some(platform);
@@ -188,8 +213,13 @@ impl Aggregate for Connection {
                 self.refresh_failures = 0;
             }
             ConnectionEvent::TokenRefreshed {
-                token_expires_at, ..
+                token_expires_at,
+                login_expires_at,
+                ..
             } => {
+                if login_expires_at.is_some() {
+                    self.login_expires_at = login_expires_at;
+                }
                 self.token_expires_at = token_expires_at;
                 self.refresh_failures = 0;
                 self.status = ConnectionStatus::Active;
@@ -249,6 +279,7 @@ mod tests {
             scopes: vec!["tweet.write".into()],
             token_expires_at: Some(t0()),
             can_refresh: true,
+            login_expires_at: None,
             at: t0(),
         }
     }
@@ -262,8 +293,112 @@ mod tests {
             scopes: vec!["tweet.write".into()],
             token_expires_at: Some(t0()),
             can_refresh: true,
+            login_expires_at: None,
             at: t0(),
         }
+    }
+
+    /// A LinkedIn connection whose login ends a year after `t0`.
+    fn linkedin_connected() -> ConnectionEvent {
+        ConnectionEvent::Connected {
+            connection_id: ConnectionId::for_account(
+                &alice(),
+                Platform::Linkedin,
+                "urn:li:person:a",
+            ),
+            user_id: alice(),
+            platform: Platform::Linkedin,
+            account: account("urn:li:person:a"),
+            scopes: vec!["w_member_social".into()],
+            token_expires_at: Some(t0() + chrono::Duration::days(60)),
+            can_refresh: true,
+            login_expires_at: Some(t0() + chrono::Duration::days(365)),
+            at: t0(),
+        }
+    }
+
+    #[test]
+    fn a_login_that_has_ended_expires_the_connection_with_what_to_do() {
+        let events = ConnectionTest::with(())
+            .given(vec![linkedin_connected()])
+            .when(ConnectionCommand::ExpireLogin {
+                at: t0() + chrono::Duration::days(366),
+            })
+            .inspect_result()
+            .unwrap();
+        let [ConnectionEvent::ReauthorizationRequired { reason, .. }] = events.as_slice() else {
+            panic!("expected ReauthorizationRequired, got {events:?}");
+        };
+        assert!(
+            reason.contains("LinkedIn login ended on 2027-11-22"),
+            "{reason}"
+        );
+        assert!(reason.contains("connect the account again"), "{reason}");
+        let mut connection = Connection::default();
+        connection.apply(linkedin_connected());
+        connection.apply(events[0].clone());
+        assert_eq!(connection.status, ConnectionStatus::Expired);
+    }
+
+    #[test]
+    fn a_login_that_has_not_ended_or_never_ends_is_not_expired() {
+        ConnectionTest::with(())
+            .given(vec![linkedin_connected()])
+            .when(ConnectionCommand::ExpireLogin {
+                at: t0() + chrono::Duration::days(364),
+            })
+            .then_expect_error(ConnectionError::LoginNotEnded(Some(
+                t0() + chrono::Duration::days(365),
+            )));
+        ConnectionTest::with(())
+            .given(vec![connected()])
+            .when(ConnectionCommand::ExpireLogin { at: t0() })
+            .then_expect_error(ConnectionError::LoginNotEnded(None));
+    }
+
+    #[test]
+    fn a_refresh_restating_the_login_end_keeps_it_and_one_without_keeps_the_old() {
+        let restated = t0() + chrono::Duration::days(300);
+        let mut connection = Connection::default();
+        connection.apply(linkedin_connected());
+        connection.apply(ConnectionEvent::TokenRefreshed {
+            token_expires_at: None,
+            login_expires_at: None,
+            at: t0(),
+        });
+        assert_eq!(
+            connection.login_expires_at,
+            Some(t0() + chrono::Duration::days(365))
+        );
+        connection.apply(ConnectionEvent::TokenRefreshed {
+            token_expires_at: None,
+            login_expires_at: Some(restated),
+            at: t0(),
+        });
+        assert_eq!(connection.login_expires_at, Some(restated));
+    }
+
+    #[test]
+    fn events_written_before_the_login_end_was_recorded_still_read() {
+        let old = serde_json::json!({"Connected": {
+            "connection_id": ConnectionId::for_account(&alice(), Platform::X, "1"),
+            "user_id": "alice", "platform": "x",
+            "account": {"account_id": "1", "username": "alice_x", "display_name": "Alice"},
+            "scopes": ["tweet.write"], "token_expires_at": t0(), "can_refresh": true, "at": t0()
+        }});
+        let event: ConnectionEvent = serde_json::from_value(old).unwrap();
+        assert_eq!(event, connected());
+        let refreshed: ConnectionEvent = serde_json::from_value(
+            serde_json::json!({"TokenRefreshed": {"token_expires_at": null, "at": t0()}}),
+        )
+        .unwrap();
+        assert!(matches!(
+            refreshed,
+            ConnectionEvent::TokenRefreshed {
+                login_expires_at: None,
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -347,6 +482,7 @@ mod tests {
             ])
             .when(ConnectionCommand::RecordTokenRefreshed {
                 token_expires_at: None,
+                login_expires_at: None,
                 at: t0(),
             })
             .then_expect_error(ConnectionError::Disconnected);

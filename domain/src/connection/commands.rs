@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use crate::{ConnectionId, Platform, PlatformFailure, UserId};
 
 /// The platform account behind a connection, as the platform reports it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct AccountProfile {
     pub account_id: String,
     pub username: String,
@@ -23,10 +23,19 @@ pub enum ConnectionCommand {
         scopes: Vec<String>,
         token_expires_at: Option<DateTime<Utc>>,
         can_refresh: bool,
+        /// When the login itself ends (the refresh token's own expiry, e.g. LinkedIn's 365
+        /// days): the user must connect again by then.
+        login_expires_at: Option<DateTime<Utc>>,
         at: DateTime<Utc>,
     },
     RecordTokenRefreshed {
         token_expires_at: Option<DateTime<Utc>>,
+        /// What the platform said about the login's end with the new tokens, if anything.
+        login_expires_at: Option<DateTime<Utc>>,
+        at: DateTime<Utc>,
+    },
+    /// The login's end has passed: the connection needs the user (sent by the refresher).
+    ExpireLogin {
         at: DateTime<Utc>,
     },
     RecordTokenRefreshFailure {

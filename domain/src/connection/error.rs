@@ -1,3 +1,5 @@
+use chrono::{DateTime, Utc};
+
 use crate::ConnectionId;
 
 /// Why a connection command was refused.
@@ -13,4 +15,7 @@ pub enum ConnectionError {
     ReauthorizationRequired,
     #[error("the connection has no refresh token; connect the account again when it expires")]
     NotRefreshable,
+    /// `None`: the platform never said when the login ends.
+    #[error("the connection's login has not ended (it ends at {0:?})")]
+    LoginNotEnded(Option<DateTime<Utc>>),
 }

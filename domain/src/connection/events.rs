@@ -16,10 +16,17 @@ pub enum ConnectionEvent {
         scopes: Vec<String>,
         token_expires_at: Option<DateTime<Utc>>,
         can_refresh: bool,
+        /// When the login ends and the user must connect again (absent in events written
+        /// before Herald recorded it, and for platforms whose logins do not end).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        login_expires_at: Option<DateTime<Utc>>,
         at: DateTime<Utc>,
     },
     TokenRefreshed {
         token_expires_at: Option<DateTime<Utc>>,
+        /// The login's end as the platform restated it with the new tokens (absent: unchanged).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        login_expires_at: Option<DateTime<Utc>>,
         at: DateTime<Utc>,
     },
     TokenRefreshFailed {

@@ -176,7 +176,9 @@ impl PublishingJob {
         if !(1..=MAX_RETRY_BUDGET).contains(&cmd.max_attempts) {
             return Err(PublishingJobError::InvalidRetryBudget(cmd.max_attempts));
         }
-        let content = ContentRules::for_platform(cmd.platform).prepare(&cmd.content)?;
+        let content = ContentRules::for_platform(cmd.platform)
+            .adjusted(&cmd.rules)
+            .prepare(&cmd.content)?;
         if self.status != JobStatus::New {
             // Same id again: an idempotent replay of the same request is a no-op.
             let same = self.connection_id == Some(cmd.connection_id)
@@ -690,6 +692,7 @@ mod tests {
             publish_at,
             max_attempts: 3,
             requested_at: t0(),
+            rules: Box::default(),
         }
     }
 
@@ -873,6 +876,16 @@ mod tests {
                 limit: 280,
                 length: 281,
             }));
+    }
+
+    #[test]
+    fn content_is_judged_by_the_rules_the_command_carries() {
+        let mut cmd = schedule_cmd(&"a".repeat(281), None);
+        cmd.rules.max_text = Some(25_000);
+        JobTest::with(())
+            .given_no_previous_events()
+            .when(PublishingJobCommand::SchedulePublish(cmd))
+            .then_expect_events(vec![scheduled_with(&[&"a".repeat(281)], 3)]);
     }
 
     #[test]

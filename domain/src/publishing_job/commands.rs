@@ -1,7 +1,9 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::{AttemptId, ConnectionId, Content, JobId, Platform, PlatformFailure, UserId};
+use crate::{
+    AttemptId, ConnectionId, Content, JobId, Platform, PlatformFailure, RulesOverride, UserId,
+};
 
 /// Accept a new job. The API has already checked that the connection belongs to the user and is
 /// active; the aggregate checks the content against the platform's rules.
@@ -16,6 +18,9 @@ pub struct SchedulePublish {
     pub publish_at: Option<DateTime<Utc>>,
     pub max_attempts: u32,
     pub requested_at: DateTime<Utc>,
+    /// This deployment's adjustments to the platform's content rules (boxed: usually empty).
+    #[serde(default)]
+    pub rules: Box<RulesOverride>,
 }
 
 /// Everything that can be asked of a publishing job.

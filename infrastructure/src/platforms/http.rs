@@ -32,6 +32,29 @@ pub trait PlatformApi: Send + Sync {
         now: DateTime<Utc>,
     ) -> (Option<u64>, Option<DateTime<Utc>>);
 
+    /// How many calls the endpoint's window allows, where a response says (see
+    /// `RateLimitGate::observe_limit`).
+    fn window_limit(&self, _headers: &HeaderMap) -> Option<u64> {
+        None
+    }
+
+    /// Gate keys of budgets a call to `endpoint` draws from besides the endpoint's own: one the
+    /// whole application shares (a [`super::app_key`]) or one all of the account's calls share.
+    /// Each is asked before the call.
+    fn shared_budgets(&self, _endpoint: &str) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// What a response says about those shared budgets: `(gate key, calls left, when it resets)`.
+    fn shared_rate_limits(
+        &self,
+        _status: StatusCode,
+        _headers: &HeaderMap,
+        _now: DateTime<Utc>,
+    ) -> Vec<SharedReading> {
+        Vec::new()
+    }
+
     /// Classifies a refusal (a non-success status, or a success status whose body is the
     /// platform's error envelope).
     fn classify(
@@ -54,6 +77,9 @@ pub trait PlatformApi: Send + Sync {
         false
     }
 }
+
+/// A response's word on a shared budget: its gate key, calls left and when it resets.
+pub type SharedReading = (String, Option<u64>, Option<DateTime<Utc>>);
 
 /// Why a call returned no response to read.
 #[derive(Debug)]
@@ -109,14 +135,28 @@ pub async fn send<P: PlatformApi>(
     limits: &dyn RateLimitGate,
     request: reqwest::RequestBuilder,
 ) -> Result<reqwest::Response, SendError> {
-    limits
-        .acquire(endpoint)
-        .await
-        .map_err(|until| SendError::Limited(local_limit(api.name(), endpoint, until)))?;
+    let shared = api.shared_budgets(endpoint);
+    for key in shared.iter().map(String::as_str).chain([endpoint]) {
+        limits
+            .acquire(key)
+            .await
+            .map_err(|until| SendError::Limited(local_limit(api.name(), key, until)))?;
+    }
     let response = request.send().await.map_err(SendError::Transport)?;
-    let (remaining, reset) = api.rate_limit(response.status(), response.headers(), Utc::now());
+    let now = Utc::now();
+    let (remaining, reset) = api.rate_limit(response.status(), response.headers(), now);
     if remaining.is_some() || reset.is_some() {
         limits.observe(endpoint, remaining, reset).await;
+    }
+    if let Some(limit) = api.window_limit(response.headers()) {
+        limits.observe_limit(endpoint, limit).await;
+    }
+    for (key, remaining, reset) in
+        api.shared_rate_limits(response.status(), response.headers(), now)
+    {
+        if remaining.is_some() || reset.is_some() {
+            limits.observe(&key, remaining, reset).await;
+        }
     }
     Ok(response)
 }
@@ -178,7 +218,8 @@ pub fn local_limit(platform: &str, endpoint: &str, until: DateTime<Utc>) -> Plat
         ErrorClass::RateLimited,
         "rate_limit_exhausted",
         format!(
-            "the {platform} rate limit for {endpoint} is used up until {}; Herald waits before calling again",
+            "the {platform} rate limit for {} is used up until {}; Herald waits before calling again",
+            super::describe_key(endpoint),
             until.to_rfc3339()
         ),
     )

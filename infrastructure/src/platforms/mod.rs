@@ -25,6 +25,10 @@ pub struct TokenGrant {
     pub refresh_token: Option<Secret>,
     pub expires_at: Option<DateTime<Utc>>,
     pub scopes: Vec<String>,
+    /// When the refresh token itself stops working (LinkedIn: 365 days after the first
+    /// authorization, however often it is used); the user must log in again by then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token_expires_at: Option<DateTime<Utc>>,
 }
 
 /// The start of an OAuth authorization: where to send the user, the `state` to expect back and
@@ -40,6 +44,9 @@ pub struct AuthorizationStart {
 /// to the previous part.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PostDraft {
+    /// The connected account the post is published as (the connection's account: a LinkedIn
+    /// member or organisation, a Facebook Page, an Instagram business account, ...).
+    pub account: AccountProfile,
     pub text: String,
     /// The title, where the platform shows one (already checked and derived when needed).
     pub title: Option<String>,
@@ -117,8 +124,38 @@ pub enum PostError {
     OutcomeUnknown(String),
 }
 
+/// The gate key of a budget that every account connected through one application shares (the
+/// platform counts it per client id: Reddit's requests per minute, LinkedIn's application daily
+/// limit, Meta's `X-App-Usage`), rather than one account's: `app:{client_id}:{endpoint}`. Any
+/// `RateLimitGate` method takes it where it takes an endpoint. Only the client id goes in: it is
+/// public (it appears in every authorization URL); never pass a secret.
+pub fn app_key(client_id: &str, endpoint: &str) -> String {
+    format!("{APP_KEY_PREFIX}{client_id}:{endpoint}")
+}
+
+const APP_KEY_PREFIX: &str = "app:";
+
+/// Whether `endpoint` names an application-wide budget (see [`app_key`]).
+pub fn is_app_key(endpoint: &str) -> bool {
+    endpoint.starts_with(APP_KEY_PREFIX)
+}
+
+/// `endpoint` as a message names it: an application-wide budget says so (the client id is left
+/// out; it says nothing to a user).
+pub fn describe_key(endpoint: &str) -> String {
+    match endpoint
+        .strip_prefix(APP_KEY_PREFIX)
+        .and_then(|rest| rest.split_once(':'))
+    {
+        Some((_, name)) => format!("{name} (the budget every account of the app shares)"),
+        None => endpoint.to_owned(),
+    }
+}
+
 /// Shared rate-limit state for one account on one platform (ARCHITECTURE invariant 6). The
-/// adapter asks before every call and reports the platform's headers after it.
+/// adapter asks before every call and reports the platform's headers after it. An endpoint made
+/// with [`app_key`] is the application's budget, shared with every other account of the app;
+/// any other endpoint is this account's.
 #[async_trait::async_trait]
 pub trait RateLimitGate: Send + Sync {
     /// `Err(until)` when the endpoint's budget is exhausted until `until`: do not call.
@@ -130,6 +167,11 @@ pub trait RateLimitGate: Send + Sync {
         remaining: Option<u64>,
         reset_at: Option<DateTime<Utc>>,
     );
+
+    /// How many calls the endpoint's window allows, where the platform says (X's
+    /// `x-rate-limit-limit`): once a window has reset, no more than that many calls go out
+    /// before the platform has answered one of them. The default keeps nothing.
+    async fn observe_limit(&self, _endpoint: &str, _limit: u64) {}
 
     /// Takes `units` from a daily quota that every account and worker of `scope` shares (a
     /// Google project's YouTube quota), for platforms that count quota instead of reporting
@@ -160,6 +202,90 @@ pub trait RateLimitGate: Send + Sync {
     ) -> Result<(), DateTime<Utc>> {
         self.acquire(endpoint).await
     }
+
+    /// Reserves one publish from the rolling quota `scope` (posts per 24 hours), given what the
+    /// platform reported just now. The used count is the platform's figure plus Herald's own
+    /// publishes the reading may not include (reserved and not ended before `read_at`, or whose
+    /// outcome is unknown), taken atomically across every worker, so two workers never both
+    /// take the last slot. Gates that keep no shared state judge by the reading alone.
+    async fn reserve_publish(
+        &self,
+        _scope: &str,
+        reading: QuotaReading,
+    ) -> Result<PublishReservation, QuotaFull> {
+        reading.judge_alone()
+    }
+
+    /// Records what became of a reserved publish (see [`PublishSettled`]).
+    async fn settle_publish(
+        &self,
+        _scope: &str,
+        _reservation: &PublishReservation,
+        _outcome: PublishSettled,
+    ) {
+    }
+}
+
+/// What the platform said about a rolling publishing quota (posts per 24 hours: Instagram's
+/// `content_publishing_limit`, Threads' `threads_publishing_limit`) just now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuotaReading {
+    /// Posts the platform counts in the window: Herald's and those made elsewhere.
+    pub used: u64,
+    /// Posts allowed in the window.
+    pub total: u64,
+    /// The window.
+    pub window: std::time::Duration,
+    /// When the platform was asked (taken before the request): Herald's publishes that ended
+    /// before this are in `used`, later ones may not be.
+    pub read_at: DateTime<Utc>,
+}
+
+impl QuotaReading {
+    /// The decision the reading alone allows, for gates that keep no shared state.
+    pub fn judge_alone(&self) -> Result<PublishReservation, QuotaFull> {
+        if self.used < self.total {
+            Ok(PublishReservation {
+                id: String::new(),
+                left: self.total - self.used - 1,
+            })
+        } else {
+            Err(QuotaFull {
+                in_flight: 0,
+                frees_at: None,
+            })
+        }
+    }
+}
+
+/// One publish taken from a rolling quota; settle it with [`RateLimitGate::settle_publish`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishReservation {
+    /// The gate's handle; empty when the gate keeps no shared state.
+    pub id: String,
+    /// Slots left after this one, counting Herald's publishes the platform may not show yet.
+    pub left: u64,
+}
+
+/// No publish fits in the quota now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuotaFull {
+    /// Herald's own publishes counted on top of the platform's figure (in flight, or whose
+    /// outcome is unknown).
+    pub in_flight: u64,
+    /// When the first of those leaves the window, if any.
+    pub frees_at: Option<DateTime<Utc>>,
+}
+
+/// What became of a reserved publish whose outcome is known. A publish whose outcome is
+/// unknown is never settled: the post may exist, so its reservation stays counted until it
+/// leaves the window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PublishSettled {
+    /// The platform answered with the post: its own count includes it from now on.
+    Published,
+    /// The platform refused: no post, the slot is free again.
+    NotPublished,
 }
 
 /// A gate that never blocks; for connect-time calls made before an account is known.
@@ -202,12 +328,28 @@ pub trait PlatformAdapter: Send + Sync {
         redirect_uri: &str,
     ) -> Result<TokenGrant, PlatformFailure>;
 
-    /// Exchanges a refresh token for new tokens. A refused grant is classified
+    /// Exchanges `account`'s refresh token for new tokens. A refused grant is classified
     /// `ReauthorizationRequired`.
-    async fn refresh(&self, refresh_token: &Secret) -> Result<TokenGrant, PlatformFailure>;
+    async fn refresh(
+        &self,
+        account: &AccountProfile,
+        refresh_token: &Secret,
+    ) -> Result<TokenGrant, PlatformFailure>;
 
-    /// Revokes the grant at the platform, where the platform offers it.
-    async fn revoke(&self, grant: &TokenGrant) -> Result<(), PlatformFailure>;
+    /// Revokes `account`'s grant at the platform, where the platform offers it. The caller
+    /// only asks when no other connection still uses the grant.
+    async fn revoke(
+        &self,
+        account: &AccountProfile,
+        grant: &TokenGrant,
+    ) -> Result<(), PlatformFailure>;
+
+    /// A grant as the vault holds it, in the form the adapter works with today: entries an
+    /// older Herald wrote in another form are read here, and stored in the current form at
+    /// their next refresh. Most adapters never changed their form.
+    fn current_form(&self, stored: TokenGrant) -> TokenGrant {
+        stored
+    }
 
     /// The account the token belongs to.
     async fn account(&self, access_token: &Secret) -> Result<AccountProfile, PlatformFailure>;
@@ -239,12 +381,11 @@ pub trait PlatformAdapter: Send + Sync {
         limits: &dyn RateLimitGate,
     ) -> Result<CreatedPost, PostError>;
 
-    /// Looks for a post this account created at or after `since` matching `draft` — used to
+    /// Looks for a post `draft.account` created at or after `since` matching `draft` — used to
     /// reconcile an attempt whose outcome is unknown.
     async fn find_post(
         &self,
         access_token: &Secret,
-        account_id: &str,
         since: DateTime<Utc>,
         draft: &PostDraft,
         limits: &dyn RateLimitGate,

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use herald_domain::connection::AccountProfile;
 use herald_domain::publishing_job::{
     FoundPost, NextStep, PublishingJobCommand, PublishingJobError,
 };
@@ -29,9 +30,7 @@ use crate::vault::Sealer;
 const SETTLE: chrono::Duration = chrono::Duration::seconds(5);
 /// How long to wait before looking at a job again after our own infrastructure failed.
 const INTERNAL_BACKOFF: chrono::Duration = chrono::Duration::seconds(2);
-/// The failure code adapters give a post refused as a duplicate of an existing one.
-const DUPLICATE_CODE: &str = "http_403_duplicate";
-/// How old a connection's state may be when read for its account id (which never changes).
+/// How old a connection's state may be when read for its account (which never changes).
 const CONNECTION_STATE_AGE: Duration = Duration::from_secs(1);
 /// How often the dispatcher looks for due jobs when nothing wakes it.
 const POLL: Duration = Duration::from_millis(250);
@@ -238,7 +237,11 @@ impl Publisher {
         self.adapters.get(platform)
     }
 
-    async fn limits_for(&self, job: &PublishingJob) -> anyhow::Result<SharedRateLimits> {
+    /// The account the job publishes as (its connection's) and that account's shared limits.
+    async fn account_and_limits(
+        &self,
+        job: &PublishingJob,
+    ) -> anyhow::Result<(AccountProfile, SharedRateLimits)> {
         let connection_id = job
             .connection_id
             .ok_or_else(|| anyhow::anyhow!("job has no connection"))?;
@@ -246,21 +249,19 @@ impl Publisher {
             .connections
             .load_recent(&connection_id.to_string(), CONNECTION_STATE_AGE)
             .await?;
-        let account_id = connection.account.map(|a| a.account_id).unwrap_or_default();
+        let account = connection.account.unwrap_or_default();
         let platform = job
             .platform
             .ok_or_else(|| anyhow::anyhow!("job has no platform"))?;
-        Ok(SharedRateLimits::new(
-            self.db.clone(),
-            platform,
-            &account_id,
-        ))
+        let limits = SharedRateLimits::new(self.db.clone(), platform, &account.account_id);
+        Ok((account, limits))
     }
 
-    fn draft(job: &PublishingJob, part_index: usize) -> PostDraft {
+    fn draft(job: &PublishingJob, account: &AccountProfile, part_index: usize) -> PostDraft {
         let content = job.content.clone().unwrap_or_default();
         let first = part_index == 0;
         PostDraft {
+            account: account.clone(),
             text: content.parts.get(part_index).cloned().unwrap_or_default(),
             title: content.title,
             link: if first { content.link } else { None },
@@ -325,8 +326,8 @@ impl Publisher {
         attempt_id: AttemptId,
         refresh_first: bool,
     ) -> StepResult {
-        let (adapter, limits) = match self.adapter_for(job) {
-            Ok(adapter) => (adapter, self.limits_for(job).await?),
+        let (adapter, (account, limits)) = match self.adapter_for(job) {
+            Ok(adapter) => (adapter, self.account_and_limits(job).await?),
             Err(failure) => return self.fail_attempt(job_id, attempt_id, failure).await,
         };
         let connection_id = job.connection_id.expect("a scheduled job has a connection");
@@ -334,7 +335,7 @@ impl Publisher {
             Ok(token) => token,
             Err(failure) => return self.fail_attempt(job_id, attempt_id, failure).await,
         };
-        let post = Self::draft(job, 0);
+        let post = Self::draft(job, &account, 0);
         for (media_index, item) in post.media.iter().enumerate() {
             if job.uploaded_media.contains_key(&media_index) {
                 continue;
@@ -377,7 +378,7 @@ impl Publisher {
         }
         let mut job = self.jobs.load(&job_id.to_string()).await?;
         for part_index in job.next_part_index()..job.part_count() {
-            let draft = Self::draft(&job, part_index);
+            let draft = Self::draft(&job, &account, part_index);
             let mut result = adapter.create_post(&token, &draft, &limits).await;
             // One refresh on a 401, then one more try with the new token.
             if let Err(PostError::Failed(failure)) = &result {
@@ -395,6 +396,7 @@ impl Publisher {
             }
             match result {
                 Ok(post) => {
+                    tracing::info!(part_index, post_id = %post.post_id, "post created");
                     self.execute(
                         job_id,
                         PublishingJobCommand::RecordPostCreated {
@@ -424,7 +426,7 @@ impl Publisher {
                 // A platform may create the post and still answer 5xx; then the retry is refused
                 // as a duplicate. Ask the platform instead of failing the job.
                 Err(PostError::Failed(failure))
-                    if failure.code == DUPLICATE_CODE
+                    if failure.is_duplicate_post()
                         && job.last_failure == Some(ErrorClass::Retryable) =>
                 {
                     self.execute(
@@ -483,13 +485,8 @@ impl Publisher {
             Ok(adapter) => adapter,
             Err(failure) => anyhow::bail!("cannot reconcile: {failure}"),
         };
-        let limits = self.limits_for(job).await?;
+        let (account, limits) = self.account_and_limits(job).await?;
         let connection_id = job.connection_id.expect("a scheduled job has a connection");
-        let connection = self
-            .connections
-            .load_recent(&connection_id.to_string(), CONNECTION_STATE_AGE)
-            .await?;
-        let account_id = connection.account.map(|a| a.account_id).unwrap_or_default();
         let since = self
             .attempt_started_at(job_id, attempt_id)
             .await?
@@ -501,11 +498,8 @@ impl Publisher {
                 return Ok(Continue::ReleaseUntil(Utc::now() + INTERNAL_BACKOFF));
             }
         };
-        let draft = Self::draft(job, part_index);
-        match adapter
-            .find_post(&token, &account_id, since, &draft, &limits)
-            .await
-        {
+        let draft = Self::draft(job, &account, part_index);
+        match adapter.find_post(&token, since, &draft, &limits).await {
             Ok(found) => {
                 self.execute(
                     job_id,

@@ -1,6 +1,8 @@
 //! The token refresher: refreshes tokens shortly before they expire, so publishing rarely meets
 //! an expired token. Refreshes are single-flight per connection (see `TokenService`); a refused
-//! grant marks the connection `expired`, which takes it off this list — no retry storm.
+//! grant marks the connection `expired`, which takes it off this list — no retry storm. A
+//! connection whose login has ended (LinkedIn's 365-day refresh token) is marked `expired` with
+//! what to do, before anything is asked of the platform.
 use std::time::Duration;
 
 use chrono::Utc;
@@ -17,6 +19,8 @@ const AHEAD: chrono::Duration = chrono::Duration::minutes(5);
 pub trait ExpiringConnections: Send + Sync {
     /// Refreshable, usable connections whose token expires before `before`.
     async fn expiring(&self, before: chrono::DateTime<Utc>) -> anyhow::Result<Vec<ConnectionId>>;
+    /// Usable connections whose login ended before `now`.
+    async fn logins_ended(&self, now: chrono::DateTime<Utc>) -> anyhow::Result<Vec<ConnectionId>>;
 }
 
 /// Scans for expiring tokens every `every` until shutdown.
@@ -27,6 +31,24 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     loop {
+        match connections.logins_ended(Utc::now()).await {
+            Ok(ended) => {
+                for id in ended {
+                    match tokens.expire_login(&id).await {
+                        Ok(true) => {
+                            tracing::info!(connection = %id, "the login has ended; the connection needs the user")
+                        }
+                        Ok(false) => {}
+                        Err(error) => {
+                            tracing::warn!(connection = %id, error = %error, "could not record the end of the login")
+                        }
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::warn!(error = %error, "could not list connections whose login ended")
+            }
+        }
         match connections.expiring(Utc::now() + AHEAD).await {
             Ok(expiring) => {
                 for id in expiring {

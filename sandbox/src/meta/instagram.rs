@@ -9,7 +9,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
 use super::fetch::{probe, FetchError};
-use super::state::{Caller, Container, IgAccount, IgMedia, Inner};
+use super::state::{Caller, Container, IgAccount, IgMedia, Inner, ResumableUpload};
 use super::{finish, guard, missing_permission, MetaEndpoint, MetaState, Usage};
 use crate::faults::{self, Fault};
 use crate::meta_graph::{
@@ -17,8 +17,8 @@ use crate::meta_graph::{
 };
 use crate::oauth::random_token;
 
-const BASIC: &str = "instagram_basic";
-const PUBLISH: &str = "instagram_content_publish";
+pub(crate) const BASIC: &str = "instagram_basic";
+pub(crate) const PUBLISH: &str = "instagram_content_publish";
 /// Caption limits (facts §4.2).
 const MAX_CAPTION: usize = 2200;
 const MAX_HASHTAGS: usize = 30;
@@ -28,9 +28,9 @@ const CAROUSEL_CHILDREN: std::ops::RangeInclusive<usize> = 2..=10;
 /// Image size limit (facts §4.3, error 2207004).
 const MAX_IMAGE_BYTES: u64 = 8 * 1024 * 1024;
 /// Reels and carousel videos (facts §4.3: 300 MB in the current reference).
-const MAX_REEL_BYTES: u64 = 300 * 1024 * 1024;
+pub(crate) const MAX_REEL_BYTES: u64 = 300 * 1024 * 1024;
 /// Story videos (facts §4.3).
-const MAX_STORY_VIDEO_BYTES: u64 = 100 * 1024 * 1024;
+pub(crate) const MAX_STORY_VIDEO_BYTES: u64 = 100 * 1024 * 1024;
 
 macro_rules! guarded {
     ($state:expr, $req:expr, $p:expr, $endpoint:expr, $ig:expr) => {{
@@ -43,7 +43,7 @@ macro_rules! guarded {
 }
 
 /// An Instagram error `(code, subcode)` with Meta's message (facts §4.4).
-fn ig_error(code: i64, subcode: i64, message: &str) -> HttpResponse {
+pub(crate) fn ig_error(code: i64, subcode: i64, message: &str) -> HttpResponse {
     graph_error(
         StatusCode::BAD_REQUEST,
         message,
@@ -55,7 +55,7 @@ fn ig_error(code: i64, subcode: i64, message: &str) -> HttpResponse {
 
 /// The account, if the caller may act for it: a Page token of the linked Page, or a user token
 /// of someone with a role on that Page; with the permissions `scopes`.
-fn account_for(
+pub(crate) fn account_for(
     state: &MetaState,
     caller: &Caller,
     ig_id: &str,
@@ -150,6 +150,8 @@ enum Source {
     Image(String),
     Video(String),
     Carousel(Vec<String>),
+    /// A video that arrives through rupload.
+    Upload,
 }
 
 /// Fetches an image now, as Instagram does when the container is made: errors are immediate.
@@ -234,12 +236,7 @@ pub(crate) async fn create_container(
         Ok(account) => account,
         Err(resp) => return resp,
     };
-    if param(&p, "upload_type") == Some("resumable") {
-        return invalid_parameter(
-            "upload_type=resumable needs rupload.facebook.com, which the sandbox does not serve; give video_url",
-            None,
-        );
-    }
+    let resumable = param(&p, "upload_type") == Some("resumable");
     let is_carousel_item = param(&p, "is_carousel_item") == Some("true");
     let caption = param(&p, "caption").map(str::to_owned);
     if let (Some(caption), false) = (&caption, is_carousel_item) {
@@ -251,6 +248,18 @@ pub(crate) async fn create_container(
     let video_url = param(&p, "video_url").map(str::to_owned);
     let requested = param(&p, "media_type").unwrap_or_default().to_owned();
     let (media_type, source) = match (requested.as_str(), &image_url, &video_url) {
+        // facts §4.2: the video comes later through rupload.
+        ("REELS" | "STORIES", _, _) if resumable && !is_carousel_item => {
+            (requested.as_str(), Source::Upload)
+        }
+        ("VIDEO", _, _) if resumable && is_carousel_item => ("VIDEO", Source::Upload),
+        _ if resumable => {
+            return ig_error(
+                100,
+                2_207_023,
+                "upload_type=resumable is for REELS, STORIES or carousel items of media_type VIDEO.",
+            )
+        }
         ("" | "IMAGE", Some(url), _) => ("IMAGE", Source::Image(url.clone())),
         ("" | "IMAGE", None, _) => {
             return invalid_parameter("The parameter image_url is required.", None)
@@ -344,8 +353,12 @@ pub(crate) async fn create_container(
             }
             children = ids.clone();
         }
+        // Processing starts once every byte is in (see `rupload`).
+        Source::Upload => ready_at = now + state.config.ig_container_lifetime,
     }
+    let mut processing = state.config.ig_video_processing_delay;
     match &ctx.fault {
+        Some(Fault::SlowProcessing { secs }) if resumable => processing = faults::secs(*secs),
         Some(Fault::SlowProcessing { secs }) => ready_at = now + faults::secs(*secs),
         Some(Fault::RejectMedia) => {
             error = Some(match source {
@@ -387,12 +400,28 @@ pub(crate) async fn create_container(
                 ready_at,
                 error,
                 published_id: None,
+                upload: resumable.then(|| ResumableUpload {
+                    processing,
+                    ..ResumableUpload::default()
+                }),
             },
         );
         inner.container_order.push(id.clone());
         id
     };
-    finish(ctx, HttpResponse::Ok().json(json!({ "id": id }))).await
+    let mut body = json!({ "id": id });
+    if resumable {
+        // facts §4.2: `https://rupload.facebook.com/ig-api-upload/v25.0/<IG_CONTAINER_ID>`; the
+        // twin serves it itself.
+        let info = req.connection_info().clone();
+        let version = req.match_info().get("version").unwrap_or("v25.0");
+        body["uri"] = json!(format!(
+            "{}://{}/meta/ig-api-upload/{version}/{id}",
+            info.scheme(),
+            info.host()
+        ));
+    }
+    finish(ctx, HttpResponse::Ok().json(body)).await
 }
 
 /// `GET /{container-id}?fields=status_code,status`.
@@ -459,6 +488,10 @@ pub(crate) async fn publish(
         Err(resp) => return resp,
     };
     let creation_id = param(&p, "creation_id").unwrap_or_default().to_owned();
+    if let Some(Fault::SlowProcessing { secs }) = &ctx.fault {
+        // A slow publish: the quota is judged once it is done.
+        tokio::time::sleep(faults::secs(*secs)).await;
+    }
     let result = {
         let mut inner = state.lock();
         publish_container(state, &mut inner, &account, &creation_id)
@@ -525,6 +558,7 @@ fn publish_container(
     }
     let quota = state.config.ig_quota_total as usize;
     if inner.quota_usage(&account.id, state.config.ig_quota_duration, None) >= quota {
+        inner.ig_quota_refusals += 1;
         return Err(Box::new(ig_error(
             9,
             2_207_042,
@@ -536,21 +570,15 @@ fn publish_container(
             .children
             .iter()
             .filter_map(|c| inner.containers.get(c))
-            .filter_map(|c| c.image_url.clone().or_else(|| c.video_url.clone()))
+            .filter_map(|c| c.media_url())
             .collect()
     } else {
-        container
-            .video_url
-            .iter()
-            .chain(container.image_url.iter())
-            .take(1)
-            .cloned()
-            .collect()
+        container.media_url().into_iter().collect()
     };
     let (media_type, product) = match container.media_type.as_str() {
         "CAROUSEL" => ("CAROUSEL_ALBUM", "FEED"),
         "REELS" => ("VIDEO", "REELS"),
-        "STORIES" if container.video_url.is_some() => ("VIDEO", "STORY"),
+        "STORIES" if container.image_url.is_none() => ("VIDEO", "STORY"),
         "STORIES" => ("IMAGE", "STORY"),
         _ => ("IMAGE", "FEED"),
     };

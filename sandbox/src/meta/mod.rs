@@ -26,6 +26,7 @@
 //! | POST | `/{v}/{ig-user-id}/media_publish` | publish a FINISHED container, once, within the quota |
 //! | GET | `/{v}/{ig-user-id}/media`, `/stories` | published media, newest first |
 //! | GET | `/{v}/{ig-user-id}/content_publishing_limit` | `quota_usage` and `config` |
+//! | POST | `/ig-api-upload/{v}/{container-id}` | rupload: a resumable container's bytes (`offset`, `file_size`) |
 //! | GET | `/{v}/{id}` | a post, photo, video (`status`), container (`status_code`) or IG media |
 //! | POST/GET/DELETE | `/_sandbox/faults` | fault injection (not part of Meta) |
 //! | GET | `/_sandbox/state` | read-only state dump (not part of Meta) |
@@ -43,6 +44,7 @@ mod fetch;
 mod instagram;
 mod oauth;
 mod pages;
+mod rupload;
 mod state;
 
 use std::time::Duration;
@@ -101,8 +103,13 @@ pub struct MetaConfig {
     pub ig_container_limit: usize,
     /// Containers not published within this expire (facts §4.3: 24 hours).
     pub ig_container_lifetime: Duration,
-    /// Calls per usage owner before the usage headers reach 100 %.
+    /// Calls per usage owner per `usage_window` before the usage headers reach 100 % and Meta
+    /// refuses with its throttling error (code 4 for the app, 80001 for a Page, 80002 for an
+    /// Instagram account) until the window ends.
     pub call_budget: u64,
+    /// The window `call_budget` counts over (Meta: a rolling hour for the app's platform
+    /// limit; business-use-case limits state their wait in `estimated_time_to_regain_access`).
+    pub usage_window: Duration,
     /// How long the twin waits for a media URL before giving up.
     pub media_fetch_timeout: Duration,
 }
@@ -123,6 +130,7 @@ impl Default for MetaConfig {
             ig_container_limit: 400,
             ig_container_lifetime: Duration::from_secs(86_400),
             call_budget: 48_000,
+            usage_window: Duration::from_secs(3600),
             media_fetch_timeout: Duration::from_secs(5),
         }
     }
@@ -214,6 +222,8 @@ pub enum MetaEndpoint {
     IgPublish,
     /// `GET /{ig-user-id}/content_publishing_limit`.
     IgPublishingLimit,
+    /// `POST /ig-api-upload/{v}/{container-id}` (rupload): a resumable video's bytes.
+    IgUpload,
     /// `GET /{ig-user-id}/media`, `/stories` and `GET /{ig-media-id}`.
     IgListMedia,
     /// Wildcard: applies to any endpoint whose own queue is empty.
@@ -236,8 +246,44 @@ pub struct MetaStateSnapshot {
     pub instagram_media: Vec<MetaIgMediaSnapshot>,
     /// Every token issued (plaintext, so tests can grep for leaks).
     pub tokens_issued: Vec<MetaIssuedToken>,
+    /// Every resumable-upload request (rupload), in order.
+    pub ig_uploads: Vec<MetaIgUploadRecord>,
+    /// `media_publish` calls refused because the account's publishing quota was used up
+    /// (2207042; injected faults not counted).
+    pub ig_quota_refusals: u64,
     /// Recent requests to Meta routes (the `/_sandbox` routes are not recorded).
     pub requests: Vec<crate::RequestRecord>,
+    /// Every time a usage owner spent its budget, and every call refused for it, oldest first.
+    pub usage_events: Vec<MetaUsageEvent>,
+}
+
+/// A usage owner's budget ran out (`refused: false`, the call that spent the last of it) or a
+/// call was refused with Meta's throttling error (`refused: true`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetaUsageEvent {
+    /// `app`, a Page id or an Instagram account id.
+    pub owner: String,
+    /// RFC 3339 time of the call.
+    pub at: String,
+    pub refused: bool,
+    /// The `estimated_time_to_regain_access` the answer carried.
+    pub regain_minutes: u64,
+}
+
+/// One `POST /ig-api-upload/{v}/{container-id}` (rupload) and what became of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetaIgUploadRecord {
+    pub container_id: String,
+    /// The `offset` header, if it parsed.
+    pub offset: Option<u64>,
+    /// The `file_size` header, if it parsed.
+    pub file_size: Option<u64>,
+    /// Body bytes that arrived.
+    pub bytes_received: u64,
+    /// The answer's status; `None` while the body is still coming (or the client went away).
+    pub status: Option<u16>,
+    /// The bytes were taken.
+    pub accepted: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -315,6 +361,14 @@ pub struct MetaContainerSnapshot {
     /// Reels: also shown in the feed.
     pub share_to_feed: bool,
     pub status_code: String,
+    /// `resumable` for a container whose video is uploaded through rupload.
+    pub upload_type: Option<String>,
+    /// The announced size of an uploaded video.
+    pub file_size: Option<u64>,
+    /// Bytes of it received so far.
+    pub bytes_received: u64,
+    /// Checksum of the uploaded video once complete ([`crate::tiktok::checksum`]'s FNV-1a).
+    pub upload_checksum: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -355,6 +409,10 @@ pub(crate) fn scope(state: web::Data<MetaState>) -> impl HttpServiceFactory {
     .route("/_sandbox/faults", web::delete().to(control::clear_faults))
     .route("/_sandbox/state", web::get().to(control::state))
     .route("/_sandbox/users", web::post().to(control::define_user))
+    .route(
+        "/ig-api-upload/{version}/{container}",
+        web::post().to(rupload::upload),
+    )
     .service(
         web::scope("/{version:v[0-9]+\\.[0-9]+}")
             .route("/dialog/oauth", web::get().to(oauth::dialog))
@@ -458,6 +516,18 @@ impl Usage {
         }
     }
 
+    /// The usage header of this owner's budget: `X-App-Usage` for the app's platform limit
+    /// (user tokens), `X-Business-Use-Case-Usage` with the wait in minutes for a Page's or an
+    /// Instagram account's (platform-facts §3.3).
+    fn set_headers(&self, resp: &mut HttpResponse, count: state::CallCount) {
+        match self.throttle().buc {
+            None => meta_graph::set_app_usage(resp, count.percent),
+            Some((owner, kind)) => {
+                meta_graph::set_buc_usage(resp, owner, kind, count.percent, count.regain_minutes)
+            }
+        }
+    }
+
     /// `(code, subcode)` of a content rejection: Instagram's spam restriction (facts §4.4),
     /// Facebook's "deemed abusive" (368).
     fn rejection(&self) -> (i64, Option<i64>) {
@@ -474,7 +544,7 @@ pub(crate) struct Ctx {
     /// A fault the handler itself applies (processing, rejected media, timeout after success).
     pub fault: Option<Fault>,
     usage: Usage,
-    percent: u64,
+    count: state::CallCount,
 }
 
 /// Authenticates, counts the call and applies request-level faults. `Err` is the response to
@@ -498,7 +568,12 @@ pub(crate) async fn guard(
             Some(token) => state.authenticate(&token).map_err(invalid_token)?,
         };
     let usage = usage(&caller);
-    let percent = state.count_call(usage.key());
+    let count = state.count_call(usage.key());
+    if !count.allowed {
+        let mut resp = usage.throttle().error();
+        usage.set_headers(&mut resp, count);
+        return Err(resp);
+    }
     let fault = state.take_fault(endpoint);
     if let Some(fault) = &fault {
         tracing::info!(?endpoint, ?fault, "meta sandbox applying fault");
@@ -523,16 +598,13 @@ pub(crate) async fn guard(
         caller,
         fault,
         usage,
-        percent,
+        count,
     })
 }
 
 /// Adds the usage headers and applies `timeout_after_success`.
 pub(crate) async fn finish(ctx: Ctx, mut resp: HttpResponse) -> HttpResponse {
-    meta_graph::set_app_usage(&mut resp, ctx.percent.min(100));
-    if let Some((owner, kind)) = ctx.usage.throttle().buc {
-        meta_graph::set_buc_usage(&mut resp, owner, kind, ctx.percent.min(100), 0);
-    }
+    ctx.usage.set_headers(&mut resp, ctx.count);
     meta_graph::delay_after_success(ctx.fault.as_ref()).await;
     resp
 }

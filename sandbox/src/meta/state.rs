@@ -10,8 +10,9 @@ use chrono::{DateTime, Utc};
 
 use super::{
     MetaConfig, MetaContainerSnapshot, MetaEndpoint, MetaIgAccountSnapshot, MetaIgMediaSnapshot,
-    MetaIssuedToken, MetaPagePostSnapshot, MetaPageSnapshot, MetaPageSpec, MetaPhotoSnapshot,
-    MetaStateSnapshot, MetaUserSpec, MetaVideoSnapshot, ALL_TASKS,
+    MetaIgUploadRecord, MetaIssuedToken, MetaPagePostSnapshot, MetaPageSnapshot, MetaPageSpec,
+    MetaPhotoSnapshot, MetaStateSnapshot, MetaUsageEvent, MetaUserSpec, MetaVideoSnapshot,
+    ALL_TASKS,
 };
 use crate::faults::{Fault, FaultQueue, QueuedFault};
 use crate::inspect::RequestLog;
@@ -213,6 +214,43 @@ pub(crate) struct Container {
     /// `(subcode, message)` once processing has failed.
     pub error: Option<(i64, String)>,
     pub published_id: Option<String>,
+    /// Made with `upload_type=resumable`: its video arrives through rupload.
+    pub upload: Option<ResumableUpload>,
+}
+
+/// The bytes of a resumable container, as rupload received them.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ResumableUpload {
+    /// Announced by the first upload request (`file_size` header).
+    pub file_size: Option<u64>,
+    /// Bytes held, from the start of the file.
+    pub received: u64,
+    /// FNV-1a of the bytes held.
+    pub checksum: u64,
+    /// The first bytes of the file (to tell a video from anything else).
+    pub head: Vec<u8>,
+    /// How long processing takes once every byte is in.
+    pub processing: Duration,
+}
+
+impl ResumableUpload {
+    pub fn complete(&self) -> bool {
+        self.file_size.is_some_and(|size| self.received >= size)
+    }
+}
+
+impl Container {
+    /// Where the container's media is: its URL, or the CDN address of an uploaded video.
+    pub fn media_url(&self) -> Option<String> {
+        self.image_url
+            .clone()
+            .or_else(|| self.video_url.clone())
+            .or_else(|| {
+                self.upload
+                    .as_ref()
+                    .map(|_| format!("https://scontent.cdninstagram.com/o1/v/{}.mp4", self.id))
+            })
+    }
 }
 
 /// Published Instagram media.
@@ -266,8 +304,27 @@ pub(crate) struct Inner {
     pub ig_media: Vec<IgMedia>,
     pub faults: FaultQueue<MetaEndpoint>,
     pub requests: RequestLog,
-    /// API calls per usage owner (`app`, a Page id or an Instagram account id).
-    pub calls: HashMap<String, u64>,
+    /// Every rupload request, in order.
+    pub ig_uploads: Vec<MetaIgUploadRecord>,
+    /// `media_publish` calls refused because the publishing quota was used up.
+    pub ig_quota_refusals: u64,
+    /// API calls per usage owner (`app`, a Page id or an Instagram account id) in its current
+    /// window: when the window started and how many calls it counted.
+    pub calls: HashMap<String, (Instant, u64)>,
+    /// Every time a usage owner's budget ran out, and every call refused for it.
+    pub usage_events: Vec<MetaUsageEvent>,
+}
+
+/// What [`MetaState::count_call`] decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallCount {
+    /// Percent of the owner's budget used, at most 100.
+    pub percent: u64,
+    /// Whole minutes until the owner's budget is back (0 while some is left): Meta's
+    /// `estimated_time_to_regain_access`.
+    pub regain_minutes: u64,
+    /// Whether the call is within the budget (a refused call is not counted).
+    pub allowed: bool,
 }
 
 impl Inner {
@@ -418,7 +475,7 @@ impl Inner {
         if now >= container.expires_at {
             return ("EXPIRED", None);
         }
-        if now < container.ready_at {
+        if now < container.ready_at || container.upload.as_ref().is_some_and(|u| !u.complete()) {
             return ("IN_PROGRESS", None);
         }
         if let Some(error) = &container.error {
@@ -510,7 +567,10 @@ impl MetaState {
             ig_media: Vec::new(),
             faults: FaultQueue::new(MetaEndpoint::Any),
             requests: RequestLog::default(),
+            ig_uploads: Vec::new(),
+            ig_quota_refusals: 0,
             calls: HashMap::new(),
+            usage_events: Vec::new(),
         };
         for spec in &config.users {
             inner.define_user(spec);
@@ -562,11 +622,39 @@ impl MetaState {
     }
 
     /// Counts one call for `owner`; returns its usage in percent of the call budget.
-    pub fn count_call(&self, owner: &str) -> u64 {
+    /// Counts one call against `owner`'s budget of `call_budget` calls per `usage_window`
+    /// (a fixed window from its first call). Past the budget the call is refused until the
+    /// window ends; the call that spends the last of it says how long that is.
+    pub fn count_call(&self, owner: &str) -> CallCount {
+        let now = Instant::now();
+        let budget = self.config.call_budget.max(1);
+        let window = self.config.usage_window;
         let mut inner = self.lock();
-        let calls = inner.calls.entry(owner.to_owned()).or_default();
-        *calls += 1;
-        (*calls * 100) / self.config.call_budget.max(1)
+        let entry = inner.calls.entry(owner.to_owned()).or_insert((now, 0));
+        if now.duration_since(entry.0) >= window {
+            *entry = (now, 0);
+        }
+        let left = window.saturating_sub(now.duration_since(entry.0));
+        let regain_minutes = left.as_secs().div_ceil(60).max(1);
+        let allowed = entry.1 < budget;
+        if allowed {
+            entry.1 += 1;
+        }
+        let percent = (entry.1 * 100 / budget).min(100);
+        let spent = percent >= 100;
+        if spent && (!allowed || entry.1 == budget) {
+            inner.usage_events.push(MetaUsageEvent {
+                owner: owner.to_owned(),
+                at: Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                refused: !allowed,
+                regain_minutes,
+            });
+        }
+        CallCount {
+            percent,
+            regain_minutes: if spent { regain_minutes } else { 0 },
+            allowed,
+        }
     }
 
     pub fn take_fault(&self, endpoint: MetaEndpoint) -> Option<Fault> {
@@ -691,6 +779,14 @@ impl MetaState {
                     is_carousel_item: c.is_carousel_item,
                     share_to_feed: c.share_to_feed,
                     status_code: inner.container_status(c, now).0.to_owned(),
+                    upload_type: c.upload.as_ref().map(|_| "resumable".to_owned()),
+                    file_size: c.upload.as_ref().and_then(|u| u.file_size),
+                    bytes_received: c.upload.as_ref().map_or(0, |u| u.received),
+                    upload_checksum: c
+                        .upload
+                        .as_ref()
+                        .filter(|u| u.complete())
+                        .map(|u| format!("{:016x}", u.checksum)),
                 })
                 .collect(),
             instagram_media: inner
@@ -709,7 +805,10 @@ impl MetaState {
                 })
                 .collect(),
             tokens_issued: inner.issued.clone(),
+            ig_uploads: inner.ig_uploads.clone(),
+            ig_quota_refusals: inner.ig_quota_refusals,
             requests: inner.requests.records(),
+            usage_events: inner.usage_events.clone(),
         }
     }
 }

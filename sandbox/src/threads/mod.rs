@@ -65,7 +65,8 @@ pub struct ThreadsConfig {
     pub min_refresh_age: Duration,
     /// How long a video container stays `IN_PROGRESS`.
     pub video_processing_delay: Duration,
-    /// Posts per user per `quota_duration` (Threads: 250 per 24 h).
+    /// Posts (not replies) per user per `quota_duration` (Threads: 250 per 24 h); set it low
+    /// to see the limit refuse.
     pub quota_total: u32,
     /// Window of the publishing quota.
     pub quota_duration: Duration,
@@ -120,6 +121,9 @@ pub struct ThreadsStateSnapshot {
     pub containers: Vec<ThreadsContainerSnapshot>,
     /// Every token issued (plaintext, so tests can grep for leaks).
     pub tokens_issued: Vec<ThreadsIssuedToken>,
+    /// `threads_publish` calls refused because the profile's 24-hour publishing quota was used
+    /// up (injected faults not counted).
+    pub quota_refusals: u64,
     /// Recent requests to Threads routes (the `/_sandbox` routes are not recorded).
     pub requests: Vec<crate::RequestRecord>,
 }

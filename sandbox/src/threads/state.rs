@@ -107,6 +107,8 @@ pub(crate) struct Inner {
     pub requests: RequestLog,
     /// API calls per user, for `X-App-Usage`.
     pub calls: HashMap<String, u64>,
+    /// `threads_publish` calls refused because the publishing quota was used up.
+    pub quota_refusals: u64,
 }
 
 impl Inner {
@@ -209,6 +211,7 @@ impl ThreadsState {
                 faults: FaultQueue::new(ThreadsEndpoint::Any),
                 requests: RequestLog::default(),
                 calls: HashMap::new(),
+                quota_refusals: 0,
             }),
         }
     }
@@ -312,6 +315,7 @@ impl ThreadsState {
                 })
                 .collect(),
             tokens_issued: inner.issued.clone(),
+            quota_refusals: inner.quota_refusals,
             requests: inner.requests.records(),
         }
     }

@@ -286,18 +286,6 @@ impl TestApp {
             .collect())
     }
 
-    /// Queues a fault on the sandbox's Meta twin (Facebook Pages and Instagram).
-    pub async fn meta_fault(&self, endpoint: &str, fault: Value, times: u32) {
-        let response = self
-            .http
-            .post(format!("{}/_sandbox/faults", self.sandbox.meta_base_url()))
-            .json(&json!({"endpoint": endpoint, "fault": fault, "times": times}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200, "{:?}", response.text().await);
-    }
-
     /// Connects `user` to sandbox TikTok as `sandbox_user`; returns the connection id.
     pub async fn connect_tiktok(&self, user: &str, sandbox_user: &str) -> String {
         self.connect("tiktok", user, sandbox_user).await
@@ -393,6 +381,21 @@ impl TestApp {
             .collect()
     }
 
+    /// The twins' checksum ([`herald_sandbox::tiktok::checksum`]) of the file at a media
+    /// item's URL, to compare with what a twin received.
+    pub async fn media_checksum(&self, media: &Value) -> String {
+        let bytes = self
+            .http
+            .get(media["url"].as_str().expect("a media URL"))
+            .send()
+            .await
+            .expect("the sandbox serves the media")
+            .bytes()
+            .await
+            .expect("the media body");
+        herald_sandbox::tiktok::checksum(&bytes)
+    }
+
     /// The job's full history: `{sequence, event_type, occurred_at, data: {Type: {...}}, ...}`.
     pub async fn history_events(&self, user: &str, job_id: &str) -> Vec<Value> {
         let body: Value = self
@@ -449,96 +452,40 @@ impl TestApp {
         assert!(response.status().is_success());
     }
 
-    /// Queues a sandbox Threads fault.
-    pub async fn threads_fault(&self, endpoint: &str, fault: Value, times: u32) {
-        let response = self
-            .http
-            .post(format!(
-                "{}/_sandbox/faults",
-                self.sandbox.threads_base_url()
-            ))
-            .json(&json!({"endpoint": endpoint, "fault": fault, "times": times}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200, "{:?}", response.text().await);
-    }
-
-    /// Queues a sandbox YouTube fault.
-    pub async fn youtube_fault(&self, endpoint: &str, fault: Value, times: u32) {
-        let response = self
-            .http
-            .post(format!(
-                "{}/_sandbox/faults",
-                self.sandbox.youtube_base_url()
-            ))
-            .json(&json!({"endpoint": endpoint, "fault": fault, "times": times}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200, "{:?}", response.text().await);
-    }
-
-    /// Queues a sandbox TikTok fault (`/tiktok/_sandbox/faults`), or with `control` another
-    /// TikTok control route (`errors`, `fail_reasons`, `creators`).
-    pub async fn tiktok_control(&self, control: &str, body: Value) {
+    /// POSTs `body` to a twin's control route `/_sandbox/{control}`: `faults`, or TikTok's
+    /// `errors`, `fail_reasons` and `creators`. Panics unless the twin accepts it.
+    pub async fn sandbox_control(&self, twin: Twin, control: &str, body: Value) {
         let response = self
             .http
             .post(format!(
                 "{}/_sandbox/{control}",
-                self.sandbox.tiktok_base_url()
+                twin.base_url(&self.sandbox)
             ))
             .json(&body)
             .send()
             .await
             .unwrap();
-        assert_eq!(response.status(), 200, "{:?}", response.text().await);
-    }
-
-    /// Queues a sandbox LinkedIn fault.
-    pub async fn linkedin_fault(&self, endpoint: &str, fault: Value, times: u32) {
-        let response = self
-            .http
-            .post(format!(
-                "{}/_sandbox/faults",
-                self.sandbox.linkedin_base_url()
-            ))
-            .json(&json!({"endpoint": endpoint, "fault": fault, "times": times}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200, "{:?}", response.text().await);
-    }
-
-    /// Queues a sandbox Reddit fault.
-    pub async fn reddit_fault(&self, endpoint: &str, fault: Value, times: u32) {
-        let response = self
-            .http
-            .post(format!(
-                "{}/_sandbox/faults",
-                self.sandbox.reddit_base_url()
-            ))
-            .json(&json!({"endpoint": endpoint, "fault": fault, "times": times}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200, "{:?}", response.text().await);
-    }
-
-    /// Queues a sandbox X fault.
-    pub async fn x_fault(&self, endpoint: &str, fault: Value, times: u32) {
-        let response = self
-            .http
-            .post(format!("{}/_sandbox/faults", self.sandbox.x_base_url()))
-            .json(&json!({"endpoint": endpoint, "fault": fault, "times": times}))
-            .send()
-            .await
-            .unwrap();
         assert!(
             response.status().is_success(),
-            "fault not accepted: {:?}",
+            "{twin:?} refused the {control} control: {:?}",
             response.text().await
         );
+    }
+
+    /// Queues `fault` (`{"kind": ...}`) for the next `times` calls to the twin's `endpoint`.
+    pub async fn fault(&self, twin: Twin, endpoint: &str, fault: Value, times: u32) {
+        let body = json!({"endpoint": endpoint, "fault": fault, "times": times});
+        self.sandbox_control(twin, "faults", body).await;
+    }
+
+    /// [`Self::fault`] on the Meta twin.
+    pub async fn meta_fault(&self, endpoint: &str, fault: Value, times: u32) {
+        self.fault(Twin::Meta, endpoint, fault, times).await;
+    }
+
+    /// [`Self::fault`] on the Threads twin.
+    pub async fn threads_fault(&self, endpoint: &str, fault: Value, times: u32) {
+        self.fault(Twin::Threads, endpoint, fault, times).await;
     }
 
     /// Polls the query API until every job in `job_ids` has `status`; returns the jobs.
@@ -567,6 +514,69 @@ impl TestApp {
             drop_postgres_database(url).await;
         }
     }
+}
+
+/// A sandbox twin, for its `/_sandbox` control routes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Twin {
+    X,
+    Threads,
+    Youtube,
+    Tiktok,
+    Linkedin,
+    Meta,
+    Reddit,
+}
+
+impl Twin {
+    fn base_url(self, sandbox: &Sandbox) -> String {
+        match self {
+            Self::X => sandbox.x_base_url(),
+            Self::Threads => sandbox.threads_base_url(),
+            Self::Youtube => sandbox.youtube_base_url(),
+            Self::Tiktok => sandbox.tiktok_base_url(),
+            Self::Linkedin => sandbox.linkedin_base_url(),
+            Self::Meta => sandbox.meta_base_url(),
+            Self::Reddit => sandbox.reddit_base_url(),
+        }
+    }
+}
+
+/// The embedded default with `platform`'s settings removed by `unset`: connecting `platform`
+/// must go to Herald's own in-process sandbox, not the test's, and its callback must succeed.
+/// Returns the authorization URL, for the platform's own checks.
+pub async fn connect_through_the_embedded_sandbox(
+    platform: &str,
+    unset: impl FnOnce(&mut Config),
+) -> String {
+    let app = spawn_app_configured(
+        Backend::Embedded,
+        SandboxConfig::default(),
+        Role::All,
+        |config| {
+            config.sandbox = Some(true);
+            unset(config);
+        },
+    )
+    .await;
+    let started: Value = app
+        .post("alice", &format!("/{platform}/connect"), json!({}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let url = started["authorization_url"]
+        .as_str()
+        .expect("a URL")
+        .to_owned();
+    assert!(
+        !url.starts_with(&app.sandbox.base_url()),
+        "the in-process sandbox, not the test's: {url}"
+    );
+    let callback = app.http.get(&url).send().await.unwrap();
+    assert_eq!(callback.status(), 200, "{:?}", callback.text().await);
+    app.stop().await;
+    url
 }
 
 /// Polls `check` every 100 ms until it returns `Some`, or panics with `what` after `within`.

@@ -6,6 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 
 use herald_api::config::Config;
+use herald_infrastructure::platforms::instagram::VideoUpload;
 
 /// The `herald` binary built by `cargo build --bin herald` (`scripts/test.sh` does that first).
 pub fn herald_binary() -> PathBuf {
@@ -102,6 +103,9 @@ pub fn config_env(config: &Config) -> Vec<(String, String)> {
         ("REDDIT_CLIENT_SECRET", &config.reddit_client_secret),
         ("REDDIT_API_BASE", &config.reddit_api_base),
         ("REDDIT_USER_AGENT", &config.reddit_user_agent),
+        ("THREADS_CLIENT_ID", &config.threads_client_id),
+        ("THREADS_CLIENT_SECRET", &config.threads_client_secret),
+        ("THREADS_API_BASE", &config.threads_api_base),
     ] {
         if let Some(value) = value {
             set(name, value.clone());
@@ -114,6 +118,10 @@ pub fn config_env(config: &Config) -> Vec<(String, String)> {
     set(
         "LINKEDIN_THROTTLE_BACKOFF_SECS",
         config.linkedin_throttle_backoff_secs.to_string(),
+    );
+    set(
+        "THREADS_REQUEST_TIMEOUT_SECS",
+        config.threads_request_timeout_secs.to_string(),
     );
     set(
         "REDDIT_REQUEST_TIMEOUT_SECS",
@@ -166,6 +174,32 @@ pub fn config_env(config: &Config) -> Vec<(String, String)> {
         "INSTAGRAM_REQUEST_TIMEOUT_SECS",
         config.instagram_request_timeout_secs.to_string(),
     );
+    set(
+        "INSTAGRAM_VIDEO_UPLOAD",
+        match config.instagram_video_upload {
+            VideoUpload::Resumable => "resumable",
+            VideoUpload::Url => "url",
+        }
+        .to_string(),
+    );
+    for (name, value) in [
+        (
+            "INSTAGRAM_PUBLISH_QUOTA",
+            config.instagram_publish_quota.map(u64::from),
+        ),
+        (
+            "INSTAGRAM_UPLOAD_CHUNK_BYTES",
+            config.instagram_upload_chunk_bytes,
+        ),
+        (
+            "THREADS_PUBLISH_QUOTA",
+            config.threads_publish_quota.map(u64::from),
+        ),
+    ] {
+        if let Some(value) = value {
+            set(name, value.to_string());
+        }
+    }
     if let Some(id) = &config.tiktok_client_id {
         set("TIKTOK_CLIENT_ID", id.clone());
     }
@@ -198,6 +232,9 @@ pub fn config_env(config: &Config) -> Vec<(String, String)> {
     );
     if let Some(id) = &config.worker_id {
         set("HERALD_WORKER_ID", id.clone());
+    }
+    if let Some(rules) = &config.content_rules {
+        set("HERALD_CONTENT_RULES", rules.display().to_string());
     }
     env
 }
@@ -329,7 +366,112 @@ impl SplitApp {
         WorkerProcess::spawn(config, &log_path, rust_log)
     }
 
+    /// Starts `count` worker processes together, each with `configure` applied to its own
+    /// configuration (see `worker_config`), and waits until every one of them is running.
+    pub async fn spawn_workers(
+        &mut self,
+        count: usize,
+        rust_log: &str,
+        configure: impl Fn(&mut Config),
+    ) -> Workers {
+        let mut workers = Vec::new();
+        for _ in 0..count {
+            let mut config = self.worker_config();
+            configure(&mut config);
+            workers.push(self.spawn_worker(&config, rust_log));
+        }
+        let workers = Workers(workers);
+        super::eventually(
+            "every worker process runs",
+            std::time::Duration::from_secs(60),
+            || async {
+                workers.assert_running();
+                workers
+                    .iter()
+                    .all(|w| w.log().contains("Herald is running"))
+                    .then_some(())
+            },
+        )
+        .await;
+        workers
+    }
+
     pub async fn stop(self) {
         self.app.stop().await;
+    }
+}
+
+/// For [`Workers::settle`]: the job is published, or waiting for a rate limit or quota to free
+/// up. A failed job fails the test at once.
+pub fn published_or_waiting_for_a_limit(job: &serde_json::Value) -> bool {
+    assert_ne!(job["status"], "failed", "no job fails: {job}");
+    job["status"] == "published"
+        || (job["status"] == "retry_scheduled" && job["last_error"]["class"] == "rate_limited")
+}
+
+/// Worker processes started together by [`SplitApp::spawn_workers`]; dropping them kills them.
+pub struct Workers(pub Vec<WorkerProcess>);
+
+impl std::ops::Deref for Workers {
+    type Target = [WorkerProcess];
+
+    fn deref(&self) -> &[WorkerProcess] {
+        &self.0
+    }
+}
+
+impl Workers {
+    /// Panics with its log if any worker has exited.
+    pub fn assert_running(&self) {
+        for worker in self.iter() {
+            worker.assert_running();
+        }
+    }
+
+    /// Whether any worker logged `needle`.
+    pub fn any_logged(&self, needle: &str) -> bool {
+        self.iter().any(|w| w.log().contains(needle))
+    }
+
+    /// Panics unless every worker logged one of `needles`: each process took part.
+    pub fn assert_each_logged_one_of(&self, needles: &[&str]) {
+        for worker in self.iter() {
+            let log = worker.log();
+            assert!(
+                needles.iter().any(|n| log.contains(n)),
+                "a worker logged none of {needles:?}: {}",
+                worker.log_path.display()
+            );
+        }
+    }
+
+    /// Polls the jobs until `settled` holds for every one of them, checking that every worker
+    /// keeps running; returns the job views in `job_ids`' order.
+    pub async fn settle(
+        &self,
+        app: &super::TestApp,
+        user: &str,
+        job_ids: &[String],
+        within: std::time::Duration,
+        settled: impl Fn(&serde_json::Value) -> bool,
+    ) -> Vec<serde_json::Value> {
+        super::eventually("every job settles", within, || async {
+            self.assert_running();
+            let mut jobs = Vec::new();
+            for job_id in job_ids {
+                let job: serde_json::Value = app
+                    .get(user, &format!("/jobs/{job_id}"))
+                    .await
+                    .json()
+                    .await
+                    .ok()?;
+                if !settled(&job) {
+                    return None;
+                }
+                jobs.push(job);
+            }
+            Some(jobs)
+        })
+        .await
     }
 }

@@ -31,7 +31,7 @@ use url::Url;
 use super::http::{self, PlatformApi, SendError};
 use super::meta::errors::{self, GraphPlatform};
 use super::meta::graph::{self, normalize, CallContext};
-use super::meta::login::{FacebookLogin, GraphConfig};
+use super::meta::login::{self, FacebookLogin, GraphConfig, RenewedPage};
 use super::{
     AuthorizationStart, ConnectedAccount, CreatedPost, MediaUpload, PlatformAdapter, PostDraft,
     PostError, RateLimitGate, TokenGrant, Unlimited, UploadProgress,
@@ -210,19 +210,6 @@ impl FacebookPagesAdapter {
         self.config.graph.graph_url(path)
     }
 
-    /// The Page the token acts as.
-    async fn page_id(
-        &self,
-        token: &Secret,
-        limits: &dyn RateLimitGate,
-    ) -> Result<String, PlatformFailure> {
-        let mut url = self.url("me");
-        url.query_pairs_mut().append_pair("fields", "id");
-        let request = self.login.http().get(url).bearer_auth(token.expose());
-        let me: Me = http::call_json(self, "facebook_me", limits, request, READ_PAGE).await?;
-        Ok(me.id)
-    }
-
     async fn video_status(
         &self,
         token: &Secret,
@@ -373,16 +360,32 @@ impl PlatformAdapter for FacebookPagesAdapter {
         self.login.exchange_code(self, code, redirect_uri).await
     }
 
-    /// Renews the Page token through the login's user token (see `meta::login`).
+    /// Renews the Page token through the login's user token (see `meta::login`); the Page is
+    /// the connection's account.
     #[tracing::instrument(skip_all, fields(platform = "facebook_pages"))]
-    async fn refresh(&self, refresh_token: &Secret) -> Result<TokenGrant, PlatformFailure> {
-        self.login.renew_page_grant(self, refresh_token).await
+    async fn refresh(
+        &self,
+        account: &AccountProfile,
+        refresh_token: &Secret,
+    ) -> Result<TokenGrant, PlatformFailure> {
+        self.login
+            .renew_page_grant(self, refresh_token, RenewedPage::Page(&account.account_id))
+            .await
+    }
+
+    /// Reads the renewal handle with the Page id an older Herald stored.
+    fn current_form(&self, stored: TokenGrant) -> TokenGrant {
+        login::current_form(stored)
     }
 
     /// Facebook revokes per app, not per Page: removing Herald's access would disconnect the
     /// person's other Pages and Instagram accounts too. Herald forgets the Page's token; the
     /// person removes Herald under Facebook's Business Integrations settings if they wish.
-    async fn revoke(&self, _grant: &TokenGrant) -> Result<(), PlatformFailure> {
+    async fn revoke(
+        &self,
+        _account: &AccountProfile,
+        _grant: &TokenGrant,
+    ) -> Result<(), PlatformFailure> {
         Ok(())
     }
 
@@ -441,7 +444,7 @@ impl PlatformAdapter for FacebookPagesAdapter {
                 let token = page.access_token.clone()?;
                 let name = page.display_name();
                 Some(ConnectedAccount {
-                    grant: Some(self.login.page_grant(&page.id, &token, grant)),
+                    grant: Some(self.login.page_grant(&token, grant)),
                     profile: AccountProfile {
                         account_id: page.id,
                         username: name.clone(),
@@ -546,11 +549,11 @@ impl PlatformAdapter for FacebookPagesAdapter {
     async fn find_post(
         &self,
         access_token: &Secret,
-        account_id: &str,
         since: DateTime<Utc>,
         draft: &PostDraft,
         limits: &dyn RateLimitGate,
     ) -> Result<Option<CreatedPost>, PlatformFailure> {
+        let account_id = draft.account.account_id.as_str();
         let start = (since - TimeDelta::seconds(CLOCK_SKEW_SECS)).timestamp();
         let mut url = self.url(account_id);
         if let Ok(mut segments) = url.path_segments_mut() {

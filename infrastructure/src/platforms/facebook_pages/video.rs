@@ -231,7 +231,10 @@ pub(super) async fn upload(
                     "the video at its URL is empty; check the URL",
                 ));
             }
-            (start(fb, token, total, limits).await?, 0)
+            (
+                start(fb, token, &upload.post.account.account_id, total, limits).await?,
+                0,
+            )
         }
     };
     progress.started(session.file_size).await;
@@ -275,13 +278,14 @@ async fn already_finished(
     }
 }
 
+/// Opens an upload session on `page_id` (the connection's Page).
 async fn start(
     fb: &FacebookPagesAdapter,
     token: &Secret,
+    page_id: &str,
     total: u64,
     limits: &dyn RateLimitGate,
 ) -> Result<Session, PlatformFailure> {
-    let page_id = fb.page_id(token, limits).await?;
     let request = fb
         .login
         .http()
@@ -301,7 +305,7 @@ async fn start(
         .saturating_sub(started.start_offset.0)
         .max(1);
     Ok(Session {
-        page_id,
+        page_id: page_id.to_owned(),
         video_id: started.video_id,
         upload_session_id: started.upload_session_id,
         file_size: total,

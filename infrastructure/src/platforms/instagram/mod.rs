@@ -6,24 +6,28 @@
 //! A personal Instagram account cannot be linked to a Page, so it is never offered: the person
 //! is told to switch it to a professional account and link it.
 //!
-//! Publishing: Instagram fetches media from public URLs, so `upload_media` sends nothing and
-//! returns `image:{url}` or `video:{url}`. `create_post` makes the container(s) the placement in
-//! `options.instagram` asks for — feed: one image (IMAGE), one video (REELS shared to the feed,
-//! as Instagram no longer takes feed VIDEO) or 2–10 items (CAROUSEL of children with
-//! `is_carousel_item`); `reels`: one video; `stories`: one image or video — polls each
-//! container's `status_code` until FINISHED, checks the publishing quota, then calls
-//! `media_publish`, the irreversible call.
+//! Publishing: images go by public URL, so `upload_media` returns `image:{url}`. A video is
+//! uploaded by `upload_media` itself (see [`upload`]): a container with
+//! `upload_type=resumable`, then the bytes streamed to `rupload.facebook.com` chunk by chunk,
+//! resumable across attempts; it returns `container:{id}`. With `INSTAGRAM_VIDEO_UPLOAD=url`
+//! Meta fetches the video instead and the reference is `video:{url}`. `create_post` makes the
+//! container(s) the placement in `options.instagram` asks for — feed: one image (IMAGE), one
+//! video (REELS shared to the feed, as Instagram no longer takes feed VIDEO) or 2–10 items
+//! (CAROUSEL of children with `is_carousel_item`); `reels`: one video; `stories`: one image or
+//! video — polls each container's `status_code` until FINISHED, reserves a publish from the
+//! quota, then calls `media_publish`, the irreversible call.
 //!
 //! The publishing quota (docs say 50 or 100 posts per 24 hours, facts §4.3) is read live from
-//! `content_publishing_limit` right before every `media_publish`, one publish per account at a
-//! time in a process. What the reading leaves is recorded in the shared rate-limit gate (key
-//! `instagram_publishing_quota`), so once any worker finds the quota used up, every worker waits
-//! for the next free slot without making containers. Two processes reading at the same moment
-//! can still both take the last slot; Instagram then refuses one (2207042), which waits for the
-//! next free slot too. Other rate-limit keys: `instagram_me`, `instagram_media`,
-//! `instagram_status`, `instagram_publish`, `instagram_read`.
-use std::collections::HashMap;
-use std::sync::Arc;
+//! `content_publishing_limit` right before every `media_publish`, and one publish is reserved
+//! through the shared gate ([`RateLimitGate::reserve_publish`], key
+//! `instagram_publishing_quota`): Meta's count plus Herald's publishes it may not show yet, taken
+//! atomically across every worker process, so two workers never both take the last slot. A
+//! refused publish frees its reservation; one whose outcome is unknown keeps it. When the quota
+//! is used up the job waits for the next free slot, and the gate remembers it so other workers
+//! do not make containers meanwhile. Other rate-limit keys: `instagram_me`, `instagram_media`,
+//! `instagram_upload`, `instagram_status`, `instagram_publish`, `instagram_read`.
+mod upload;
+
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -35,11 +39,14 @@ use url::Url;
 use super::http::{self, PlatformApi, SendError};
 use super::meta::errors::{self, instagram_subcode, GraphPlatform};
 use super::meta::graph::{self, normalize, CallContext};
-use super::meta::login::{FacebookLogin, GraphConfig, IdRef};
+use super::meta::login::{self, FacebookLogin, GraphConfig, IdRef, RenewedPage, GRAPH_VERSION};
+use super::meta::quota::{self, parse_graph_time, PublishingQuota, QuotaEntry};
+use super::x::join;
 use super::{
     AuthorizationStart, ConnectedAccount, CreatedPost, MediaUpload, PlatformAdapter, PostDraft,
-    PostError, RateLimitGate, TokenGrant, Unlimited, UploadProgress,
+    PostError, PublishReservation, RateLimitGate, TokenGrant, Unlimited, UploadProgress,
 };
+use crate::media_source::{MediaSource, MediaUrlPolicy};
 use crate::oauth::SetupError;
 use crate::secret::Secret;
 
@@ -65,18 +72,46 @@ const INSTAGRAM: GraphPlatform = GraphPlatform {
 const RECONNECT: &str = "connect Instagram again";
 /// The gate's key for the shared publishing quota.
 const QUOTA_KEY: &str = "instagram_publishing_quota";
+/// How Meta refuses a publish past the quota (facts §4.4: code 9, subcode 2207042).
+const QUOTA_SUBCODE: &str = "_2207042";
 
 const READ_ACCOUNT: CallContext = CallContext::api("read the Instagram account");
 const CREATE_CONTAINER: CallContext = CallContext::api("create the post's media container");
 const CONTAINER_STATUS: CallContext = CallContext::api("check the media container's status");
 const READ_QUOTA: CallContext = CallContext::api("read the publishing limit");
+const UPLOAD: CallContext = CallContext::api("upload the video");
 const PUBLISH: CallContext = CallContext::api("publish the post");
 const READ_POSTS: CallContext = CallContext::api("list the account's posts");
 
 /// Posts created this long before `since` still count: clocks differ between Herald and Meta.
 const CLOCK_SKEW_SECS: i64 = 5;
 /// The publishing quota's window (facts §4.3).
-const QUOTA_WINDOW: TimeDelta = TimeDelta::hours(24);
+const QUOTA_WINDOW: TimeDelta = quota::WINDOW;
+
+/// How Instagram gets a video's bytes (`INSTAGRAM_VIDEO_UPLOAD`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum VideoUpload {
+    /// Herald streams the video to `rupload.facebook.com` (`upload_type=resumable`), resuming
+    /// an interrupted upload where Meta stopped. Meta offers it to apps with Facebook Login for
+    /// Business (facts §4.2).
+    #[default]
+    Resumable,
+    /// Meta fetches the video from its public URL (`video_url`): for apps without Facebook
+    /// Login for Business.
+    Url,
+}
+
+impl std::str::FromStr for VideoUpload {
+    type Err = String;
+
+    fn from_str(raw: &str) -> Result<Self, String> {
+        match raw.trim().to_ascii_lowercase().as_str() {
+            "resumable" => Ok(Self::Resumable),
+            "url" => Ok(Self::Url),
+            other => Err(format!("{other:?} is neither `resumable` nor `url`")),
+        }
+    }
+}
 
 /// Configuration of the Instagram adapter.
 #[derive(Debug, Clone)]
@@ -90,6 +125,15 @@ pub struct InstagramConfig {
     pub publish_quota_fallback: u32,
     /// Publish at most this many per 24 hours even when Meta allows more.
     pub publish_quota_cap: Option<u32>,
+    /// How videos reach Instagram.
+    pub video_upload: VideoUpload,
+    /// Versioned base of resumable uploads: `{upload_base}/{container-id}`. Herald sends the
+    /// token only here, whatever `uri` a container names.
+    pub upload_base: Url,
+    /// Bytes per upload request; each is confirmed (and recorded) before the next.
+    pub upload_chunk_bytes: u64,
+    /// Which media URLs Herald may download videos from (see `media_source`).
+    pub media_policy: MediaUrlPolicy,
 }
 
 impl InstagramConfig {
@@ -101,15 +145,25 @@ impl InstagramConfig {
             status_poll_max_wait: Duration::from_secs(5 * 60),
             publish_quota_fallback: 50,
             publish_quota_cap: None,
+            video_upload: VideoUpload::Resumable,
+            upload_base: Url::parse(&format!(
+                "https://rupload.facebook.com/ig-api-upload/{GRAPH_VERSION}"
+            ))
+            .expect("static URL is valid"),
+            upload_chunk_bytes: 8 * 1024 * 1024,
+            media_policy: MediaUrlPolicy::default(),
         }
     }
 
-    /// Configuration for a Graph-compatible server (the sandbox's `/meta`) at `base`.
+    /// Configuration for a Graph-compatible server (the sandbox's `/meta`) at `base`, which
+    /// also takes resumable uploads at `{base}/ig-api-upload/{version}/`.
     pub fn for_base(base: Url, client_id: impl Into<String>, client_secret: Secret) -> Self {
         Self {
-            graph: GraphConfig::for_base(base, client_id, client_secret, &DEFAULT_SCOPES),
+            graph: GraphConfig::for_base(base.clone(), client_id, client_secret, &DEFAULT_SCOPES),
             status_poll_interval: Duration::from_millis(100),
             status_poll_max_wait: Duration::from_secs(30),
+            upload_base: join(&join(&base, "ig-api-upload"), GRAPH_VERSION),
+            upload_chunk_bytes: 1024 * 1024,
             ..Self::new(String::new(), Secret::new(""))
         }
     }
@@ -119,9 +173,8 @@ impl InstagramConfig {
 pub struct InstagramAdapter {
     config: InstagramConfig,
     login: FacebookLogin,
-    /// Per account: one publish at a time in this process, from reading the live quota to
-    /// `media_publish`, so this process never races itself past the quota.
-    publish_turns: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Downloads videos to upload, from public addresses only (see `media_source`).
+    media_source: MediaSource,
 }
 
 impl std::fmt::Debug for InstagramAdapter {
@@ -162,18 +215,6 @@ struct Listing<T> {
 }
 
 #[derive(Debug, Deserialize)]
-struct QuotaEntry {
-    #[serde(default)]
-    quota_usage: u32,
-    config: Option<QuotaConfig>,
-}
-
-#[derive(Debug, Deserialize)]
-struct QuotaConfig {
-    quota_total: Option<u32>,
-}
-
-#[derive(Debug, Deserialize)]
 struct Media {
     id: String,
     #[serde(default)]
@@ -186,13 +227,19 @@ struct Media {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum MediaRef<'a> {
     Image(&'a str),
+    /// A video Meta fetches from its URL.
     Video(&'a str),
+    /// A video already uploaded into this container (resumable upload).
+    Container(&'a str),
 }
 
 impl<'a> MediaRef<'a> {
     fn parse(reference: &'a str) -> Option<Self> {
         if let Some(url) = reference.strip_prefix("image:") {
             return Some(Self::Image(url));
+        }
+        if let Some(id) = reference.strip_prefix("container:") {
+            return Some(Self::Container(id));
         }
         reference.strip_prefix("video:").map(Self::Video)
     }
@@ -216,14 +263,60 @@ impl Placement {
     }
 }
 
-/// The container parameters of a post: `(children, parent)`, children first.
-type Plan = (
-    Vec<Vec<(&'static str, String)>>,
-    Vec<(&'static str, String)>,
-);
+type Params = Vec<(&'static str, String)>;
+
+/// A container of the post: one to make, or one a resumable upload already made (with the
+/// index of its media item).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Made {
+    New(Params),
+    Uploaded { id: String, media_index: usize },
+}
+
+/// The containers of a post: the carousel's children (in order), then the one to publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Plan {
+    children: Vec<Made>,
+    parent: Made,
+}
 
 fn permanent(code: &str, message: impl Into<String>) -> PlatformFailure {
     PlatformFailure::new(ErrorClass::Permanent, code, message)
+}
+
+/// The `media_type` (and `is_carousel_item`) of a video that is item `index` of `count` in a
+/// post for `placement`, or why Instagram cannot take it. Reels and stories are one item; a
+/// feed video alone is a reel shared to the feed; several items are a carousel.
+fn video_container(
+    placement: Placement,
+    count: usize,
+) -> Result<&'static [(&'static str, &'static str)], PlatformFailure> {
+    match (placement, count) {
+        (Placement::Stories, 1) => Ok(&[("media_type", "STORIES")]),
+        (Placement::Stories, _) => Err(permanent(
+            "story_single_media",
+            "an Instagram story is one image or one video; publish each item as its own story",
+        )),
+        (Placement::Reels | Placement::Feed, 1) => {
+            Ok(&[("media_type", "REELS"), ("share_to_feed", "true")])
+        }
+        (Placement::Reels, _) => Err(permanent(
+            "reel_single_video",
+            "an Instagram reel is exactly one video",
+        )),
+        (Placement::Feed, n) if n > 10 => Err(permanent(
+            "carousel_too_large",
+            format!("an Instagram carousel takes 2 to 10 items; this post has {n}"),
+        )),
+        (Placement::Feed, _) => Ok(&[("media_type", "VIDEO"), ("is_carousel_item", "true")]),
+    }
+}
+
+/// The caption parameter, for the containers that take one (not carousel items, not stories).
+fn caption_of(draft: &PostDraft, params: &mut Params) {
+    if !draft.text.is_empty() {
+        params.push(("caption", draft.text.clone()));
+    }
 }
 
 /// The containers `draft` needs, or why Instagram cannot take it.
@@ -240,78 +333,90 @@ fn plan(draft: &PostDraft) -> Result<Plan, PlatformFailure> {
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let caption = |params: &mut Vec<(&'static str, String)>| {
-        if !draft.text.is_empty() {
-            params.push(("caption", draft.text.clone()));
-        }
-    };
-    let mut parent: Vec<(&'static str, String)> = Vec::new();
-    match (Placement::of(draft), media.as_slice()) {
-        (_, []) => {
-            return Err(permanent(
-                "media_required",
-                "an Instagram post needs an image or a video; add one",
-            ))
-        }
-        (Placement::Stories, [one]) => {
-            parent.push(("media_type", "STORIES".into()));
-            match one {
-                MediaRef::Image(url) => parent.push(("image_url", (*url).into())),
-                MediaRef::Video(url) => parent.push(("video_url", (*url).into())),
+    let placement = Placement::of(draft);
+    let single = |item: MediaRef<'_>, media_index: usize| -> Result<Made, PlatformFailure> {
+        let mut params: Params = Vec::new();
+        match item {
+            MediaRef::Image(url) => {
+                match placement {
+                    Placement::Stories => params.push(("media_type", "STORIES".into())),
+                    Placement::Reels => {
+                        return Err(permanent(
+                            "reel_single_video",
+                            "an Instagram reel is exactly one video",
+                        ))
+                    }
+                    Placement::Feed => {}
+                }
+                params.push(("image_url", url.into()));
+            }
+            MediaRef::Video(url) => {
+                for (key, value) in video_container(placement, 1)? {
+                    params.push((key, (*value).into()));
+                }
+                params.push(("video_url", url.into()));
+            }
+            MediaRef::Container(id) => {
+                video_container(placement, 1)?;
+                return Ok(Made::Uploaded {
+                    id: id.to_owned(),
+                    media_index,
+                });
             }
         }
-        (Placement::Stories, _) => {
-            return Err(permanent(
-                "story_single_media",
-                "an Instagram story is one image or one video; publish each item as its own story",
-            ))
+        if placement != Placement::Stories {
+            caption_of(draft, &mut params);
         }
-        (Placement::Reels, [MediaRef::Video(url)]) | (Placement::Feed, [MediaRef::Video(url)]) => {
-            parent.push(("media_type", "REELS".into()));
-            parent.push(("video_url", (*url).into()));
-            parent.push(("share_to_feed", "true".into()));
-            caption(&mut parent);
-        }
-        (Placement::Reels, _) => {
-            return Err(permanent(
-                "reel_single_video",
-                "an Instagram reel is exactly one video",
-            ))
-        }
-        (Placement::Feed, [MediaRef::Image(url)]) => {
-            parent.push(("image_url", (*url).into()));
-            caption(&mut parent);
-        }
-        (Placement::Feed, many) if many.len() > 10 => {
-            return Err(permanent(
-                "carousel_too_large",
-                format!(
-                    "an Instagram carousel takes 2 to 10 items; this post has {}",
-                    many.len()
-                ),
-            ))
-        }
-        (Placement::Feed, many) => {
+        Ok(Made::New(params))
+    };
+    match media.as_slice() {
+        [] => Err(permanent(
+            "media_required",
+            "an Instagram post needs an image or a video; add one",
+        )),
+        [one] => Ok(Plan {
+            children: Vec::new(),
+            parent: single(*one, 0)?,
+        }),
+        many => {
+            // Stories and reels are single items, carousels 2 to 10: whatever the kinds.
+            video_container(placement, many.len())?;
             let children = many
                 .iter()
-                .map(|item| match item {
-                    MediaRef::Image(url) => vec![
+                .enumerate()
+                .map(|(media_index, item)| match item {
+                    MediaRef::Image(url) => Made::New(vec![
                         ("image_url", (*url).to_owned()),
                         ("is_carousel_item", "true".to_owned()),
-                    ],
-                    MediaRef::Video(url) => vec![
+                    ]),
+                    MediaRef::Video(url) => Made::New(vec![
                         ("media_type", "VIDEO".to_owned()),
                         ("video_url", (*url).to_owned()),
                         ("is_carousel_item", "true".to_owned()),
-                    ],
+                    ]),
+                    MediaRef::Container(id) => Made::Uploaded {
+                        id: (*id).to_owned(),
+                        media_index,
+                    },
                 })
                 .collect();
-            parent.push(("media_type", "CAROUSEL".into()));
-            caption(&mut parent);
-            return Ok((children, parent));
+            let mut parent: Params = vec![("media_type", "CAROUSEL".into())];
+            caption_of(draft, &mut parent);
+            Ok(Plan {
+                children,
+                parent: Made::New(parent),
+            })
         }
     }
-    Ok((Vec::new(), parent))
+}
+
+/// A container expired before it was published: the next attempt makes a new one.
+fn expired() -> PlatformFailure {
+    PlatformFailure::new(
+        ErrorClass::Retryable,
+        "container_expired",
+        "the Instagram media container expired before it was published; Herald makes a new one",
+    )
 }
 
 /// The subcode in a container's `status` ("... failed with error code 2207026.").
@@ -325,10 +430,12 @@ fn status_subcode(status: &str) -> Option<i64> {
 impl InstagramAdapter {
     pub fn new(config: InstagramConfig) -> Result<Self, SetupError> {
         let login = FacebookLogin::new(config.graph.clone(), "Instagram")?;
+        let media_source =
+            MediaSource::new(config.media_policy.clone(), config.graph.request_timeout)?;
         Ok(Self {
             config,
             login,
-            publish_turns: std::sync::Mutex::default(),
+            media_source,
         })
     }
 
@@ -446,17 +553,12 @@ impl InstagramAdapter {
                     ));
                     return Err(PlatformFailure::new(
                         class,
-                        subcode.map_or("container_error".into(), |s| format!("container_error_{s}")),
+                        subcode
+                            .map_or("container_error".into(), |s| format!("container_error_{s}")),
                         format!("Instagram could not process the post's media: {advice} ({said})"),
                     ));
                 }
-                Some("EXPIRED") => {
-                    return Err(PlatformFailure::new(
-                        ErrorClass::Retryable,
-                        "container_expired",
-                        "the Instagram media container expired before it was published; Herald makes a new one",
-                    ))
-                }
+                Some("EXPIRED") => return Err(expired()),
                 Some("PUBLISHED") => {
                     return Err(permanent(
                         "container_published",
@@ -488,32 +590,82 @@ impl InstagramAdapter {
         draft: &PostDraft,
         limits: &dyn RateLimitGate,
     ) -> Result<String, PlatformFailure> {
-        let (children, mut parent) = plan(draft)?;
-        if !children.is_empty() {
-            let mut ids = Vec::with_capacity(children.len());
-            for child in &children {
-                ids.push(self.create_container(token, ig_id, child, limits).await?);
-            }
-            for id in &ids {
-                self.wait_until_ready(token, id, limits).await?;
-            }
-            parent.push(("children", ids.join(",")));
+        let plan = plan(draft)?;
+        if plan.children.is_empty() {
+            return self.ready(token, ig_id, draft, &plan.parent, limits).await;
         }
-        let container = self.create_container(token, ig_id, &parent, limits).await?;
-        self.wait_until_ready(token, &container, limits).await?;
-        Ok(container)
+        let mut ids = Vec::with_capacity(plan.children.len());
+        for child in &plan.children {
+            ids.push(match child {
+                Made::New(params) => self.create_container(token, ig_id, params, limits).await?,
+                Made::Uploaded { id, .. } => id.clone(),
+            });
+        }
+        for (id, child) in ids.iter_mut().zip(&plan.children) {
+            match child {
+                Made::New(_) => self.wait_until_ready(token, id, limits).await?,
+                uploaded => *id = self.ready(token, ig_id, draft, uploaded, limits).await?,
+            }
+        }
+        let mut parent = plan.parent;
+        if let Made::New(params) = &mut parent {
+            params.push(("children", ids.join(",")));
+        }
+        self.ready(token, ig_id, draft, &parent, limits).await
     }
 
-    /// When the oldest post in the 24-hour window leaves it: the next free publishing slot.
+    /// The container of `made`, FINISHED. An uploaded video whose container expired before it
+    /// was published (24 hours, e.g. while the quota was used up) is uploaded again.
+    async fn ready(
+        &self,
+        token: &Secret,
+        ig_id: &str,
+        draft: &PostDraft,
+        made: &Made,
+        limits: &dyn RateLimitGate,
+    ) -> Result<String, PlatformFailure> {
+        let id = match made {
+            Made::New(params) => self.create_container(token, ig_id, params, limits).await?,
+            Made::Uploaded { id, .. } => id.clone(),
+        };
+        match self.wait_until_ready(token, &id, limits).await {
+            Err(failure) if failure.code == "container_expired" => {}
+            other => return other.map(|()| id),
+        }
+        let Made::Uploaded { media_index, .. } = made else {
+            return Err(expired());
+        };
+        let Some(item) = draft.media.get(*media_index) else {
+            return Err(expired());
+        };
+        tracing::info!(container = %id, "the uploaded video's container expired; uploading it again");
+        let upload = MediaUpload {
+            item,
+            index: *media_index,
+            count: draft.media.len(),
+            post: draft,
+            resume: None,
+        };
+        let again = upload::upload(self, token, &upload, limits, &upload::Unrecorded).await?;
+        let id = again
+            .strip_prefix("container:")
+            .unwrap_or(&again)
+            .to_owned();
+        self.wait_until_ready(token, &id, limits).await?;
+        Ok(id)
+    }
+
+    /// When the oldest post in the 24-hour window leaves it: the next free publishing slot
+    /// (`None` when Instagram lists none).
     async fn next_free_slot(
         &self,
         token: &Secret,
         ig_id: &str,
         limits: &dyn RateLimitGate,
-    ) -> DateTime<Utc> {
+    ) -> Option<DateTime<Utc>> {
         let now = Utc::now();
         let since = (now - QUOTA_WINDOW).timestamp().to_string();
-        let mut oldest: Option<DateTime<Utc>> = None;
+        let mut posted = Vec::new();
         for edge in ["media", "stories"] {
             let mut url = self.url(&format!("{ig_id}/{edge}"));
             url.query_pairs_mut()
@@ -528,65 +680,38 @@ impl InstagramAdapter {
                 READ_POSTS,
             )
             .await;
-            for media in listed.map(|l| l.data).unwrap_or_default() {
-                let at = media.timestamp.as_deref().and_then(parse_graph_time);
-                if let Some(at) = at.filter(|at| *at > now - QUOTA_WINDOW) {
-                    oldest = Some(oldest.map_or(at, |o: DateTime<Utc>| o.min(at)));
-                }
-            }
+            posted.extend(
+                listed
+                    .map(|l| l.data)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|m| m.timestamp.as_deref().and_then(parse_graph_time)),
+            );
         }
-        oldest.map_or(now + TimeDelta::hours(1), |o| {
-            o + QUOTA_WINDOW + TimeDelta::seconds(1)
-        })
+        quota::next_free_slot(posted, now)
     }
 
-    fn quota_failure(&self, total: u32, until: DateTime<Utc>) -> PlatformFailure {
-        PlatformFailure::new(
-            ErrorClass::RateLimited,
-            "publishing_quota",
-            format!(
-                "the Instagram account used its {total} API-published posts of the last 24 hours; Herald publishes at {} when the oldest leaves the window",
-                until.to_rfc3339()
-            ),
-        )
-        .not_before(until)
+    /// The publishing quota as configured.
+    fn quota(&self) -> PublishingQuota {
+        PublishingQuota {
+            key: QUOTA_KEY,
+            platform: "Instagram",
+            owner: "account",
+            fallback: self.config.publish_quota_fallback,
+            cap: self.config.publish_quota_cap,
+        }
     }
 
-    /// This process's turn to publish to `ig_id`.
-    async fn publish_turn(&self, ig_id: &str) -> tokio::sync::OwnedMutexGuard<()> {
-        let turn = self
-            .publish_turns
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .entry(ig_id.to_owned())
-            .or_default()
-            .clone();
-        turn.lock_owned().await
-    }
-
-    /// Refuses at once when the workers already know the quota is used up (the gate holds
-    /// what the last live reading said), before any container is made.
-    async fn quota_known_free(&self, limits: &dyn RateLimitGate) -> Result<(), PlatformFailure> {
-        limits.acquire(QUOTA_KEY).await.map_err(|until| {
-            let total = self
-                .config
-                .publish_quota_cap
-                .unwrap_or(self.config.publish_quota_fallback);
-            self.quota_failure(total, until)
-        })
-    }
-
-    /// Reads the live usage: refuses when the quota is used up, and tells the gate what is left
-    /// after this publish (and, when nothing is, when the next slot frees).
+    /// Reads `content_publishing_limit` and reserves this publish through the shared gate.
     async fn reserve_slot(
         &self,
         token: &Secret,
         ig_id: &str,
         limits: &dyn RateLimitGate,
-    ) -> Result<(), PlatformFailure> {
-        let now = Utc::now();
+    ) -> Result<PublishReservation, PlatformFailure> {
+        let read_at = Utc::now();
         // Meta takes a `since` at most 24 hours old.
-        let since = (now - QUOTA_WINDOW + TimeDelta::minutes(1)).timestamp();
+        let since = (read_at - QUOTA_WINDOW + TimeDelta::minutes(1)).timestamp();
         let mut url = self.url(&format!("{ig_id}/content_publishing_limit"));
         url.query_pairs_mut()
             .append_pair("fields", "quota_usage,config")
@@ -599,29 +724,13 @@ impl InstagramAdapter {
             READ_QUOTA,
         )
         .await?;
-        let entry = live.data.into_iter().next();
-        let usage = entry.as_ref().map_or(0, |e| e.quota_usage);
-        let live_total = entry
-            .and_then(|e| e.config)
-            .and_then(|c| c.quota_total)
-            .unwrap_or(self.config.publish_quota_fallback);
-        let total = self
-            .config
-            .publish_quota_cap
-            .map_or(live_total, |cap| cap.min(live_total));
-        if usage >= total {
-            let free_at = self.next_free_slot(token, ig_id, limits).await;
-            limits.observe(QUOTA_KEY, Some(0), Some(free_at)).await;
-            return Err(self.quota_failure(total, free_at));
-        }
-        let left = u64::from(total - usage - 1);
-        let reset = if left == 0 {
-            self.next_free_slot(token, ig_id, limits).await
-        } else {
-            now + QUOTA_WINDOW
-        };
-        limits.observe(QUOTA_KEY, Some(left), Some(reset)).await;
-        Ok(())
+        let quota = self.quota();
+        let reading = quota.reading(live.data.into_iter().next(), read_at);
+        quota
+            .reserve(reading, limits, || {
+                self.next_free_slot(token, ig_id, limits)
+            })
+            .await
     }
 
     /// `media_publish`: the irreversible call.
@@ -658,11 +767,15 @@ impl InstagramAdapter {
         };
         if !status.is_success() {
             let failure = self.classify(status, &headers, &body, PUBLISH, Utc::now());
-            if failure.code.ends_with("_2207042") {
+            if failure.code.ends_with(QUOTA_SUBCODE) {
                 // Another client used the quota meanwhile: wait for the next free slot.
-                let free_at = self.next_free_slot(token, ig_id, limits).await;
-                limits.observe(QUOTA_KEY, Some(0), Some(free_at)).await;
-                return Err(PostError::Failed(failure.not_before(free_at)));
+                let free_at = self
+                    .next_free_slot(token, ig_id, limits)
+                    .await
+                    .unwrap_or_else(|| Utc::now() + TimeDelta::hours(1));
+                return Err(PostError::Failed(
+                    self.quota().refused(failure, free_at, limits).await,
+                ));
             }
             return Err(PostError::Failed(failure));
         }
@@ -701,14 +814,6 @@ impl InstagramAdapter {
     }
 }
 
-/// Graph's `2025-01-02T03:04:05+0000` (or RFC 3339).
-fn parse_graph_time(raw: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_str(raw, "%Y-%m-%dT%H:%M:%S%z")
-        .or_else(|_| DateTime::parse_from_rfc3339(raw))
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
-}
-
 errors::graph_platform_api!(InstagramAdapter, INSTAGRAM);
 
 #[async_trait::async_trait]
@@ -732,15 +837,30 @@ impl PlatformAdapter for InstagramAdapter {
         self.login.exchange_code(self, code, redirect_uri).await
     }
 
-    /// Renews the linked Page's token through the login's user token (see `meta::login`).
+    /// Renews the token of the Page linked to the account through the login's user token
+    /// (see `meta::login`).
     #[tracing::instrument(skip_all, fields(platform = "instagram"))]
-    async fn refresh(&self, refresh_token: &Secret) -> Result<TokenGrant, PlatformFailure> {
-        self.login.renew_page_grant(self, refresh_token).await
+    async fn refresh(
+        &self,
+        account: &AccountProfile,
+        refresh_token: &Secret,
+    ) -> Result<TokenGrant, PlatformFailure> {
+        let page = RenewedPage::LinkedTo(&account.account_id);
+        self.login.renew_page_grant(self, refresh_token, page).await
+    }
+
+    /// Reads the renewal handle with the Page id an older Herald stored.
+    fn current_form(&self, stored: TokenGrant) -> TokenGrant {
+        login::current_form(stored)
     }
 
     /// Meta revokes per app, which would disconnect the person's Pages too: Herald forgets the
     /// token; the person removes Herald in Facebook's Business Integrations if they wish.
-    async fn revoke(&self, _grant: &TokenGrant) -> Result<(), PlatformFailure> {
+    async fn revoke(
+        &self,
+        _account: &AccountProfile,
+        _grant: &TokenGrant,
+    ) -> Result<(), PlatformFailure> {
         Ok(())
     }
 
@@ -778,7 +898,7 @@ impl PlatformAdapter for InstagramAdapter {
             let profile = self.profile(&page_token, &ig.id, &Unlimited).await?;
             accounts.push(ConnectedAccount {
                 profile,
-                grant: Some(self.login.page_grant(&page.id, token, grant)),
+                grant: Some(self.login.page_grant(token, grant)),
             });
         }
         tracing::Span::current().record("accounts", accounts.len());
@@ -797,20 +917,30 @@ impl PlatformAdapter for InstagramAdapter {
         Ok(accounts)
     }
 
-    /// Instagram fetches media itself when a container is made: nothing to send.
+    /// Images: Instagram fetches them when their container is made, nothing to send. Videos:
+    /// uploaded now into a resumable container (see [`upload`]), or fetched by Meta from their
+    /// URL with `INSTAGRAM_VIDEO_UPLOAD=url`.
     async fn upload_media(
         &self,
-        _access_token: &Secret,
+        access_token: &Secret,
         upload: &MediaUpload<'_>,
-        _limits: &dyn RateLimitGate,
+        limits: &dyn RateLimitGate,
         progress: &dyn UploadProgress,
     ) -> Result<String, PlatformFailure> {
-        progress.started(0).await;
         let item = upload.item;
-        match item.kind {
-            MediaKind::Image => Ok(format!("image:{}", item.url)),
-            MediaKind::Video => Ok(format!("video:{}", item.url)),
-            MediaKind::Gif => Err(permanent(
+        match (item.kind, self.config.video_upload) {
+            (MediaKind::Image, _) => {
+                progress.started(0).await;
+                Ok(format!("image:{}", item.url))
+            }
+            (MediaKind::Video, VideoUpload::Url) => {
+                progress.started(0).await;
+                Ok(format!("video:{}", item.url))
+            }
+            (MediaKind::Video, VideoUpload::Resumable) => {
+                upload::upload(self, access_token, upload, limits, progress).await
+            }
+            (MediaKind::Gif, _) => Err(permanent(
                 "unsupported_media",
                 "Instagram does not take GIFs; post it as a video or a JPEG image",
             )),
@@ -827,15 +957,21 @@ impl PlatformAdapter for InstagramAdapter {
         draft: &PostDraft,
         limits: &dyn RateLimitGate,
     ) -> Result<CreatedPost, PostError> {
-        let ig_id = self.ig_user_id(access_token, limits).await?;
-        self.quota_known_free(limits).await?;
+        let ig_id = draft.account.account_id.clone();
+        let quota = self.quota();
+        quota.known_free(limits).await?;
         let container = self.prepare(access_token, &ig_id, draft, limits).await?;
-        let turn = self.publish_turn(&ig_id).await;
-        self.reserve_slot(access_token, &ig_id, limits).await?;
-        let post_id = self
-            .publish(access_token, &ig_id, &container, limits)
-            .await?;
-        drop(turn);
+        let reservation = self.reserve_slot(access_token, &ig_id, limits).await?;
+        let published = self.publish(access_token, &ig_id, &container, limits).await;
+        quota
+            .settle(
+                &reservation,
+                &published,
+                |f| f.code.ends_with(QUOTA_SUBCODE),
+                limits,
+            )
+            .await;
+        let post_id = published?;
         tracing::Span::current().record("post_id", post_id.as_str());
         tracing::debug!("instagram media published");
         let url = self.post_url(access_token, &ig_id, &post_id, limits).await;
@@ -848,11 +984,11 @@ impl PlatformAdapter for InstagramAdapter {
     async fn find_post(
         &self,
         access_token: &Secret,
-        account_id: &str,
         since: DateTime<Utc>,
         draft: &PostDraft,
         limits: &dyn RateLimitGate,
     ) -> Result<Option<CreatedPost>, PlatformFailure> {
+        let account_id = draft.account.account_id.as_str();
         let stories = Placement::of(draft) == Placement::Stories;
         let start = since - TimeDelta::seconds(CLOCK_SKEW_SECS);
         let mut url = self.url(&format!(
@@ -914,40 +1050,59 @@ mod tests {
         }
     }
 
-    fn keys(params: &[(&'static str, String)]) -> Vec<String> {
-        params.iter().map(|(k, v)| format!("{k}={v}")).collect()
+    fn keys(made: &Made) -> Vec<String> {
+        match made {
+            Made::New(params) => params.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+            Made::Uploaded { id, media_index } => vec![format!("uploaded {id} #{media_index}")],
+        }
     }
 
     #[test]
     fn each_placement_makes_its_containers() {
-        let (children, parent) = plan(&draft(&["image:https://a/1.jpg"], None)).unwrap();
-        assert!(children.is_empty());
+        let plan_of = |media: &[&str], placement| plan(&draft(media, placement)).unwrap();
+        let single = plan_of(&["image:https://a/1.jpg"], None);
+        assert!(single.children.is_empty());
         assert_eq!(
-            keys(&parent),
+            keys(&single.parent),
             ["image_url=https://a/1.jpg", "caption=caption #tag"]
         );
 
-        let (_, parent) = plan(&draft(&["video:https://a/v.mp4"], None)).unwrap();
-        assert!(keys(&parent).contains(&"media_type=REELS".to_owned()));
-        assert!(keys(&parent).contains(&"share_to_feed=true".to_owned()));
+        let reel = keys(&plan_of(&["video:https://a/v.mp4"], None).parent);
+        assert!(reel.contains(&"media_type=REELS".to_owned()));
+        assert!(reel.contains(&"share_to_feed=true".to_owned()));
 
-        let (_, parent) = plan(&draft(&["image:https://a/s.jpg"], Some("stories"))).unwrap();
         assert_eq!(
-            keys(&parent),
+            keys(&plan_of(&["image:https://a/s.jpg"], Some("stories")).parent),
             ["media_type=STORIES", "image_url=https://a/s.jpg"]
         );
 
-        let (children, parent) = plan(&draft(
-            &["image:https://a/1.jpg", "video:https://a/2.mp4"],
-            None,
-        ))
-        .unwrap();
-        assert_eq!(children.len(), 2);
-        assert!(keys(&children[1]).contains(&"media_type=VIDEO".to_owned()));
-        assert!(keys(&children[0]).contains(&"is_carousel_item=true".to_owned()));
+        let carousel = plan_of(&["image:https://a/1.jpg", "video:https://a/2.mp4"], None);
+        assert_eq!(carousel.children.len(), 2);
+        assert!(keys(&carousel.children[1]).contains(&"media_type=VIDEO".to_owned()));
+        assert!(keys(&carousel.children[0]).contains(&"is_carousel_item=true".to_owned()));
         assert_eq!(
-            keys(&parent),
+            keys(&carousel.parent),
             ["media_type=CAROUSEL", "caption=caption #tag"]
+        );
+    }
+
+    #[test]
+    fn uploaded_videos_are_their_own_containers() {
+        let plan_of = |media: &[&str], placement| plan(&draft(media, placement)).unwrap();
+        for placement in [None, Some("reels"), Some("stories")] {
+            let plan = plan_of(&["container:179"], placement);
+            assert_eq!(keys(&plan.parent), ["uploaded 179 #0"], "{placement:?}");
+        }
+        let carousel = plan_of(&["image:https://a/1.jpg", "container:179"], None);
+        assert_eq!(keys(&carousel.children[1]), ["uploaded 179 #1"]);
+        assert!(plan(&draft(&["container:1", "container:2"], Some("reels"))).is_err());
+        assert_eq!(
+            video_container(Placement::Feed, 3).unwrap(),
+            [("media_type", "VIDEO"), ("is_carousel_item", "true")]
+        );
+        assert_eq!(
+            video_container(Placement::Stories, 2).unwrap_err().code,
+            "story_single_media"
         );
     }
 

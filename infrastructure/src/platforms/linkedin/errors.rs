@@ -14,10 +14,6 @@ use serde::Deserialize;
 
 use crate::platforms::PostError;
 
-/// The failure code the publisher treats as "refused as a duplicate" (it then reconciles after
-/// an ambiguous failure instead of failing the job).
-pub(crate) const DUPLICATE_CODE: &str = "http_403_duplicate";
-
 /// What the failed call was doing.
 #[derive(Debug, Clone, Copy)]
 pub struct CallContext {
@@ -96,6 +92,13 @@ pub(crate) fn next_midnight_utc(now: DateTime<Utc>) -> DateTime<Utc> {
     tomorrow.and_time(NaiveTime::MIN).and_utc()
 }
 
+/// Whether a rate-limit failure is LinkedIn's application-wide daily limit ("Resource level
+/// throttle APPLICATION DAY limit ..."), which the failure's message quotes, rather than the
+/// member's.
+pub(crate) fn is_application_limit(failure: &PlatformFailure) -> bool {
+    failure.class == ErrorClass::RateLimited && failure.message.contains("APPLICATION DAY")
+}
+
 /// Classifies a LinkedIn API error response. `backoff` is the wait after a 429 that names no
 /// daily limit; `version` is the `LinkedIn-Version` that was sent.
 pub(crate) fn classify(
@@ -170,7 +173,7 @@ pub(crate) fn classify(
         ),
         (422, _) if parsed.is_duplicate() => PlatformFailure::new(
             ErrorClass::Permanent,
-            DUPLICATE_CODE,
+            herald_domain::failure::DUPLICATE_POST,
             format!("LinkedIn refused the post as a duplicate of an existing one{said}; change the text to post it again"),
         ),
         (422 | 400, _) => PlatformFailure::new(
@@ -274,7 +277,7 @@ mod tests {
             422,
             serde_json::json!({"message":"...: Content is a duplicate of urn:li:share:1","errorDetails":{"inputErrors":[{"code":"DUPLICATE_POST"}]},"status":422}),
         );
-        assert_eq!(dup.code, DUPLICATE_CODE);
+        assert_eq!(dup.code, herald_domain::failure::DUPLICATE_POST);
         let denied = classify_json(
             403,
             serde_json::json!({"status":403,"serviceErrorCode":100,"code":"ACCESS_DENIED","message":"Not enough permissions"}),

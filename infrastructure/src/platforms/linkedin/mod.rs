@@ -5,19 +5,21 @@
 //! `POST /rest/posts` with `LinkedIn-Version` and `X-Restli-Protocol-Version: 2.0.0`, images
 //! and videos through the Images and Videos APIs (see `media`).
 //!
-//! **Which author a connection posts as.** A member and their organisations share one login and
-//! one token, but `create_post` and `upload_media` only receive the token. So the adapter keeps
-//! the author with the token: every grant it hands out through `accounts()` (and every grant
-//! `refresh()` returns for such a connection) holds `"{author URN} {token}"` in its secret
-//! fields — stored sealed in the vault like any token — and the adapter splits it before calling
-//! LinkedIn. A grant without an author (straight from `exchange_code`) posts as the member, who
-//! is looked up with `/v2/userinfo`.
+//! **Which author a connection posts as.** A member and their organisations share one login
+//! and one token; each is its own connection, whose account id is the author URN
+//! (`urn:li:person:{sub}` from `/v2/userinfo`, `urn:li:organization:{id}` from the ACLs). The
+//! adapter reads the author from the account it is given and the vault holds the plain token.
+//! Herald once stored `"{author URN} {token}"` instead; [`PlatformAdapter::current_form`] still
+//! reads that form, and the next refresh stores the plain one.
 //!
 //! Rate limits: LinkedIn's limits are per day and reset at midnight UTC; a 429 has no headers.
 //! A 429 naming a `DAY` limit closes the endpoint in the shared gate until midnight UTC, any
-//! other 429 for `throttle_backoff`. Gate keys: `linkedin_userinfo`, `linkedin_acls`,
-//! `linkedin_orgs`, `linkedin_images`, `linkedin_videos`, `linkedin_upload`, `linkedin_media`,
-//! `linkedin_posts`, `linkedin_list`.
+//! other 429 for `throttle_backoff`. LinkedIn counts an Application limit (every call of the app)
+//! and a Member limit per endpoint: a 429 naming `APPLICATION` closes the app-wide key
+//! `app:{client_id}:{endpoint}`, which every call of every connected member asks first; one
+//! naming `MEMBER` closes only that member's key. Gate keys: `linkedin_userinfo`,
+//! `linkedin_acls`, `linkedin_orgs`, `linkedin_images`, `linkedin_videos`, `linkedin_upload`,
+//! `linkedin_media`, `linkedin_posts`, `linkedin_list`.
 mod config;
 mod errors;
 mod media;
@@ -78,29 +80,25 @@ impl std::fmt::Debug for LinkedInAdapter {
     }
 }
 
-/// `"{author} {token}"`: a token that knows which author it posts as.
-fn bind(author: &str, token: &str) -> Secret {
-    Secret::new(format!("{author} {token}"))
-}
-
-/// The author (if bound) and the token LinkedIn issued.
-fn unbind(secret: &Secret) -> (Option<&str>, &str) {
+/// `secret` without the `"{author URN} "` an older Herald stored in front of LinkedIn's token.
+fn without_legacy_author(secret: &Secret) -> Secret {
     match secret.expose().split_once(' ') {
-        Some((author, token)) if author.starts_with("urn:li:") => (Some(author), token),
-        _ => (None, secret.expose()),
+        Some((author, token)) if author.starts_with("urn:li:") => Secret::new(token),
+        _ => secret.clone(),
     }
 }
 
-/// `grant` with both tokens bound to `author`.
-fn bind_grant(grant: &TokenGrant, author: &str) -> TokenGrant {
-    TokenGrant {
-        access_token: bind(author, unbind(&grant.access_token).1),
-        refresh_token: grant
-            .refresh_token
-            .as_ref()
-            .map(|r| bind(author, unbind(r).1)),
-        ..grant.clone()
+/// The author URN of the account a connection publishes as.
+fn author(account: &AccountProfile) -> Result<&str, PlatformFailure> {
+    let urn = account.account_id.as_str();
+    if urn.starts_with("urn:li:person:") || urn.starts_with("urn:li:organization:") {
+        return Ok(urn);
     }
+    Err(PlatformFailure::new(
+        ErrorClass::Permanent,
+        "linkedin_account_unknown",
+        format!("the connection's account ({urn}) is not a LinkedIn member or organisation: connect LinkedIn again"),
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -203,7 +201,9 @@ impl LinkedInAdapter {
     }
 
     /// A 429 LinkedIn explained (a daily limit) closes the endpoint for every worker until
-    /// LinkedIn's reset, not just for the back-off the headers-only hook could see.
+    /// LinkedIn's reset, not just for the back-off the headers-only hook could see: the
+    /// application's budget for the endpoint when LinkedIn names the `APPLICATION` limit (every
+    /// member connected through this app waits), the member's otherwise.
     async fn close_on_limit(
         &self,
         endpoint: &str,
@@ -212,9 +212,20 @@ impl LinkedInAdapter {
     ) {
         if failure.class == ErrorClass::RateLimited && failure.code != "rate_limit_exhausted" {
             if let Some(until) = failure.not_before {
-                limits.observe(endpoint, Some(0), Some(until)).await;
+                let key = if errors::is_application_limit(failure) {
+                    self.app_budget(endpoint)
+                } else {
+                    endpoint.to_owned()
+                };
+                limits.observe(&key, Some(0), Some(until)).await;
             }
         }
+    }
+
+    /// The gate key of the application's daily budget for `endpoint` (platform-facts §8.4:
+    /// "Application" limits count every call of the app; "Member" limits one member's).
+    fn app_budget(&self, endpoint: &str) -> String {
+        super::app_key(&self.config.client_id, endpoint)
     }
 
     async fn call(
@@ -296,12 +307,11 @@ impl LinkedInAdapter {
         let expires_at = body
             .expires_in
             .and_then(|s| Utc::now().checked_add_signed(TimeDelta::seconds(s)));
-        if let Some(left) = body.refresh_token_expires_in {
-            tracing::debug!(
-                refresh_token_days_left = left / 86_400,
-                "LinkedIn refresh token lifetime"
-            );
-        }
+        // The refresh token's lifetime is fixed at the first authorization; each refresh
+        // restates what is left of it.
+        let refresh_token_expires_at = body
+            .refresh_token_expires_in
+            .and_then(|s| Utc::now().checked_add_signed(TimeDelta::seconds(s)));
         let scopes = body
             .scope
             .map(|s| {
@@ -320,6 +330,7 @@ impl LinkedInAdapter {
                 .map(Secret::new),
             expires_at,
             scopes,
+            refresh_token_expires_at,
         }
     }
 
@@ -407,18 +418,6 @@ impl LinkedInAdapter {
             });
         }
         Ok(profiles)
-    }
-
-    /// The author a token posts as, and the token to send.
-    async fn author<'a>(
-        &self,
-        secret: &'a Secret,
-        limits: &dyn RateLimitGate,
-    ) -> Result<(String, &'a str), PlatformFailure> {
-        match unbind(secret) {
-            (Some(author), token) => Ok((author.to_owned(), token)),
-            (None, token) => Ok((self.userinfo(token, limits).await?.account_id, token)),
-        }
     }
 
     /// The `POST /rest/posts` body for `draft` by `author`.
@@ -566,6 +565,11 @@ impl PlatformApi for LinkedInAdapter {
         (None, None)
     }
 
+    /// Every call also draws from the application's daily budget for its endpoint.
+    fn shared_budgets(&self, endpoint: &str) -> Vec<String> {
+        vec![self.app_budget(endpoint)]
+    }
+
     fn classify(
         &self,
         status: StatusCode,
@@ -628,10 +632,15 @@ impl PlatformAdapter for LinkedInAdapter {
     }
 
     /// LinkedIn returns the same refresh token with what is left of its fixed lifetime; when no
-    /// refresh token comes back the old one is kept. The grant stays bound to its author.
+    /// refresh token comes back the old one is kept. The new grant holds plain tokens.
     #[tracing::instrument(skip_all, fields(platform = "linkedin"))]
-    async fn refresh(&self, refresh_token: &Secret) -> Result<TokenGrant, PlatformFailure> {
-        let (author, token) = unbind(refresh_token);
+    async fn refresh(
+        &self,
+        _account: &AccountProfile,
+        refresh_token: &Secret,
+    ) -> Result<TokenGrant, PlatformFailure> {
+        let token = without_legacy_author(refresh_token);
+        let token = token.expose();
         let body = self
             .token_request(
                 &[("grant_type", "refresh_token"), ("refresh_token", token)],
@@ -639,23 +648,21 @@ impl PlatformAdapter for LinkedInAdapter {
                 &[token],
             )
             .await?;
-        let grant = self.grant(body, Some(token));
-        Ok(match author {
-            Some(author) => bind_grant(&grant, author),
-            None => grant,
-        })
+        Ok(self.grant(body, Some(token)))
     }
 
-    /// Revokes the member's token. An organisation connection shares its member's login, so
-    /// disconnecting it revokes nothing: that would also end the member's other connections.
-    async fn revoke(&self, grant: &TokenGrant) -> Result<(), PlatformFailure> {
-        let (author, token) = unbind(&grant.access_token);
-        if author.is_some_and(|a| a.starts_with("urn:li:organization:")) {
-            return Ok(());
-        }
+    /// Revokes the login's token: this ends the member's connection and every organisation
+    /// connection made with the same login, so Herald asks only when the last one goes.
+    async fn revoke(
+        &self,
+        _account: &AccountProfile,
+        grant: &TokenGrant,
+    ) -> Result<(), PlatformFailure> {
         let Some(url) = &self.config.revoke_url else {
             return Ok(());
         };
+        let token = without_legacy_author(&grant.access_token);
+        let token = token.expose();
         let secret = self.config.client_secret.expose();
         let response = self
             .api
@@ -687,16 +694,25 @@ impl PlatformAdapter for LinkedInAdapter {
         })
     }
 
-    #[tracing::instrument(skip_all, fields(platform = "linkedin"))]
-    async fn account(&self, access_token: &Secret) -> Result<AccountProfile, PlatformFailure> {
-        self.userinfo(unbind(access_token).1, &Unlimited).await
+    /// Reads the `"{author URN} {token}"` form an older Herald stored.
+    fn current_form(&self, stored: TokenGrant) -> TokenGrant {
+        TokenGrant {
+            access_token: without_legacy_author(&stored.access_token),
+            refresh_token: stored.refresh_token.as_ref().map(without_legacy_author),
+            ..stored
+        }
     }
 
-    /// The member, then every organisation where the member holds a posting role. Each gets
-    /// the login's grant bound to its author.
+    #[tracing::instrument(skip_all, fields(platform = "linkedin"))]
+    async fn account(&self, access_token: &Secret) -> Result<AccountProfile, PlatformFailure> {
+        self.userinfo(access_token.expose(), &Unlimited).await
+    }
+
+    /// The member, then every organisation where the member holds a posting role. All share
+    /// the login's grant; each account id is the author URN the connection posts as.
     #[tracing::instrument(skip_all, fields(platform = "linkedin", organizations = tracing::field::Empty))]
     async fn accounts(&self, grant: &TokenGrant) -> Result<Vec<ConnectedAccount>, PlatformFailure> {
-        let token = unbind(&grant.access_token).1;
+        let token = grant.access_token.expose();
         let member = self.userinfo(token, &Unlimited).await?;
         let organizations = match self.organizations(token).await {
             Ok(orgs) => orgs,
@@ -712,8 +728,8 @@ impl PlatformAdapter for LinkedInAdapter {
         Ok(std::iter::once(member)
             .chain(organizations)
             .map(|profile| ConnectedAccount {
-                grant: Some(bind_grant(grant, &profile.account_id)),
                 profile,
+                grant: None,
             })
             .collect())
     }
@@ -726,8 +742,16 @@ impl PlatformAdapter for LinkedInAdapter {
         limits: &dyn RateLimitGate,
         progress: &dyn UploadProgress,
     ) -> Result<String, PlatformFailure> {
-        let (author, token) = self.author(access_token, limits).await?;
-        media::upload(self, token, &author, upload, limits, progress).await
+        let author = author(&upload.post.account)?;
+        media::upload(
+            self,
+            access_token.expose(),
+            author,
+            upload,
+            limits,
+            progress,
+        )
+        .await
     }
 
     #[tracing::instrument(
@@ -740,9 +764,8 @@ impl PlatformAdapter for LinkedInAdapter {
         draft: &PostDraft,
         limits: &dyn RateLimitGate,
     ) -> Result<CreatedPost, PostError> {
-        let (author, token) = self.author(access_token, limits).await?;
-        let body = self.post_body(&author, draft)?;
-        let post = self.send_post(token, &body, limits).await?;
+        let body = self.post_body(author(&draft.account)?, draft)?;
+        let post = self.send_post(access_token.expose(), &body, limits).await?;
         tracing::Span::current().record("post_id", post.post_id.as_str());
         Ok(post)
     }
@@ -753,18 +776,13 @@ impl PlatformAdapter for LinkedInAdapter {
     async fn find_post(
         &self,
         access_token: &Secret,
-        account_id: &str,
         since: DateTime<Utc>,
         draft: &PostDraft,
         limits: &dyn RateLimitGate,
     ) -> Result<Option<CreatedPost>, PlatformFailure> {
-        let token = unbind(access_token).1;
-        let author = if account_id.starts_with("urn:li:") {
-            account_id.to_owned()
-        } else {
-            self.author(access_token, limits).await?.0
-        };
-        let expected = self.post_body(&author, draft)?;
+        let author = author(&draft.account)?;
+        let token = access_token.expose();
+        let expected = self.post_body(author, draft)?;
         let wanted_text = text::normalize(expected["commentary"].as_str().unwrap_or_default());
         let wanted_kind = content_kind(expected.get("content"));
         let since_ms = since.timestamp_millis() - CLOCK_SKEW_MS;
@@ -772,7 +790,7 @@ impl PlatformAdapter for LinkedInAdapter {
             let mut url = self.config.api_url("rest/posts");
             url.query_pairs_mut()
                 .append_pair("q", "author")
-                .append_pair("author", &author)
+                .append_pair("author", author)
                 .append_pair("sortBy", "CREATED")
                 .append_pair("start", &(page * LIST_PAGE).to_string())
                 .append_pair("count", &LIST_PAGE.to_string());
@@ -819,28 +837,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tokens_carry_their_author() {
-        let grant = TokenGrant {
-            access_token: Secret::new("AQtoken"),
-            refresh_token: Some(Secret::new("AQXrefresh")),
-            expires_at: None,
-            scopes: vec![],
+    fn the_old_author_prefixed_form_reads_as_the_plain_token() {
+        assert_eq!(
+            without_legacy_author(&Secret::new("urn:li:organization:5 AQtoken")),
+            Secret::new("AQtoken")
+        );
+        assert_eq!(
+            without_legacy_author(&Secret::new("AQplain")),
+            Secret::new("AQplain")
+        );
+    }
+
+    #[test]
+    fn the_author_is_the_account_urn() {
+        let account = |id: &str| AccountProfile {
+            account_id: id.into(),
+            ..AccountProfile::default()
         };
-        let bound = bind_grant(&grant, "urn:li:organization:5");
         assert_eq!(
-            unbind(&bound.access_token),
-            (Some("urn:li:organization:5"), "AQtoken")
+            author(&account("urn:li:organization:5")),
+            Ok("urn:li:organization:5")
         );
+        assert_eq!(author(&account("urn:li:person:a")), Ok("urn:li:person:a"));
         assert_eq!(
-            unbind(bound.refresh_token.as_ref().unwrap()),
-            (Some("urn:li:organization:5"), "AQXrefresh")
+            author(&account("")).unwrap_err().code,
+            "linkedin_account_unknown"
         );
-        // Binding again replaces the author rather than stacking it.
-        let rebound = bind_grant(&bound, "urn:li:person:abc");
-        assert_eq!(
-            unbind(&rebound.access_token),
-            (Some("urn:li:person:abc"), "AQtoken")
-        );
-        assert_eq!(unbind(&Secret::new("plain")), (None, "plain"));
     }
 }

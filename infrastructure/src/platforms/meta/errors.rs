@@ -36,14 +36,39 @@ macro_rules! graph_platform_api {
                 ctx.action
             }
 
-            /// Meta's usage headers (`X-App-Usage`, `X-Business-Use-Case-Usage`).
+            /// Meta's budgets are not per endpoint (see `shared_rate_limits`); an endpoint only
+            /// closes on a 429 with `Retry-After`.
             fn rate_limit(
+                &self,
+                status: reqwest::StatusCode,
+                headers: &reqwest::header::HeaderMap,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> (Option<u64>, Option<chrono::DateTime<chrono::Utc>>) {
+                $crate::platforms::http::retry_after_on_429(status, headers, now)
+            }
+
+            /// Every call draws from the app's budget (`X-App-Usage`, shared by every account
+            /// of the Meta app) and the account's (`X-Business-Use-Case-Usage`,
+            /// `X-Page-Usage`).
+            fn shared_budgets(&self, _endpoint: &str) -> Vec<String> {
+                vec![
+                    $crate::platforms::meta::graph::app_budget(&self.config.graph.client_id),
+                    $crate::platforms::meta::graph::ACCOUNT_BUDGET.to_owned(),
+                ]
+            }
+
+            /// Meta's usage headers, each for the budget it counts.
+            fn shared_rate_limits(
                 &self,
                 _status: reqwest::StatusCode,
                 headers: &reqwest::header::HeaderMap,
                 now: chrono::DateTime<chrono::Utc>,
-            ) -> (Option<u64>, Option<chrono::DateTime<chrono::Utc>>) {
-                $crate::platforms::meta::graph::rate_limit(headers, now)
+            ) -> Vec<$crate::platforms::http::SharedReading> {
+                $crate::platforms::meta::graph::shared_rate_limits(
+                    &self.config.graph.client_id,
+                    headers,
+                    now,
+                )
             }
 
             fn classify(

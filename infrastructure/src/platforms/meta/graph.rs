@@ -98,15 +98,32 @@ pub fn is_error_body(body: &serde_json::Value) -> bool {
     body.get("error").is_some()
 }
 
-/// `{"call_count","total_cputime","total_time"}` in percent.
+/// `{"call_count","total_cputime","total_time"}` in percent (`X-App-Usage`, `X-Page-Usage`;
+/// the latter sometimes with the wait in minutes).
 #[derive(Debug, Default, Deserialize)]
-struct AppUsage {
+struct PlatformUsage {
     #[serde(default)]
     call_count: u64,
     #[serde(default)]
     total_cputime: u64,
     #[serde(default)]
     total_time: u64,
+    #[serde(default)]
+    estimated_time_to_regain_access: i64,
+}
+
+impl PlatformUsage {
+    /// Percent used and the wait in minutes: the stated wait, else Meta's rolling hour once
+    /// the budget is spent.
+    fn reading(&self) -> (u64, i64) {
+        let used = self.call_count.max(self.total_cputime).max(self.total_time);
+        let wait = match self.estimated_time_to_regain_access {
+            minutes if minutes > 0 => minutes,
+            _ if used >= 100 => APP_USAGE_WINDOW_MINUTES,
+            _ => 0,
+        };
+        (used, wait)
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -121,44 +138,92 @@ struct BucUsage {
     estimated_time_to_regain_access: i64,
 }
 
-/// The budget Meta's usage headers report: `(percent left, when it is back)`. `X-App-Usage`
-/// gives the app's usage in percent; `X-Business-Use-Case-Usage` the account's, with the wait
-/// in minutes. The highest usage wins.
+/// Highest usage and longest wait of `readings` as `(percent left, when it is back)`.
+fn budget(
+    readings: impl IntoIterator<Item = (u64, i64)>,
+    now: DateTime<Utc>,
+) -> Option<(u64, DateTime<Utc>)> {
+    let (used, wait) = readings
+        .into_iter()
+        .reduce(|(u1, w1), (u2, w2)| (u1.max(u2), w1.max(w2)))?;
+    Some((100u64.saturating_sub(used), now + TimeDelta::minutes(wait)))
+}
+
+fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The application's budget (`X-App-Usage`, counted per app id across every account that uses
+/// the app): `(percent left, when it is back)`.
+pub fn app_usage(headers: &HeaderMap, now: DateTime<Utc>) -> Option<(u64, DateTime<Utc>)> {
+    let app = header(headers, "x-app-usage")
+        .and_then(|v| serde_json::from_str::<PlatformUsage>(v).ok())?;
+    budget([app.reading()], now)
+}
+
+/// The account's budgets: `X-Business-Use-Case-Usage` (per Page, Instagram account or
+/// business, the wait in minutes) and `X-Page-Usage` (per Page): `(percent left, when it is
+/// back)`, the highest usage winning.
+pub fn account_usage(headers: &HeaderMap, now: DateTime<Utc>) -> Option<(u64, DateTime<Utc>)> {
+    let page = header(headers, "x-page-usage")
+        .and_then(|v| serde_json::from_str::<PlatformUsage>(v).ok())
+        .map(|p| p.reading());
+    let buc = header(headers, "x-business-use-case-usage")
+        .and_then(|v| {
+            serde_json::from_str::<std::collections::HashMap<String, Vec<BucUsage>>>(v).ok()
+        })
+        .into_iter()
+        .flat_map(|by_owner| by_owner.into_values().flatten())
+        .map(|e| {
+            let used = e.call_count.max(e.total_cputime).max(e.total_time);
+            (used, e.estimated_time_to_regain_access.max(0))
+        });
+    budget(page.into_iter().chain(buc), now)
+}
+
+/// Every budget Meta's usage headers report, the highest usage winning: `(percent left, when it
+/// is back)`.
 pub fn usage(headers: &HeaderMap, now: DateTime<Utc>) -> Option<(u64, DateTime<Utc>)> {
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let mut used: Option<u64> = None;
-    let mut wait_minutes = 0i64;
-    if let Some(app) = header("x-app-usage").and_then(|v| serde_json::from_str::<AppUsage>(v).ok())
-    {
-        used = Some(app.call_count.max(app.total_cputime).max(app.total_time));
-        if used.is_some_and(|u| u >= 100) {
-            wait_minutes = APP_USAGE_WINDOW_MINUTES;
-        }
-    }
-    if let Some(buc) = header("x-business-use-case-usage").and_then(|v| {
-        serde_json::from_str::<std::collections::HashMap<String, Vec<BucUsage>>>(v).ok()
-    }) {
-        for entry in buc.values().flatten() {
-            let pct = entry
-                .call_count
-                .max(entry.total_cputime)
-                .max(entry.total_time);
-            used = Some(used.unwrap_or(0).max(pct));
-            if entry.estimated_time_to_regain_access > 0 {
-                wait_minutes = entry.estimated_time_to_regain_access;
-            }
-        }
-    }
-    let used = used?;
-    Some((
-        100u64.saturating_sub(used),
-        now + TimeDelta::minutes(wait_minutes),
-    ))
+    let both = [app_usage(headers, now), account_usage(headers, now)];
+    both.into_iter()
+        .flatten()
+        .reduce(|(l1, a1), (l2, a2)| (l1.min(l2), a1.max(a2)))
 }
 
 /// [`usage`] in the shape `PlatformApi::rate_limit` returns.
 pub fn rate_limit(headers: &HeaderMap, now: DateTime<Utc>) -> (Option<u64>, Option<DateTime<Utc>>) {
     usage(headers, now).map_or((None, None), |(left, back_at)| (Some(left), Some(back_at)))
+}
+
+/// The gate key of the application's Graph budget (`X-App-Usage`). It names no platform: the
+/// Facebook Pages and Instagram adapters of one Meta app share it.
+pub fn app_budget(client_id: &str) -> String {
+    crate::platforms::app_key(client_id, "meta_app_usage")
+}
+
+/// The gate key of the account's Graph budget (business use case and Page usage), which every
+/// call of the account draws from whatever its endpoint.
+pub const ACCOUNT_BUDGET: &str = "meta_usage";
+
+/// What a Graph answer says about the application's and the account's budgets, keyed for the
+/// gate (see `PlatformApi::shared_rate_limits`).
+pub fn shared_rate_limits(
+    client_id: &str,
+    headers: &HeaderMap,
+    now: DateTime<Utc>,
+) -> Vec<crate::platforms::http::SharedReading> {
+    // Meta reports percentages, not calls: counting calls against them would close the gate
+    // early or late. Only a spent budget is reported, closing it until Meta says it is back.
+    let reading = |u: Option<(u64, DateTime<Utc>)>| match u {
+        Some((0, at)) => (Some(0), Some(at)),
+        _ => (None, None),
+    };
+    let (app_left, app_at) = reading(app_usage(headers, now));
+    let (account_left, account_at) = reading(account_usage(headers, now));
+    vec![
+        (app_budget(client_id), app_left, app_at),
+        (ACCOUNT_BUDGET.to_owned(), account_left, account_at),
+    ]
 }
 
 /// When a rate-limited call may be tried again, if the headers say.
@@ -268,8 +333,39 @@ mod tests {
                 r#"{"123":[{"type":"pages","call_count":100,"total_cputime":1,"total_time":1,"estimated_time_to_regain_access":7}]}"#,
             ),
         ]);
-        assert_eq!(usage(&h, now()), Some((0, now() + TimeDelta::minutes(7))));
-        assert_eq!(not_before(&h, now()), Some(now() + TimeDelta::minutes(7)));
+        // The app's budget (no stated wait: Meta's rolling hour) and the Page's, apart.
+        assert_eq!(
+            app_usage(&h, now()),
+            Some((0, now() + TimeDelta::minutes(60)))
+        );
+        assert_eq!(
+            account_usage(&h, now()),
+            Some((0, now() + TimeDelta::minutes(7)))
+        );
+        assert_eq!(usage(&h, now()), Some((0, now() + TimeDelta::minutes(60))));
+        assert_eq!(not_before(&h, now()), Some(now() + TimeDelta::minutes(60)));
+        let page = headers(&[(
+            "x-page-usage",
+            r#"{"call_count":96,"total_cputime":10,"total_time":12}"#,
+        )]);
+        assert_eq!(account_usage(&page, now()), Some((4, now())));
+        assert_eq!(app_usage(&page, now()), None);
+        let keyed = shared_rate_limits("app-1", &h, now());
+        assert_eq!(
+            keyed,
+            vec![
+                (
+                    "app:app-1:meta_app_usage".to_owned(),
+                    Some(0),
+                    Some(now() + TimeDelta::minutes(60))
+                ),
+                (
+                    "meta_usage".to_owned(),
+                    Some(0),
+                    Some(now() + TimeDelta::minutes(7))
+                ),
+            ]
+        );
         let relaxed = headers(&[(
             "x-app-usage",
             r#"{"call_count":28,"total_cputime":25,"total_time":25}"#,

@@ -6,15 +6,17 @@
 //!
 //! A Page token made from a long-lived user token does not expire, so every connection holds
 //! its Page's token (Instagram business accounts are reached through the linked Page's token).
-//! Meta has no refresh token; the connection's "refresh token" is the long-lived user token and
-//! the Page id (sealed in the vault like any token). Renewing exchanges the user token again
-//! (`fb_exchange_token`) and asks for the Page's token anew; once the user token has expired
-//! (about 60 days) or was revoked, the user must log in again.
+//! Meta has no refresh token; the connection's "refresh token" is the long-lived user token
+//! (sealed in the vault like any token). Renewing exchanges the user token again
+//! (`fb_exchange_token`) and asks for the Page's token anew — which Page comes from the
+//! connection's account; once the user token has expired (about 60 days) or was revoked, the
+//! user must log in again. Herald once stored the Page id beside the user token (a JSON
+//! handle); [`current_form`] still reads that form, and the next renewal stores the plain one.
 use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
 use herald_domain::{ErrorClass, PlatformFailure};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use url::Url;
 
 use super::graph::CallContext;
@@ -107,11 +109,34 @@ impl GraphConfig {
     }
 }
 
-/// What the connection keeps instead of a refresh token.
-#[derive(Debug, Serialize, Deserialize)]
-struct RenewalHandle {
-    page_id: String,
+/// What an older Herald kept instead of a refresh token: the Page id is now the account's.
+#[derive(Debug, Deserialize)]
+struct LegacyRenewalHandle {
     user_token: String,
+}
+
+/// A stored Page grant in today's form: a legacy JSON handle becomes the plain user token.
+pub fn current_form(stored: TokenGrant) -> TokenGrant {
+    let legacy = stored
+        .refresh_token
+        .as_ref()
+        .and_then(|r| serde_json::from_str::<LegacyRenewalHandle>(r.expose()).ok());
+    match legacy {
+        Some(handle) => TokenGrant {
+            refresh_token: Some(Secret::new(handle.user_token)),
+            ..stored
+        },
+        None => stored,
+    }
+}
+
+/// Which Page's token renews a connection.
+#[derive(Debug, Clone, Copy)]
+pub enum RenewedPage<'a> {
+    /// The connection is the Page (Facebook Pages: its account id).
+    Page(&'a str),
+    /// The Page linked to this Instagram business account (Instagram: its account id).
+    LinkedTo(&'a str),
 }
 
 #[derive(Debug, Deserialize)]
@@ -313,6 +338,7 @@ impl FacebookLogin {
             access_token: Secret::new(long.access_token),
             refresh_token: None,
             scopes: self.config.scopes.clone(),
+            refresh_token_expires_at: None,
         })
     }
 
@@ -387,62 +413,87 @@ impl FacebookLogin {
 
     /// The connection's grant for one Page: its Page token (no expiry), renewable with the
     /// login's long-lived user token.
-    pub fn page_grant(&self, page_id: &str, page_token: &str, login: &TokenGrant) -> TokenGrant {
-        let handle = RenewalHandle {
-            page_id: page_id.to_owned(),
-            user_token: login.access_token.expose().to_owned(),
-        };
+    pub fn page_grant(&self, page_token: &str, login: &TokenGrant) -> TokenGrant {
         TokenGrant {
             access_token: Secret::new(page_token),
-            refresh_token: Some(Secret::new(
-                serde_json::to_string(&handle).expect("the handle serializes"),
-            )),
+            refresh_token: Some(login.access_token.clone()),
             expires_at: None,
             scopes: login.scopes.clone(),
+            refresh_token_expires_at: None,
         }
     }
 
-    /// Renews a Page token: the user token is exchanged again (extending it), then the Page's
-    /// token is asked for anew. A refusal means the user must log in again.
+    /// Renews a Page token: the user token (`user_token`, the grant's refresh token) is
+    /// exchanged again (extending it), then `page`'s token is asked for anew. A refusal means
+    /// the user must log in again.
     pub async fn renew_page_grant<P: PlatformApi<Context = CallContext>>(
         &self,
         api: &P,
-        refresh_token: &Secret,
+        user_token: &Secret,
+        page: RenewedPage<'_>,
     ) -> Result<TokenGrant, PlatformFailure> {
-        let handle: RenewalHandle = serde_json::from_str(refresh_token.expose()).map_err(|_| {
-            PlatformFailure::new(
-                ErrorClass::ReauthorizationRequired,
-                "renewal_unreadable",
-                "the connection's renewal data is not Herald's; connect the account again",
-            )
-        })?;
         let user = self
-            .long_lived(api, &handle.user_token, CallContext::REFRESH, &[])
+            .long_lived(api, user_token.expose(), CallContext::REFRESH, &[])
             .await?;
-        let mut url = self.config.graph_url(&handle.page_id);
-        url.query_pairs_mut().append_pair("fields", "access_token");
-        let request = self.http.get(url).bearer_auth(&user.access_token);
-        let page: PageToken =
-            http::call_json(api, "meta_token", &Unlimited, request, CallContext::REFRESH)
-                .await
-                .map_err(|failure| PlatformFailure {
-                    message: redact(&failure.message, &[&user.access_token, &handle.user_token]),
-                    ..failure
-                })?;
-        let Some(page_token) = page.access_token else {
+        let fresh_user_token = Secret::new(user.access_token);
+        let page_token = self
+            .page_token(api, &fresh_user_token, page)
+            .await
+            .map_err(|failure| PlatformFailure {
+                message: redact(
+                    &failure.message,
+                    &[fresh_user_token.expose(), user_token.expose()],
+                ),
+                ..failure
+            })?;
+        let Some(page_token) = page_token else {
             return Err(PlatformFailure::new(
                 ErrorClass::ReauthorizationRequired,
                 "page_token_unavailable",
-                "Facebook no longer gives Herald this Page's token: the person who connected it may have lost their role on the Page; connect it again with an account that manages the Page",
+                "Facebook no longer gives Herald this Page's token: the person who connected it may have lost their role on the Page (or unlinked the Instagram account from it); connect it again with an account that manages the Page",
             ));
         };
         let login = TokenGrant {
-            access_token: Secret::new(user.access_token),
+            access_token: fresh_user_token,
             refresh_token: None,
             expires_at: None,
             scopes: self.config.scopes.clone(),
+            refresh_token_expires_at: None,
         };
-        Ok(self.page_grant(&handle.page_id, &page_token, &login))
+        Ok(self.page_grant(&page_token, &login))
+    }
+
+    /// `page`'s token as the user token sees it, if the user still manages the Page.
+    async fn page_token<P: PlatformApi<Context = CallContext>>(
+        &self,
+        api: &P,
+        user_token: &Secret,
+        page: RenewedPage<'_>,
+    ) -> Result<Option<String>, PlatformFailure> {
+        let page_id = match page {
+            RenewedPage::Page(page_id) => page_id.to_owned(),
+            RenewedPage::LinkedTo(ig_user_id) => {
+                // Listed without tokens: only the one Page's token is asked for below.
+                let pages = self
+                    .pages(api, user_token, "id,instagram_business_account")
+                    .await?;
+                let linked = pages.into_iter().find(|p| {
+                    p.instagram_business_account
+                        .as_ref()
+                        .is_some_and(|ig| ig.id == ig_user_id)
+                });
+                match linked {
+                    Some(page) => page.id,
+                    None => return Ok(None),
+                }
+            }
+        };
+        let mut url = self.config.graph_url(&page_id);
+        url.query_pairs_mut().append_pair("fields", "access_token");
+        let request = self.http.get(url).bearer_auth(user_token.expose());
+        let page: PageToken =
+            http::call_json(api, "meta_token", &Unlimited, request, CallContext::REFRESH).await?;
+        Ok(page.access_token)
     }
 }
 
@@ -484,5 +535,19 @@ mod tests {
             sandbox.video_url("me/videos").as_str(),
             "http://127.0.0.1:4000/meta/v25.0/me/videos"
         );
+    }
+
+    #[test]
+    fn the_old_handle_with_the_page_id_reads_as_the_plain_user_token() {
+        let grant = |refresh: &str| TokenGrant {
+            access_token: Secret::new("page-token"),
+            refresh_token: Some(Secret::new(refresh)),
+            expires_at: None,
+            scopes: vec![],
+            refresh_token_expires_at: None,
+        };
+        let old = grant(r#"{"page_id":"1001","user_token":"EAAuser"}"#);
+        assert_eq!(current_form(old), grant("EAAuser"));
+        assert_eq!(current_form(grant("EAAuser")), grant("EAAuser"));
     }
 }

@@ -11,8 +11,6 @@ use serde::Deserialize;
 
 use crate::platforms::PostError;
 
-/// The failure code the publisher treats as "refused as a duplicate".
-pub(crate) const DUPLICATE_CODE: &str = "http_403_duplicate";
 /// How long to stay away after a 429 without rate-limit headers.
 const DEFAULT_429_WAIT_SECS: i64 = 60;
 /// `RATELIMIT` without a readable wait: Reddit's usual cool-down.
@@ -43,22 +41,31 @@ struct PlainError {
     reason: Option<String>,
 }
 
-/// `(remaining, reset)` from `X-Ratelimit-Remaining` (a float such as `"598.0"`) and
-/// `X-Ratelimit-Reset` (seconds to the end of the window).
+/// A non-negative number header (Reddit sends floats such as `"598.0"`).
+fn number(headers: &HeaderMap, name: &str) -> Option<f64> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|v| v.is_finite() && *v >= 0.0)
+}
+
+/// `(remaining, reset)` from `X-Ratelimit-Remaining` and `X-Ratelimit-Reset` (seconds to the
+/// end of the window).
 pub(crate) fn ratelimit_headers(
     headers: &HeaderMap,
     now: DateTime<Utc>,
 ) -> (Option<u64>, Option<DateTime<Utc>>) {
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .filter(|v| v.is_finite() && *v >= 0.0)
-    };
-    let remaining = header("x-ratelimit-remaining").map(|r| r.floor() as u64);
-    let reset = header("x-ratelimit-reset").map(|s| now + TimeDelta::seconds(s.ceil() as i64));
+    let remaining = number(headers, "x-ratelimit-remaining").map(|r| r.floor() as u64);
+    let reset =
+        number(headers, "x-ratelimit-reset").map(|s| now + TimeDelta::seconds(s.ceil() as i64));
     (remaining, reset)
+}
+
+/// `X-Ratelimit-Used` + `X-Ratelimit-Remaining`: how many requests the period allows.
+pub(crate) fn ratelimit_size(headers: &HeaderMap) -> Option<u64> {
+    let used = number(headers, "x-ratelimit-used")?;
+    Some((used + number(headers, "x-ratelimit-remaining")?).round() as u64)
 }
 
 /// Classifies an HTTP error from Reddit's API.
@@ -181,7 +188,7 @@ pub(crate) fn classify_submit(
         "DOMAIN_BANNED" => permanent(format!("links to this domain are banned in {sr}{said}; share another link")),
         "ALREADY_SUB" => PlatformFailure::new(
             ErrorClass::Permanent,
-            DUPLICATE_CODE,
+            herald_domain::failure::DUPLICATE_POST,
             format!("this link was already submitted to {sr}{said}; share it in another subreddit or share another link"),
         ),
         "BAD_CAPTCHA" => permanent(format!("Reddit asks this account to solve a captcha before posting{said}; post once on reddit.com (or gain some karma), then try again")),
@@ -303,7 +310,7 @@ mod tests {
             assert!(f.message.len() > 30, "{code}: {}", f.message);
         }
         let dup = classify_submit("ALREADY_SUB", "m", "url", None, "rust", None, now());
-        assert_eq!(dup.code, DUPLICATE_CODE);
+        assert_eq!(dup.code, herald_domain::failure::DUPLICATE_POST);
         let flair = classify_submit(
             "SUBMIT_VALIDATION_FLAIR_REQUIRED",
             "Your post must contain post flair.",

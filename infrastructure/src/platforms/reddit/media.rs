@@ -61,7 +61,7 @@ pub(super) async fn upload(
             ("mimetype", item.mime_type.as_str()),
         ]);
     let lease: Lease = reddit
-        .call_json("reddit_api", limits, request, CallContext::LEASE_MEDIA)
+        .call_json(&reddit.api_key(), limits, request, CallContext::LEASE_MEDIA)
         .await?;
     // Reddit's action is protocol-relative (`//bucket.s3...`).
     let action = if lease.args.action.starts_with("//") {

@@ -6,10 +6,12 @@
 //! (see `media`); Reddit answers an image submission with a websocket rather than the post, so
 //! the adapter finds the post in the account's listing.
 //!
-//! Rate limits: Reddit budgets requests per OAuth client id and reports `X-Ratelimit-Used`,
-//! `-Remaining` and `-Reset` on every answer. All API calls share one gate key, `reddit_api`,
-//! fed from those headers; a 429 closes it until the reset. The per-account posting throttle
-//! (`RATELIMIT` inside a 200) closes `reddit_submit` until Reddit's "try again in …".
+//! Rate limits: Reddit budgets requests per OAuth client id ("100 queries per minute per OAuth
+//! client id", platform-facts §9.3) and reports `X-Ratelimit-Used`, `-Remaining` and `-Reset` on
+//! every answer. All API calls of every connected account share one application-wide gate key,
+//! `app:{client_id}:reddit_api`, fed from those headers; a 429 closes it until the reset. The
+//! per-account posting throttle (`RATELIMIT` inside a 200) closes the account's `reddit_submit`
+//! until Reddit's "try again in …".
 mod config;
 mod errors;
 mod media;
@@ -40,7 +42,8 @@ use crate::secret::Secret;
 const CLOCK_SKEW_SECS: f64 = 5.0;
 /// Reddit's title limit (`VTitle`).
 const MAX_TITLE: usize = 300;
-/// Gate keys: Reddit's request budget, and its per-account posting throttle.
+/// Gate keys: Reddit's request budget (per client id: see `RedditAdapter::api_key`), and its
+/// per-account posting throttle.
 const API: &str = "reddit_api";
 const SUBMIT: &str = "reddit_submit";
 
@@ -259,6 +262,11 @@ impl RedditAdapter {
         })
     }
 
+    /// The gate key of Reddit's request budget, which every account of this client id shares.
+    pub(crate) fn api_key(&self) -> String {
+        super::app_key(&self.config.client_id, API)
+    }
+
     /// The configuration the adapter was built with.
     pub fn config(&self) -> &RedditConfig {
         &self.config
@@ -291,7 +299,7 @@ impl RedditAdapter {
             .api
             .get(self.config.api_url("api/v1/me"))
             .bearer_auth(token);
-        self.call_json(API, limits, request, CallContext::READ_ACCOUNT)
+        self.call_json(&self.api_key(), limits, request, CallContext::READ_ACCOUNT)
             .await
     }
 
@@ -310,7 +318,7 @@ impl RedditAdapter {
             )
             .bearer_auth(token);
         let flairs: Vec<Flair> = self
-            .call_json(API, limits, request, CallContext::READ_FLAIRS)
+            .call_json(&self.api_key(), limits, request, CallContext::READ_FLAIRS)
             .await
             .ok()?;
         Some(
@@ -336,7 +344,7 @@ impl RedditAdapter {
             .append_pair("raw_json", "1");
         let request = self.api.get(url).bearer_auth(token);
         let listing: Listing = self
-            .call_json(API, limits, request, CallContext::READ_POSTS)
+            .call_json(&self.api_key(), limits, request, CallContext::READ_POSTS)
             .await?;
         Ok(listing.data.children.into_iter().map(|c| c.data).collect())
     }
@@ -389,7 +397,7 @@ impl RedditAdapter {
             .post(self.config.api_url("api/submit"))
             .bearer_auth(token)
             .form(&form);
-        let response = match http::send(self, API, limits, request).await {
+        let response = match http::send(self, &self.api_key(), limits, request).await {
             Ok(response) => response,
             Err(SendError::Limited(failure)) => return Err(PostError::Failed(failure)),
             Err(SendError::Transport(e)) => return Err(submit_transport_error(&e)),
@@ -489,6 +497,11 @@ impl PlatformApi for RedditAdapter {
 
     /// `X-Ratelimit-Remaining` and `X-Ratelimit-Reset`, on every answer; a 429 without them
     /// closes the budget for a minute.
+    /// `X-Ratelimit-Used` + `X-Ratelimit-Remaining`: the period's size.
+    fn window_limit(&self, headers: &reqwest::header::HeaderMap) -> Option<u64> {
+        errors::ratelimit_size(headers)
+    }
+
     fn rate_limit(
         &self,
         status: StatusCode,
@@ -557,12 +570,20 @@ impl PlatformAdapter for RedditAdapter {
 
     /// Reddit's refresh tokens are permanent and do not rotate: the old one is kept.
     #[tracing::instrument(skip_all, fields(platform = "reddit"))]
-    async fn refresh(&self, refresh_token: &Secret) -> Result<TokenGrant, PlatformFailure> {
+    async fn refresh(
+        &self,
+        _account: &AccountProfile,
+        refresh_token: &Secret,
+    ) -> Result<TokenGrant, PlatformFailure> {
         self.oauth.refresh(refresh_token).await
     }
 
     /// Revoking the refresh token ends the whole grant.
-    async fn revoke(&self, grant: &TokenGrant) -> Result<(), PlatformFailure> {
+    async fn revoke(
+        &self,
+        _account: &AccountProfile,
+        grant: &TokenGrant,
+    ) -> Result<(), PlatformFailure> {
         match &grant.refresh_token {
             Some(refresh) => self.oauth.revoke(refresh, TokenKind::Refresh).await,
             None => {
@@ -652,7 +673,6 @@ impl PlatformAdapter for RedditAdapter {
     async fn find_post(
         &self,
         access_token: &Secret,
-        _account_id: &str,
         since: DateTime<Utc>,
         draft: &PostDraft,
         limits: &dyn RateLimitGate,

@@ -34,6 +34,10 @@ pub struct ThreadsConfig {
     pub status_poll_interval: Duration,
     /// How long to wait for a container to be ready before giving up on this attempt.
     pub status_poll_max_wait: Duration,
+    /// Posts per 24 hours when `threads_publishing_limit` does not say (facts §6.3: 250).
+    pub publish_quota_fallback: u32,
+    /// Publish at most this many per 24 hours even when Threads allows more.
+    pub publish_quota_cap: Option<u32>,
 }
 
 impl ThreadsConfig {
@@ -52,6 +56,8 @@ impl ThreadsConfig {
             // Meta recommends about 30 s before publishing; videos take longer.
             status_poll_interval: Duration::from_secs(3),
             status_poll_max_wait: Duration::from_secs(5 * 60),
+            publish_quota_fallback: 250,
+            publish_quota_cap: None,
         }
     }
 

@@ -16,6 +16,7 @@ pub(crate) const CONTAINER_STATUS: CallContext =
     CallContext::api("check the media container's status");
 pub(crate) const PUBLISH: CallContext = CallContext::api("publish the post");
 pub(crate) const READ_POSTS: CallContext = CallContext::api("list the account's posts");
+pub(crate) const READ_QUOTA: CallContext = CallContext::api("read the publishing limit");
 
 fn not_before(headers: &HeaderMap, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
     graph::not_before(headers, now)

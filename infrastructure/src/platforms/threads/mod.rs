@@ -11,7 +11,16 @@
 //!
 //! Every API call asks the shared `RateLimitGate` first and reports Meta's usage headers after.
 //! Rate-limit keys: `threads_me`, `threads_create`, `threads_status`, `threads_publish`,
-//! `threads_media`, `threads_list`.
+//! `threads_media`, `threads_list`, `threads_limit`.
+//!
+//! The publishing quota (250 posts per 24 hours, facts §6.3) is read live from
+//! `threads_publishing_limit` right before every `threads_publish`, and the publish is reserved
+//! through the shared gate (key `threads_publishing_quota`, see [`meta::quota`]): Threads' count
+//! plus Herald's publishes it may not show yet, taken atomically across every worker. When it is
+//! used up the job waits for the next free slot. Replies (the later parts of a thread) have a
+//! quota of their own (1,000 a day) and do not take from this one.
+//!
+//! [`meta::quota`]: crate::platforms::meta::quota
 mod config;
 mod errors;
 
@@ -28,9 +37,10 @@ pub use config::{ThreadsConfig, DEFAULT_SCOPES};
 use self::errors::{classify, publish_transport_error, transport_failure, CallContext};
 use super::http::{self, PlatformApi, SendError};
 use super::meta::graph::{self, normalize};
+use super::meta::quota::{self, PublishingQuota, QuotaEntry};
 use super::{
     AuthorizationStart, CreatedPost, MediaUpload, PlatformAdapter, PostDraft, PostError,
-    RateLimitGate, TokenGrant, Unlimited, UploadProgress,
+    PublishReservation, RateLimitGate, TokenGrant, Unlimited, UploadProgress,
 };
 use crate::oauth::{redact, ClientAuth, OAuthClient, OAuthEndpoints, SetupError};
 use crate::secret::Secret;
@@ -39,6 +49,11 @@ use crate::secret::Secret;
 const CLOCK_SKEW_SECS: i64 = 5;
 /// The permalink lookup after publishing is a nicety: it must not hold the attempt up.
 const PERMALINK_TIMEOUT: Duration = Duration::from_secs(5);
+/// The gate's key for the shared publishing quota.
+const QUOTA_KEY: &str = "threads_publishing_quota";
+/// How Threads refuses a publish past the quota. Facts §6.3 give no error for it; this is the
+/// subcode Meta uses for the same limit on Instagram (§4.4), which the twin answers with.
+const QUOTA_SUBCODE: &str = "_2207042";
 
 /// The Threads adapter. Cheap to share: hold it in an `Arc`.
 pub struct ThreadsAdapter {
@@ -129,6 +144,15 @@ struct ListedPost {
     text: String,
     media_type: Option<String>,
     permalink: Option<String>,
+    timestamp: Option<String>,
+    #[serde(default)]
+    is_reply: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct QuotaAnswer {
+    #[serde(default)]
+    data: Vec<QuotaEntry>,
 }
 
 impl ThreadsAdapter {
@@ -187,6 +211,7 @@ impl ThreadsAdapter {
             access_token: access,
             expires_at,
             scopes: self.config.scopes.clone(),
+            refresh_token_expires_at: None,
         }
     }
 
@@ -360,13 +385,24 @@ impl ThreadsAdapter {
             Err(_) => Default::default(),
         };
         if !status.is_success() {
-            return Err(PostError::Failed(classify(
+            let failure = classify(
                 status.as_u16(),
                 &headers,
                 &body,
                 errors::PUBLISH,
                 Utc::now(),
-            )));
+            );
+            if failure.code.ends_with(QUOTA_SUBCODE) {
+                // Posts made elsewhere used the quota meanwhile: wait for the next free slot.
+                let free_at = self
+                    .next_free_slot(token, limits)
+                    .await
+                    .unwrap_or_else(|| Utc::now() + TimeDelta::hours(1));
+                return Err(PostError::Failed(
+                    self.quota().refused(failure, free_at, limits).await,
+                ));
+            }
+            return Err(PostError::Failed(failure));
         }
         serde_json::from_slice::<IdBody>(&body)
             .map(|b| b.id)
@@ -375,6 +411,62 @@ impl ThreadsAdapter {
                     "Threads answered HTTP {status} without a readable post id; the post may exist"
                 ))
             })
+    }
+
+    /// The publishing quota as configured.
+    fn quota(&self) -> PublishingQuota {
+        PublishingQuota {
+            key: QUOTA_KEY,
+            platform: "Threads",
+            owner: "profile",
+            fallback: self.config.publish_quota_fallback,
+            cap: self.config.publish_quota_cap,
+        }
+    }
+
+    /// Reads `threads_publishing_limit` and reserves this publish through the shared gate.
+    async fn reserve_slot(
+        &self,
+        token: &Secret,
+        limits: &dyn RateLimitGate,
+    ) -> Result<PublishReservation, PlatformFailure> {
+        let read_at = Utc::now();
+        let mut url = self.config.api_url("me/threads_publishing_limit");
+        url.query_pairs_mut()
+            .append_pair("fields", "quota_usage,config");
+        let request = self.api.get(url).bearer_auth(token.expose());
+        let live: QuotaAnswer =
+            http::call_json(self, "threads_limit", limits, request, errors::READ_QUOTA).await?;
+        let quota = self.quota();
+        let reading = quota.reading(live.data.into_iter().next(), read_at);
+        quota
+            .reserve(reading, limits, || self.next_free_slot(token, limits))
+            .await
+    }
+
+    /// When the oldest post (not reply) of the last 24 hours leaves the window (`None` when
+    /// Threads lists none).
+    async fn next_free_slot(
+        &self,
+        token: &Secret,
+        limits: &dyn RateLimitGate,
+    ) -> Option<DateTime<Utc>> {
+        let now = Utc::now();
+        let mut url = self.config.api_url("me/threads");
+        url.query_pairs_mut()
+            .append_pair("since", &(now - quota::WINDOW).timestamp().to_string())
+            .append_pair("fields", "id,timestamp,is_reply")
+            .append_pair("limit", "100");
+        let request = self.api.get(url).bearer_auth(token.expose());
+        let listed: Result<ThreadsPage, _> =
+            http::call_json(self, "threads_list", limits, request, errors::READ_POSTS).await;
+        let posted = listed
+            .map(|page| page.data)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|post| !post.is_reply)
+            .filter_map(|post| post.timestamp.as_deref().and_then(quota::parse_graph_time));
+        quota::next_free_slot(posted, now)
     }
 
     /// The post's permalink, or a link built from its id when Threads does not say.
@@ -502,7 +594,11 @@ impl PlatformAdapter for ThreadsAdapter {
 
     /// `refresh_token` is the long-lived access token itself.
     #[tracing::instrument(skip_all, fields(platform = "threads"))]
-    async fn refresh(&self, refresh_token: &Secret) -> Result<TokenGrant, PlatformFailure> {
+    async fn refresh(
+        &self,
+        _account: &AccountProfile,
+        refresh_token: &Secret,
+    ) -> Result<TokenGrant, PlatformFailure> {
         let request = self
             .api
             .get(self.config.oauth_url("refresh_access_token"))
@@ -518,7 +614,11 @@ impl PlatformAdapter for ThreadsAdapter {
 
     /// Threads has no token revocation endpoint: the user removes Herald under the account's
     /// Website permissions in Threads; Herald forgets the tokens.
-    async fn revoke(&self, _grant: &TokenGrant) -> Result<(), PlatformFailure> {
+    async fn revoke(
+        &self,
+        _account: &AccountProfile,
+        _grant: &TokenGrant,
+    ) -> Result<(), PlatformFailure> {
         Ok(())
     }
 
@@ -580,8 +680,29 @@ impl PlatformAdapter for ThreadsAdapter {
         draft: &PostDraft,
         limits: &dyn RateLimitGate,
     ) -> Result<CreatedPost, PostError> {
+        // Replies have a quota of their own (facts §6.3), which this one does not cover.
+        let counted = draft.reply_to.is_none();
+        let quota = self.quota();
+        if counted {
+            quota.known_free(limits).await?;
+        }
         let container = self.prepare(access_token, draft, limits).await?;
-        let post_id = self.publish(access_token, &container, limits).await?;
+        let reservation = match counted {
+            true => Some(self.reserve_slot(access_token, limits).await?),
+            false => None,
+        };
+        let published = self.publish(access_token, &container, limits).await;
+        if let Some(reservation) = &reservation {
+            quota
+                .settle(
+                    reservation,
+                    &published,
+                    |f| f.code.ends_with(QUOTA_SUBCODE),
+                    limits,
+                )
+                .await;
+        }
+        let post_id = published?;
         tracing::Span::current().record("post_id", post_id.as_str());
         let url = self.post_url(access_token, &post_id, limits).await;
         Ok(CreatedPost { post_id, url })
@@ -591,11 +712,11 @@ impl PlatformAdapter for ThreadsAdapter {
     async fn find_post(
         &self,
         access_token: &Secret,
-        account_id: &str,
         since: DateTime<Utc>,
         draft: &PostDraft,
         limits: &dyn RateLimitGate,
     ) -> Result<Option<CreatedPost>, PlatformFailure> {
+        let account_id = draft.account.account_id.as_str();
         let start = (since - TimeDelta::seconds(CLOCK_SKEW_SECS)).timestamp();
         let mut url = self.config.api_url(account_id);
         if let Ok(mut segments) = url.path_segments_mut() {

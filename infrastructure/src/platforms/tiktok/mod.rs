@@ -246,6 +246,7 @@ impl TiktokAdapter {
                 .or_else(|| previous_refresh.cloned()),
             expires_at,
             scopes,
+            refresh_token_expires_at: None,
         })
     }
 
@@ -417,7 +418,11 @@ impl PlatformAdapter for TiktokAdapter {
 
     /// Refresh tokens rotate: the response's refresh token replaces the one sent.
     #[tracing::instrument(skip_all, fields(platform = "tiktok"))]
-    async fn refresh(&self, refresh_token: &Secret) -> Result<TokenGrant, PlatformFailure> {
+    async fn refresh(
+        &self,
+        _account: &AccountProfile,
+        refresh_token: &Secret,
+    ) -> Result<TokenGrant, PlatformFailure> {
         let form = [
             ("client_key", self.config.client_key.as_str()),
             ("client_secret", self.config.client_secret.expose()),
@@ -433,7 +438,11 @@ impl PlatformAdapter for TiktokAdapter {
 
     /// `POST /v2/oauth/revoke/` with the access token: the whole authorization ends.
     #[tracing::instrument(skip_all, fields(platform = "tiktok"))]
-    async fn revoke(&self, grant: &TokenGrant) -> Result<(), PlatformFailure> {
+    async fn revoke(
+        &self,
+        _account: &AccountProfile,
+        grant: &TokenGrant,
+    ) -> Result<(), PlatformFailure> {
         let form = [
             ("client_key", self.config.client_key.as_str()),
             ("client_secret", self.config.client_secret.expose()),
@@ -486,7 +495,6 @@ impl PlatformAdapter for TiktokAdapter {
     async fn find_post(
         &self,
         access_token: &Secret,
-        _account_id: &str,
         _since: DateTime<Utc>,
         draft: &PostDraft,
         limits: &dyn RateLimitGate,

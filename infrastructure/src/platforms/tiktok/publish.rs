@@ -8,14 +8,17 @@
 //! it), still uploading (continue from the recorded offset), failed for an internal reason or
 //! gone (start a new publish), failed for good (report it). Only the init call itself has an
 //! unknown outcome if it times out; for FILE_UPLOAD that is harmless (a publish without bytes
-//! never becomes a post), for PULL_FROM_URL and photos it is the one window where a retry could
-//! post twice.
+//! never becomes a post). For PULL_FROM_URL and photos the init is the post, and TikTok offers
+//! no way to look a private post, a photo post or an inbox draft up; so before that init the
+//! intent is recorded as a session without a publish id, and an attempt that finds it (the
+//! answer was lost, or the worker died) stops with a message instead of posting again. The
+//! user's `retry` clears it.
 //!
 //! The media is streamed from its URL one chunk at a time (at most the final chunk, under
 //! twice the chunk size, is held in memory).
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use chrono::{TimeDelta, Utc};
 use herald_domain::{ErrorClass, MediaKind, PlatformFailure};
 use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE};
@@ -58,7 +61,11 @@ struct Meta {
 /// carries an upload token).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Session {
+    /// Empty while a PULL_FROM_URL / photo init is in flight (see `init_sent_at`).
     publish_id: String,
+    /// When a PULL_FROM_URL / photo init was sent, until its answer is recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    init_sent_at: Option<chrono::DateTime<Utc>>,
     upload_url: Option<String>,
     video_size: Option<u64>,
     chunk_size: Option<u64>,
@@ -230,7 +237,6 @@ impl ChunkPlan {
 /// The media, streamed from its URL.
 struct Source {
     download: Download,
-    pending: Bytes,
     /// Total size of the file.
     size: u64,
 }
@@ -239,21 +245,7 @@ impl Source {
     /// Exactly `n` bytes, or a failure if the file ends first.
     async fn read_exact(&mut self, n: u64) -> Result<Bytes, PlatformFailure> {
         let n = usize::try_from(n).map_err(|_| too_large_chunk())?;
-        let mut buffer = BytesMut::with_capacity(n);
-        while buffer.len() < n {
-            if self.pending.is_empty() {
-                self.pending = self.download.chunk().await?.ok_or_else(|| {
-                    PlatformFailure::new(
-                        ErrorClass::Retryable,
-                        "media_source_short",
-                        "the media URL sent fewer bytes than its Content-Length; Herald will try again",
-                    )
-                })?;
-            }
-            let take = (n - buffer.len()).min(self.pending.len());
-            buffer.extend_from_slice(&self.pending.split_to(take));
-        }
-        Ok(buffer.freeze())
+        self.download.read_exact(n).await
     }
 
     async fn skip(&mut self, mut n: u64) -> Result<(), PlatformFailure> {
@@ -278,11 +270,7 @@ fn too_large_chunk() -> PlatformFailure {
 async fn open_source(t: &TiktokAdapter, url: &str, offset: u64) -> Result<Source, PlatformFailure> {
     let download = t.media_source.open(url, offset).await?;
     let size = download.require_total()?;
-    Ok(Source {
-        download,
-        pending: Bytes::new(),
-        size,
-    })
+    Ok(Source { download, size })
 }
 
 /// Bytes TikTok holds according to an upload response's `Content-Range: bytes 0-{last}/{total}`
@@ -630,6 +618,7 @@ impl TiktokAdapter {
 
         let session = |publish_id: String, upload: Option<(String, ChunkPlan)>| Session {
             publish_id,
+            init_sent_at: None,
             video_size: upload.as_ref().map(|(_, p)| p.size),
             chunk_size: upload.as_ref().map(|(_, p)| p.chunk),
             upload_url: upload.map(|(u, _)| u),
@@ -660,7 +649,24 @@ impl TiktokAdapter {
                     )
                 }
             };
-            let init = self.init(token, kind, &body, inbox, limits).await?;
+            // The init is the post: record the intent first (see the module documentation).
+            let in_flight = Session {
+                init_sent_at: Some(Utc::now()),
+                ..session(String::new(), None)
+            };
+            progress.session_opened(&seal(&in_flight)).await;
+            let init = match self.init(token, kind, &body, inbox, limits).await {
+                Ok(init) => init,
+                Err(failure) => {
+                    if !outcome_unknown(&failure) {
+                        // TikTok answered: nothing was created, the next attempt starts anew.
+                        progress
+                            .session_opened(&seal(&session(String::new(), None)))
+                            .await;
+                    }
+                    return Err(failure);
+                }
+            };
             let opened = session(init.publish_id.clone(), None);
             progress.session_opened(&seal(&opened)).await;
             return self
@@ -735,6 +741,13 @@ impl TiktokAdapter {
             tracing::warn!("the recorded TikTok session cannot be read; starting a new publish");
             return Ok(None);
         };
+        if let Some(sent_at) = session.init_sent_at {
+            return Err(unanswered_init(sent_at, &session.meta));
+        }
+        if session.publish_id.is_empty() {
+            // An init TikTok refused: nothing to resume.
+            return Ok(None);
+        }
         let status = match self.status(token, &session.publish_id, limits).await {
             Ok(status) => status,
             Err(f)
@@ -809,6 +822,31 @@ impl TiktokAdapter {
 }
 
 /// The session handle as the secret `session_opened` takes.
+/// Whether a failed init may still have reached TikTok: no answer came (timed out or lost
+/// after sending). Any answer, even a 5xx error, says the publish was not created.
+fn outcome_unknown(failure: &PlatformFailure) -> bool {
+    failure.code == "network_error"
+}
+
+/// An earlier attempt sent a PULL_FROM_URL / photo init and never learned its outcome. TikTok
+/// may have the post, and has no way to look it up: asking the user is the only way not to post
+/// twice.
+fn unanswered_init(sent_at: chrono::DateTime<Utc>, meta: &Meta) -> PlatformFailure {
+    let place = if meta.inbox {
+        "the account's TikTok inbox"
+    } else {
+        "the TikTok profile (including private posts)"
+    };
+    PlatformFailure::new(
+        ErrorClass::Permanent,
+        "tiktok_outcome_unknown",
+        format!(
+            "TikTok may already have this post: Herald sent it at {} but never received TikTok's answer, and TikTok offers no way to look it up. Check {place}; if the post is not there, retry the job and Herald sends it again",
+            sent_at.format("%Y-%m-%d %H:%M:%S UTC")
+        ),
+    )
+}
+
 fn seal(session: &Session) -> Secret {
     Secret::new(serde_json::to_string(session).unwrap_or_default())
 }

@@ -203,7 +203,7 @@ pub(crate) fn classify(
         ),
         403 if is_duplicate(&parsed) => PlatformFailure::new(
             ErrorClass::Permanent,
-            "http_403_duplicate",
+            herald_domain::failure::DUPLICATE_POST,
             "X refused this post as a duplicate of a recent post by the same account: change the text",
         ),
         403 => {
@@ -380,7 +380,7 @@ mod tests {
         let body = r#"{"detail":"You are not allowed to create a Tweet with duplicate content.","type":"about:blank","title":"Forbidden","status":403}"#;
         let f = classify_post(403, &HeaderMap::new(), body);
         assert_eq!(f.class, ErrorClass::Permanent);
-        assert_eq!(f.code, "http_403_duplicate");
+        assert!(f.is_duplicate_post());
         assert!(f.message.contains("change the text"));
     }
 

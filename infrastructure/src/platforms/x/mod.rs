@@ -124,6 +124,14 @@ impl PlatformApi for XAdapter {
         (remaining, reset)
     }
 
+    /// `x-rate-limit-limit`: the window's size.
+    fn window_limit(&self, headers: &HeaderMap) -> Option<u64> {
+        headers
+            .get("x-rate-limit-limit")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse().ok())
+    }
+
     fn classify(
         &self,
         status: StatusCode,
@@ -182,13 +190,21 @@ impl PlatformAdapter for XAdapter {
     }
 
     #[tracing::instrument(skip_all, fields(platform = "x"))]
-    async fn refresh(&self, refresh_token: &Secret) -> Result<TokenGrant, PlatformFailure> {
+    async fn refresh(
+        &self,
+        _account: &AccountProfile,
+        refresh_token: &Secret,
+    ) -> Result<TokenGrant, PlatformFailure> {
         self.oauth.refresh(refresh_token).await
     }
 
     /// Revokes the refresh token (which ends the whole grant at X) and the access token.
     #[tracing::instrument(skip_all, fields(platform = "x"))]
-    async fn revoke(&self, grant: &TokenGrant) -> Result<(), PlatformFailure> {
+    async fn revoke(
+        &self,
+        _account: &AccountProfile,
+        grant: &TokenGrant,
+    ) -> Result<(), PlatformFailure> {
         if let Some(refresh) = &grant.refresh_token {
             self.oauth.revoke(refresh, TokenKind::Refresh).await?;
         }
@@ -260,11 +276,11 @@ impl PlatformAdapter for XAdapter {
     async fn find_post(
         &self,
         access_token: &Secret,
-        account_id: &str,
         since: DateTime<Utc>,
         draft: &PostDraft,
         limits: &dyn RateLimitGate,
     ) -> Result<Option<CreatedPost>, PlatformFailure> {
+        let account_id = draft.account.account_id.as_str();
         let found = posts::find(self, access_token, account_id, since, draft, limits).await?;
         tracing::Span::current().record("found", found.is_some());
         Ok(found)

@@ -408,14 +408,22 @@ impl PlatformAdapter for YouTubeAdapter {
 
     /// Google normally returns no new refresh token: the old one is kept.
     #[tracing::instrument(skip_all, fields(platform = "youtube"))]
-    async fn refresh(&self, refresh_token: &Secret) -> Result<TokenGrant, PlatformFailure> {
+    async fn refresh(
+        &self,
+        _account: &AccountProfile,
+        refresh_token: &Secret,
+    ) -> Result<TokenGrant, PlatformFailure> {
         self.oauth.refresh(refresh_token).await
     }
 
     /// Revoking either token ends Google's whole grant; an already revoked or expired token
     /// (`invalid_token`) is what disconnecting wants anyway.
     #[tracing::instrument(skip_all, fields(platform = "youtube"))]
-    async fn revoke(&self, grant: &TokenGrant) -> Result<(), PlatformFailure> {
+    async fn revoke(
+        &self,
+        _account: &AccountProfile,
+        grant: &TokenGrant,
+    ) -> Result<(), PlatformFailure> {
         let (token, kind) = match &grant.refresh_token {
             Some(refresh) => (refresh, TokenKind::Refresh),
             None => (&grant.access_token, TokenKind::Access),
@@ -522,11 +530,11 @@ impl PlatformAdapter for YouTubeAdapter {
     async fn find_post(
         &self,
         access_token: &Secret,
-        account_id: &str,
         since: DateTime<Utc>,
         draft: &PostDraft,
         limits: &dyn RateLimitGate,
     ) -> Result<Option<CreatedPost>, PlatformFailure> {
+        let account_id = draft.account.account_id.as_str();
         let Some(suffix) = account_id.strip_prefix("UC") else {
             return Ok(None);
         };

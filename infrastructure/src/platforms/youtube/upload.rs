@@ -104,7 +104,14 @@ async fn run_session(
     limits: &dyn RateLimitGate,
     progress: &dyn UploadProgress,
 ) -> Result<String, SessionEnd> {
-    let mut source = yt.media_source.open(&upload.item.url, 0).await?;
+    // A resumed session downloads the media from the offset the job recorded, not from byte
+    // 0: `MediaSource::open` asks for a Range (and, from a server that ignores it, reads and
+    // drops the bytes before the offset instead).
+    let recorded = match (&session, upload.resume) {
+        (Some(_), Some(resume)) => resume.bytes_confirmed,
+        _ => 0,
+    };
+    let mut source = yt.media_source.open(&upload.item.url, recorded).await?;
     let total = source.total.filter(|n| *n > 0).ok_or_else(|| {
         PlatformFailure::new(
             ErrorClass::Permanent,
@@ -117,6 +124,10 @@ async fn run_session(
             SessionState::Complete(video_id) => return Ok(video_id),
             SessionState::Confirmed(n) => {
                 tracing::info!(confirmed = n, total, "resuming the upload session");
+                if n != recorded {
+                    // YouTube holds more (or less) than the job recorded: download from there.
+                    source = yt.media_source.open(&upload.item.url, n).await?;
+                }
                 (session, n)
             }
             SessionState::Gone => return Err(SessionEnd::Restart),
@@ -294,8 +305,8 @@ async fn send_chunks(
 ) -> Result<String, SessionEnd> {
     let Position { total, .. } = position;
     let chunk = yt.config.chunk_size();
-    let mut reader = SourceReader::new(source, total);
-    reader.skip(position.confirmed).await?;
+    // The download starts at the confirmed offset (see `run_session`).
+    let mut reader = SourceReader::new(source, position);
     // `buffer` holds bytes `start..start + buffer.len()` of the file.
     let mut start = position.confirmed;
     let mut buffer = BytesMut::with_capacity(chunk);
@@ -376,17 +387,19 @@ async fn send_chunks(
 struct SourceReader<'a> {
     source: &'a mut Download,
     carry: Bytes,
+    /// The file offset reached: the download's start plus what it has given.
     read: u64,
     total: u64,
 }
 
 impl<'a> SourceReader<'a> {
-    fn new(source: &'a mut Download, total: u64) -> Self {
+    /// `source` gives the file from `position.confirmed` on.
+    fn new(source: &'a mut Download, position: Position) -> Self {
         Self {
             source,
             carry: Bytes::new(),
-            read: 0,
-            total,
+            read: position.confirmed,
+            total: position.total,
         }
     }
 
@@ -406,20 +419,6 @@ impl<'a> SourceReader<'a> {
             }
         }
         Ok(piece)
-    }
-
-    /// Reads and drops the first `n` bytes (YouTube already holds them).
-    async fn skip(&mut self, mut n: u64) -> Result<(), PlatformFailure> {
-        while n > 0 {
-            let Some(mut piece) = self.next().await? else {
-                return Err(truncated(self.total, self.read));
-            };
-            let take = (piece.len() as u64).min(n) as usize;
-            let _ = piece.split_to(take);
-            n -= take as u64;
-            self.carry = piece;
-        }
-        Ok(())
     }
 
     /// Tops `buffer` up to `chunk` bytes (fewer at the end of the file).
