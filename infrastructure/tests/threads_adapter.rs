@@ -231,7 +231,8 @@ async fn publishes_text_image_carousel_and_video_posts() {
     let acquired = gate.acquired.lock().unwrap().clone();
     assert!(acquired.contains(&"threads_create".to_owned()));
     assert!(acquired.contains(&"threads_publish".to_owned()));
-    assert!(gate
+    // Meta's usage headers are percentages, not calls: a budget with room is not reported.
+    assert!(!gate
         .observed
         .lock()
         .unwrap()

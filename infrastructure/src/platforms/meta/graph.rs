@@ -190,9 +190,15 @@ pub fn usage(headers: &HeaderMap, now: DateTime<Utc>) -> Option<(u64, DateTime<U
         .reduce(|(l1, a1), (l2, a2)| (l1.min(l2), a1.max(a2)))
 }
 
-/// [`usage`] in the shape `PlatformApi::rate_limit` returns.
+/// [`usage`] in the shape `PlatformApi::rate_limit` returns. Meta reports percentages, not
+/// calls, so only a spent budget is reported (as in [`shared_rate_limits`]): a percentage left
+/// with a "back in 0 minutes" estimate read as calls in a window that resets now made other
+/// workers wait for nothing.
 pub fn rate_limit(headers: &HeaderMap, now: DateTime<Utc>) -> (Option<u64>, Option<DateTime<Utc>>) {
-    usage(headers, now).map_or((None, None), |(left, back_at)| (Some(left), Some(back_at)))
+    match usage(headers, now) {
+        Some((0, back_at)) => (Some(0), Some(back_at)),
+        _ => (None, None),
+    }
 }
 
 /// The gate key of the application's Graph budget (`X-App-Usage`). It names no platform: the
