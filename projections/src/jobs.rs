@@ -3,6 +3,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use herald_domain::publishing_job::PublishingJobEvent;
+use herald_domain::ErrorClass;
 use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyPool, Row, Transaction};
@@ -21,8 +22,12 @@ pub struct JobView {
     pub part_count: i64,
     pub media_count: i64,
     pub publish_at: Option<DateTime<Utc>>,
+    /// Attempts started, waits for a limit included.
     pub attempts: i64,
     pub max_attempts: i64,
+    /// Attempts that ended waiting for a rate limit or quota; they do not count against
+    /// `max_attempts`.
+    pub limit_waits: i64,
     /// Bytes sent and total per media item of the current attempt.
     pub uploads: BTreeMap<usize, (u64, u64)>,
     pub post_id: Option<String>,
@@ -63,6 +68,7 @@ impl JobView {
             publish_at: opt_time("publish_at_ms")?,
             attempts: row.try_get::<i32, _>("attempts")? as i64,
             max_attempts: row.try_get::<i32, _>("max_attempts")? as i64,
+            limit_waits: row.try_get::<i32, _>("limit_waits")? as i64,
             uploads: serde_json::from_str(&row.try_get::<String, _>("uploads")?)?,
             post_id: row.try_get("post_id")?,
             post_url: row.try_get("post_url")?,
@@ -82,14 +88,15 @@ impl JobView {
             "INSERT INTO job_views (job_id, user_id, connection_id, platform, status, text_preview, part_count,
                 media_count, publish_at_ms, attempts, max_attempts, uploads, post_id, post_url, post_ids,
                 last_error_class, last_error_code, last_error_message, retry_at_ms, created_at_ms, updated_at_ms,
-                published_at_ms)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)
+                published_at_ms, limit_waits)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)
              ON CONFLICT (job_id) DO UPDATE SET status = excluded.status, publish_at_ms = excluded.publish_at_ms,
                 attempts = excluded.attempts, max_attempts = excluded.max_attempts, uploads = excluded.uploads,
                 post_id = excluded.post_id, post_url = excluded.post_url, post_ids = excluded.post_ids,
                 last_error_class = excluded.last_error_class, last_error_code = excluded.last_error_code,
                 last_error_message = excluded.last_error_message, retry_at_ms = excluded.retry_at_ms,
-                updated_at_ms = excluded.updated_at_ms, published_at_ms = excluded.published_at_ms",
+                updated_at_ms = excluded.updated_at_ms, published_at_ms = excluded.published_at_ms,
+                limit_waits = excluded.limit_waits",
         )
         .bind(&self.job_id)
         .bind(&self.user_id)
@@ -113,6 +120,7 @@ impl JobView {
         .bind(millis(self.created_at))
         .bind(millis(self.updated_at))
         .bind(self.published_at.map(millis))
+        .bind(self.limit_waits as i32)
         .execute(&mut **tx)
         .await?;
         Ok(())
@@ -122,7 +130,7 @@ impl JobView {
 const SELECT_JOB: &str = "SELECT job_id, user_id, connection_id, platform, status, text_preview, part_count,
     media_count, publish_at_ms, attempts, max_attempts, uploads, post_id, post_url, post_ids,
     last_error_class, last_error_code, last_error_message, retry_at_ms, created_at_ms, updated_at_ms,
-    published_at_ms FROM job_views";
+    published_at_ms, limit_waits FROM job_views";
 
 /// Filters for listing jobs.
 #[derive(Debug, Clone, Default)]
@@ -229,6 +237,7 @@ impl Projection for JobsProjection {
                 publish_at: Some(*publish_at),
                 attempts: 0,
                 max_attempts: *max_attempts as i64,
+                limit_waits: 0,
                 uploads: BTreeMap::new(),
                 post_id: None,
                 post_url: None,
@@ -303,6 +312,9 @@ impl Projection for JobsProjection {
                 retry_at,
                 ..
             } => {
+                if *class == ErrorClass::RateLimited {
+                    view.limit_waits += 1;
+                }
                 view.last_error_class = Some(class.as_str().to_string());
                 view.last_error_code = Some(code.clone());
                 view.last_error_message = Some(message.clone());

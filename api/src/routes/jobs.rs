@@ -388,6 +388,7 @@ fn job_json(view: &JobView) -> Value {
         "publish_at": view.publish_at,
         "attempts": view.attempts,
         "max_attempts": view.max_attempts,
+        "limit_waits": view.limit_waits,
         "upload_progress_percent": view.upload_percent(),
         "post_id": view.post_id,
         "post_url": view.post_url,

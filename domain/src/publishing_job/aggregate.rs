@@ -17,6 +17,9 @@ use crate::{
 /// The retry budget when the request does not name one.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
 const MAX_RETRY_BUDGET: u32 = 20;
+/// Waits for a rate limit or quota in a row after which a job gives up: a limit that never
+/// reopens (a quota of zero, a ban) must not keep a job waiting for ever.
+pub const MAX_LIMIT_WAITS: u32 = 100;
 
 /// Where a job is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -85,7 +88,13 @@ pub struct PublishingJob {
     pub status: JobStatus,
     pub due_at: Option<DateTime<Utc>>,
     pub max_attempts: u32,
+    /// Attempts started, waits for a limit included.
     pub attempts: u32,
+    /// Attempts that ended waiting for a rate limit or quota: they do not use up the retry
+    /// budget (the platform asked Herald to wait, nothing failed).
+    pub limit_waits: u32,
+    /// Of those, the ones since the last other outcome (see [`MAX_LIMIT_WAITS`]).
+    pub limit_waits_in_a_row: u32,
     pub current_attempt: Option<AttemptId>,
     pub last_failure: Option<ErrorClass>,
     /// Platform media ids already uploaded, by media index; reused by later attempts.
@@ -222,7 +231,7 @@ impl PublishingJob {
         if let Some(due_at) = self.due_at.filter(|due| *due > at) {
             return Err(PublishingJobError::NotDueYet { due_at });
         }
-        if self.attempts >= self.max_attempts {
+        if self.spent_attempts() >= self.max_attempts {
             return Err(PublishingJobError::RetryBudgetExhausted {
                 max_attempts: self.max_attempts,
             });
@@ -295,13 +304,18 @@ impl PublishingJob {
                 "{message}. The platform refused the token again after a refresh: reconnect the account"
             );
         }
-        let budget_left = self.attempts < self.max_attempts;
+        let budget_left = match class {
+            ErrorClass::RateLimited => self.limit_waits_in_a_row < MAX_LIMIT_WAITS,
+            _ => self.spent_attempts() < self.max_attempts,
+        };
         let retry_at = if budget_left {
             let classified = PlatformFailure {
                 class,
                 ..failure.clone()
             };
-            RetryPolicy::default().retry_at(&classified, self.attempts, at, jitter)
+            // Waits for a limit do not make the next real failure back off longer.
+            let failures = self.spent_attempts().max(1);
+            RetryPolicy::default().retry_at(&classified, failures, at, jitter)
         } else {
             None
         };
@@ -319,6 +333,8 @@ impl PublishingJob {
             None => {
                 let message = if budget_left {
                     message
+                } else if class == ErrorClass::RateLimited {
+                    format!("gave up after waiting {MAX_LIMIT_WAITS} times in a row for a limit that did not reopen; last error: {message}")
                 } else {
                     format!(
                         "gave up after {} attempts; last error: {message}",
@@ -364,7 +380,7 @@ impl PublishingJob {
                     true,
                 )?);
             }
-            None if self.attempts < self.max_attempts => {
+            None if self.spent_attempts() < self.max_attempts => {
                 events.push(PublishingJobEvent::RetryScheduled { retry_at: at, at });
             }
             None => events.push(PublishingJobEvent::Failed {
@@ -503,11 +519,16 @@ impl PublishingJob {
                     return Err(self.invalid("be retried (only failed jobs can)"));
                 }
                 Ok(vec![E::RetryRequested {
-                    max_attempts: self.attempts + self.max_attempts.max(1),
+                    max_attempts: self.spent_attempts() + self.max_attempts.max(1),
                     at,
                 }])
             }
         }
+    }
+
+    /// Attempts that used up the retry budget: every attempt but the waits for a limit.
+    pub fn spent_attempts(&self) -> u32 {
+        self.attempts.saturating_sub(self.limit_waits)
     }
 
     fn require_media(&self, media_index: usize) -> Result<(), PublishingJobError> {
@@ -618,6 +639,12 @@ impl Aggregate for PublishingJob {
             }
             E::AttemptFailed { class, .. } => {
                 self.last_failure = Some(class);
+                if class == ErrorClass::RateLimited {
+                    self.limit_waits += 1;
+                    self.limit_waits_in_a_row += 1;
+                } else {
+                    self.limit_waits_in_a_row = 0;
+                }
             }
             E::RetryScheduled { retry_at, .. } => {
                 self.status = JobStatus::RetryScheduled;
@@ -644,6 +671,7 @@ impl Aggregate for PublishingJob {
             }
             E::RetryRequested { max_attempts, at } => {
                 self.status = JobStatus::RetryScheduled;
+                self.limit_waits_in_a_row = 0;
                 self.max_attempts = max_attempts;
                 self.due_at = Some(at);
                 self.last_failure = None;
@@ -1138,6 +1166,91 @@ mod tests {
                 retry_at: reset,
                 at: t0()
             }
+        );
+    }
+
+    /// Attempt `n` ended with `class`, and a retry was scheduled.
+    fn failed_then_retried(n: u32, class: ErrorClass) -> Vec<PublishingJobEvent> {
+        vec![
+            started(n),
+            PublishingJobEvent::AttemptFailed {
+                attempt_id: attempt(n as u128),
+                attempt_number: n,
+                class,
+                code: "429".into(),
+                message: "wait".into(),
+                retry_at: Some(t0()),
+                at: t0(),
+            },
+            PublishingJobEvent::RetryScheduled {
+                retry_at: t0(),
+                at: t0(),
+            },
+        ]
+    }
+
+    #[test]
+    fn waiting_for_a_limit_does_not_use_up_the_retry_budget() {
+        // A budget of 2 attempts; 5 waits for a rate limit, then one real failure.
+        let mut given = vec![scheduled_with(&["x"], 2)];
+        for n in 1..=5 {
+            given.extend(failed_then_retried(n, ErrorClass::RateLimited));
+        }
+        given.extend(failed_then_retried(6, ErrorClass::Retryable));
+        JobTest::with(())
+            .given(given.clone())
+            .when(PublishingJobCommand::StartAttempt {
+                attempt_id: attempt(7),
+                at: t0(),
+            })
+            .then_expect_events(vec![started(7)]);
+
+        // The second real failure spends the budget: the job fails.
+        given.push(started(7));
+        let events = JobTest::with(())
+            .given(given)
+            .when(PublishingJobCommand::RecordAttemptFailure {
+                attempt_id: attempt(7),
+                failure: failure(ErrorClass::Retryable),
+                at: t0(),
+                jitter: 1.0,
+            })
+            .inspect_result()
+            .unwrap();
+        assert!(
+            matches!(
+                &events[1],
+                PublishingJobEvent::Failed { message, .. } if message.starts_with("gave up after 2 attempts")
+            ),
+            "{events:?}"
+        );
+    }
+
+    #[test]
+    fn a_limit_that_never_reopens_gives_up_after_waiting_in_a_row() {
+        let mut given = vec![scheduled_with(&["x"], 2)];
+        for n in 1..=MAX_LIMIT_WAITS {
+            given.extend(failed_then_retried(n, ErrorClass::RateLimited));
+        }
+        let last = MAX_LIMIT_WAITS + 1;
+        given.push(started(last));
+        let events = JobTest::with(())
+            .given(given)
+            .when(PublishingJobCommand::RecordAttemptFailure {
+                attempt_id: attempt(u128::from(last)),
+                failure: failure(ErrorClass::RateLimited).not_before(t0() + Duration::hours(1)),
+                at: t0(),
+                jitter: 1.0,
+            })
+            .inspect_result()
+            .unwrap();
+        assert!(
+            matches!(
+                &events[1],
+                PublishingJobEvent::Failed { class: ErrorClass::RateLimited, message, .. }
+                    if message.contains("100 times in a row")
+            ),
+            "{events:?}"
         );
     }
 
