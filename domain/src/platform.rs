@@ -56,6 +56,23 @@ impl Platform {
             Platform::Reddit => "Reddit",
         }
     }
+
+    /// The platforms whose connections one login can make: a Facebook login connects Pages
+    /// and the Instagram accounts linked to them, and Facebook grants its permissions per
+    /// person, not per token. Every other login connects only its own platform.
+    pub fn login_family(self) -> &'static [Platform] {
+        match self {
+            Platform::FacebookPages | Platform::Instagram => {
+                &[Platform::FacebookPages, Platform::Instagram]
+            }
+            Platform::X => &[Platform::X],
+            Platform::Youtube => &[Platform::Youtube],
+            Platform::Tiktok => &[Platform::Tiktok],
+            Platform::Linkedin => &[Platform::Linkedin],
+            Platform::Threads => &[Platform::Threads],
+            Platform::Reddit => &[Platform::Reddit],
+        }
+    }
 }
 
 impl fmt::Display for Platform {
@@ -95,5 +112,21 @@ mod tests {
             "myspace".parse::<Platform>(),
             Err(UnknownPlatform("myspace".into()))
         );
+    }
+
+    #[test]
+    fn a_facebook_login_connects_pages_and_instagram_and_nothing_else_shares_a_login() {
+        for p in Platform::ALL {
+            let family = p.login_family();
+            assert!(family.contains(&p), "{p}");
+            for other in family {
+                assert_eq!(other.login_family(), family, "{p} and {other}");
+            }
+        }
+        assert_eq!(
+            Platform::Instagram.login_family(),
+            [Platform::FacebookPages, Platform::Instagram]
+        );
+        assert_eq!(Platform::Threads.login_family(), [Platform::Threads]);
     }
 }

@@ -333,6 +333,7 @@ fn grant_from(
         expires_at,
         scopes,
         refresh_token_expires_at: None,
+        login_id: None,
     }
 }
 

@@ -238,6 +238,10 @@ impl TokenService {
                 if fresh.refresh_token.is_none() {
                     fresh.refresh_token = Some(refresh_token);
                 }
+                // A renewal does not change whose login it is.
+                if fresh.login_id.is_none() {
+                    fresh.login_id = grant.login_id.clone();
+                }
                 self.vault
                     .store(connection_id, &fresh)
                     .await
@@ -339,6 +343,7 @@ mod tests {
             expires_at: Some(Utc::now() + chrono::Duration::seconds(expires_in)),
             scopes: vec![],
             refresh_token_expires_at: None,
+            login_id: None,
         }
     }
 

@@ -835,3 +835,67 @@ async fn a_spent_page_budget_holds_that_page_only() {
     );
     env.sandbox.stop().await;
 }
+
+/// The grant says whose login it is; revoking takes every permission the person granted back
+/// at Facebook (with the user token), after which the Page token cannot publish. A grant from
+/// before Herald recorded the person is not revoked: another login of theirs may still use it.
+#[tokio::test]
+async fn revoking_takes_the_persons_permissions_back() {
+    let env = Env::start().await;
+    let page = env.page("fb_revoking").await;
+    let grant = page.grant.clone().unwrap();
+    let state = env.sandbox.meta_state();
+    let person = state
+        .users
+        .iter()
+        .find(|u| u.username == "fb_revoking")
+        .unwrap();
+    assert_eq!(
+        grant.login_id.as_deref(),
+        Some(format!("facebook:{}", person.id).as_str())
+    );
+
+    let legacy = TokenGrant {
+        login_id: None,
+        ..grant.clone()
+    };
+    env.adapter.revoke(&page.profile, &legacy).await.unwrap();
+    assert!(env.sandbox.meta_state().revoked_permissions.is_empty());
+    env.post(&grant.access_token, &text("still connected"))
+        .await
+        .unwrap();
+
+    env.adapter.revoke(&page.profile, &grant).await.unwrap();
+    let state = env.sandbox.meta_state();
+    let mut revoked: Vec<&str> = state
+        .revoked_permissions
+        .iter()
+        .map(|r| {
+            assert_eq!(r.user_id, person.id);
+            r.permission.as_str()
+        })
+        .collect();
+    revoked.sort_unstable();
+    assert_eq!(
+        revoked,
+        [
+            "pages_manage_posts",
+            "pages_read_engagement",
+            "pages_show_list"
+        ]
+    );
+    let revocations: Vec<_> = state
+        .requests
+        .iter()
+        .filter(|r| r.method == "DELETE")
+        .collect();
+    assert!(
+        revocations
+            .iter()
+            .all(|r| r.path.contains(&format!("/{}/permissions/", person.id))),
+        "{revocations:?}"
+    );
+    let refused = failed(env.post(&grant.access_token, &text("after revoking")).await);
+    assert_eq!(refused.class, ErrorClass::Permanent, "{refused:?}");
+    env.sandbox.stop().await;
+}

@@ -135,6 +135,26 @@ impl ConnectionQueries {
         rows.iter().map(ConnectionView::from_row).collect()
     }
 
+    /// Every user's usable (active or failing) connections on `platforms`: the ones a
+    /// revocation at the platform could end.
+    pub async fn usable_on(&self, platforms: &[&str]) -> anyhow::Result<Vec<ConnectionView>> {
+        if platforms.is_empty() {
+            return Ok(Vec::new());
+        }
+        let placeholders: Vec<String> = (1..=platforms.len()).map(|n| format!("${n}")).collect();
+        let sql = format!(
+            "{SELECT_CONNECTION} WHERE status IN ('active', 'error') AND platform IN ({})
+             ORDER BY connected_at_ms, connection_id",
+            placeholders.join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for platform in platforms {
+            query = query.bind(*platform);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.iter().map(ConnectionView::from_row).collect()
+    }
+
     /// Active connections whose token expires before `before` and can be refreshed: the
     /// refresher's work list.
     pub async fn expiring(

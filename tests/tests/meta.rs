@@ -113,6 +113,76 @@ async fn one_facebook_login_connects_every_page_and_the_linked_instagram_account
     app.stop().await;
 }
 
+async fn disconnect(app: &TestApp, user: &str, platform: &str, connection: &str) {
+    let path = format!("/{platform}/disconnect?connection_id={connection}");
+    assert_eq!(app.delete(user, &path).await.status(), 200);
+}
+
+/// Facebook grants its permissions per person, not per token: Herald takes them back only when
+/// the person's last connection goes, whichever login, platform or Herald user made the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_persons_permissions_are_revoked_with_their_last_connection_only() {
+    let app = spawn_app(Backend::Embedded).await;
+    let pages = app.connect_facebook_pages("alice", "meta_leaving").await;
+    let alices_instagram = app
+        .connect_instagram("alice", "meta_leaving")
+        .await
+        .remove(0);
+    let bobs_instagram = app.connect_instagram("bob", "meta_leaving").await.remove(0);
+    eventually("every connection view", SOON, || async {
+        (app.connections("alice").await.len() == 3 && app.connections("bob").await.len() == 1)
+            .then_some(())
+    })
+    .await;
+    let revoked = || app.sandbox.meta_state().revoked_permissions;
+
+    disconnect(&app, "alice", "facebook_pages", &pages[0]).await;
+    assert!(revoked().is_empty(), "the other Page shares the login");
+    disconnect(&app, "alice", "facebook_pages", &pages[1]).await;
+    assert!(
+        revoked().is_empty(),
+        "the person's Instagram connections remain"
+    );
+    disconnect(&app, "alice", "instagram", &alices_instagram).await;
+    assert!(revoked().is_empty(), "bob connected the same person");
+    let job = app
+        .publish(
+            "bob",
+            &bobs_instagram,
+            json!({"text": "still connected", "media": [media(&app, "b.jpg")]}),
+        )
+        .await;
+    app.wait_for_status("bob", &job, "published", SOON).await;
+
+    disconnect(&app, "bob", "instagram", &bobs_instagram).await;
+    let state = app.sandbox.meta_state();
+    let person = state
+        .users
+        .iter()
+        .find(|u| u.username == "meta_leaving")
+        .unwrap();
+    let mut taken_back: Vec<&str> = state
+        .revoked_permissions
+        .iter()
+        .map(|r| {
+            assert_eq!(r.user_id, person.id);
+            r.permission.as_str()
+        })
+        .collect();
+    taken_back.sort_unstable();
+    taken_back.dedup();
+    assert!(
+        taken_back.contains(&"instagram_content_publish")
+            && taken_back.contains(&"pages_manage_posts"),
+        "every permission the person granted, from both logins: {taken_back:?}"
+    );
+    eventually("bob's connection shows disconnected", SOON, || async {
+        (app.connections("bob").await[0]["status"] == "disconnected").then_some(())
+    })
+    .await;
+    app.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_facebook_content_type_is_published_once() {
     let app = spawn_app(Backend::Embedded).await;

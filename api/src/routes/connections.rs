@@ -249,19 +249,30 @@ pub struct DisconnectQuery {
     connection_id: Option<String>,
 }
 
-/// Whether another usable connection of `user` holds the same token as `grant`: revoking it at
-/// the platform would end that connection too (a LinkedIn member and the organisations of one
-/// login; the Pages of one Facebook login). Tokens are compared here and go nowhere else.
+/// Whether another usable connection shares the login of `grant`, so revoking it at the
+/// platform would end that connection too: the same token (a LinkedIn member and the
+/// organisations of one login; the Pages of one Facebook login), or, where permissions belong
+/// to the person, the same person (`login_id`: two Facebook logins of one person, whichever
+/// Herald user made them). A connection stored before Herald recorded the person might be
+/// theirs, so it counts too. Tokens are compared here and go nowhere else.
 async fn grant_still_used(
     herald: &Herald,
     user: &UserId,
+    platform: Platform,
     disconnecting: &ConnectionId,
     grant: &TokenGrant,
 ) -> Result<bool, ApiError> {
     let same = |a: &Secret, b: &Secret| a.expose() == b.expose();
-    for other in herald.connection_queries.list(user.as_str(), None).await? {
+    let family: Vec<&str> = platform.login_family().iter().map(|p| p.as_str()).collect();
+    // A token is only ever the user's own; a person may be connected by several users.
+    let candidates = match grant.login_id {
+        Some(_) => herald.connection_queries.usable_on(&family).await?,
+        None => herald.connection_queries.list(user.as_str(), None).await?,
+    };
+    for other in candidates {
         if other.connection_id == disconnecting.to_string()
             || !matches!(other.status.as_str(), "active" | "error")
+            || !family.contains(&other.platform.as_str())
         {
             continue;
         }
@@ -282,7 +293,12 @@ async fn grant_still_used(
             (&theirs.refresh_token, &grant.refresh_token),
             (Some(a), Some(b)) if same(a, b)
         );
-        if shared_refresh || same(&theirs.access_token, &grant.access_token) {
+        let same_person = match (&theirs.login_id, &grant.login_id) {
+            (Some(a), Some(b)) => a == b,
+            (None, Some(_)) => true,
+            _ => false,
+        };
+        if shared_refresh || same_person || same(&theirs.access_token, &grant.access_token) {
             return Ok(true);
         }
     }
@@ -335,7 +351,7 @@ pub async fn disconnect(
         connection.account.as_ref(),
     ) {
         let grant = adapter.current_form(stored);
-        if grant_still_used(&herald, &user.0, &connection_id, &grant).await? {
+        if grant_still_used(&herald, &user.0, platform, &connection_id, &grant).await? {
             tracing::info!(connection = %connection_id, "another connection shares this login; not revoking it at the platform");
         } else if let Err(failure) = adapter.revoke(account, &grant).await {
             tracing::warn!(connection = %connection_id, %failure, "revocation at the platform failed; deleting the tokens anyway");

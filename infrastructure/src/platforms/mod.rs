@@ -29,6 +29,11 @@ pub struct TokenGrant {
     /// authorization, however often it is used); the user must log in again by then.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh_token_expires_at: Option<DateTime<Utc>>,
+    /// The person who granted it, where a platform's permissions belong to the person rather
+    /// than to a token (`facebook:{app-scoped user id}`): two logins of one person share
+    /// them, and revoking ends both. Not a secret; kept with the grant, unchanged by renewals.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login_id: Option<String>,
 }
 
 /// The start of an OAuth authorization: where to send the user, the `state` to expect back and

@@ -124,3 +124,18 @@ pub(crate) async fn post_edge(
         _ => unsupported_edge(&edge),
     }
 }
+
+/// `DELETE /{v}/{user-id}/permissions/{permission}`.
+pub(crate) async fn revoke_permission(
+    state: web::Data<MetaState>,
+    req: HttpRequest,
+) -> HttpResponse {
+    let id = segment(&req, "id");
+    match node(&state, &id) {
+        Node::Me | Node::User => {
+            pages::revoke_permission(&state, &req, &id, &segment(&req, "permission")).await
+        }
+        Node::Unknown => unknown(&state, &req, &id).await,
+        _ => unsupported_edge("permissions"),
+    }
+}

@@ -16,6 +16,7 @@
 //! | GET | `/{v}/dialog/oauth` | auto-approving Facebook Login dialog, 302 with `code` and `state` |
 //! | GET/POST | `/{v}/oauth/access_token` | code → short-lived user token; `grant_type=fb_exchange_token` → long-lived |
 //! | GET | `/{v}/me`, `/{v}/me/permissions` | the caller (a user, or a Page for a Page token); granted permissions |
+//! | DELETE | `/{v}/{user-id}/permissions/{permission}` | revokes a permission the user granted the app: every token of the user loses it |
 //! | GET | `/{v}/me/accounts` | the user's Pages with Page tokens, tasks and linked Instagram account |
 //! | GET | `/{v}/{page-id}` | a Page (`instagram_business_account`, `access_token`, ...) |
 //! | POST/GET | `/{v}/{page-id}/feed` | text, link and multi-photo (`attached_media`) posts; the feed |
@@ -226,6 +227,8 @@ pub enum MetaEndpoint {
     IgUpload,
     /// `GET /{ig-user-id}/media`, `/stories` and `GET /{ig-media-id}`.
     IgListMedia,
+    /// `DELETE /{user-id}/permissions/{permission}`.
+    RevokePermission,
     /// Wildcard: applies to any endpoint whose own queue is empty.
     Any,
 }
@@ -255,6 +258,16 @@ pub struct MetaStateSnapshot {
     pub requests: Vec<crate::RequestRecord>,
     /// Every time a usage owner spent its budget, and every call refused for it, oldest first.
     pub usage_events: Vec<MetaUsageEvent>,
+    /// Every permission a user took back from the app, in order.
+    pub revoked_permissions: Vec<MetaRevokedPermission>,
+}
+
+/// A permission a user took back (`DELETE /{user-id}/permissions/{permission}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetaRevokedPermission {
+    /// The user's id; their username is in `users`.
+    pub user_id: String,
+    pub permission: String,
 }
 
 /// A usage owner's budget ran out (`refused: false`, the call that spent the last of it) or a
@@ -421,6 +434,10 @@ pub(crate) fn scope(state: web::Data<MetaState>) -> impl HttpServiceFactory {
             .route("/{id}/{edge}", web::get().to(api::get_edge))
             .route("/{id}/{edge}", web::post().to(api::post_edge))
             .route("/{id}", web::get().to(api::get_object))
+            .route(
+                "/{id}/permissions/{permission}",
+                web::delete().to(api::revoke_permission),
+            )
             .default_service(web::to(unsupported)),
     )
     .default_service(web::to(unsupported))

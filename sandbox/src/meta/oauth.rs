@@ -106,10 +106,9 @@ pub(crate) async fn dialog(state: web::Data<MetaState>, req: HttpRequest) -> Htt
         .unwrap_or_default()
         .split(',')
         .collect();
-    let mut scopes: Vec<String> = requested
+    let (declined, mut scopes): (Vec<String>, Vec<String>) = requested
         .into_iter()
-        .filter(|s| !declined.contains(&s.as_str()))
-        .collect();
+        .partition(|s| declined.contains(&s.as_str()));
     if !scopes.iter().any(|s| s == "public_profile") {
         scopes.push("public_profile".into());
     }
@@ -117,6 +116,7 @@ pub(crate) async fn dialog(state: web::Data<MetaState>, req: HttpRequest) -> Htt
     {
         let mut inner = state.lock();
         let user = inner.user_for_login(username);
+        inner.record_consent(&user.id, &scopes, &declined);
         inner.codes.insert(
             code.clone(),
             AuthCode {

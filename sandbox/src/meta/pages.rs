@@ -137,20 +137,44 @@ pub(crate) async fn me(state: &MetaState, req: &HttpRequest, id: &str) -> HttpRe
     finish(ctx, HttpResponse::Ok().json(body)).await
 }
 
-/// `GET /me/permissions`: the permissions the user granted.
+/// `GET /me/permissions`: what the user decided about each permission the app asked for
+/// (granted or declined), whichever of their logins asked.
 pub(crate) async fn permissions(state: &MetaState, req: &HttpRequest, id: &str) -> HttpResponse {
     let p = params(req, &[]);
     let ctx = guarded!(state, req, p, MetaEndpoint::Me, Usage::of);
     if ctx.caller.kind == TokenKind::Page || (id != "me" && id != ctx.caller.user_id) {
         return no_object(id);
     }
-    let data: Vec<Value> = ctx
-        .caller
-        .scopes
-        .iter()
-        .map(|s| json!({"permission": s, "status": "granted"}))
-        .collect();
+    let data: Vec<Value> = state
+        .lock()
+        .consents
+        .get(&ctx.caller.user_id)
+        .map(|consent| {
+            consent
+                .iter()
+                .map(|(permission, status)| json!({"permission": permission, "status": status}))
+                .collect()
+        })
+        .unwrap_or_default();
     finish(ctx, HttpResponse::Ok().json(json!({ "data": data }))).await
+}
+
+/// `DELETE /{user-id}/permissions/{permission}`: the user (with a user token) takes the
+/// permission back from the app; every token of theirs, Page tokens included, loses it.
+/// Answers `{"success": true}`, also for a permission no longer granted.
+pub(crate) async fn revoke_permission(
+    state: &MetaState,
+    req: &HttpRequest,
+    id: &str,
+    permission: &str,
+) -> HttpResponse {
+    let p = params(req, &[]);
+    let ctx = guarded!(state, req, p, MetaEndpoint::RevokePermission, Usage::of);
+    if ctx.caller.kind == TokenKind::Page || (id != "me" && id != ctx.caller.user_id) {
+        return no_object(id);
+    }
+    state.revoke_permission(&ctx.caller.user_id, permission);
+    finish(ctx, HttpResponse::Ok().json(json!({"success": true}))).await
 }
 
 /// The page of a list after `after` (an opaque cursor) with `limit` items, and the cursor of

@@ -2,7 +2,7 @@
 //! accounts linked to them, OAuth artefacts, Page posts, photos, videos, Instagram containers
 //! and media, faults and the request log.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -11,8 +11,8 @@ use chrono::{DateTime, Utc};
 use super::{
     MetaConfig, MetaContainerSnapshot, MetaEndpoint, MetaIgAccountSnapshot, MetaIgMediaSnapshot,
     MetaIgUploadRecord, MetaIssuedToken, MetaPagePostSnapshot, MetaPageSnapshot, MetaPageSpec,
-    MetaPhotoSnapshot, MetaStateSnapshot, MetaUsageEvent, MetaUserSpec, MetaVideoSnapshot,
-    ALL_TASKS,
+    MetaPhotoSnapshot, MetaRevokedPermission, MetaStateSnapshot, MetaUsageEvent, MetaUserSpec,
+    MetaVideoSnapshot, ALL_TASKS,
 };
 use crate::faults::{Fault, FaultQueue, QueuedFault};
 use crate::inspect::RequestLog;
@@ -313,6 +313,10 @@ pub(crate) struct Inner {
     pub calls: HashMap<String, (Instant, u64)>,
     /// Every time a usage owner's budget ran out, and every call refused for it.
     pub usage_events: Vec<MetaUsageEvent>,
+    pub revoked_permissions: Vec<MetaRevokedPermission>,
+    /// What each user (by id) decided about each permission the app asked for, at their latest
+    /// login: Facebook keeps permissions per person and app, not per token.
+    pub consents: HashMap<String, BTreeMap<String, &'static str>>,
 }
 
 /// What [`MetaState::count_call`] decided.
@@ -416,6 +420,17 @@ impl Inner {
     }
 
     /// The user named `username`, created with the default Pages if unknown.
+    /// The user's answer in the login dialog: `granted` and `declined` permissions.
+    pub fn record_consent(&mut self, user_id: &str, granted: &[String], declined: &[String]) {
+        let consent = self.consents.entry(user_id.to_owned()).or_default();
+        for permission in granted {
+            consent.insert(permission.clone(), "granted");
+        }
+        for permission in declined {
+            consent.insert(permission.clone(), "declined");
+        }
+    }
+
     pub fn user_for_login(&mut self, username: &str) -> User {
         if let Some(user) = self.user_by_username(username) {
             return user.clone();
@@ -571,6 +586,8 @@ impl MetaState {
             ig_quota_refusals: 0,
             calls: HashMap::new(),
             usage_events: Vec::new(),
+            revoked_permissions: Vec::new(),
+            consents: HashMap::new(),
         };
         for spec in &config.users {
             inner.define_user(spec);
@@ -610,6 +627,23 @@ impl MetaState {
         if let Some(t) = self.lock().tokens.get_mut(token) {
             t.invalidated = Some(subcode);
         }
+    }
+
+    /// Takes `permission` from every token of the user, Page tokens included, and records it.
+    pub fn revoke_permission(&self, user_id: &str, permission: &str) {
+        let mut inner = self.lock();
+        for t in inner.tokens.values_mut() {
+            if t.user_id == user_id {
+                t.scopes.retain(|s| s != permission);
+            }
+        }
+        if let Some(consent) = inner.consents.get_mut(user_id) {
+            consent.remove(permission);
+        }
+        inner.revoked_permissions.push(MetaRevokedPermission {
+            user_id: user_id.to_owned(),
+            permission: permission.to_owned(),
+        });
     }
 
     /// Invalidates every token of the user, Page tokens included (the app was removed).
@@ -809,6 +843,7 @@ impl MetaState {
             ig_quota_refusals: inner.ig_quota_refusals,
             requests: inner.requests.records(),
             usage_events: inner.usage_events.clone(),
+            revoked_permissions: inner.revoked_permissions.clone(),
         }
     }
 }

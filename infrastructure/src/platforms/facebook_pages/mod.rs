@@ -378,15 +378,14 @@ impl PlatformAdapter for FacebookPagesAdapter {
         login::current_form(stored)
     }
 
-    /// Facebook revokes per app, not per Page: removing Herald's access would disconnect the
-    /// person's other Pages and Instagram accounts too. Herald forgets the Page's token; the
-    /// person removes Herald under Facebook's Business Integrations settings if they wish.
+    /// Facebook grants per person, not per Page: the login's permissions are taken back
+    /// (see `meta::login`), which the caller asks for only with the person's last connection.
     async fn revoke(
         &self,
         _account: &AccountProfile,
-        _grant: &TokenGrant,
+        grant: &TokenGrant,
     ) -> Result<(), PlatformFailure> {
-        Ok(())
+        self.login.revoke(self, grant).await
     }
 
     /// The Page a Page token acts as (or the person, for a user token).

@@ -854,14 +854,14 @@ impl PlatformAdapter for InstagramAdapter {
         login::current_form(stored)
     }
 
-    /// Meta revokes per app, which would disconnect the person's Pages too: Herald forgets the
-    /// token; the person removes Herald in Facebook's Business Integrations if they wish.
+    /// Facebook grants per person, not per Page: the login's permissions are taken back
+    /// (see `meta::login`), which the caller asks for only with the person's last connection.
     async fn revoke(
         &self,
         _account: &AccountProfile,
-        _grant: &TokenGrant,
+        grant: &TokenGrant,
     ) -> Result<(), PlatformFailure> {
-        Ok(())
+        self.login.revoke(self, grant).await
     }
 
     /// The Instagram account linked to the token's Page.

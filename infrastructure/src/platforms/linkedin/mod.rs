@@ -331,6 +331,7 @@ impl LinkedInAdapter {
             expires_at,
             scopes,
             refresh_token_expires_at,
+            login_id: None,
         }
     }
 

@@ -33,6 +33,10 @@ const MAX_ACCOUNT_PAGES: usize = 40;
 
 const LIST_PAGES: CallContext = CallContext::api("list the Facebook Pages the login manages");
 const READ_PERMISSIONS: CallContext = CallContext::api("read the permissions the login granted");
+const READ_PERSON: CallContext = CallContext::api("read whose Facebook login it is");
+const REVOKE: CallContext = CallContext::api("revoke Herald's permissions at Facebook");
+/// `TokenGrant::login_id` of a Facebook login: `facebook:{app-scoped user id}`.
+const LOGIN_PREFIX: &str = "facebook:";
 
 /// Where the Graph API and Facebook Login live, and the Meta app.
 #[derive(Debug, Clone)]
@@ -331,6 +335,9 @@ impl FacebookLogin {
         let long = self
             .long_lived(api, &short.access_token, CallContext::CODE, &[code])
             .await?;
+        let person = self
+            .person(api, &Secret::new(long.access_token.clone()))
+            .await?;
         Ok(TokenGrant {
             expires_at: long
                 .expires_in
@@ -339,7 +346,70 @@ impl FacebookLogin {
             refresh_token: None,
             scopes: self.config.scopes.clone(),
             refresh_token_expires_at: None,
+            login_id: Some(format!("{LOGIN_PREFIX}{person}")),
         })
+    }
+
+    /// The app-scoped id of the person a user token belongs to.
+    async fn person<P: PlatformApi<Context = CallContext>>(
+        &self,
+        api: &P,
+        user_token: &Secret,
+    ) -> Result<String, PlatformFailure> {
+        let mut url = self.config.graph_url("me");
+        url.query_pairs_mut().append_pair("fields", "id");
+        let request = self.http.get(url).bearer_auth(user_token.expose());
+        let me: IdRef = http::call_json(api, "meta_me", &Unlimited, request, READ_PERSON).await?;
+        Ok(me.id)
+    }
+
+    /// Takes back every permission the person granted Herald's app (Graph reference, User
+    /// permissions: `GET /{user-id}/permissions`, then `DELETE /{user-id}/permissions/{name}`
+    /// with the user token, answering true). Facebook grants per person, not per token, so
+    /// this ends every token of every login of theirs: the caller asks only once no
+    /// connection with the same `login_id` is left. A grant stored before Herald recorded
+    /// whose login it is cannot tell that, and is not revoked.
+    pub async fn revoke<P: PlatformApi<Context = CallContext>>(
+        &self,
+        api: &P,
+        grant: &TokenGrant,
+    ) -> Result<(), PlatformFailure> {
+        let person = grant
+            .login_id
+            .as_deref()
+            .and_then(|id| id.strip_prefix(LOGIN_PREFIX));
+        let (Some(person), Some(user_token)) = (person, grant.refresh_token.as_ref()) else {
+            tracing::info!(
+                "the grant does not say whose Facebook login it is; not revoked at Facebook"
+            );
+            return Ok(());
+        };
+        let request = self
+            .http
+            .get(self.config.graph_url(&format!("{person}/permissions")))
+            .bearer_auth(user_token.expose());
+        let granted: Listing<Permission> = http::call_json(
+            api,
+            "meta_permissions",
+            &Unlimited,
+            request,
+            READ_PERMISSIONS,
+        )
+        .await?;
+        // `public_profile` comes with every Facebook Login; Herald never asked for it.
+        let taken_back = granted
+            .data
+            .iter()
+            .filter(|p| p.status == "granted" && p.permission != "public_profile");
+        for permission in taken_back {
+            let path = format!("{person}/permissions/{}", permission.permission);
+            let request = self
+                .http
+                .delete(self.config.graph_url(&path))
+                .bearer_auth(user_token.expose());
+            http::call(api, "meta_revoke", &Unlimited, request, REVOKE).await?;
+        }
+        Ok(())
     }
 
     /// Fails with what to do when the user unticked a permission Herald needs.
@@ -420,6 +490,7 @@ impl FacebookLogin {
             expires_at: None,
             scopes: login.scopes.clone(),
             refresh_token_expires_at: None,
+            login_id: login.login_id.clone(),
         }
     }
 
@@ -459,6 +530,7 @@ impl FacebookLogin {
             expires_at: None,
             scopes: self.config.scopes.clone(),
             refresh_token_expires_at: None,
+            login_id: None,
         };
         Ok(self.page_grant(&page_token, &login))
     }
@@ -545,6 +617,7 @@ mod tests {
             expires_at: None,
             scopes: vec![],
             refresh_token_expires_at: None,
+            login_id: None,
         };
         let old = grant(r#"{"page_id":"1001","user_token":"EAAuser"}"#);
         assert_eq!(current_form(old), grant("EAAuser"));

@@ -212,6 +212,7 @@ impl ThreadsAdapter {
             expires_at,
             scopes: self.config.scopes.clone(),
             refresh_token_expires_at: None,
+            login_id: None,
         }
     }
 

@@ -247,6 +247,7 @@ impl TiktokAdapter {
             expires_at,
             scopes,
             refresh_token_expires_at: None,
+            login_id: None,
         })
     }
 
