@@ -122,7 +122,6 @@ pub(crate) async fn dialog(state: web::Data<MetaState>, req: HttpRequest) -> Htt
             AuthCode {
                 redirect_uri: redirect.to_string(),
                 user_id: user.id,
-                scopes,
                 expires_at: Instant::now() + CODE_LIFETIME,
             },
         );
@@ -202,13 +201,7 @@ fn code_exchange(state: &MetaState, code: &str, redirect_uri: &str) -> HttpRespo
         return invalid_parameter("This authorization code has expired.", Some(36007));
     }
     let lifetime = state.config.short_lived_lifetime;
-    let token = inner.issue_token(
-        TokenKind::ShortUser,
-        &grant.user_id,
-        None,
-        grant.scopes,
-        Some(lifetime),
-    );
+    let token = inner.issue_token(TokenKind::ShortUser, &grant.user_id, None, Some(lifetime));
     token_body(&token, lifetime)
 }
 
@@ -229,12 +222,9 @@ fn exchange(state: &MetaState, token: Option<&str>) -> HttpResponse {
         );
     }
     let lifetime = state.config.long_lived_lifetime;
-    let fresh = state.lock().issue_token(
-        TokenKind::LongUser,
-        &caller.user_id,
-        None,
-        caller.scopes,
-        Some(lifetime),
-    );
+    let fresh =
+        state
+            .lock()
+            .issue_token(TokenKind::LongUser, &caller.user_id, None, Some(lifetime));
     token_body(&fresh, lifetime)
 }

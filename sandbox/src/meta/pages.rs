@@ -281,7 +281,6 @@ pub(crate) async fn accounts(state: &MetaState, req: &HttpRequest, id: &str) -> 
                             TokenKind::Page,
                             &caller.user_id,
                             Some(&page.id),
-                            caller.scopes.clone(),
                             lifetime,
                         );
                         item["access_token"] = json!(token);
@@ -316,7 +315,6 @@ pub(crate) async fn get_page(state: &MetaState, req: &HttpRequest, id: &str) -> 
                         TokenKind::Page,
                         &ctx.caller.user_id,
                         Some(&page.id),
-                        ctx.caller.scopes.clone(),
                         None,
                     );
                     body["access_token"] = json!(token);

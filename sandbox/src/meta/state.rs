@@ -67,7 +67,6 @@ pub(crate) struct IgAccount {
 pub(crate) struct AuthCode {
     pub redirect_uri: String,
     pub user_id: String,
-    pub scopes: Vec<String>,
     pub expires_at: Instant,
 }
 
@@ -98,7 +97,6 @@ pub(crate) struct Token {
     pub user_id: String,
     /// The Page a Page token acts as.
     pub page_id: Option<String>,
-    pub scopes: Vec<String>,
     pub expires_at: Option<Instant>,
     /// Error subcode once invalidated: 463 expired, 458 app removed, 460 password changed.
     pub invalidated: Option<i64>,
@@ -444,7 +442,6 @@ impl Inner {
         kind: TokenKind,
         user_id: &str,
         page_id: Option<&str>,
-        scopes: Vec<String>,
         lifetime: Option<Duration>,
     ) -> String {
         let token = format!("EAA{}", random_token(36));
@@ -455,7 +452,6 @@ impl Inner {
                 kind,
                 user_id: user_id.to_owned(),
                 page_id: page_id.map(str::to_owned),
-                scopes,
                 expires_at: lifetime.map(|l| now + l),
                 invalidated: None,
             },
@@ -619,7 +615,16 @@ impl MetaState {
             kind: t.kind,
             user_id: t.user_id.clone(),
             page_id: t.page_id.clone(),
-            scopes: t.scopes.clone(),
+            // Facebook keeps permissions per person and app: every token of the person has
+            // what they granted at their latest login, less what they took back since.
+            scopes: inner
+                .consents
+                .get(&t.user_id)
+                .into_iter()
+                .flatten()
+                .filter(|(_, status)| **status == "granted")
+                .map(|(permission, _)| permission.clone())
+                .collect(),
         })
     }
 
@@ -629,14 +634,10 @@ impl MetaState {
         }
     }
 
-    /// Takes `permission` from every token of the user, Page tokens included, and records it.
+    /// Takes `permission` from the user (so from every token of theirs, Page tokens included)
+    /// and records it.
     pub fn revoke_permission(&self, user_id: &str, permission: &str) {
         let mut inner = self.lock();
-        for t in inner.tokens.values_mut() {
-            if t.user_id == user_id {
-                t.scopes.retain(|s| s != permission);
-            }
-        }
         if let Some(consent) = inner.consents.get_mut(user_id) {
             consent.remove(permission);
         }
