@@ -214,6 +214,15 @@ impl OAuthClient {
         ))
     }
 
+    /// Revokes `grant` where the platform has a revocation endpoint: its refresh token where it
+    /// has one (which ends the whole grant), its access token otherwise.
+    pub async fn revoke_grant(&self, grant: &TokenGrant) -> Result<(), PlatformFailure> {
+        match &grant.refresh_token {
+            Some(refresh) => self.revoke(refresh, TokenKind::Refresh).await,
+            None => self.revoke(&grant.access_token, TokenKind::Access).await,
+        }
+    }
+
     /// Revokes `token` where the platform has a revocation endpoint; a no-op otherwise.
     ///
     /// Sent by hand rather than through `oauth2`, which refuses plain-http revocation URLs and

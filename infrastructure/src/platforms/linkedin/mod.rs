@@ -662,8 +662,8 @@ impl PlatformAdapter for LinkedInAdapter {
         let Some(url) = &self.config.revoke_url else {
             return Ok(());
         };
-        let token = without_legacy_author(&grant.access_token);
-        let token = token.expose();
+        // The caller passes the grant in its current form (`current_form`).
+        let token = grant.access_token.expose();
         let secret = self.config.client_secret.expose();
         let response = self
             .api

@@ -35,7 +35,7 @@ use super::{
     RateLimitGate, TokenGrant, Unlimited, UploadProgress,
 };
 use crate::media_source::MediaSource;
-use crate::oauth::{ClientAuth, OAuthClient, OAuthEndpoints, SetupError, TokenKind};
+use crate::oauth::{ClientAuth, OAuthClient, OAuthEndpoints, SetupError};
 use crate::secret::Secret;
 
 /// Posts created this long before `since` still count: clocks differ between Herald and Reddit.
@@ -584,14 +584,7 @@ impl PlatformAdapter for RedditAdapter {
         _account: &AccountProfile,
         grant: &TokenGrant,
     ) -> Result<(), PlatformFailure> {
-        match &grant.refresh_token {
-            Some(refresh) => self.oauth.revoke(refresh, TokenKind::Refresh).await,
-            None => {
-                self.oauth
-                    .revoke(&grant.access_token, TokenKind::Access)
-                    .await
-            }
-        }
+        self.oauth.revoke_grant(grant).await
     }
 
     #[tracing::instrument(skip_all, fields(platform = "reddit"))]

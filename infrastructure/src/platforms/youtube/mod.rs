@@ -37,7 +37,7 @@ use super::{
     RateLimitGate, TokenGrant, Unlimited, UploadProgress,
 };
 use crate::media_source::MediaSource;
-use crate::oauth::{ClientAuth, OAuthClient, OAuthEndpoints, SetupError, TokenKind};
+use crate::oauth::{ClientAuth, OAuthClient, OAuthEndpoints, SetupError};
 use crate::secret::Secret;
 
 /// Videos published this long before `since` still count: clocks differ.
@@ -424,11 +424,7 @@ impl PlatformAdapter for YouTubeAdapter {
         _account: &AccountProfile,
         grant: &TokenGrant,
     ) -> Result<(), PlatformFailure> {
-        let (token, kind) = match &grant.refresh_token {
-            Some(refresh) => (refresh, TokenKind::Refresh),
-            None => (&grant.access_token, TokenKind::Access),
-        };
-        match self.oauth.revoke(token, kind).await {
+        match self.oauth.revoke_grant(grant).await {
             Err(failure) if failure.code == "invalid_token" => Ok(()),
             other => other,
         }
