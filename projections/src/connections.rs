@@ -135,19 +135,25 @@ impl ConnectionQueries {
         rows.iter().map(ConnectionView::from_row).collect()
     }
 
-    /// Every user's usable (active or failing) connections on `platforms`: the ones a
-    /// revocation at the platform could end.
-    pub async fn usable_on(&self, platforms: &[&str]) -> anyhow::Result<Vec<ConnectionView>> {
+    /// The usable (active or failing) connections on `platforms`, of `user` or of every user:
+    /// the ones a revocation at the platform could end.
+    pub async fn usable_on(
+        &self,
+        platforms: &[&str],
+        user_id: Option<&str>,
+    ) -> anyhow::Result<Vec<ConnectionView>> {
         if platforms.is_empty() {
             return Ok(Vec::new());
         }
-        let placeholders: Vec<String> = (1..=platforms.len()).map(|n| format!("${n}")).collect();
+        let placeholders: Vec<String> =
+            (2..=platforms.len() + 1).map(|n| format!("${n}")).collect();
         let sql = format!(
-            "{SELECT_CONNECTION} WHERE status IN ('active', 'error') AND platform IN ({})
+            "{SELECT_CONNECTION} WHERE status IN ('active', 'error') AND ($1 IS NULL OR user_id = $1)
+               AND platform IN ({})
              ORDER BY connected_at_ms, connection_id",
             placeholders.join(", ")
         );
-        let mut query = sqlx::query(&sql);
+        let mut query = sqlx::query(&sql).bind(user_id);
         for platform in platforms {
             query = query.bind(*platform);
         }

@@ -265,15 +265,9 @@ async fn grant_still_used(
     let same = |a: &Secret, b: &Secret| a.expose() == b.expose();
     let family: Vec<&str> = platform.login_family().iter().map(|p| p.as_str()).collect();
     // A token is only ever the user's own; a person may be connected by several users.
-    let candidates = match grant.login_id {
-        Some(_) => herald.connection_queries.usable_on(&family).await?,
-        None => herald.connection_queries.list(user.as_str(), None).await?,
-    };
-    for other in candidates {
-        if other.connection_id == disconnecting.to_string()
-            || !matches!(other.status.as_str(), "active" | "error")
-            || !family.contains(&other.platform.as_str())
-        {
+    let owner = grant.login_id.is_none().then_some(user.as_str());
+    for other in herald.connection_queries.usable_on(&family, owner).await? {
+        if other.connection_id == disconnecting.to_string() {
             continue;
         }
         let (Ok(id), Ok(platform)) = (
