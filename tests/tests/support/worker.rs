@@ -40,203 +40,142 @@ pub fn generate_vault_key() -> String {
     key.trim().to_string()
 }
 
+fn shown<T: ToString>(value: Option<T>) -> Option<String> {
+    value.map(|v| v.to_string())
+}
+
 /// The environment that makes `herald serve` run with `config` (what an operator would set).
 pub fn config_env(config: &Config) -> Vec<(String, String)> {
-    let mut env: Vec<(String, String)> = Vec::new();
-    let mut set = |name: &str, value: String| env.push((name.to_string(), value));
-    set("HERALD_DATA_DIR", config.data_dir.display().to_string());
-    if let Some(url) = &config.database_url {
-        set("DATABASE_URL", url.clone());
-    }
-    if let Some(brokers) = &config.kafka_brokers {
-        set("KAFKA_BROKERS", brokers.clone());
-    }
-    set(
-        "HERALD_KAFKA_TOPIC_PREFIX",
-        config.kafka_topic_prefix.clone(),
-    );
-    set(
-        "HERALD_KAFKA_PARTITIONS",
-        config.kafka_partitions.to_string(),
-    );
-    if let Some(key) = &config.vault_key {
-        set("HERALD_VAULT_KEY", key.clone());
-    }
-    if let Some(secret) = &config.jwt_secret {
-        set("HERALD_JWT_SECRET", secret.clone());
-    }
-    if let Some(sandbox) = config.sandbox {
-        set("HERALD_SANDBOX", sandbox.to_string());
-    }
-    if let Some(id) = &config.x_client_id {
-        set("X_CLIENT_ID", id.clone());
-    }
-    if let Some(secret) = &config.x_client_secret {
-        set("X_CLIENT_SECRET", secret.clone());
-    }
-    if let Some(base) = &config.x_api_base {
-        set("X_API_BASE", base.clone());
-    }
-    set(
-        "X_REQUEST_TIMEOUT_SECS",
-        config.x_request_timeout_secs.to_string(),
-    );
-    if let Some(id) = &config.youtube_client_id {
-        set("YOUTUBE_CLIENT_ID", id.clone());
-    }
-    if let Some(secret) = &config.youtube_client_secret {
-        set("YOUTUBE_CLIENT_SECRET", secret.clone());
-    }
-    if let Some(base) = &config.youtube_api_base {
-        set("YOUTUBE_API_BASE", base.clone());
-    }
-    set(
-        "YOUTUBE_REQUEST_TIMEOUT_SECS",
-        config.youtube_request_timeout_secs.to_string(),
-    );
-    for (name, value) in [
-        ("LINKEDIN_CLIENT_ID", &config.linkedin_client_id),
-        ("LINKEDIN_CLIENT_SECRET", &config.linkedin_client_secret),
-        ("LINKEDIN_API_BASE", &config.linkedin_api_base),
-        ("LINKEDIN_VERSION", &config.linkedin_version),
-        ("REDDIT_CLIENT_ID", &config.reddit_client_id),
-        ("REDDIT_CLIENT_SECRET", &config.reddit_client_secret),
-        ("REDDIT_API_BASE", &config.reddit_api_base),
-        ("REDDIT_USER_AGENT", &config.reddit_user_agent),
-        ("THREADS_CLIENT_ID", &config.threads_client_id),
-        ("THREADS_CLIENT_SECRET", &config.threads_client_secret),
-        ("THREADS_API_BASE", &config.threads_api_base),
-    ] {
-        if let Some(value) = value {
-            set(name, value.clone());
-        }
-    }
-    set(
-        "LINKEDIN_REQUEST_TIMEOUT_SECS",
-        config.linkedin_request_timeout_secs.to_string(),
-    );
-    set(
-        "LINKEDIN_THROTTLE_BACKOFF_SECS",
-        config.linkedin_throttle_backoff_secs.to_string(),
-    );
-    set(
-        "THREADS_REQUEST_TIMEOUT_SECS",
-        config.threads_request_timeout_secs.to_string(),
-    );
-    set(
-        "REDDIT_REQUEST_TIMEOUT_SECS",
-        config.reddit_request_timeout_secs.to_string(),
-    );
-    set(
-        "YOUTUBE_DAILY_QUOTA_UNITS",
-        config.youtube_daily_quota_units.to_string(),
-    );
-    set(
-        "YOUTUBE_INSERT_QUOTA_COST",
-        config.youtube_insert_quota_cost.to_string(),
-    );
-    if let Some(per_day) = config.youtube_inserts_per_day {
-        set("YOUTUBE_INSERTS_PER_DAY", per_day.to_string());
-    }
-    if let Some(bytes) = config.youtube_chunk_bytes {
-        set("YOUTUBE_CHUNK_BYTES", bytes.to_string());
-    }
-    let meta = [
+    let c = config;
+    let text = |value: &Option<String>| value.clone();
+    let video_upload = match c.instagram_video_upload {
+        VideoUpload::Resumable => "resumable",
+        VideoUpload::Url => "url",
+    };
+    // Settings with a value, then settings an operator may leave unset.
+    let always: Vec<(&str, String)> = vec![
+        ("HERALD_DATA_DIR", c.data_dir.display().to_string()),
+        ("HERALD_KAFKA_TOPIC_PREFIX", c.kafka_topic_prefix.clone()),
+        ("HERALD_KAFKA_PARTITIONS", c.kafka_partitions.to_string()),
         (
-            "FACEBOOK_PAGES",
-            &config.facebook_pages_client_id,
-            &config.facebook_pages_client_secret,
-            &config.facebook_pages_api_base,
+            "X_REQUEST_TIMEOUT_SECS",
+            c.x_request_timeout_secs.to_string(),
         ),
         (
-            "INSTAGRAM",
-            &config.instagram_client_id,
-            &config.instagram_client_secret,
-            &config.instagram_api_base,
+            "YOUTUBE_REQUEST_TIMEOUT_SECS",
+            c.youtube_request_timeout_secs.to_string(),
         ),
+        (
+            "YOUTUBE_DAILY_QUOTA_UNITS",
+            c.youtube_daily_quota_units.to_string(),
+        ),
+        (
+            "YOUTUBE_INSERT_QUOTA_COST",
+            c.youtube_insert_quota_cost.to_string(),
+        ),
+        (
+            "LINKEDIN_REQUEST_TIMEOUT_SECS",
+            c.linkedin_request_timeout_secs.to_string(),
+        ),
+        (
+            "LINKEDIN_THROTTLE_BACKOFF_SECS",
+            c.linkedin_throttle_backoff_secs.to_string(),
+        ),
+        (
+            "THREADS_REQUEST_TIMEOUT_SECS",
+            c.threads_request_timeout_secs.to_string(),
+        ),
+        (
+            "REDDIT_REQUEST_TIMEOUT_SECS",
+            c.reddit_request_timeout_secs.to_string(),
+        ),
+        (
+            "FACEBOOK_PAGES_REQUEST_TIMEOUT_SECS",
+            c.facebook_pages_request_timeout_secs.to_string(),
+        ),
+        (
+            "INSTAGRAM_REQUEST_TIMEOUT_SECS",
+            c.instagram_request_timeout_secs.to_string(),
+        ),
+        ("INSTAGRAM_VIDEO_UPLOAD", video_upload.to_string()),
+        (
+            "TIKTOK_REQUEST_TIMEOUT_SECS",
+            c.tiktok_request_timeout_secs.to_string(),
+        ),
+        ("TIKTOK_CHUNK_BYTES", c.tiktok_chunk_bytes.to_string()),
+        (
+            "HERALD_WORKER_CONCURRENCY",
+            c.worker_concurrency.to_string(),
+        ),
+        ("HERALD_JOB_LEASE_SECS", c.job_lease_secs.to_string()),
+        (
+            "HERALD_MEDIA_ALLOW_PRIVATE",
+            c.media_allow_private.to_string(),
+        ),
+        ("HERALD_MEDIA_ALLOWED_HOSTS", c.media_allowed_hosts.clone()),
     ];
-    for (prefix, id, secret, base) in meta {
-        for (suffix, value) in [
-            ("CLIENT_ID", id),
-            ("CLIENT_SECRET", secret),
-            ("API_BASE", base),
-        ] {
-            if let Some(value) = value {
-                set(&format!("{prefix}_{suffix}"), value.clone());
-            }
-        }
-    }
-    set(
-        "FACEBOOK_PAGES_REQUEST_TIMEOUT_SECS",
-        config.facebook_pages_request_timeout_secs.to_string(),
-    );
-    set(
-        "INSTAGRAM_REQUEST_TIMEOUT_SECS",
-        config.instagram_request_timeout_secs.to_string(),
-    );
-    set(
-        "INSTAGRAM_VIDEO_UPLOAD",
-        match config.instagram_video_upload {
-            VideoUpload::Resumable => "resumable",
-            VideoUpload::Url => "url",
-        }
-        .to_string(),
-    );
-    for (name, value) in [
+    let optional: Vec<(&str, Option<String>)> = vec![
+        ("DATABASE_URL", text(&c.database_url)),
+        ("KAFKA_BROKERS", text(&c.kafka_brokers)),
+        ("HERALD_VAULT_KEY", text(&c.vault_key)),
+        ("HERALD_JWT_SECRET", text(&c.jwt_secret)),
+        ("HERALD_SANDBOX", shown(c.sandbox)),
+        ("HERALD_WORKER_ID", text(&c.worker_id)),
         (
-            "INSTAGRAM_PUBLISH_QUOTA",
-            config.instagram_publish_quota.map(u64::from),
+            "HERALD_CONTENT_RULES",
+            c.content_rules.as_ref().map(|r| r.display().to_string()),
         ),
+        ("X_CLIENT_ID", text(&c.x_client_id)),
+        ("X_CLIENT_SECRET", text(&c.x_client_secret)),
+        ("X_API_BASE", text(&c.x_api_base)),
+        ("YOUTUBE_CLIENT_ID", text(&c.youtube_client_id)),
+        ("YOUTUBE_CLIENT_SECRET", text(&c.youtube_client_secret)),
+        ("YOUTUBE_API_BASE", text(&c.youtube_api_base)),
+        ("YOUTUBE_INSERTS_PER_DAY", shown(c.youtube_inserts_per_day)),
+        ("YOUTUBE_CHUNK_BYTES", shown(c.youtube_chunk_bytes)),
+        ("LINKEDIN_CLIENT_ID", text(&c.linkedin_client_id)),
+        ("LINKEDIN_CLIENT_SECRET", text(&c.linkedin_client_secret)),
+        ("LINKEDIN_API_BASE", text(&c.linkedin_api_base)),
+        ("LINKEDIN_VERSION", text(&c.linkedin_version)),
+        ("REDDIT_CLIENT_ID", text(&c.reddit_client_id)),
+        ("REDDIT_CLIENT_SECRET", text(&c.reddit_client_secret)),
+        ("REDDIT_API_BASE", text(&c.reddit_api_base)),
+        ("REDDIT_USER_AGENT", text(&c.reddit_user_agent)),
+        ("THREADS_CLIENT_ID", text(&c.threads_client_id)),
+        ("THREADS_CLIENT_SECRET", text(&c.threads_client_secret)),
+        ("THREADS_API_BASE", text(&c.threads_api_base)),
+        ("THREADS_PUBLISH_QUOTA", shown(c.threads_publish_quota)),
+        (
+            "FACEBOOK_PAGES_CLIENT_ID",
+            text(&c.facebook_pages_client_id),
+        ),
+        (
+            "FACEBOOK_PAGES_CLIENT_SECRET",
+            text(&c.facebook_pages_client_secret),
+        ),
+        ("FACEBOOK_PAGES_API_BASE", text(&c.facebook_pages_api_base)),
+        ("INSTAGRAM_CLIENT_ID", text(&c.instagram_client_id)),
+        ("INSTAGRAM_CLIENT_SECRET", text(&c.instagram_client_secret)),
+        ("INSTAGRAM_API_BASE", text(&c.instagram_api_base)),
+        ("INSTAGRAM_PUBLISH_QUOTA", shown(c.instagram_publish_quota)),
         (
             "INSTAGRAM_UPLOAD_CHUNK_BYTES",
-            config.instagram_upload_chunk_bytes,
+            shown(c.instagram_upload_chunk_bytes),
         ),
+        ("TIKTOK_CLIENT_ID", text(&c.tiktok_client_id)),
+        ("TIKTOK_CLIENT_SECRET", text(&c.tiktok_client_secret)),
+        ("TIKTOK_API_BASE", text(&c.tiktok_api_base)),
         (
-            "THREADS_PUBLISH_QUOTA",
-            config.threads_publish_quota.map(u64::from),
+            "TIKTOK_PULL_FROM_URL_PREFIXES",
+            text(&c.tiktok_pull_from_url_prefixes),
         ),
-    ] {
-        if let Some(value) = value {
-            set(name, value.to_string());
-        }
-    }
-    if let Some(id) = &config.tiktok_client_id {
-        set("TIKTOK_CLIENT_ID", id.clone());
-    }
-    if let Some(secret) = &config.tiktok_client_secret {
-        set("TIKTOK_CLIENT_SECRET", secret.clone());
-    }
-    if let Some(base) = &config.tiktok_api_base {
-        set("TIKTOK_API_BASE", base.clone());
-    }
-    set(
-        "TIKTOK_REQUEST_TIMEOUT_SECS",
-        config.tiktok_request_timeout_secs.to_string(),
-    );
-    set("TIKTOK_CHUNK_BYTES", config.tiktok_chunk_bytes.to_string());
-    if let Some(prefixes) = &config.tiktok_pull_from_url_prefixes {
-        set("TIKTOK_PULL_FROM_URL_PREFIXES", prefixes.clone());
-    }
-    set(
-        "HERALD_WORKER_CONCURRENCY",
-        config.worker_concurrency.to_string(),
-    );
-    set("HERALD_JOB_LEASE_SECS", config.job_lease_secs.to_string());
-    set(
-        "HERALD_MEDIA_ALLOW_PRIVATE",
-        config.media_allow_private.to_string(),
-    );
-    set(
-        "HERALD_MEDIA_ALLOWED_HOSTS",
-        config.media_allowed_hosts.clone(),
-    );
-    if let Some(id) = &config.worker_id {
-        set("HERALD_WORKER_ID", id.clone());
-    }
-    if let Some(rules) = &config.content_rules {
-        set("HERALD_CONTENT_RULES", rules.display().to_string());
-    }
-    env
+    ];
+    always
+        .into_iter()
+        .map(|(name, value)| (name, Some(value)))
+        .chain(optional)
+        .filter_map(|(name, value)| value.map(|v| (name.to_owned(), v)))
+        .collect()
 }
 
 /// A running `herald serve --role worker` child process.
