@@ -322,11 +322,13 @@ fn counting_rule(platform: &Platform) -> &'static str {
     }
 }
 
-/// What to do about a text that is too long.
+/// What to do about a text that is too long: where the platform takes reply chains, posting
+/// it as one.
 fn length_advice(platform: &Platform) -> &'static str {
-    match platform {
-        Platform::X => "Shorten it, or set \"thread\": true to post it as a reply chain",
-        _ => "Shorten it",
+    if ContentRules::for_platform(*platform).supports_threads {
+        "Shorten it, or set \"thread\": true to post it as a reply chain"
+    } else {
+        "Shorten it"
     }
 }
 
@@ -444,12 +446,13 @@ impl ContentRules {
                 ..base
             },
             // §6.2/§6.3: 500 characters (emoji count their UTF-8 bytes); JPEG/PNG images,
-            // MOV/MP4 video; a carousel holds 2–20 items. Reply chains are not built for
-            // Threads yet, so a long text is refused rather than split.
+            // MOV/MP4 video; a carousel holds 2–20 items. A longer text with `thread` is
+            // posted as a reply chain (each part a reply to the previous one).
             Platform::Threads => ContentRules {
                 max_text: 500,
                 counting: TextCounting::ThreadsEmojiBytes,
                 max_media: 20,
+                supports_threads: true,
                 ..base
             },
             // §7.1/§7.3: one video per upload; description ≤ 5000 bytes; title ≤ 100.
@@ -1202,7 +1205,7 @@ mod tests {
         let refused = threads().prepare(&text(&"a".repeat(501))).unwrap_err();
         assert_eq!(
             refused.to_string(),
-            "threads allows 500 characters (each emoji counts its UTF-8 bytes, usually 4); this text counts 501. Shorten it"
+            "threads allows 500 characters (each emoji counts its UTF-8 bytes, usually 4); this text counts 501. Shorten it, or set \"thread\": true to post it as a reply chain"
         );
         assert!(ContentError::TextTooLong {
             platform: Platform::X,
@@ -1211,14 +1214,60 @@ mod tests {
         }
         .to_string()
         .contains("\"thread\": true"));
-        let mut long = text(&"word ".repeat(200));
-        long.thread = true;
+        assert!(!ContentError::TextTooLong {
+            platform: Platform::Linkedin,
+            limit: 3000,
+            length: 3001
+        }
+        .to_string()
+        .contains("thread"));
+        let mut chain = text("word");
+        chain.thread = true;
         assert_eq!(
-            threads().prepare(&long),
+            ContentRules::for_platform(Platform::Linkedin).prepare(&chain),
             Err(ContentError::ThreadsNotSupported {
-                platform: Platform::Threads
+                platform: Platform::Linkedin
             })
         );
+    }
+
+    /// 200 words of `word😀`: 1,199 code points but 1,799 by Threads' counting (each emoji
+    /// counts its 4 UTF-8 bytes).
+    fn long_threads_text() -> String {
+        vec!["word😀"; 200].join(" ")
+    }
+
+    #[test]
+    fn given_a_long_threads_text_with_thread_when_prepared_then_it_splits_by_threads_counting() {
+        let long = long_threads_text();
+        let mut content = text(&long);
+        content.thread = true;
+        let parts = threads().prepare(&content).unwrap().parts;
+        // 55 words (494) fit a part by Threads' counting; by code points 83 would (3 parts).
+        assert_eq!(parts.len(), 4, "{parts:?}");
+        for part in &parts {
+            assert!(threads_length(part) <= 500, "{}", threads_length(part));
+        }
+        assert_eq!(threads_length(&parts[0]), 494);
+        assert_eq!(parts.join(" "), long);
+    }
+
+    #[test]
+    fn given_a_long_threads_text_without_thread_when_prepared_then_it_is_refused_or_trimmed() {
+        let mut content = text(&long_threads_text());
+        assert_eq!(
+            threads().prepare(&content),
+            Err(ContentError::TextTooLong {
+                platform: Platform::Threads,
+                limit: 500,
+                length: 1799
+            })
+        );
+        content.trim_to_fit = true;
+        let parts = threads().prepare(&content).unwrap().parts;
+        assert_eq!(parts.len(), 1);
+        assert!(parts[0].ends_with('…'), "{}", parts[0]);
+        assert!(threads_length(&parts[0]) <= 500);
     }
 
     #[test]
