@@ -5,6 +5,8 @@
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use serde_json::{json, Value};
 
 use crate::faults::{self, Fault};
@@ -250,6 +252,49 @@ pub fn fields<'a>(pairs: &'a [(String, String)], default: &'a str) -> Vec<&'a st
         .collect()
 }
 
+/// The page of a list after `after` (an opaque cursor) with `limit` items, and the cursor of
+/// the next page if there is one.
+pub fn paginate<T: Clone>(items: &[T], p: &[(String, String)]) -> (Vec<T>, Option<String>) {
+    let limit = param(p, "limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .unwrap_or(25)
+        .clamp(1, 100);
+    let start = param(p, "after")
+        .and_then(|c| URL_SAFE_NO_PAD.decode(c).ok())
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|s| s.parse::<usize>().ok())
+        .unwrap_or(0);
+    let page: Vec<T> = items.iter().skip(start).take(limit).cloned().collect();
+    let end = start + page.len();
+    let next = (end < items.len()).then(|| URL_SAFE_NO_PAD.encode(end.to_string()));
+    (page, next)
+}
+
+/// `{cursors, next}`: `next` is the same request with `after` set to the next cursor.
+pub fn paging(req: &HttpRequest, p: &[(String, String)], next: Option<String>) -> Value {
+    let mut paging = json!({ "cursors": {} });
+    if let Some(cursor) = next {
+        let info = req.connection_info();
+        let mut url = url::Url::parse(&format!(
+            "{}://{}{}",
+            info.scheme(),
+            info.host(),
+            req.path()
+        ))
+        .expect("request URL is valid");
+        {
+            let mut q = url.query_pairs_mut();
+            for (k, v) in p.iter().filter(|(k, _)| k != "after") {
+                q.append_pair(k, v);
+            }
+            q.append_pair("after", &cursor);
+        }
+        paging["cursors"]["after"] = json!(cursor);
+        paging["next"] = json!(url.to_string());
+    }
+    paging
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -265,5 +310,23 @@ mod tests {
         let p = vec![("fields".to_owned(), "id, name,".to_owned())];
         assert_eq!(fields(&p, "id"), ["id", "name"]);
         assert_eq!(fields(&[], "id"), ["id"]);
+    }
+
+    #[test]
+    fn pagination_cursors() {
+        let pairs = |items: &[(&str, &str)]| -> Vec<(String, String)> {
+            items
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        let items: Vec<u32> = (0..5).collect();
+        let (first, next) = paginate(&items, &pairs(&[("limit", "2")]));
+        assert_eq!(first, [0, 1]);
+        let next = next.unwrap();
+        let (second, _) = paginate(&items, &pairs(&[("limit", "2"), ("after", &next)]));
+        assert_eq!(second, [2, 3]);
+        let (all, none) = paginate(&items, &[]);
+        assert_eq!((all.len(), none), (5, None));
     }
 }

@@ -9,7 +9,11 @@ use serde_json::Value;
 const CLIENT_ID: &str = "herald-sandbox-threads";
 const CLIENT_SECRET: &str = "herald-sandbox-threads-secret";
 const REDIRECT: &str = "http://127.0.0.1:9/callback";
-const SCOPES: &str = "threads_basic,threads_content_publish";
+/// What Herald asks for: posting, and replying (the later parts of a thread).
+const SCOPES: &str =
+    "threads_basic,threads_content_publish,threads_manage_replies,threads_read_replies";
+/// A connection made before Herald asked for the reply permissions.
+const POST_ONLY: &str = "threads_basic,threads_content_publish";
 
 struct Harness {
     sandbox: Sandbox,
@@ -21,6 +25,7 @@ async fn spawn() -> Harness {
     let mut config = SandboxConfig::default();
     config.threads.video_processing_delay = Duration::from_millis(300);
     config.threads.quota_total = 3;
+    config.threads.reply_quota_total = 2;
     let sandbox = Sandbox::start("127.0.0.1:0", config).await.expect("start");
     let http = Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -50,13 +55,17 @@ impl Harness {
     }
 
     async fn code(&self, user: &str) -> String {
+        self.code_for(user, SCOPES).await
+    }
+
+    async fn code_for(&self, user: &str, scopes: &str) -> String {
         let resp = self
             .http
             .get(self.url("/oauth/authorize"))
             .query(&[
                 ("client_id", CLIENT_ID),
                 ("redirect_uri", REDIRECT),
-                ("scope", SCOPES),
+                ("scope", scopes),
                 ("response_type", "code"),
                 ("state", "st4te"),
                 ("sandbox_user", user),
@@ -88,7 +97,12 @@ impl Harness {
     }
 
     async fn connect(&self, user: &str) -> Account {
-        let code = self.code(user).await;
+        self.connect_with(user, SCOPES).await
+    }
+
+    /// Connects `user`, who grants `scopes`.
+    async fn connect_with(&self, user: &str, scopes: &str) -> Account {
+        let code = self.code_for(user, scopes).await;
         let short = json_of(self.exchange(&code).await).await;
         let id = short["user_id"]
             .as_u64()
@@ -139,6 +153,32 @@ impl Harness {
             .send()
             .await
             .unwrap()
+    }
+
+    /// A text post (a reply to `reply_to` if given), created and published; its id.
+    async fn post_text(&self, a: &Account, text: &str, reply_to: Option<&str>) -> String {
+        let mut form = vec![("media_type", "TEXT"), ("text", text)];
+        form.extend(reply_to.map(|parent| ("reply_to_id", parent)));
+        let container = self.create_id(a, &form).await;
+        let published = self.publish(a, &container).await;
+        assert_eq!(published.status(), 200);
+        json_of(published).await["id"].as_str().unwrap().to_owned()
+    }
+
+    async fn get(&self, a: &Account, path: &str, query: &[(&str, &str)]) -> Response {
+        self.http
+            .get(self.url(path))
+            .query(query)
+            .bearer_auth(&a.token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// `threads_publishing_limit` with `fields`.
+    async fn limit(&self, a: &Account, fields: &str) -> Response {
+        let path = format!("/{}/threads_publishing_limit", a.id);
+        self.get(a, &path, &[("fields", fields)]).await
     }
 
     async fn status(&self, a: &Account, id: &str) -> Value {
@@ -328,21 +368,7 @@ async fn limits_text_length_carousel_size_and_publishing_quota() {
             assert_eq!(json_of(resp).await["error"]["code"], 4);
         }
     }
-    let limit = |user: String| {
-        let (h, token) = (&h, &a.token);
-        async move {
-            json_of(
-                h.http
-                    .get(h.url(&format!("/{user}/threads_publishing_limit")))
-                    .bearer_auth(token)
-                    .send()
-                    .await
-                    .unwrap(),
-            )
-            .await
-        }
-    };
-    let limit_now = limit(a.id.clone()).await;
+    let limit_now = json_of(h.limit(&a, "quota_usage,config").await).await;
     assert_eq!(limit_now["data"][0]["quota_usage"], 3);
     assert_eq!(limit_now["data"][0]["config"]["quota_total"], 3);
     assert_eq!(limit_now["data"][0]["config"]["quota_duration"], 86_400);
@@ -361,7 +387,9 @@ async fn limits_text_length_carousel_size_and_publishing_quota() {
         )
         .await;
     assert_eq!(h.publish(&a, &reply).await.status(), 200);
-    assert_eq!(limit("me".into()).await["data"][0]["quota_usage"], 3);
+    // `me` stands for the caller; without `fields` the posts' quota is answered.
+    let by_me = json_of(h.get(&a, "/me/threads_publishing_limit", &[]).await).await;
+    assert_eq!(by_me["data"][0]["quota_usage"], 3, "{by_me}");
     let listed = json_of(
         h.http
             .get(h.url("/me/threads"))
@@ -432,5 +460,206 @@ async fn faults_reject_media_rate_limit_and_server_errors() {
     assert!(h.sandbox.threads_state().posts.is_empty());
     assert_eq!(h.publish(&a, &ok).await.status(), 200);
     assert_eq!(h.sandbox.threads_state().posts.len(), 1);
+    h.sandbox.stop().await;
+}
+
+/// create-replies: a reply needs threads_manage_replies, and answers a conversation the
+/// profile started unless it may reply to others (threads_manage_mentions).
+#[tokio::test]
+async fn a_reply_needs_threads_manage_replies_and_a_conversation_of_ones_own() {
+    let h = spawn().await;
+    let alice = h.connect("alice_re").await;
+    let root = h.post_text(&alice, "root", None).await;
+    let reply = h.post_text(&alice, "part 2", Some(&root)).await;
+    let chained = h.post_text(&alice, "part 3", Some(&reply)).await;
+    let posts = h.sandbox.threads_state().posts;
+    let parent_of = |id: &str| {
+        posts
+            .iter()
+            .find(|p| p.id == id)
+            .and_then(|p| p.reply_to_id.clone())
+    };
+    assert_eq!(parent_of(&reply), Some(root.clone()));
+    assert_eq!(parent_of(&chained), Some(reply.clone()));
+
+    // Connected before Herald asked for threads_manage_replies: posts go, replies are refused.
+    let old = h.connect_with("alice_re", POST_ONLY).await;
+    h.post_text(&old, "still posts", None).await;
+    let refused = h
+        .create(
+            &old,
+            &[
+                ("media_type", "TEXT"),
+                ("text", "no"),
+                ("reply_to_id", &root),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status(), 403);
+    let err = json_of(refused).await;
+    assert_eq!(err["error"]["code"], 10);
+    let message = err["error"]["message"].as_str().unwrap();
+    assert!(message.contains("threads_manage_replies"), "{message}");
+
+    // Someone else's conversation: refused, unless the profile may reply to others.
+    let bob = h.connect("bob_re").await;
+    let foreign = h
+        .create(
+            &bob,
+            &[
+                ("media_type", "TEXT"),
+                ("text", "hi"),
+                ("reply_to_id", &reply),
+            ],
+        )
+        .await;
+    assert_eq!(foreign.status(), 400);
+    assert_eq!(json_of(foreign).await["error"]["code"], 100);
+    let mentions = format!("{SCOPES},threads_manage_mentions");
+    let bob = h.connect_with("bob_re", &mentions).await;
+    h.post_text(&bob, "hi alice", Some(&reply)).await;
+
+    let unknown = h
+        .create(
+            &alice,
+            &[
+                ("media_type", "TEXT"),
+                ("text", "x"),
+                ("reply_to_id", "404"),
+            ],
+        )
+        .await;
+    assert_eq!(unknown.status(), 400);
+    h.sandbox.stop().await;
+}
+
+/// retrieve-and-manage-replies: 1,000 API-published replies per 24 hours (2 in this harness),
+/// a quota apart from posts, read with `reply_quota_usage` and `reply_config`.
+#[tokio::test]
+async fn replies_have_a_quota_of_their_own() {
+    let h = spawn().await;
+    let a = h.connect("carol_re").await;
+    let root = h.post_text(&a, "root", None).await;
+    let first = h.post_text(&a, "reply 1", Some(&root)).await;
+    h.post_text(&a, "reply 2", Some(&first)).await;
+    let container = h
+        .create_id(
+            &a,
+            &[
+                ("media_type", "TEXT"),
+                ("text", "reply 3"),
+                ("reply_to_id", &root),
+            ],
+        )
+        .await;
+    let refused = h.publish(&a, &container).await;
+    assert_eq!(refused.status(), 400);
+    let err = json_of(refused).await;
+    assert_eq!(err["error"]["code"], 4);
+    assert_eq!(err["error"]["error_subcode"], 2_207_042);
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("replies"),
+        "{err}"
+    );
+    // Posts still go.
+    h.post_text(&a, "a post", None).await;
+    let state = h.sandbox.threads_state();
+    assert_eq!((state.reply_quota_refusals, state.quota_refusals), (1, 0));
+
+    let replies = json_of(h.limit(&a, "reply_quota_usage,reply_config").await).await;
+    assert_eq!(replies["data"][0]["reply_quota_usage"], 2, "{replies}");
+    assert_eq!(replies["data"][0]["reply_config"]["quota_total"], 2);
+    assert_eq!(replies["data"][0]["reply_config"]["quota_duration"], 86_400);
+    assert!(replies["data"][0].get("quota_usage").is_none(), "{replies}");
+    let posts = json_of(h.limit(&a, "quota_usage,config").await).await;
+    assert_eq!(posts["data"][0]["quota_usage"], 2, "{posts}");
+    assert!(posts["data"][0].get("reply_quota_usage").is_none());
+    // Reading the reply quota needs threads_manage_replies.
+    let old = h.connect_with("carol_re", POST_ONLY).await;
+    let refused = h.limit(&old, "reply_quota_usage,reply_config").await;
+    assert_eq!(refused.status(), 403);
+    assert_eq!(h.limit(&old, "quota_usage,config").await.status(), 200);
+    h.sandbox.stop().await;
+}
+
+/// replies-and-conversations: `GET /{media-id}/replies` lists a post's direct replies, newest
+/// first unless `reverse=false`, each saying whether it is the caller's; `GET /me/replies` the
+/// caller's own replies. Both need threads_read_replies.
+#[tokio::test]
+async fn a_posts_replies_are_listed_with_whose_they_are() {
+    let h = spawn().await;
+    let alice = h.connect("dora_re").await;
+    let root = h.post_text(&alice, "root", None).await;
+    let own = h.post_text(&alice, "mine", Some(&root)).await;
+    let mentions = format!("{SCOPES},threads_manage_mentions");
+    let bob = h.connect_with("eve_re", &mentions).await;
+    let foreign = h.post_text(&bob, "theirs", Some(&root)).await;
+    let nested = h.post_text(&alice, "deeper", Some(&own)).await;
+
+    let fields = "id,text,timestamp,media_type,permalink,is_reply_owned_by_me,replied_to,root_post";
+    let path = format!("/{root}/replies");
+    let listed = json_of(h.get(&alice, &path, &[("fields", fields)]).await).await;
+    let ids: Vec<&str> = listed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        [foreign.as_str(), own.as_str()],
+        "direct, newest first"
+    );
+    assert_eq!(listed["data"][0]["is_reply_owned_by_me"], false);
+    assert_eq!(listed["data"][1]["is_reply_owned_by_me"], true);
+    assert_eq!(listed["data"][1]["text"], "mine");
+    assert_eq!(listed["data"][1]["replied_to"]["id"], root.as_str());
+    assert_eq!(listed["data"][1]["root_post"]["id"], root.as_str());
+    assert!(listed["data"][1]["timestamp"].is_string());
+
+    let oldest_first = json_of(
+        h.get(&alice, &path, &[("reverse", "false"), ("limit", "1")])
+            .await,
+    )
+    .await;
+    assert_eq!(oldest_first["data"][0]["id"], own.as_str());
+    let next = oldest_first["paging"]["next"]
+        .as_str()
+        .expect("a next page");
+    let second = json_of(
+        h.http
+            .get(next)
+            .bearer_auth(&alice.token)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(second["data"][0]["id"], foreign.as_str());
+    assert!(second["paging"]["next"].is_null(), "{second}");
+
+    let mine = json_of(
+        h.get(&alice, "/me/replies", &[("fields", "id,is_reply")])
+            .await,
+    )
+    .await;
+    assert_eq!(mine["data"][0]["id"], nested.as_str());
+    assert_eq!(mine["data"][1]["id"], own.as_str());
+    assert_eq!(mine["data"].as_array().unwrap().len(), 2);
+
+    let old = h.connect_with("dora_re", POST_ONLY).await;
+    let refused = h.get(&old, &path, &[]).await;
+    assert_eq!(refused.status(), 403);
+    let err = json_of(refused).await;
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("threads_read_replies"),
+        "{err}"
+    );
     h.sandbox.stop().await;
 }

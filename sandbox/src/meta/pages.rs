@@ -5,8 +5,6 @@ use std::time::Instant;
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use serde_json::{json, Value};
 
 use super::fetch::{probe, FetchError};
@@ -17,8 +15,8 @@ use super::{
 };
 use crate::faults::{self, Fault};
 use crate::meta_graph::{
-    fields, graph_error, graph_error_with, graph_time, invalid_parameter, no_object, param, params,
-    parse_time,
+    fields, graph_error, graph_error_with, graph_time, invalid_parameter, no_object, paginate,
+    paging, param, params, parse_time,
 };
 
 /// Image types a Page photo may have.
@@ -175,49 +173,6 @@ pub(crate) async fn revoke_permission(
     }
     state.revoke_permission(&ctx.caller.user_id, permission);
     finish(ctx, HttpResponse::Ok().json(json!({"success": true}))).await
-}
-
-/// The page of a list after `after` (an opaque cursor) with `limit` items, and the cursor of
-/// the next page if there is one.
-fn paginate<T: Clone>(items: &[T], p: &[(String, String)]) -> (Vec<T>, Option<String>) {
-    let limit = param(p, "limit")
-        .and_then(|l| l.parse::<usize>().ok())
-        .unwrap_or(25)
-        .clamp(1, 100);
-    let start = param(p, "after")
-        .and_then(|c| URL_SAFE_NO_PAD.decode(c).ok())
-        .and_then(|b| String::from_utf8(b).ok())
-        .and_then(|s| s.parse::<usize>().ok())
-        .unwrap_or(0);
-    let page: Vec<T> = items.iter().skip(start).take(limit).cloned().collect();
-    let end = start + page.len();
-    let next = (end < items.len()).then(|| URL_SAFE_NO_PAD.encode(end.to_string()));
-    (page, next)
-}
-
-/// `{cursors, next}`: `next` is the same request with `after` set to the next cursor.
-fn paging(req: &HttpRequest, p: &[(String, String)], next: Option<String>) -> Value {
-    let mut paging = json!({ "cursors": {} });
-    if let Some(cursor) = next {
-        let info = req.connection_info();
-        let mut url = url::Url::parse(&format!(
-            "{}://{}{}",
-            info.scheme(),
-            info.host(),
-            req.path()
-        ))
-        .expect("request URL is valid");
-        {
-            let mut q = url.query_pairs_mut();
-            for (k, v) in p.iter().filter(|(k, _)| k != "after") {
-                q.append_pair(k, v);
-            }
-            q.append_pair("after", &cursor);
-        }
-        paging["cursors"]["after"] = json!(cursor);
-        paging["next"] = json!(url.to_string());
-    }
-    paging
 }
 
 /// `GET /me/accounts`: the Pages the user has a role on, each with a Page token. A Page token
@@ -1125,17 +1080,5 @@ mod tests {
         let array = pairs(&[("attached_media", r#"[{"media_fbid":"1"},{"media_fbid":2}]"#)]);
         assert_eq!(attached_media(&array).unwrap(), ["1", "2"]);
         assert!(attached_media(&pairs(&[("attached_media", "nope")])).is_err());
-    }
-
-    #[test]
-    fn pagination_cursors() {
-        let items: Vec<u32> = (0..5).collect();
-        let (first, next) = paginate(&items, &pairs(&[("limit", "2")]));
-        assert_eq!(first, [0, 1]);
-        let next = next.unwrap();
-        let (second, _) = paginate(&items, &pairs(&[("limit", "2"), ("after", &next)]));
-        assert_eq!(second, [2, 3]);
-        let (all, none) = paginate(&items, &[]);
-        assert_eq!((all.len(), none), (5, None));
     }
 }

@@ -1,4 +1,6 @@
-//! Threads' OAuth flow (platform-facts §6.1) and publishing endpoints (§6.2, §6.3).
+//! Threads' OAuth flow (platform-facts §6.1), publishing endpoints (§6.2, §6.3) and replies
+//! (https://developers.facebook.com/documentation/threads/retrieve-and-manage-replies and its
+//! pages create-replies and replies-and-conversations).
 
 use std::time::{Duration, Instant};
 
@@ -7,25 +9,34 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
-use super::state::{Container, Post};
+use super::state::{Caller, Container, Inner, Post};
 use super::{
     finish, graph_error, guard, invalid_parameter, invalid_token, param, params, text_length,
     ThreadsEndpoint, ThreadsState, DEFAULT_USERNAME, MAX_TEXT,
 };
 use crate::faults::{self, Fault};
-use crate::meta_graph::{graph_time, no_object, parse_time};
+use crate::meta_graph::{fields, graph_time, no_object, paginate, paging, parse_time};
 use crate::oauth::{constant_time_eq, parse_redirect_uri, random_token, redirect_with};
 
 const BASIC: &str = "threads_basic";
 const PUBLISH: &str = "threads_content_publish";
+/// "Required for making POST calls to reply endpoints."
+const MANAGE_REPLIES: &str = "threads_manage_replies";
+/// "Required for making GET calls to reply endpoints."
+const READ_REPLIES: &str = "threads_read_replies";
+/// Either lets a profile reply to posts of others (create-replies: "you are the owner of the
+/// root thread post" otherwise).
+const REPLY_TO_OTHERS: &[&str] = &["threads_keyword_search", "threads_manage_mentions"];
 const KNOWN_SCOPES: &[&str] = &[
     BASIC,
     PUBLISH,
-    "threads_manage_replies",
-    "threads_read_replies",
+    MANAGE_REPLIES,
+    READ_REPLIES,
     "threads_delete",
     "threads_manage_insights",
     "threads_location_tagging",
+    "threads_keyword_search",
+    "threads_manage_mentions",
 ];
 /// Authorization codes are short-lived.
 const CODE_LIFETIME: Duration = Duration::from_secs(600);
@@ -264,27 +275,28 @@ pub(crate) async fn create_container(
     body: web::Bytes,
 ) -> HttpResponse {
     let p = params(&req, &body);
-    let ctx = match guard(
-        &state,
-        &req,
-        &p,
-        ThreadsEndpoint::CreateContainer,
-        &[BASIC, PUBLISH],
-    )
-    .await
-    {
+    let reply_to_id = param(&p, "reply_to_id").map(str::to_owned);
+    let scopes: &[&str] = match reply_to_id {
+        Some(_) => &[BASIC, PUBLISH, MANAGE_REPLIES],
+        None => &[BASIC, PUBLISH],
+    };
+    let ctx = match guard(&state, &req, &p, ThreadsEndpoint::CreateContainer, scopes).await {
         Ok(ctx) => ctx,
         Err(resp) => return resp,
     };
     if let Err(resp) = own_user(&path, &ctx.caller.user_id) {
         return *resp;
     }
+    if let Some(parent) = &reply_to_id {
+        if let Err(resp) = may_reply_to(&state.lock(), &ctx.caller, parent) {
+            return *resp;
+        }
+    }
     let media_type = param(&p, "media_type").unwrap_or_default().to_owned();
     let text = param(&p, "text").map(str::to_owned);
     let image_url = param(&p, "image_url").map(str::to_owned);
     let video_url = param(&p, "video_url").map(str::to_owned);
     let is_carousel_item = param(&p, "is_carousel_item") == Some("true");
-    let reply_to_id = param(&p, "reply_to_id").map(str::to_owned);
     let children: Vec<String> = param(&p, "children")
         .unwrap_or_default()
         .split(',')
@@ -390,15 +402,71 @@ pub(crate) async fn create_container(
     finish(ctx, HttpResponse::Ok().json(json!({ "id": id }))).await
 }
 
-/// Posts of `user_id` within the quota window. Replies have a quota of their own (facts
-/// §6.3: 1,000 a day), so they do not count here.
-fn quota_usage(inner: &super::state::Inner, user_id: &str, window: Duration) -> usize {
-    let since = chrono::Utc::now() - chrono::TimeDelta::from_std(window).unwrap_or_default();
-    inner
-        .posts
+/// A profile replies to a post whose conversation it started, or to any post with a
+/// permission to reply to others (create-replies). Otherwise Graph finds no such post to
+/// answer.
+fn may_reply_to(inner: &Inner, caller: &Caller, parent: &str) -> Result<(), Box<HttpResponse>> {
+    let Some(root) = inner.root_of(parent) else {
+        return Err(Box::new(invalid_parameter(
+            &format!("The parameter reply_to_id ({parent}) is not a Threads post."),
+            None,
+        )));
+    };
+    let to_others = caller
+        .scopes
         .iter()
-        .filter(|p| p.owner_id == user_id && p.timestamp > since && p.reply_to_id.is_none())
-        .count()
+        .any(|s| REPLY_TO_OTHERS.contains(&s.as_str()));
+    if root.owner_id != caller.user_id && !to_others {
+        return Err(Box::new(invalid_parameter(
+            &format!("The parameter reply_to_id ({parent}) is in a conversation this profile did not start; replying to others needs threads_manage_mentions or threads_keyword_search."),
+            None,
+        )));
+    }
+    Ok(())
+}
+
+/// Which of the profile's two publishing quotas a post takes from: replies have their own
+/// (1,000 a day against 250 posts, retrieve-and-manage-replies), so neither counts the other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Quota {
+    Posts,
+    Replies,
+}
+
+impl Quota {
+    fn of(post_is_reply: bool) -> Self {
+        if post_is_reply {
+            Self::Replies
+        } else {
+            Self::Posts
+        }
+    }
+
+    fn total(self, config: &super::ThreadsConfig) -> u32 {
+        match self {
+            Self::Posts => config.quota_total,
+            Self::Replies => config.reply_quota_total,
+        }
+    }
+
+    /// `{"quota_total", "quota_duration"}`.
+    fn config(self, config: &super::ThreadsConfig) -> serde_json::Value {
+        json!({
+            "quota_total": self.total(config),
+            "quota_duration": config.quota_duration.as_secs(),
+        })
+    }
+
+    /// Posts of this kind `user_id` published within the quota window.
+    fn usage(self, inner: &Inner, user_id: &str, window: Duration) -> usize {
+        let since = chrono::Utc::now() - chrono::TimeDelta::from_std(window).unwrap_or_default();
+        inner
+            .posts
+            .iter()
+            .filter(|p| p.owner_id == user_id && p.timestamp > since)
+            .filter(|p| Self::of(p.reply_to_id.is_some()) == self)
+            .count()
+    }
 }
 
 /// `POST /{user-id}/threads_publish?creation_id=`: publishes a finished container once.
@@ -441,7 +509,7 @@ pub(crate) async fn publish(
 
 fn publish_container(
     state: &ThreadsState,
-    inner: &mut super::state::Inner,
+    inner: &mut Inner,
     user_id: &str,
     creation_id: &str,
 ) -> Result<String, Box<HttpResponse>> {
@@ -492,15 +560,24 @@ fn publish_container(
             )))
         }
     }
-    let quota = state.config.quota_total as usize;
-    let counted = container.reply_to_id.is_none();
-    if counted && quota_usage(inner, user_id, state.config.quota_duration) >= quota {
-        inner.quota_refusals += 1;
+    let kind = Quota::of(container.reply_to_id.is_some());
+    let quota = kind.total(&state.config) as usize;
+    if kind.usage(inner, user_id, state.config.quota_duration) >= quota {
+        let what = match kind {
+            Quota::Posts => {
+                inner.quota_refusals += 1;
+                "posts"
+            }
+            Quota::Replies => {
+                inner.reply_quota_refusals += 1;
+                "replies"
+            }
+        };
         // Facts §6.3 name the limit, not its error: the twin answers as Meta does for the same
         // limit on Instagram (subcode 2207042), under the rate-limit code 4.
         return Err(Box::new(graph_error(
             StatusCode::BAD_REQUEST,
-            &format!("The user has reached the limit of {quota} API-published posts in 24 hours."),
+            &format!("The user has reached the limit of {quota} API-published {what} in 24 hours."),
             "OAuthException",
             4,
             Some(2_207_042),
@@ -553,8 +630,9 @@ fn publish_container(
     Ok(id)
 }
 
-fn post_json(post: &Post) -> serde_json::Value {
-    json!({
+/// A post as `caller` reads it; a reply also says what it answers and whose it is.
+fn post_json(inner: &Inner, post: &Post, caller: &str) -> serde_json::Value {
+    let mut body = json!({
         "id": post.id,
         "media_product_type": "THREADS",
         "media_type": post.media_type,
@@ -563,7 +641,29 @@ fn post_json(post: &Post) -> serde_json::Value {
         "timestamp": graph_time(&post.timestamp),
         "username": post.username,
         "is_reply": post.reply_to_id.is_some(),
-    })
+    });
+    if let Some(parent) = &post.reply_to_id {
+        body["is_reply_owned_by_me"] = json!(post.owner_id == caller);
+        body["replied_to"] = json!({ "id": parent });
+        if let Some(root) = inner.root_of(&post.id) {
+            body["root_post"] = json!({ "id": root.id });
+        }
+    }
+    body
+}
+
+/// The `since` parameter (Unix time or RFC 3339), if given; a malformed one is refused.
+fn since_param(
+    p: &[(String, String)],
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, Box<HttpResponse>> {
+    match param(p, "since").map(parse_time) {
+        Some(None) => Err(Box::new(invalid_parameter(
+            "The parameter since is not a valid time.",
+            None,
+        ))),
+        Some(Some(t)) => Ok(Some(t)),
+        None => Ok(None),
+    }
 }
 
 /// `GET /{user-id}/threads?since=&until=&limit=`: the user's posts, newest first.
@@ -580,10 +680,9 @@ pub(crate) async fn list_threads(
     if let Err(resp) = own_user(&path, &ctx.caller.user_id) {
         return *resp;
     }
-    let since = match param(&p, "since").map(parse_time) {
-        Some(None) => return invalid_parameter("The parameter since is not a valid time.", None),
-        Some(Some(t)) => Some(t),
-        None => None,
+    let since = match since_param(&p) {
+        Ok(since) => since,
+        Err(resp) => return *resp,
     };
     let limit = param(&p, "limit")
         .and_then(|l| l.parse::<usize>().ok())
@@ -598,7 +697,7 @@ pub(crate) async fn list_threads(
             .filter(|post| post.owner_id == ctx.caller.user_id)
             .filter(|post| since.is_none_or(|s| post.timestamp >= s))
             .take(limit)
-            .map(post_json)
+            .map(|post| post_json(&inner, post, &ctx.caller.user_id))
             .collect()
     };
     finish(
@@ -608,32 +707,108 @@ pub(crate) async fn list_threads(
     .await
 }
 
-/// `GET /{user-id}/threads_publishing_limit`.
+/// `GET /{user-id}/threads_publishing_limit?fields=`: `quota_usage` and `config` for posts,
+/// `reply_quota_usage` and `reply_config` for replies (which also need
+/// threads_content_publish and threads_manage_replies, retrieve-and-manage-replies).
 pub(crate) async fn publishing_limit(
     state: web::Data<ThreadsState>,
     req: HttpRequest,
     path: web::Path<String>,
 ) -> HttpResponse {
     let p = params(&req, &[]);
-    let ctx = match guard(&state, &req, &p, ThreadsEndpoint::PublishingLimit, &[BASIC]).await {
+    let asked = fields(&p, "quota_usage,config");
+    let replies = asked
+        .iter()
+        .any(|f| matches!(*f, "reply_quota_usage" | "reply_config"));
+    let scopes: &[&str] = if replies {
+        &[BASIC, PUBLISH, MANAGE_REPLIES]
+    } else {
+        &[BASIC]
+    };
+    let ctx = match guard(&state, &req, &p, ThreadsEndpoint::PublishingLimit, scopes).await {
         Ok(ctx) => ctx,
         Err(resp) => return resp,
     };
     if let Err(resp) = own_user(&path, &ctx.caller.user_id) {
         return *resp;
     }
-    let usage = quota_usage(
-        &state.lock(),
-        &ctx.caller.user_id,
-        state.config.quota_duration,
-    );
-    let body = json!({"data": [{
-        "quota_usage": usage,
-        "config": {
-            "quota_total": state.config.quota_total,
-            "quota_duration": state.config.quota_duration.as_secs(),
-        },
-    }]});
+    let (config, duration) = (&state.config, state.config.quota_duration);
+    let mut entry = json!({});
+    {
+        let inner = state.lock();
+        let user = &ctx.caller.user_id;
+        for field in asked {
+            entry[field] = match field {
+                "quota_usage" => json!(Quota::Posts.usage(&inner, user, duration)),
+                "reply_quota_usage" => json!(Quota::Replies.usage(&inner, user, duration)),
+                "config" => Quota::Posts.config(config),
+                "reply_config" => Quota::Replies.config(config),
+                _ => continue,
+            };
+        }
+    }
+    finish(ctx, HttpResponse::Ok().json(json!({ "data": [entry] }))).await
+}
+
+/// `GET /{id}/replies`: for a post, its direct replies (reply-management reference: `reverse`,
+/// default true, lists the newest first; cursor paging with `after`), where the caller started
+/// the conversation; for the caller's own user id (or `me`), the caller's replies, newest
+/// first, from `since`.
+pub(crate) async fn list_replies(
+    state: web::Data<ThreadsState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> HttpResponse {
+    let p = params(&req, &[]);
+    let ctx = match guard(
+        &state,
+        &req,
+        &p,
+        ThreadsEndpoint::ListReplies,
+        &[BASIC, READ_REPLIES],
+    )
+    .await
+    {
+        Ok(ctx) => ctx,
+        Err(resp) => return resp,
+    };
+    let id = path.into_inner();
+    let since = match since_param(&p) {
+        Ok(since) => since,
+        Err(resp) => return *resp,
+    };
+    let user = ctx.caller.user_id.clone();
+    let listed: Vec<serde_json::Value> = {
+        let inner = state.lock();
+        let replies: Vec<&Post> = if id == "me" || id == user {
+            inner
+                .posts
+                .iter()
+                .rev()
+                .filter(|post| post.owner_id == user && post.reply_to_id.is_some())
+                .filter(|post| since.is_none_or(|s| post.timestamp >= s))
+                .collect()
+        } else {
+            if inner.root_of(&id).is_none_or(|root| root.owner_id != user) {
+                return no_object(&id);
+            }
+            let mut direct: Vec<&Post> = inner
+                .posts
+                .iter()
+                .filter(|post| post.reply_to_id.as_deref() == Some(id.as_str()))
+                .collect();
+            if param(&p, "reverse") != Some("false") {
+                direct.reverse();
+            }
+            direct
+        };
+        replies
+            .into_iter()
+            .map(|post| post_json(&inner, post, &user))
+            .collect()
+    };
+    let (data, next) = paginate(&listed, &p);
+    let body = json!({ "data": data, "paging": paging(&req, &p, next) });
     finish(ctx, HttpResponse::Ok().json(body)).await
 }
 
@@ -657,7 +832,7 @@ pub(crate) async fn get_object(
             .iter()
             .find(|p| p.id == id && &p.owner_id == user)
         {
-            Some(post_json(post))
+            Some(post_json(&inner, post, user))
         } else if let Some(c) = inner.containers.get(&id).filter(|c| &c.owner_id == user) {
             let status = inner.status(c, Instant::now());
             let mut body = json!({ "id": c.id, "status": status });

@@ -11,10 +11,12 @@
 //! | GET | `/access_token?grant_type=th_exchange_token` | short → long-lived token |
 //! | GET | `/refresh_access_token?grant_type=th_refresh_token` | long-lived → new long-lived |
 //! | GET | `/me?fields=id,username,name` | the caller |
-//! | POST | `/{user-id}/threads` | create a media container |
+//! | POST | `/{user-id}/threads` | create a media container (a reply with `reply_to_id`) |
 //! | POST | `/{user-id}/threads_publish?creation_id=` | publish a container |
 //! | GET | `/{user-id}/threads?since=` | the user's posts, newest first |
-//! | GET | `/{user-id}/threads_publishing_limit` | quota usage |
+//! | GET | `/{user-id}/replies?since=` | the user's replies, newest first |
+//! | GET | `/{media-id}/replies?reverse=` | the direct replies of a post (cursor paging) |
+//! | GET | `/{user-id}/threads_publishing_limit` | quota usage (posts; replies when asked) |
 //! | GET | `/{id}?fields=status,error_message` | a container's status, or a post |
 //! | POST/GET/DELETE | `/_sandbox/faults` | fault injection (not part of Threads) |
 //! | GET | `/_sandbox/state` | read-only state dump (not part of Threads) |
@@ -68,7 +70,11 @@ pub struct ThreadsConfig {
     /// Posts (not replies) per user per `quota_duration` (Threads: 250 per 24 h); set it low
     /// to see the limit refuse.
     pub quota_total: u32,
-    /// Window of the publishing quota.
+    /// Replies per user per `quota_duration`: "Threads profiles are limited to 1,000
+    /// API-published replies within a 24-hour moving period"
+    /// (https://developers.facebook.com/documentation/threads/retrieve-and-manage-replies).
+    pub reply_quota_total: u32,
+    /// Window of both publishing quotas.
     pub quota_duration: Duration,
     /// Calls per user before `X-App-Usage` reaches 100 % (facts §6.4: 4800 × 10 impressions).
     pub call_budget: u64,
@@ -84,6 +90,7 @@ impl Default for ThreadsConfig {
             min_refresh_age: Duration::ZERO,
             video_processing_delay: Duration::from_millis(300),
             quota_total: 250,
+            reply_quota_total: 1000,
             quota_duration: Duration::from_secs(86_400),
             call_budget: 48_000,
         }
@@ -108,6 +115,8 @@ pub enum ThreadsEndpoint {
     ListThreads,
     /// `GET /{user-id}/threads_publishing_limit`.
     PublishingLimit,
+    /// `GET /{id}/replies` (a post's replies, or the user's).
+    ListReplies,
     /// Wildcard: applies to any endpoint whose own queue is empty.
     Any,
 }
@@ -124,6 +133,10 @@ pub struct ThreadsStateSnapshot {
     /// `threads_publish` calls refused because the profile's 24-hour publishing quota was used
     /// up (injected faults not counted).
     pub quota_refusals: u64,
+    /// `threads_publish` calls of replies refused because the profile's 24-hour reply quota
+    /// was used up.
+    #[serde(default)]
+    pub reply_quota_refusals: u64,
     /// Recent requests to Threads routes (the `/_sandbox` routes are not recorded).
     pub requests: Vec<crate::RequestRecord>,
 }
@@ -188,6 +201,7 @@ pub(crate) fn scope(state: web::Data<ThreadsState>) -> impl HttpServiceFactory {
     .route("/{user_id}/threads", web::post().to(api::create_container))
     .route("/{user_id}/threads", web::get().to(api::list_threads))
     .route("/{user_id}/threads_publish", web::post().to(api::publish))
+    .route("/{id}/replies", web::get().to(api::list_replies))
     .route(
         "/{user_id}/threads_publishing_limit",
         web::get().to(api::publishing_limit),

@@ -109,6 +109,8 @@ pub(crate) struct Inner {
     pub calls: HashMap<String, u64>,
     /// `threads_publish` calls refused because the publishing quota was used up.
     pub quota_refusals: u64,
+    /// `threads_publish` calls of replies refused because the reply quota was used up.
+    pub reply_quota_refusals: u64,
 }
 
 impl Inner {
@@ -165,6 +167,17 @@ impl Inner {
         token
     }
 
+    /// The post that starts the conversation `post_id` is in (the post itself when it is no
+    /// reply), if `post_id` is a post.
+    pub fn root_of(&self, post_id: &str) -> Option<&Post> {
+        let mut post = self.posts.iter().find(|p| p.id == post_id)?;
+        // A reply answers an earlier post, so the walk ends.
+        while let Some(parent) = &post.reply_to_id {
+            post = self.posts.iter().find(|p| &p.id == parent)?;
+        }
+        Some(post)
+    }
+
     /// Whether the container is ready, in error or still processing.
     pub fn status(&self, container: &Container, now: Instant) -> &'static str {
         if container.published_id.is_some() {
@@ -212,6 +225,7 @@ impl ThreadsState {
                 requests: RequestLog::default(),
                 calls: HashMap::new(),
                 quota_refusals: 0,
+                reply_quota_refusals: 0,
             }),
         }
     }
@@ -316,6 +330,7 @@ impl ThreadsState {
                 .collect(),
             tokens_issued: inner.issued.clone(),
             quota_refusals: inner.quota_refusals,
+            reply_quota_refusals: inner.reply_quota_refusals,
             requests: inner.requests.records(),
         }
     }
