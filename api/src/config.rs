@@ -83,6 +83,11 @@ pub struct Config {
     /// figure, 250 when Threads gives none).
     #[arg(long, env = "THREADS_PUBLISH_QUOTA")]
     pub threads_publish_quota: Option<u32>,
+    /// Threads replies (the later parts of a thread) per profile per 24 hours, a quota apart
+    /// from posts. Threads documents 1,000; Herald reads the live figure and never goes above
+    /// this one (default: the live figure, 1,000 when Threads gives none).
+    #[arg(long, env = "THREADS_REPLY_QUOTA")]
+    pub threads_reply_quota: Option<u32>,
     /// YouTube: the Google Cloud project's OAuth client id (a web client; give the secret too).
     #[arg(long, env = "YOUTUBE_CLIENT_ID")]
     pub youtube_client_id: Option<String>,
@@ -265,6 +270,7 @@ impl Config {
             threads_api_base: None,
             threads_request_timeout_secs: 30,
             threads_publish_quota: None,
+            threads_reply_quota: None,
             youtube_client_id: None,
             youtube_client_secret: None,
             youtube_api_base: None,

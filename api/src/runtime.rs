@@ -287,6 +287,10 @@ fn adapters(config: &Config, sandbox: Option<&Sandbox>) -> anyhow::Result<Adapte
             threads_config.publish_quota_cap = Some(quota);
             threads_config.publish_quota_fallback = quota;
         }
+        if let Some(quota) = config.threads_reply_quota {
+            threads_config.reply_quota_cap = Some(quota);
+            threads_config.reply_quota_fallback = quota;
+        }
         adapters = adapters.with(Arc::new(ThreadsAdapter::new(threads_config)?));
     }
     if let Some(youtube) = youtube_adapter(config, sandbox)? {

@@ -1,6 +1,6 @@
 //! The Threads adapter against the sandbox's Threads twin over real HTTP: connect, refresh,
-//! text, image, carousel and video posts, reconciliation, and the failure classes the
-//! publisher relies on.
+//! text, image, carousel and video posts, replies (the later parts of a thread) and their
+//! quota and permissions, reconciliation, and the failure classes the publisher relies on.
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -9,7 +9,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use herald_domain::connection::AccountProfile;
 use herald_domain::{ErrorClass, MediaItem, MediaKind, Platform};
 use herald_infrastructure::db::Db;
-use herald_infrastructure::platforms::threads::{ThreadsAdapter, ThreadsConfig};
+use herald_infrastructure::platforms::threads::{ThreadsAdapter, ThreadsConfig, DEFAULT_SCOPES};
 use herald_infrastructure::platforms::{
     MediaUpload, PlatformAdapter, PostDraft, PostError, RateLimitGate, TokenGrant, UploadProgress,
 };
@@ -56,16 +56,31 @@ impl Env {
 
     /// The whole connect flow: authorize URL → consent (302) → code exchange.
     async fn connect(&self) -> TokenGrant {
+        self.connect_as(None, None).await
+    }
+
+    /// [`Self::connect`] as Threads user `sandbox_user` (default: the twin's), granting
+    /// `scopes` instead of the ones the adapter asks for.
+    async fn connect_as(&self, sandbox_user: Option<&str>, scopes: Option<&str>) -> TokenGrant {
         let start = self.adapter.authorization_url(REDIRECT);
-        assert!(start
-            .url
+        let mut url = start.url.clone();
+        let asked: Vec<(String, String)> = url
             .query_pairs()
-            .any(|(k, v)| k == "scope" && v == "threads_basic,threads_content_publish"));
+            .into_owned()
+            .map(|(k, v)| match (k.as_str(), scopes) {
+                ("scope", Some(granted)) => (k, granted.to_owned()),
+                _ => (k, v),
+            })
+            .collect();
+        url.query_pairs_mut()
+            .clear()
+            .extend_pairs(asked)
+            .extend_pairs(sandbox_user.map(|u| ("sandbox_user", u)));
         let browser = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap();
-        let consent = browser.get(start.url.clone()).send().await.unwrap();
+        let consent = browser.get(url).send().await.unwrap();
         assert_eq!(consent.status(), 302, "authorize must redirect");
         let location = consent.headers()["location"].to_str().unwrap();
         let callback: HashMap<String, String> = Url::parse(location)
@@ -178,6 +193,18 @@ impl UploadProgress for Progress {
 #[tokio::test]
 async fn connects_with_a_long_lived_token_reads_the_account_and_refreshes() {
     let env = Env::start().await;
+    let start = env.adapter.authorization_url(REDIRECT);
+    let scope = start
+        .url
+        .query_pairs()
+        .find(|(k, _)| k == "scope")
+        .unwrap()
+        .1;
+    assert_eq!(
+        scope,
+        "threads_basic,threads_content_publish,threads_manage_replies,threads_read_replies"
+    );
+    assert_eq!(scope, DEFAULT_SCOPES.join(","));
     let grant = env.connect().await;
     let issued = env.sandbox.threads_state().tokens_issued;
     assert_eq!(issued.len(), 2, "short-lived, then long-lived");
@@ -391,6 +418,50 @@ async fn failures_are_classified_for_the_publisher() {
     env.sandbox.stop().await;
 }
 
+/// Publishes `draft` into a used-up quota (`key` at the gate, whose refusal `says` so): Herald
+/// refuses it before Threads has to, until the post `oldest` leaves the 24-hour window, and
+/// closes the quota for every worker until then.
+async fn assert_quota_used_up(
+    env: &Env,
+    grant: &TokenGrant,
+    draft: &PostDraft,
+    (key, says): (&str, &str),
+    oldest: &str,
+) {
+    let gate = Gate::default();
+    let f = match env
+        .adapter
+        .create_post(&grant.access_token, draft, &gate)
+        .await
+    {
+        Err(PostError::Failed(f)) => f,
+        other => panic!("expected the quota to be used up, got {other:?}"),
+    };
+    assert_eq!(
+        (f.class, f.code.as_str()),
+        (ErrorClass::RateLimited, "publishing_quota")
+    );
+    assert!(f.message.contains(says), "{}", f.message);
+    let posted = env
+        .sandbox
+        .threads_state()
+        .posts
+        .into_iter()
+        .find(|p| p.id == oldest)
+        .map(|p| DateTime::parse_from_rfc3339(&p.timestamp).unwrap())
+        .expect("the oldest post")
+        .with_timezone(&Utc);
+    let until = f.not_before.expect("when a slot frees");
+    let frees = (until - (posted + TimeDelta::hours(24))).num_seconds();
+    assert!(frees.abs() <= 2, "{until} vs {posted}");
+    assert!(gate
+        .observed
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|(k, left, at)| k == key && *left == Some(0) && *at == Some(until)));
+}
+
 fn publish_calls(env: &Env) -> usize {
     env.sandbox
         .threads_state()
@@ -406,45 +477,17 @@ async fn the_publishing_quota_is_read_live_and_respected() {
     let grant = env.connect().await;
     let first = env.post(&grant, &text("first")).await.unwrap();
     env.post(&grant, &text("second")).await.unwrap();
-    let gate = Gate::default();
-    let f = match env
-        .adapter
-        .create_post(&grant.access_token, &text("one too many"), &gate)
-        .await
-    {
-        Err(PostError::Failed(f)) => f,
-        other => panic!("expected the quota to be used up, got {other:?}"),
-    };
-    assert_eq!(
-        (f.class, f.code.as_str()),
-        (ErrorClass::RateLimited, "publishing_quota")
-    );
-    assert!(
-        f.message
-            .contains("Threads profile used its 2 API-published posts"),
-        "{}",
-        f.message
-    );
-    let posted = env.sandbox.threads_state().posts[0].timestamp.clone();
-    let posted = DateTime::parse_from_rfc3339(&posted)
-        .unwrap()
-        .with_timezone(&Utc);
-    let until = f.not_before.expect("when a slot frees");
-    assert!(
-        (until - (posted + TimeDelta::hours(24)))
-            .num_seconds()
-            .abs()
-            <= 2,
-        "{until} vs {posted}"
-    );
-    assert!(gate
-        .observed
-        .lock()
-        .unwrap()
-        .iter()
-        .any(|(key, left, at)| key == "threads_publishing_quota"
-            && *left == Some(0)
-            && *at == Some(until)));
+    assert_quota_used_up(
+        &env,
+        &grant,
+        &text("one too many"),
+        (
+            "threads_publishing_quota",
+            "Threads profile used its 2 API-published posts",
+        ),
+        &first,
+    )
+    .await;
     assert_eq!(publish_calls(&env), 2, "nothing published past the quota");
     assert!(env
         .sandbox
@@ -520,5 +563,172 @@ async fn two_workers_never_take_the_last_slot_twice() {
     assert_eq!(state.posts.len(), 3);
     assert_eq!(state.quota_refusals, 0, "Threads never refused a publish");
     assert_eq!(publish_calls(&env), 3);
+    env.sandbox.stop().await;
+}
+
+/// A reply draft answering `parent`, as the publisher makes a thread's later parts.
+fn reply(parent: &str, t: &str, account: &AccountProfile) -> PostDraft {
+    PostDraft {
+        account: account.clone(),
+        reply_to: Some(parent.to_owned()),
+        ..text(t)
+    }
+}
+
+fn reply_to_id_of(env: &Env, post_id: &str) -> Option<String> {
+    env.sandbox
+        .threads_state()
+        .posts
+        .into_iter()
+        .find(|p| p.id == post_id)
+        .and_then(|p| p.reply_to_id)
+}
+
+#[tokio::test]
+async fn a_reply_is_published_with_reply_to_id_and_found_among_its_parents_replies() {
+    let env = Env::start().await;
+    let grant = env.connect().await;
+    let account = env.adapter.account(&grant.access_token).await.unwrap();
+    let root = env.post(&grant, &text("part one")).await.unwrap();
+    let second = env
+        .post(&grant, &reply(&root, "part two", &account))
+        .await
+        .unwrap();
+    assert_eq!(reply_to_id_of(&env, &second), Some(root.clone()));
+
+    // The same words as a post of its own, then as a reply whose answer never arrives, then
+    // as someone else's reply to the same post: only Herald's own reply is the outcome.
+    let since = Utc::now();
+    let top_level = env.post(&grant, &text("same words")).await.unwrap();
+    env.fault(
+        ThreadsEndpoint::Publish,
+        Fault::TimeoutAfterSuccess { secs: 3.0 },
+    );
+    let lost = reply(&root, "same words", &account);
+    assert!(matches!(
+        env.post(&grant, &lost).await,
+        Err(PostError::OutcomeUnknown(_))
+    ));
+    let mentions = format!("{},threads_manage_mentions", DEFAULT_SCOPES.join(","));
+    let other = env.connect_as(Some("someone_else"), Some(&mentions)).await;
+    let others = env
+        .post(&other, &reply(&root, "same words", &account))
+        .await
+        .unwrap();
+    let find = |draft: PostDraft| {
+        let (env, token) = (&env, &grant.access_token);
+        async move {
+            env.adapter
+                .find_post(token, since, &draft, &Gate::default())
+                .await
+                .unwrap()
+                .map(|found| found.post_id)
+        }
+    };
+    let found = find(lost.clone()).await.expect("the reply is found");
+    assert_ne!(found, top_level);
+    assert_ne!(found, others);
+    assert_eq!(reply_to_id_of(&env, &found), Some(root.clone()));
+    let replies_listed = env
+        .sandbox
+        .threads_state()
+        .requests
+        .iter()
+        .any(|r| r.path.ends_with(&format!("/{root}/replies")));
+    assert!(replies_listed, "looked among the parent's replies");
+    // A post is still matched among the account's posts, never a reply.
+    let post = PostDraft {
+        account: account.clone(),
+        ..text("same words")
+    };
+    assert_eq!(find(post).await, Some(top_level));
+    assert_eq!(find(reply(&root, "never sent", &account)).await, None);
+    assert_eq!(find(reply(&second, "same words", &account)).await, None);
+    env.sandbox.stop().await;
+}
+
+#[tokio::test]
+async fn the_reply_quota_is_read_live_and_closes_at_its_limit_while_posts_still_go() {
+    let env = Env::start_with(|sandbox| sandbox.threads.reply_quota_total = 2, |_| {}).await;
+    let grant = env.connect().await;
+    let account = env.adapter.account(&grant.access_token).await.unwrap();
+    let root = env.post(&grant, &text("root")).await.unwrap();
+    let first = env
+        .post(&grant, &reply(&root, "reply 1", &account))
+        .await
+        .unwrap();
+    env.post(&grant, &reply(&first, "reply 2", &account))
+        .await
+        .unwrap();
+    assert_quota_used_up(
+        &env,
+        &grant,
+        &reply(&root, "reply 3", &account),
+        (
+            "threads_reply_quota",
+            "Threads profile used its 2 API-published replies",
+        ),
+        &first,
+    )
+    .await;
+    assert_eq!(publish_calls(&env), 3, "no reply published past the quota");
+    // The posts' quota is untouched: a post still goes.
+    env.post(&grant, &text("a post")).await.unwrap();
+    let state = env.sandbox.threads_state();
+    assert_eq!((state.reply_quota_refusals, state.quota_refusals), (0, 0));
+
+    // A configured cap below Threads' figure wins.
+    let env = Env::start_with(|_| {}, |config| config.reply_quota_cap = Some(1)).await;
+    let grant = env.connect().await;
+    let root = env.post(&grant, &text("capped root")).await.unwrap();
+    env.post(&grant, &reply(&root, "the one reply", &account))
+        .await
+        .unwrap();
+    assert_eq!(
+        failed_class(
+            env.post(&grant, &reply(&root, "past the cap", &account))
+                .await
+        ),
+        ErrorClass::RateLimited
+    );
+    env.sandbox.stop().await;
+}
+
+#[tokio::test]
+async fn a_connection_without_the_reply_permissions_is_asked_to_reconnect() {
+    let env = Env::start().await;
+    let grant = env
+        .connect_as(None, Some("threads_basic,threads_content_publish"))
+        .await;
+    let account = env.adapter.account(&grant.access_token).await.unwrap();
+    let root = env.post(&grant, &text("posts still go")).await.unwrap();
+    let refused = match env.post(&grant, &reply(&root, "part two", &account)).await {
+        Err(PostError::Failed(f)) => f,
+        other => panic!("expected a refusal, got {other:?}"),
+    };
+    assert_eq!(refused.class, ErrorClass::ReauthorizationRequired);
+    assert!(
+        refused.message.contains("threads_manage_replies") && refused.message.contains("reconnect"),
+        "{}",
+        refused.message
+    );
+    assert_eq!(env.sandbox.threads_state().posts.len(), 1);
+
+    let unread = env
+        .adapter
+        .find_post(
+            &grant.access_token,
+            Utc::now(),
+            &reply(&root, "part two", &account),
+            &Gate::default(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(unread.class, ErrorClass::ReauthorizationRequired);
+    assert!(
+        unread.message.contains("threads_read_replies"),
+        "{}",
+        unread.message
+    );
     env.sandbox.stop().await;
 }

@@ -145,6 +145,7 @@ pub fn config_env(config: &Config) -> Vec<(String, String)> {
         ("THREADS_CLIENT_SECRET", text(&c.threads_client_secret)),
         ("THREADS_API_BASE", text(&c.threads_api_base)),
         ("THREADS_PUBLISH_QUOTA", shown(c.threads_publish_quota)),
+        ("THREADS_REPLY_QUOTA", shown(c.threads_reply_quota)),
         (
             "FACEBOOK_PAGES_CLIENT_ID",
             text(&c.facebook_pages_client_id),

@@ -72,8 +72,6 @@ const INSTAGRAM: GraphPlatform = GraphPlatform {
 const RECONNECT: &str = "connect Instagram again";
 /// The gate's key for the shared publishing quota.
 const QUOTA_KEY: &str = "instagram_publishing_quota";
-/// How Meta refuses a publish past the quota (facts §4.4: code 9, subcode 2207042).
-const QUOTA_SUBCODE: &str = "_2207042";
 
 const READ_ACCOUNT: CallContext = CallContext::api("read the Instagram account");
 const CREATE_CONTAINER: CallContext = CallContext::api("create the post's media container");
@@ -697,6 +695,7 @@ impl InstagramAdapter {
             key: QUOTA_KEY,
             platform: "Instagram",
             owner: "account",
+            items: "posts",
             fallback: self.config.publish_quota_fallback,
             cap: self.config.publish_quota_cap,
         }
@@ -767,7 +766,7 @@ impl InstagramAdapter {
         };
         if !status.is_success() {
             let failure = self.classify(status, &headers, &body, PUBLISH, Utc::now());
-            if failure.code.ends_with(QUOTA_SUBCODE) {
+            if quota::is_refusal(&failure) {
                 // Another client used the quota meanwhile: wait for the next free slot.
                 let free_at = self
                     .next_free_slot(token, ig_id, limits)
@@ -963,14 +962,7 @@ impl PlatformAdapter for InstagramAdapter {
         let container = self.prepare(access_token, &ig_id, draft, limits).await?;
         let reservation = self.reserve_slot(access_token, &ig_id, limits).await?;
         let published = self.publish(access_token, &ig_id, &container, limits).await;
-        quota
-            .settle(
-                &reservation,
-                &published,
-                |f| f.code.ends_with(QUOTA_SUBCODE),
-                limits,
-            )
-            .await;
+        quota.settle(&reservation, &published, limits).await;
         let post_id = published?;
         tracing::Span::current().record("post_id", post_id.as_str());
         tracing::debug!("instagram media published");

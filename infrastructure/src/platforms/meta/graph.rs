@@ -1,9 +1,11 @@
 //! What every Meta Graph API answer shares (platform-facts §3.2, §3.3): the error envelope, the
-//! usage headers, what a call was doing when it failed, and failures in transit.
+//! usage headers, lists and their paging, what a call was doing when it failed, and failures
+//! in transit.
 use chrono::{DateTime, TimeDelta, Utc};
 use herald_domain::{ErrorClass, PlatformFailure};
 use reqwest::header::HeaderMap;
 use serde::Deserialize;
+use url::Url;
 
 use crate::platforms::PostError;
 
@@ -16,6 +18,9 @@ pub struct CallContext {
     /// Completes "could not ...", e.g. "publish the post".
     pub action: &'static str,
     pub kind: CallKind,
+    /// A permission the call needs beyond the ones every call of the adapter needs: a
+    /// permission refusal then means the connection lacks it, and only reconnecting helps.
+    pub permission: Option<&'static str>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,10 +37,12 @@ impl CallContext {
     pub const CODE: Self = Self {
         action: "exchange the authorization code",
         kind: CallKind::Code,
+        permission: None,
     };
     pub const REFRESH: Self = Self {
         action: "refresh the access token",
         kind: CallKind::Refresh,
+        permission: None,
     };
 
     /// An API call doing `action`.
@@ -43,7 +50,43 @@ impl CallContext {
         Self {
             action,
             kind: CallKind::Api,
+            permission: None,
         }
+    }
+
+    /// The same call, needing `permission` as well.
+    pub const fn needing(self, permission: &'static str) -> Self {
+        Self {
+            permission: Some(permission),
+            ..self
+        }
+    }
+}
+
+/// A Graph list: `{"data": [...], "paging": {"cursors": {...}, "next": "..."}}`.
+#[derive(Debug, Deserialize)]
+pub struct Listing<T> {
+    #[serde(default = "Vec::new")]
+    pub data: Vec<T>,
+    #[serde(default)]
+    pub paging: Paging,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct Paging {
+    /// The next page's URL (the same request with an `after` cursor), absent on the last.
+    pub next: Option<String>,
+}
+
+impl<T> Listing<T> {
+    /// The next page's URL when it is on `base`'s origin: the token goes with the request, so
+    /// a link elsewhere is never followed.
+    pub fn next_page(&self, base: &Url) -> Option<Url> {
+        self.paging
+            .next
+            .as_deref()
+            .and_then(|next| Url::parse(next).ok())
+            .filter(|next| next.origin() == base.origin())
     }
 }
 

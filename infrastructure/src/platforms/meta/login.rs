@@ -19,7 +19,7 @@ use herald_domain::{ErrorClass, PlatformFailure};
 use serde::Deserialize;
 use url::Url;
 
-use super::graph::CallContext;
+use super::graph::{CallContext, Listing};
 use crate::oauth::{redact, ClientAuth, OAuthClient, OAuthEndpoints, SetupError};
 use crate::platforms::http::{self, PlatformApi};
 use crate::platforms::x::join;
@@ -147,19 +147,6 @@ pub enum RenewedPage<'a> {
 struct TokenBody {
     access_token: String,
     expires_in: Option<i64>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct Listing<T> {
-    #[serde(default = "Vec::new")]
-    data: Vec<T>,
-    #[serde(default)]
-    paging: Paging,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct Paging {
-    next: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -471,11 +458,11 @@ impl FacebookLogin {
             let request = self.http.get(url.clone()).bearer_auth(user_token.expose());
             let listing: Listing<PageEntry> =
                 http::call_json(api, "meta_accounts", &Unlimited, request, LIST_PAGES).await?;
+            let next = listing.next_page(&self.config.graph_base);
             pages.extend(listing.data);
-            // Only follow links to the configured Graph host: the token goes with them.
-            match listing.paging.next.and_then(|n| Url::parse(&n).ok()) {
-                Some(next) if next.origin() == self.config.graph_base.origin() => url = next,
-                _ => break,
+            match next {
+                Some(next) => url = next,
+                None => break,
             }
         }
         Ok(pages)

@@ -1,6 +1,6 @@
 //! The rolling posts-per-24-hours publishing quota that Instagram (`content_publishing_limit`,
-//! facts §4.3) and Threads (`threads_publishing_limit`, facts §6.3) report live and enforce on
-//! their publish call. Each publish is reserved through the shared gate right before the
+//! facts §4.3) and Threads (`threads_publishing_limit`, facts §6.3; its replies have a second
+//! one) report live and enforce on their publish call. Each publish is reserved through the shared gate right before the
 //! irreversible call ([`RateLimitGate::reserve_publish`]), so the live count plus Herald's own
 //! publishes the count may not show yet never exceed the quota, whatever the number of workers.
 use std::future::Future;
@@ -15,6 +15,15 @@ use crate::platforms::{
 
 /// The window of both quotas.
 pub const WINDOW: TimeDelta = TimeDelta::hours(24);
+
+/// How Meta refuses a publish past the quota: subcode 2207042 (Instagram, facts §4.4). Facts
+/// §6.3 give no error for Threads' quotas; the Threads twin answers with the same subcode.
+const REFUSAL_SUBCODE: &str = "_2207042";
+
+/// Whether the platform refused a publish because the quota was used up.
+pub fn is_refusal(failure: &PlatformFailure) -> bool {
+    failure.code.ends_with(REFUSAL_SUBCODE)
+}
 
 /// One entry of a publishing-limit answer: `{"quota_usage": 4, "config": {"quota_total": 250,
 /// "quota_duration": 86400}}`.
@@ -39,6 +48,8 @@ pub struct PublishingQuota {
     pub platform: &'static str,
     /// Who is limited, for messages: "Instagram account", "Threads profile".
     pub owner: &'static str,
+    /// What the quota counts, for messages: "posts", "replies".
+    pub items: &'static str,
     /// Posts per window when the platform does not say.
     pub fallback: u32,
     /// Never more than this per window, whatever the platform allows.
@@ -78,9 +89,10 @@ impl PublishingQuota {
             ErrorClass::RateLimited,
             "publishing_quota",
             format!(
-                "the {} {} used its {total} API-published posts of the last 24 hours{publishing}; Herald publishes at {} when the oldest leaves the window, nothing to do",
+                "the {} {} used its {total} API-published {} of the last 24 hours{publishing}; Herald publishes at {} when the oldest leaves the window, nothing to do",
                 self.platform,
                 self.owner,
+                self.items,
                 until.to_rfc3339()
             ),
         )
@@ -144,7 +156,6 @@ impl PublishingQuota {
         &self,
         reservation: &PublishReservation,
         outcome: &Result<T, PostError>,
-        is_quota_refusal: impl Fn(&PlatformFailure) -> bool,
         limits: &dyn RateLimitGate,
     ) {
         match outcome {
@@ -157,7 +168,7 @@ impl PublishingQuota {
                 limits
                     .settle_publish(self.key, reservation, PublishSettled::NotPublished)
                     .await;
-                if reservation.left == 0 && !is_quota_refusal(failure) {
+                if reservation.left == 0 && !is_refusal(failure) {
                     self.reopen(1, limits).await;
                 }
             }
@@ -217,6 +228,7 @@ mod tests {
             key: "k",
             platform: "Threads",
             owner: "profile",
+            items: "posts",
             fallback: 250,
             cap,
         }

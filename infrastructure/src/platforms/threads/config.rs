@@ -6,8 +6,16 @@ use url::Url;
 use crate::platforms::x::join;
 use crate::secret::Secret;
 
-/// Scopes Herald asks Threads for: reading the account and publishing (platform-facts §6.1).
-pub const DEFAULT_SCOPES: [&str; 2] = ["threads_basic", "threads_content_publish"];
+/// Scopes Herald asks Threads for: reading the account and publishing (platform-facts §6.1),
+/// and replying, which a thread's later parts are: "threads_manage_replies — Required for
+/// making POST calls to reply endpoints", "threads_read_replies — Required for making GET calls
+/// to reply endpoints" (https://developers.facebook.com/documentation/threads/retrieve-and-manage-replies).
+pub const DEFAULT_SCOPES: [&str; 4] = [
+    "threads_basic",
+    "threads_content_publish",
+    "threads_manage_replies",
+    "threads_read_replies",
+];
 
 /// Configuration of the Threads adapter. Every URL is configurable so the same adapter talks
 /// to Threads or to the sandbox.
@@ -38,6 +46,12 @@ pub struct ThreadsConfig {
     pub publish_quota_fallback: u32,
     /// Publish at most this many per 24 hours even when Threads allows more.
     pub publish_quota_cap: Option<u32>,
+    /// Replies per 24 hours when `threads_publishing_limit` does not say: "Threads profiles are
+    /// limited to 1,000 API-published replies within a 24-hour moving period"
+    /// (https://developers.facebook.com/documentation/threads/retrieve-and-manage-replies).
+    pub reply_quota_fallback: u32,
+    /// Publish at most this many replies per 24 hours even when Threads allows more.
+    pub reply_quota_cap: Option<u32>,
 }
 
 impl ThreadsConfig {
@@ -58,6 +72,8 @@ impl ThreadsConfig {
             status_poll_max_wait: Duration::from_secs(5 * 60),
             publish_quota_fallback: 250,
             publish_quota_cap: None,
+            reply_quota_fallback: 1000,
+            reply_quota_cap: None,
         }
     }
 

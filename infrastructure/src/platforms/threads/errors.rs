@@ -18,6 +18,20 @@ pub(crate) const PUBLISH: CallContext = CallContext::api("publish the post");
 pub(crate) const READ_POSTS: CallContext = CallContext::api("list the account's posts");
 pub(crate) const READ_QUOTA: CallContext = CallContext::api("read the publishing limit");
 
+// Replies need permissions of their own: "threads_manage_replies — Required for making POST
+// calls to reply endpoints", "threads_read_replies — Required for making GET calls to reply
+// endpoints" (https://developers.facebook.com/documentation/threads/retrieve-and-manage-replies);
+// reading the reply quota needs threads_manage_replies too (same page).
+const MANAGE_REPLIES: &str = "threads_manage_replies";
+pub(crate) const CREATE_REPLY: CallContext =
+    CallContext::api("create the reply's media container").needing(MANAGE_REPLIES);
+pub(crate) const PUBLISH_REPLY: CallContext =
+    CallContext::api("publish the reply").needing(MANAGE_REPLIES);
+pub(crate) const READ_REPLY_QUOTA: CallContext =
+    CallContext::api("read the reply publishing limit").needing(MANAGE_REPLIES);
+pub(crate) const READ_REPLIES: CallContext =
+    CallContext::api("list the replies").needing("threads_read_replies");
+
 fn not_before(headers: &HeaderMap, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
     graph::not_before(headers, now)
 }
@@ -47,7 +61,7 @@ pub(crate) fn classify(
         return with_wait(PlatformFailure::new(
             ErrorClass::RateLimited,
             code_name,
-            format!("Threads' rate limit or publishing quota (250 posts per 24 hours) is used up{said}; Herald waits before trying to {action} again"),
+            format!("Threads' rate limit or publishing quota (250 posts and 1,000 replies per 24 hours) is used up{said}; Herald waits before trying to {action} again"),
         ));
     }
     if status >= 500 || matches!(code, Some(1 | 2)) {
@@ -84,6 +98,15 @@ pub(crate) fn classify(
         );
     }
     if matches!(code, Some(10 | 200..=299)) || status == 403 {
+        if let Some(permission) = ctx.permission {
+            // A connection made before Herald asked for it (or that declined it): no retry
+            // helps, the user has to grant it.
+            return PlatformFailure::new(
+                ErrorClass::ReauthorizationRequired,
+                code_name,
+                format!("Threads refused to {action}{said}: it needs the {permission} permission, which the account did not grant to Herald; reconnect the account and allow it"),
+            );
+        }
         return PlatformFailure::new(
             ErrorClass::Permanent,
             code_name,
@@ -111,9 +134,10 @@ pub(crate) fn transport_failure(error: &reqwest::Error, ctx: CallContext) -> Pla
     graph::transport_failure("Threads", error, ctx)
 }
 
-/// `threads_publish` failed in transit: the post may exist unless no connection was made.
-pub(crate) fn publish_transport_error(error: &reqwest::Error) -> PostError {
-    graph::publish_transport_error("Threads", error, PUBLISH)
+/// `threads_publish` (`ctx`: of a post or a reply) failed in transit: the post may exist
+/// unless no connection was made.
+pub(crate) fn publish_transport_error(error: &reqwest::Error, ctx: CallContext) -> PostError {
+    graph::publish_transport_error("Threads", error, ctx)
 }
 
 #[cfg(test)]
@@ -182,6 +206,37 @@ mod tests {
         let f = classify(400, &HeaderMap::new(), b"not json", PUBLISH, now());
         assert_eq!(f.code, "http_400");
         assert_eq!(f.class, ErrorClass::Permanent);
+    }
+
+    #[test]
+    fn a_permission_refusal_of_a_reply_call_asks_to_reconnect_naming_the_permission() {
+        for (ctx, permission) in [
+            (CREATE_REPLY, "threads_manage_replies"),
+            (PUBLISH_REPLY, "threads_manage_replies"),
+            (READ_REPLY_QUOTA, "threads_manage_replies"),
+            (READ_REPLIES, "threads_read_replies"),
+        ] {
+            for (status, code) in [(403, 10), (400, 200)] {
+                let f = classify(
+                    status,
+                    &HeaderMap::new(),
+                    graph(code).as_bytes(),
+                    ctx,
+                    now(),
+                );
+                assert_eq!(f.class, ErrorClass::ReauthorizationRequired, "{ctx:?}");
+                assert!(f.message.contains(permission), "{}", f.message);
+                assert!(f.message.contains("reconnect"), "{}", f.message);
+            }
+        }
+        // Any other refusal of a reply stays what it is.
+        assert_eq!(class(400, 100, CREATE_REPLY), ErrorClass::Permanent);
+        assert_eq!(class(400, 190, CREATE_REPLY), ErrorClass::Auth);
+        assert_eq!(class(400, 4, PUBLISH_REPLY), ErrorClass::RateLimited);
+        // A post's permission refusal is not a missing reply permission.
+        let f = classify(403, &HeaderMap::new(), graph(10).as_bytes(), PUBLISH, now());
+        assert_eq!(f.class, ErrorClass::Permanent);
+        assert!(!f.message.contains("replies"), "{}", f.message);
     }
 
     #[test]

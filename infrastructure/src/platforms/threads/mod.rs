@@ -18,7 +18,15 @@
 //! through the shared gate (key `threads_publishing_quota`, see [`meta::quota`]): Threads' count
 //! plus Herald's publishes it may not show yet, taken atomically across every worker. When it is
 //! used up the job waits for the next free slot. Replies (the later parts of a thread) have a
-//! quota of their own (1,000 a day) and do not take from this one.
+//! quota of their own that does not take from this one: "Threads profiles are limited to 1,000
+//! API-published replies within a 24-hour moving period", read from the same endpoint's
+//! `reply_quota_usage` and `reply_config` and reserved the same way (key `threads_reply_quota`)
+//! (https://developers.facebook.com/documentation/threads/retrieve-and-manage-replies).
+//!
+//! A thread is a reply chain: each later part is created with `reply_to_id` set to the part
+//! before it (https://developers.facebook.com/documentation/threads/retrieve-and-manage-replies/create-replies),
+//! which needs `threads_manage_replies`; a reply whose outcome is unknown is looked for among
+//! the replies of its parent, which needs `threads_read_replies`.
 //!
 //! [`meta::quota`]: crate::platforms::meta::quota
 mod config;
@@ -36,8 +44,8 @@ pub use config::{ThreadsConfig, DEFAULT_SCOPES};
 
 use self::errors::{classify, publish_transport_error, transport_failure, CallContext};
 use super::http::{self, PlatformApi, SendError};
-use super::meta::graph::{self, normalize};
-use super::meta::quota::{self, PublishingQuota, QuotaEntry};
+use super::meta::graph::{self, normalize, Listing};
+use super::meta::quota::{self, PublishingQuota, QuotaConfig, QuotaEntry};
 use super::{
     AuthorizationStart, CreatedPost, MediaUpload, PlatformAdapter, PostDraft, PostError,
     PublishReservation, RateLimitGate, TokenGrant, Unlimited, UploadProgress,
@@ -51,9 +59,10 @@ const CLOCK_SKEW_SECS: i64 = 5;
 const PERMALINK_TIMEOUT: Duration = Duration::from_secs(5);
 /// The gate's key for the shared publishing quota.
 const QUOTA_KEY: &str = "threads_publishing_quota";
-/// How Threads refuses a publish past the quota. Facts §6.3 give no error for it; this is the
-/// subcode Meta uses for the same limit on Instagram (§4.4), which the twin answers with.
-const QUOTA_SUBCODE: &str = "_2207042";
+/// The gate's key for the shared reply quota.
+const REPLY_QUOTA_KEY: &str = "threads_reply_quota";
+/// Pages of a post's replies (newest first) looked through for a reply Herald may have made.
+const MAX_REPLY_PAGES: usize = 5;
 
 /// The Threads adapter. Cheap to share: hold it in an `Arc`.
 pub struct ThreadsAdapter {
@@ -97,6 +106,61 @@ impl<'a> MediaRef<'a> {
     }
 }
 
+/// What a draft publishes: a post, or a reply (a later part of a thread), which has its own
+/// quota, permissions and listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PostKind {
+    Post,
+    Reply,
+}
+
+impl PostKind {
+    fn of(draft: &PostDraft) -> Self {
+        match draft.reply_to {
+            Some(_) => Self::Reply,
+            None => Self::Post,
+        }
+    }
+
+    /// The `threads_publishing_limit` fields that report this kind's quota.
+    fn limit_fields(self) -> &'static str {
+        match self {
+            Self::Post => "quota_usage,config",
+            Self::Reply => "reply_quota_usage,reply_config",
+        }
+    }
+
+    /// The account's own listing of this kind (`/{user-id}/replies`: "all replies created by
+    /// a user"), and the call that reads it.
+    fn own_listing(self) -> (&'static str, CallContext) {
+        match self {
+            Self::Post => ("me/threads", errors::READ_POSTS),
+            Self::Reply => ("me/replies", errors::READ_REPLIES),
+        }
+    }
+
+    fn create_call(self) -> CallContext {
+        match self {
+            Self::Post => errors::CREATE_CONTAINER,
+            Self::Reply => errors::CREATE_REPLY,
+        }
+    }
+
+    fn publish_call(self) -> CallContext {
+        match self {
+            Self::Post => errors::PUBLISH,
+            Self::Reply => errors::PUBLISH_REPLY,
+        }
+    }
+
+    fn limit_call(self) -> CallContext {
+        match self {
+            Self::Post => errors::READ_QUOTA,
+            Self::Reply => errors::READ_REPLY_QUOTA,
+        }
+    }
+}
+
 #[derive(Debug, Deserialize)]
 struct IdBody {
     id: String,
@@ -131,12 +195,6 @@ struct Permalink {
     permalink: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-struct ThreadsPage {
-    #[serde(default)]
-    data: Vec<ListedPost>,
-}
-
 #[derive(Debug, Deserialize)]
 struct ListedPost {
     id: String,
@@ -147,12 +205,50 @@ struct ListedPost {
     timestamp: Option<String>,
     #[serde(default)]
     is_reply: bool,
+    /// Set on a post's replies: whether the reply is the caller's own.
+    #[serde(default)]
+    is_reply_owned_by_me: bool,
 }
 
-#[derive(Debug, Default, Deserialize)]
-struct QuotaAnswer {
+impl ListedPost {
+    fn created_at(&self) -> Option<DateTime<Utc>> {
+        self.timestamp.as_deref().and_then(quota::parse_graph_time)
+    }
+
+    /// Whether this is what `draft` would have made: the same text (as Threads may re-space
+    /// it), with media or without as the draft.
+    fn matches(&self, draft: &PostDraft) -> bool {
+        let text_only = self.media_type.as_deref() == Some("TEXT_POST");
+        normalize(&self.text) == normalize(&draft.text) && text_only == draft.media_ids.is_empty()
+    }
+}
+
+/// One entry of `threads_publishing_limit`: whichever of the posts' `quota_usage` and `config`
+/// and the replies' `reply_quota_usage` and `reply_config` were asked for.
+#[derive(Debug, Deserialize)]
+struct LimitEntry {
     #[serde(default)]
-    data: Vec<QuotaEntry>,
+    quota_usage: u32,
+    config: Option<QuotaConfig>,
+    #[serde(default)]
+    reply_quota_usage: u32,
+    reply_config: Option<QuotaConfig>,
+}
+
+impl LimitEntry {
+    /// The quota of `kind` in the shape both Meta quotas share.
+    fn of(self, kind: PostKind) -> QuotaEntry {
+        match kind {
+            PostKind::Post => QuotaEntry {
+                quota_usage: self.quota_usage,
+                config: self.config,
+            },
+            PostKind::Reply => QuotaEntry {
+                quota_usage: self.reply_quota_usage,
+                config: self.reply_config,
+            },
+        }
+    }
 }
 
 impl ThreadsAdapter {
@@ -216,11 +312,12 @@ impl ThreadsAdapter {
         }
     }
 
-    /// Creates one container; returns its id.
+    /// Creates one container of a `kind`; returns its id.
     async fn create_container(
         &self,
         token: &Secret,
         params: &[(&str, &str)],
+        kind: PostKind,
         limits: &dyn RateLimitGate,
     ) -> Result<String, PlatformFailure> {
         let request = self
@@ -228,14 +325,8 @@ impl ThreadsAdapter {
             .post(self.config.api_url("me/threads"))
             .bearer_auth(token.expose())
             .form(params);
-        let created: IdBody = http::call_json(
-            self,
-            "threads_create",
-            limits,
-            request,
-            errors::CREATE_CONTAINER,
-        )
-        .await?;
+        let created: IdBody =
+            http::call_json(self, "threads_create", limits, request, kind.create_call()).await?;
         Ok(created.id)
     }
 
@@ -326,10 +417,12 @@ impl ThreadsAdapter {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let kind = PostKind::of(draft);
         let mut params: Vec<(&str, &str)> = Vec::new();
         if !draft.text.is_empty() {
             params.push(("text", &draft.text));
         }
+        // create-replies: the container of a reply names the post it answers.
         if let Some(parent) = &draft.reply_to {
             params.push(("reply_to_id", parent));
         }
@@ -342,7 +435,7 @@ impl ThreadsAdapter {
                 for item in many {
                     let mut child = item.params().to_vec();
                     child.push(("is_carousel_item", "true"));
-                    ids.push(self.create_container(token, &child, limits).await?);
+                    ids.push(self.create_container(token, &child, kind, limits).await?);
                 }
                 for (id, item) in ids.iter().zip(many) {
                     if matches!(item, MediaRef::Video(_)) {
@@ -354,25 +447,27 @@ impl ThreadsAdapter {
                 params.push(("children", &children));
             }
         }
-        let container = self.create_container(token, &params, limits).await?;
+        let container = self.create_container(token, &params, kind, limits).await?;
         self.wait_until_ready(token, &container, limits).await?;
         Ok(container)
     }
 
-    /// The irreversible call.
+    /// The irreversible call (the same for a reply, create-replies).
     async fn publish(
         &self,
         token: &Secret,
         container: &str,
+        kind: PostKind,
         limits: &dyn RateLimitGate,
     ) -> Result<String, PostError> {
+        let call = kind.publish_call();
         let mut url = self.config.api_url("me/threads_publish");
         url.query_pairs_mut().append_pair("creation_id", container);
         let request = self.api.post(url).bearer_auth(token.expose());
         let response = match http::send(self, "threads_publish", limits, request).await {
             Ok(response) => response,
             Err(SendError::Limited(failure)) => return Err(PostError::Failed(failure)),
-            Err(SendError::Transport(e)) => return Err(publish_transport_error(&e)),
+            Err(SendError::Transport(e)) => return Err(publish_transport_error(&e, call)),
         };
         let status = response.status();
         let headers = response.headers().clone();
@@ -386,21 +481,15 @@ impl ThreadsAdapter {
             Err(_) => Default::default(),
         };
         if !status.is_success() {
-            let failure = classify(
-                status.as_u16(),
-                &headers,
-                &body,
-                errors::PUBLISH,
-                Utc::now(),
-            );
-            if failure.code.ends_with(QUOTA_SUBCODE) {
+            let failure = classify(status.as_u16(), &headers, &body, call, Utc::now());
+            if quota::is_refusal(&failure) {
                 // Posts made elsewhere used the quota meanwhile: wait for the next free slot.
                 let free_at = self
-                    .next_free_slot(token, limits)
+                    .next_free_slot(token, kind, limits)
                     .await
                     .unwrap_or_else(|| Utc::now() + TimeDelta::hours(1));
                 return Err(PostError::Failed(
-                    self.quota().refused(failure, free_at, limits).await,
+                    self.quota(kind).refused(failure, free_at, limits).await,
                 ));
             }
             return Err(PostError::Failed(failure));
@@ -414,60 +503,147 @@ impl ThreadsAdapter {
             })
     }
 
-    /// The publishing quota as configured.
-    fn quota(&self) -> PublishingQuota {
+    /// The publishing quota of `kind` as configured.
+    fn quota(&self, kind: PostKind) -> PublishingQuota {
+        let (key, items, fallback, cap) = match kind {
+            PostKind::Post => (
+                QUOTA_KEY,
+                "posts",
+                self.config.publish_quota_fallback,
+                self.config.publish_quota_cap,
+            ),
+            PostKind::Reply => (
+                REPLY_QUOTA_KEY,
+                "replies",
+                self.config.reply_quota_fallback,
+                self.config.reply_quota_cap,
+            ),
+        };
         PublishingQuota {
-            key: QUOTA_KEY,
+            key,
             platform: "Threads",
             owner: "profile",
-            fallback: self.config.publish_quota_fallback,
-            cap: self.config.publish_quota_cap,
+            items,
+            fallback,
+            cap,
         }
     }
 
-    /// Reads `threads_publishing_limit` and reserves this publish through the shared gate.
+    /// Reads `threads_publishing_limit` for `kind` and reserves this publish through the
+    /// shared gate.
     async fn reserve_slot(
         &self,
         token: &Secret,
+        kind: PostKind,
         limits: &dyn RateLimitGate,
     ) -> Result<PublishReservation, PlatformFailure> {
         let read_at = Utc::now();
         let mut url = self.config.api_url("me/threads_publishing_limit");
         url.query_pairs_mut()
-            .append_pair("fields", "quota_usage,config");
+            .append_pair("fields", kind.limit_fields());
         let request = self.api.get(url).bearer_auth(token.expose());
-        let live: QuotaAnswer =
-            http::call_json(self, "threads_limit", limits, request, errors::READ_QUOTA).await?;
-        let quota = self.quota();
-        let reading = quota.reading(live.data.into_iter().next(), read_at);
+        let live: Listing<LimitEntry> =
+            http::call_json(self, "threads_limit", limits, request, kind.limit_call()).await?;
+        let quota = self.quota(kind);
+        let entry = live.data.into_iter().next().map(|entry| entry.of(kind));
+        let reading = quota.reading(entry, read_at);
         quota
-            .reserve(reading, limits, || self.next_free_slot(token, limits))
+            .reserve(reading, limits, || self.next_free_slot(token, kind, limits))
             .await
     }
 
-    /// When the oldest post (not reply) of the last 24 hours leaves the window (`None` when
-    /// Threads lists none).
+    /// When the oldest post (or, for replies, reply) of the last 24 hours leaves the window
+    /// (`None` when Threads lists none).
     async fn next_free_slot(
         &self,
         token: &Secret,
+        kind: PostKind,
         limits: &dyn RateLimitGate,
     ) -> Option<DateTime<Utc>> {
         let now = Utc::now();
-        let mut url = self.config.api_url("me/threads");
+        let (listing, call) = kind.own_listing();
+        let mut url = self.config.api_url(listing);
         url.query_pairs_mut()
             .append_pair("since", &(now - quota::WINDOW).timestamp().to_string())
             .append_pair("fields", "id,timestamp,is_reply")
             .append_pair("limit", "100");
         let request = self.api.get(url).bearer_auth(token.expose());
-        let listed: Result<ThreadsPage, _> =
-            http::call_json(self, "threads_list", limits, request, errors::READ_POSTS).await;
+        let listed: Result<Listing<ListedPost>, _> =
+            http::call_json(self, "threads_list", limits, request, call).await;
+        let replies = kind == PostKind::Reply;
         let posted = listed
             .map(|page| page.data)
             .unwrap_or_default()
             .into_iter()
-            .filter(|post| !post.is_reply)
-            .filter_map(|post| post.timestamp.as_deref().and_then(quota::parse_graph_time));
+            .filter(|post| post.is_reply == replies)
+            .filter_map(|post| post.created_at());
         quota::next_free_slot(posted, now)
+    }
+
+    /// The account's top-level post matching `draft`, made at or after `start`.
+    async fn find_top_level(
+        &self,
+        token: &Secret,
+        start: DateTime<Utc>,
+        draft: &PostDraft,
+        limits: &dyn RateLimitGate,
+    ) -> Result<Option<ListedPost>, PlatformFailure> {
+        let mut url = self.config.api_url(&draft.account.account_id);
+        if let Ok(mut segments) = url.path_segments_mut() {
+            segments.push("threads");
+        }
+        url.query_pairs_mut()
+            .append_pair("since", &start.timestamp().to_string())
+            .append_pair("fields", "id,text,timestamp,media_type,permalink,is_reply")
+            .append_pair("limit", "100");
+        let request = self.api.get(url).bearer_auth(token.expose());
+        let page: Listing<ListedPost> =
+            http::call_json(self, "threads_list", limits, request, errors::READ_POSTS).await?;
+        Ok(page
+            .data
+            .into_iter()
+            .find(|post| !post.is_reply && post.matches(draft)))
+    }
+
+    /// The account's own reply to `parent` matching `draft`, made at or after `start`. A
+    /// post's replies are listed newest first (`reverse=true`, replies-and-conversations), so
+    /// the search ends at the page that reaches back past `start`.
+    async fn find_reply(
+        &self,
+        token: &Secret,
+        parent: &str,
+        start: DateTime<Utc>,
+        draft: &PostDraft,
+        limits: &dyn RateLimitGate,
+    ) -> Result<Option<ListedPost>, PlatformFailure> {
+        let mut url = self.config.api_url(parent);
+        if let Ok(mut segments) = url.path_segments_mut() {
+            segments.push("replies");
+        }
+        url.query_pairs_mut()
+            .append_pair(
+                "fields",
+                "id,text,timestamp,media_type,permalink,is_reply_owned_by_me",
+            )
+            .append_pair("reverse", "true");
+        for _ in 0..MAX_REPLY_PAGES {
+            let request = self.api.get(url.clone()).bearer_auth(token.expose());
+            let page: Listing<ListedPost> =
+                http::call_json(self, "threads_list", limits, request, errors::READ_REPLIES)
+                    .await?;
+            let next = page.next_page(&self.config.api_base);
+            let since_start = |reply: &ListedPost| reply.created_at().is_some_and(|at| at >= start);
+            let reached_start = !page.data.iter().all(since_start);
+            let found = page.data.into_iter().find(|reply| {
+                reply.is_reply_owned_by_me && since_start(reply) && reply.matches(draft)
+            });
+            match (found, next) {
+                (Some(found), _) => return Ok(Some(found)),
+                (None, Some(next)) if !reached_start => url = next,
+                (None, _) => break,
+            }
+        }
+        Ok(None)
     }
 
     /// The post's permalink, or a link built from its id when Threads does not say.
@@ -681,28 +857,14 @@ impl PlatformAdapter for ThreadsAdapter {
         draft: &PostDraft,
         limits: &dyn RateLimitGate,
     ) -> Result<CreatedPost, PostError> {
-        // Replies have a quota of their own (facts §6.3), which this one does not cover.
-        let counted = draft.reply_to.is_none();
-        let quota = self.quota();
-        if counted {
-            quota.known_free(limits).await?;
-        }
+        // A reply takes from the reply quota, a post from the posts quota: never both.
+        let kind = PostKind::of(draft);
+        let quota = self.quota(kind);
+        quota.known_free(limits).await?;
         let container = self.prepare(access_token, draft, limits).await?;
-        let reservation = match counted {
-            true => Some(self.reserve_slot(access_token, limits).await?),
-            false => None,
-        };
-        let published = self.publish(access_token, &container, limits).await;
-        if let Some(reservation) = &reservation {
-            quota
-                .settle(
-                    reservation,
-                    &published,
-                    |f| f.code.ends_with(QUOTA_SUBCODE),
-                    limits,
-                )
-                .await;
-        }
+        let reservation = self.reserve_slot(access_token, kind, limits).await?;
+        let published = self.publish(access_token, &container, kind, limits).await;
+        quota.settle(&reservation, &published, limits).await;
         let post_id = published?;
         tracing::Span::current().record("post_id", post_id.as_str());
         let url = self.post_url(access_token, &post_id, limits).await;
@@ -717,24 +879,18 @@ impl PlatformAdapter for ThreadsAdapter {
         draft: &PostDraft,
         limits: &dyn RateLimitGate,
     ) -> Result<Option<CreatedPost>, PlatformFailure> {
-        let account_id = draft.account.account_id.as_str();
-        let start = (since - TimeDelta::seconds(CLOCK_SKEW_SECS)).timestamp();
-        let mut url = self.config.api_url(account_id);
-        if let Ok(mut segments) = url.path_segments_mut() {
-            segments.push("threads");
-        }
-        url.query_pairs_mut()
-            .append_pair("since", &start.to_string())
-            .append_pair("fields", "id,text,timestamp,media_type,permalink")
-            .append_pair("limit", "100");
-        let request = self.api.get(url).bearer_auth(access_token.expose());
-        let page: ThreadsPage =
-            http::call_json(self, "threads_list", limits, request, errors::READ_POSTS).await?;
-        let wanted = normalize(&draft.text);
-        let found = page.data.into_iter().find(|post| {
-            let text_only = post.media_type.as_deref() == Some("TEXT_POST");
-            normalize(&post.text) == wanted && text_only == draft.media_ids.is_empty()
-        });
+        let start = since - TimeDelta::seconds(CLOCK_SKEW_SECS);
+        // A reply is listed among its parent's replies, not the account's posts.
+        let found = match &draft.reply_to {
+            Some(parent) => {
+                self.find_reply(access_token, parent, start, draft, limits)
+                    .await?
+            }
+            None => {
+                self.find_top_level(access_token, start, draft, limits)
+                    .await?
+            }
+        };
         tracing::Span::current().record("found", found.is_some());
         Ok(found.map(|post| CreatedPost {
             url: post
