@@ -1,6 +1,7 @@
 //! Threads end to end on the embedded default: connect → publish → sandbox Threads →
-//! projections, for text, an image, a carousel, refused content and the irreversible call's
-//! failure paths; the 24-hour publishing limit held by two worker processes at once.
+//! projections, for text, an image, a carousel, a thread (a reply chain), refused content and
+//! the irreversible call's failure paths; the 24-hour publishing limit held by two worker
+//! processes at once.
 mod support;
 
 use std::time::Duration;
@@ -11,7 +12,7 @@ use herald_sandbox::SandboxConfig;
 use serde_json::{json, Value};
 use support::worker::published_or_waiting_for_a_limit;
 use support::worker::SplitApp;
-use support::{spawn_app, spawn_app_configured, time, Backend, TestApp};
+use support::{event_data, spawn_app, spawn_app_configured, time, Backend, TestApp};
 
 const SOON: Duration = Duration::from_secs(20);
 
@@ -113,6 +114,126 @@ async fn text_image_and_carousel_posts_are_published_once() {
     assert_eq!(clip.len(), 1);
     assert_eq!(clip[0].media_type, "VIDEO");
     assert_eq!(app.sandbox.threads_state().posts.len(), 4);
+    app.stop().await;
+}
+
+/// About 1,200 characters: 240 words of 4, three parts of at most 500.
+fn long_text() -> String {
+    (0..240)
+        .map(|i| format!("w{i:03}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Publishes [`long_text`] with `"thread": true` and waits until the job is published; its id
+/// and its posts on the twin in order, after checking they are a reply chain of three parts:
+/// each at most 500 characters and a reply to the part before it, each published once.
+async fn publish_a_long_thread(
+    app: &TestApp,
+    connection: &str,
+) -> (String, Vec<herald_sandbox::ThreadsPostSnapshot>) {
+    let text = long_text();
+    let job_id = app
+        .publish("alice", connection, json!({"text": text, "thread": true}))
+        .await;
+    let job = app
+        .wait_for_status("alice", &job_id, "published", SOON)
+        .await;
+    let ids: Vec<&str> = job["post_ids"]
+        .as_array()
+        .expect("post_ids")
+        .iter()
+        .map(|id| id.as_str().unwrap())
+        .collect();
+    let posts = app.sandbox.threads_state().posts;
+    let parts: Vec<_> = ids
+        .iter()
+        .map(|id| {
+            posts
+                .iter()
+                .find(|p| p.id == *id)
+                .expect("on Threads")
+                .clone()
+        })
+        .collect();
+    for (i, part) in parts.iter().enumerate() {
+        assert!(part.text.chars().count() <= 500, "{}", part.text.len());
+        let parent = i.checked_sub(1).map(|before| ids[before].to_owned());
+        assert_eq!(part.reply_to_id, parent, "part {i}");
+        assert_eq!(
+            posts_with_text(app, &part.text).len(),
+            1,
+            "one copy of part {i}"
+        );
+    }
+    let rebuilt: Vec<&str> = parts.iter().map(|p| p.text.as_str()).collect();
+    assert_eq!(rebuilt.join(" "), text);
+    assert_eq!(job["post_id"], ids[0]);
+    assert_eq!(parts.len(), 3, "{job}");
+    (job_id, parts)
+}
+
+async fn a_long_text_with_thread_is_published_as_a_reply_chain(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let connection = app.connect_threads("alice", "alice_th").await;
+    let (job_id, _) = publish_a_long_thread(&app, &connection).await;
+    assert_eq!(app.sandbox.threads_state().posts.len(), 3);
+    assert_eq!(
+        app.history("alice", &job_id).await,
+        [
+            "JobScheduled",
+            "AttemptStarted",
+            "ThreadPartPublished",
+            "ThreadPartPublished",
+            "Published"
+        ]
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_text_with_thread_is_published_as_a_reply_chain_on_the_embedded_default() {
+    a_long_text_with_thread_is_published_as_a_reply_chain(Backend::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_and_kafka_publish_a_threads_reply_chain() {
+    a_long_text_with_thread_is_published_as_a_reply_chain(Backend::PostgresKafka).await;
+}
+
+/// The second part's publish succeeds but its answer never arrives: Herald finds the reply
+/// among the first part's replies and goes on with the third, nothing published twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_after_a_replys_publish_is_reconciled_not_resent() {
+    let app = spawn_app(Backend::Embedded).await;
+    let connection = app.connect_threads("alice", "alice_th").await;
+    // Faults on an endpoint apply in order: the first publish (the first part) is untouched,
+    // the second (the first reply) times out after it took effect.
+    app.threads_fault("publish", json!({"kind": "slow_processing", "secs": 0}), 1)
+        .await;
+    app.threads_fault(
+        "publish",
+        json!({"kind": "timeout_after_success", "secs": 5}),
+        1,
+    )
+    .await;
+    let (job_id, parts) = publish_a_long_thread(&app, &connection).await;
+    app.history_reconciled("alice", &job_id).await;
+    let events = app.history_events("alice", &job_id).await;
+    let found: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["event_type"] == "Reconciled")
+        .map(|e| &event_data(e)["found_post_id"])
+        .collect();
+    assert_eq!(found, [parts[1].id.as_str()], "the second part was found");
+    assert_eq!(publish_calls(&app).len(), 3, "nothing was published again");
+    let replies_listed = app
+        .sandbox
+        .threads_state()
+        .requests
+        .iter()
+        .any(|r| r.path.ends_with(&format!("/{}/replies", parts[0].id)));
+    assert!(replies_listed, "looked among the first part's replies");
     app.stop().await;
 }
 
@@ -238,13 +359,7 @@ async fn a_timeout_after_publish_is_reconciled_not_resent() {
     let job = app
         .wait_for_status("alice", &job_id, "published", SOON)
         .await;
-    let history = app.history("alice", &job_id).await;
-    let unknown = history.iter().position(|t| t == "OutcomeUnknown");
-    let reconciled = history.iter().position(|t| t == "Reconciled");
-    assert!(
-        matches!((unknown, reconciled), (Some(u), Some(r)) if u < r),
-        "OutcomeUnknown, then Reconciled: {history:?}"
-    );
+    app.history_reconciled("alice", &job_id).await;
     let posts = posts_with_text(&app, "did it go out?");
     assert_eq!(posts.len(), 1, "exactly one post on the platform");
     assert_eq!(job["post_id"], posts[0].id.as_str());

@@ -381,6 +381,19 @@ impl TestApp {
             .collect()
     }
 
+    /// The job's history (event types), after checking that an unknown outcome was reconciled
+    /// against the platform: `OutcomeUnknown`, then `Reconciled`.
+    pub async fn history_reconciled(&self, user: &str, job_id: &str) -> Vec<String> {
+        let history = self.history(user, job_id).await;
+        let unknown = history.iter().position(|t| t == "OutcomeUnknown");
+        let reconciled = history.iter().position(|t| t == "Reconciled");
+        assert!(
+            matches!((unknown, reconciled), (Some(u), Some(r)) if u < r),
+            "OutcomeUnknown, then Reconciled: {history:?}"
+        );
+        history
+    }
+
     /// The twins' checksum ([`herald_sandbox::tiktok::checksum`]) of the file at a media
     /// item's URL, to compare with what a twin received.
     pub async fn media_checksum(&self, media: &Value) -> String {
