@@ -403,8 +403,8 @@ pub(crate) async fn create_container(
 }
 
 /// A profile replies to a post whose conversation it started, or to any post with a
-/// permission to reply to others (create-replies). Otherwise Graph finds no such post to
-/// answer.
+/// permission to reply to others (create-replies); otherwise the twin refuses `reply_to_id`
+/// (code 100: a refusal no reconnecting cures).
 fn may_reply_to(inner: &Inner, caller: &Caller, parent: &str) -> Result<(), Box<HttpResponse>> {
     let Some(root) = inner.root_of(parent) else {
         return Err(Box::new(invalid_parameter(
