@@ -11,7 +11,9 @@ use herald_domain::connection::AccountProfile;
 use herald_domain::{ErrorClass, MediaItem, MediaKind, Platform, PlatformFailure, PublishOptions};
 use herald_infrastructure::db::Db;
 use herald_infrastructure::media_source::MediaUrlPolicy;
-use herald_infrastructure::platforms::tiktok::{PkceEncoding, TiktokAdapter, TiktokConfig, MB};
+use herald_infrastructure::platforms::tiktok::{
+    PkceEncoding, TiktokAdapter, TiktokConfig, MB, VIDEO_LIST_SCOPE,
+};
 use herald_infrastructure::platforms::{
     MediaUpload, PlatformAdapter, PostDraft, RateLimitGate, TokenGrant, UploadProgress,
     UploadResume,
@@ -1068,4 +1070,255 @@ async fn a_pulled_post_whose_init_answer_was_lost_is_not_sent_twice() {
         .unwrap();
     let state = env.sandbox.tiktok_state();
     assert_eq!(state.publishes.len(), inits + 1, "one new publish");
+}
+
+/// An adapter configured for pulled videos, asking for `video.list` when `list` says so.
+async fn pulling_env(list: bool, adjust: impl FnOnce(&mut SandboxConfig)) -> Env {
+    Env::start_with(|s, c| {
+        c.pull_from_url_prefixes = vec!["{sandbox}/media/pull-".into()];
+        if list {
+            c.scopes.push(VIDEO_LIST_SCOPE.into());
+        }
+        adjust(s);
+    })
+    .await
+}
+
+/// Sends `post`'s pulled init so that it reaches TikTok but its answer is lost, and returns the
+/// session the attempt left (the intent, with no publish id).
+async fn send_with_lost_answer(
+    env: &Env,
+    adapter: &TiktokAdapter,
+    grant: &TokenGrant,
+    post: &PostDraft,
+) -> UploadResume {
+    env.sandbox.inject_tiktok_fault(
+        TiktokEndpoint::VideoInit,
+        Fault::TimeoutAfterSuccess { secs: 3.0 },
+        1,
+    );
+    let first = Progress::default();
+    let failure = adapter
+        .upload_media(
+            &grant.access_token,
+            &MediaUpload::single(&post.media[0], post),
+            &Gate::default(),
+            &first,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(failure.code, "network_error", "{failure}");
+    first.resume()
+}
+
+fn video_list_calls(env: &Env) -> usize {
+    env.sandbox
+        .tiktok_state()
+        .requests
+        .iter()
+        .filter(|r| r.path.ends_with("/v2/video/list/"))
+        .count()
+}
+
+/// A pulled public post whose init answer was lost is found among the account's public videos
+/// (with `video.list` granted): the next attempt takes it instead of stopping, sends nothing
+/// again, and the post id and link are TikTok's; reconciliation finds it the same way.
+#[tokio::test]
+async fn a_lost_pulled_public_post_is_found_among_the_public_videos() {
+    let env = pulling_env(true, |_| {}).await;
+    let grant = env.connect_as("tok_listed").await;
+    assert!(grant.scopes.iter().any(|s| s == VIDEO_LIST_SCOPE));
+    let gate = Gate::default();
+    // Another public video of the account, posted earlier with another caption.
+    env.publish(
+        &grant,
+        video_post(
+            env.media_url("pull-earlier.mp4", 1000),
+            "an earlier post",
+            tiktok_options("direct", Some("PUBLIC_TO_EVERYONE")),
+        ),
+        &gate,
+    )
+    .await
+    .unwrap();
+    let caption = format!("{} #found", "a caption longer than TikTok lists ".repeat(6));
+    let mut post = video_post(
+        env.media_url("pull-found.mp4", 1000),
+        &caption,
+        tiktok_options("direct", Some("PUBLIC_TO_EVERYONE")),
+    );
+    post.account.username = "tok_listed".into();
+    let since = Utc::now();
+    let resume = send_with_lost_answer(&env, &env.adapter, &grant, &post).await;
+
+    let second = Progress::default();
+    let media_id = env
+        .upload(&grant, &post, 0, &gate, &second, Some(&resume))
+        .await
+        .unwrap();
+    let state = env.sandbox.tiktok_state();
+    assert_eq!(state.publishes.len(), 2, "no second init");
+    let ours = state.posts.last().unwrap();
+    assert_eq!(ours.title, caption);
+    assert!(second.events().is_empty(), "{:?}", second.events());
+    assert!(video_list_calls(&env) >= 1);
+    assert_eq!(gate.asked("tiktok_video_list").first(), Some(&600));
+    post.media_ids = vec![media_id];
+    let created = env
+        .adapter
+        .create_post(&grant.access_token, &post, &gate)
+        .await
+        .unwrap();
+    assert_eq!(created.post_id, ours.id);
+    assert_eq!(created.url, ours.url);
+
+    // Reconciliation of the same attempt, before any media id was recorded.
+    post.media_ids.clear();
+    let found = env
+        .adapter
+        .find_post(&grant.access_token, since, &post, &gate)
+        .await
+        .unwrap()
+        .expect("reconciliation finds the post");
+    assert_eq!(
+        (found.post_id, found.url),
+        (ours.id.clone(), ours.url.clone())
+    );
+    assert_eq!(env.sandbox.tiktok_state().publishes.len(), 2);
+}
+
+/// What video.list cannot see keeps today's answer: a SELF_ONLY post, and a post whose
+/// connection did not grant `video.list` (Herald does not ask for it, or the token predates
+/// asking). A public post not listed yet says Herald looked and TikTok may still be processing.
+#[tokio::test]
+async fn a_lost_pulled_post_video_list_cannot_see_still_stops_for_the_user() {
+    let env = pulling_env(true, |s| {
+        s.tiktok.moderation_delay = Duration::from_secs(60);
+    })
+    .await;
+    let grant = env.connect_as("tok_unlisted").await;
+    let gate = Gate::default();
+
+    let private = video_post(
+        env.media_url("pull-private.mp4", 1000),
+        "only me",
+        tiktok_options("direct", Some("SELF_ONLY")),
+    );
+    let resume = send_with_lost_answer(&env, &env.adapter, &grant, &private).await;
+    let failure = env
+        .upload(
+            &grant,
+            &private,
+            0,
+            &gate,
+            &Progress::default(),
+            Some(&resume),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(failure.code, "tiktok_outcome_unknown");
+    assert!(
+        failure.message.contains("no way to look it up"),
+        "{failure}"
+    );
+    assert_eq!(video_list_calls(&env), 0, "a private post is not listed");
+
+    // Public, but still in moderation: not listed yet.
+    let public = video_post(
+        env.media_url("pull-public.mp4", 1000),
+        "everyone, soon",
+        tiktok_options("direct", Some("PUBLIC_TO_EVERYONE")),
+    );
+    let resume = send_with_lost_answer(&env, &env.adapter, &grant, &public).await;
+    let failure = env
+        .upload(
+            &grant,
+            &public,
+            0,
+            &gate,
+            &Progress::default(),
+            Some(&resume),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(failure.class, ErrorClass::Permanent, "{failure}");
+    assert_eq!(failure.code, "tiktok_outcome_unknown");
+    assert!(
+        failure
+            .message
+            .contains("looked among the account's public videos")
+            && failure.message.contains("may still be processing"),
+        "{failure}"
+    );
+    assert_eq!(video_list_calls(&env), 1);
+    assert_eq!(
+        env.sandbox.tiktok_state().publishes.len(),
+        2,
+        "no second init"
+    );
+
+    // A connection made without video.list: TikTok refuses the list, the answer is today's.
+    let mut basic_config = env.adapter.config().clone();
+    basic_config.scopes.retain(|s| s != VIDEO_LIST_SCOPE);
+    let basic = TiktokAdapter::new(basic_config).unwrap();
+    let start = basic.authorization_url(REDIRECT);
+    assert!(!start.url.as_str().contains("video.list"));
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let consent = browser
+        .get(format!("{}&sandbox_user=tok_unlisted", start.url))
+        .send()
+        .await
+        .unwrap();
+    let location = Url::parse(consent.headers()["location"].to_str().unwrap()).unwrap();
+    let code = location
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .unwrap()
+        .1
+        .into_owned();
+    let old_grant = basic
+        .exchange_code(&code, &start.pkce_verifier, REDIRECT)
+        .await
+        .unwrap();
+    // Herald not asking for video.list: no list call at all.
+    let failure = basic
+        .upload_media(
+            &old_grant.access_token,
+            &MediaUpload {
+                resume: Some(&resume),
+                ..MediaUpload::single(&public.media[0], &public)
+            },
+            &gate,
+            &Progress::default(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(failure.code, "tiktok_outcome_unknown");
+    assert!(
+        failure.message.contains("no way to look it up"),
+        "{failure}"
+    );
+    assert_eq!(video_list_calls(&env), 1);
+    // Herald asking for it now, the token from before: TikTok refuses the list.
+    let failure = env
+        .upload(
+            &old_grant,
+            &public,
+            0,
+            &gate,
+            &Progress::default(),
+            Some(&resume),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(failure.code, "tiktok_outcome_unknown");
+    assert!(
+        failure.message.contains("no way to look it up"),
+        "{failure}"
+    );
+    assert_eq!(video_list_calls(&env), 2, "one call, refused for the scope");
+    assert_eq!(env.sandbox.tiktok_state().publishes.len(), 2);
 }
