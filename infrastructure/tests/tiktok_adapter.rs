@@ -73,27 +73,9 @@ impl Env {
         }
     }
 
-    /// The whole connect flow: authorize URL → consent (302) → code exchange.
+    /// Connects `user` through the environment's adapter.
     async fn connect_as(&self, user: &str) -> TokenGrant {
-        let start = self.adapter.authorization_url(REDIRECT);
-        let browser = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap();
-        let url = format!("{}&sandbox_user={user}", start.url);
-        let consent = browser.get(url).send().await.unwrap();
-        assert_eq!(consent.status(), 302, "authorize must redirect");
-        let location = consent.headers()["location"].to_str().unwrap();
-        let callback: HashMap<String, String> = Url::parse(location)
-            .unwrap()
-            .query_pairs()
-            .into_owned()
-            .collect();
-        assert_eq!(callback["state"], start.state, "{location}");
-        self.adapter
-            .exchange_code(&callback["code"], &start.pkce_verifier, REDIRECT)
-            .await
-            .expect("code exchange succeeds")
+        connect_through(&self.adapter, user).await
     }
 
     fn media_url(&self, name: &str, bytes: u64) -> String {
@@ -171,6 +153,29 @@ impl Env {
             })?;
         Ok((created.post_id, created.url))
     }
+}
+
+/// The whole connect flow through `adapter`: authorize URL → consent (302) → code exchange.
+async fn connect_through(adapter: &TiktokAdapter, user: &str) -> TokenGrant {
+    let start = adapter.authorization_url(REDIRECT);
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let url = format!("{}&sandbox_user={user}", start.url);
+    let consent = browser.get(url).send().await.unwrap();
+    assert_eq!(consent.status(), 302, "authorize must redirect");
+    let location = consent.headers()["location"].to_str().unwrap();
+    let callback: HashMap<String, String> = Url::parse(location)
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect();
+    assert_eq!(callback["state"], start.state, "{location}");
+    adapter
+        .exchange_code(&callback["code"], &start.pkce_verifier, REDIRECT)
+        .await
+        .expect("code exchange succeeds")
 }
 
 fn video_post(url: String, text: &str, options: PublishOptions) -> PostDraft {
@@ -1084,31 +1089,60 @@ async fn pulling_env(list: bool, adjust: impl FnOnce(&mut SandboxConfig)) -> Env
     .await
 }
 
-/// Sends `post`'s pulled init so that it reaches TikTok but its answer is lost, and returns the
-/// session the attempt left (the intent, with no publish id).
-async fn send_with_lost_answer(
+/// Sends `post`'s pulled init through `adapter` so that it reaches TikTok but its answer is
+/// lost, then runs the next attempt with the session that left (the intent, no publish id).
+async fn retry_after_lost_answer(
     env: &Env,
     adapter: &TiktokAdapter,
     grant: &TokenGrant,
     post: &PostDraft,
-) -> UploadResume {
+    gate: &Gate,
+) -> Result<String, PlatformFailure> {
     env.sandbox.inject_tiktok_fault(
         TiktokEndpoint::VideoInit,
         Fault::TimeoutAfterSuccess { secs: 3.0 },
         1,
     );
     let first = Progress::default();
+    let upload = MediaUpload::single(&post.media[0], post);
     let failure = adapter
-        .upload_media(
-            &grant.access_token,
-            &MediaUpload::single(&post.media[0], post),
-            &Gate::default(),
-            &first,
-        )
+        .upload_media(&grant.access_token, &upload, gate, &first)
         .await
         .unwrap_err();
     assert_eq!(failure.code, "network_error", "{failure}");
-    first.resume()
+    let resume = first.resume();
+    let retry = MediaUpload {
+        resume: Some(&resume),
+        ..upload
+    };
+    adapter
+        .upload_media(&grant.access_token, &retry, gate, &Progress::default())
+        .await
+}
+
+/// The attempt stopped for the user, saying whether Herald looked among the public videos.
+fn assert_stops_for_the_user(outcome: Result<String, PlatformFailure>, looked_up: bool) {
+    let failure = outcome.unwrap_err();
+    assert_eq!(failure.class, ErrorClass::Permanent, "{failure}");
+    assert_eq!(failure.code, "tiktok_outcome_unknown");
+    let said_looked = failure
+        .message
+        .contains("looked among the account's public videos")
+        && failure.message.contains("may still be processing");
+    let said_no_way = failure.message.contains("no way to look it up");
+    assert_eq!(
+        (said_looked, said_no_way),
+        (looked_up, !looked_up),
+        "{failure}"
+    );
+}
+
+fn public_video(env: &Env, name: &str, caption: &str) -> PostDraft {
+    video_post(
+        env.media_url(name, 1000),
+        caption,
+        tiktok_options("direct", Some("PUBLIC_TO_EVERYONE")),
+    )
 }
 
 fn video_list_calls(env: &Env) -> usize {
@@ -1130,37 +1164,21 @@ async fn a_lost_pulled_public_post_is_found_among_the_public_videos() {
     assert!(grant.scopes.iter().any(|s| s == VIDEO_LIST_SCOPE));
     let gate = Gate::default();
     // Another public video of the account, posted earlier with another caption.
-    env.publish(
-        &grant,
-        video_post(
-            env.media_url("pull-earlier.mp4", 1000),
-            "an earlier post",
-            tiktok_options("direct", Some("PUBLIC_TO_EVERYONE")),
-        ),
-        &gate,
-    )
-    .await
-    .unwrap();
+    let earlier = public_video(&env, "pull-earlier.mp4", "an earlier post");
+    env.publish(&grant, earlier, &gate).await.unwrap();
+    // Longer than the 150 characters the list holds.
     let caption = format!("{} #found", "a caption longer than TikTok lists ".repeat(6));
-    let mut post = video_post(
-        env.media_url("pull-found.mp4", 1000),
-        &caption,
-        tiktok_options("direct", Some("PUBLIC_TO_EVERYONE")),
-    );
+    let mut post = public_video(&env, "pull-found.mp4", &caption);
     post.account.username = "tok_listed".into();
     let since = Utc::now();
-    let resume = send_with_lost_answer(&env, &env.adapter, &grant, &post).await;
 
-    let second = Progress::default();
-    let media_id = env
-        .upload(&grant, &post, 0, &gate, &second, Some(&resume))
+    let media_id = retry_after_lost_answer(&env, &env.adapter, &grant, &post, &gate)
         .await
         .unwrap();
     let state = env.sandbox.tiktok_state();
     assert_eq!(state.publishes.len(), 2, "no second init");
     let ours = state.posts.last().unwrap();
     assert_eq!(ours.title, caption);
-    assert!(second.events().is_empty(), "{:?}", second.events());
     assert!(video_list_calls(&env) >= 1);
     assert_eq!(gate.asked("tiktok_video_list").first(), Some(&600));
     post.media_ids = vec![media_id];
@@ -1169,8 +1187,7 @@ async fn a_lost_pulled_public_post_is_found_among_the_public_videos() {
         .create_post(&grant.access_token, &post, &gate)
         .await
         .unwrap();
-    assert_eq!(created.post_id, ours.id);
-    assert_eq!(created.url, ours.url);
+    assert_eq!((&created.post_id, &created.url), (&ours.id, &ours.url));
 
     // Reconciliation of the same attempt, before any media id was recorded.
     post.media_ids.clear();
@@ -1180,16 +1197,14 @@ async fn a_lost_pulled_public_post_is_found_among_the_public_videos() {
         .await
         .unwrap()
         .expect("reconciliation finds the post");
-    assert_eq!(
-        (found.post_id, found.url),
-        (ours.id.clone(), ours.url.clone())
-    );
+    assert_eq!((&found.post_id, &found.url), (&ours.id, &ours.url));
     assert_eq!(env.sandbox.tiktok_state().publishes.len(), 2);
 }
 
 /// What video.list cannot see keeps today's answer: a SELF_ONLY post, and a post whose
 /// connection did not grant `video.list` (Herald does not ask for it, or the token predates
 /// asking). A public post not listed yet says Herald looked and TikTok may still be processing.
+/// Nothing is sent twice.
 #[tokio::test]
 async fn a_lost_pulled_post_video_list_cannot_see_still_stops_for_the_user() {
     let env = pulling_env(true, |s| {
@@ -1204,121 +1219,35 @@ async fn a_lost_pulled_post_video_list_cannot_see_still_stops_for_the_user() {
         "only me",
         tiktok_options("direct", Some("SELF_ONLY")),
     );
-    let resume = send_with_lost_answer(&env, &env.adapter, &grant, &private).await;
-    let failure = env
-        .upload(
-            &grant,
-            &private,
-            0,
-            &gate,
-            &Progress::default(),
-            Some(&resume),
-        )
-        .await
-        .unwrap_err();
-    assert_eq!(failure.code, "tiktok_outcome_unknown");
-    assert!(
-        failure.message.contains("no way to look it up"),
-        "{failure}"
-    );
+    let outcome = retry_after_lost_answer(&env, &env.adapter, &grant, &private, &gate).await;
+    assert_stops_for_the_user(outcome, false);
     assert_eq!(video_list_calls(&env), 0, "a private post is not listed");
 
     // Public, but still in moderation: not listed yet.
-    let public = video_post(
-        env.media_url("pull-public.mp4", 1000),
-        "everyone, soon",
-        tiktok_options("direct", Some("PUBLIC_TO_EVERYONE")),
-    );
-    let resume = send_with_lost_answer(&env, &env.adapter, &grant, &public).await;
-    let failure = env
-        .upload(
-            &grant,
-            &public,
-            0,
-            &gate,
-            &Progress::default(),
-            Some(&resume),
-        )
-        .await
-        .unwrap_err();
-    assert_eq!(failure.class, ErrorClass::Permanent, "{failure}");
-    assert_eq!(failure.code, "tiktok_outcome_unknown");
-    assert!(
-        failure
-            .message
-            .contains("looked among the account's public videos")
-            && failure.message.contains("may still be processing"),
-        "{failure}"
-    );
+    let public = public_video(&env, "pull-public.mp4", "everyone, soon");
+    let outcome = retry_after_lost_answer(&env, &env.adapter, &grant, &public, &gate).await;
+    assert_stops_for_the_user(outcome, true);
     assert_eq!(video_list_calls(&env), 1);
-    assert_eq!(
-        env.sandbox.tiktok_state().publishes.len(),
-        2,
-        "no second init"
-    );
 
-    // A connection made without video.list: TikTok refuses the list, the answer is today's.
+    // Herald not asking for video.list: no list call at all.
     let mut basic_config = env.adapter.config().clone();
     basic_config.scopes.retain(|s| s != VIDEO_LIST_SCOPE);
     let basic = TiktokAdapter::new(basic_config).unwrap();
-    let start = basic.authorization_url(REDIRECT);
-    assert!(!start.url.as_str().contains("video.list"));
-    let browser = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let consent = browser
-        .get(format!("{}&sandbox_user=tok_unlisted", start.url))
-        .send()
-        .await
-        .unwrap();
-    let location = Url::parse(consent.headers()["location"].to_str().unwrap()).unwrap();
-    let code = location
-        .query_pairs()
-        .find(|(k, _)| k == "code")
-        .unwrap()
-        .1
-        .into_owned();
-    let old_grant = basic
-        .exchange_code(&code, &start.pkce_verifier, REDIRECT)
-        .await
-        .unwrap();
-    // Herald not asking for video.list: no list call at all.
-    let failure = basic
-        .upload_media(
-            &old_grant.access_token,
-            &MediaUpload {
-                resume: Some(&resume),
-                ..MediaUpload::single(&public.media[0], &public)
-            },
-            &gate,
-            &Progress::default(),
-        )
-        .await
-        .unwrap_err();
-    assert_eq!(failure.code, "tiktok_outcome_unknown");
-    assert!(
-        failure.message.contains("no way to look it up"),
-        "{failure}"
-    );
+    let basic_grant = connect_through(&basic, "tok_unlisted").await;
+    assert!(!basic_grant.scopes.iter().any(|s| s == VIDEO_LIST_SCOPE));
+    let unasked = public_video(&env, "pull-unasked.mp4", "no list asked for");
+    let outcome = retry_after_lost_answer(&env, &basic, &basic_grant, &unasked, &gate).await;
+    assert_stops_for_the_user(outcome, false);
     assert_eq!(video_list_calls(&env), 1);
-    // Herald asking for it now, the token from before: TikTok refuses the list.
-    let failure = env
-        .upload(
-            &old_grant,
-            &public,
-            0,
-            &gate,
-            &Progress::default(),
-            Some(&resume),
-        )
-        .await
-        .unwrap_err();
-    assert_eq!(failure.code, "tiktok_outcome_unknown");
-    assert!(
-        failure.message.contains("no way to look it up"),
-        "{failure}"
-    );
+
+    // Herald asking for it now, with a token granted before: TikTok refuses the list.
+    let older = public_video(&env, "pull-older.mp4", "token from before");
+    let outcome = retry_after_lost_answer(&env, &env.adapter, &basic_grant, &older, &gate).await;
+    assert_stops_for_the_user(outcome, false);
     assert_eq!(video_list_calls(&env), 2, "one call, refused for the scope");
-    assert_eq!(env.sandbox.tiktok_state().publishes.len(), 2);
+    assert_eq!(
+        env.sandbox.tiktok_state().publishes.len(),
+        4,
+        "each post sent once"
+    );
 }

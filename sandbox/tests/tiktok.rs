@@ -214,6 +214,15 @@ fn error_code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap()
 }
 
+/// The `publish_id` of an accepted init.
+async fn publish_id_of(resp: Response) -> String {
+    assert_eq!(resp.status(), 200);
+    json_of(resp).await["data"]["publish_id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 #[tokio::test]
 async fn oauth_code_exchange_refresh_rotation_and_revoke() {
     let h = spawn().await;
@@ -663,13 +672,7 @@ async fn inbox_uploads_allow_five_pending_shares() {
         let resp = h
             .api(&t, "/v2/post/publish/inbox/video/init/", pull.clone())
             .await;
-        assert_eq!(resp.status(), 200);
-        ids.push(
-            json_of(resp).await["data"]["publish_id"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
-        );
+        ids.push(publish_id_of(resp).await);
     }
     assert!(ids[0].starts_with("v_inbox_url~"));
     assert_eq!(
@@ -778,11 +781,7 @@ async fn photo_posts_pull_up_to_35_images() {
     let resp = h
         .api(&t, "/v2/post/publish/content/init/", body(3, "DIRECT_POST"))
         .await;
-    assert_eq!(resp.status(), 200);
-    let id = json_of(resp).await["data"]["publish_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = publish_id_of(resp).await;
     assert!(id.starts_with("p_pub_url~"));
     let data = h.wait_status(&t, &id).await;
     assert_eq!(data["status"], "PUBLISH_COMPLETE");
@@ -797,11 +796,7 @@ async fn photo_posts_pull_up_to_35_images() {
             body(2, "MEDIA_UPLOAD"),
         )
         .await;
-    assert_eq!(resp.status(), 200);
-    let id = json_of(resp).await["data"]["publish_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = publish_id_of(resp).await;
     assert_eq!(h.wait_status(&t, &id).await["status"], "SEND_TO_USER_INBOX");
 }
 
@@ -851,10 +846,7 @@ async fn status_fetch_errors_fail_reasons_and_unverified_urls() {
             pull("https://cdn.example.com/v.mp4"),
         )
         .await;
-    let id = json_of(resp).await["data"]["publish_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = publish_id_of(resp).await;
     let resp = h
         .api(
             &other,
@@ -880,10 +872,7 @@ async fn status_fetch_errors_fail_reasons_and_unverified_urls() {
             pull("https://cdn.example.com/w.mp4"),
         )
         .await;
-    let id = json_of(resp).await["data"]["publish_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = publish_id_of(resp).await;
     assert_eq!(
         h.wait_status(&t, &id).await["fail_reason"],
         "video_pull_failed"
@@ -1017,11 +1006,7 @@ async fn video_list_pages_the_public_videos_newest_first() {
                        "source_info": {"source": "PULL_FROM_URL", "video_url": "https://cdn.example.com/v.mp4"}}),
             )
             .await;
-        assert_eq!(resp.status(), 200);
-        let id = json_of(resp).await["data"]["publish_id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let id = publish_id_of(resp).await;
         let done = h.wait_status(&t, &id).await;
         assert_eq!(done["status"], "PUBLISH_COMPLETE");
         if privacy == "PUBLIC_TO_EVERYONE" {

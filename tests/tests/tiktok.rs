@@ -44,6 +44,27 @@ fn uploads_of(app: &TestApp, publish_id: &str) -> Vec<TiktokUploadRecord> {
         .collect()
 }
 
+/// Publishes `content` with the answer of its first video init lost (TikTok takes the init, the
+/// answer comes after Herald gave up), and returns the job once published by its second attempt.
+async fn published_after_a_lost_init_answer(
+    app: &TestApp,
+    connection: &str,
+    content: Value,
+) -> Value {
+    app.sandbox_control(
+        Twin::Tiktok,
+        "faults",
+        json!({"endpoint": "video_init", "fault": {"kind": "timeout_after_success", "secs": 5}}),
+    )
+    .await;
+    let job_id = app.publish("alice", connection, content).await;
+    let job = app
+        .wait_for_status("alice", &job_id, "published", SOON)
+        .await;
+    assert_eq!(job["attempts"], 2, "{job}");
+    job
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chunked_video_photos_and_an_inbox_draft_are_published_once() {
     let app = spawn_app(Backend::Embedded).await;
@@ -237,23 +258,12 @@ async fn a_failing_chunk_is_retried_by_resuming_the_same_upload() {
 async fn an_init_answer_lost_in_a_timeout_does_not_post_twice() {
     let app = spawn_app(Backend::Embedded).await;
     let connection = app.connect_tiktok("alice", "alice_tt").await;
-    app.sandbox_control(
-        Twin::Tiktok,
-        "faults",
-        json!({"endpoint": "video_init", "fault": {"kind": "timeout_after_success", "secs": 5}}),
+    let job = published_after_a_lost_init_answer(
+        &app,
+        &connection,
+        json!({"text": "once", "media": [video(&app, "o.mp4", 2000)]}),
     )
     .await;
-    let job_id = app
-        .publish(
-            "alice",
-            &connection,
-            json!({"text": "once", "media": [video(&app, "o.mp4", 2000)]}),
-        )
-        .await;
-    let job = app
-        .wait_for_status("alice", &job_id, "published", SOON)
-        .await;
-    assert_eq!(job["attempts"], 2, "{job}");
     let state = app.sandbox.tiktok_state();
     assert_eq!(state.publishes.len(), 2);
     assert_eq!(state.publishes[0].status, "PROCESSING_UPLOAD");
@@ -281,24 +291,13 @@ async fn a_pulled_public_post_whose_init_answer_was_lost_is_found_not_sent_twice
     )
     .await;
     let connection = app.connect_tiktok("alice", "alice_tt").await;
-    app.sandbox_control(
-        Twin::Tiktok,
-        "faults",
-        json!({"endpoint": "video_init", "fault": {"kind": "timeout_after_success", "secs": 5}}),
+    let job = published_after_a_lost_init_answer(
+        &app,
+        &connection,
+        json!({"text": "pulled once #herald", "media": [video(&app, "pull-once.mp4", 2000)],
+               "options": {"tiktok": {"privacy_level": "PUBLIC_TO_EVERYONE"}}}),
     )
     .await;
-    let job_id = app
-        .publish(
-            "alice",
-            &connection,
-            json!({"text": "pulled once #herald", "media": [video(&app, "pull-once.mp4", 2000)],
-                   "options": {"tiktok": {"privacy_level": "PUBLIC_TO_EVERYONE"}}}),
-        )
-        .await;
-    let job = app
-        .wait_for_status("alice", &job_id, "published", SOON)
-        .await;
-    assert_eq!(job["attempts"], 2, "{job}");
     let state = app.sandbox.tiktok_state();
     assert_eq!(state.publishes.len(), 1, "the init was sent once");
     assert_eq!(state.publishes[0].source, "PULL_FROM_URL");
