@@ -1098,6 +1098,19 @@ async fn retry_after_lost_answer(
     post: &PostDraft,
     gate: &Gate,
 ) -> Result<String, PlatformFailure> {
+    let resume = lose_init_answer(env, adapter, grant, post, gate).await;
+    retry(adapter, grant, post, &resume, gate).await
+}
+
+/// Sends `post`'s pulled init so that TikTok takes it but the answer comes after the adapter
+/// gave up; returns the session the attempt left.
+async fn lose_init_answer(
+    env: &Env,
+    adapter: &TiktokAdapter,
+    grant: &TokenGrant,
+    post: &PostDraft,
+    gate: &Gate,
+) -> UploadResume {
     env.sandbox.inject_tiktok_fault(
         TiktokEndpoint::VideoInit,
         Fault::TimeoutAfterSuccess { secs: 3.0 },
@@ -1110,13 +1123,23 @@ async fn retry_after_lost_answer(
         .await
         .unwrap_err();
     assert_eq!(failure.code, "network_error", "{failure}");
-    let resume = first.resume();
-    let retry = MediaUpload {
-        resume: Some(&resume),
-        ..upload
+    first.resume()
+}
+
+/// The next attempt at `post`, given the session an earlier one left.
+async fn retry(
+    adapter: &TiktokAdapter,
+    grant: &TokenGrant,
+    post: &PostDraft,
+    resume: &UploadResume,
+    gate: &Gate,
+) -> Result<String, PlatformFailure> {
+    let upload = MediaUpload {
+        resume: Some(resume),
+        ..MediaUpload::single(&post.media[0], post)
     };
     adapter
-        .upload_media(&grant.access_token, &retry, gate, &Progress::default())
+        .upload_media(&grant.access_token, &upload, gate, &Progress::default())
         .await
 }
 
@@ -1199,6 +1222,50 @@ async fn a_lost_pulled_public_post_is_found_among_the_public_videos() {
         .expect("reconciliation finds the post");
     assert_eq!((&found.post_id, &found.url), (&ours.id, &ours.url));
     assert_eq!(env.sandbox.tiktok_state().publishes.len(), 2);
+}
+
+/// Twenty-one newer public videos fill the first page of the list: the post is found on the
+/// second, and the adapter reads no further than that.
+#[tokio::test]
+async fn a_lost_pulled_post_behind_a_page_of_newer_videos_is_found_on_the_next_page() {
+    let env = pulling_env(true, |s| {
+        s.tiktok.init_limit = 30;
+        s.tiktok.daily_post_cap = 30;
+    })
+    .await;
+    let grant = env.connect_as("tok_busy").await;
+    let gate = Gate::default();
+    let post = public_video(&env, "pull-buried.mp4", "buried under newer posts");
+    // The lost answer, then newer posts made elsewhere, then the next attempt.
+    let resume = lose_init_answer(&env, &env.adapter, &grant, &post, &gate).await;
+    for i in 0..21 {
+        let resp = env
+            .http
+            .post(format!(
+                "{}/v2/post/publish/video/init/",
+                env.sandbox.tiktok_base_url()
+            ))
+            .bearer_auth(grant.access_token.expose())
+            .json(&json!({
+                "post_info": {"privacy_level": "PUBLIC_TO_EVERYONE", "title": format!("newer {i}")},
+                "source_info": {"source": "PULL_FROM_URL", "video_url": env.media_url("elsewhere.mp4", 1000)},
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{:?}", resp.text().await);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let media_id = retry(&env.adapter, &grant, &post, &resume, &gate)
+        .await
+        .unwrap();
+    let state = env.sandbox.tiktok_state();
+    assert_eq!(state.posts.len(), 22);
+    let ours = &state.posts[0];
+    assert_eq!(ours.title, "buried under newer posts");
+    assert!(media_id.contains(&ours.id), "{media_id}");
+    assert_eq!(video_list_calls(&env), 2, "two pages");
+    assert_eq!(state.publishes.len(), 22, "no second init");
 }
 
 /// What video.list cannot see keeps today's answer: a SELF_ONLY post, and a post whose
