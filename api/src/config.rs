@@ -174,6 +174,11 @@ pub struct Config {
     /// by TikTok (PULL_FROM_URL) instead of uploaded in chunks.
     #[arg(long, env = "TIKTOK_PULL_FROM_URL_PREFIXES")]
     pub tiktok_pull_from_url_prefixes: Option<String>,
+    /// Comma-separated scopes to request (default: user.info.basic, user.info.profile,
+    /// video.publish, video.upload). Add video.list where the app is approved for it: a pulled
+    /// public post whose init answer was lost is then looked up instead of left to the user.
+    #[arg(long, env = "TIKTOK_SCOPES")]
+    pub tiktok_scopes: Option<String>,
     /// LinkedIn app client id; give the client secret too.
     #[arg(long, env = "LINKEDIN_CLIENT_ID")]
     pub linkedin_client_id: Option<String>,
@@ -296,6 +301,7 @@ impl Config {
             tiktok_request_timeout_secs: 30,
             tiktok_chunk_bytes: 10 * 1024 * 1024,
             tiktok_pull_from_url_prefixes: None,
+            tiktok_scopes: None,
             linkedin_client_id: None,
             linkedin_client_secret: None,
             linkedin_api_base: None,

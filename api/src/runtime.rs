@@ -686,5 +686,13 @@ fn tiktok_config(
         .filter(|p| !p.is_empty())
         .map(str::to_owned)
         .collect();
+    if let Some(scopes) = &config.tiktok_scopes {
+        // TikTok separates scopes with commas; spaces are forgiven.
+        tiktok.scopes = scopes
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
+    }
     Ok(Some(tiktok))
 }

@@ -11,7 +11,9 @@ use herald_domain::connection::AccountProfile;
 use herald_domain::{ErrorClass, MediaItem, MediaKind, Platform, PlatformFailure, PublishOptions};
 use herald_infrastructure::db::Db;
 use herald_infrastructure::media_source::MediaUrlPolicy;
-use herald_infrastructure::platforms::tiktok::{PkceEncoding, TiktokAdapter, TiktokConfig, MB};
+use herald_infrastructure::platforms::tiktok::{
+    PkceEncoding, TiktokAdapter, TiktokConfig, MB, VIDEO_LIST_SCOPE,
+};
 use herald_infrastructure::platforms::{
     MediaUpload, PlatformAdapter, PostDraft, RateLimitGate, TokenGrant, UploadProgress,
     UploadResume,
@@ -71,27 +73,9 @@ impl Env {
         }
     }
 
-    /// The whole connect flow: authorize URL → consent (302) → code exchange.
+    /// Connects `user` through the environment's adapter.
     async fn connect_as(&self, user: &str) -> TokenGrant {
-        let start = self.adapter.authorization_url(REDIRECT);
-        let browser = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap();
-        let url = format!("{}&sandbox_user={user}", start.url);
-        let consent = browser.get(url).send().await.unwrap();
-        assert_eq!(consent.status(), 302, "authorize must redirect");
-        let location = consent.headers()["location"].to_str().unwrap();
-        let callback: HashMap<String, String> = Url::parse(location)
-            .unwrap()
-            .query_pairs()
-            .into_owned()
-            .collect();
-        assert_eq!(callback["state"], start.state, "{location}");
-        self.adapter
-            .exchange_code(&callback["code"], &start.pkce_verifier, REDIRECT)
-            .await
-            .expect("code exchange succeeds")
+        connect_through(&self.adapter, user).await
     }
 
     fn media_url(&self, name: &str, bytes: u64) -> String {
@@ -169,6 +153,29 @@ impl Env {
             })?;
         Ok((created.post_id, created.url))
     }
+}
+
+/// The whole connect flow through `adapter`: authorize URL → consent (302) → code exchange.
+async fn connect_through(adapter: &TiktokAdapter, user: &str) -> TokenGrant {
+    let start = adapter.authorization_url(REDIRECT);
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let url = format!("{}&sandbox_user={user}", start.url);
+    let consent = browser.get(url).send().await.unwrap();
+    assert_eq!(consent.status(), 302, "authorize must redirect");
+    let location = consent.headers()["location"].to_str().unwrap();
+    let callback: HashMap<String, String> = Url::parse(location)
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect();
+    assert_eq!(callback["state"], start.state, "{location}");
+    adapter
+        .exchange_code(&callback["code"], &start.pkce_verifier, REDIRECT)
+        .await
+        .expect("code exchange succeeds")
 }
 
 fn video_post(url: String, text: &str, options: PublishOptions) -> PostDraft {
@@ -1068,4 +1075,246 @@ async fn a_pulled_post_whose_init_answer_was_lost_is_not_sent_twice() {
         .unwrap();
     let state = env.sandbox.tiktok_state();
     assert_eq!(state.publishes.len(), inits + 1, "one new publish");
+}
+
+/// An adapter configured for pulled videos, asking for `video.list` when `list` says so.
+async fn pulling_env(list: bool, adjust: impl FnOnce(&mut SandboxConfig)) -> Env {
+    Env::start_with(|s, c| {
+        c.pull_from_url_prefixes = vec!["{sandbox}/media/pull-".into()];
+        if list {
+            c.scopes.push(VIDEO_LIST_SCOPE.into());
+        }
+        adjust(s);
+    })
+    .await
+}
+
+/// Sends `post`'s pulled init through `adapter` so that it reaches TikTok but its answer is
+/// lost, then runs the next attempt with the session that left (the intent, no publish id).
+async fn retry_after_lost_answer(
+    env: &Env,
+    adapter: &TiktokAdapter,
+    grant: &TokenGrant,
+    post: &PostDraft,
+    gate: &Gate,
+) -> Result<String, PlatformFailure> {
+    let resume = lose_init_answer(env, adapter, grant, post, gate).await;
+    retry(adapter, grant, post, &resume, gate).await
+}
+
+/// Sends `post`'s pulled init so that TikTok takes it but the answer comes after the adapter
+/// gave up; returns the session the attempt left.
+async fn lose_init_answer(
+    env: &Env,
+    adapter: &TiktokAdapter,
+    grant: &TokenGrant,
+    post: &PostDraft,
+    gate: &Gate,
+) -> UploadResume {
+    env.sandbox.inject_tiktok_fault(
+        TiktokEndpoint::VideoInit,
+        Fault::TimeoutAfterSuccess { secs: 3.0 },
+        1,
+    );
+    let first = Progress::default();
+    let upload = MediaUpload::single(&post.media[0], post);
+    let failure = adapter
+        .upload_media(&grant.access_token, &upload, gate, &first)
+        .await
+        .unwrap_err();
+    assert_eq!(failure.code, "network_error", "{failure}");
+    first.resume()
+}
+
+/// The next attempt at `post`, given the session an earlier one left.
+async fn retry(
+    adapter: &TiktokAdapter,
+    grant: &TokenGrant,
+    post: &PostDraft,
+    resume: &UploadResume,
+    gate: &Gate,
+) -> Result<String, PlatformFailure> {
+    let upload = MediaUpload {
+        resume: Some(resume),
+        ..MediaUpload::single(&post.media[0], post)
+    };
+    adapter
+        .upload_media(&grant.access_token, &upload, gate, &Progress::default())
+        .await
+}
+
+/// The attempt stopped for the user, saying whether Herald looked among the public videos.
+fn assert_stops_for_the_user(outcome: Result<String, PlatformFailure>, looked_up: bool) {
+    let failure = outcome.unwrap_err();
+    assert_eq!(failure.class, ErrorClass::Permanent, "{failure}");
+    assert_eq!(failure.code, "tiktok_outcome_unknown");
+    let said_looked = failure
+        .message
+        .contains("looked among the account's public videos")
+        && failure.message.contains("may still be processing");
+    let said_no_way = failure.message.contains("no way to look it up");
+    assert_eq!(
+        (said_looked, said_no_way),
+        (looked_up, !looked_up),
+        "{failure}"
+    );
+}
+
+fn public_video(env: &Env, name: &str, caption: &str) -> PostDraft {
+    video_post(
+        env.media_url(name, 1000),
+        caption,
+        tiktok_options("direct", Some("PUBLIC_TO_EVERYONE")),
+    )
+}
+
+fn video_list_calls(env: &Env) -> usize {
+    env.sandbox
+        .tiktok_state()
+        .requests
+        .iter()
+        .filter(|r| r.path.ends_with("/v2/video/list/"))
+        .count()
+}
+
+/// A pulled public post whose init answer was lost is found among the account's public videos
+/// (with `video.list` granted): the next attempt takes it instead of stopping, sends nothing
+/// again, and the post id and link are TikTok's; reconciliation finds it the same way.
+#[tokio::test]
+async fn a_lost_pulled_public_post_is_found_among_the_public_videos() {
+    let env = pulling_env(true, |_| {}).await;
+    let grant = env.connect_as("tok_listed").await;
+    assert!(grant.scopes.iter().any(|s| s == VIDEO_LIST_SCOPE));
+    let gate = Gate::default();
+    // Another public video of the account, posted earlier with another caption.
+    let earlier = public_video(&env, "pull-earlier.mp4", "an earlier post");
+    env.publish(&grant, earlier, &gate).await.unwrap();
+    // Longer than the 150 characters the list holds.
+    let caption = format!("{} #found", "a caption longer than TikTok lists ".repeat(6));
+    let mut post = public_video(&env, "pull-found.mp4", &caption);
+    post.account.username = "tok_listed".into();
+    let since = Utc::now();
+
+    let media_id = retry_after_lost_answer(&env, &env.adapter, &grant, &post, &gate)
+        .await
+        .unwrap();
+    let state = env.sandbox.tiktok_state();
+    assert_eq!(state.publishes.len(), 2, "no second init");
+    let ours = state.posts.last().unwrap();
+    assert_eq!(ours.title, caption);
+    assert!(video_list_calls(&env) >= 1);
+    assert_eq!(gate.asked("tiktok_video_list").first(), Some(&600));
+    post.media_ids = vec![media_id];
+    let created = env
+        .adapter
+        .create_post(&grant.access_token, &post, &gate)
+        .await
+        .unwrap();
+    assert_eq!((&created.post_id, &created.url), (&ours.id, &ours.url));
+
+    // Reconciliation of the same attempt, before any media id was recorded.
+    post.media_ids.clear();
+    let found = env
+        .adapter
+        .find_post(&grant.access_token, since, &post, &gate)
+        .await
+        .unwrap()
+        .expect("reconciliation finds the post");
+    assert_eq!((&found.post_id, &found.url), (&ours.id, &ours.url));
+    assert_eq!(env.sandbox.tiktok_state().publishes.len(), 2);
+}
+
+/// Twenty-one newer public videos fill the first page of the list: the post is found on the
+/// second, and the adapter reads no further than that.
+#[tokio::test]
+async fn a_lost_pulled_post_behind_a_page_of_newer_videos_is_found_on_the_next_page() {
+    let env = pulling_env(true, |s| {
+        s.tiktok.init_limit = 30;
+        s.tiktok.daily_post_cap = 30;
+    })
+    .await;
+    let grant = env.connect_as("tok_busy").await;
+    let gate = Gate::default();
+    let post = public_video(&env, "pull-buried.mp4", "buried under newer posts");
+    // The lost answer, then newer posts made elsewhere, then the next attempt.
+    let resume = lose_init_answer(&env, &env.adapter, &grant, &post, &gate).await;
+    for i in 0..21 {
+        let resp = env
+            .http
+            .post(format!(
+                "{}/v2/post/publish/video/init/",
+                env.sandbox.tiktok_base_url()
+            ))
+            .bearer_auth(grant.access_token.expose())
+            .json(&json!({
+                "post_info": {"privacy_level": "PUBLIC_TO_EVERYONE", "title": format!("newer {i}")},
+                "source_info": {"source": "PULL_FROM_URL", "video_url": env.media_url("elsewhere.mp4", 1000)},
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{:?}", resp.text().await);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let media_id = retry(&env.adapter, &grant, &post, &resume, &gate)
+        .await
+        .unwrap();
+    let state = env.sandbox.tiktok_state();
+    assert_eq!(state.posts.len(), 22);
+    let ours = &state.posts[0];
+    assert_eq!(ours.title, "buried under newer posts");
+    assert!(media_id.contains(&ours.id), "{media_id}");
+    assert_eq!(video_list_calls(&env), 2, "two pages");
+    assert_eq!(state.publishes.len(), 22, "no second init");
+}
+
+/// What video.list cannot see keeps today's answer: a SELF_ONLY post, and a post whose
+/// connection did not grant `video.list` (Herald does not ask for it, or the token predates
+/// asking). A public post not listed yet says Herald looked and TikTok may still be processing.
+/// Nothing is sent twice.
+#[tokio::test]
+async fn a_lost_pulled_post_video_list_cannot_see_still_stops_for_the_user() {
+    let env = pulling_env(true, |s| {
+        s.tiktok.moderation_delay = Duration::from_secs(60);
+    })
+    .await;
+    let grant = env.connect_as("tok_unlisted").await;
+    let gate = Gate::default();
+
+    let private = video_post(
+        env.media_url("pull-private.mp4", 1000),
+        "only me",
+        tiktok_options("direct", Some("SELF_ONLY")),
+    );
+    let outcome = retry_after_lost_answer(&env, &env.adapter, &grant, &private, &gate).await;
+    assert_stops_for_the_user(outcome, false);
+    assert_eq!(video_list_calls(&env), 0, "a private post is not listed");
+
+    // Public, but still in moderation: not listed yet.
+    let public = public_video(&env, "pull-public.mp4", "everyone, soon");
+    let outcome = retry_after_lost_answer(&env, &env.adapter, &grant, &public, &gate).await;
+    assert_stops_for_the_user(outcome, true);
+    assert_eq!(video_list_calls(&env), 1);
+
+    // Herald not asking for video.list: no list call at all.
+    let mut basic_config = env.adapter.config().clone();
+    basic_config.scopes.retain(|s| s != VIDEO_LIST_SCOPE);
+    let basic = TiktokAdapter::new(basic_config).unwrap();
+    let basic_grant = connect_through(&basic, "tok_unlisted").await;
+    assert!(!basic_grant.scopes.iter().any(|s| s == VIDEO_LIST_SCOPE));
+    let unasked = public_video(&env, "pull-unasked.mp4", "no list asked for");
+    let outcome = retry_after_lost_answer(&env, &basic, &basic_grant, &unasked, &gate).await;
+    assert_stops_for_the_user(outcome, false);
+    assert_eq!(video_list_calls(&env), 1);
+
+    // Herald asking for it now, with a token granted before: TikTok refuses the list.
+    let older = public_video(&env, "pull-older.mp4", "token from before");
+    let outcome = retry_after_lost_answer(&env, &env.adapter, &basic_grant, &older, &gate).await;
+    assert_stops_for_the_user(outcome, false);
+    assert_eq!(video_list_calls(&env), 2, "one call, refused for the scope");
+    assert_eq!(
+        env.sandbox.tiktok_state().publishes.len(),
+        4,
+        "each post sent once"
+    );
 }

@@ -214,6 +214,15 @@ fn error_code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap()
 }
 
+/// The `publish_id` of an accepted init.
+async fn publish_id_of(resp: Response) -> String {
+    assert_eq!(resp.status(), 200);
+    json_of(resp).await["data"]["publish_id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 #[tokio::test]
 async fn oauth_code_exchange_refresh_rotation_and_revoke() {
     let h = spawn().await;
@@ -663,13 +672,7 @@ async fn inbox_uploads_allow_five_pending_shares() {
         let resp = h
             .api(&t, "/v2/post/publish/inbox/video/init/", pull.clone())
             .await;
-        assert_eq!(resp.status(), 200);
-        ids.push(
-            json_of(resp).await["data"]["publish_id"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
-        );
+        ids.push(publish_id_of(resp).await);
     }
     assert!(ids[0].starts_with("v_inbox_url~"));
     assert_eq!(
@@ -778,11 +781,7 @@ async fn photo_posts_pull_up_to_35_images() {
     let resp = h
         .api(&t, "/v2/post/publish/content/init/", body(3, "DIRECT_POST"))
         .await;
-    assert_eq!(resp.status(), 200);
-    let id = json_of(resp).await["data"]["publish_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = publish_id_of(resp).await;
     assert!(id.starts_with("p_pub_url~"));
     let data = h.wait_status(&t, &id).await;
     assert_eq!(data["status"], "PUBLISH_COMPLETE");
@@ -797,11 +796,7 @@ async fn photo_posts_pull_up_to_35_images() {
             body(2, "MEDIA_UPLOAD"),
         )
         .await;
-    assert_eq!(resp.status(), 200);
-    let id = json_of(resp).await["data"]["publish_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = publish_id_of(resp).await;
     assert_eq!(h.wait_status(&t, &id).await["status"], "SEND_TO_USER_INBOX");
 }
 
@@ -851,10 +846,7 @@ async fn status_fetch_errors_fail_reasons_and_unverified_urls() {
             pull("https://cdn.example.com/v.mp4"),
         )
         .await;
-    let id = json_of(resp).await["data"]["publish_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = publish_id_of(resp).await;
     let resp = h
         .api(
             &other,
@@ -880,10 +872,7 @@ async fn status_fetch_errors_fail_reasons_and_unverified_urls() {
             pull("https://cdn.example.com/w.mp4"),
         )
         .await;
-    let id = json_of(resp).await["data"]["publish_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = publish_id_of(resp).await;
     assert_eq!(
         h.wait_status(&t, &id).await["fail_reason"],
         "video_pull_failed"
@@ -979,4 +968,104 @@ async fn faults_expire_tokens_fail_chunks_and_expire_upload_urls() {
     };
     assert_eq!(h.creator_info(&t2).await["error"]["code"], "ok");
     assert!(h.sandbox.tiktok_state().tokens_issued.len() >= 2);
+}
+
+/// The Display API's video list: `video.list` is granted when asked for; the list holds the
+/// caller's public videos only (past moderation), newest first, paged by `cursor`, with long
+/// captions cut to 150; `max_count` is 1 to 20; it has its own per-token limit.
+#[tokio::test]
+async fn video_list_pages_the_public_videos_newest_first() {
+    let h = spawn_with(|c| c.tiktok.video_list_limit = 6).await;
+    let list_path = "/v2/video/list/?fields=id,create_time,video_description,share_url";
+    let without = h.connect("lia").await;
+    let resp = h.api(&without, list_path, json!({"max_count": 20})).await;
+    assert_eq!(resp.status(), 401);
+    assert_eq!(error_code(&json_of(resp).await), "scope_not_authorized");
+
+    let scopes = format!("{SCOPES},video.list");
+    let q = h
+        .code(&[("sandbox_user", "lia"), ("scope", scopes.as_str())])
+        .await;
+    assert_eq!(q["scopes"], scopes, "the consent grants video.list");
+    let t = h
+        .connect_with(&[("sandbox_user", "lia"), ("scope", scopes.as_str())])
+        .await;
+    let long = "a long caption ".repeat(20);
+    let mut public = Vec::new();
+    for (privacy, title) in [
+        ("PUBLIC_TO_EVERYONE", "first"),
+        ("SELF_ONLY", "private"),
+        ("PUBLIC_TO_EVERYONE", "second"),
+        ("PUBLIC_TO_EVERYONE", long.as_str()),
+    ] {
+        let resp = h
+            .api(
+                &t,
+                "/v2/post/publish/video/init/",
+                json!({"post_info": {"privacy_level": privacy, "title": title},
+                       "source_info": {"source": "PULL_FROM_URL", "video_url": "https://cdn.example.com/v.mp4"}}),
+            )
+            .await;
+        let id = publish_id_of(resp).await;
+        let done = h.wait_status(&t, &id).await;
+        assert_eq!(done["status"], "PUBLISH_COMPLETE");
+        if privacy == "PUBLIC_TO_EVERYONE" {
+            public.push(done["publicaly_available_post_id"][0].to_string());
+        }
+    }
+
+    let resp = h.api(&t, list_path, json!({"max_count": 2})).await;
+    assert_eq!(resp.status(), 200);
+    let page = json_of(resp).await["data"].clone();
+    let videos = page["videos"].as_array().unwrap();
+    let ids: Vec<&str> = videos.iter().map(|v| v["id"].as_str().unwrap()).collect();
+    assert_eq!(
+        ids,
+        [public[2].as_str(), public[1].as_str()],
+        "newest first"
+    );
+    assert_eq!(page["has_more"], true);
+    let cut = videos[0]["video_description"].as_str().unwrap();
+    assert_eq!(cut.chars().count(), 150);
+    assert!(long.starts_with(cut));
+    assert_eq!(
+        videos[1]["share_url"],
+        format!("https://www.tiktok.com/@lia/video/{}", public[1])
+    );
+    assert!(videos[1]["create_time"].as_i64().unwrap() > 1_700_000_000);
+    assert!(
+        videos[1].get("title").is_none(),
+        "only the fields asked for"
+    );
+
+    let resp = h
+        .api(
+            &t,
+            list_path,
+            json!({"max_count": 2, "cursor": page["cursor"]}),
+        )
+        .await;
+    let rest = json_of(resp).await["data"].clone();
+    assert_eq!(rest["videos"].as_array().unwrap().len(), 1);
+    assert_eq!(rest["videos"][0]["id"], public[0].as_str());
+    assert_eq!(rest["videos"][0]["video_description"], "first");
+    assert_eq!(rest["has_more"], false);
+
+    for bad in [json!({"max_count": 0}), json!({"max_count": 21})] {
+        let resp = h.api(&t, list_path, bad).await;
+        assert_eq!(resp.status(), 400);
+        assert_eq!(error_code(&json_of(resp).await), "invalid_params");
+    }
+    let resp = h.api(&t, "/v2/video/list/", json!({})).await;
+    assert_eq!(error_code(&json_of(resp).await), "invalid_params");
+
+    // Five calls so far with this token (invalid ones count too): the seventh is one too many.
+    let resp = h.api(&t, list_path, json!({})).await;
+    assert_eq!(resp.status(), 200);
+    let resp = h.api(&t, list_path, json!({})).await;
+    assert_eq!(resp.status(), 429);
+    assert_eq!(error_code(&json_of(resp).await), "rate_limit_exceeded");
+    let refusals = h.sandbox.tiktok_state().rate_limit_refusals;
+    assert_eq!(refusals.len(), 1);
+    assert_eq!(refusals[0].endpoint, TiktokEndpoint::VideoList);
 }

@@ -1,16 +1,19 @@
 //! TikTok end to end: connect → publish → sandbox TikTok → projections, for a chunked Direct
 //! Post video, photos and an inbox draft; the documented failure classes; the main flow on
 //! Postgres and Kafka; a worker process killed mid-upload whose successor resumes from the
-//! recorded offset; and TikTok's per-minute limits kept by two worker processes at once.
+//! recorded offset; a pulled public post whose init answer was lost, found among the account's
+//! public videos; and TikTok's per-minute limits kept by two worker processes at once.
 mod support;
 
 use std::time::Duration;
 
-use herald_sandbox::TiktokUploadRecord;
+use herald_api::config::Role;
+use herald_infrastructure::platforms::tiktok::{DEFAULT_SCOPES, VIDEO_LIST_SCOPE};
+use herald_sandbox::{SandboxConfig, TiktokUploadRecord};
 use serde_json::{json, Value};
 use support::worker::SplitApp;
 use support::Twin;
-use support::{event_data, eventually, spawn_app, Backend, TestApp};
+use support::{event_data, eventually, spawn_app, spawn_app_configured, Backend, TestApp};
 
 const SOON: Duration = Duration::from_secs(30);
 const MB: u64 = 1024 * 1024;
@@ -39,6 +42,27 @@ fn uploads_of(app: &TestApp, publish_id: &str) -> Vec<TiktokUploadRecord> {
         .into_iter()
         .filter(|r| r.publish_id.as_deref() == Some(publish_id))
         .collect()
+}
+
+/// Publishes `content` with the answer of its first video init lost (TikTok takes the init, the
+/// answer comes after Herald gave up), and returns the job once published by its second attempt.
+async fn published_after_a_lost_init_answer(
+    app: &TestApp,
+    connection: &str,
+    content: Value,
+) -> Value {
+    app.sandbox_control(
+        Twin::Tiktok,
+        "faults",
+        json!({"endpoint": "video_init", "fault": {"kind": "timeout_after_success", "secs": 5}}),
+    )
+    .await;
+    let job_id = app.publish("alice", connection, content).await;
+    let job = app
+        .wait_for_status("alice", &job_id, "published", SOON)
+        .await;
+    assert_eq!(job["attempts"], 2, "{job}");
+    job
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -234,29 +258,56 @@ async fn a_failing_chunk_is_retried_by_resuming_the_same_upload() {
 async fn an_init_answer_lost_in_a_timeout_does_not_post_twice() {
     let app = spawn_app(Backend::Embedded).await;
     let connection = app.connect_tiktok("alice", "alice_tt").await;
-    app.sandbox_control(
-        Twin::Tiktok,
-        "faults",
-        json!({"endpoint": "video_init", "fault": {"kind": "timeout_after_success", "secs": 5}}),
+    let job = published_after_a_lost_init_answer(
+        &app,
+        &connection,
+        json!({"text": "once", "media": [video(&app, "o.mp4", 2000)]}),
     )
     .await;
-    let job_id = app
-        .publish(
-            "alice",
-            &connection,
-            json!({"text": "once", "media": [video(&app, "o.mp4", 2000)]}),
-        )
-        .await;
-    let job = app
-        .wait_for_status("alice", &job_id, "published", SOON)
-        .await;
-    assert_eq!(job["attempts"], 2, "{job}");
     let state = app.sandbox.tiktok_state();
     assert_eq!(state.publishes.len(), 2);
     assert_eq!(state.publishes[0].status, "PROCESSING_UPLOAD");
     assert_eq!(state.publishes[0].uploaded_bytes, 0);
     assert_eq!(state.posts.len(), 1, "exactly one post on TikTok");
     assert_eq!(job["post_id"], state.publishes[1].publish_id.as_str());
+    app.stop().await;
+}
+
+/// A pulled init is the post. When its answer is lost and the post is public, the retry finds it
+/// among the account's public videos (Herald asks for video.list) and records it: the job ends
+/// published with one copy on TikTok, instead of stopping for the user.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pulled_public_post_whose_init_answer_was_lost_is_found_not_sent_twice() {
+    let app = spawn_app_configured(
+        Backend::Embedded,
+        SandboxConfig::default(),
+        Role::All,
+        |config| {
+            // The sandbox serves the media on the one allowed host.
+            config.tiktok_pull_from_url_prefixes =
+                Some(format!("http://{}/media/pull-", config.media_allowed_hosts));
+            config.tiktok_scopes = Some(format!("{},{VIDEO_LIST_SCOPE}", DEFAULT_SCOPES.join(",")));
+        },
+    )
+    .await;
+    let connection = app.connect_tiktok("alice", "alice_tt").await;
+    let job = published_after_a_lost_init_answer(
+        &app,
+        &connection,
+        json!({"text": "pulled once #herald", "media": [video(&app, "pull-once.mp4", 2000)],
+               "options": {"tiktok": {"privacy_level": "PUBLIC_TO_EVERYONE"}}}),
+    )
+    .await;
+    let state = app.sandbox.tiktok_state();
+    assert_eq!(state.publishes.len(), 1, "the init was sent once");
+    assert_eq!(state.publishes[0].source, "PULL_FROM_URL");
+    assert_eq!(state.posts.len(), 1, "exactly one copy on TikTok");
+    assert_eq!(job["post_id"], state.posts[0].id.as_str());
+    assert_eq!(job["post_url"], state.posts[0].url.as_str());
+    assert!(state
+        .requests
+        .iter()
+        .any(|r| r.path.ends_with("/v2/video/list/") && r.status == Some(200)));
     app.stop().await;
 }
 

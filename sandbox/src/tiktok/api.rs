@@ -1,5 +1,6 @@
-//! User info (Login Kit) and the Content Posting API: creator info, the three init endpoints,
-//! status fetch and cancel (platform-facts §2.2, §2.3, §2.5, §2.6).
+//! User info (Login Kit), the Content Posting API: creator info, the three init endpoints,
+//! status fetch and cancel (platform-facts §2.2, §2.3, §2.5, §2.6), and the Display API's video
+//! list.
 
 use std::time::Instant;
 
@@ -18,6 +19,25 @@ use crate::oauth::random_token;
 
 const PUBLISH: &str = "video.publish";
 const UPLOAD: &str = "video.upload";
+/// "Read a user's public videos on TikTok" (https://developers.tiktok.com/doc/display-api-overview/).
+const LIST: &str = "video.list";
+/// `video/list`'s `max_count` bounds and the default when it is left out.
+const MAX_LIST_COUNT: u64 = 20;
+const DEFAULT_LIST_COUNT: u64 = 10;
+/// Longest `title` / `video_description` of the Video Object, in UTF-16 units
+/// (https://developers.tiktok.com/doc/tiktok-api-v2-video-object).
+const MAX_LISTED_TEXT: usize = 150;
+/// Video Object fields the twin serves.
+const VIDEO_FIELDS: &[&str] = &[
+    "id",
+    "create_time",
+    "title",
+    "video_description",
+    "share_url",
+    "cover_image_url",
+    "duration",
+    "embed_link",
+];
 const PRIVACY_LEVELS: &[&str] = &[
     "PUBLIC_TO_EVERYONE",
     "MUTUAL_FOLLOW_FRIENDS",
@@ -806,6 +826,121 @@ pub(crate) async fn cancel(
         p.cancelled = true;
     }
     finish(&ctx, envelope_ok(json!({}))).await
+}
+
+fn invalid_params(message: &str) -> HttpResponse {
+    envelope_error(StatusCode::BAD_REQUEST, "invalid_params", message)
+}
+
+/// `text` cut to at most `max` UTF-16 units, at a character boundary.
+fn cut_utf16(text: &str, max: usize) -> String {
+    let mut units = 0;
+    text.chars()
+        .take_while(|c| {
+            units += c.len_utf16();
+            units <= max
+        })
+        .collect()
+}
+
+/// `POST /v2/video/list/?fields=...` with `{"max_count": 1..=20, "cursor": <ms>}`: the caller's
+/// public videos (PUBLIC_TO_EVERYONE, past moderation), newest first, those posted before
+/// `cursor` when given. The answer's `cursor` is the last video's `create_time` in milliseconds.
+pub(crate) async fn video_list(
+    state: web::Data<TiktokState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> HttpResponse {
+    let ctx = match guard(&state, &req, TiktokEndpoint::VideoList, &[LIST]).await {
+        Ok(ctx) => ctx,
+        Err(resp) => return resp,
+    };
+    let result = (|| {
+        let fields: Vec<String> = url::form_urlencoded::parse(req.query_string().as_bytes())
+            .find(|(k, _)| k == "fields")
+            .map(|(_, v)| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|f| !f.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        if fields.is_empty() {
+            return Err(invalid_params("The fields parameter is required."));
+        }
+        if let Some(unknown) = fields.iter().find(|f| !VIDEO_FIELDS.contains(&f.as_str())) {
+            return Err(invalid_params(&format!("Unknown field {unknown}.")));
+        }
+        let body = json_body(&body)?;
+        let count = match body.get("max_count") {
+            None | Some(Value::Null) => DEFAULT_LIST_COUNT,
+            Some(v) => v
+                .as_u64()
+                .filter(|n| (1..=MAX_LIST_COUNT).contains(n))
+                .ok_or_else(|| invalid_params("max_count must be between 1 and 20."))?,
+        };
+        let cursor = match body.get("cursor") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(
+                v.as_i64()
+                    .ok_or_else(|| invalid_params("cursor must be an int64 timestamp."))?,
+            ),
+        };
+        let mut inner = state.lock();
+        let now = Instant::now();
+        inner.settle(&state.config, now);
+        let username = inner
+            .creators
+            .get(&ctx.caller.open_id)
+            .map(|c| c.username.clone())
+            .unwrap_or_default();
+        let mut public: Vec<_> = inner
+            .posts
+            .iter()
+            .filter(|p| p.open_id == ctx.caller.open_id && p.media_type == "VIDEO")
+            .filter(|p| p.privacy_level == "PUBLIC_TO_EVERYONE" && now >= p.public_at)
+            .filter(|p| cursor.is_none_or(|c| p.posted_at.timestamp_millis() < c))
+            .collect();
+        public.sort_by_key(|p| std::cmp::Reverse(p.posted_at));
+        let has_more = public.len() as u64 > count;
+        public.truncate(count as usize);
+        let videos: Vec<Value> = public
+            .iter()
+            .map(|p| {
+                let text = cut_utf16(&p.title, MAX_LISTED_TEXT);
+                let share_url = super::state::post_url(&username, p.media_type, &p.id);
+                let mut video = Map::new();
+                for field in &fields {
+                    let value = match field.as_str() {
+                        "id" => json!(p.id),
+                        "create_time" => json!(p.posted_at.timestamp()),
+                        "title" | "video_description" => json!(text),
+                        "share_url" => json!(share_url),
+                        "cover_image_url" => json!(format!(
+                            "https://p16-sign.tiktokcdn.com/sandbox/{}.jpeg",
+                            p.id
+                        )),
+                        "duration" => json!(0),
+                        "embed_link" => {
+                            json!(format!("https://www.tiktok.com/player/v1/{}", p.id))
+                        }
+                        _ => Value::Null,
+                    };
+                    video.insert(field.clone(), value);
+                }
+                Value::Object(video)
+            })
+            .collect();
+        let next = public
+            .last()
+            .map_or(cursor.unwrap_or(0), |p| p.posted_at.timestamp_millis());
+        Ok(json!({ "videos": videos, "cursor": next, "has_more": has_more }))
+    })();
+    match result {
+        Ok(data) => finish(&ctx, envelope_ok(data)).await,
+        Err(resp) => resp,
+    }
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@
 //! | POST | `/v2/post/publish/content/init/` | photo post (PULL_FROM_URL), direct or to the inbox |
 //! | POST | `/v2/post/publish/status/fetch/` | status of a publish |
 //! | POST | `/v2/post/publish/cancel/` | cancels a PULL_FROM_URL task still downloading |
+//! | POST | `/v2/video/list/?fields=` | the caller's public videos, newest first (Display API) |
 //! | PUT | `/upload/video/?upload_id=&upload_token=` | one chunk of a FILE_UPLOAD (the `upload_url`) |
 //! | POST/GET/DELETE | `/_sandbox/faults` | generic fault injection (not part of TikTok) |
 //! | POST | `/_sandbox/errors` | answer the next calls of an endpoint with a TikTok error code |
@@ -105,6 +106,9 @@ pub struct TiktokConfig {
     pub creator_info_limit: u32,
     /// `status/fetch` requests per window per token (30).
     pub status_limit: u32,
+    /// `video/list` requests per window per token (600,
+    /// https://developers.tiktok.com/doc/tiktok-api-v2-rate-limit).
+    pub video_list_limit: u32,
     /// Pending inbox shares allowed within `pending_share_window` (5 in 24 h).
     pub pending_share_limit: usize,
     /// Window of the pending-share rule.
@@ -134,6 +138,7 @@ impl Default for TiktokConfig {
             init_limit: 6,
             creator_info_limit: 20,
             status_limit: 30,
+            video_list_limit: 600,
             pending_share_limit: 5,
             pending_share_window: Duration::from_secs(86_400),
             daily_post_cap: 15,
@@ -168,6 +173,8 @@ pub enum TiktokEndpoint {
     StatusFetch,
     /// `POST /v2/post/publish/cancel/`.
     Cancel,
+    /// `POST /v2/video/list/`.
+    VideoList,
     /// Wildcard: applies to any endpoint whose own queue is empty.
     Any,
 }
@@ -181,6 +188,7 @@ impl TiktokEndpoint {
             | TiktokEndpoint::ContentInit => Some(config.init_limit),
             TiktokEndpoint::CreatorInfo => Some(config.creator_info_limit),
             TiktokEndpoint::StatusFetch => Some(config.status_limit),
+            TiktokEndpoint::VideoList => Some(config.video_list_limit),
             _ => None,
         }
     }
@@ -347,6 +355,7 @@ pub(crate) fn scope(state: web::Data<TiktokState>) -> impl HttpServiceFactory {
         web::post().to(api::status_fetch),
     )
     .route("/v2/post/publish/cancel/", web::post().to(api::cancel))
+    .route("/v2/video/list/", web::post().to(api::video_list))
     .route("/upload/video/", web::put().to(upload::put_chunk))
     .default_service(web::to(|| async {
         envelope_error(

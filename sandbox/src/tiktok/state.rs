@@ -163,6 +163,9 @@ pub(crate) struct Post {
     pub privacy_level: String,
     /// When moderation lets the post be public (only public posts get an id in status/fetch).
     pub public_at: Instant,
+    /// When it was posted (`create_time`); unique to the millisecond, so `video/list`'s
+    /// millisecond cursor never splits two posts.
+    pub posted_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// The caller of an API request.
@@ -306,6 +309,14 @@ impl Inner {
                 continue;
             }
             let done_at = p.media_in_at.map_or(now, |t| t + p.processing);
+            let ago = chrono::TimeDelta::from_std(now.saturating_duration_since(done_at))
+                .unwrap_or_default();
+            let previous = self.posts.last().map(|post| post.posted_at);
+            let posted_at = (chrono::Utc::now() - ago).max(
+                previous.map_or(chrono::DateTime::UNIX_EPOCH, |at| {
+                    at + chrono::TimeDelta::milliseconds(1)
+                }),
+            );
             let post = (status == "PUBLISH_COMPLETE").then(|| Post {
                 id: (FIRST_POST_ID + self.next_post).to_string(),
                 publish_id: p.publish_id.clone(),
@@ -314,6 +325,7 @@ impl Inner {
                 title: p.title.clone().unwrap_or_default(),
                 privacy_level: p.privacy_level.clone().unwrap_or_default(),
                 public_at: done_at + config.moderation_delay,
+                posted_at,
             });
             let p = &mut self.publishes[i];
             p.done_at = Some(done_at);

@@ -170,6 +170,7 @@ pub fn config_env(config: &Config) -> Vec<(String, String)> {
             "TIKTOK_PULL_FROM_URL_PREFIXES",
             text(&c.tiktok_pull_from_url_prefixes),
         ),
+        ("TIKTOK_SCOPES", text(&c.tiktok_scopes)),
     ];
     always
         .into_iter()

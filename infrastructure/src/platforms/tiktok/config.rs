@@ -7,13 +7,19 @@ use crate::media_source::MediaUrlPolicy;
 use crate::secret::Secret;
 
 /// Scopes Herald asks for: the profile (open id, display name, username), Direct Post and
-/// inbox uploads (platform-facts §2.1).
+/// inbox uploads (platform-facts §2.1). [`VIDEO_LIST_SCOPE`] is added only by configuration:
+/// TikTok refuses an authorization that asks for a scope the app was not approved for.
 pub const DEFAULT_SCOPES: [&str; 4] = [
     "user.info.basic",
     "user.info.profile",
     "video.publish",
     "video.upload",
 ];
+
+/// The Display API scope "Read a user's public videos on TikTok"
+/// (https://developers.tiktok.com/doc/display-api-overview/): with it, a pulled public post whose
+/// init answer was lost is looked up instead of left to the user.
+pub const VIDEO_LIST_SCOPE: &str = "video.list";
 
 /// A binary megabyte, the unit of the chunk rules.
 pub const MB: u64 = 1024 * 1024;
@@ -36,6 +42,8 @@ pub struct TiktokLimits {
     pub init: u32,
     pub creator_info: u32,
     pub status: u32,
+    /// `video/list` (600 a minute, https://developers.tiktok.com/doc/tiktok-api-v2-rate-limit).
+    pub video_list: u32,
     /// The window of those limits (one minute).
     pub window: Duration,
     /// Added to the window: TikTok counts from when a request arrives, Herald from when it
@@ -52,6 +60,7 @@ impl Default for TiktokLimits {
             init: 6,
             creator_info: 20,
             status: 30,
+            video_list: 600,
             window: Duration::from_secs(60),
             margin: Duration::from_secs(1),
             pending_shares: 5,
@@ -158,6 +167,11 @@ impl TiktokConfig {
             Some(username) => join(&self.web_base, &format!("@{username}/{kind}/{id}")).to_string(),
             None => self.profile_url(None),
         }
+    }
+
+    /// Whether Herald asks for `video.list`, so it may look pulled public posts up.
+    pub(crate) fn lists_videos(&self) -> bool {
+        self.scopes.iter().any(|s| s == VIDEO_LIST_SCOPE)
     }
 
     /// Whether TikTok should pull `url` itself (a verified prefix) rather than receive chunks.

@@ -22,6 +22,7 @@ impl CallContext {
     pub const CONTENT_INIT: Self = Self::new("start the photo post");
     pub const UPLOAD: Self = Self::new("upload the video");
     pub const STATUS: Self = Self::new("check the post's status");
+    pub const VIDEO_LIST: Self = Self::new("look the post up among the account's public videos");
 
     const fn new(action: &'static str) -> Self {
         Self { action }

@@ -12,15 +12,17 @@
 //! own. `upload_media` reads `creator_info`, calls the init endpoint, reports the publish id and
 //! upload URL through `UploadProgress::session_opened` before the first byte, uploads the
 //! chunks and waits until TikTok reports the outcome; `create_post` only turns that outcome into
-//! a post id and link, and `find_post` asks TikTok about a recorded publish id.
+//! a post id and link, and `find_post` asks TikTok about a recorded publish id (or, for a pulled
+//! public video without one, looks among the account's public videos).
 //!
 //! Rate-limit keys (per account, shared by every worker): `tiktok_creator_info` (20/min),
 //! `tiktok_video_init`, `tiktok_inbox_video_init`, `tiktok_content_init` (6/min each),
-//! `tiktok_status` (30/min), `tiktok_inbox_share` (5 per 24 h, counted to explain refusals),
-//! `tiktok_user_info`.
+//! `tiktok_status` (30/min), `tiktok_video_list` (600/min), `tiktok_inbox_share` (5 per 24 h,
+//! counted to explain refusals), `tiktok_user_info`.
 mod config;
 mod errors;
 mod publish;
+mod video_list;
 
 use std::time::Duration;
 
@@ -32,7 +34,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-pub use config::{PkceEncoding, TiktokConfig, TiktokLimits, DEFAULT_SCOPES, MB};
+pub use config::{PkceEncoding, TiktokConfig, TiktokLimits, DEFAULT_SCOPES, MB, VIDEO_LIST_SCOPE};
 
 use self::errors::{classify, classify_code, ApiError, CallContext, Envelope};
 use super::http::{self, PlatformApi};
@@ -496,11 +498,11 @@ impl PlatformAdapter for TiktokAdapter {
     async fn find_post(
         &self,
         access_token: &Secret,
-        _since: DateTime<Utc>,
+        since: DateTime<Utc>,
         draft: &PostDraft,
         limits: &dyn RateLimitGate,
     ) -> Result<Option<CreatedPost>, PlatformFailure> {
-        publish::find_post(self, access_token, draft, limits).await
+        publish::find_post(self, access_token, since, draft, limits).await
     }
 }
 

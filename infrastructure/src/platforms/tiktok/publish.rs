@@ -12,7 +12,9 @@
 //! no way to look a private post, a photo post or an inbox draft up; so before that init the
 //! intent is recorded as a session without a publish id, and an attempt that finds it (the
 //! answer was lost, or the worker died) stops with a message instead of posting again. The
-//! user's `retry` clears it.
+//! user's `retry` clears it. A public Direct Post video is the exception where the account
+//! granted `video.list`: the attempt, and reconciliation, look it up among the account's public
+//! videos (see `video_list`) and take it when it is there.
 //!
 //! The media is streamed from its URL one chunk at a time (at most the final chunk, under
 //! twice the chunk size, is held in memory).
@@ -26,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::errors::{fail_reason, pending_share_limit, ApiError, CallContext};
+use super::video_list::ListedVideo;
 use super::{TiktokAdapter, MB};
 use crate::media_source::Download;
 use crate::platforms::{
@@ -81,8 +84,19 @@ struct Outcome {
     /// PUBLISH_COMPLETE or SEND_TO_USER_INBOX.
     status: String,
     post_id: Option<String>,
+    /// The post's link as TikTok gave it (`share_url`), where Herald learned it that way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    share_url: Option<String>,
     #[serde(flatten)]
     meta: Meta,
+}
+
+/// What looking a pulled post up among the account's public videos gave.
+enum Lookup {
+    Found(Outcome),
+    NotFound,
+    /// Not a public Direct Post video, no caption to recognise it by, or no `video.list`.
+    NotPossible,
 }
 
 /// `creator_info/query` data.
@@ -742,7 +756,14 @@ impl TiktokAdapter {
             return Ok(None);
         };
         if let Some(sent_at) = session.init_sent_at {
-            return Err(unanswered_init(sent_at, &session.meta));
+            return match self
+                .look_up_pulled(token, upload.post, &session.meta, sent_at, limits)
+                .await?
+            {
+                Lookup::Found(found) => Ok(Some(to_media_id(&found))),
+                Lookup::NotFound => Err(unanswered_init(sent_at, &session.meta, true)),
+                Lookup::NotPossible => Err(unanswered_init(sent_at, &session.meta, false)),
+            };
         }
         if session.publish_id.is_empty() {
             // An init TikTok refused: nothing to resume.
@@ -819,46 +840,112 @@ impl TiktokAdapter {
             .await
             .map(Some)
     }
+
+    /// Looks a pulled post sent at `sent_at` up among the account's public videos, where that
+    /// can find it: a public Direct Post video with a caption to recognise it by, and Herald
+    /// asking for `video.list`. A token without the scope (granted before Herald asked for it,
+    /// or unticked by the user) is refused with `scope_not_authorized`: nothing to look in.
+    async fn look_up_pulled(
+        &self,
+        token: &Secret,
+        post: &PostDraft,
+        meta: &Meta,
+        sent_at: chrono::DateTime<Utc>,
+        limits: &dyn RateLimitGate,
+    ) -> Result<Lookup, PlatformFailure> {
+        let caption = post.text.trim();
+        let listable = meta.public && !meta.inbox && !meta.photo && !caption.is_empty();
+        if !listable || !self.config.lists_videos() {
+            return Ok(Lookup::NotPossible);
+        }
+        match self
+            .find_public_video(token, caption, sent_at, limits)
+            .await
+        {
+            Ok(Some(video)) => {
+                tracing::info!(post_id = %video.id, "found the pulled TikTok post among the public videos");
+                Ok(Lookup::Found(listed_outcome(video, meta)))
+            }
+            Ok(None) => Ok(Lookup::NotFound),
+            Err(failure)
+                if matches!(
+                    failure.code.as_str(),
+                    "scope_not_authorized" | "scope_permission_missed"
+                ) =>
+            {
+                tracing::info!(%failure, "the TikTok token may not list videos");
+                Ok(Lookup::NotPossible)
+            }
+            Err(failure) => Err(failure),
+        }
+    }
 }
 
-/// The session handle as the secret `session_opened` takes.
 /// Whether a failed init may still have reached TikTok: no answer came (timed out or lost
 /// after sending). Any answer, even a 5xx error, says the publish was not created.
 fn outcome_unknown(failure: &PlatformFailure) -> bool {
     failure.code == "network_error"
 }
 
-/// An earlier attempt sent a PULL_FROM_URL / photo init and never learned its outcome. TikTok
-/// may have the post, and has no way to look it up: asking the user is the only way not to post
-/// twice.
-fn unanswered_init(sent_at: chrono::DateTime<Utc>, meta: &Meta) -> PlatformFailure {
+/// An earlier attempt sent a PULL_FROM_URL / photo init and never learned its outcome, and
+/// TikTok may have the post. Unless it was `looked_up` among the public videos, TikTok has no
+/// way to look it up; either way, asking the user is the only way not to post twice.
+fn unanswered_init(
+    sent_at: chrono::DateTime<Utc>,
+    meta: &Meta,
+    looked_up: bool,
+) -> PlatformFailure {
     let place = if meta.inbox {
         "the account's TikTok inbox"
     } else {
         "the TikTok profile (including private posts)"
     };
+    let search = if looked_up {
+        // A pulled video appears in the list only once TikTok has downloaded and processed it.
+        ". Herald looked among the account's public videos and did not find it yet, but TikTok may still be processing it (a pulled video can take minutes to appear)."
+    } else {
+        ", and TikTok offers no way to look it up."
+    };
     PlatformFailure::new(
         ErrorClass::Permanent,
         "tiktok_outcome_unknown",
         format!(
-            "TikTok may already have this post: Herald sent it at {} but never received TikTok's answer, and TikTok offers no way to look it up. Check {place}; if the post is not there, retry the job and Herald sends it again",
+            "TikTok may already have this post: Herald sent it at {} but never received TikTok's answer{search} Check {place}; if the post is not there, retry the job and Herald sends it again",
             sent_at.format("%Y-%m-%d %H:%M:%S UTC")
         ),
     )
 }
 
+/// The session handle as the secret `session_opened` takes.
 fn seal(session: &Session) -> Secret {
     Secret::new(serde_json::to_string(session).unwrap_or_default())
 }
 
 fn outcome(publish_id: &str, status: &StatusData, meta: &Meta) -> String {
-    serde_json::to_string(&Outcome {
+    to_media_id(&Outcome {
         publish_id: publish_id.to_owned(),
         status: status.status.clone(),
         post_id: status.post_id(),
+        share_url: None,
         meta: meta.clone(),
     })
-    .unwrap_or_default()
+}
+
+/// The outcome as the "media id" `upload_media` returns.
+fn to_media_id(outcome: &Outcome) -> String {
+    serde_json::to_string(outcome).unwrap_or_default()
+}
+
+/// A pulled post found among the public videos: finished, public, its video id the post id. The
+/// publish id stays unknown (it came with the lost answer).
+fn listed_outcome(video: ListedVideo, meta: &Meta) -> Outcome {
+    Outcome {
+        publish_id: String::new(),
+        status: "PUBLISH_COMPLETE".into(),
+        post_id: Some(video.id),
+        share_url: video.share_url.filter(|u| !u.is_empty()),
+        meta: meta.clone(),
+    }
 }
 
 /// The Content-Type of a chunk: the item's own if TikTok takes it, else MP4.
@@ -1004,7 +1091,10 @@ fn created(t: &TiktokAdapter, outcome: &Outcome, post_id: Option<String>) -> Cre
     let username = outcome.meta.username.as_deref();
     match post_id {
         Some(id) => CreatedPost {
-            url: t.config.post_url(username, outcome.meta.photo, &id),
+            url: outcome
+                .share_url
+                .clone()
+                .unwrap_or_else(|| t.config.post_url(username, outcome.meta.photo, &id)),
             post_id: id,
         },
         // Not public (yet), or in the creator's inbox: the publish id and the profile.
@@ -1052,18 +1142,47 @@ pub(super) async fn create_post(
     Ok(created(t, &outcome, post_id))
 }
 
+/// What a publish of `draft` would record, if it is one pulled video (else `None`).
+fn pulled_video_meta(t: &TiktokAdapter, draft: &PostDraft) -> Option<Meta> {
+    let [item] = draft.media.as_slice() else {
+        return None;
+    };
+    if item.kind != MediaKind::Video || !t.config.pulls(&item.url) {
+        return None;
+    }
+    let options = &draft.options.tiktok;
+    let username = &draft.account.username;
+    Some(Meta {
+        inbox: options.mode.as_deref() == Some("inbox"),
+        photo: false,
+        username: (!username.is_empty()).then(|| username.clone()),
+        public: options.privacy_level.as_deref() == Some("PUBLIC_TO_EVERYONE"),
+        max_duration_sec: None,
+    })
+}
+
 /// Reconciliation. `upload_media` records a publish only once TikTok reported it finished, so a
 /// recorded one is the post (TikTok is asked only for a public id it may have assigned since).
-/// Without one no upload finished, and a publish left half-way is resumed by the next attempt
-/// through its session.
+/// Without one no upload finished: a pulled public video may still be on TikTok (its init is the
+/// post) and is looked up among the public videos; any other publish left half-way is resumed
+/// by the next attempt through its session.
 pub(super) async fn find_post(
     t: &TiktokAdapter,
     token: &Secret,
+    since: chrono::DateTime<Utc>,
     draft: &PostDraft,
     limits: &dyn RateLimitGate,
 ) -> Result<Option<CreatedPost>, PlatformFailure> {
     let Some(outcome) = recorded_outcome(draft) else {
-        return Ok(None);
+        let Some(meta) = pulled_video_meta(t, draft) else {
+            return Ok(None);
+        };
+        return Ok(
+            match t.look_up_pulled(token, draft, &meta, since, limits).await? {
+                Lookup::Found(found) => Some(created(t, &found, found.post_id.clone())),
+                Lookup::NotFound | Lookup::NotPossible => None,
+            },
+        );
     };
     let post_id = match outcome.post_id.clone() {
         Some(id) => Some(id),
