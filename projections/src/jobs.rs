@@ -28,7 +28,8 @@ pub struct JobView {
     /// Attempts that ended waiting for a rate limit or quota; they do not count against
     /// `max_attempts`.
     pub limit_waits: i64,
-    /// Bytes sent and total per media item of the current attempt.
+    /// Bytes the platform holds and total per media item: an upload resumed by a later attempt
+    /// keeps its confirmed bytes, and media uploaded by an earlier attempt stays complete.
     pub uploads: BTreeMap<usize, (u64, u64)>,
     pub post_id: Option<String>,
     pub post_url: Option<String>,
@@ -43,13 +44,164 @@ pub struct JobView {
 }
 
 impl JobView {
-    /// Upload progress of the current attempt in percent, if it uploads media.
+    /// Upload progress in percent, if the job uploads media.
     pub fn upload_percent(&self) -> Option<u8> {
         let (sent, total) = self
             .uploads
             .values()
             .fold((0u64, 0u64), |(s, t), (sent, total)| (s + sent, t + total));
         (total > 0).then(|| ((sent.min(total) * 100) / total) as u8)
+    }
+
+    /// The view of a job as its `JobScheduled` event describes it (`None` for other events).
+    pub fn scheduled(job_id: &str, event: &PublishingJobEvent) -> Option<JobView> {
+        use PublishingJobEvent as E;
+        let E::JobScheduled {
+            user_id,
+            connection_id,
+            platform,
+            content,
+            publish_at,
+            max_attempts,
+            at,
+            ..
+        } = event
+        else {
+            return None;
+        };
+        let first = content.parts.first().cloned().unwrap_or_default();
+        Some(JobView {
+            job_id: job_id.to_string(),
+            user_id: user_id.to_string(),
+            connection_id: connection_id.to_string(),
+            platform: platform.to_string(),
+            status: "scheduled".into(),
+            text_preview: first.chars().take(140).collect(),
+            part_count: content.parts.len() as i64,
+            media_count: content.media.len() as i64,
+            publish_at: Some(*publish_at),
+            attempts: 0,
+            max_attempts: *max_attempts as i64,
+            limit_waits: 0,
+            uploads: BTreeMap::new(),
+            post_id: None,
+            post_url: None,
+            post_ids: vec![],
+            last_error_class: None,
+            last_error_code: None,
+            last_error_message: None,
+            retry_at: None,
+            created_at: *at,
+            updated_at: *at,
+            published_at: None,
+        })
+    }
+
+    /// Applies one later event of the job's stream.
+    pub fn record(&mut self, event: &PublishingJobEvent) {
+        use PublishingJobEvent as E;
+        if let Some(at) = event.occurred_at() {
+            self.updated_at = at;
+        }
+        match event {
+            E::JobScheduled { .. } => {}
+            E::AttemptStarted { attempt_number, .. } => {
+                // Uploads are not cleared: an attempt reuses the media earlier ones completed
+                // and resumes open sessions (each upload it starts says from where).
+                self.status = "publishing".into();
+                self.attempts = *attempt_number as i64;
+                self.retry_at = None;
+            }
+            E::UploadStarted {
+                media_index,
+                total_bytes,
+                resumed_from,
+                ..
+            } => {
+                self.uploads
+                    .insert(*media_index, (*resumed_from, *total_bytes));
+            }
+            E::UploadSessionOpened { media_index, .. } => {
+                // A session starts with nothing confirmed (as in the aggregate).
+                if let Some(progress) = self.uploads.get_mut(media_index) {
+                    progress.0 = 0;
+                }
+            }
+            E::UploadChunked {
+                media_index,
+                bytes_sent,
+                total_bytes,
+                ..
+            } => {
+                self.uploads
+                    .insert(*media_index, (*bytes_sent, *total_bytes));
+            }
+            E::UploadCompleted { media_index, .. } => {
+                if let Some(progress) = self.uploads.get_mut(media_index) {
+                    progress.0 = progress.1;
+                }
+            }
+            E::ThreadPartPublished { post_id, url, .. } => {
+                self.post_ids.push(post_id.clone());
+                self.post_url.get_or_insert_with(|| url.clone());
+            }
+            E::Published {
+                post_id,
+                url,
+                post_ids,
+                at,
+                ..
+            } => {
+                self.status = "published".into();
+                self.post_id = Some(post_id.clone());
+                self.post_url = Some(url.clone());
+                self.post_ids = post_ids.clone();
+                self.published_at = Some(*at);
+                self.retry_at = None;
+            }
+            E::AttemptFailed {
+                class,
+                code,
+                message,
+                retry_at,
+                ..
+            } => {
+                if *class == ErrorClass::RateLimited {
+                    self.limit_waits += 1;
+                }
+                self.last_error_class = Some(class.as_str().to_string());
+                self.last_error_code = Some(code.clone());
+                self.last_error_message = Some(message.clone());
+                self.retry_at = *retry_at;
+            }
+            E::RetryScheduled { retry_at, .. } => {
+                self.status = "retry_scheduled".into();
+                self.retry_at = Some(*retry_at);
+            }
+            E::Failed {
+                class,
+                code,
+                message,
+                ..
+            } => {
+                self.status = "failed".into();
+                self.last_error_class = Some(class.as_str().to_string());
+                self.last_error_code = Some(code.clone());
+                self.last_error_message = Some(message.clone());
+                self.retry_at = None;
+            }
+            E::Cancelled { .. } => self.status = "cancelled".into(),
+            E::Rescheduled { publish_at, .. } => self.publish_at = Some(*publish_at),
+            E::OutcomeUnknown { .. } => self.status = "outcome_unknown".into(),
+            E::Reconciled { .. } => {}
+            E::RetryRequested { max_attempts, at } => {
+                // The job uploads everything again (its media ids and sessions may be stale).
+                self.uploads.clear();
+                self.status = "retry_scheduled".into();
+                self.max_attempts = *max_attempts as i64;
+                self.retry_at = Some(*at);
+            }
+        }
     }
 
     fn from_row(row: &AnyRow) -> anyhow::Result<Self> {
@@ -212,140 +364,154 @@ impl Projection for JobsProjection {
         _sequence: i64,
         event: &PublishingJobEvent,
     ) -> anyhow::Result<()> {
-        use PublishingJobEvent as E;
-        if let E::JobScheduled {
-            user_id,
-            connection_id,
-            platform,
-            content,
-            publish_at,
-            max_attempts,
-            at,
-            ..
-        } = event
-        {
-            let first = content.parts.first().cloned().unwrap_or_default();
-            let view = JobView {
-                job_id: aggregate_id.to_string(),
-                user_id: user_id.to_string(),
-                connection_id: connection_id.to_string(),
-                platform: platform.to_string(),
-                status: "scheduled".into(),
-                text_preview: first.chars().take(140).collect(),
-                part_count: content.parts.len() as i64,
-                media_count: content.media.len() as i64,
-                publish_at: Some(*publish_at),
-                attempts: 0,
-                max_attempts: *max_attempts as i64,
-                limit_waits: 0,
-                uploads: BTreeMap::new(),
-                post_id: None,
-                post_url: None,
-                post_ids: vec![],
-                last_error_class: None,
-                last_error_code: None,
-                last_error_message: None,
-                retry_at: None,
-                created_at: *at,
-                updated_at: *at,
-                published_at: None,
-            };
-            return view.save(tx).await;
-        }
-        let Some(mut view) = load(tx, aggregate_id).await? else {
-            anyhow::bail!("job {aggregate_id} has events but no JobScheduled was applied");
+        let view = match JobView::scheduled(aggregate_id, event) {
+            Some(view) => view,
+            None => {
+                let Some(mut view) = load(tx, aggregate_id).await? else {
+                    anyhow::bail!("job {aggregate_id} has events but no JobScheduled was applied");
+                };
+                view.record(event);
+                view
+            }
         };
-        if let Some(at) = event.occurred_at() {
-            view.updated_at = at;
-        }
-        match event {
-            E::JobScheduled { .. } | E::UploadSessionOpened { .. } => {}
-            E::AttemptStarted { attempt_number, .. } => {
-                view.status = "publishing".into();
-                view.attempts = *attempt_number as i64;
-                view.uploads.clear();
-                view.retry_at = None;
-            }
-            E::UploadStarted {
-                media_index,
-                total_bytes,
-                ..
-            } => {
-                view.uploads.insert(*media_index, (0, *total_bytes));
-            }
-            E::UploadChunked {
-                media_index,
-                bytes_sent,
-                total_bytes,
-                ..
-            } => {
-                view.uploads
-                    .insert(*media_index, (*bytes_sent, *total_bytes));
-            }
-            E::UploadCompleted { media_index, .. } => {
-                if let Some(progress) = view.uploads.get_mut(media_index) {
-                    progress.0 = progress.1;
-                }
-            }
-            E::ThreadPartPublished { post_id, url, .. } => {
-                view.post_ids.push(post_id.clone());
-                view.post_url.get_or_insert_with(|| url.clone());
-            }
-            E::Published {
-                post_id,
-                url,
-                post_ids,
-                at,
-                ..
-            } => {
-                view.status = "published".into();
-                view.post_id = Some(post_id.clone());
-                view.post_url = Some(url.clone());
-                view.post_ids = post_ids.clone();
-                view.published_at = Some(*at);
-                view.retry_at = None;
-            }
-            E::AttemptFailed {
-                class,
-                code,
-                message,
-                retry_at,
-                ..
-            } => {
-                if *class == ErrorClass::RateLimited {
-                    view.limit_waits += 1;
-                }
-                view.last_error_class = Some(class.as_str().to_string());
-                view.last_error_code = Some(code.clone());
-                view.last_error_message = Some(message.clone());
-                view.retry_at = *retry_at;
-            }
-            E::RetryScheduled { retry_at, .. } => {
-                view.status = "retry_scheduled".into();
-                view.retry_at = Some(*retry_at);
-            }
-            E::Failed {
-                class,
-                code,
-                message,
-                ..
-            } => {
-                view.status = "failed".into();
-                view.last_error_class = Some(class.as_str().to_string());
-                view.last_error_code = Some(code.clone());
-                view.last_error_message = Some(message.clone());
-                view.retry_at = None;
-            }
-            E::Cancelled { .. } => view.status = "cancelled".into(),
-            E::Rescheduled { publish_at, .. } => view.publish_at = Some(*publish_at),
-            E::OutcomeUnknown { .. } => view.status = "outcome_unknown".into(),
-            E::Reconciled { .. } => {}
-            E::RetryRequested { max_attempts, at } => {
-                view.status = "retry_scheduled".into();
-                view.max_attempts = *max_attempts as i64;
-                view.retry_at = Some(*at);
-            }
-        }
         view.save(tx).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use herald_domain::{
+        AttemptId, ConnectionId, JobId, MediaItem, MediaKind, Platform, PreparedContent, UserId,
+    };
+
+    use super::*;
+
+    const TOTAL: u64 = 1_000_000;
+
+    fn at() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-11-22T10:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    fn attempt(n: u128) -> AttemptId {
+        AttemptId::from_uuid(uuid::Uuid::from_u128(n))
+    }
+
+    fn video_job() -> JobView {
+        let user = UserId::parse("alice").unwrap();
+        let scheduled = PublishingJobEvent::JobScheduled {
+            job_id: JobId::from_uuid(uuid::Uuid::from_u128(7)),
+            connection_id: ConnectionId::for_account(&user, Platform::Youtube, "channel"),
+            user_id: user,
+            platform: Platform::Youtube,
+            content: PreparedContent {
+                parts: vec!["a video".into()],
+                media: vec![MediaItem {
+                    url: "https://cdn.example.com/v.mp4".into(),
+                    kind: MediaKind::Video,
+                    mime_type: "video/mp4".into(),
+                    probe: None,
+                }],
+                ..PreparedContent::default()
+            },
+            publish_at: at(),
+            max_attempts: 3,
+            at: at(),
+        };
+        JobView::scheduled("job", &scheduled).expect("a JobScheduled event makes a view")
+    }
+
+    fn record(view: &mut JobView, events: Vec<PublishingJobEvent>) {
+        for event in events {
+            view.record(&event);
+        }
+    }
+
+    fn attempt_started(n: u32) -> PublishingJobEvent {
+        PublishingJobEvent::AttemptStarted {
+            attempt_id: attempt(n.into()),
+            attempt_number: n,
+            at: at(),
+        }
+    }
+
+    fn upload_started(n: u32, resumed_from: u64) -> PublishingJobEvent {
+        PublishingJobEvent::UploadStarted {
+            attempt_id: attempt(n.into()),
+            media_index: 0,
+            total_bytes: TOTAL,
+            resumed_from,
+            at: at(),
+        }
+    }
+
+    fn chunked(n: u32, bytes_sent: u64) -> PublishingJobEvent {
+        PublishingJobEvent::UploadChunked {
+            attempt_id: attempt(n.into()),
+            media_index: 0,
+            bytes_sent,
+            total_bytes: TOTAL,
+        }
+    }
+
+    fn session_opened(n: u32) -> PublishingJobEvent {
+        PublishingJobEvent::UploadSessionOpened {
+            attempt_id: attempt(n.into()),
+            media_index: 0,
+            sealed_session: "sealed".into(),
+            at: at(),
+        }
+    }
+
+    #[test]
+    fn a_resumed_upload_shows_the_confirmed_bytes_instead_of_starting_at_zero() {
+        let mut view = video_job();
+        record(
+            &mut view,
+            vec![
+                attempt_started(1),
+                upload_started(1, 0),
+                session_opened(1),
+                chunked(1, 500_000),
+                // The worker dies; the next attempt resumes the session.
+                attempt_started(2),
+            ],
+        );
+        assert_eq!(view.upload_percent(), Some(50));
+        record(&mut view, vec![upload_started(2, 500_000)]);
+        assert_eq!(view.upload_percent(), Some(50));
+        record(&mut view, vec![chunked(2, 750_000)]);
+        assert_eq!(view.upload_percent(), Some(75));
+    }
+
+    #[test]
+    fn a_new_session_or_a_user_retry_starts_the_progress_again() {
+        let mut view = video_job();
+        record(
+            &mut view,
+            vec![
+                attempt_started(1),
+                session_opened(1),
+                upload_started(1, 0),
+                chunked(1, 500_000),
+                attempt_started(2),
+                // The platform lost the session: a new one holds nothing yet.
+                session_opened(2),
+            ],
+        );
+        assert_eq!(view.upload_percent(), Some(0));
+        record(
+            &mut view,
+            vec![
+                upload_started(2, 0),
+                chunked(2, TOTAL),
+                PublishingJobEvent::RetryRequested {
+                    max_attempts: 3,
+                    at: at(),
+                },
+            ],
+        );
+        assert_eq!(view.upload_percent(), None);
     }
 }

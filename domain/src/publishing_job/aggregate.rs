@@ -416,10 +416,15 @@ impl PublishingJob {
             } => {
                 self.require_publishing(attempt_id, "upload media")?;
                 self.require_media(media_index)?;
+                let resumed_from = self
+                    .upload_sessions
+                    .get(&media_index)
+                    .map_or(0, |session| session.bytes_confirmed.min(total_bytes));
                 Ok(vec![E::UploadStarted {
                     attempt_id,
                     media_index,
                     total_bytes,
+                    resumed_from,
                     at,
                 }])
             }
@@ -866,6 +871,78 @@ mod tests {
             job.uploaded_media.get(&0).map(String::as_str),
             Some("video-1")
         );
+    }
+
+    #[test]
+    fn an_upload_started_by_a_later_attempt_resumes_from_the_confirmed_offset() {
+        let opened = PublishingJobEvent::UploadSessionOpened {
+            attempt_id: attempt(1),
+            media_index: 0,
+            sealed_session: "sealed".into(),
+            at: t0(),
+        };
+        let chunked = PublishingJobEvent::UploadChunked {
+            attempt_id: attempt(1),
+            media_index: 0,
+            bytes_sent: 262_144,
+            total_bytes: 1_000_000,
+        };
+        let upload_started = |resumed_from| PublishingJobEvent::UploadStarted {
+            attempt_id: attempt(2),
+            media_index: 0,
+            total_bytes: 1_000_000,
+            resumed_from,
+            at: t0(),
+        };
+        let start_upload = PublishingJobCommand::RecordUploadStarted {
+            attempt_id: attempt(2),
+            media_index: 0,
+            total_bytes: 1_000_000,
+            at: t0(),
+        };
+        JobTest::with(())
+            .given(vec![
+                with_video(scheduled()),
+                started(1),
+                opened.clone(),
+                chunked.clone(),
+                started(2),
+            ])
+            .when(start_upload.clone())
+            .then_expect_events(vec![upload_started(262_144)]);
+        // Without a session (the upload cannot resume) it starts from the first byte.
+        JobTest::with(())
+            .given(vec![
+                with_video(scheduled()),
+                started(1),
+                chunked,
+                started(2),
+            ])
+            .when(start_upload.clone())
+            .then_expect_events(vec![upload_started(0)]);
+        // A session opened again (the platform lost the old one) has nothing confirmed yet.
+        JobTest::with(())
+            .given(vec![with_video(scheduled()), started(2), opened])
+            .when(start_upload)
+            .then_expect_events(vec![upload_started(0)]);
+    }
+
+    #[test]
+    fn an_upload_started_event_written_before_resumed_from_existed_reads_as_a_new_upload() {
+        let stored = serde_json::json!({"UploadStarted": {
+            "attempt_id": attempt(1),
+            "media_index": 0,
+            "total_bytes": 10,
+            "at": t0(),
+        }});
+        let event: PublishingJobEvent = serde_json::from_value(stored).expect("an old event reads");
+        assert!(matches!(
+            event,
+            PublishingJobEvent::UploadStarted {
+                resumed_from: 0,
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -28,6 +28,11 @@ pub enum PublishingJobEvent {
         attempt_id: AttemptId,
         media_index: usize,
         total_bytes: u64,
+        /// The confirmed offset of the open session this upload resumes (0 for a new upload),
+        /// so progress shown after a crash starts where the platform's copy stands. Events
+        /// written before the field existed read as 0.
+        #[serde(default)]
+        resumed_from: u64,
         at: DateTime<Utc>,
     },
     /// The platform opened a resumable upload session (YouTube's session URI, TikTok's upload
