@@ -766,6 +766,25 @@ mod tests {
         }
     }
 
+    fn session_opened(n: u32) -> PublishingJobEvent {
+        PublishingJobEvent::UploadSessionOpened {
+            attempt_id: attempt(n as u128),
+            media_index: 0,
+            sealed_session: "sealed".into(),
+            at: t0(),
+        }
+    }
+
+    /// `bytes_sent` of a 1,000,000-byte video confirmed in attempt `n`.
+    fn chunked(n: u32, bytes_sent: u64) -> PublishingJobEvent {
+        PublishingJobEvent::UploadChunked {
+            attempt_id: attempt(n as u128),
+            media_index: 0,
+            bytes_sent,
+            total_bytes: 1_000_000,
+        }
+    }
+
     fn failure(class: ErrorClass) -> PlatformFailure {
         PlatformFailure::new(class, "503", "Service Unavailable")
     }
@@ -827,18 +846,7 @@ mod tests {
                 sealed_session: "sealed".into(),
                 at: t0(),
             }]);
-        let opened = PublishingJobEvent::UploadSessionOpened {
-            attempt_id: attempt(1),
-            media_index: 0,
-            sealed_session: "sealed".into(),
-            at: t0(),
-        };
-        let chunked = PublishingJobEvent::UploadChunked {
-            attempt_id: attempt(1),
-            media_index: 0,
-            bytes_sent: 262_144,
-            total_bytes: 1_000_000,
-        };
+        let (opened, chunked) = (session_opened(1), chunked(1, 262_144));
         // A worker that dies here leaves the session for the next attempt to resume.
         let job = replay(vec![
             with_video(scheduled()),
@@ -875,18 +883,7 @@ mod tests {
 
     #[test]
     fn an_upload_started_by_a_later_attempt_resumes_from_the_confirmed_offset() {
-        let opened = PublishingJobEvent::UploadSessionOpened {
-            attempt_id: attempt(1),
-            media_index: 0,
-            sealed_session: "sealed".into(),
-            at: t0(),
-        };
-        let chunked = PublishingJobEvent::UploadChunked {
-            attempt_id: attempt(1),
-            media_index: 0,
-            bytes_sent: 262_144,
-            total_bytes: 1_000_000,
-        };
+        let (opened, chunked) = (session_opened(1), chunked(1, 262_144));
         let upload_started = |resumed_from| PublishingJobEvent::UploadStarted {
             attempt_id: attempt(2),
             media_index: 0,
