@@ -194,6 +194,21 @@ impl JobView {
             E::Rescheduled { publish_at, .. } => self.publish_at = Some(*publish_at),
             E::OutcomeUnknown { .. } => self.status = "outcome_unknown".into(),
             E::Reconciled { .. } => {}
+            E::ReconciliationFailed {
+                class,
+                code,
+                message,
+                retry_at,
+                ..
+            } => {
+                // Still unknown: the error says why Herald cannot tell yet, and when it looks again.
+                self.last_error_class = Some(class.as_str().to_string());
+                self.last_error_code = Some(code.clone());
+                self.last_error_message = Some(format!(
+                    "Herald cannot tell yet whether the post was created, so it sends nothing: {message}"
+                ));
+                self.retry_at = Some(*retry_at);
+            }
             E::RetryRequested { max_attempts, at } => {
                 // The job uploads everything again (its media ids and sessions may be stale).
                 self.uploads.clear();
@@ -513,5 +528,37 @@ mod tests {
             ],
         );
         assert_eq!(view.upload_percent(), None);
+    }
+
+    #[test]
+    fn a_failed_lookup_shows_why_the_outcome_is_still_unknown_and_when_herald_looks_again() {
+        let mut view = video_job();
+        let retry_at = at() + chrono::TimeDelta::seconds(8);
+        record(
+            &mut view,
+            vec![
+                attempt_started(1),
+                PublishingJobEvent::OutcomeUnknown {
+                    attempt_id: attempt(1),
+                    reason: "timeout".into(),
+                    at: at(),
+                },
+                PublishingJobEvent::ReconciliationFailed {
+                    attempt_id: attempt(1),
+                    class: ErrorClass::ReauthorizationRequired,
+                    code: "10".into(),
+                    message: "reconnect the account".into(),
+                    retry_at,
+                    at: at(),
+                },
+            ],
+        );
+        assert_eq!(view.status, "outcome_unknown");
+        assert_eq!(view.retry_at, Some(retry_at));
+        assert_eq!(view.last_error_code.as_deref(), Some("10"));
+        assert!(view
+            .last_error_message
+            .as_deref()
+            .is_some_and(|m| m.contains("sends nothing") && m.ends_with("reconnect the account")));
     }
 }

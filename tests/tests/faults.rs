@@ -357,6 +357,59 @@ async fn a_post_that_timed_out_after_success_is_reconciled_not_resent(app: &Test
     );
 }
 
+/// The post went out but its answer was lost, and the lookup fails twice: the job records
+/// each failed lookup, waits its backoff, and ends with the one post, never sending again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lookup_that_fails_is_recorded_and_retried_never_resent() {
+    let app = spawn_app(Backend::Embedded).await;
+    let connection = app.connect_x("alice", "alice_x").await;
+    app.fault(
+        Twin::X,
+        "create_tweet",
+        json!({"kind": "timeout_after_success", "secs": 5}),
+        1,
+    )
+    .await;
+    app.fault(
+        Twin::X,
+        "user_tweets",
+        json!({"kind": "server_error", "status": 503}),
+        2,
+    )
+    .await;
+    let job_id = app
+        .publish("alice", &connection, json!({"text": "was it posted?"}))
+        .await;
+    let job = app
+        .wait_for_status("alice", &job_id, "published", SOON)
+        .await;
+    let history = app.history_reconciled("alice", &job_id).await;
+    let failed_lookups = history
+        .iter()
+        .filter(|t| *t == "ReconciliationFailed")
+        .count();
+    assert_eq!(
+        failed_lookups, 2,
+        "each failed lookup is recorded: {history:?}"
+    );
+    assert_eq!(
+        history.iter().filter(|t| *t == "AttemptStarted").count(),
+        1,
+        "no new attempt while the outcome is unknown: {history:?}"
+    );
+    let posts: Vec<_> = app
+        .sandbox
+        .x_state()
+        .posts
+        .into_iter()
+        .filter(|p| p.text == "was it posted?")
+        .collect();
+    assert_eq!(posts.len(), 1, "exactly one post on the platform");
+    assert_eq!(job["post_id"], posts[0].id.as_str());
+    assert_eq!(app.x_requests(CREATE_TWEET.0, CREATE_TWEET.1).len(), 1);
+    app.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_timeout_after_success_is_reconciled_into_one_post() {
     let app = spawn_app(Backend::PostgresKafka).await;

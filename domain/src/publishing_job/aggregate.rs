@@ -97,6 +97,8 @@ pub struct PublishingJob {
     pub limit_waits_in_a_row: u32,
     pub current_attempt: Option<AttemptId>,
     pub last_failure: Option<ErrorClass>,
+    /// Failed lookups of the current unknown outcome, for their backoff.
+    pub reconciliation_failures: u32,
     /// Platform media ids already uploaded, by media index; reused by later attempts.
     pub uploaded_media: BTreeMap<usize, String>,
     /// Resumable upload sessions not yet completed, by media index.
@@ -140,6 +142,9 @@ impl PublishingJob {
                 None => NextStep::Nothing,
             },
             JobStatus::OutcomeUnknown => match self.current_attempt {
+                Some(_) if self.reconciliation_failures > 0 && self.due_at > Some(now) => {
+                    NextStep::WaitUntil(self.due_at.unwrap_or(now))
+                }
                 Some(attempt_id) => NextStep::Reconcile {
                     attempt_id,
                     part_index: self.next_part_index(),
@@ -506,6 +511,33 @@ impl PublishingJob {
                 found,
                 at,
             } => self.reconciled(attempt_id, found, at),
+            C::RecordReconciliationFailure {
+                attempt_id,
+                failure,
+                at,
+                jitter,
+            } => {
+                if self.status != JobStatus::OutcomeUnknown {
+                    return Err(self.invalid("be reconciled"));
+                }
+                self.require_current(attempt_id)?;
+                // Whatever the class, the lookup is tried again: a refused one may succeed once
+                // the account is reconnected, and giving up could only end in sending twice.
+                let backoff =
+                    RetryPolicy::default().backoff(self.reconciliation_failures + 1, jitter);
+                let retry_at = match failure.not_before {
+                    Some(platform_says) if platform_says > at + backoff => platform_says,
+                    _ => at + backoff,
+                };
+                Ok(vec![E::ReconciliationFailed {
+                    attempt_id,
+                    class: failure.class,
+                    code: failure.code,
+                    message: failure.message,
+                    retry_at,
+                    at,
+                }])
+            }
             C::Cancel { at } => match self.status {
                 JobStatus::Scheduled | JobStatus::RetryScheduled => Ok(vec![E::Cancelled { at }]),
                 _ => Err(self.invalid("be cancelled")),
@@ -669,10 +701,16 @@ impl Aggregate for PublishingJob {
             }
             E::OutcomeUnknown { .. } => {
                 self.status = JobStatus::OutcomeUnknown;
+                self.reconciliation_failures = 0;
             }
             E::Reconciled { .. } => {
                 // A reconciliation is not an auth failure; the next attempt needs no refresh.
                 self.last_failure = None;
+                self.reconciliation_failures = 0;
+            }
+            E::ReconciliationFailed { retry_at, .. } => {
+                self.reconciliation_failures += 1;
+                self.due_at = Some(retry_at);
             }
             E::RetryRequested { max_attempts, at } => {
                 self.status = JobStatus::RetryScheduled;
@@ -1434,6 +1472,80 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn a_failed_lookup_of_an_unknown_outcome_backs_off_and_sends_nothing() {
+        let unknown = PublishingJobEvent::OutcomeUnknown {
+            attempt_id: attempt(1),
+            reason: "timeout".into(),
+            at: t0(),
+        };
+        let refused = PlatformFailure::new(
+            ErrorClass::ReauthorizationRequired,
+            "10",
+            "reconnect to grant threads_read_replies",
+        );
+        let lookup_failed =
+            |failure: &PlatformFailure| PublishingJobCommand::RecordReconciliationFailure {
+                attempt_id: attempt(1),
+                failure: failure.clone(),
+                at: t0(),
+                jitter: 1.0,
+            };
+        let failed_lookup = |retry_at| PublishingJobEvent::ReconciliationFailed {
+            attempt_id: attempt(1),
+            class: ErrorClass::ReauthorizationRequired,
+            code: "10".into(),
+            message: "reconnect to grant threads_read_replies".into(),
+            retry_at,
+            at: t0(),
+        };
+        // The first failure waits the base backoff (2 s at full jitter), the third 2 s × 2².
+        JobTest::with(())
+            .given(vec![scheduled(), started(1), unknown.clone()])
+            .when(lookup_failed(&refused))
+            .then_expect_events(vec![failed_lookup(t0() + Duration::seconds(2))]);
+        let twice = vec![
+            scheduled(),
+            started(1),
+            unknown.clone(),
+            failed_lookup(t0() + Duration::seconds(2)),
+            failed_lookup(t0() + Duration::seconds(4)),
+        ];
+        JobTest::with(())
+            .given(twice.clone())
+            .when(lookup_failed(&refused))
+            .then_expect_events(vec![failed_lookup(t0() + Duration::seconds(8))]);
+        // A platform that says when to come back is obeyed.
+        let later = t0() + Duration::minutes(30);
+        let mut limited = refused.clone();
+        limited.not_before = Some(later);
+        JobTest::with(())
+            .given(vec![scheduled(), started(1), unknown.clone()])
+            .when(lookup_failed(&limited))
+            .then_expect_events(vec![failed_lookup(later)]);
+        // The job waits for the lookup, then looks again; it never starts a new attempt.
+        let job = replay(twice);
+        assert_eq!(
+            job.next_step(t0(), false),
+            NextStep::WaitUntil(t0() + Duration::seconds(4))
+        );
+        assert_eq!(
+            job.next_step(t0() + Duration::seconds(5), false),
+            NextStep::Reconcile {
+                attempt_id: attempt(1),
+                part_index: 0
+            }
+        );
+        // Only an unknown outcome is looked up.
+        JobTest::with(())
+            .given(vec![scheduled(), started(1)])
+            .when(lookup_failed(&refused))
+            .then_expect_error(PublishingJobError::InvalidState {
+                status: "publishing",
+                action: "be reconciled",
+            });
     }
 
     #[test]

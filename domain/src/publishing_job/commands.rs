@@ -84,6 +84,16 @@ pub enum PublishingJobCommand {
         found: Option<FoundPost>,
         at: DateTime<Utc>,
     },
+    /// The platform could not be asked about the unknown attempt (it failed, refused the
+    /// lookup, or no token was at hand). Nothing may be sent until it answers, so the lookup
+    /// is tried again later, backing off.
+    RecordReconciliationFailure {
+        attempt_id: AttemptId,
+        failure: PlatformFailure,
+        at: DateTime<Utc>,
+        /// In [0, 1]: spreads the retries of many jobs.
+        jitter: f64,
+    },
     Cancel {
         at: DateTime<Utc>,
     },

@@ -111,6 +111,15 @@ pub enum PublishingJobEvent {
         found_post_id: Option<String>,
         at: DateTime<Utc>,
     },
+    /// Looking the unknown attempt up failed; the next lookup is at `retry_at`.
+    ReconciliationFailed {
+        attempt_id: AttemptId,
+        class: ErrorClass,
+        code: String,
+        message: String,
+        retry_at: DateTime<Utc>,
+        at: DateTime<Utc>,
+    },
     RetryRequested {
         max_attempts: u32,
         at: DateTime<Utc>,
@@ -136,6 +145,7 @@ impl PublishingJobEvent {
             | Rescheduled { at, .. }
             | OutcomeUnknown { at, .. }
             | Reconciled { at, .. }
+            | ReconciliationFailed { at, .. }
             | RetryRequested { at, .. } => Some(*at),
             UploadChunked { .. } => None,
         }
@@ -161,6 +171,7 @@ impl DomainEvent for PublishingJobEvent {
             Rescheduled { .. } => "Rescheduled",
             OutcomeUnknown { .. } => "OutcomeUnknown",
             Reconciled { .. } => "Reconciled",
+            ReconciliationFailed { .. } => "ReconciliationFailed",
             RetryRequested { .. } => "RetryRequested",
         }
         .to_string()

@@ -495,7 +495,9 @@ impl Publisher {
             Ok(token) => token,
             Err(failure) => {
                 tracing::warn!(%failure, "no token to reconcile with; will try again");
-                return Ok(Continue::ReleaseUntil(Utc::now() + INTERNAL_BACKOFF));
+                return self
+                    .reconciliation_failed(job_id, attempt_id, failure)
+                    .await;
             }
         };
         let draft = Self::draft(job, &account, part_index);
@@ -516,14 +518,32 @@ impl Publisher {
                 Ok(Continue::Again)
             }
             Err(failure) => {
-                // Nothing may be sent before the platform answers; look again later.
-                let retry_at = failure
-                    .not_before
-                    .unwrap_or_else(|| Utc::now() + INTERNAL_BACKOFF);
                 tracing::warn!(%failure, "reconciliation failed; will try again");
-                Ok(Continue::ReleaseUntil(retry_at))
+                self.reconciliation_failed(job_id, attempt_id, failure)
+                    .await
             }
         }
+    }
+
+    /// Nothing may be sent before the platform answers: the job records why it could not
+    /// look, and looks again when its backoff says (the job's next step).
+    async fn reconciliation_failed(
+        &self,
+        job_id: &JobId,
+        attempt_id: AttemptId,
+        failure: PlatformFailure,
+    ) -> StepResult {
+        self.execute(
+            job_id,
+            PublishingJobCommand::RecordReconciliationFailure {
+                attempt_id,
+                failure,
+                at: Utc::now(),
+                jitter: rand::random::<f64>(),
+            },
+        )
+        .await?;
+        Ok(Continue::Again)
     }
 
     async fn attempt_started_at(
