@@ -209,21 +209,29 @@ async fn many_posts_timing_out_after_creation_are_reconciled_not_resent() {
     let job_ids = publish_all(app, &connection, &texts).await;
     assert_one_post_per_job(app, &job_ids, &texts).await;
 
+    // Every post X created after the timeout is found, not sent again. On a loaded machine
+    // another create may also outlast the 2 s timeout: it is reconciled the same way (found, or
+    // not found and sent by a new attempt), which is correct, so it is counted, not excluded.
     let reconciled = reconciliations(app, &job_ids).await;
-    let found: Vec<_> = reconciled
+    let found = reconciled
         .iter()
         .filter(|(r, attempts)| r.len() == 1 && !r[0].is_null() && *attempts == 1)
-        .collect();
-    assert_eq!(found.len(), AMBIGUOUS, "{reconciled:?}");
+        .count();
+    let not_found = reconciled
+        .iter()
+        .filter(|(r, attempts)| r.len() == 1 && r[0].is_null() && *attempts == 2)
+        .count();
+    let not_reconciled = reconciled.iter().filter(|(r, _)| r.is_empty()).count();
+    assert!(found >= AMBIGUOUS, "{reconciled:?}");
     assert_eq!(
-        reconciled.iter().filter(|(r, _)| r.is_empty()).count(),
-        JOBS - AMBIGUOUS,
-        "{reconciled:?}"
+        found + not_found + not_reconciled,
+        JOBS,
+        "each job reconciled at most once, then published: {reconciled:?}"
     );
     assert_eq!(
         app.x_requests("POST", "/2/tweets").len(),
-        JOBS,
-        "one create call per job: reconciliation, not a resend"
+        JOBS + not_found,
+        "one create call per job, and a second only where X had not created the post: reconciliation, not a resend"
     );
     drop(worker);
     split.stop().await;
