@@ -141,15 +141,16 @@ impl PublishingJob {
                 Some(attempt_id) => NextStep::DeclareOutcomeUnknown { attempt_id },
                 None => NextStep::Nothing,
             },
-            JobStatus::OutcomeUnknown => match self.current_attempt {
-                Some(_) if self.reconciliation_failures > 0 && self.due_at > Some(now) => {
-                    NextStep::WaitUntil(self.due_at.unwrap_or(now))
+            JobStatus::OutcomeUnknown => match (self.current_attempt, self.due_at) {
+                // After a failed lookup, the next one waits for its backoff.
+                (Some(_), Some(due)) if self.reconciliation_failures > 0 && due > now => {
+                    NextStep::WaitUntil(due)
                 }
-                Some(attempt_id) => NextStep::Reconcile {
+                (Some(attempt_id), _) => NextStep::Reconcile {
                     attempt_id,
                     part_index: self.next_part_index(),
                 },
-                None => NextStep::Nothing,
+                (None, _) => NextStep::Nothing,
             },
             _ => NextStep::Nothing,
         }
