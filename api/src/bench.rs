@@ -56,7 +56,9 @@ pub struct BenchArgs {
 const USER: &str = "bench";
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let (database_url, database) = scratch_database(&args.database_url).await?;
+    let (database_url, database) =
+        herald_infrastructure::db::create_scratch_database(&args.database_url, "herald_bench")
+            .await?;
     let result = run_in(&args, &database_url).await;
     if args.keep_database {
         println!("kept database: {database_url}");
@@ -167,22 +169,6 @@ async fn run_in(args: &BenchArgs, database_url: &str) -> anyhow::Result<()> {
     api.stop().await;
     let _ = std::fs::remove_dir_all(data_dir);
     Ok(())
-}
-
-async fn scratch_database(admin_url: &str) -> anyhow::Result<(String, String)> {
-    let name = format!("herald_bench_{}", uuid::Uuid::new_v4().simple());
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(1)
-        .connect(admin_url)
-        .await
-        .context("connecting to Postgres")?;
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&pool)
-        .await?;
-    pool.close().await;
-    let mut url = url::Url::parse(admin_url)?;
-    url.set_path(&name);
-    Ok((url.to_string(), name))
 }
 
 async fn drop_database(admin_url: &str, name: &str) {

@@ -28,6 +28,29 @@ pub struct Db {
     pub any: AnyPool,
 }
 
+/// Creates an empty Postgres database named `{prefix}_{random}` on the server `admin_url`
+/// reaches; returns its URL and name. For runs that need a store of their own (`herald bench`,
+/// tests), so they never touch an operator's data.
+pub async fn create_scratch_database(
+    admin_url: &str,
+    prefix: &str,
+) -> anyhow::Result<(String, String)> {
+    let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(admin_url)
+        .await
+        .context("connecting to Postgres")?;
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&pool)
+        .await
+        .with_context(|| format!("creating the database {name}"))?;
+    pool.close().await;
+    let mut url = url::Url::parse(admin_url).context("the Postgres URL")?;
+    url.set_path(&name);
+    Ok((url.to_string(), name))
+}
+
 impl Db {
     /// Connects to `url` (`postgres://...` or `sqlite://path`), creating a SQLite file if needed,
     /// and applies the migrations.

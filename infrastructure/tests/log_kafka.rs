@@ -7,7 +7,7 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use herald_infrastructure::db::{Db, Engine};
+use herald_infrastructure::db::{create_scratch_database, Db, Engine};
 use herald_infrastructure::log::{
     ensure_topics, EventLog, KafkaConfig, KafkaConsumerRunner, LocalConsumerRunner, LocalLog,
     LogHandler, LogRecord, OutboxRelay, RelayOptions,
@@ -47,17 +47,10 @@ struct TestDb {
 impl TestDb {
     async fn new() -> TestDb {
         let admin_url = required_env("HERALD_TEST_DATABASE_URL");
-        let name = unique("herald_log");
-        let mut admin = PgConnection::connect(&admin_url)
-            .await
-            .expect("connecting to HERALD_TEST_DATABASE_URL");
-        admin
-            .execute(format!("CREATE DATABASE {name}").as_str())
+        let (url, name) = create_scratch_database(&admin_url, "herald_log")
             .await
             .expect("creating the test database");
-        let mut url = url::Url::parse(&admin_url).expect("database URL");
-        url.set_path(&name);
-        let db = Db::connect(url.as_str(), 5)
+        let db = Db::connect(&url, 5)
             .await
             .expect("connecting to the test database");
         TestDb {

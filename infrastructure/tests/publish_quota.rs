@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use herald_domain::Platform;
-use herald_infrastructure::db::Db;
+use herald_infrastructure::db::{create_scratch_database, Db};
 use herald_infrastructure::platforms::{PublishSettled, QuotaReading, RateLimitGate};
 use herald_infrastructure::rate_limit::SharedRateLimits;
 
@@ -31,20 +31,10 @@ async fn sqlite() -> String {
 /// A fresh Postgres database, when the test services are up (`scripts/test.sh` starts them).
 async fn postgres() -> Option<String> {
     let admin = std::env::var("HERALD_TEST_DATABASE_URL").ok()?;
-    let name = format!("herald_test_{}", uuid::Uuid::new_v4().simple());
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(1)
-        .connect(&admin)
-        .await
-        .expect("connect to the test Postgres");
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&pool)
+    let (url, _) = create_scratch_database(&admin, "herald_test")
         .await
         .expect("create a test database");
-    pool.close().await;
-    let mut url = url::Url::parse(&admin).unwrap();
-    url.set_path(&name);
-    Some(url.to_string())
+    Some(url)
 }
 
 /// Two "processes" (pools) on the same database, each with its gate for one account.

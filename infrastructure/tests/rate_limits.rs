@@ -3,7 +3,7 @@
 //! Runs on SQLite, and on Postgres too when `HERALD_TEST_DATABASE_URL` is set (scripts/test.sh).
 use chrono::{TimeDelta, Utc};
 use herald_domain::Platform;
-use herald_infrastructure::db::Db;
+use herald_infrastructure::db::{create_scratch_database, Db};
 use herald_infrastructure::platforms::{app_key, RateLimitGate};
 use herald_infrastructure::rate_limit::SharedRateLimits;
 
@@ -17,20 +17,10 @@ async fn stores() -> Vec<Db> {
         .await
         .unwrap()];
     if let Ok(admin) = std::env::var("HERALD_TEST_DATABASE_URL") {
-        let name = format!("herald_test_{}", uuid::Uuid::new_v4().simple());
-        let pool = sqlx::postgres::PgPoolOptions::new()
-            .max_connections(1)
-            .connect(&admin)
+        let (url, _) = create_scratch_database(&admin, "herald_test")
             .await
-            .expect("connect to the test Postgres");
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&pool)
-            .await
-            .unwrap();
-        pool.close().await;
-        let mut url = url::Url::parse(&admin).unwrap();
-        url.set_path(&name);
-        stores.push(Db::connect(url.as_str(), 4).await.unwrap());
+            .expect("create a test database");
+        stores.push(Db::connect(&url, 4).await.unwrap());
     }
     stores
 }

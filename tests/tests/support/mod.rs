@@ -38,20 +38,10 @@ fn required_env(name: &str) -> String {
 /// A fresh Postgres database; returns its URL.
 pub async fn fresh_postgres_database() -> String {
     let admin = required_env("HERALD_TEST_DATABASE_URL");
-    let name = format!("herald_test_{}", uuid::Uuid::new_v4().simple());
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(1)
-        .connect(&admin)
+    herald_infrastructure::db::create_scratch_database(&admin, "herald_test")
         .await
-        .expect("connect to the test Postgres");
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&pool)
-        .await
-        .expect("create a test database");
-    pool.close().await;
-    let mut url = url::Url::parse(&admin).expect("HERALD_TEST_DATABASE_URL is a URL");
-    url.set_path(&name);
-    url.to_string()
+        .expect("create a test database")
+        .0
 }
 
 /// Drops a database made by `fresh_postgres_database` (tests that panic leave theirs behind).
