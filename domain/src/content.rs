@@ -13,6 +13,8 @@ pub enum MediaKind {
     Image,
     Gif,
     Video,
+    /// A PDF or office document, shown as a swipeable carousel (LinkedIn).
+    Document,
 }
 
 /// A media file referenced by URL; Herald streams it to the platform.
@@ -226,6 +228,10 @@ pub enum ContentError {
     ThreadsNotSupported { platform: Platform },
     #[error("media item {index}: {platform} does not take GIFs; post it as an image or video")]
     GifNotSupported { platform: Platform, index: usize },
+    #[error("media item {index}: {platform} does not take documents; share it as a link instead")]
+    DocumentsNotSupported { platform: Platform, index: usize },
+    #[error("a document is posted on its own on {platform}, without other media; got {count} media items")]
+    DocumentMustBeAlone { platform: Platform, count: usize },
     #[error("a poll needs 2 to 4 options; got {count}")]
     PollOptionCount { count: usize },
     #[error("poll option {index} must be 1 to 25 characters; it has {length}")]
@@ -372,6 +378,8 @@ pub struct ContentRules {
     pub image_types: Vec<String>,
     pub video_types: Vec<String>,
     pub gif_types: Vec<String>,
+    /// Document types (empty where the platform takes no documents).
+    pub document_types: Vec<String>,
     pub supports_polls: bool,
     pub supports_threads: bool,
     /// The platform shows a title of at most this many characters.
@@ -409,6 +417,7 @@ impl ContentRules {
             image_types: types(JPEG_PNG),
             video_types: types(MP4_MOV),
             gif_types: Vec::new(),
+            document_types: Vec::new(),
             supports_polls: false,
             supports_threads: false,
             max_title: None,
@@ -517,12 +526,21 @@ impl ContentRules {
                 link_attachment: true,
                 ..base
             },
-            // §8.2/§8.3: commentary ≤ 3000; one image, a multi-image post or one video;
-            // article shares carry a link and title.
+            // §8.2/§8.3: commentary ≤ 3000; one image, a multi-image post, one video or one
+            // document; article shares carry a link and title. Documents: "PPT, PPTX, DOC,
+            // DOCX, and PDF" (Documents API,
+            // learn.microsoft.com/linkedin/marketing/community-management/shares/documents-api).
             Platform::Linkedin => ContentRules {
                 max_text: 3000,
                 max_media: 20,
                 image_types: types(&["image/jpeg", "image/png", "image/gif"]),
+                document_types: types(&[
+                    "application/pdf",
+                    "application/vnd.ms-powerpoint",
+                    "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+                    "application/msword",
+                    "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+                ]),
                 max_title: Some(400),
                 link_attachment: true,
                 ..base
@@ -794,6 +812,10 @@ impl ContentRules {
                     return Err(ContentError::GifNotSupported { platform, index })
                 }
                 MediaKind::Gif => &self.gif_types,
+                MediaKind::Document if self.document_types.is_empty() => {
+                    return Err(ContentError::DocumentsNotSupported { platform, index })
+                }
+                MediaKind::Document => &self.document_types,
             };
             if !allowed.contains(&item.mime_type) {
                 return Err(ContentError::UnsupportedMediaType {
@@ -808,6 +830,13 @@ impl ContentRules {
                     },
                 });
             }
+        }
+        let has_document = media.iter().any(|m| m.kind == MediaKind::Document);
+        if has_document && media.len() > 1 {
+            return Err(ContentError::DocumentMustBeAlone {
+                platform,
+                count: media.len(),
+            });
         }
         let has_solo = media
             .iter()
@@ -1338,6 +1367,45 @@ mod tests {
             mime_type: "video/mp4".into(),
             probe: None,
         }
+    }
+
+    fn pdf() -> MediaItem {
+        MediaItem {
+            url: "https://cdn.example.com/deck.pdf".into(),
+            kind: MediaKind::Document,
+            mime_type: "application/pdf".into(),
+            probe: None,
+        }
+    }
+
+    #[test]
+    fn given_a_pdf_when_posted_to_linkedin_then_it_is_accepted_alone_and_refused_elsewhere() {
+        let mut deck = text("Our quarterly results");
+        deck.media = vec![pdf()];
+        assert_eq!(rules(Platform::Linkedin).prepare(&deck).unwrap().media, deck.media);
+
+        for platform in [Platform::X, Platform::FacebookPages, Platform::Threads] {
+            assert_eq!(
+                rules(platform).prepare(&deck),
+                Err(ContentError::DocumentsNotSupported { platform, index: 0 }),
+                "{platform}"
+            );
+        }
+
+        let mut with_image = deck.clone();
+        with_image.media.push(image(1));
+        assert_eq!(
+            rules(Platform::Linkedin).prepare(&with_image),
+            Err(ContentError::DocumentMustBeAlone {
+                platform: Platform::Linkedin,
+                count: 2
+            })
+        );
+
+        let mut spreadsheet = deck.clone();
+        spreadsheet.media[0].mime_type = "application/vnd.ms-excel".into();
+        let refused = rules(Platform::Linkedin).prepare(&spreadsheet).unwrap_err();
+        assert!(refused.to_string().contains("application/pdf"), "{refused}");
     }
 
     fn jpeg(n: usize) -> MediaItem {

@@ -28,6 +28,8 @@ pub struct RulesOverride {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gif_types: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub document_types: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub video: Option<VideoLimitsOverride>,
 }
 
@@ -87,6 +89,7 @@ impl RulesOverride {
             ("image_types", &self.image_types),
             ("video_types", &self.video_types),
             ("gif_types", &self.gif_types),
+            ("document_types", &self.document_types),
         ];
         for (setting, list) in lists {
             let malformed = list.iter().flatten().find(|t| !is_mime_type(t));
@@ -154,6 +157,7 @@ impl ContentRules {
             image_types,
             video_types,
             gif_types,
+            document_types,
             video,
         } = changes;
         self.max_text = max_text.unwrap_or(self.max_text);
@@ -172,6 +176,9 @@ impl ContentRules {
         }
         if let Some(types) = gif_types {
             self.gif_types.clone_from(types);
+        }
+        if let Some(types) = document_types {
+            self.document_types.clone_from(types);
         }
         if let Some(video) = video {
             self.video = Some(video.apply(self.video.unwrap_or_else(VideoLimits::unbounded)));

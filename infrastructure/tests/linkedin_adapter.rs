@@ -1,5 +1,6 @@
 //! The LinkedIn adapter against the sandbox's LinkedIn twin over real HTTP: connect (member and
-//! organisations), refresh, text/article/image/multi-image/video posts, a resumed video upload,
+//! organisations), refresh, text/article/image/multi-image/document/video posts, a resumed video
+//! upload,
 //! reconciliation, and the failure classes the publisher relies on.
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -459,6 +460,97 @@ async fn image_and_multi_image_posts() {
         state.posts[1].text,
         "two images https://example.com/gallery"
     );
+    env.sandbox.stop().await;
+}
+
+fn document(url: String) -> MediaItem {
+    MediaItem {
+        url,
+        kind: MediaKind::Document,
+        mime_type: "application/pdf".into(),
+        probe: None,
+    }
+}
+
+#[tokio::test]
+async fn a_document_post_shows_its_pages_under_a_title() {
+    let env = Env::start().await;
+    let organisation = env.connect("herald_sandbox").await.remove(1);
+    let deck = document(env.media_url("Q3%20results.pdf", 5000));
+    let progress = Progress::default();
+    let urn = env
+        .upload(&organisation, &deck, None, &progress)
+        .await
+        .unwrap();
+    assert!(urn.starts_with("urn:li:document:"), "{urn}");
+    assert_eq!(*progress.chunks.lock().unwrap(), [5000]);
+    let draft = PostDraft {
+        text: "Our quarterly results".into(),
+        media_ids: vec![urn.clone()],
+        media: vec![deck.clone()],
+        ..PostDraft::default()
+    };
+    let created = env.post(&organisation, &draft).await.unwrap();
+
+    let state = env.sandbox.linkedin_state();
+    assert_eq!(state.documents.len(), 1);
+    assert_eq!(state.documents[0].owner, organisation.account.account_id);
+    assert_eq!(state.documents[0].bytes, 5000);
+    assert_eq!(state.posts.len(), 1);
+    let post = &state.posts[0];
+    assert_eq!(post.urn, created.post_id);
+    assert_eq!(post.content_kind, "document");
+    assert_eq!(post.media, [urn]);
+    // No title given: the file's name, as LinkedIn's composer shows it.
+    assert_eq!(post.content_title.as_deref(), Some("Q3 results.pdf"));
+
+    // A title given is the one shown.
+    let second = env
+        .upload(&organisation, &deck, None, &Progress::default())
+        .await
+        .unwrap();
+    let titled = PostDraft {
+        text: "The deck again".into(),
+        title: Some("Quarterly results, third quarter".into()),
+        media_ids: vec![second],
+        ..draft
+    };
+    env.post(&organisation, &titled).await.unwrap();
+    assert_eq!(
+        env.sandbox.linkedin_state().posts[1].content_title.as_deref(),
+        Some("Quarterly results, third quarter")
+    );
+    env.sandbox.stop().await;
+}
+
+#[tokio::test]
+async fn a_document_linkedin_cannot_read_or_too_large_to_take_fails_with_what_to_fix() {
+    let env = Env::start().await;
+    let member = env.member("li_bad_docs").await;
+
+    // Bytes that are no document: uploaded, then LinkedIn's processing fails.
+    let noise = MediaItem {
+        url: env.media_url("scan.png", 4000),
+        ..document(String::new())
+    };
+    let failed = env
+        .upload(&member, &noise, None, &Progress::default())
+        .await
+        .unwrap_err();
+    assert_eq!(failed.class, ErrorClass::Permanent);
+    assert_eq!(failed.code, "processing_failed");
+    assert!(failed.message.contains("PDF, PPT(X) or DOC(X)"), "{failed}");
+
+    // Over 100 MB: refused before LinkedIn is asked for an upload URL.
+    let huge = document(env.media_url("huge.pdf", 100 * 1024 * 1024 + 1));
+    let refused = env
+        .upload(&member, &huge, None, &Progress::default())
+        .await
+        .unwrap_err();
+    assert_eq!(refused.class, ErrorClass::Permanent);
+    assert_eq!(refused.code, "media_too_large");
+    assert!(refused.message.contains("at most 100 MB"), "{refused}");
+    assert_eq!(env.sandbox.linkedin_state().documents.len(), 1);
     env.sandbox.stop().await;
 }
 

@@ -1,9 +1,10 @@
 //! Sample media files, so a sandboxed Herald can publish images and videos without reaching the
-//! internet: `GET /media/{name}.{png|jpg|gif|mp4|mov}?bytes=N` serves `N` deterministic bytes
-//! (default 64 KiB, at most 512 MiB) with the matching Content-Type and a Content-Length.
-//! Videos start with a real MP4 header (`ftyp` + `moov`, then `mdat`) describing
-//! `duration_ms` (default 10 s) and `width`x`height` (default 1280x720), so Herald's probe
-//! reads them like a real file. `Range: bytes=a-b` is honoured (206), as CDNs do. Every
+//! internet: `GET /media/{name}.{png|jpg|gif|webp|mp4|mov|pdf|docx|pptx}?bytes=N` serves `N`
+//! deterministic bytes (default 64 KiB, at most 512 MiB) with the matching Content-Type and a
+//! Content-Length. Videos start with a real MP4 header (`ftyp` + `moov`, then `mdat`)
+//! describing `duration_ms` (default 10 s) and `width`x`height` (default 1280x720), so Herald's
+//! probe reads them like a real file; documents start with their format's signature (`%PDF-`,
+//! or the zip header of an Office Open XML file), so a platform twin can tell them from noise. `Range: bytes=a-b` is honoured (206), as CDNs do. Every
 //! request is recorded with the range it asked for ([`MediaRequest`]).
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -154,6 +155,9 @@ fn content_type(name: &str) -> Option<&'static str> {
         "webp" => "image/webp",
         "mp4" => "video/mp4",
         "mov" => "video/quicktime",
+        "pdf" => "application/pdf",
+        "docx" => "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        "pptx" => "application/vnd.openxmlformats-officedocument.presentationml.presentation",
         _ => return None,
     })
 }
@@ -174,7 +178,7 @@ async fn serve(
     });
     let Some(mime) = content_type(&name) else {
         return HttpResponse::NotFound()
-            .body("unknown media type; use .png, .jpg, .gif, .webp, .mp4 or .mov");
+            .body("unknown media type; use .png, .jpg, .gif, .webp, .mp4, .mov, .pdf, .docx or .pptx");
     };
     let length = query.bytes.unwrap_or(DEFAULT_BYTES).min(MAX_BYTES);
     let header = if mime.starts_with("video/") {
@@ -193,6 +197,10 @@ async fn serve(
         );
         header.truncate(length as usize);
         header
+    } else if mime == "application/pdf" {
+        b"%PDF-1.7\n".to_vec()
+    } else if mime.starts_with("application/vnd.openxmlformats") {
+        b"PK\x03\x04".to_vec()
     } else {
         Vec::new()
     };
@@ -246,6 +254,7 @@ mod tests {
     fn media_types_follow_the_extension() {
         assert_eq!(content_type("a.PNG"), Some("image/png"));
         assert_eq!(content_type("clip.mp4"), Some("video/mp4"));
+        assert_eq!(content_type("deck.pdf"), Some("application/pdf"));
         assert_eq!(content_type("notes.txt"), None);
     }
 }

@@ -1,5 +1,6 @@
 //! LinkedIn end to end: connect (the member and the organisations they post for) → publish →
-//! sandbox LinkedIn → projections, for every content type; the documented refusals; a sunset
+//! sandbox LinkedIn → projections, for every content type (text, article, image, multi-image,
+//! video, document); the documented refusals; a sunset
 //! API version; a login without refresh tokens; and the daily limit shared by two worker
 //! processes on Postgres and Kafka.
 mod support;
@@ -169,6 +170,37 @@ async fn member_and_organisation_posts_of_every_kind_are_published_once() {
         "{history:?}"
     );
 
+    // A PDF shown as a document under its title; refused at once beside other media.
+    let deck = media(&app, "deck.pdf", 6000, "document", "application/pdf");
+    let (_, document) = publish_once(
+        &app,
+        member,
+        json!({"text": "the deck", "title": "Roadmap 2027", "media": [deck]}),
+        "the deck",
+    )
+    .await;
+    assert_eq!(document.content_kind, "document");
+    assert_eq!(document.content_title.as_deref(), Some("Roadmap 2027"));
+    assert!(document.media[0].starts_with("urn:li:document:"));
+    let mixed = app
+        .post(
+            "alice",
+            "/publish",
+            json!({"connection_ids": [member], "content": {"text": "deck and photo", "media": [
+                media(&app, "deck.pdf", 6000, "document", "application/pdf"),
+                media(&app, "a.png", 4000, "image", "image/png"),
+            ]}}),
+        )
+        .await;
+    assert_eq!(mixed.status(), 422);
+    let problem: Value = mixed.json().await.unwrap();
+    assert!(
+        problem["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("a document is posted on its own")),
+        "{problem}"
+    );
+
     // The organisation's connection posts as the organisation.
     let org = views
         .iter()
@@ -184,12 +216,12 @@ async fn member_and_organisation_posts_of_every_kind_are_published_once() {
     .await;
     assert_eq!(page_post.author, "urn:li:organization:10000001");
     assert!(page_post.created_by.starts_with("urn:li:person:"));
-    assert_eq!(app.sandbox.linkedin_state().posts.len(), 6);
+    assert_eq!(app.sandbox.linkedin_state().posts.len(), 7);
     app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_and_kafka_publish_linkedin_text_and_image() {
+async fn postgres_and_kafka_publish_linkedin_text_image_and_document() {
     let app = spawn_app(Backend::PostgresKafka).await;
     let connections = app.connect_linkedin("alice", "li_alice").await;
     assert_eq!(connections.len(), 1, "li_alice manages no organisation");
@@ -208,6 +240,16 @@ async fn postgres_and_kafka_publish_linkedin_text_and_image() {
     )
     .await;
     assert_eq!(image.content_kind, "image");
+    let (_, document) = publish_once(
+        &app,
+        &connections[0],
+        json!({"text": "a deck via Kafka", "media": [media(&app, "plan.pptx", 7000, "document",
+            "application/vnd.openxmlformats-officedocument.presentationml.presentation")]}),
+        "a deck via Kafka",
+    )
+    .await;
+    assert_eq!(document.content_kind, "document");
+    assert_eq!(document.content_title.as_deref(), Some("plan.pptx"));
     app.stop().await;
 }
 

@@ -3,7 +3,7 @@
 //! sandbox, or to any standards-compliant OAuth server.
 use chrono::{DateTime, Utc};
 use herald_domain::connection::AccountProfile;
-use herald_domain::{MediaItem, Platform, PlatformFailure, Poll, PublishOptions};
+use herald_domain::{ErrorClass, MediaItem, Platform, PlatformFailure, Poll, PublishOptions};
 
 use crate::secret::Secret;
 
@@ -134,6 +134,17 @@ pub enum PostError {
 /// limit, Meta's `X-App-Usage`), rather than one account's: `app:{client_id}:{endpoint}`. Any
 /// `RateLimitGate` method takes it where it takes an endpoint. Only the client id goes in: it is
 /// public (it appears in every authorization URL); never pass a secret.
+/// A kind of media the platform does not take (`what`), and what to post instead. The rules
+/// table refuses such media when a job is accepted; this answers a job accepted under a
+/// deployment's looser table.
+pub(crate) fn media_not_taken(platform: &str, what: &str, instead: &str) -> PlatformFailure {
+    PlatformFailure::new(
+        ErrorClass::Permanent,
+        "unsupported_media",
+        format!("{platform} does not take {what}; {instead}"),
+    )
+}
+
 pub fn app_key(client_id: &str, endpoint: &str) -> String {
     format!("{APP_KEY_PREFIX}{client_id}:{endpoint}")
 }

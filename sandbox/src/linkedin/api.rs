@@ -6,7 +6,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Map, Value};
 
-use super::state::{Caller, Media, Part, Post};
+use super::state::{Caller, Media, MediaType, Part, Post};
 use super::{
     access_denied, bad_request, finish, guard, little, param, params, rest_error,
     too_many_requests, validation_error, Ctx, LinkedInEndpoint, LinkedInState, MAX_COMMENTARY,
@@ -181,12 +181,48 @@ pub(crate) async fn images_action(
     req: HttpRequest,
     body: web::Bytes,
 ) -> HttpResponse {
-    let ctx = match guard(&state, &req, LinkedInEndpoint::InitializeImage, true).await {
+    initialize_whole_file(state, req, body, MediaType::Image).await
+}
+
+/// `POST /rest/documents?action=initializeUpload`: the same shape as images, answering
+/// `value.document` (Documents API).
+pub(crate) async fn documents_action(
+    state: web::Data<LinkedInState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> HttpResponse {
+    initialize_whole_file(state, req, body, MediaType::Document).await
+}
+
+/// An upload URL for a file taken in one `PUT` (an image or a document).
+async fn initialize_whole_file(
+    state: web::Data<LinkedInState>,
+    req: HttpRequest,
+    body: web::Bytes,
+    kind: MediaType,
+) -> HttpResponse {
+    let (endpoint, resource, field, urn_prefix) = match kind {
+        MediaType::Document => (
+            LinkedInEndpoint::InitializeDocument,
+            "documents",
+            "document",
+            "urn:li:document:D4D10AQ",
+        ),
+        _ => (
+            LinkedInEndpoint::InitializeImage,
+            "images",
+            "image",
+            "urn:li:image:D4E10AQ",
+        ),
+    };
+    let ctx = match guard(&state, &req, endpoint, true).await {
         Ok(ctx) => ctx,
         Err(resp) => return resp,
     };
     if param(&params(&req, &[]), "action") != Some("initializeUpload") {
-        return bad_request("Unsupported action; images support action=initializeUpload");
+        return bad_request(&format!(
+            "Unsupported action; {resource} support action=initializeUpload"
+        ));
     }
     let body = match json_body(&body) {
         Ok(b) => b,
@@ -197,7 +233,7 @@ pub(crate) async fn images_action(
         Err(resp) => return resp,
     };
     let (processing, failed) = processing_fault(&ctx.fault);
-    let urn = format!("urn:li:image:D4E10AQ{}", random_token(12));
+    let urn = format!("{urn_prefix}{}", random_token(12));
     let key = random_token(24);
     {
         let mut inner = state.lock();
@@ -206,7 +242,7 @@ pub(crate) async fn images_action(
             Media {
                 urn: urn.clone(),
                 owner,
-                video: false,
+                kind,
                 bytes: 0,
                 parts: vec![Part {
                     first: 0,
@@ -227,7 +263,7 @@ pub(crate) async fn images_action(
     let body = json!({"value": {
         "uploadUrlExpiresAt": chrono::Utc::now().timestamp_millis() + UPLOAD_URL_LIFETIME_MS,
         "uploadUrl": upload_url(&req, &key),
-        "image": urn,
+        field: urn,
     }});
     finish(&ctx, HttpResponse::Ok().json(body)).await
 }
@@ -314,7 +350,7 @@ pub(crate) async fn videos_action(
             Media {
                 urn: urn.clone(),
                 owner,
-                video: true,
+                kind: MediaType::Video,
                 bytes: size,
                 parts,
                 upload_token: upload_token.clone(),
@@ -345,7 +381,7 @@ async fn finalize_video(state: &LinkedInState, ctx: Ctx, request: &Value) -> Htt
     let (slow, reject) = processing_fault(&ctx.fault);
     let result = {
         let mut inner = state.lock();
-        match inner.media.get_mut(urn).filter(|m| m.video) {
+        match inner.media.get_mut(urn).filter(|m| m.kind == MediaType::Video) {
             None => Err(validation_error(
                 "/finalizeUploadRequest/video",
                 "the video does not exist",
@@ -386,8 +422,9 @@ async fn finalize_video(state: &LinkedInState, ctx: Ctx, request: &Value) -> Htt
     }
 }
 
-/// `PUT /dms-uploads/{key}`: an image, or one byte range of a video. Upload URLs are signed,
-/// so no token is needed.
+/// `PUT /dms-uploads/{key}`: an image, a document, or one byte range of a video. Upload URLs
+/// are signed, so no token is needed. A document that is not a PDF or an Office file (by its
+/// first bytes) uploads, then fails processing, as LinkedIn cannot render it.
 pub(crate) async fn upload(
     state: web::Data<LinkedInState>,
     path: web::Path<String>,
@@ -411,12 +448,15 @@ pub(crate) async fn upload(
                 "The upload URL is unknown or has expired",
             );
         };
-        let max_image = state.config.image_max_bytes;
+        let max_whole = match inner.media.get(&urn).map(|m| m.kind) {
+            Some(MediaType::Document) => state.config.document_max_bytes,
+            _ => state.config.image_max_bytes,
+        };
         let Some(media) = inner.media.get_mut(&urn) else {
             return rest_error(StatusCode::NOT_FOUND, None, None, "Unknown upload");
         };
         let len = body.len() as u64;
-        if media.video {
+        if media.kind == MediaType::Video {
             let part = &mut media.parts[index];
             let expected = part.last - part.first + 1;
             if len != expected {
@@ -428,11 +468,19 @@ pub(crate) async fn upload(
                 part.etag = Some(etag.clone());
                 Ok(())
             }
-        } else if len == 0 || len > max_image {
+        } else if len == 0 || len > max_whole {
+            let what = if media.kind == MediaType::Document {
+                "document"
+            } else {
+                "image"
+            };
             Err(bad_request(&format!(
-                "The image must be between 1 and {max_image} bytes; got {len}"
+                "The {what} must be between 1 and {max_whole} bytes; got {len}"
             )))
         } else {
+            if media.kind == MediaType::Document && !is_document(&body) {
+                media.failed = true;
+            }
             media.bytes = len;
             media.parts[0].last = len - 1;
             media.parts[0].etag = Some(etag.clone());
@@ -451,9 +499,16 @@ pub(crate) async fn upload(
         .finish()
 }
 
-fn media_status(state: &LinkedInState, ctx: &Ctx, urn: &str, video: bool) -> Option<Value> {
+/// Whether the bytes start like a PDF, an Office Open XML (zip) or a legacy Office (OLE2) file.
+fn is_document(bytes: &[u8]) -> bool {
+    const SIGNATURES: [&[u8]; 3] = [b"%PDF-", b"PK\x03\x04", b"\xD0\xCF\x11\xE0"];
+    SIGNATURES.iter().any(|s| bytes.starts_with(s))
+}
+
+fn media_status(state: &LinkedInState, ctx: &Ctx, urn: &str, kind: MediaType) -> Option<Value> {
     let inner = state.lock();
-    let m = inner.media.get(urn).filter(|m| m.video == video)?;
+    let m = inner.media.get(urn).filter(|m| m.kind == kind)?;
+    let video = kind == MediaType::Video;
     if !may_read(state, &ctx.caller, &m.owner) {
         return None;
     }
@@ -474,13 +529,13 @@ async fn status_of(
     state: web::Data<LinkedInState>,
     req: HttpRequest,
     urn: String,
-    video: bool,
+    kind: MediaType,
 ) -> HttpResponse {
     let ctx = match guard(&state, &req, LinkedInEndpoint::MediaStatus, true).await {
         Ok(ctx) => ctx,
         Err(resp) => return resp,
     };
-    match media_status(&state, &ctx, &urn, video) {
+    match media_status(&state, &ctx, &urn, kind) {
         Some(body) => finish(&ctx, HttpResponse::Ok().json(body)).await,
         None => rest_error(
             StatusCode::NOT_FOUND,
@@ -497,7 +552,16 @@ pub(crate) async fn image_status(
     req: HttpRequest,
     path: web::Path<String>,
 ) -> HttpResponse {
-    status_of(state, req, path.into_inner(), false).await
+    status_of(state, req, path.into_inner(), MediaType::Image).await
+}
+
+/// `GET /rest/documents/{urn}`.
+pub(crate) async fn document_status(
+    state: web::Data<LinkedInState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> HttpResponse {
+    status_of(state, req, path.into_inner(), MediaType::Document).await
 }
 
 /// `GET /rest/videos/{urn}`.
@@ -506,7 +570,7 @@ pub(crate) async fn video_status(
     req: HttpRequest,
     path: web::Path<String>,
 ) -> HttpResponse {
-    status_of(state, req, path.into_inner(), true).await
+    status_of(state, req, path.into_inner(), MediaType::Video).await
 }
 
 const POST_FIELDS: &[&str] = &[
@@ -631,15 +695,25 @@ fn parse_content(
     if let Some(media) = obj.get("media") {
         let id = media["id"].as_str().unwrap_or_default();
         let (kind, prefix) = if id.starts_with("urn:li:video:") {
-            ("video", "urn:li:video:")
+            ("video", MediaType::Video.urn_prefix())
+        } else if id.starts_with("urn:li:document:") {
+            ("document", MediaType::Document.urn_prefix())
         } else {
-            ("image", "urn:li:image:")
+            ("image", MediaType::Image.urn_prefix())
         };
         usable_media(state, author, id, "/content/media/id", prefix)?;
+        let media_title = title(media).filter(|t| !t.trim().is_empty());
+        // A document is shown under its title: LinkedIn's examples always give one.
+        if kind == "document" && media_title.is_none() {
+            return Err(validation_error(
+                "/content/media/title",
+                "field is required but not found and has no default value",
+            ));
+        }
         return Ok(Content {
             kind,
             media: vec![id.to_owned()],
-            title: title(media),
+            title: media_title,
             article_url: None,
         });
     }

@@ -1,6 +1,7 @@
 //! The LinkedIn twin, mounted under `/linkedin`.
 //!
-//! Shapes follow `platform-facts.md` §8 (OAuth, Posts API, Images/Videos API, rate limits).
+//! Shapes follow `platform-facts.md` §8 (OAuth, Posts API, Images/Documents/Videos API, rate
+//! limits).
 //! LinkedIn serves OAuth from `www.linkedin.com` and the API from `api.linkedin.com`; the twin
 //! serves both under one prefix. Routes (relative to `/linkedin`):
 //!
@@ -14,6 +15,8 @@
 //! | GET | `/rest/organizations/{id}` | an organisation's name |
 //! | POST | `/rest/images?action=initializeUpload` | an image upload URL |
 //! | GET | `/rest/images/{urn}` | an image's status |
+//! | POST | `/rest/documents?action=initializeUpload` | a document upload URL |
+//! | GET | `/rest/documents/{urn}` | a document's status |
 //! | POST | `/rest/videos?action=initializeUpload` | byte-range upload instructions |
 //! | POST | `/rest/videos?action=finalizeUpload` | finish a video upload (ETags in order) |
 //! | GET | `/rest/videos/{urn}` | a video's processing status |
@@ -103,6 +106,8 @@ pub struct LinkedInConfig {
     pub video_max_bytes: u64,
     /// Largest image (bytes).
     pub image_max_bytes: u64,
+    /// Largest document (bytes; LinkedIn: 100 MB).
+    pub document_max_bytes: u64,
     /// How long a finalized video stays `PROCESSING`.
     pub video_processing_delay: Duration,
     /// Posts per member (author or acting member) per UTC day (third-party figure: 150).
@@ -150,6 +155,7 @@ impl Default for LinkedInConfig {
             video_min_bytes: 75 * 1024,
             video_max_bytes: 500 * 1024 * 1024,
             image_max_bytes: 36 * 1024 * 1024,
+            document_max_bytes: 100 * 1024 * 1024,
             video_processing_delay: Duration::from_millis(300),
             posts_per_day: 150,
             member_calls_per_day: 100_000,
@@ -174,11 +180,13 @@ pub enum LinkedInEndpoint {
     InitializeImage,
     /// `POST /rest/videos?action=initializeUpload`.
     InitializeVideo,
-    /// `PUT /dms-uploads/{key}` (images and video parts).
+    /// `POST /rest/documents?action=initializeUpload`.
+    InitializeDocument,
+    /// `PUT /dms-uploads/{key}` (images, documents and video parts).
     Upload,
     /// `POST /rest/videos?action=finalizeUpload`.
     FinalizeVideo,
-    /// `GET /rest/images/{urn}` and `GET /rest/videos/{urn}`.
+    /// `GET /rest/images/{urn}`, `/rest/documents/{urn}` and `/rest/videos/{urn}`.
     MediaStatus,
     /// `POST /rest/posts`.
     CreatePost,
@@ -197,6 +205,8 @@ pub struct LinkedInStateSnapshot {
     pub images: Vec<LinkedInMediaSnapshot>,
     /// Every video, oldest first.
     pub videos: Vec<LinkedInMediaSnapshot>,
+    /// Every document, oldest first.
+    pub documents: Vec<LinkedInMediaSnapshot>,
     /// Every token issued (plaintext, so tests can grep for leaks).
     pub tokens_issued: Vec<LinkedInIssuedToken>,
     /// Recent requests to LinkedIn routes (the `/_sandbox` routes are not recorded).
@@ -220,9 +230,9 @@ pub struct LinkedInPostSnapshot {
     pub truncated: bool,
     pub visibility: String,
     pub lifecycle_state: String,
-    /// `none`, `image`, `video`, `multi_image` or `article`.
+    /// `none`, `image`, `video`, `document`, `multi_image` or `article`.
     pub content_kind: String,
-    /// Image/video URNs, in order.
+    /// Image/video/document URNs, in order.
     pub media: Vec<String>,
     /// Title given with `content.media` or `content.article`.
     pub content_title: Option<String>,
@@ -234,7 +244,7 @@ pub struct LinkedInPostSnapshot {
     pub created_at: i64,
 }
 
-/// An uploaded image or video.
+/// An uploaded image, video or document.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LinkedInMediaSnapshot {
     pub urn: String,
@@ -282,6 +292,8 @@ pub(crate) fn scope(state: web::Data<LinkedInState>) -> impl HttpServiceFactory 
     .route("/rest/organizations/{id}", web::get().to(api::organization))
     .route("/rest/images", web::post().to(api::images_action))
     .route("/rest/images/{urn}", web::get().to(api::image_status))
+    .route("/rest/documents", web::post().to(api::documents_action))
+    .route("/rest/documents/{urn}", web::get().to(api::document_status))
     .route("/rest/videos", web::post().to(api::videos_action))
     .route("/rest/videos/{urn}", web::get().to(api::video_status))
     .route("/dms-uploads/{key}", web::put().to(api::upload))

@@ -59,12 +59,31 @@ pub(crate) struct Part {
     pub etag: Option<String>,
 }
 
-/// An image or video being uploaded or ready for posts.
+/// Which LinkedIn asset API a media item belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MediaType {
+    Image,
+    Video,
+    Document,
+}
+
+impl MediaType {
+    /// The URN prefix LinkedIn gives this kind of asset.
+    pub fn urn_prefix(self) -> &'static str {
+        match self {
+            MediaType::Image => "urn:li:image:",
+            MediaType::Video => "urn:li:video:",
+            MediaType::Document => "urn:li:document:",
+        }
+    }
+}
+
+/// An image, video or document being uploaded or ready for posts.
 #[derive(Debug, Clone)]
 pub(crate) struct Media {
     pub urn: String,
     pub owner: String,
-    pub video: bool,
+    pub kind: MediaType,
     /// Declared size (videos) or received size (images).
     pub bytes: u64,
     pub parts: Vec<Part>,
@@ -79,7 +98,8 @@ pub(crate) struct Media {
 
 impl Media {
     pub fn status(&self, now: Instant) -> &'static str {
-        if self.parts.iter().any(|p| p.etag.is_none()) || (self.video && !self.finalized) {
+        let unfinished = self.kind == MediaType::Video && !self.finalized;
+        if self.parts.iter().any(|p| p.etag.is_none()) || unfinished {
             return "WAITING_UPLOAD";
         }
         match self.ready_at {
@@ -410,12 +430,12 @@ impl LinkedInState {
     pub fn snapshot(&self) -> LinkedInStateSnapshot {
         let inner = self.lock();
         let now = Instant::now();
-        let media = |video: bool| {
+        let media = |kind: MediaType| {
             inner
                 .media_order
                 .iter()
                 .filter_map(|urn| inner.media.get(urn))
-                .filter(|m| m.video == video)
+                .filter(|m| m.kind == kind)
                 .map(|m| LinkedInMediaSnapshot {
                     urn: m.urn.clone(),
                     owner: m.owner.clone(),
@@ -447,8 +467,9 @@ impl LinkedInState {
                     created_at: p.created_at.timestamp_millis(),
                 })
                 .collect(),
-            images: media(false),
-            videos: media(true),
+            images: media(MediaType::Image),
+            videos: media(MediaType::Video),
+            documents: media(MediaType::Document),
             tokens_issued: inner.issued.clone(),
             requests: inner.requests.records(),
         }

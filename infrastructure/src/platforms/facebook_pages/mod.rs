@@ -38,6 +38,7 @@ use super::{
 };
 use crate::media_source::{MediaSource, MediaUrlPolicy};
 use crate::oauth::SetupError;
+use crate::platforms::media_not_taken;
 use crate::secret::Secret;
 
 /// Permissions Herald asks for: list the Pages, read and publish as them (facts §5).
@@ -468,6 +469,11 @@ impl PlatformAdapter for FacebookPagesAdapter {
                 self.upload_photo(access_token, &upload.item.url, limits)
                     .await
             }
+            MediaKind::Document => Err(media_not_taken(
+                "Facebook",
+                "documents",
+                "share it as a link",
+            )),
             MediaKind::Video => {
                 if upload.count > 1 {
                     return Err(PlatformFailure::new(

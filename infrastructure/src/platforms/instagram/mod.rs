@@ -48,6 +48,7 @@ use super::{
 };
 use crate::media_source::{MediaSource, MediaUrlPolicy};
 use crate::oauth::SetupError;
+use crate::platforms::media_not_taken;
 use crate::secret::Secret;
 
 /// Permissions Herald asks for (facts §4: Instagram API with Facebook Login).
@@ -939,9 +940,15 @@ impl PlatformAdapter for InstagramAdapter {
             (MediaKind::Video, VideoUpload::Resumable) => {
                 upload::upload(self, access_token, upload, limits, progress).await
             }
-            (MediaKind::Gif, _) => Err(permanent(
-                "unsupported_media",
-                "Instagram does not take GIFs; post it as a video or a JPEG image",
+            (MediaKind::Gif, _) => Err(media_not_taken(
+                "Instagram",
+                "GIFs",
+                "post it as a video or a JPEG image",
+            )),
+            (MediaKind::Document, _) => Err(media_not_taken(
+                "Instagram",
+                "documents",
+                "post its pages as a carousel of images",
             )),
         }
     }

@@ -26,6 +26,7 @@ impl CallContext {
     pub const READ_ORGANIZATIONS: Self = Self::new("list the organisations the member manages");
     pub const INIT_IMAGE: Self = Self::new("start the image upload");
     pub const INIT_VIDEO: Self = Self::new("start the video upload");
+    pub const INIT_DOCUMENT: Self = Self::new("start the document upload");
     pub const UPLOAD: Self = Self::new("upload the media");
     pub const FINALIZE_VIDEO: Self = Self::new("finish the video upload");
     pub const MEDIA_STATUS: Self = Self::new("check the media's processing status");

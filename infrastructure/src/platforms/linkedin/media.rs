@@ -1,7 +1,11 @@
-//! Image and video upload through LinkedIn's Images and Videos APIs (platform-facts §8.3).
+//! Image, document and video upload through LinkedIn's Images, Documents and Videos APIs
+//! (platform-facts §8.3).
 //!
-//! Images: `initializeUpload` → one `PUT` of the whole file, streamed from its URL → wait until
-//! the image is `AVAILABLE`. Videos: `initializeUpload` with `fileSizeBytes` → one `PUT` per
+//! Images and documents: `initializeUpload` → one `PUT` of the whole file, streamed from its
+//! URL → wait until it is `AVAILABLE`. Documents (PDF, PPT(X), DOC(X)) may weigh 100 MB and run
+//! to 300 pages ("The file size cannot exceed 100MB and 300 pages", Documents API,
+//! https://learn.microsoft.com/en-us/linkedin/marketing/community-management/shares/documents-api);
+//! the size is checked before anything is sent, the pages only LinkedIn can count. Videos: `initializeUpload` with `fileSizeBytes` → one `PUT` per
 //! upload instruction, exactly its `firstByte..=lastByte` range, holding at most one part in
 //! memory → `finalizeUpload` with every part's `ETag` in order → wait until `AVAILABLE`.
 //!
@@ -27,12 +31,43 @@ struct Wrapped<T> {
     value: T,
 }
 
+/// The answer to an image's or a document's `initializeUpload`.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct ImageUpload {
+struct WholeFileUpload {
     upload_url: String,
-    image: String,
+    /// `value.image` or `value.document`: the URN the post attaches.
+    #[serde(alias = "image", alias = "document")]
+    urn: String,
 }
+
+/// A file LinkedIn takes in one `PUT`.
+struct WholeFile {
+    /// The REST resource (`images`, `documents`), also naming its gate key.
+    resource: &'static str,
+    gate_key: &'static str,
+    /// How messages name it.
+    kind: &'static str,
+    init: CallContext,
+    /// Largest file LinkedIn takes, where Herald knows it.
+    max_bytes: Option<u64>,
+}
+
+const IMAGE: WholeFile = WholeFile {
+    resource: "images",
+    gate_key: "linkedin_images",
+    kind: "image",
+    init: CallContext::INIT_IMAGE,
+    max_bytes: None,
+};
+
+const DOCUMENT: WholeFile = WholeFile {
+    resource: "documents",
+    gate_key: "linkedin_documents",
+    kind: "document",
+    init: CallContext::INIT_DOCUMENT,
+    max_bytes: Some(100 * 1024 * 1024),
+};
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -104,31 +139,49 @@ pub(super) async fn upload(
 ) -> Result<String, PlatformFailure> {
     match upload.item.kind {
         MediaKind::Image | MediaKind::Gif => {
-            upload_image(li, token, author, upload, limits, progress).await
+            upload_whole(li, token, author, upload, limits, progress, &IMAGE).await
+        }
+        MediaKind::Document => {
+            upload_whole(li, token, author, upload, limits, progress, &DOCUMENT).await
         }
         MediaKind::Video => upload_video(li, token, author, upload, limits, progress).await,
     }
 }
 
-async fn upload_image(
+async fn upload_whole(
     li: &LinkedInAdapter,
     token: &str,
     author: &str,
     upload: &MediaUpload<'_>,
     limits: &dyn RateLimitGate,
     progress: &dyn UploadProgress,
+    file: &WholeFile,
 ) -> Result<String, PlatformFailure> {
     let source = li.media_source.open(&upload.item.url, 0).await?;
     let total = source.total;
+    if let (Some(total), Some(max)) = (total, file.max_bytes) {
+        if total > max {
+            return Err(PlatformFailure::new(
+                ErrorClass::Permanent,
+                "media_too_large",
+                format!(
+                    "the {} weighs {} MB; LinkedIn takes at most {} MB",
+                    file.kind,
+                    total.div_ceil(1024 * 1024),
+                    max / (1024 * 1024)
+                ),
+            ));
+        }
+    }
     let init = li
         .rest(
             Method::POST,
-            li.config.action_url("images", "initializeUpload"),
+            li.config.action_url(file.resource, "initializeUpload"),
             token,
         )
         .json(&json!({"initializeUploadRequest": {"owner": author}}));
-    let init: Wrapped<ImageUpload> = li
-        .call_json("linkedin_images", limits, init, CallContext::INIT_IMAGE)
+    let init: Wrapped<WholeFileUpload> = li
+        .call_json(file.gate_key, limits, init, file.init)
         .await?;
     progress.started(total.unwrap_or(0)).await;
     let body = reqwest::Body::wrap_stream(chunks(source));
@@ -146,8 +199,8 @@ async fn upload_image(
     if let Some(total) = total {
         progress.chunk_sent(total, total).await;
     }
-    wait_until_available(li, token, "images", &init.value.image, "image", limits).await?;
-    Ok(init.value.image)
+    wait_until_available(li, token, file.resource, &init.value.urn, file.kind, limits).await?;
+    Ok(init.value.urn)
 }
 
 async fn upload_video(
@@ -315,7 +368,7 @@ async fn media_status(
         .await
 }
 
-/// Polls the image or video until it is `AVAILABLE`, within `status_poll_max_wait`.
+/// Polls the image, document or video until it is `AVAILABLE`, within `status_poll_max_wait`.
 async fn wait_until_available(
     li: &LinkedInAdapter,
     token: &str,
@@ -333,10 +386,14 @@ async fn wait_until_available(
                 let reason = status
                     .processing_failure_reason
                     .unwrap_or_else(|| "no reason given".into());
-                let advice = if kind == "video" {
-                    "check that it is an MP4 of 3 seconds to 30 minutes and 75 KB to 500 MB"
-                } else {
-                    "check that it is a JPEG, PNG or GIF LinkedIn can read"
+                let advice = match kind {
+                    "video" => {
+                        "check that it is an MP4 of 3 seconds to 30 minutes and 75 KB to 500 MB"
+                    }
+                    "document" => {
+                        "check that it is a PDF, PPT(X) or DOC(X) of at most 100 MB and 300 pages"
+                    }
+                    _ => "check that it is a JPEG, PNG or GIF LinkedIn can read",
                 };
                 return Err(PlatformFailure::new(
                     ErrorClass::Permanent,

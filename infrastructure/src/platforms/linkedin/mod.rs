@@ -2,8 +2,8 @@
 //! (state always, no PKCE), 60-day access tokens and — for approved MDP apps only — refresh
 //! tokens whose 365-day lifetime is fixed at the first authorization; the member from
 //! `/v2/userinfo` plus the organisations they may post for (`organizationAcls`); posts through
-//! `POST /rest/posts` with `LinkedIn-Version` and `X-Restli-Protocol-Version: 2.0.0`, images
-//! and videos through the Images and Videos APIs (see `media`).
+//! `POST /rest/posts` with `LinkedIn-Version` and `X-Restli-Protocol-Version: 2.0.0`, images,
+//! documents and videos through the Images, Documents and Videos APIs (see `media`).
 //!
 //! **Which author a connection posts as.** A member and their organisations share one login
 //! and one token; each is its own connection, whose account id is the author URN
@@ -18,7 +18,8 @@
 //! and a Member limit per endpoint: a 429 naming `APPLICATION` closes the app-wide key
 //! `app:{client_id}:{endpoint}`, which every call of every connected member asks first; one
 //! naming `MEMBER` closes only that member's key. Gate keys: `linkedin_userinfo`,
-//! `linkedin_acls`, `linkedin_orgs`, `linkedin_images`, `linkedin_videos`, `linkedin_upload`,
+//! `linkedin_acls`, `linkedin_orgs`, `linkedin_images`, `linkedin_documents`, `linkedin_videos`,
+//! `linkedin_upload`,
 //! `linkedin_media`, `linkedin_posts`, `linkedin_list`.
 mod config;
 mod errors;
@@ -459,12 +460,16 @@ impl LinkedInAdapter {
                 }
                 if let [id] = ids {
                     let mut media = json!({ "id": id });
-                    let video = draft
-                        .media
-                        .first()
-                        .is_some_and(|m| m.kind == MediaKind::Video);
-                    if let (true, Some(title)) = (video, &draft.title) {
-                        media["title"] = json!(title);
+                    match draft.media.first() {
+                        Some(item) if item.kind == MediaKind::Document => {
+                            media["title"] = json!(document_title(draft, &item.url));
+                        }
+                        Some(item) if item.kind == MediaKind::Video => {
+                            if let Some(title) = &draft.title {
+                                media["title"] = json!(title);
+                            }
+                        }
+                        _ => {}
                     }
                     Some(json!({ "media": media }))
                 } else {
@@ -823,6 +828,25 @@ impl PlatformAdapter for LinkedInAdapter {
         }
         tracing::Span::current().record("found", false);
         Ok(None)
+    }
+}
+
+/// A document post shows a title above its pages: the one given, else the file's name (as
+/// LinkedIn's own composer does), else the text's first line.
+fn document_title(draft: &PostDraft, url: &str) -> String {
+    if let Some(title) = draft.title.as_deref().filter(|t| !t.trim().is_empty()) {
+        return title.trim().to_owned();
+    }
+    let file_name = url::Url::parse(url)
+        .ok()
+        .and_then(|u| {
+            let last = u.path_segments()?.next_back()?.to_owned();
+            Some(percent_encoding::percent_decode_str(&last).decode_utf8_lossy().into_owned())
+        })
+        .filter(|name| !name.is_empty());
+    match file_name {
+        Some(name) => name.chars().take(MAX_ARTICLE_TITLE).collect(),
+        None => text::derive_title(&draft.text, url, MAX_ARTICLE_TITLE),
     }
 }
 

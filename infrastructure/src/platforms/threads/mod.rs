@@ -51,6 +51,7 @@ use super::{
     PublishReservation, RateLimitGate, TokenGrant, Unlimited, UploadProgress,
 };
 use crate::oauth::{redact, ClientAuth, OAuthClient, OAuthEndpoints, SetupError};
+use crate::platforms::media_not_taken;
 use crate::secret::Secret;
 
 /// Posts created this long before `since` still count: clocks differ between Herald and Threads.
@@ -837,10 +838,17 @@ impl PlatformAdapter for ThreadsAdapter {
             MediaKind::Image => "image",
             MediaKind::Video => "video",
             MediaKind::Gif => {
-                return Err(PlatformFailure::new(
-                    ErrorClass::Permanent,
-                    "unsupported_media",
-                    "Threads does not take GIFs; post it as an image or a video",
+                return Err(media_not_taken(
+                    "Threads",
+                    "GIFs",
+                    "post it as an image or a video",
+                ))
+            }
+            MediaKind::Document => {
+                return Err(media_not_taken(
+                    "Threads",
+                    "documents",
+                    "share it as a link",
                 ))
             }
         };

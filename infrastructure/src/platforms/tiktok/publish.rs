@@ -34,6 +34,7 @@ use crate::media_source::Download;
 use crate::platforms::{
     CreatedPost, MediaUpload, PostDraft, PostError, RateLimitGate, UploadProgress, UploadResume,
 };
+use crate::platforms::media_not_taken;
 use crate::secret::Secret;
 
 /// What `upload_media` returns for a photo that is not the last of its post: the post is
@@ -1041,6 +1042,13 @@ pub(super) async fn upload_media(
                 ErrorClass::Permanent,
                 "media_unsupported",
                 "TikTok does not take GIFs: post a video or JPEG/WebP photos",
+            ))
+        }
+        MediaKind::Document => {
+            return Err(media_not_taken(
+                "TikTok",
+                "documents",
+                "post its pages as photos",
             ))
         }
     };

@@ -14,6 +14,7 @@ use super::errors::CallContext;
 use super::{Envelope, XAdapter};
 use crate::platforms::http;
 use crate::platforms::{RateLimitGate, UploadProgress};
+use crate::platforms::media_not_taken;
 use crate::secret::Secret;
 
 /// X accepts `segment_index` 0..=999.
@@ -23,11 +24,12 @@ const MIN_CHECK_AFTER: Duration = Duration::from_secs(1);
 const MAX_CHECK_AFTER: Duration = Duration::from_secs(60);
 
 /// X's `media_category` for a kind of media posted in a tweet.
-pub(super) fn media_category(kind: MediaKind) -> &'static str {
+pub(super) fn media_category(kind: MediaKind) -> Result<&'static str, PlatformFailure> {
     match kind {
-        MediaKind::Image => "tweet_image",
-        MediaKind::Gif => "tweet_gif",
-        MediaKind::Video => "tweet_video",
+        MediaKind::Image => Ok("tweet_image"),
+        MediaKind::Gif => Ok("tweet_gif"),
+        MediaKind::Video => Ok("tweet_video"),
+        MediaKind::Document => Err(media_not_taken("X", "documents", "share it as a link")),
     }
 }
 
@@ -36,6 +38,7 @@ fn kind_word(kind: MediaKind) -> &'static str {
         MediaKind::Image => "image",
         MediaKind::Gif => "GIF",
         MediaKind::Video => "video",
+        MediaKind::Document => "document",
     }
 }
 
@@ -103,6 +106,7 @@ pub(super) async fn upload(
     progress: &dyn UploadProgress,
 ) -> Result<String, PlatformFailure> {
     let kind = kind_word(item.kind);
+    let media_category = media_category(item.kind)?;
     let ctx = CallContext::media(kind);
     let mut source = x.media_source.open(&item.url, 0).await?;
     let total = source.require_total()?;
@@ -116,7 +120,7 @@ pub(super) async fn upload(
         .json(&InitializeBody {
             media_type: &item.mime_type,
             total_bytes: total,
-            media_category: media_category(item.kind),
+            media_category,
         });
     let init: Envelope<InitializeData> =
         http::call_json(x, "media_initialize", limits, init, ctx).await?;
@@ -319,9 +323,13 @@ mod tests {
 
     #[test]
     fn categories_follow_the_media_kind() {
-        assert_eq!(media_category(MediaKind::Image), "tweet_image");
-        assert_eq!(media_category(MediaKind::Gif), "tweet_gif");
-        assert_eq!(media_category(MediaKind::Video), "tweet_video");
+        assert_eq!(media_category(MediaKind::Image), Ok("tweet_image"));
+        assert_eq!(media_category(MediaKind::Gif), Ok("tweet_gif"));
+        assert_eq!(media_category(MediaKind::Video), Ok("tweet_video"));
+        assert_eq!(
+            media_category(MediaKind::Document).unwrap_err().code,
+            "unsupported_media"
+        );
     }
 
     #[test]
