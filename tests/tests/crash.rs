@@ -143,7 +143,10 @@ async fn a_killed_worker_loses_and_doubles_nothing(backend: Backend) {
         "no job learned its outcome before the kill"
     );
 
-    let second_config = split.worker_config();
+    // The test counts what the kill left in flight; a create outlasting a short timeout on a
+    // loaded machine would add a reconciliation the kill did not cause, so it has a long one.
+    let mut second_config = split.worker_config();
+    second_config.x_request_timeout_secs = 60;
     let second = split.spawn_worker(&second_config, DEBUG_LOG);
     let app = &split.app;
     assert_one_post_per_job(app, &job_ids, &texts).await;
