@@ -288,6 +288,13 @@ mod tests {
             table.rules_for(Platform::Instagram).image_types,
             vec!["image/jpeg".to_string(), "image/heic".to_string()]
         );
+        let pdf_only =
+            RulesTable::from_json(r#"{"linkedin": {"document_types": ["application/pdf"]}}"#)
+                .unwrap();
+        assert_eq!(
+            pdf_only.rules_for(Platform::Linkedin).document_types,
+            vec!["application/pdf".to_string()]
+        );
     }
 
     #[test]
