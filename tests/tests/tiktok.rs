@@ -2,7 +2,8 @@
 //! Post video, photos and an inbox draft; the documented failure classes; the main flow on
 //! Postgres and Kafka; a worker process killed mid-upload whose successor resumes from the
 //! recorded offset; a pulled public post whose init answer was lost, found among the account's
-//! public videos; and TikTok's per-minute limits kept by two worker processes at once.
+//! public videos; TikTok's per-minute limits kept by two worker processes at once; and a signed
+//! `authorization.removed` webhook ending the connection it names.
 mod support;
 
 use std::time::Duration;
@@ -374,6 +375,92 @@ async fn a_revoked_grant_asks_for_reconnection() {
         "{job}"
     );
     assert!(app.sandbox.tiktok_state().publishes.is_empty());
+    app.stop().await;
+}
+
+/// Has the TikTok twin remove `username`'s authorization; returns what Herald's callback
+/// answered.
+async fn remove_authorization_at_tiktok(app: &TestApp, username: &str, reason: i64) -> Value {
+    let response = app
+        .http
+        .post(format!("{}/_sandbox/deauthorize", app.sandbox.tiktok_base_url()))
+        .json(&json!({"username": username, "reason": reason}))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success());
+    response.json().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_authorization_removed_webhook_ends_the_connection_once() {
+    let app = spawn_app(Backend::Embedded).await;
+    let connection = app.connect_tiktok("alice", "alice_tt").await;
+    let other = app.connect_tiktok("bob", "bob_tt").await;
+    let callback = format!("{}/api/v1/webhooks/tiktok", app.url);
+    let registered = app
+        .http
+        .put(format!("{}/_sandbox/webhook", app.sandbox.tiktok_base_url()))
+        .json(&json!({"url": callback}))
+        .send()
+        .await
+        .unwrap();
+    assert!(registered.status().is_success());
+
+    // A forged delivery (not signed with the app's secret) is refused and changes nothing.
+    let forged = app
+        .http
+        .post(&callback)
+        .header("TikTok-Signature", format!("t={},s={}", chrono::Utc::now().timestamp(), "ab".repeat(32)))
+        .json(&json!({"client_key": "sandbox", "event": "authorization.removed",
+            "create_time": chrono::Utc::now().timestamp(), "user_openid": "x", "content": "{}"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 401);
+    let problem: Value = forged.json().await.unwrap();
+    assert!(
+        problem["type"].as_str().unwrap().ends_with("webhook-signature-invalid"),
+        "{problem}"
+    );
+    let status = |views: &[Value], id: &str| {
+        views
+            .iter()
+            .find(|v| v["connection_id"] == id)
+            .map(|v| v["status"].as_str().unwrap().to_owned())
+    };
+    assert_eq!(status(&app.connections("alice").await, &connection).as_deref(), Some("active"));
+
+    // alice removes Herald in the TikTok app: TikTok revokes her tokens and tells Herald.
+    let answer = remove_authorization_at_tiktok(&app, "alice_tt", 1).await;
+    assert_eq!(answer["delivered_status"], 200, "{answer}");
+    let view = eventually("alice's connection needs her", SOON, || async {
+        app.connections("alice")
+            .await
+            .into_iter()
+            .find(|v| v["connection_id"] == connection.as_str() && v["status"] == "expired")
+    })
+    .await;
+    let reason = view["status_reason"].as_str().unwrap();
+    assert!(
+        reason.contains("TikTok says Herald's access was removed (the user disconnected Herald in the TikTok app)"),
+        "{reason}"
+    );
+    // TikTok delivers at least once: a repeat is accepted and changes nothing more.
+    let again = remove_authorization_at_tiktok(&app, "alice_tt", 1).await;
+    assert_eq!(again["delivered_status"], 200, "{again}");
+    // bob's connection is another account: untouched.
+    assert_eq!(status(&app.connections("bob").await, &other).as_deref(), Some("active"));
+
+    // A job for the ended connection is refused at once with what to do.
+    let refused = app
+        .post(
+            "alice",
+            "/publish",
+            json!({"connection_ids": [connection], "content": {"text": "hello", "media": [video(&app, "w.mp4", 2000)]}}),
+        )
+        .await;
+    assert_eq!(refused.status(), 409, "{:?}", refused.text().await);
     app.stop().await;
 }
 

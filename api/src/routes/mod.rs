@@ -6,6 +6,7 @@ use crate::problem::ApiError;
 pub mod connections;
 pub mod health;
 pub mod jobs;
+pub mod webhooks;
 
 /// Mounts every route, with problem+json for malformed JSON, paths and queries.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -38,6 +39,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 "/{platform}/disconnect",
                 web::delete().to(connections::disconnect),
             ),
+    )
+    .route(
+        "/api/v1/webhooks/{platform}",
+        web::post().to(webhooks::receive),
     )
     .default_service(web::to(|| async {
         Err::<actix_web::HttpResponse, _>(ApiError::new(

@@ -51,6 +51,9 @@ pub struct Connection {
     /// When the login ends (the refresh token's own expiry); the user must connect again by then.
     #[serde(default)]
     pub login_expires_at: Option<DateTime<Utc>>,
+    /// When the account was last connected (a later grant replaces an earlier one).
+    #[serde(default)]
+    pub connected_at: Option<DateTime<Utc>>,
 }
 
 impl Connection {
@@ -128,6 +131,24 @@ impl Connection {
                     ends => Err(ConnectionError::LoginNotEnded(ends)),
                 }
             }
+            C::RecordAccessRemoved { why, at } => {
+                match self.status {
+                    // Webhooks arrive at least once: a repeat changes nothing.
+                    ConnectionStatus::Expired => return Ok(vec![]),
+                    _ => self.require_connected()?,
+                }
+                // A removal older than the latest connection ended a grant since replaced.
+                if self.connected_at.is_some_and(|connected| at < connected) {
+                    return Ok(vec![]);
+                }
+                let platform = self.platform.map_or("the platform", Platform::display_name);
+                Ok(vec![ConnectionEvent::ReauthorizationRequired {
+                    reason: format!(
+                        "{platform} says Herald's access was removed ({why}): connect the account again to keep publishing"
+                    ),
+                    at,
+                }])
+            }
             C::RecordTokenRefreshFailure { failure, at } => {
                 self.require_connected()?;
                 let consecutive_failures = self.refresh_failures + 1;
@@ -200,8 +221,10 @@ impl Aggregate for Connection {
                 token_expires_at,
                 can_refresh,
                 login_expires_at,
+                at,
                 ..
             } => {
+                self.connected_at = Some(at);
                 self.login_expires_at = login_expires_at;
                 self.connection_id = Some(connection_id);
                 self.user_id = Some(user_id);
@@ -338,6 +361,53 @@ mod tests {
         connection.apply(linkedin_connected());
         connection.apply(events[0].clone());
         assert_eq!(connection.status, ConnectionStatus::Expired);
+    }
+
+    fn access_removed(at: DateTime<Utc>) -> ConnectionCommand {
+        ConnectionCommand::RecordAccessRemoved {
+            why: "the user disconnected Herald in the app".into(),
+            at,
+        }
+    }
+
+    #[test]
+    fn given_a_connection_when_the_platform_says_access_was_removed_then_it_needs_the_user() {
+        let events = ConnectionTest::with(())
+            .given(vec![connected()])
+            .when(access_removed(t0() + chrono::Duration::hours(1)))
+            .inspect_result()
+            .unwrap();
+        let [ConnectionEvent::ReauthorizationRequired { reason, at }] = events.as_slice() else {
+            panic!("expected ReauthorizationRequired, got {events:?}");
+        };
+        assert_eq!(*at, t0() + chrono::Duration::hours(1));
+        assert!(
+            reason.contains("X says Herald's access was removed (the user disconnected Herald in the app)"),
+            "{reason}"
+        );
+        assert!(reason.contains("connect the account again"), "{reason}");
+    }
+
+    #[test]
+    fn given_a_repeated_or_outdated_removal_when_recorded_then_nothing_changes() {
+        // Delivered again after the connection already needs the user.
+        let expired = ConnectionEvent::ReauthorizationRequired {
+            reason: "removed".into(),
+            at: t0(),
+        };
+        ConnectionTest::with(())
+            .given(vec![connected(), expired])
+            .when(access_removed(t0()))
+            .then_expect_events(vec![]);
+        // About a grant the user has since replaced by connecting again.
+        ConnectionTest::with(())
+            .given(vec![connected()])
+            .when(access_removed(t0() - chrono::Duration::minutes(5)))
+            .then_expect_events(vec![]);
+        ConnectionTest::with(())
+            .given(vec![connected(), ConnectionEvent::Disconnected { at: t0() }])
+            .when(access_removed(t0()))
+            .then_expect_error(ConnectionError::Disconnected);
     }
 
     #[test]

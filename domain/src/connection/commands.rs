@@ -42,6 +42,12 @@ pub enum ConnectionCommand {
         failure: PlatformFailure,
         at: DateTime<Utc>,
     },
+    /// The platform says the account removed Herald's access (a signed webhook); `why` is its
+    /// reason in words, `at` when the platform says it happened.
+    RecordAccessRemoved {
+        why: String,
+        at: DateTime<Utc>,
+    },
     Disconnect {
         at: DateTime<Utc>,
     },

@@ -1,6 +1,8 @@
 //! Platform adapters: one module per platform, all behind `PlatformAdapter`. Every base URL and
 //! OAuth endpoint comes from configuration, so an adapter talks to the real platform, to the
 //! sandbox, or to any standards-compliant OAuth server.
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use herald_domain::connection::AccountProfile;
 use herald_domain::{ErrorClass, MediaItem, Platform, PlatformFailure, Poll, PublishOptions};
@@ -406,6 +408,42 @@ pub trait PlatformAdapter: Send + Sync {
         draft: &PostDraft,
         limits: &dyn RateLimitGate,
     ) -> Result<Option<CreatedPost>, PlatformFailure>;
+
+    /// Reads a webhook delivery: checks its signature against the app's secret, then says what
+    /// it means for Herald. `headers` are keyed by lower-case name.
+    fn read_webhook(
+        &self,
+        _headers: &HashMap<String, String>,
+        _body: &[u8],
+        _now: DateTime<Utc>,
+    ) -> Result<WebhookNotice, WebhookRefusal> {
+        Err(WebhookRefusal::NotSupported)
+    }
+}
+
+/// What a platform told Herald through a webhook whose signature checked out.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WebhookNotice {
+    /// The account removed Herald's access; `why` in words, `at` when it happened.
+    AccessRemoved {
+        account_id: String,
+        why: String,
+        at: DateTime<Utc>,
+    },
+    /// An event Herald does not act on (publishing outcomes are polled), named for the log.
+    NotActedOn { event: String },
+}
+
+/// Why a webhook delivery was refused. Nothing is changed for a refused delivery.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WebhookRefusal {
+    #[error("this platform's webhooks are not received by Herald")]
+    NotSupported,
+    /// Missing, malformed, stale or wrong: the delivery may be forged or replayed.
+    #[error("the delivery's signature does not hold: {0}")]
+    BadSignature(String),
+    #[error("the delivery cannot be read: {0}")]
+    Unreadable(String),
 }
 
 /// The adapter for each platform Herald is configured for.

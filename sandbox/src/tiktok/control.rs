@@ -207,3 +207,51 @@ pub(crate) async fn complete_inbox(
 pub(crate) async fn state(state: web::Data<TiktokState>) -> HttpResponse {
     HttpResponse::Ok().json(state.snapshot())
 }
+
+/// Body of `PUT /tiktok/_sandbox/webhook`: the app's callback URL (TikTok: set in the
+/// developer portal).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WebhookRequest {
+    url: Option<String>,
+}
+
+/// `PUT /_sandbox/webhook`: sets (or, with `null`, clears) where deliveries go.
+pub(crate) async fn set_webhook(state: web::Data<TiktokState>, body: web::Bytes) -> HttpResponse {
+    let req: WebhookRequest = match parse(&body) {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    if let Some(url) = &req.url {
+        if url::Url::parse(url).is_err() {
+            return control_error(format!("'{url}' is not a URL"));
+        }
+    }
+    state.lock().webhook_url.clone_from(&req.url);
+    HttpResponse::Ok().json(json!({ "url": req.url }))
+}
+
+/// Body of `POST /tiktok/_sandbox/deauthorize`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeauthorizeRequest {
+    username: String,
+    /// TikTok's `authorization.removed` reason (0-5; 1: the user disconnected the app).
+    #[serde(default = "one_i64")]
+    reason: i64,
+}
+
+fn one_i64() -> i64 {
+    1
+}
+
+/// `POST /_sandbox/deauthorize`: the creator removes the app, as from TikTok's settings: every
+/// token of theirs stops working, and `authorization.removed` is delivered to the webhook URL.
+pub(crate) async fn deauthorize(state: web::Data<TiktokState>, body: web::Bytes) -> HttpResponse {
+    let req: DeauthorizeRequest = match parse(&body) {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    let delivered = state.remove_authorization(&req.username, req.reason).await;
+    HttpResponse::Ok().json(json!({ "delivered_status": delivered }))
+}

@@ -23,6 +23,8 @@
 //! | POST | `/_sandbox/creators` | a creator's account settings (private, comments off, banned, …) |
 //! | POST | `/_sandbox/inbox/complete` | the creator finishes an inbox draft (frees a pending share) |
 //! | GET | `/_sandbox/state` | read-only state dump (not part of TikTok) |
+//! | PUT | `/_sandbox/webhook` | the app's webhook callback URL (TikTok: set in the portal) |
+//! | POST | `/_sandbox/deauthorize` | the creator removes the app: tokens revoked, signed `authorization.removed` delivered |
 //!
 //! Every Content Posting and user-info response is the envelope
 //! `{"data": {...}, "error": {"code": "ok"|<code>, "message", "log_id"}}`; the OAuth endpoints
@@ -330,6 +332,8 @@ pub(crate) fn scope(state: web::Data<TiktokState>) -> impl HttpServiceFactory {
         web::post().to(control::complete_inbox),
     )
     .route("/_sandbox/state", web::get().to(control::state))
+    .route("/_sandbox/webhook", web::put().to(control::set_webhook))
+    .route("/_sandbox/deauthorize", web::post().to(control::deauthorize))
     .route("/v2/auth/authorize/", web::get().to(oauth::authorize))
     .route("/v2/oauth/token/", web::post().to(oauth::token))
     .route("/v2/oauth/revoke/", web::post().to(oauth::revoke))

@@ -205,6 +205,8 @@ pub(crate) struct Inner {
     /// Arrival times of recent limited requests per (access token, endpoint).
     windows: HashMap<(String, TiktokEndpoint), VecDeque<Instant>>,
     pub refusals: Vec<TiktokRefusal>,
+    /// The app's webhook callback URL, as set in the developer portal.
+    pub webhook_url: Option<String>,
 }
 
 impl Inner {
@@ -431,6 +433,7 @@ impl TiktokState {
                 requests: RequestLog::default(),
                 windows: HashMap::new(),
                 refusals: Vec::new(),
+                webhook_url: None,
             }),
         }
     }
@@ -454,6 +457,44 @@ impl TiktokState {
     pub fn invalidate_token(&self, token: &str) {
         if let Some(t) = self.lock().access_tokens.get_mut(token) {
             t.invalidated = true;
+        }
+    }
+
+    /// The creator `username` removes the app: their tokens stop working, then
+    /// `authorization.removed` is delivered to the webhook URL, signed as TikTok signs it.
+    /// Returns the HTTP status the callback answered, or `None` (no URL set, or no answer).
+    pub async fn remove_authorization(&self, username: &str, reason: i64) -> Option<u16> {
+        let (open_id, url) = {
+            let mut inner = self.lock();
+            let open_id = inner.creator_by_username(username).open_id;
+            (open_id, inner.webhook_url.clone())
+        };
+        self.revoke_user(&open_id);
+        let url = url?;
+        let now = chrono::Utc::now().timestamp();
+        let body = serde_json::json!({
+            "client_key": self.config.client_key,
+            "event": "authorization.removed",
+            "create_time": now,
+            "user_openid": open_id,
+            "content": serde_json::json!({ "reason": reason }).to_string(),
+        })
+        .to_string();
+        let signature = webhook_signature(&self.config.client_secret, now, &body);
+        let answer = reqwest::Client::new()
+            .post(&url)
+            .header("Content-Type", "application/json")
+            .header("TikTok-Signature", signature)
+            .body(body)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await;
+        match answer {
+            Ok(response) => Some(response.status().as_u16()),
+            Err(error) => {
+                tracing::warn!(%error, "tiktok sandbox webhook delivery failed");
+                None
+            }
         }
     }
 
@@ -686,4 +727,20 @@ pub(crate) fn new_publish(
         post_id: None,
         inbox_completed: false,
     }
+}
+
+/// `TikTok-Signature: t=<unix>,s=<hex>`: HMAC-SHA256 keyed with the client secret over
+/// `"{t}.{body}"` (https://developers.tiktok.com/doc/webhooks-verification).
+pub(crate) fn webhook_signature(client_secret: &str, timestamp: i64, body: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(client_secret.as_bytes())
+        .expect("HMAC takes a key of any length");
+    mac.update(format!("{timestamp}.{body}").as_bytes());
+    let hex: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("t={timestamp},s={hex}")
 }

@@ -23,6 +23,7 @@ mod config;
 mod errors;
 mod publish;
 mod video_list;
+mod webhook;
 
 use std::time::Duration;
 
@@ -503,6 +504,21 @@ impl PlatformAdapter for TiktokAdapter {
         limits: &dyn RateLimitGate,
     ) -> Result<Option<CreatedPost>, PlatformFailure> {
         publish::find_post(self, access_token, since, draft, limits).await
+    }
+
+    fn read_webhook(
+        &self,
+        headers: &std::collections::HashMap<String, String>,
+        body: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<super::WebhookNotice, super::WebhookRefusal> {
+        webhook::read(
+            &self.config.client_key,
+            self.config.client_secret.expose(),
+            headers.get("tiktok-signature").map(String::as_str),
+            body,
+            now,
+        )
     }
 }
 
