@@ -1382,7 +1382,10 @@ mod tests {
     fn given_a_pdf_when_posted_to_linkedin_then_it_is_accepted_alone_and_refused_elsewhere() {
         let mut deck = text("Our quarterly results");
         deck.media = vec![pdf()];
-        assert_eq!(rules(Platform::Linkedin).prepare(&deck).unwrap().media, deck.media);
+        assert_eq!(
+            rules(Platform::Linkedin).prepare(&deck).unwrap().media,
+            deck.media
+        );
 
         for platform in [Platform::X, Platform::FacebookPages, Platform::Threads] {
             assert_eq!(

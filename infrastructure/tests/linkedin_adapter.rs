@@ -517,7 +517,9 @@ async fn a_document_post_shows_its_pages_under_a_title() {
     };
     env.post(&organisation, &titled).await.unwrap();
     assert_eq!(
-        env.sandbox.linkedin_state().posts[1].content_title.as_deref(),
+        env.sandbox.linkedin_state().posts[1]
+            .content_title
+            .as_deref(),
         Some("Quarterly results, third quarter")
     );
     env.sandbox.stop().await;

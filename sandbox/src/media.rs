@@ -177,8 +177,9 @@ async fn serve(
             .map(str::to_owned),
     });
     let Some(mime) = content_type(&name) else {
-        return HttpResponse::NotFound()
-            .body("unknown media type; use .png, .jpg, .gif, .webp, .mp4, .mov, .pdf, .docx or .pptx");
+        return HttpResponse::NotFound().body(
+            "unknown media type; use .png, .jpg, .gif, .webp, .mp4, .mov, .pdf, .docx or .pptx",
+        );
     };
     let length = query.bytes.unwrap_or(DEFAULT_BYTES).min(MAX_BYTES);
     let header = if mime.starts_with("video/") {

@@ -383,7 +383,10 @@ async fn a_revoked_grant_asks_for_reconnection() {
 async fn remove_authorization_at_tiktok(app: &TestApp, username: &str, reason: i64) -> Value {
     let response = app
         .http
-        .post(format!("{}/_sandbox/deauthorize", app.sandbox.tiktok_base_url()))
+        .post(format!(
+            "{}/_sandbox/deauthorize",
+            app.sandbox.tiktok_base_url()
+        ))
         .json(&json!({"username": username, "reason": reason}))
         .send()
         .await
@@ -400,7 +403,10 @@ async fn a_signed_authorization_removed_webhook_ends_the_connection_once() {
     let callback = format!("{}/api/v1/webhooks/tiktok", app.url);
     let registered = app
         .http
-        .put(format!("{}/_sandbox/webhook", app.sandbox.tiktok_base_url()))
+        .put(format!(
+            "{}/_sandbox/webhook",
+            app.sandbox.tiktok_base_url()
+        ))
         .json(&json!({"url": callback}))
         .send()
         .await
@@ -411,16 +417,24 @@ async fn a_signed_authorization_removed_webhook_ends_the_connection_once() {
     let forged = app
         .http
         .post(&callback)
-        .header("TikTok-Signature", format!("t={},s={}", chrono::Utc::now().timestamp(), "ab".repeat(32)))
-        .json(&json!({"client_key": "sandbox", "event": "authorization.removed",
-            "create_time": chrono::Utc::now().timestamp(), "user_openid": "x", "content": "{}"}))
+        .header(
+            "TikTok-Signature",
+            format!("t={},s={}", chrono::Utc::now().timestamp(), "ab".repeat(32)),
+        )
+        .json(
+            &json!({"client_key": "sandbox", "event": "authorization.removed",
+            "create_time": chrono::Utc::now().timestamp(), "user_openid": "x", "content": "{}"}),
+        )
         .send()
         .await
         .unwrap();
     assert_eq!(forged.status(), 401);
     let problem: Value = forged.json().await.unwrap();
     assert!(
-        problem["type"].as_str().unwrap().ends_with("webhook-signature-invalid"),
+        problem["type"]
+            .as_str()
+            .unwrap()
+            .ends_with("webhook-signature-invalid"),
         "{problem}"
     );
     let status = |views: &[Value], id: &str| {
@@ -429,7 +443,10 @@ async fn a_signed_authorization_removed_webhook_ends_the_connection_once() {
             .find(|v| v["connection_id"] == id)
             .map(|v| v["status"].as_str().unwrap().to_owned())
     };
-    assert_eq!(status(&app.connections("alice").await, &connection).as_deref(), Some("active"));
+    assert_eq!(
+        status(&app.connections("alice").await, &connection).as_deref(),
+        Some("active")
+    );
 
     // alice removes Herald in the TikTok app: TikTok revokes her tokens and tells Herald.
     let answer = remove_authorization_at_tiktok(&app, "alice_tt", 1).await;
@@ -450,7 +467,10 @@ async fn a_signed_authorization_removed_webhook_ends_the_connection_once() {
     let again = remove_authorization_at_tiktok(&app, "alice_tt", 1).await;
     assert_eq!(again["delivered_status"], 200, "{again}");
     // bob's connection is another account: untouched.
-    assert_eq!(status(&app.connections("bob").await, &other).as_deref(), Some("active"));
+    assert_eq!(
+        status(&app.connections("bob").await, &other).as_deref(),
+        Some("active")
+    );
 
     // A job for the ended connection is refused at once with what to do.
     let refused = app

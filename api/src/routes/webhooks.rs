@@ -36,7 +36,9 @@ pub async fn receive(
     let headers: HashMap<String, String> = req
         .headers()
         .iter()
-        .filter_map(|(name, value)| Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned())))
+        .filter_map(|(name, value)| {
+            Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
+        })
         .collect();
     let notice = adapter
         .read_webhook(&headers, &body, Utc::now())
@@ -93,7 +95,10 @@ pub async fn receive(
                 }
             }
             tracing::info!(%platform, connections = connections.len(), "access removed at the platform");
-            Ok(HttpResponse::Ok().json(json!({"received": true, "connections": connections.len()})))
+            Ok(
+                HttpResponse::Ok()
+                    .json(json!({"received": true, "connections": connections.len()})),
+            )
         }
         WebhookNotice::NotActedOn { event } => {
             tracing::info!(%platform, %event, "webhook event acknowledged; Herald follows this by polling");

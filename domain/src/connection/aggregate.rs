@@ -138,7 +138,11 @@ impl Connection {
                     _ => self.require_connected()?,
                 }
                 // A removal older than the latest connection ended a grant since replaced.
-                if self.connected_at.is_some_and(|connected| at < connected) {
+                // Platforms give whole seconds: the same second counts as not older.
+                if self
+                    .connected_at
+                    .is_some_and(|connected| at.timestamp() < connected.timestamp())
+                {
                     return Ok(vec![]);
                 }
                 let platform = self.platform.map_or("the platform", Platform::display_name);
@@ -382,10 +386,30 @@ mod tests {
         };
         assert_eq!(*at, t0() + chrono::Duration::hours(1));
         assert!(
-            reason.contains("X says Herald's access was removed (the user disconnected Herald in the app)"),
+            reason.contains(
+                "X says Herald's access was removed (the user disconnected Herald in the app)"
+            ),
             "{reason}"
         );
         assert!(reason.contains("connect the account again"), "{reason}");
+    }
+
+    #[test]
+    fn given_a_removal_in_the_second_of_connecting_when_recorded_then_it_counts() {
+        // The platform's time has whole seconds; the connection was made 400 ms into one.
+        let mut connected_later = connected();
+        if let ConnectionEvent::Connected { at, .. } = &mut connected_later {
+            *at = t0() + chrono::Duration::milliseconds(400);
+        }
+        let events = ConnectionTest::with(())
+            .given(vec![connected_later])
+            .when(access_removed(t0()))
+            .inspect_result()
+            .unwrap();
+        assert!(matches!(
+            events.as_slice(),
+            [ConnectionEvent::ReauthorizationRequired { .. }]
+        ));
     }
 
     #[test]
@@ -402,10 +426,13 @@ mod tests {
         // About a grant the user has since replaced by connecting again.
         ConnectionTest::with(())
             .given(vec![connected()])
-            .when(access_removed(t0() - chrono::Duration::minutes(5)))
+            .when(access_removed(t0() - chrono::Duration::seconds(1)))
             .then_expect_events(vec![]);
         ConnectionTest::with(())
-            .given(vec![connected(), ConnectionEvent::Disconnected { at: t0() }])
+            .given(vec![
+                connected(),
+                ConnectionEvent::Disconnected { at: t0() },
+            ])
             .when(access_removed(t0()))
             .then_expect_error(ConnectionError::Disconnected);
     }

@@ -381,7 +381,11 @@ async fn finalize_video(state: &LinkedInState, ctx: Ctx, request: &Value) -> Htt
     let (slow, reject) = processing_fault(&ctx.fault);
     let result = {
         let mut inner = state.lock();
-        match inner.media.get_mut(urn).filter(|m| m.kind == MediaType::Video) {
+        match inner
+            .media
+            .get_mut(urn)
+            .filter(|m| m.kind == MediaType::Video)
+        {
             None => Err(validation_error(
                 "/finalizeUploadRequest/video",
                 "the video does not exist",
@@ -506,8 +510,13 @@ fn is_document(bytes: &[u8]) -> bool {
 }
 
 fn media_status(state: &LinkedInState, ctx: &Ctx, urn: &str, kind: MediaType) -> Option<Value> {
-    let inner = state.lock();
-    let m = inner.media.get(urn).filter(|m| m.kind == kind)?;
+    // Cloned so the lock is released before `may_read`, which takes it again.
+    let m = state
+        .lock()
+        .media
+        .get(urn)
+        .filter(|m| m.kind == kind)
+        .cloned()?;
     let video = kind == MediaType::Video;
     if !may_read(state, &ctx.caller, &m.owner) {
         return None;

@@ -333,7 +333,10 @@ pub(crate) fn scope(state: web::Data<TiktokState>) -> impl HttpServiceFactory {
     )
     .route("/_sandbox/state", web::get().to(control::state))
     .route("/_sandbox/webhook", web::put().to(control::set_webhook))
-    .route("/_sandbox/deauthorize", web::post().to(control::deauthorize))
+    .route(
+        "/_sandbox/deauthorize",
+        web::post().to(control::deauthorize),
+    )
     .route("/v2/auth/authorize/", web::get().to(oauth::authorize))
     .route("/v2/oauth/token/", web::post().to(oauth::token))
     .route("/v2/oauth/revoke/", web::post().to(oauth::revoke))

@@ -180,9 +180,8 @@ async fn upload_whole(
             token,
         )
         .json(&json!({"initializeUploadRequest": {"owner": author}}));
-    let init: Wrapped<WholeFileUpload> = li
-        .call_json(file.gate_key, limits, init, file.init)
-        .await?;
+    let init: Wrapped<WholeFileUpload> =
+        li.call_json(file.gate_key, limits, init, file.init).await?;
     progress.started(total.unwrap_or(0)).await;
     let body = reqwest::Body::wrap_stream(chunks(source));
     let mut put = li

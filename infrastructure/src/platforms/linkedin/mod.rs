@@ -841,7 +841,11 @@ fn document_title(draft: &PostDraft, url: &str) -> String {
         .ok()
         .and_then(|u| {
             let last = u.path_segments()?.next_back()?.to_owned();
-            Some(percent_encoding::percent_decode_str(&last).decode_utf8_lossy().into_owned())
+            Some(
+                percent_encoding::percent_decode_str(&last)
+                    .decode_utf8_lossy()
+                    .into_owned(),
+            )
         })
         .filter(|name| !name.is_empty());
     match file_name {

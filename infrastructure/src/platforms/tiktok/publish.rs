@@ -31,10 +31,10 @@ use super::errors::{fail_reason, pending_share_limit, ApiError, CallContext};
 use super::video_list::ListedVideo;
 use super::{TiktokAdapter, MB};
 use crate::media_source::Download;
+use crate::platforms::media_not_taken;
 use crate::platforms::{
     CreatedPost, MediaUpload, PostDraft, PostError, RateLimitGate, UploadProgress, UploadResume,
 };
-use crate::platforms::media_not_taken;
 use crate::secret::Secret;
 
 /// What `upload_media` returns for a photo that is not the last of its post: the post is

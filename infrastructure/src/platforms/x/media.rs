@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 use super::errors::CallContext;
 use super::{Envelope, XAdapter};
 use crate::platforms::http;
-use crate::platforms::{RateLimitGate, UploadProgress};
 use crate::platforms::media_not_taken;
+use crate::platforms::{RateLimitGate, UploadProgress};
 use crate::secret::Secret;
 
 /// X accepts `segment_index` 0..=999.
