@@ -43,6 +43,8 @@ mod oauth;
 mod state;
 mod upload;
 
+pub use state::webhook_signature;
+
 use std::time::Duration;
 
 use actix_web::dev::HttpServiceFactory;

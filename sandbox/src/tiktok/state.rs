@@ -731,7 +731,7 @@ pub(crate) fn new_publish(
 
 /// `TikTok-Signature: t=<unix>,s=<hex>`: HMAC-SHA256 keyed with the client secret over
 /// `"{t}.{body}"` (https://developers.tiktok.com/doc/webhooks-verification).
-pub(crate) fn webhook_signature(client_secret: &str, timestamp: i64, body: &str) -> String {
+pub fn webhook_signature(client_secret: &str, timestamp: i64, body: &str) -> String {
     use hmac::{Hmac, Mac};
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(client_secret.as_bytes())
         .expect("HMAC takes a key of any length");
