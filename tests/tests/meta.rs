@@ -2,7 +2,7 @@
 //! Page, and one per linked Instagram business account → publish every content type → sandbox
 //! Meta twin → projections; the documented error classes; the Instagram publishing limit held
 //! strictly by two worker processes at once; reels uploaded resumably, also across a worker
-//! killed mid-upload.
+//! killed mid-upload; and Facebook's signed Deauthorize Callback ending a person's connections.
 mod support;
 
 use std::time::Duration;
@@ -110,6 +110,108 @@ async fn one_facebook_login_connects_every_page_and_the_linked_instagram_account
         "{problem}"
     );
     assert!(app.connections("bob").await.is_empty());
+    app.stop().await;
+}
+
+/// A person who removes Herald in their Facebook settings ends every connection made from their
+/// login (their Pages and Instagram accounts, whichever Herald user connected them), once Meta's
+/// signed Deauthorize Callback checks out; a forged one changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_deauthorize_callback_ends_the_persons_connections() {
+    let app = spawn_app(Backend::Embedded).await;
+    let pages = app.connect_facebook_pages("alice", "meta_quitting").await;
+    let instagram = app
+        .connect_instagram("bob", "meta_quitting")
+        .await
+        .remove(0);
+    let others = app.connect_facebook_pages("alice", "meta_staying").await;
+    eventually("every connection view", SOON, || async {
+        (app.connections("alice").await.len() == 4 && app.connections("bob").await.len() == 1)
+            .then_some(())
+    })
+    .await;
+    let callback = format!("{}/api/v1/webhooks/facebook_pages", app.url);
+    let set = app
+        .http
+        .put(format!(
+            "{}/_sandbox/deauthorize_callback",
+            app.sandbox.meta_base_url()
+        ))
+        .json(&json!({"url": callback}))
+        .send()
+        .await
+        .unwrap();
+    assert!(set.status().is_success());
+
+    let forged = app
+        .http
+        .post(&callback)
+        .form(&[(
+            "signed_request",
+            herald_sandbox::meta::signed_request("not the app secret", Utc::now().timestamp(), "1"),
+        )])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 401);
+
+    let removed: Value = app
+        .http
+        .post(format!(
+            "{}/_sandbox/deauthorize",
+            app.sandbox.meta_base_url()
+        ))
+        .json(&json!({"username": "meta_quitting"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(removed["delivered_status"], 200, "{removed}");
+    let statuses = |views: Vec<Value>| -> Vec<(String, String)> {
+        views
+            .into_iter()
+            .map(|v| {
+                (
+                    v["connection_id"].as_str().unwrap().to_owned(),
+                    v["status"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    eventually("the person's connections need them", SOON, || async {
+        let alice = statuses(app.connections("alice").await);
+        let bob = statuses(app.connections("bob").await);
+        let ended = |id: &String| {
+            alice
+                .iter()
+                .chain(&bob)
+                .any(|(c, s)| c == id && s == "expired")
+        };
+        (pages.iter().all(ended) && ended(&instagram)).then_some(())
+    })
+    .await;
+    let alice = statuses(app.connections("alice").await);
+    for page in &others {
+        assert!(
+            alice.iter().any(|(c, s)| c == page && s == "active"),
+            "another person's Pages stay: {alice:?}"
+        );
+    }
+    let view = app
+        .connections("bob")
+        .await
+        .into_iter()
+        .find(|v| v["connection_id"] == instagram.as_str())
+        .unwrap();
+    assert!(
+        view["status_reason"]
+            .as_str()
+            .unwrap()
+            .contains("the person removed Herald in their Facebook settings"),
+        "{view}"
+    );
     app.stop().await;
 }
 

@@ -10,9 +10,10 @@ use std::collections::HashMap;
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use cqrs_es::AggregateError;
 use herald_domain::connection::ConnectionCommand;
+use herald_domain::{ConnectionId, Platform};
 use herald_infrastructure::platforms::{WebhookNotice, WebhookRefusal};
 use herald_infrastructure::store::CommandMetadata;
 use serde_json::json;
@@ -76,23 +77,15 @@ pub async fn receive(
                 .filter(|c| c.account_id == account_id)
                 .collect();
             for connection in &connections {
-                let recorded = herald
-                    .connections
-                    .execute(
-                        &connection.connection_id,
-                        ConnectionCommand::RecordAccessRemoved {
-                            why: why.clone(),
-                            at,
-                        },
-                        &CommandMetadata::actor(format!("{platform}-webhook"))
-                            .correlated(request_id.0.clone()),
-                    )
-                    .await;
-                match recorded {
-                    // Disconnected meanwhile: there is nothing left to end.
-                    Ok(()) | Err(AggregateError::UserError(_)) => {}
-                    Err(error) => return Err(error.into()),
-                }
+                record_access_removed(
+                    &herald,
+                    &connection.connection_id,
+                    &why,
+                    at,
+                    platform,
+                    &request_id,
+                )
+                .await?;
             }
             tracing::info!(%platform, connections = connections.len(), "access removed at the platform");
             Ok(
@@ -100,9 +93,70 @@ pub async fn receive(
                     .json(json!({"received": true, "connections": connections.len()})),
             )
         }
+        WebhookNotice::LoginRemoved { login_id, why, at } => {
+            let family: Vec<&str> = platform.login_family().iter().map(|p| p.as_str()).collect();
+            let mut ended = 0;
+            for connection in herald.connection_queries.usable_on(&family, None).await? {
+                let (Ok(id), Ok(platform)) = (
+                    ConnectionId::parse(&connection.connection_id),
+                    connection.platform.parse::<Platform>(),
+                ) else {
+                    continue;
+                };
+                let Some(stored) = herald.vault.load(&id).await? else {
+                    continue;
+                };
+                let grant = match herald.adapters.get(platform) {
+                    Ok(adapter) => adapter.current_form(stored),
+                    Err(_) => stored,
+                };
+                if grant.login_id.as_deref() != Some(login_id.as_str()) {
+                    continue;
+                }
+                record_access_removed(
+                    &herald,
+                    &connection.connection_id,
+                    &why,
+                    at,
+                    platform,
+                    &request_id,
+                )
+                .await?;
+                ended += 1;
+            }
+            tracing::info!(%platform, connections = ended, "login removed at the platform");
+            Ok(HttpResponse::Ok().json(json!({"received": true, "connections": ended})))
+        }
         WebhookNotice::NotActedOn { event } => {
             tracing::info!(%platform, %event, "webhook event acknowledged; Herald follows this by polling");
             Ok(HttpResponse::Ok().json(json!({"received": true, "connections": 0})))
         }
+    }
+}
+
+/// Records on one connection that the platform says access was removed.
+async fn record_access_removed(
+    herald: &Herald,
+    connection_id: &str,
+    why: &str,
+    at: DateTime<Utc>,
+    platform: Platform,
+    request_id: &RequestId,
+) -> Result<(), ApiError> {
+    let recorded = herald
+        .connections
+        .execute(
+            connection_id,
+            ConnectionCommand::RecordAccessRemoved {
+                why: why.to_owned(),
+                at,
+            },
+            &CommandMetadata::actor(format!("{platform}-webhook")).correlated(request_id.0.clone()),
+        )
+        .await;
+    match recorded {
+        // Disconnected meanwhile: there is nothing left to end.
+        Ok(()) | Err(AggregateError::UserError(_)) => Ok(()),
+        Err(error) => Err(error.into()),
     }
 }

@@ -430,6 +430,13 @@ pub enum WebhookNotice {
         why: String,
         at: DateTime<Utc>,
     },
+    /// A person removed Herald from a login that several accounts share (Facebook: their Pages
+    /// and Instagram accounts); `login_id` as in `TokenGrant::login_id`.
+    LoginRemoved {
+        login_id: String,
+        why: String,
+        at: DateTime<Utc>,
+    },
     /// An event Herald does not act on (publishing outcomes are polled), named for the log.
     NotActedOn { event: String },
 }

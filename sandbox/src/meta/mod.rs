@@ -32,6 +32,8 @@
 //! | POST/GET/DELETE | `/_sandbox/faults` | fault injection (not part of Meta) |
 //! | GET | `/_sandbox/state` | read-only state dump (not part of Meta) |
 //! | POST | `/_sandbox/users` | declare a user's Pages and linked Instagram accounts |
+//! | PUT | `/_sandbox/deauthorize_callback` | the app's Deauthorize Callback URL (Meta: set in the dashboard) |
+//! | POST | `/_sandbox/deauthorize` | a person removes the app: tokens revoked, signed request posted to the callback |
 //!
 //! A login as an unknown `sandbox_user` creates that user with two Pages, the first linked to
 //! the Instagram business account `{user}_ig` (see [`MetaUserSpec::default_for`]).
@@ -41,6 +43,7 @@
 
 mod api;
 mod control;
+mod deauthorize;
 mod fetch;
 mod instagram;
 mod oauth;
@@ -57,6 +60,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::faults::Fault;
 use crate::meta_graph::{self, graph_error, Throttle};
+pub use deauthorize::signed_request;
 pub(crate) use state::MetaState;
 use state::{Caller, TokenKind};
 
@@ -422,6 +426,14 @@ pub(crate) fn scope(state: web::Data<MetaState>) -> impl HttpServiceFactory {
     .route("/_sandbox/faults", web::delete().to(control::clear_faults))
     .route("/_sandbox/state", web::get().to(control::state))
     .route("/_sandbox/users", web::post().to(control::define_user))
+    .route(
+        "/_sandbox/deauthorize_callback",
+        web::put().to(deauthorize::set_callback),
+    )
+    .route(
+        "/_sandbox/deauthorize",
+        web::post().to(deauthorize::remove_app),
+    )
     .route(
         "/ig-api-upload/{version}/{container}",
         web::post().to(rupload::upload),

@@ -550,6 +550,8 @@ pub(crate) struct MetaState {
     /// Fetches media URLs the way Meta does before accepting them.
     pub http: reqwest::Client,
     inner: Mutex<Inner>,
+    /// The app's Deauthorize Callback URL (Meta: set in the app dashboard).
+    pub deauthorize_url: Mutex<Option<String>>,
 }
 
 impl MetaState {
@@ -592,6 +594,7 @@ impl MetaState {
             config,
             http,
             inner: Mutex::new(inner),
+            deauthorize_url: Mutex::new(None),
         }
     }
 

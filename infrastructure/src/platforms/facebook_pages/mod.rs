@@ -379,6 +379,16 @@ impl PlatformAdapter for FacebookPagesAdapter {
         login::current_form(stored)
     }
 
+    /// Facebook Login's Deauthorize Callback (the person removed the app).
+    fn read_webhook(
+        &self,
+        _headers: &std::collections::HashMap<String, String>,
+        body: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<super::WebhookNotice, super::WebhookRefusal> {
+        self.login.read_deauthorize(body, now)
+    }
+
     /// Facebook grants per person, not per Page: the login's permissions are taken back
     /// (see `meta::login`), which the caller asks for only with the person's last connection.
     async fn revoke(

@@ -14,7 +14,7 @@
 //! handle); [`current_form`] still reads that form, and the next renewal stores the plain one.
 use std::time::Duration;
 
-use chrono::{TimeDelta, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use herald_domain::{ErrorClass, PlatformFailure};
 use serde::Deserialize;
 use url::Url;
@@ -36,7 +36,7 @@ const READ_PERMISSIONS: CallContext = CallContext::api("read the permissions the
 const READ_PERSON: CallContext = CallContext::api("read whose Facebook login it is");
 const REVOKE: CallContext = CallContext::api("revoke Herald's permissions at Facebook");
 /// `TokenGrant::login_id` of a Facebook login: `facebook:{app-scoped user id}`.
-const LOGIN_PREFIX: &str = "facebook:";
+pub(crate) const LOGIN_PREFIX: &str = "facebook:";
 
 /// Where the Graph API and Facebook Login live, and the Meta app.
 #[derive(Debug, Clone)]
@@ -210,6 +210,15 @@ impl std::fmt::Debug for FacebookLogin {
 }
 
 impl FacebookLogin {
+    /// Reads a Deauthorize Callback, checked against the app secret (see `meta::deauthorize`).
+    pub fn read_deauthorize(
+        &self,
+        body: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<crate::platforms::WebhookNotice, crate::platforms::WebhookRefusal> {
+        super::deauthorize::read(self.config.client_secret.expose(), body, now)
+    }
+
     pub fn new(config: GraphConfig, provider: &str) -> Result<Self, SetupError> {
         let oauth = OAuthClient::new(
             OAuthEndpoints {

@@ -2,6 +2,7 @@
 //! ([`graph`], used by Threads, Facebook Pages and Instagram) and Facebook Login with Page
 //! tokens ([`login`], used by Facebook Pages and Instagram), and the publishing quota Instagram
 //! and Threads report live ([`quota`]).
+pub mod deauthorize;
 pub mod errors;
 pub mod graph;
 pub mod login;
