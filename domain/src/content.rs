@@ -545,11 +545,17 @@ impl ContentRules {
                 link_attachment: true,
                 ..base
             },
-            // §9.2: self, link or image posts to a subreddit; title ≤ 300 (required).
+            // §9.2: self, link, image, gallery or video posts to a subreddit; title ≤ 300
+            // (required). A gallery holds 2-20 images (r/modnews, "Image Gallery support is
+            // coming soon", 2020: "we will only allow 20 images per Image Gallery"); one image
+            // is an image post. A video (MP4 or MOV, up to 15 minutes: Reddit's video launch,
+            // 2017) goes alone; 1 GB is Reddit's published video size limit for ads, taken for
+            // posts too (the upload lease itself allows 2 GiB).
             Platform::Reddit => ContentRules {
                 max_text: 40_000,
+                max_media: 20,
                 image_types: types(&["image/jpeg", "image/png", "image/gif"]),
-                video_types: Vec::new(),
+                video: Some(VideoLimits::new(0.0, 900.0, 1024 * MB)),
                 max_title: Some(300),
                 title_required: true,
                 link_attachment: true,
@@ -594,6 +600,7 @@ impl ContentRules {
         }
         self.check_media(&content.media)?;
         self.check_videos(&content.media, &content.options)?;
+        check_media_options(platform, &content.media, &content.options)?;
         if let Some(poll) = &content.poll {
             if !self.supports_polls {
                 return Err(ContentError::PollsNotSupported { platform });
@@ -865,6 +872,25 @@ impl ContentRules {
         }
         Ok(())
     }
+}
+
+/// Options some media needs on some platforms: a Reddit video needs a poster image
+/// (`video_poster_url`), and Herald does not grab a frame from the video for one.
+fn check_media_options(
+    platform: Platform,
+    media: &[MediaItem],
+    options: &PublishOptions,
+) -> Result<(), ContentError> {
+    let has_video = media.iter().any(|m| m.kind == MediaKind::Video);
+    if platform == Platform::Reddit && has_video && options.reddit.thumbnail_url.is_none() {
+        return Err(OptionsError::new(
+            Platform::Reddit,
+            "thumbnail_url",
+            "a Reddit video post needs a poster image, shown before the video plays: give the URL of a JPEG, PNG or GIF image (Herald does not take a frame from the video)",
+        )
+        .into());
+    }
+    Ok(())
 }
 
 /// Cuts `text` to at most `limit` (by `length`) at a word boundary, ending in `…`.
@@ -1521,6 +1547,137 @@ mod tests {
         let prepared = rules(Platform::Reddit).prepare(&content).unwrap();
         assert_eq!(prepared.parts, ["hello"]);
         assert_eq!(prepared.title.as_deref(), Some("hello"));
+    }
+
+    /// Content for r/rust with `media`.
+    fn to_reddit(media: Vec<MediaItem>) -> Content {
+        let mut content = Content {
+            text: "Look at these".into(),
+            media,
+            ..Content::default()
+        };
+        content.options.reddit.subreddit = Some("rust".into());
+        content
+    }
+
+    fn png(n: usize) -> Vec<MediaItem> {
+        (0..n).map(image).collect()
+    }
+
+    #[test]
+    fn given_two_to_twenty_images_when_prepared_for_reddit_then_they_pass_as_a_gallery() {
+        for count in [1, 2, 20] {
+            let prepared = rules(Platform::Reddit).prepare(&to_reddit(png(count)));
+            assert_eq!(prepared.unwrap().media.len(), count);
+        }
+    }
+
+    #[test]
+    fn given_twenty_one_images_when_prepared_for_reddit_then_the_gallery_limit_is_named() {
+        let error = rules(Platform::Reddit)
+            .prepare(&to_reddit(png(21)))
+            .unwrap_err();
+        assert_eq!(
+            error,
+            ContentError::TooManyImages {
+                platform: Platform::Reddit,
+                limit: 20,
+                count: 21
+            }
+        );
+        assert_eq!(
+            error.to_string(),
+            "reddit allows at most 20 images per post; got 21"
+        );
+    }
+
+    #[test]
+    fn given_a_video_with_a_poster_when_prepared_for_reddit_then_it_passes() {
+        let mut content = to_reddit(vec![video()]);
+        content.options.reddit.thumbnail_url = Some("https://cdn.example.com/poster.png".into());
+        assert!(rules(Platform::Reddit).prepare(&content).is_ok());
+        let mut mov = content.clone();
+        mov.media[0].mime_type = "video/quicktime".into();
+        assert!(rules(Platform::Reddit).prepare(&mov).is_ok());
+    }
+
+    #[test]
+    fn given_a_reddit_video_without_a_poster_when_prepared_then_the_option_is_named() {
+        let error = rules(Platform::Reddit)
+            .prepare(&to_reddit(vec![video()]))
+            .unwrap_err();
+        assert!(matches!(
+            &error,
+            ContentError::InvalidOptions(OptionsError {
+                option: "thumbnail_url",
+                ..
+            })
+        ));
+        assert!(
+            error
+                .to_string()
+                .starts_with("options.reddit.thumbnail_url: "),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn given_images_and_a_video_when_prepared_for_reddit_then_mixing_is_refused() {
+        let mut content = to_reddit(vec![image(0), video()]);
+        content.options.reddit.thumbnail_url = Some("https://cdn.example.com/poster.png".into());
+        assert_eq!(
+            rules(Platform::Reddit).prepare(&content),
+            Err(ContentError::VideoMustBeAlone {
+                platform: Platform::Reddit,
+                count: 2
+            })
+        );
+        content.media = vec![video(), video()];
+        assert!(matches!(
+            rules(Platform::Reddit).prepare(&content),
+            Err(ContentError::VideoMustBeAlone { count: 2, .. })
+        ));
+    }
+
+    #[test]
+    fn given_a_webm_when_prepared_for_reddit_then_mp4_and_mov_are_named() {
+        let mut content = to_reddit(vec![MediaItem {
+            mime_type: "video/webm".into(),
+            ..video()
+        }]);
+        content.options.reddit.thumbnail_url = Some("https://cdn.example.com/poster.png".into());
+        let error = rules(Platform::Reddit).prepare(&content).unwrap_err();
+        assert!(
+            error.to_string().contains("video/mp4, video/quicktime"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn given_a_probed_reddit_video_when_over_fifteen_minutes_or_one_gigabyte_then_refused() {
+        let clip = |item: MediaItem| {
+            let mut content = to_reddit(vec![item]);
+            content.options.reddit.thumbnail_url =
+                Some("https://cdn.example.com/poster.png".into());
+            content
+        };
+        let reddit = rules(Platform::Reddit);
+        assert!(reddit
+            .prepare(&clip(probed(900_000, 1920, 1080, 1024 * MB)))
+            .is_ok());
+        let long = reddit
+            .prepare(&clip(probed(901_000, 1920, 1080, MB)))
+            .unwrap_err();
+        assert!(long.to_string().contains("0-900 seconds"), "{long}");
+        let large = reddit
+            .prepare(&clip(probed(60_000, 1920, 1080, 1024 * MB + 1)))
+            .unwrap_err();
+        assert!(
+            large
+                .to_string()
+                .contains("up to 1024 MB; this one has 1025 MB"),
+            "{large}"
+        );
     }
 
     #[test]

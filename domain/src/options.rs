@@ -213,6 +213,11 @@ pub struct RedditOptions {
     pub flair_text: Option<String>,
     pub nsfw: bool,
     pub spoiler: bool,
+    /// The poster image of a video post (`video_poster_url`), shown before the video plays.
+    /// Required for a video: Herald does not grab a frame from the video itself.
+    pub thumbnail_url: Option<String>,
+    /// Post the video as a muted, looping `videogif` instead of a `video`.
+    pub videogif: bool,
 }
 
 impl RedditOptions {
@@ -239,6 +244,18 @@ impl RedditOptions {
                 "subreddit",
                 format!("'{subreddit}' is not a subreddit name (3-21 letters, digits or _)"),
             ));
+        }
+        if let Some(thumbnail) = &self.thumbnail_url {
+            let scheme = url::Url::parse(thumbnail.trim())
+                .ok()
+                .map(|u| u.scheme().to_owned());
+            if !matches!(scheme.as_deref(), Some("http" | "https")) {
+                return Err(OptionsError::new(
+                    Platform::Reddit,
+                    "thumbnail_url",
+                    "must be an absolute http(s) URL of a JPEG, PNG or GIF image",
+                ));
+            }
         }
         Ok(())
     }
@@ -272,6 +289,12 @@ mod tests {
         assert!(options.check_for(Platform::Reddit).is_ok());
         options.reddit.subreddit = Some("no spaces allowed".into());
         assert!(options.check_for(Platform::Reddit).is_err());
+        options.reddit.subreddit = Some("rust".into());
+        options.reddit.thumbnail_url = Some("poster.png".into());
+        let error = options.check_for(Platform::Reddit).unwrap_err();
+        assert_eq!(error.option, "thumbnail_url");
+        options.reddit.thumbnail_url = Some("https://cdn.example.com/poster.png".into());
+        assert!(options.check_for(Platform::Reddit).is_ok());
     }
 
     #[test]

@@ -332,6 +332,36 @@ mod tests {
     }
 
     #[test]
+    fn given_reddit_limits_configured_when_applied_then_galleries_and_videos_follow_them() {
+        let table = RulesTable::from_json(
+            r#"{"reddit": {"max_media": 10, "video": {"max_secs": 60, "max_bytes": 104857600}}}"#,
+        )
+        .unwrap();
+        let reddit = table.rules_for(Platform::Reddit);
+        assert_eq!(reddit.max_media, 10);
+        let video = reddit.video.unwrap();
+        assert_eq!((video.max_secs, video.max_bytes), (60.0, 100 * 1024 * 1024));
+        let mut gallery = text("pics");
+        gallery.options.reddit.subreddit = Some("rust".into());
+        gallery.media = (0..11)
+            .map(|n| crate::MediaItem {
+                url: format!("https://cdn.example.com/{n}.png"),
+                kind: crate::MediaKind::Image,
+                mime_type: "image/png".into(),
+                probe: None,
+            })
+            .collect();
+        assert_eq!(
+            reddit.prepare(&gallery),
+            Err(ContentError::TooManyImages {
+                platform: Platform::Reddit,
+                limit: 10,
+                count: 11,
+            })
+        );
+    }
+
+    #[test]
     fn given_a_platform_without_video_limits_when_some_are_set_then_the_rest_stay_unbounded() {
         let table = RulesTable::from_json(r#"{"threads": {"video": {"max_secs": 300}}}"#).unwrap();
         assert_eq!(

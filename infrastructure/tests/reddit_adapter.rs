@@ -1,6 +1,6 @@
 //! The Reddit adapter against the sandbox's Reddit twin over real HTTP: connect with Basic auth
-//! and a permanent grant, refresh without rotation, self/link/image posts, reconciliation, and
-//! the failure classes the publisher relies on.
+//! and a permanent grant, refresh without rotation, self/link/image/gallery/video posts,
+//! reconciliation, and the failure classes the publisher relies on.
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -109,6 +109,77 @@ impl Env {
                 &Progress::default(),
             )
             .await
+    }
+
+    /// Uploads every item of `draft.media` as the publisher does, filling `draft.media_ids`.
+    async fn upload_all(
+        &self,
+        grant: &TokenGrant,
+        draft: &mut PostDraft,
+    ) -> Result<(), PlatformFailure> {
+        let post = draft.clone();
+        let mut ids = Vec::new();
+        for (index, item) in post.media.iter().enumerate() {
+            let upload = MediaUpload {
+                item,
+                index,
+                count: post.media.len(),
+                post: &post,
+                resume: None,
+            };
+            ids.push(
+                self.adapter
+                    .upload_media(
+                        &grant.access_token,
+                        &upload,
+                        &Gate::default(),
+                        &Progress::default(),
+                    )
+                    .await?,
+            );
+        }
+        draft.media_ids = ids;
+        Ok(())
+    }
+
+    fn sample(&self, name: &str, bytes: usize) -> MediaItem {
+        let (kind, mime_type) = match name.rsplit_once('.').map(|(_, e)| e) {
+            Some("mp4") => (MediaKind::Video, "video/mp4"),
+            Some("mov") => (MediaKind::Video, "video/quicktime"),
+            Some("jpg") => (MediaKind::Image, "image/jpeg"),
+            _ => (MediaKind::Image, "image/png"),
+        };
+        MediaItem {
+            url: format!("{}/media/{name}?bytes={bytes}", self.sandbox.base_url()),
+            kind,
+            mime_type: mime_type.into(),
+            probe: None,
+        }
+    }
+
+    /// A gallery of `count` PNGs to `subreddit`, uploaded.
+    async fn gallery(
+        &self,
+        grant: &TokenGrant,
+        subreddit: &str,
+        title: &str,
+        count: usize,
+    ) -> PostDraft {
+        let mut draft = to(subreddit, title);
+        draft.media = (0..count)
+            .map(|i| self.sample(&format!("pic{i}.png"), 1000 + i))
+            .collect();
+        self.upload_all(grant, &mut draft).await.expect("uploaded");
+        draft
+    }
+
+    /// A video to `subreddit` with a poster, uploaded.
+    async fn video(&self, grant: &TokenGrant, subreddit: &str, title: &str) -> PostDraft {
+        let mut draft = to(subreddit, title);
+        draft.media = vec![self.sample("clip.mp4", 50_000)];
+        draft.options.reddit.thumbnail_url = Some(self.sample("poster.jpg", 3000).url);
+        self.upload_all(grant, &mut draft).await.expect("uploaded");
+        draft
     }
 
     fn fault(&self, endpoint: RedditEndpoint, fault: Fault) {
@@ -287,6 +358,230 @@ async fn self_link_and_image_posts_come_back_with_id_and_url() {
         .unwrap()
         .iter()
         .any(|(e, left, at)| e == &app_api() && left.is_some() && at.is_some()));
+    env.sandbox.stop().await;
+}
+
+#[tokio::test]
+async fn gallery_and_video_posts_come_back_with_id_and_url() {
+    let env = Env::start().await;
+    let grant = env.connect("reddit_media").await;
+
+    // A gallery: three leases and uploads, one JSON submission answered with the post.
+    let mut gallery = env
+        .gallery(&grant, "herald_sandbox", "Three pictures", 3)
+        .await;
+    gallery.options.reddit.spoiler = true;
+    let gate = Gate::default();
+    let posted = env
+        .adapter
+        .create_post(&grant.access_token, &gallery, &gate)
+        .await
+        .unwrap();
+    let state = env.sandbox.reddit_state();
+    assert_eq!(state.posts.len(), 1);
+    let post = &state.posts[0];
+    assert_eq!(post.kind, "gallery");
+    assert!(post.spoiler);
+    assert_eq!(posted.post_id, format!("t3_{}", post.id), "not t3_t3_");
+    assert!(posted.url.ends_with(&post.permalink), "{}", posted.url);
+    let assets: Vec<String> = state.assets.iter().map(|a| a.asset_id.clone()).collect();
+    assert_eq!(post.media_ids, assets, "every image, by asset id, in order");
+    assert!(state
+        .requests
+        .iter()
+        .any(|r| r.path.ends_with("/api/submit_gallery_post.json")));
+    assert!(gate
+        .acquired
+        .lock()
+        .unwrap()
+        .contains(&"reddit_submit".to_owned()));
+
+    // A video: the poster and the video leased and uploaded, `kind=video` with
+    // `video_poster_url`, answered with a websocket, then found in the listing.
+    let video = env.video(&grant, "herald_sandbox", "A short clip").await;
+    let posted = env.post(&grant, &video).await.unwrap();
+    let state = env.sandbox.reddit_state();
+    assert_eq!(state.posts.len(), 2);
+    let post = &state.posts[1];
+    assert_eq!(post.kind, "video");
+    assert_eq!(posted.post_id, format!("t3_{}", post.id));
+    assert!(posted.url.ends_with(&post.permalink), "{}", posted.url);
+    let poster = &state.assets[3];
+    let clip = &state.assets[4];
+    assert_eq!(
+        (poster.mimetype.as_str(), poster.bytes),
+        ("image/jpeg", Some(3000))
+    );
+    assert_eq!(
+        (clip.mimetype.as_str(), clip.bytes),
+        ("video/mp4", Some(50_000))
+    );
+    assert_eq!(post.media_ids, std::slice::from_ref(&clip.asset_id));
+    assert_eq!(post.poster_url, poster.location);
+
+    // A muted videogif.
+    let mut gif = env.video(&grant, "herald_sandbox", "A loop").await;
+    gif.options.reddit.videogif = true;
+    env.post(&grant, &gif).await.unwrap();
+    assert_eq!(env.sandbox.reddit_state().posts[2].kind, "videogif");
+    env.sandbox.stop().await;
+}
+
+#[tokio::test]
+async fn gallery_and_video_refusals_are_actionable() {
+    let env = Env::start_with(|s| s.max_gallery_items = 3, |_| {}).await;
+    let grant = env.connect("reddit_media_errors").await;
+
+    // A subreddit that takes no galleries or videos.
+    let gallery = env.gallery(&grant, "stills", "No galleries here", 2).await;
+    let f = failure(env.post(&grant, &gallery).await);
+    assert_eq!(
+        (f.class, f.code.as_str()),
+        (ErrorClass::Permanent, "INVALID_OPTION")
+    );
+    assert!(f.message.contains("galleries"), "{}", f.message);
+    let video = env.video(&grant, "stills", "No videos here").await;
+    let f = failure(env.post(&grant, &video).await);
+    assert_eq!(f.code, "INVALID_OPTION");
+    assert!(f.message.contains("videos"), "{}", f.message);
+
+    // More items than the twin's gallery takes: Reddit's words are passed on.
+    let big = env.gallery(&grant, "herald_sandbox", "Too many", 4).await;
+    let f = failure(env.post(&grant, &big).await);
+    assert_eq!(
+        (f.class, f.code.as_str()),
+        (ErrorClass::Permanent, "BAD_NUMBER")
+    );
+    assert!(f.message.contains("2 to 3 items"), "{}", f.message);
+
+    // Media ids another account uploaded.
+    let other = env.connect("reddit_someone_else").await;
+    let theirs = env.gallery(&other, "herald_sandbox", "Not mine", 2).await;
+    let mut borrowed = to("herald_sandbox", "Borrowed");
+    borrowed.media_ids = theirs.media_ids.clone();
+    let f = failure(env.post(&grant, &borrowed).await);
+    assert_eq!(f.code, "INVALID_MEDIA_ASSETS");
+    assert!(f.message.contains("upload them again"), "{}", f.message);
+
+    // A poster that is not an image, and a video without one: refused before any lease.
+    let leases = env.sandbox.reddit_state().assets.len();
+    let mut bad_poster = to("herald_sandbox", "Bad poster");
+    bad_poster.media = vec![env.sample("clip.mp4", 2000)];
+    bad_poster.options.reddit.thumbnail_url = Some(env.sample("other.mp4", 2000).url);
+    let f = env.upload_all(&grant, &mut bad_poster).await.unwrap_err();
+    assert_eq!(
+        (f.class, f.code.as_str()),
+        (ErrorClass::Permanent, "thumbnail_unsupported")
+    );
+    assert!(
+        f.message.contains("options.reddit.thumbnail_url"),
+        "{}",
+        f.message
+    );
+    bad_poster.options.reddit.thumbnail_url = None;
+    let f = env.upload_all(&grant, &mut bad_poster).await.unwrap_err();
+    assert_eq!(f.code, "thumbnail_required");
+    assert_eq!(env.sandbox.reddit_state().assets.len(), leases);
+
+    // A video over the configured size is refused before its lease.
+    let small = Env::start_with(|_| {}, |c| c.video_max_bytes = 10_000).await;
+    let grant = small.connect("reddit_small").await;
+    let mut large = to("herald_sandbox", "Large");
+    large.media = vec![small.sample("clip.mov", 20_000)];
+    large.options.reddit.thumbnail_url = Some(small.sample("poster.png", 100).url);
+    let f = small.upload_all(&grant, &mut large).await.unwrap_err();
+    assert_eq!(f.code, "media_too_large");
+    assert!(f.message.contains("video"), "{}", f.message);
+    let assets = small.sandbox.reddit_state().assets;
+    assert_eq!(assets.len(), 1, "only the poster was leased");
+    small.sandbox.stop().await;
+    env.sandbox.stop().await;
+}
+
+#[tokio::test]
+async fn gallery_and_video_posts_timed_out_after_success_are_found_not_sent_again() {
+    let env = Env::start().await;
+    let grant = env.connect("reddit_media_slow").await;
+    let since = Utc::now();
+
+    let gallery = env
+        .gallery(&grant, "herald_sandbox", "Slow gallery", 2)
+        .await;
+    env.fault(
+        RedditEndpoint::SubmitGallery,
+        Fault::TimeoutAfterSuccess { secs: 1.5 },
+    );
+    assert!(matches!(
+        env.post(&grant, &gallery).await,
+        Err(PostError::OutcomeUnknown(_))
+    ));
+    let found = env
+        .adapter
+        .find_post(&grant.access_token, since, &gallery, &Gate::default())
+        .await
+        .unwrap()
+        .expect("the gallery is found");
+    let state = env.sandbox.reddit_state();
+    assert_eq!(state.posts.len(), 1);
+    assert_eq!(found.post_id, format!("t3_{}", state.posts[0].id));
+    // Another gallery of the same title and subreddit is not this one.
+    let other = env
+        .gallery(&grant, "herald_sandbox", "Slow gallery", 2)
+        .await;
+    assert!(env
+        .adapter
+        .find_post(&grant.access_token, since, &other, &Gate::default())
+        .await
+        .unwrap()
+        .is_none());
+
+    let video = env.video(&grant, "herald_sandbox", "Slow video").await;
+    env.fault(
+        RedditEndpoint::Submit,
+        Fault::TimeoutAfterSuccess { secs: 1.5 },
+    );
+    assert!(matches!(
+        env.post(&grant, &video).await,
+        Err(PostError::OutcomeUnknown(_))
+    ));
+    let found = env
+        .adapter
+        .find_post(&grant.access_token, since, &video, &Gate::default())
+        .await
+        .unwrap()
+        .expect("the video is found");
+    let state = env.sandbox.reddit_state();
+    assert_eq!(state.posts.len(), 2);
+    assert_eq!(state.posts[1].kind, "video");
+    assert_eq!(found.post_id, format!("t3_{}", state.posts[1].id));
+    let other = env.video(&grant, "herald_sandbox", "Slow video").await;
+    assert!(env
+        .adapter
+        .find_post(&grant.access_token, since, &other, &Gate::default())
+        .await
+        .unwrap()
+        .is_none());
+
+    // A media storage failure is retryable, and a 5xx on the gallery submission too.
+    env.fault(
+        RedditEndpoint::MediaUpload,
+        Fault::ServerError { status: 503 },
+    );
+    let mut retry = to("herald_sandbox", "Retry me");
+    retry.media = vec![env.sample("a.png", 100), env.sample("b.png", 100)];
+    let f = env.upload_all(&grant, &mut retry).await.unwrap_err();
+    assert_eq!(f.class, ErrorClass::Retryable);
+    env.upload_all(&grant, &mut retry).await.unwrap();
+    env.fault(
+        RedditEndpoint::SubmitGallery,
+        Fault::ServerError { status: 502 },
+    );
+    assert_eq!(
+        failure(env.post(&grant, &retry).await).class,
+        ErrorClass::Retryable
+    );
+    env.post(&grant, &retry).await.unwrap();
+    assert_eq!(env.sandbox.reddit_state().posts.len(), 3);
     env.sandbox.stop().await;
 }
 

@@ -147,16 +147,30 @@ impl Harness {
 
     /// Lease → S3-style form upload; returns the URL to submit.
     async fn upload_image(&self, a: &Account, bytes: usize) -> Result<String, Response> {
+        self.upload(a, "cat.png", "image/png", bytes)
+            .await
+            .map(|(_, location)| location)
+    }
+
+    /// Lease → S3-style form upload of `bytes` bytes; returns the asset id and the URL.
+    async fn upload(
+        &self,
+        a: &Account,
+        filepath: &str,
+        mimetype: &str,
+        bytes: usize,
+    ) -> Result<(String, String), Response> {
         let lease = json_of(
             self.http
                 .post(self.url("/api/media/asset.json"))
                 .bearer_auth(&a.token)
-                .form(&[("filepath", "cat.png"), ("mimetype", "image/png")])
+                .form(&[("filepath", filepath), ("mimetype", mimetype)])
                 .send()
                 .await
                 .unwrap(),
         )
         .await;
+        let asset_id = lease["asset"]["asset_id"].as_str().unwrap().to_owned();
         let action = lease["args"]["action"].as_str().unwrap();
         assert!(action.starts_with("//"), "protocol-relative like Reddit's");
         let mut body = Vec::new();
@@ -174,7 +188,7 @@ impl Harness {
                 format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n").as_bytes(),
             );
         }
-        body.extend_from_slice(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"cat.png\"\r\nContent-Type: image/png\r\n\r\n").as_bytes());
+        body.extend_from_slice(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filepath}\"\r\nContent-Type: {mimetype}\r\n\r\n").as_bytes());
         body.extend(std::iter::repeat_n(7u8, bytes));
         body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
         let resp = self
@@ -194,8 +208,271 @@ impl Harness {
         let location = resp.headers()["location"].to_str().unwrap().to_owned();
         let xml = resp.text().await.unwrap();
         assert!(xml.contains(&format!("<Key>{key}</Key>")));
-        Ok(location)
+        Ok((asset_id, location))
     }
+
+    async fn submit_gallery(&self, a: &Account, body: Value) -> Value {
+        let resp = self
+            .http
+            .post(self.url("/api/submit_gallery_post.json"))
+            .bearer_auth(&a.token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "errors come in the JSON envelope");
+        json_of(resp).await
+    }
+
+    async fn listing(&self, a: &Account, user: &str) -> Vec<Value> {
+        let resp = self
+            .http
+            .get(self.url(&format!("/user/{user}/submitted")))
+            .query(&[("limit", "10"), ("sort", "new")])
+            .bearer_auth(&a.token)
+            .send()
+            .await
+            .unwrap();
+        json_of(resp).await["data"]["children"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["data"].clone())
+            .collect()
+    }
+}
+
+fn gallery(sr: &str, title: &str, ids: &[&str]) -> Value {
+    let items: Vec<Value> = ids
+        .iter()
+        .map(|id| serde_json::json!({"media_id": id, "caption": "", "outbound_url": ""}))
+        .collect();
+    serde_json::json!({"api_type": "json", "sr": sr, "title": title, "items": items,
+        "sendreplies": true, "nsfw": false, "spoiler": false})
+}
+
+#[tokio::test]
+async fn gallery_posts_answer_with_the_post_and_list_their_images() {
+    let h = spawn_with(RedditConfig {
+        max_gallery_items: 3,
+        ..RedditConfig::default()
+    })
+    .await;
+    let a = h.connect("reddit_gallery").await;
+    let (one, _) = h.upload(&a, "a.png", "image/png", 100).await.unwrap();
+    let (two, _) = h.upload(&a, "b.jpg", "image/jpeg", 100).await.unwrap();
+    let mut body = gallery("herald_sandbox", "Two pictures", &[&one, &two]);
+    body["items"][1]["caption"] = serde_json::json!("the second");
+    body["items"][1]["outbound_url"] = serde_json::json!("https://example.com/2");
+    let answer = h.submit_gallery(&a, body).await;
+    assert_eq!(answer["json"]["errors"], serde_json::json!([]));
+    let data = &answer["json"]["data"];
+    let id = data["id"].as_str().unwrap().strip_prefix("t3_").unwrap();
+    assert!(data["url"]
+        .as_str()
+        .unwrap()
+        .ends_with(&format!("/r/herald_sandbox/comments/{id}/two_pictures/")));
+
+    let listed = h.listing(&a, "reddit_gallery").await;
+    let post = &listed[0];
+    assert_eq!(post["is_gallery"], true);
+    assert_eq!(post["is_self"], false);
+    assert_eq!(post["gallery_data"]["items"][0]["media_id"], one.as_str());
+    assert_eq!(post["gallery_data"]["items"][1]["caption"], "the second");
+    assert_eq!(post["media_metadata"][&two]["m"], "image/jpeg");
+    let state = h.sandbox.reddit_state();
+    assert_eq!(state.posts[0].kind, "gallery");
+    assert_eq!(state.posts[0].media_ids, [one.clone(), two.clone()]);
+
+    // Refusals, each in the envelope with its code and field.
+    let (video, _) = h.upload(&a, "v.mp4", "video/mp4", 100).await.unwrap();
+    let stranger = h.connect("reddit_stranger").await;
+    let (theirs, _) = h
+        .upload(&stranger, "c.png", "image/png", 100)
+        .await
+        .unwrap();
+    let cases = [
+        (
+            gallery("herald_sandbox", "One", &[&one]),
+            "BAD_NUMBER",
+            "items",
+        ),
+        (
+            gallery("herald_sandbox", "Four", &[&one, &two, &one, &two]),
+            "BAD_NUMBER",
+            "items",
+        ),
+        (
+            gallery("herald_sandbox", "Unknown", &[&one, "nosuchasset"]),
+            "INVALID_MEDIA_ASSETS",
+            "items",
+        ),
+        (
+            gallery("herald_sandbox", "Not mine", &[&one, &theirs]),
+            "INVALID_MEDIA_ASSETS",
+            "items",
+        ),
+        (
+            gallery("herald_sandbox", "A video", &[&one, &video]),
+            "INVALID_MEDIA_ASSETS",
+            "items",
+        ),
+        (
+            gallery("stills", "Stills", &[&one, &two]),
+            "INVALID_OPTION",
+            "sr",
+        ),
+        (gallery("textonly", "Text", &[&one, &two]), "NO_LINKS", "sr"),
+        (
+            gallery("herald_sandbox", "", &[&one, &two]),
+            "NO_TEXT",
+            "title",
+        ),
+        (
+            gallery("needsflair", "Flair", &[&one, &two]),
+            "SUBMIT_VALIDATION_FLAIR_REQUIRED",
+            "flair",
+        ),
+    ];
+    for (body, code, field) in cases {
+        let answer = h.submit_gallery(&a, body).await;
+        let error = &answer["json"]["errors"][0];
+        assert_eq!(
+            (error[0].as_str(), error[2].as_str()),
+            (Some(code), Some(field)),
+            "{answer}"
+        );
+    }
+    let mut long = gallery("herald_sandbox", "Long caption", &[&one, &two]);
+    long["items"][0]["caption"] = serde_json::json!("c".repeat(181));
+    let answer = h.submit_gallery(&a, long).await;
+    assert_eq!(answer["json"]["errors"][0][0], "TOO_LONG");
+    assert_eq!(
+        h.sandbox.reddit_state().posts.len(),
+        1,
+        "nothing else posted"
+    );
+
+    // Faults apply to the gallery endpoint by its own name.
+    h.sandbox.inject_reddit_fault(
+        RedditEndpoint::SubmitGallery,
+        Fault::ServerError { status: 503 },
+        1,
+    );
+    let resp = h
+        .http
+        .post(h.url("/api/submit_gallery_post.json"))
+        .bearer_auth(&a.token)
+        .json(&gallery("herald_sandbox", "Unlucky", &[&one, &two]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 503);
+    assert_eq!(h.sandbox.reddit_state().posts.len(), 1);
+    h.sandbox.stop().await;
+}
+
+#[tokio::test]
+async fn video_posts_need_an_uploaded_video_and_poster_and_answer_with_a_websocket() {
+    let h = spawn().await;
+    let a = h.connect("reddit_video").await;
+    let (video, video_url) = h.upload(&a, "clip.mp4", "video/mp4", 4000).await.unwrap();
+    let (_, poster_url) = h.upload(&a, "poster.png", "image/png", 100).await.unwrap();
+    let state = h.sandbox.reddit_state();
+    assert!(
+        video_url.ends_with(&format!("/{video}")),
+        "a video's key is its asset id: {video_url}"
+    );
+    assert!(state.assets[1]
+        .location
+        .as_deref()
+        .unwrap()
+        .contains("rte_images"));
+
+    let base = [("sr", "herald_sandbox"), ("title", "A clip")];
+    let with = |extra: &[(&'static str, &str)]| {
+        let mut form: Vec<(&str, String)> = base.iter().map(|(k, v)| (*k, v.to_string())).collect();
+        form.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
+        form
+    };
+    let cases: [(Vec<(&str, String)>, &str); 4] = [
+        (with(&[("kind", "video"), ("url", &video_url)]), "NO_URL"),
+        (
+            with(&[
+                ("kind", "video"),
+                ("url", &poster_url),
+                ("video_poster_url", &poster_url),
+            ]),
+            "BAD_URL",
+        ),
+        (
+            with(&[
+                ("kind", "video"),
+                ("url", &video_url),
+                ("video_poster_url", &video_url),
+            ]),
+            "BAD_URL",
+        ),
+        (with(&[("kind", "image"), ("url", &video_url)]), "BAD_URL"),
+    ];
+    for (form, code) in cases {
+        let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        assert_eq!(
+            h.submit_error(&a, &form).await.as_deref(),
+            Some(code),
+            "{form:?}"
+        );
+    }
+    let stills = [
+        ("sr", "stills"),
+        ("title", "Not here"),
+        ("kind", "video"),
+        ("url", video_url.as_str()),
+        ("video_poster_url", poster_url.as_str()),
+    ];
+    assert_eq!(
+        h.submit_error(&a, &stills).await.as_deref(),
+        Some("INVALID_OPTION")
+    );
+
+    let form = [
+        ("sr", "herald_sandbox"),
+        ("title", "A clip"),
+        ("kind", "video"),
+        ("url", video_url.as_str()),
+        ("video_poster_url", poster_url.as_str()),
+    ];
+    let answer = json_of(h.submit(&a, &form).await).await;
+    assert_eq!(answer["json"]["errors"], serde_json::json!([]));
+    let data = answer["json"]["data"].as_object().unwrap();
+    assert_eq!(
+        data.keys().collect::<Vec<_>>(),
+        ["websocket_url"],
+        "a video answers with a websocket only"
+    );
+    assert!(
+        h.listing(&a, "reddit_video").await.is_empty(),
+        "still processing"
+    );
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let listed = h.listing(&a, "reddit_video").await;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["is_video"], true);
+    assert_eq!(listed[0]["post_hint"], "hosted:video");
+    assert!(listed[0]["url"]
+        .as_str()
+        .unwrap()
+        .ends_with(&format!("/{video}")));
+    assert_eq!(listed[0]["media"]["reddit_video"]["is_gif"], false);
+    let state = h.sandbox.reddit_state();
+    assert_eq!(state.posts.len(), 1);
+    assert_eq!(state.posts[0].kind, "video");
+    assert_eq!(state.posts[0].media_ids, [video]);
+    assert_eq!(
+        state.posts[0].poster_url.as_deref(),
+        Some(poster_url.as_str())
+    );
+    h.sandbox.stop().await;
 }
 
 #[tokio::test]

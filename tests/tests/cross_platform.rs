@@ -1,6 +1,6 @@
 //! One publish request to many platforms at once: one job per connection, each succeeding or
-//! failing on its own, on Postgres + Kafka; per-target overrides give a platform that takes no
-//! video (Reddit) its own content in the same request.
+//! failing on its own, on Postgres + Kafka; per-target overrides give one platform (Reddit, whose
+//! video posts need a poster image) its own content in the same request.
 mod support;
 
 use std::collections::HashMap;
@@ -64,7 +64,7 @@ async fn one_request_to_all_eight_platforms_makes_eight_independent_jobs() {
                         "reddit": {"subreddit": "herald_sandbox"}
                     }
                 },
-                // Reddit takes no video: a text post with its own title instead.
+                // Reddit gets a text post with its own title instead of the video.
                 "overrides": {"reddit": {"media": [], "title": "One clip, in words"}}
             }),
         )

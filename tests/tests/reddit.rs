@@ -1,6 +1,6 @@
 //! Reddit end to end: connect → publish to a subreddit → sandbox Reddit → projections, for
-//! text, link and image posts; the documented refusals and their outcomes; and Reddit's
-//! request budget shared by worker processes on Postgres and Kafka.
+//! text, link, image, gallery and video posts; the documented refusals and their outcomes; and
+//! Reddit's request budget shared by worker processes on Postgres and Kafka.
 mod support;
 
 use std::time::Duration;
@@ -32,6 +32,44 @@ fn submit_calls(app: &TestApp) -> usize {
         .iter()
         .filter(|r| r.method == "POST" && r.path.ends_with("/api/submit"))
         .count()
+}
+
+fn gallery_calls(app: &TestApp) -> usize {
+    app.sandbox
+        .reddit_state()
+        .requests
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/api/submit_gallery_post.json"))
+        .count()
+}
+
+/// `count` sample PNGs.
+fn pictures(app: &TestApp, count: usize) -> Value {
+    let items: Vec<Value> = (0..count)
+        .map(|i| {
+            json!({
+                "url": format!("{}/media/pic{i}.png?bytes={}", app.sandbox.base_url(), 2000 + i),
+                "kind": "image", "mime_type": "image/png",
+            })
+        })
+        .collect();
+    Value::Array(items)
+}
+
+/// A video post to `subreddit` with a poster.
+fn clip(app: &TestApp, subreddit: &str, text: &str) -> Value {
+    let mut content = to(
+        subreddit,
+        json!({"text": text, "media": [{
+            "url": format!("{}/media/clip.mp4?bytes=40000", app.sandbox.base_url()),
+            "kind": "video", "mime_type": "video/mp4",
+        }]}),
+    );
+    content["options"]["reddit"]["thumbnail_url"] = json!(format!(
+        "{}/media/poster.jpg?bytes=3000",
+        app.sandbox.base_url()
+    ));
+    content
 }
 
 fn to(subreddit: &str, content: Value) -> Value {
@@ -118,7 +156,7 @@ async fn text_link_and_image_posts_are_published_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_and_kafka_publish_a_reddit_post() {
+async fn postgres_and_kafka_publish_reddit_text_gallery_and_video_posts() {
     let app = spawn_app(Backend::PostgresKafka).await;
     let connection = app.connect_reddit("alice", "reddit_kafka").await;
     publish_once(
@@ -128,6 +166,172 @@ async fn postgres_and_kafka_publish_a_reddit_post() {
         "Reddit via Kafka",
     )
     .await;
+    let (_, gallery) = publish_once(
+        &app,
+        &connection,
+        to(
+            "herald_sandbox",
+            json!({"text": "A gallery via Kafka", "media": pictures(&app, 2)}),
+        ),
+        "A gallery via Kafka",
+    )
+    .await;
+    assert_eq!(
+        (gallery.kind.as_str(), gallery.media_ids.len()),
+        ("gallery", 2)
+    );
+    let (_, video) = publish_once(
+        &app,
+        &connection,
+        clip(&app, "herald_sandbox", "A video via Kafka"),
+        "A video via Kafka",
+    )
+    .await;
+    assert_eq!(video.kind, "video");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gallery_and_video_posts_are_published_once() {
+    let app = spawn_app(Backend::Embedded).await;
+    let connection = app.connect_reddit("alice", "reddit_media").await;
+
+    // Three images: each leased and uploaded, then one gallery naming them by asset id.
+    let (_, gallery) = publish_once(
+        &app,
+        &connection,
+        to(
+            "herald_sandbox",
+            json!({"text": "Three pictures", "media": pictures(&app, 3)}),
+        ),
+        "Three pictures",
+    )
+    .await;
+    assert_eq!(gallery.kind, "gallery");
+    let state = app.sandbox.reddit_state();
+    let assets: Vec<String> = state.assets.iter().map(|a| a.asset_id.clone()).collect();
+    assert_eq!(gallery.media_ids, assets);
+    assert_eq!(gallery_calls(&app), 1);
+
+    // A video with its poster: both uploaded, then `kind=video`, found in the listing.
+    let (_, video) = publish_once(
+        &app,
+        &connection,
+        clip(&app, "herald_sandbox", "A short clip"),
+        "A short clip",
+    )
+    .await;
+    assert_eq!(video.kind, "video");
+    let state = app.sandbox.reddit_state();
+    let uploaded = &state.assets[3..];
+    assert_eq!(
+        uploaded
+            .iter()
+            .map(|a| (a.mimetype.as_str(), a.bytes))
+            .collect::<Vec<_>>(),
+        [("image/jpeg", Some(3000)), ("video/mp4", Some(40_000))]
+    );
+    assert_eq!(video.media_ids, [uploaded[1].asset_id.clone()]);
+    assert_eq!(video.poster_url, uploaded[0].location);
+
+    // Timed out after Reddit made the gallery: reconciled from the listing, not sent again.
+    app.fault(
+        Twin::Reddit,
+        "submit_gallery",
+        json!({"kind": "timeout_after_success", "secs": 3}),
+        1,
+    )
+    .await;
+    let (job, _) = publish_once(
+        &app,
+        &connection,
+        to(
+            "herald_sandbox",
+            json!({"text": "Slow gallery", "media": pictures(&app, 2)}),
+        ),
+        "Slow gallery",
+    )
+    .await;
+    let history = app.history("alice", job["job_id"].as_str().unwrap()).await;
+    assert!(history.contains(&"Reconciled".to_string()), "{history:?}");
+    assert_eq!(gallery_calls(&app), 2);
+
+    // The same for a video.
+    app.fault(
+        Twin::Reddit,
+        "submit",
+        json!({"kind": "timeout_after_success", "secs": 3}),
+        1,
+    )
+    .await;
+    let before = submit_calls(&app);
+    let (job, _) = publish_once(
+        &app,
+        &connection,
+        clip(&app, "herald_sandbox", "Slow clip"),
+        "Slow clip",
+    )
+    .await;
+    let history = app.history("alice", job["job_id"].as_str().unwrap()).await;
+    assert!(history.contains(&"Reconciled".to_string()), "{history:?}");
+    assert_eq!(submit_calls(&app), before + 1);
+
+    // Refused when the job is accepted, naming the rule and its limit; nothing is sent.
+    let refusals = [
+        (
+            to(
+                "herald_sandbox",
+                json!({"text": "Too many", "media": pictures(&app, 21)}),
+            ),
+            "at most 20 images",
+        ),
+        (
+            {
+                let mut no_poster = clip(&app, "herald_sandbox", "No poster");
+                no_poster["options"]["reddit"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("thumbnail_url");
+                no_poster
+            },
+            "options.reddit.thumbnail_url",
+        ),
+        (
+            {
+                let mut mixed = clip(&app, "herald_sandbox", "Mixed");
+                let picture = pictures(&app, 1)[0].clone();
+                mixed["media"].as_array_mut().unwrap().push(picture);
+                mixed
+            },
+            "one video",
+        ),
+    ];
+    let posts = app.sandbox.reddit_state().posts.len();
+    for (content, says) in refusals {
+        let refused = app
+            .post(
+                "alice",
+                "/publish",
+                json!({"connection_ids": [connection], "content": content}),
+            )
+            .await;
+        assert_eq!(refused.status(), 422);
+        let problem: Value = refused.json().await.unwrap();
+        let detail = problem["detail"].as_str().unwrap();
+        assert!(detail.contains(says), "{detail}");
+    }
+    assert_eq!(app.sandbox.reddit_state().posts.len(), posts);
+
+    // A subreddit that takes no videos: Reddit's refusal fails the job with advice.
+    let job_id = app
+        .publish("alice", &connection, clip(&app, "stills", "Not here"))
+        .await;
+    let job = app.wait_for_status("alice", &job_id, "failed", SOON).await;
+    assert_eq!(job["last_error"]["code"], "INVALID_OPTION");
+    assert!(job["last_error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("videos"));
     app.stop().await;
 }
 

@@ -11,8 +11,9 @@
 //! | POST | `/api/v1/access_token` | code and refresh grants (HTTP Basic client auth) |
 //! | POST | `/api/v1/revoke_token` | token revocation (HTTP Basic client auth) |
 //! | GET | `/api/v1/me` | the caller (`identity`) |
-//! | POST | `/api/submit` | submit a post (`submit`; `api_type=json` envelope) |
-//! | POST | `/api/media/asset.json` | an upload lease for an image (`submit`) |
+//! | POST | `/api/submit` | submit a self, link, image, video or videogif post (`submit`; `api_type=json` envelope) |
+//! | POST | `/api/submit_gallery_post.json` | submit a gallery: JSON `items` of uploaded images (`submit`) |
+//! | POST | `/api/media/asset.json` | an upload lease for an image or video (`submit`) |
 //! | POST | `/media-upload` | the S3-style form upload the lease points at |
 //! | GET | `/r/{sr}/api/link_flair_v2` | a subreddit's post flairs (`flair`) |
 //! | GET | `/user/{name}/submitted` | a user's posts, newest first (`history`) |
@@ -21,6 +22,16 @@
 //!
 //! Every API answer (even a 429) carries `X-Ratelimit-Used`, `X-Ratelimit-Remaining` and
 //! `X-Ratelimit-Reset`, counted per OAuth client id over a ten-minute window.
+//!
+//! Galleries and videos follow PRAW's recorded exchanges with Reddit (`submit_gallery`,
+//! `submit_video`): a gallery answers `{"json": {"errors": [], "data": {"url", "id": "t3_..."}}}`
+//! and is listed with `is_gallery` and `gallery_data.items[].media_id`; a video answers only a
+//! `websocket_url` and is listed, once processed, with `is_video` and a URL ending in the video's
+//! asset id. A gallery naming media the caller did not upload gets `INVALID_MEDIA_ASSETS` (seen
+//! from Reddit). The twin's other media refusals are modelled with Reddit's older codes, not
+//! observed: a gallery of fewer than 2 or more than `max_gallery_items` items `BAD_NUMBER`, a
+//! video without `video_poster_url` `NO_URL`, a subreddit that takes no images, galleries or
+//! videos `INVALID_OPTION`.
 // Validation helpers return the refusal to send as their error; these are built once per
 // request, so their size does not matter.
 #![allow(clippy::result_large_err)]
@@ -72,6 +83,11 @@ pub enum LinkType {
 pub struct RedditSubreddit {
     pub name: String,
     pub link_type: LinkType,
+    /// Image posts, galleries (multiple images per post) and videos are allowed (Reddit's
+    /// `allow_images`, `allow_galleries`, `allow_videos` community settings).
+    pub allow_images: bool,
+    pub allow_galleries: bool,
+    pub allow_videos: bool,
     /// Only `approved` users may post (others get `SUBREDDIT_NOTALLOWED`).
     pub restricted: bool,
     pub approved: Vec<String>,
@@ -89,6 +105,9 @@ impl RedditSubreddit {
         Self {
             name: name.to_owned(),
             link_type: LinkType::Any,
+            allow_images: true,
+            allow_galleries: true,
+            allow_videos: true,
             restricted: false,
             approved: vec![],
             flair_required: false,
@@ -115,8 +134,14 @@ pub struct RedditConfig {
     pub submit_window: Duration,
     /// How long an image post takes to show up in listings after submit.
     pub image_processing_delay: Duration,
+    /// How long a video post takes to show up in listings after submit.
+    pub video_processing_delay: Duration,
     /// Largest image upload (bytes).
     pub image_max_bytes: u64,
+    /// Largest video upload (bytes).
+    pub video_max_bytes: u64,
+    /// Most items in a gallery.
+    pub max_gallery_items: usize,
     /// Users in a timeout (`IN_TIMEOUT`) and users asked for a captcha (`BAD_CAPTCHA`).
     pub users_in_timeout: Vec<String>,
     pub users_needing_captcha: Vec<String>,
@@ -134,7 +159,10 @@ impl Default for RedditConfig {
             submits_per_window: 100,
             submit_window: Duration::from_secs(600),
             image_processing_delay: Duration::from_millis(300),
+            video_processing_delay: Duration::from_millis(500),
             image_max_bytes: 20 * 1024 * 1024,
+            video_max_bytes: 1024 * 1024 * 1024,
+            max_gallery_items: 20,
             users_in_timeout: vec![],
             users_needing_captcha: vec![],
             subreddits: vec![
@@ -163,6 +191,11 @@ impl Default for RedditConfig {
                     restricted: true,
                     ..RedditSubreddit::open("private_club")
                 },
+                RedditSubreddit {
+                    allow_videos: false,
+                    allow_galleries: false,
+                    ..RedditSubreddit::open("stills")
+                },
             ],
         }
     }
@@ -180,6 +213,8 @@ pub enum RedditEndpoint {
     Me,
     /// `POST /api/submit`.
     Submit,
+    /// `POST /api/submit_gallery_post.json`.
+    SubmitGallery,
     /// `POST /api/media/asset.json`.
     MediaAsset,
     /// `POST /media-upload`.
@@ -214,7 +249,7 @@ pub struct RedditPostSnapshot {
     pub id: String,
     pub author: String,
     pub subreddit: String,
-    /// `self`, `link` or `image`.
+    /// `self`, `link`, `image`, `gallery`, `video` or `videogif`.
     pub kind: String,
     pub title: String,
     pub text: String,
@@ -224,6 +259,12 @@ pub struct RedditPostSnapshot {
     pub nsfw: bool,
     pub spoiler: bool,
     pub permalink: String,
+    /// A gallery's images, or a video, by asset id (in order).
+    #[serde(default)]
+    pub media_ids: Vec<String>,
+    /// A video's poster image.
+    #[serde(default)]
+    pub poster_url: Option<String>,
 }
 
 /// A media upload lease.
@@ -234,6 +275,9 @@ pub struct RedditAssetSnapshot {
     pub mimetype: String,
     /// Bytes received by the upload target; `None` until uploaded.
     pub bytes: Option<u64>,
+    /// Where the upload answered it is (what a submission points at); `None` until uploaded.
+    #[serde(default)]
+    pub location: Option<String>,
 }
 
 /// A token issued by the twin.
@@ -262,6 +306,10 @@ pub(crate) fn scope(state: web::Data<RedditState>) -> impl HttpServiceFactory {
     .route("/api/v1/revoke_token", web::post().to(oauth::revoke))
     .route("/api/v1/me", web::get().to(api::me))
     .route("/api/submit", web::post().to(api::submit))
+    .route(
+        "/api/submit_gallery_post.json",
+        web::post().to(api::submit_gallery),
+    )
     .route("/api/media/asset.json", web::post().to(api::media_asset))
     .route("/media-upload", web::post().to(api::media_upload))
     .route("/r/{sr}/api/link_flair_v2", web::get().to(api::link_flairs))

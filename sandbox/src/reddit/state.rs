@@ -83,8 +83,21 @@ pub(crate) struct Post {
     pub nsfw: bool,
     pub spoiler: bool,
     pub created: chrono::DateTime<chrono::Utc>,
-    /// Image posts appear in listings only once processed.
+    /// Image and video posts appear in listings only once processed.
     pub visible_at: Instant,
+    /// A gallery's items, in order.
+    pub gallery: Vec<GalleryItem>,
+    /// A video's asset id and poster URL.
+    pub video: Option<(String, String)>,
+}
+
+/// One image of a gallery.
+#[derive(Debug, Clone)]
+pub(crate) struct GalleryItem {
+    pub media_id: String,
+    pub mimetype: String,
+    pub caption: String,
+    pub outbound_url: String,
 }
 
 impl Post {
@@ -403,6 +416,11 @@ impl RedditState {
                     nsfw: p.nsfw,
                     spoiler: p.spoiler,
                     permalink: p.permalink(),
+                    media_ids: match &p.video {
+                        Some((asset, _)) => vec![asset.clone()],
+                        None => p.gallery.iter().map(|g| g.media_id.clone()).collect(),
+                    },
+                    poster_url: p.video.as_ref().map(|(_, poster)| poster.clone()),
                 })
                 .collect(),
             assets: inner
@@ -413,6 +431,7 @@ impl RedditState {
                     owner: a.owner.clone(),
                     mimetype: a.mimetype.clone(),
                     bytes: a.bytes,
+                    location: a.location.clone(),
                 })
                 .collect(),
             tokens_issued: inner.issued.clone(),

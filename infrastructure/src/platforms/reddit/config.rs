@@ -31,12 +31,19 @@ pub struct RedditConfig {
     pub post_url_base: Url,
     /// Total time allowed for one API request (including its response body).
     pub request_timeout: Duration,
-    /// An image post shows up in the user's listing once Reddit has processed it: how often
-    /// and how long to look for it after submitting.
+    /// An image or video post shows up in the user's listing once Reddit has processed it:
+    /// how often and how long to look for it after submitting (a video: `video_poll_max_wait`,
+    /// as Reddit transcodes it first).
     pub image_poll_interval: Duration,
     pub image_poll_max_wait: Duration,
+    pub video_poll_max_wait: Duration,
     /// Largest image Reddit takes (bytes).
     pub image_max_bytes: u64,
+    /// Largest video Herald sends (bytes); the content rules refuse larger ones at acceptance
+    /// when the video's size is known then.
+    pub video_max_bytes: u64,
+    /// Total time allowed for one video upload to the media storage.
+    pub video_upload_timeout: Duration,
     /// Which media URLs may be downloaded (public addresses only by default).
     pub media_policy: MediaUrlPolicy,
 }
@@ -57,7 +64,10 @@ impl RedditConfig {
             request_timeout: Duration::from_secs(30),
             image_poll_interval: Duration::from_secs(2),
             image_poll_max_wait: Duration::from_secs(60),
+            video_poll_max_wait: Duration::from_secs(180),
             image_max_bytes: 20 * 1024 * 1024,
+            video_max_bytes: 1024 * 1024 * 1024,
+            video_upload_timeout: Duration::from_secs(3600),
             media_policy: MediaUrlPolicy::default(),
         }
     }
@@ -71,6 +81,7 @@ impl RedditConfig {
             api_base: base,
             image_poll_interval: Duration::from_millis(100),
             image_poll_max_wait: Duration::from_secs(10),
+            video_poll_max_wait: Duration::from_secs(10),
             ..Self::new(client_id, client_secret)
         }
     }

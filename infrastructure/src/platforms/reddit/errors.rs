@@ -25,7 +25,7 @@ pub struct CallContext {
 
 impl CallContext {
     pub const READ_ACCOUNT: Self = Self::new("read the Reddit account");
-    pub const LEASE_MEDIA: Self = Self::new("get an upload lease for the image");
+    pub const LEASE_MEDIA: Self = Self::new("get an upload lease for the media");
     pub const SUBMIT: Self = Self::new("submit the post");
     pub const READ_FLAIRS: Self = Self::new("list the subreddit's flairs");
     pub const READ_POSTS: Self = Self::new("list the account's posts");
@@ -177,7 +177,9 @@ pub(crate) fn classify_submit(
         "SUBREDDIT_NOEXIST" => permanent(format!("{sr} does not exist{said}: check options.reddit.subreddit")),
         "SUBREDDIT_NOTALLOWED" => permanent(format!("this account may not post in {sr}{said}: it is private or restricted, or the account is banned there; ask its moderators or choose another subreddit")),
         "SUBREDDIT_REQUIRED" => permanent(format!("Reddit needs a subreddit{said}: set options.reddit.subreddit")),
-        "INVALID_OPTION" => permanent(format!("{sr} does not take this kind of post{said}; post text, a link or an image")),
+        "INVALID_OPTION" => permanent(format!("{sr} does not take this kind of post{said}: check which posts it allows (text, links, images, galleries, videos), then change the post or choose another subreddit")),
+        // Seen from Reddit for a gallery naming assets the submitter did not upload.
+        "INVALID_MEDIA_ASSETS" => permanent(format!("Reddit did not accept the uploaded media of this post{said}; retry the job to upload them again")),
         "NO_SELFS" => permanent(format!("{sr} does not allow text posts{said}: add a link or an image, or choose another subreddit")),
         "NO_LINKS" => permanent(format!("{sr} only allows text posts{said}: remove the link or image")),
         "IN_TIMEOUT" => permanent(format!("the Reddit account is in a timeout and cannot post{said}; wait until it ends")),
@@ -303,6 +305,7 @@ mod tests {
             "DOMAIN_BANNED",
             "BAD_CAPTCHA",
             "SUBMIT_VALIDATION_FLAIR_REQUIRED",
+            "INVALID_MEDIA_ASSETS",
         ] {
             let f = classify_submit(code, "m", "title", None, "rust", None, now());
             assert_eq!(f.class, ErrorClass::Permanent, "{code}");

@@ -1,10 +1,14 @@
 //! Reddit adapter (platform-facts §9): OAuth through `oauth.rs` with HTTP Basic client auth,
 //! `duration=permanent`, state and no PKCE; permanent refresh tokens that do not rotate (the
 //! old one is kept); revocation; a unique User-Agent on every request. Publishing submits self,
-//! link and image posts to `options.reddit.subreddit` with `api_type=json` and maps every error
-//! code of the envelope (see `errors`). Images go through a media lease and an S3-style upload
-//! (see `media`); Reddit answers an image submission with a websocket rather than the post, so
-//! the adapter finds the post in the account's listing.
+//! link, image, gallery and video posts to `options.reddit.subreddit` with `api_type=json` and
+//! maps every error code of the envelope (see `errors`). Media go through a media lease and an
+//! S3-style upload (see `media`). A gallery (2-20 images) goes to
+//! `POST /api/submit_gallery_post.json` as JSON, naming each image by its asset id, and Reddit
+//! answers with the post. Reddit answers an image or video submission (`kind=image`,
+//! `kind=video`/`videogif` with `video_poster_url`) with a websocket rather than the post, so
+//! the adapter finds the post in the account's listing, by the video's asset id for a video
+//! and by the gallery's asset ids for a gallery.
 //!
 //! Rate limits: Reddit budgets requests per OAuth client id ("100 queries per minute per OAuth
 //! client id", platform-facts §9.3) and reports `X-Ratelimit-Used`, `-Remaining` and `-Reset` on
@@ -20,7 +24,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use herald_domain::connection::AccountProfile;
-use herald_domain::{ErrorClass, Platform, PlatformFailure};
+use herald_domain::{ErrorClass, MediaKind, Platform, PlatformFailure};
 use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -29,6 +33,7 @@ use serde_json::Value;
 pub use config::{default_user_agent, RedditConfig, DEFAULT_SCOPES};
 
 use self::errors::{classify_http, classify_submit, submit_transport_error, CallContext};
+use self::media::UploadedMedia;
 use super::http::{self, PlatformApi, Reply, SendError};
 use super::{
     AuthorizationStart, CreatedPost, MediaUpload, PlatformAdapter, PostDraft, PostError,
@@ -130,16 +135,70 @@ struct ListedPost {
     created_utc: Option<f64>,
     #[serde(default)]
     is_self: bool,
+    #[serde(default)]
+    is_video: bool,
+    #[serde(default)]
+    is_gallery: bool,
+    /// A gallery's items in order (`null` once removed).
+    gallery_data: Option<GalleryData>,
+}
+
+#[derive(Debug, Deserialize)]
+struct GalleryData {
+    #[serde(default)]
+    items: Vec<GalleryItem>,
+}
+
+#[derive(Debug, Deserialize)]
+struct GalleryItem {
+    media_id: String,
+}
+
+/// The kind of a Reddit post.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Text,
+    Link,
+    Image,
+    Gallery,
+    Video,
+    VideoGif,
+}
+
+impl Kind {
+    /// The `kind` form value (`gallery` has its own endpoint and sends none).
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Text => "self",
+            Kind::Link => "link",
+            Kind::Image => "image",
+            Kind::Gallery => "gallery",
+            Kind::Video => "video",
+            Kind::VideoGif => "videogif",
+        }
+    }
+
+    fn noun(self) -> &'static str {
+        match self {
+            Kind::Video | Kind::VideoGif => "video",
+            Kind::Gallery => "gallery",
+            _ => "image",
+        }
+    }
 }
 
 /// What `create_post` submits.
 #[derive(Debug, Clone, PartialEq)]
 struct Submission {
     subreddit: String,
-    kind: &'static str,
+    kind: Kind,
     title: String,
     text: Option<String>,
     url: Option<String>,
+    /// A gallery's images, or a video, by asset id (in order).
+    assets: Vec<String>,
+    /// A video's uploaded poster image.
+    poster_url: Option<String>,
 }
 
 impl Submission {
@@ -164,18 +223,67 @@ impl Submission {
             .filter(|t| !t.trim().is_empty())
             .unwrap_or_else(|| derive_title(&draft.text));
         let link = draft.link.clone().filter(|l| !l.trim().is_empty());
-        let (kind, text, url) = match (draft.media_ids.first(), link) {
-            (Some(image), _) => ("image", None, Some(image.clone())),
-            (None, Some(link)) => ("link", None, Some(link)),
-            (None, None) => ("self", Some(draft.text.clone()), None),
-        };
-        Ok(Self {
+        let media: Vec<UploadedMedia> = draft
+            .media_ids
+            .iter()
+            .map(|m| UploadedMedia::decode(m))
+            .collect();
+        let is_video = draft
+            .media
+            .first()
+            .is_some_and(|m| m.kind == MediaKind::Video)
+            || media.first().is_some_and(|m| m.poster_url.is_some());
+        let mut submission = Self {
             subreddit,
-            kind,
+            kind: Kind::Text,
             title,
-            text,
-            url,
-        })
+            text: None,
+            url: None,
+            assets: vec![],
+            poster_url: None,
+        };
+        match (media.as_slice(), link) {
+            ([video], _) if is_video => {
+                submission.kind = if draft.options.reddit.videogif {
+                    Kind::VideoGif
+                } else {
+                    Kind::Video
+                };
+                submission.url = Some(video.url.clone());
+                submission.assets = video.asset_id.iter().cloned().collect();
+                submission.poster_url = Some(video.poster_url.clone().ok_or_else(|| {
+                    PlatformFailure::new(
+                        ErrorClass::Permanent,
+                        "thumbnail_required",
+                        "a Reddit video post needs a poster image: set options.reddit.thumbnail_url to a JPEG, PNG or GIF",
+                    )
+                })?);
+            }
+            ([image], _) => {
+                submission.kind = Kind::Image;
+                submission.url = Some(image.url.clone());
+            }
+            ([], Some(link)) => {
+                submission.kind = Kind::Link;
+                submission.url = Some(link);
+            }
+            ([], None) => submission.text = Some(draft.text.clone()),
+            (items, _) => {
+                submission.kind = Kind::Gallery;
+                submission.assets = items
+                    .iter()
+                    .map(|item| item.asset_id.clone())
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| {
+                        PlatformFailure::new(
+                            ErrorClass::Permanent,
+                            "gallery_asset_missing",
+                            "an image of this gallery was uploaded without the asset id a Reddit gallery names it by; retry the job to upload the images again",
+                        )
+                    })?;
+            }
+        }
+        Ok(submission)
     }
 
     /// Whether a listed post is this submission.
@@ -186,13 +294,35 @@ impl Submission {
             return false;
         }
         match self.kind {
-            "self" => {
+            Kind::Text => {
                 post.is_self
                     && normalize(&post.selftext)
                         == normalize(self.text.as_deref().unwrap_or_default())
             }
-            "link" => !post.is_self && post.url.as_deref() == self.url.as_deref(),
-            _ => !post.is_self,
+            Kind::Link => !post.is_self && post.url.as_deref() == self.url.as_deref(),
+            Kind::Image => !post.is_self && !post.is_gallery && !post.is_video,
+            // The listing names a gallery's images by the asset ids they were uploaded as.
+            Kind::Gallery => {
+                post.is_gallery
+                    && post.gallery_data.as_ref().is_none_or(|gallery| {
+                        gallery.items.len() == self.assets.len()
+                            && gallery
+                                .items
+                                .iter()
+                                .zip(&self.assets)
+                                .all(|(item, asset)| &item.media_id == asset)
+                    })
+            }
+            // A video's post links to `v.redd.it/{asset id}`.
+            Kind::Video | Kind::VideoGif => {
+                post.is_video
+                    && self.assets.first().is_none_or(|asset| {
+                        post.url
+                            .as_deref()
+                            .and_then(|u| u.trim_end_matches('/').rsplit('/').next())
+                            == Some(asset.as_str())
+                    })
+            }
         }
     }
 }
@@ -356,24 +486,47 @@ impl RedditAdapter {
         }
     }
 
-    /// The irreversible call: `POST /api/submit` with `api_type=json`.
-    async fn submit(
+    /// The request of a submission: a gallery as JSON to `/api/submit_gallery_post.json`,
+    /// anything else as a form to `/api/submit`, both with `api_type=json`.
+    fn submission_request(
         &self,
         token: &str,
         submission: &Submission,
         draft: &PostDraft,
-        limits: &dyn RateLimitGate,
-    ) -> Result<Option<CreatedPost>, PostError> {
-        if let Err(until) = limits.acquire(SUBMIT).await {
-            return Err(PostError::Failed(http::local_limit(
-                "Reddit", SUBMIT, until,
-            )));
-        }
+    ) -> reqwest::RequestBuilder {
         let options = &draft.options.reddit;
+        if submission.kind == Kind::Gallery {
+            let items: Vec<Value> = submission
+                .assets
+                .iter()
+                .map(|id| serde_json::json!({"media_id": id, "caption": "", "outbound_url": ""}))
+                .collect();
+            let mut body = serde_json::json!({
+                "api_type": "json",
+                "sr": submission.subreddit,
+                "title": submission.title,
+                "items": items,
+                "sendreplies": true,
+                "show_error_list": true,
+                "nsfw": options.nsfw,
+                "spoiler": options.spoiler,
+            });
+            if let Some(id) = &options.flair_id {
+                body["flair_id"] = Value::from(id.as_str());
+            }
+            if let Some(text) = &options.flair_text {
+                body["flair_text"] = Value::from(text.as_str());
+            }
+            return self
+                .api
+                .post(self.config.api_url("api/submit_gallery_post.json"))
+                .bearer_auth(token)
+                .json(&body);
+        }
         let mut form: Vec<(&str, &str)> = vec![
             ("api_type", "json"),
             ("sr", &submission.subreddit),
-            ("kind", submission.kind),
+            ("kind", submission.kind.as_str()),
             ("title", &submission.title),
             ("sendreplies", "true"),
             ("resubmit", "false"),
@@ -386,17 +539,36 @@ impl RedditAdapter {
         if let Some(url) = &submission.url {
             form.push(("url", url));
         }
+        if let Some(poster) = &submission.poster_url {
+            form.push(("video_poster_url", poster));
+        }
         if let Some(id) = &options.flair_id {
             form.push(("flair_id", id));
         }
         if let Some(text) = &options.flair_text {
             form.push(("flair_text", text));
         }
-        let request = self
-            .api
+        self.api
             .post(self.config.api_url("api/submit"))
             .bearer_auth(token)
-            .form(&form);
+            .form(&form)
+    }
+
+    /// The irreversible call: `POST /api/submit` (or `/api/submit_gallery_post.json`) with
+    /// `api_type=json`.
+    async fn submit(
+        &self,
+        token: &str,
+        submission: &Submission,
+        draft: &PostDraft,
+        limits: &dyn RateLimitGate,
+    ) -> Result<Option<CreatedPost>, PostError> {
+        if let Err(until) = limits.acquire(SUBMIT).await {
+            return Err(PostError::Failed(http::local_limit(
+                "Reddit", SUBMIT, until,
+            )));
+        }
+        let request = self.submission_request(token, submission, draft);
         let response = match http::send(self, &self.api_key(), limits, request).await {
             Ok(response) => response,
             Err(SendError::Limited(failure)) => return Err(PostError::Failed(failure)),
@@ -450,12 +622,14 @@ impl RedditAdapter {
             return Err(PostError::Failed(failure));
         }
         let data = envelope.json.data.unwrap_or_default();
-        let id = data.id.or_else(|| {
-            data.name
-                .as_deref()
-                .map(|n| n.trim_start_matches("t3_").to_owned())
-        });
-        // An image submission answers with a websocket, not the post: it is looked up instead.
+        // `/api/submit` answers the base-36 id; the gallery endpoint the fullname (`t3_...`).
+        let id = data
+            .id
+            .or(data.name)
+            .map(|id| id.trim_start_matches("t3_").to_owned())
+            .filter(|id| !id.is_empty());
+        // An image or video submission answers with a websocket, not the post: it is looked
+        // up instead.
         Ok(id.map(|id| CreatedPost {
             url: data
                 .url
@@ -626,14 +800,19 @@ impl PlatformAdapter for RedditAdapter {
             tracing::Span::current().record("post_id", post.post_id.as_str());
             return Ok(post);
         }
-        // The image post exists once Reddit has processed it; until it is listed, its outcome
-        // is unknown rather than failed (a retry could post it twice).
-        let deadline = tokio::time::Instant::now() + self.config.image_poll_max_wait;
+        // The image or video post exists once Reddit has processed it; until it is listed, its
+        // outcome is unknown rather than failed (a retry could post it twice).
+        let noun = submission.kind.noun();
+        let max_wait = match submission.kind {
+            Kind::Video | Kind::VideoGif => self.config.video_poll_max_wait,
+            _ => self.config.image_poll_max_wait,
+        };
+        let deadline = tokio::time::Instant::now() + max_wait;
         let username = match self.me(token, limits).await {
             Ok(me) => me.name,
             Err(failure) => {
                 return Err(PostError::OutcomeUnknown(format!(
-                    "Reddit accepted the image post but Herald could not read the account to find it ({}); it checks again before sending anything",
+                    "Reddit accepted the {noun} post but Herald could not read the account to find it ({}); it checks again before sending anything",
                     failure.message
                 )))
             }
@@ -652,8 +831,8 @@ impl PlatformAdapter for RedditAdapter {
             }
             if tokio::time::Instant::now() + self.config.image_poll_interval > deadline {
                 return Err(PostError::OutcomeUnknown(format!(
-                    "Reddit accepted the image post but had not listed it after {} s; Herald checks again before sending anything",
-                    self.config.image_poll_max_wait.as_secs()
+                    "Reddit accepted the {noun} post but had not listed it after {} s; Herald checks again before sending anything",
+                    max_wait.as_secs()
                 )));
             }
             tokio::time::sleep(self.config.image_poll_interval).await;
@@ -699,11 +878,11 @@ mod tests {
     #[test]
     fn the_kind_follows_the_content_and_the_title_is_derived() {
         let s = Submission::of(&draft("First line\nmore")).unwrap();
-        assert_eq!((s.subreddit.as_str(), s.kind), ("rust", "self"));
+        assert_eq!((s.subreddit.as_str(), s.kind), ("rust", Kind::Text));
         assert_eq!(s.title, "First line");
         let mut link = draft("see this");
         link.link = Some("https://e.com".into());
-        assert_eq!(Submission::of(&link).unwrap().kind, "link");
+        assert_eq!(Submission::of(&link).unwrap().kind, Kind::Link);
         let mut image = draft("pic");
         image.media_ids = vec!["http://s3/k".into()];
         assert_eq!(
@@ -717,6 +896,98 @@ mod tests {
         assert_eq!(
             Submission::of(&none).unwrap_err().code,
             "subreddit_required"
+        );
+    }
+
+    fn uploaded(asset: &str, poster: Option<&str>) -> String {
+        UploadedMedia {
+            asset_id: Some(asset.into()),
+            url: format!("https://s3.test/{asset}"),
+            poster_url: poster.map(str::to_owned),
+        }
+        .encode()
+    }
+
+    /// A listed post as Reddit shows it (the shapes of PRAW's recorded gallery and video posts).
+    fn listed(json: Value) -> ListedPost {
+        let mut post = serde_json::json!({
+            "id": "huw6vs", "title": "Pics", "subreddit": "rust", "is_self": false,
+            "selftext": "", "permalink": "/r/rust/comments/huw6vs/pics/", "created_utc": 1.0,
+        });
+        post.as_object_mut()
+            .unwrap()
+            .extend(json.as_object().unwrap().clone());
+        serde_json::from_value(post).unwrap()
+    }
+
+    #[test]
+    fn several_images_make_a_gallery_matched_by_its_asset_ids() {
+        let mut gallery = draft("Pics");
+        gallery.media_ids = vec![uploaded("a1", None), uploaded("a2", None)];
+        let s = Submission::of(&gallery).unwrap();
+        assert_eq!(s.kind, Kind::Gallery);
+        assert_eq!(s.assets, ["a1", "a2"]);
+        let items = |ids: &[&str]| {
+            let items: Vec<Value> = ids
+                .iter()
+                .map(|id| serde_json::json!({"media_id": id, "id": 1}))
+                .collect();
+            serde_json::json!({"is_gallery": true, "gallery_data": {"items": items},
+                "url": "https://www.reddit.com/gallery/huw6vs"})
+        };
+        assert!(s.matches(&listed(items(&["a1", "a2"]))));
+        assert!(!s.matches(&listed(items(&["a1", "b2"]))), "another gallery");
+        assert!(!s.matches(&listed(items(&["a1"]))));
+        assert!(s.matches(&listed(
+            serde_json::json!({"is_gallery": true, "gallery_data": null})
+        )));
+        assert!(!s.matches(&listed(
+            serde_json::json!({"url": "https://i.redd.it/a1.png"})
+        )));
+        // An image post is neither a gallery nor a video of the same title.
+        let mut image = draft("Pics");
+        image.media_ids = vec![uploaded("a1", None)];
+        let one = Submission::of(&image).unwrap();
+        assert_eq!(one.kind, Kind::Image);
+        assert!(one.matches(&listed(
+            serde_json::json!({"url": "https://i.redd.it/a1.png"})
+        )));
+        assert!(!one.matches(&listed(items(&["a1", "a2"]))));
+        // Images an older Herald uploaded carry no asset id: a gallery of them cannot be named.
+        let mut old = draft("Pics");
+        old.media_ids = vec!["https://s3.test/x".into(), "https://s3.test/y".into()];
+        assert_eq!(
+            Submission::of(&old).unwrap_err().code,
+            "gallery_asset_missing"
+        );
+    }
+
+    #[test]
+    fn a_video_posts_its_upload_with_the_poster_and_is_matched_by_its_asset_id() {
+        let mut video = draft("Clip");
+        video.media = vec![herald_domain::MediaItem {
+            url: "https://cdn.test/clip.mp4".into(),
+            kind: MediaKind::Video,
+            mime_type: "video/mp4".into(),
+            probe: None,
+        }];
+        video.media_ids = vec![uploaded("fmng6wpyyw261", Some("https://s3.test/p"))];
+        let s = Submission::of(&video).unwrap();
+        assert_eq!(s.kind, Kind::Video);
+        assert_eq!(s.url.as_deref(), Some("https://s3.test/fmng6wpyyw261"));
+        assert_eq!(s.poster_url.as_deref(), Some("https://s3.test/p"));
+        let post = |url: &str, is_video: bool| {
+            listed(serde_json::json!({"title": "Clip", "url": url, "is_video": is_video}))
+        };
+        assert!(s.matches(&post("https://v.redd.it/fmng6wpyyw261", true)));
+        assert!(!s.matches(&post("https://v.redd.it/otherasset01", true)));
+        assert!(!s.matches(&post("https://v.redd.it/fmng6wpyyw261", false)));
+        video.options.reddit.videogif = true;
+        assert_eq!(Submission::of(&video).unwrap().kind, Kind::VideoGif);
+        video.media_ids = vec![uploaded("v1", None)];
+        assert_eq!(
+            Submission::of(&video).unwrap_err().code,
+            "thumbnail_required"
         );
     }
 }
