@@ -130,6 +130,10 @@ pub struct Config {
         default_value_t = 30
     )]
     pub facebook_pages_request_timeout_secs: u64,
+    /// Reels each Page publishes through the API per moving 24 hours (Meta allows 30; Herald
+    /// counts its own across every worker and holds a reel back when the Page has none left).
+    #[arg(long, env = "FACEBOOK_REELS_PER_DAY", default_value_t = 30)]
+    pub facebook_reels_per_day: u32,
     /// Meta app id for Instagram (with Facebook Login; may be the Facebook Pages app).
     #[arg(long, env = "INSTAGRAM_CLIENT_ID")]
     pub instagram_client_id: Option<String>,
@@ -288,6 +292,7 @@ impl Config {
             facebook_pages_client_secret: None,
             facebook_pages_api_base: None,
             facebook_pages_request_timeout_secs: 30,
+            facebook_reels_per_day: 30,
             instagram_client_id: None,
             instagram_client_secret: None,
             instagram_api_base: None,

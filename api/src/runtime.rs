@@ -356,6 +356,7 @@ fn meta_adapters(
         };
         fb.graph.request_timeout =
             Duration::from_secs(config.facebook_pages_request_timeout_secs.max(1));
+        fb.reels_per_day = config.facebook_reels_per_day;
         let sandbox_host = sandbox.map(|s| s.local_addr().to_string());
         fb.media_policy = config.media_policy(sandbox_host.as_deref());
         adapters = adapters.with(Arc::new(FacebookPagesAdapter::new(fb)?));

@@ -47,6 +47,9 @@ pub struct VideoLimits {
     pub max_bytes: u64,
     /// Neither side may exceed this many pixels.
     pub max_side: u32,
+    /// The frame must be at least this wide and this high (0: no minimum).
+    pub min_width: u32,
+    pub min_height: u32,
     /// Width divided by height must lie in this range.
     pub aspect: (f64, f64),
 }
@@ -63,6 +66,8 @@ impl VideoLimits {
             max_secs,
             max_bytes,
             max_side: u32::MAX,
+            min_width: 0,
+            min_height: 0,
             aspect: (0.0, f64::INFINITY),
         }
     }
@@ -307,6 +312,22 @@ pub enum ContentError {
         width: u32,
         height: u32,
     },
+    #[error("media item {index}: {platform} {what} at least {min_width}x{min_height} pixels; this video is {width}x{height}")]
+    VideoTooSmall {
+        platform: Platform,
+        index: usize,
+        what: &'static str,
+        min_width: u32,
+        min_height: u32,
+        width: u32,
+        height: u32,
+    },
+    #[error("{platform} reels (options.facebook_pages.placement = \"reels\") are exactly one video and nothing else; got {videos} videos and {other} other media items")]
+    ReelNeedsOneVideo {
+        platform: Platform,
+        videos: usize,
+        other: usize,
+    },
     #[error("media item {index}: {platform} {what} needs a width/height ratio of {min:.2}-{max:.2}; this video is {width}x{height}")]
     VideoAspect {
         platform: Platform,
@@ -392,6 +413,9 @@ pub struct ContentRules {
     pub hashtags: HashtagPlacement,
     /// Video limits, checked when Herald could read the video's header.
     pub video: Option<VideoLimits>,
+    /// Limits of a reel's video, where the platform publishes reels as a placement of its own
+    /// (Facebook Pages with `options.facebook_pages.placement = "reels"`).
+    pub reel_video: Option<VideoLimits>,
 }
 
 /// Weight of a URL in X's counting, whatever its length.
@@ -426,6 +450,7 @@ impl ContentRules {
             max_hashtags: None,
             hashtags: HashtagPlacement::EndOfText,
             video: None,
+            reel_video: None,
         }
     }
 
@@ -524,6 +549,15 @@ impl ContentRules {
                 image_types: types(&["image/jpeg", "image/png", "image/gif", "image/bmp"]),
                 max_title: Some(255),
                 link_attachment: true,
+                // Reels Publishing API, "Video Specifications": 9:16, at least 540x960, 3 to
+                // 90 seconds (developers.facebook.com/docs/video-api/guides/reels-publishing).
+                // No size limit is given. The ratio allows 1% for encoders that round a side.
+                reel_video: Some(VideoLimits {
+                    min_width: 540,
+                    min_height: 960,
+                    aspect: (0.556, 0.569),
+                    ..VideoLimits::new(3.0, 90.0, u64::MAX)
+                }),
                 ..base
             },
             // §8.2/§8.3: commentary ≤ 3000; one image, a multi-image post, one video or one
@@ -594,11 +628,18 @@ impl ContentRules {
                 return Err(ContentError::InvalidLink);
             }
         }
-        let text = self.compose_text(content.text.trim(), link, &content.hashtags)?;
+        // A reel has no link attachment: its link goes into the description.
+        let reel =
+            self.platform == Platform::FacebookPages && content.options.facebook_pages.is_reel();
+        let attach_link = self.link_attachment && !reel;
+        let text = self.compose_text(content.text.trim(), link, attach_link, &content.hashtags)?;
         if text.is_empty() && content.media.is_empty() && link.is_none() {
             return Err(ContentError::Empty);
         }
         self.check_media(&content.media)?;
+        if reel {
+            check_reel(platform, &content.media)?;
+        }
         self.check_videos(&content.media, &content.options)?;
         check_media_options(platform, &content.media, &content.options)?;
         if let Some(poll) = &content.poll {
@@ -635,7 +676,7 @@ impl ContentRules {
             parts,
             media: content.media.clone(),
             poll: content.poll.clone(),
-            link: link.filter(|_| self.link_attachment).map(str::to_string),
+            link: link.filter(|_| attach_link).map(str::to_string),
             options: content.options.clone(),
         })
     }
@@ -646,6 +687,7 @@ impl ContentRules {
         &self,
         text: &str,
         link: Option<&str>,
+        attach_link: bool,
         hashtags: &[String],
     ) -> Result<String, ContentError> {
         let mut composed = text.to_string();
@@ -655,7 +697,7 @@ impl ContentRules {
             }
             composed.push_str(piece);
         };
-        if let (Some(link), false) = (link, self.link_attachment) {
+        if let (Some(link), false) = (link, attach_link) {
             append(link, " ");
         }
         let mut tags = Vec::with_capacity(hashtags.len());
@@ -733,6 +775,9 @@ impl ContentRules {
                 },
                 "Shorts take",
             )),
+            Platform::FacebookPages if options.facebook_pages.is_reel() => {
+                self.reel_video.map(|limits| (limits, "reels take"))
+            }
             _ => self.video.map(|limits| (limits, "takes")),
         }
     }
@@ -775,6 +820,17 @@ impl ContentRules {
                     platform,
                     index,
                     limit: limits.max_side,
+                    width: probe.width,
+                    height: probe.height,
+                });
+            }
+            if probe.width < limits.min_width || probe.height < limits.min_height {
+                return Err(ContentError::VideoTooSmall {
+                    platform,
+                    index,
+                    what,
+                    min_width: limits.min_width,
+                    min_height: limits.min_height,
                     width: probe.width,
                     height: probe.height,
                 });
@@ -891,6 +947,21 @@ fn check_media_options(
         .into());
     }
     Ok(())
+}
+
+/// A reel is exactly one video (Reels Publishing API: one video file per reel).
+fn check_reel(platform: Platform, media: &[MediaItem]) -> Result<(), ContentError> {
+    let videos = media.iter().filter(|m| m.kind == MediaKind::Video).count();
+    let other = media.len() - videos;
+    if videos == 1 && other == 0 {
+        Ok(())
+    } else {
+        Err(ContentError::ReelNeedsOneVideo {
+            platform,
+            videos,
+            other,
+        })
+    }
 }
 
 /// Cuts `text` to at most `limit` (by `length`) at a word boundary, ending in `…`.
@@ -1825,5 +1896,114 @@ mod tests {
         ));
         // Without a probe nothing can be said: the platform decides.
         assert!(x().prepare(&clip(video())).is_ok());
+    }
+
+    fn reel(media: Vec<MediaItem>) -> Content {
+        let mut content = Content {
+            text: "a reel".into(),
+            media,
+            ..Content::default()
+        };
+        content.options.facebook_pages.placement = Some("reels".into());
+        content
+    }
+
+    #[test]
+    fn given_a_facebook_reel_when_it_is_not_exactly_one_video_then_it_is_refused() {
+        let pages = rules(Platform::FacebookPages);
+        assert!(pages.prepare(&reel(vec![video()])).is_ok());
+        assert_eq!(
+            pages.prepare(&reel(vec![jpeg(1)])),
+            Err(ContentError::ReelNeedsOneVideo {
+                platform: Platform::FacebookPages,
+                videos: 0,
+                other: 1
+            })
+        );
+        let error = pages.prepare(&reel(Vec::new())).unwrap_err();
+        assert_eq!(
+            error,
+            ContentError::ReelNeedsOneVideo {
+                platform: Platform::FacebookPages,
+                videos: 0,
+                other: 0
+            }
+        );
+        assert!(
+            error
+                .to_string()
+                .contains("options.facebook_pages.placement = \"reels\""),
+            "the message names the rule: {error}"
+        );
+        // Two videos are already refused by the feed's one-video rule.
+        assert!(pages.prepare(&reel(vec![video(), video()])).is_err());
+        // The same content as a feed post is a video post.
+        let mut feed = reel(vec![video()]);
+        feed.options.facebook_pages.placement = None;
+        assert!(pages.prepare(&feed).is_ok());
+    }
+
+    #[test]
+    fn given_a_probed_facebook_reel_when_prepared_then_metas_reel_limits_apply() {
+        let pages = rules(Platform::FacebookPages);
+        assert!(pages
+            .prepare(&reel(vec![probed(30_000, 1080, 1920, 40 * MB)]))
+            .is_ok());
+        assert!(pages
+            .prepare(&reel(vec![probed(90_000, 540, 960, 40 * MB)]))
+            .is_ok());
+        let error = pages
+            .prepare(&reel(vec![probed(91_000, 1080, 1920, 40 * MB)]))
+            .unwrap_err();
+        assert!(matches!(
+            error,
+            ContentError::VideoDuration { min_secs, max_secs, .. } if min_secs == 3.0 && max_secs == 90.0
+        ));
+        assert!(
+            error
+                .to_string()
+                .contains("reels take videos of 3-90 seconds"),
+            "{error}"
+        );
+        assert!(matches!(
+            pages.prepare(&reel(vec![probed(2_000, 1080, 1920, MB)])),
+            Err(ContentError::VideoDuration { .. })
+        ));
+        assert_eq!(
+            pages.prepare(&reel(vec![probed(30_000, 360, 640, MB)])),
+            Err(ContentError::VideoTooSmall {
+                platform: Platform::FacebookPages,
+                index: 0,
+                what: "reels take",
+                min_width: 540,
+                min_height: 960,
+                width: 360,
+                height: 640
+            })
+        );
+        let error = pages
+            .prepare(&reel(vec![probed(30_000, 1920, 1080, MB)]))
+            .unwrap_err();
+        assert!(matches!(error, ContentError::VideoAspect { .. }));
+        assert!(error.to_string().contains("0.56-0.57"), "{error}");
+        // A feed video on the Page has no such limits.
+        let mut feed = reel(vec![probed(600_000, 1920, 1080, MB)]);
+        feed.options.facebook_pages.placement = Some("feed".into());
+        assert!(pages.prepare(&feed).is_ok());
+    }
+
+    #[test]
+    fn given_a_facebook_reel_with_a_link_when_prepared_then_the_link_joins_the_description() {
+        let pages = rules(Platform::FacebookPages);
+        let mut content = reel(vec![video()]);
+        content.link = Some("https://example.com/more".into());
+        let prepared = pages.prepare(&content).unwrap();
+        assert_eq!(prepared.parts, vec!["a reel https://example.com/more"]);
+        assert_eq!(prepared.link, None, "a reel has no link attachment");
+        content.options.facebook_pages.placement = None;
+        content.media = Vec::new();
+        let post = pages.prepare(&content).unwrap();
+        assert_eq!(post.link.as_deref(), Some("https://example.com/more"));
+        assert_eq!(post.parts, vec!["a reel"]);
     }
 }

@@ -172,10 +172,28 @@ impl InstagramOptions {
 /// Facebook Page post options.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct FacebookPagesOptions {}
+pub struct FacebookPagesOptions {
+    /// `feed` (the default: a post on the Page) or `reels` (one vertical video published as a
+    /// reel through the Reels Publishing API).
+    pub placement: Option<String>,
+}
 
 impl FacebookPagesOptions {
+    /// Whether the post is to be published as a reel.
+    pub fn is_reel(&self) -> bool {
+        self.placement.as_deref() == Some("reels")
+    }
+
     fn check(&self) -> Result<(), OptionsError> {
+        if let Some(placement) = &self.placement {
+            if !matches!(placement.as_str(), "feed" | "reels") {
+                return Err(OptionsError::new(
+                    Platform::FacebookPages,
+                    "placement",
+                    format!("'{placement}' is not one of feed, reels"),
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -311,6 +329,26 @@ mod tests {
             options.check_for(Platform::Tiktok).unwrap_err().option,
             "photo_cover_index"
         );
+    }
+
+    #[test]
+    fn given_a_facebook_placement_when_checked_then_only_feed_and_reels_pass() {
+        let mut options = PublishOptions::default();
+        assert!(options.check_for(Platform::FacebookPages).is_ok());
+        assert!(!options.facebook_pages.is_reel(), "feed is the default");
+        options.facebook_pages.placement = Some("reels".into());
+        assert!(options.check_for(Platform::FacebookPages).is_ok());
+        assert!(options.facebook_pages.is_reel());
+        options.facebook_pages.placement = Some("stories".into());
+        assert_eq!(
+            options.check_for(Platform::FacebookPages),
+            Err(OptionsError::new(
+                Platform::FacebookPages,
+                "placement",
+                "'stories' is not one of feed, reels"
+            ))
+        );
+        assert!(options.check_for(Platform::Instagram).is_ok());
     }
 
     #[test]

@@ -31,10 +31,14 @@ pub struct RulesOverride {
     pub document_types: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub video: Option<VideoLimitsOverride>,
+    /// Changes to the limits of a reel's video (Facebook Pages reels: Meta has changed them
+    /// before, from 4-60 s to 3-90 s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reel_video: Option<VideoLimitsOverride>,
 }
 
 /// Changes to a platform's video limits (placement-specific limits such as Instagram stories
-/// and YouTube Shorts keep their documented values).
+/// and YouTube Shorts keep their documented values; Facebook reels have `reel_video`).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VideoLimitsOverride {
@@ -46,6 +50,10 @@ pub struct VideoLimitsOverride {
     pub max_bytes: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_side: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_width: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_height: Option<u32>,
     /// Width divided by height.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_aspect: Option<f64>,
@@ -100,22 +108,40 @@ impl RulesOverride {
                 ));
             }
         }
-        if let Some(video) = &self.video {
+        let videos = [
+            (
+                &self.video,
+                [
+                    "video.min_secs/max_secs",
+                    "video.min_aspect/max_aspect",
+                    "video.max_bytes/max_side",
+                ],
+            ),
+            (
+                &self.reel_video,
+                [
+                    "reel_video.min_secs/max_secs",
+                    "reel_video.min_aspect/max_aspect",
+                    "reel_video.max_bytes/max_side",
+                ],
+            ),
+        ];
+        for (video, [secs, aspect, size]) in videos {
+            let Some(video) = video else {
+                continue;
+            };
             let limits = video.apply(VideoLimits::unbounded());
             if !(limits.min_secs >= 0.0 && limits.min_secs <= limits.max_secs) {
-                return Err(invalid(
-                    "video.min_secs/max_secs",
-                    "must satisfy 0 <= min_secs <= max_secs",
-                ));
+                return Err(invalid(secs, "must satisfy 0 <= min_secs <= max_secs"));
             }
             if !(limits.aspect.0 >= 0.0 && limits.aspect.0 <= limits.aspect.1) {
                 return Err(invalid(
-                    "video.min_aspect/max_aspect",
+                    aspect,
                     "must satisfy 0 <= min_aspect <= max_aspect",
                 ));
             }
             if limits.max_bytes == 0 || limits.max_side == 0 {
-                return Err(invalid("video.max_bytes/max_side", "must be at least 1"));
+                return Err(invalid(size, "must be at least 1"));
             }
         }
         Ok(())
@@ -138,6 +164,8 @@ impl VideoLimitsOverride {
             max_secs: self.max_secs.unwrap_or(limits.max_secs),
             max_bytes: self.max_bytes.unwrap_or(limits.max_bytes),
             max_side: self.max_side.unwrap_or(limits.max_side),
+            min_width: self.min_width.unwrap_or(limits.min_width),
+            min_height: self.min_height.unwrap_or(limits.min_height),
             aspect: (
                 self.min_aspect.unwrap_or(limits.aspect.0),
                 self.max_aspect.unwrap_or(limits.aspect.1),
@@ -159,6 +187,7 @@ impl ContentRules {
             gif_types,
             document_types,
             video,
+            reel_video,
         } = changes;
         self.max_text = max_text.unwrap_or(self.max_text);
         self.max_media = max_media.unwrap_or(self.max_media);
@@ -182,6 +211,10 @@ impl ContentRules {
         }
         if let Some(video) = video {
             self.video = Some(video.apply(self.video.unwrap_or_else(VideoLimits::unbounded)));
+        }
+        if let Some(video) = reel_video {
+            self.reel_video =
+                Some(video.apply(self.reel_video.unwrap_or_else(VideoLimits::unbounded)));
         }
         self
     }
@@ -359,6 +392,36 @@ mod tests {
                 count: 11,
             })
         );
+    }
+
+    #[test]
+    fn given_reel_video_changes_when_applied_then_only_the_reel_limits_change() {
+        let table = RulesTable::from_json(
+            r#"{"facebook_pages": {"reel_video": {"max_secs": 60, "min_width": 720}}}"#,
+        )
+        .unwrap();
+        let rules = table.rules_for(Platform::FacebookPages);
+        let default = ContentRules::for_platform(Platform::FacebookPages);
+        let reel = rules.reel_video.unwrap();
+        assert_eq!((reel.max_secs, reel.min_width), (60.0, 720));
+        assert_eq!(
+            VideoLimits {
+                max_secs: 90.0,
+                min_width: 540,
+                ..reel
+            },
+            default.reel_video.unwrap()
+        );
+        assert_eq!(rules.video, default.video, "feed videos keep their limits");
+        assert!(matches!(
+            RulesTable::from_json(
+                r#"{"facebook_pages": {"reel_video": {"min_secs": 10, "max_secs": 5}}}"#
+            ),
+            Err(RulesConfigError::Invalid {
+                setting: "reel_video.min_secs/max_secs",
+                ..
+            })
+        ));
     }
 
     #[test]

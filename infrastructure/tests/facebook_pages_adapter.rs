@@ -899,3 +899,347 @@ async fn revoking_takes_the_persons_permissions_back() {
     assert_eq!(refused.class, ErrorClass::Permanent, "{refused:?}");
     env.sandbox.stop().await;
 }
+
+const MIB: u64 = 1024 * 1024;
+
+impl Env {
+    /// A vertical MP4 the sandbox serves (1080x1920, 10 s), `bytes` long.
+    fn reel_media(&self, name: &str, bytes: u64) -> MediaItem {
+        MediaItem {
+            url: format!(
+                "{}/media/{name}?bytes={bytes}&width=1080&height=1920&duration_ms=10000",
+                self.sandbox.base_url()
+            ),
+            ..self.media(name, bytes)
+        }
+    }
+
+    fn reel_calls(&self) -> usize {
+        self.sandbox
+            .meta_state()
+            .requests
+            .iter()
+            .filter(|r| r.method == "POST" && r.path.ends_with("/video_reels"))
+            .count()
+    }
+}
+
+/// A reel draft on `page`.
+fn reel_draft(page: &ConnectedAccount, text: &str) -> PostDraft {
+    let mut draft = PostDraft {
+        text: text.to_owned(),
+        account: page.profile.clone(),
+        ..PostDraft::default()
+    };
+    draft.options.facebook_pages.placement = Some("reels".into());
+    draft
+}
+
+/// Progress that injects a fault into the sandbox's reel uploads once the first chunk is in:
+/// the upload is cut off after it.
+struct InterruptAfterFirstChunk<'a> {
+    progress: &'a Progress,
+    sandbox: &'a Sandbox,
+    fault: Mutex<Option<Fault>>,
+}
+
+#[async_trait::async_trait]
+impl UploadProgress for InterruptAfterFirstChunk<'_> {
+    async fn started(&self, total_bytes: u64) {
+        self.progress.started(total_bytes).await;
+    }
+
+    async fn session_opened(&self, session: &Secret) {
+        self.progress.session_opened(session).await;
+    }
+
+    async fn chunk_sent(&self, bytes_sent: u64, total_bytes: u64) {
+        self.progress.chunk_sent(bytes_sent, total_bytes).await;
+        if let Some(fault) = self.fault.lock().unwrap().take() {
+            self.sandbox
+                .inject_meta_fault(MetaEndpoint::ReelUpload, fault, 1);
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_reel_is_uploaded_to_rupload_and_published_once() {
+    let env = Env::start().await;
+    let page = env.page("fb_reel").await;
+    let token = token(&page);
+    let mut draft = reel_draft(&page, "A reel from Herald");
+    let size = 2 * MIB + 300;
+    let item = env.reel_media("reel.mp4", size);
+    let progress = Progress::default();
+    let reference = env
+        .upload(&token, &item, &draft, None, &progress)
+        .await
+        .unwrap();
+    assert!(reference.starts_with("reel:"), "{reference}");
+    assert_eq!(*progress.started.lock().unwrap(), vec![size]);
+    assert_eq!(
+        *progress.confirmed.lock().unwrap(),
+        vec![MIB, 2 * MIB, size],
+        "each chunk confirmed and recorded"
+    );
+    let state = env.sandbox.meta_state();
+    let offsets: Vec<Option<u64>> = state.reel_uploads.iter().map(|u| u.offset).collect();
+    assert_eq!(offsets, [Some(0), Some(MIB), Some(2 * MIB)]);
+    assert!(state.reel_uploads.iter().all(|u| u.accepted));
+    let video = &state.videos[0];
+    assert!(video.reel);
+    assert_eq!((video.bytes_received, video.file_size), (size, size));
+    assert_eq!(video.post_id, None, "uploaded, not published yet");
+    assert_eq!(env.reel_calls(), 1, "start only");
+
+    draft.media_ids = vec![reference];
+    let created = env
+        .adapter
+        .create_post(&token, &draft, &Gate::default())
+        .await
+        .unwrap();
+    let state = env.sandbox.meta_state();
+    let video = &state.videos[0];
+    assert_eq!(
+        created.post_id,
+        format!("{}_{}", page.profile.account_id, video.id)
+    );
+    assert!(
+        created.url.ends_with(&format!("/reel/{}/", video.id)),
+        "{}",
+        created.url
+    );
+    assert_eq!(video.status, "ready", "published once processed");
+    assert_eq!(video.description.as_deref(), Some("A reel from Herald"));
+    assert_eq!(env.reel_calls(), 2, "start, then one finish");
+
+    // A retry after an unknown outcome finds the reel and does not publish it again.
+    let found = env
+        .adapter
+        .find_post(
+            &token,
+            Utc::now() - TimeDelta::minutes(5),
+            &draft,
+            &Gate::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(found.map(|p| p.post_id), Some(created.post_id.clone()));
+    let again = env
+        .adapter
+        .create_post(&token, &draft, &Gate::default())
+        .await
+        .unwrap();
+    assert_eq!(again, created);
+    assert_eq!(env.reel_calls(), 2, "no second finish");
+    assert_eq!(
+        env.sandbox.meta_state().page_posts.len(),
+        0,
+        "a reel, not a feed post"
+    );
+    env.sandbox.stop().await;
+}
+
+#[tokio::test]
+async fn an_interrupted_reel_upload_resumes_from_the_bytes_meta_holds() {
+    let env = Env::start().await;
+    let page = env.page("fb_reel_resume").await;
+    let token = token(&page);
+    let draft = reel_draft(&page, "Resumed reel");
+    let size = 3 * MIB;
+    let item = env.reel_media("resume-reel.mp4", size);
+    let progress = Progress::default();
+    let interrupting = InterruptAfterFirstChunk {
+        progress: &progress,
+        sandbox: &env.sandbox,
+        fault: Mutex::new(Some(Fault::ServerError { status: 503 })),
+    };
+    let upload = MediaUpload::single(&item, &draft);
+    let failure = env
+        .adapter
+        .upload_media(&token, &upload, &Gate::default(), &interrupting)
+        .await
+        .unwrap_err();
+    assert_eq!(failure.class, ErrorClass::Retryable, "{}", failure.message);
+    assert_eq!(*progress.confirmed.lock().unwrap(), vec![MIB]);
+
+    // The worker died before recording the first chunk: Herald's record says 0, Meta says it
+    // holds 1 MiB, and Meta is right.
+    let resume = UploadResume {
+        session: progress.session.lock().unwrap().clone().unwrap(),
+        bytes_confirmed: 0,
+    };
+    let again = Progress::default();
+    let reference = env
+        .upload(&token, &item, &draft, Some(&resume), &again)
+        .await
+        .unwrap();
+    assert_eq!(*again.confirmed.lock().unwrap(), vec![2 * MIB, 3 * MIB]);
+    let state = env.sandbox.meta_state();
+    let sent: Vec<(Option<u64>, bool)> = state
+        .reel_uploads
+        .iter()
+        .map(|u| (u.offset, u.accepted))
+        .collect();
+    assert_eq!(
+        sent,
+        [
+            (Some(0), true),
+            (Some(MIB), false),
+            (Some(MIB), true),
+            (Some(2 * MIB), true)
+        ],
+        "no range was taken twice"
+    );
+    assert_eq!(state.videos.len(), 1, "the same reel, resumed");
+    assert_eq!(state.videos[0].bytes_received, size);
+
+    // Resuming a reel whose bytes are all in sends nothing more.
+    let resume = UploadResume {
+        session: resume.session.clone(),
+        bytes_confirmed: MIB,
+    };
+    let same = env
+        .upload(&token, &item, &draft, Some(&resume), &Progress::default())
+        .await
+        .unwrap();
+    assert_eq!(same, reference);
+    assert_eq!(env.sandbox.meta_state().reel_uploads.len(), 4);
+    env.sandbox.stop().await;
+}
+
+#[tokio::test]
+async fn a_reel_that_meta_cannot_process_fails_with_what_to_check() {
+    let env = Env::start().await;
+    let page = env.page("fb_reel_reject").await;
+    let token = token(&page);
+    let mut draft = reel_draft(&page, "Rejected reel");
+    let item = env.reel_media("bad-reel.mp4", 5000);
+    draft.media_ids = vec![env
+        .upload(&token, &item, &draft, None, &Progress::default())
+        .await
+        .unwrap()];
+    env.fault(MetaEndpoint::ReelFinish, Fault::RejectMedia);
+    let failure = failed(env.post(&token, &draft).await);
+    assert_eq!(failure.class, ErrorClass::Permanent);
+    assert_eq!(failure.code, "reel_processing_failed");
+    assert!(failure.message.contains("9:16"), "{}", failure.message);
+
+    // A photo is no reel.
+    let photo = env.media("p.jpg", 100);
+    let refused = env
+        .upload(&token, &photo, &draft, None, &Progress::default())
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code, "reel_not_one_video");
+    env.sandbox.stop().await;
+}
+
+/// The 30 reels per 24 hours, counted across workers through the shared gate (two pools on one
+/// database): past the limit a reel is refused before any upload, with when a slot frees.
+#[tokio::test]
+async fn the_pages_reels_of_24_hours_are_counted_across_workers() {
+    use herald_domain::Platform;
+    use herald_infrastructure::db::Db;
+    use herald_infrastructure::rate_limit::SharedRateLimits;
+
+    let env = Env::start_with(|c| c.meta.reel_quota_total = 30).await;
+    let page = env.page("fb_reel_quota").await;
+    let token = token(&page);
+    let dir = std::env::temp_dir().join(format!("herald-reels-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = format!("sqlite://{}", dir.join("q.db").display());
+    let workers = [
+        SharedRateLimits::new(
+            Db::connect(&url, 2).await.unwrap(),
+            Platform::FacebookPages,
+            &page.profile.account_id,
+        ),
+        SharedRateLimits::new(
+            Db::connect(&url, 2).await.unwrap(),
+            Platform::FacebookPages,
+            &page.profile.account_id,
+        ),
+    ];
+    let mut config = env.adapter.config().clone();
+    config.reels_per_day = 2;
+    let adapter = FacebookPagesAdapter::new(config).unwrap();
+    for n in 0..2 {
+        let gate = &workers[n % 2];
+        let mut draft = reel_draft(&page, &format!("reel {n}"));
+        let item = env.reel_media(&format!("q{n}.mp4"), 4000);
+        let upload = MediaUpload::single(&item, &draft);
+        let reference = adapter
+            .upload_media(&token, &upload, gate, &Progress::default())
+            .await
+            .unwrap();
+        draft.media_ids = vec![reference];
+        adapter.create_post(&token, &draft, gate).await.unwrap();
+    }
+    let uploads = env.sandbox.meta_state().reel_uploads.len();
+    let draft = reel_draft(&page, "one too many");
+    let item = env.reel_media("q2.mp4", 4000);
+    let upload = MediaUpload::single(&item, &draft);
+    let before = Utc::now();
+    for gate in &workers {
+        let refused = adapter
+            .upload_media(&token, &upload, gate, &Progress::default())
+            .await
+            .unwrap_err();
+        assert_eq!(
+            refused.class,
+            ErrorClass::RateLimited,
+            "{}",
+            refused.message
+        );
+        assert!(
+            refused
+                .message
+                .contains("used its 2 API-published reels of the last 24 hours"),
+            "{}",
+            refused.message
+        );
+        let free_at = refused.not_before.expect("when a slot frees");
+        assert!(
+            free_at > before + TimeDelta::hours(24) - TimeDelta::minutes(1),
+            "the oldest reel leaves the window in a day: {free_at}"
+        );
+        assert!(free_at < before + TimeDelta::hours(25), "{free_at}");
+    }
+    let state = env.sandbox.meta_state();
+    assert_eq!(
+        state.reel_uploads.len(),
+        uploads,
+        "nothing uploaded past the limit"
+    );
+    assert_eq!(state.reel_quota_refusals, 0, "Meta never had to refuse");
+    assert_eq!(
+        state.videos.iter().filter(|v| v.post_id.is_some()).count(),
+        2
+    );
+    env.sandbox.stop().await;
+}
+
+/// Meta refuses a reel past its limit (reels made elsewhere count too): the job waits like
+/// for any rate limit, and the refused reel's slot is free again.
+#[tokio::test]
+async fn metas_own_reel_limit_refusal_is_a_rate_limit() {
+    let env = Env::start_with(|c| c.meta.reel_quota_total = 0).await;
+    let page = env.page("fb_reel_meta_limit").await;
+    let token = token(&page);
+    let mut draft = reel_draft(&page, "refused by Meta");
+    let item = env.reel_media("m.mp4", 4000);
+    draft.media_ids = vec![env
+        .upload(&token, &item, &draft, None, &Progress::default())
+        .await
+        .unwrap()];
+    let failure = failed(env.post(&token, &draft).await);
+    assert_eq!(
+        failure.class,
+        ErrorClass::RateLimited,
+        "{}",
+        failure.message
+    );
+    assert_eq!(env.sandbox.meta_state().reel_quota_refusals, 1);
+    env.sandbox.stop().await;
+}

@@ -43,8 +43,8 @@ pub use linkedin::{
 };
 pub use meta::{
     MetaConfig, MetaContainerSnapshot, MetaEndpoint, MetaIgMediaSnapshot, MetaIgUploadRecord,
-    MetaPagePostSnapshot, MetaPageSpec, MetaRevokedPermission, MetaStateSnapshot, MetaUsageEvent,
-    MetaUserSpec, MetaVideoSnapshot,
+    MetaPagePostSnapshot, MetaPageSpec, MetaReelUploadRecord, MetaRevokedPermission,
+    MetaStateSnapshot, MetaUsageEvent, MetaUserSpec, MetaVideoSnapshot,
 };
 pub use reddit::{
     LinkType, RedditAssetSnapshot, RedditConfig, RedditEndpoint, RedditIssuedToken,

@@ -1362,3 +1362,177 @@ async fn the_usage_budget_runs_out_and_comes_back() {
     assert_eq!(again.status(), 200);
     assert_eq!(buc(&again)["call_count"], 25);
 }
+
+/// A reel's status: `(video_status, uploading, processing, publishing, bytes_transfered)`.
+async fn reel_status(
+    h: &Harness,
+    page: &Page,
+    video_id: &str,
+) -> (String, String, String, String, Value) {
+    let body = json_of(
+        h.get(
+            &format!("/{video_id}"),
+            &page.token,
+            &[("fields", "status")],
+        )
+        .await,
+    )
+    .await;
+    let s = &body["status"];
+    let phase = |name: &str| s[name]["status"].as_str().unwrap_or_default().to_owned();
+    (
+        s["video_status"].as_str().unwrap_or_default().to_owned(),
+        phase("uploading_phase"),
+        phase("processing_phase"),
+        phase("publishing_phase"),
+        s["uploading_phase"]["bytes_transfered"].clone(),
+    )
+}
+
+#[tokio::test]
+async fn page_reels_start_upload_finish_and_stop_at_the_pages_limit() {
+    let h = spawn_with(|c| c.meta.reel_quota_total = 1).await;
+    let user = h.login("reels", PAGE_SCOPES, "").await;
+    let page = h.pages(&user).await.remove(0);
+    let reels = format!("/{}/video_reels", page.id);
+    let start = json_of(
+        h.post(&reels, &page.token, &[("upload_phase", "start")])
+            .await,
+    )
+    .await;
+    let video_id = start["video_id"].as_str().unwrap().to_owned();
+    let upload_url = start["upload_url"].as_str().unwrap().to_owned();
+    assert!(
+        upload_url.ends_with(&format!("/video-upload/v25.0/{video_id}")),
+        "{upload_url}"
+    );
+    // An MP4 header, then the rest.
+    let mut data = vec![0u8; 3000];
+    data[4..8].copy_from_slice(b"ftyp");
+
+    let first = rupload(&h, &upload_url, Some(&page.token), 0, 3000, &data[..1000]).await;
+    assert_eq!(json_of(first).await, json!({"success": true}));
+    let (status, uploading, _, publishing, held) = reel_status(&h, &page, &video_id).await;
+    assert_eq!(
+        (status.as_str(), uploading.as_str(), publishing.as_str()),
+        ("uploading", "in_progress", "not_started")
+    );
+    assert_eq!(held, 1000, "Meta says what it holds");
+    // Finishing early, a later offset and another Page's token are refused.
+    let early = h
+        .post(
+            &reels,
+            &page.token,
+            &[
+                ("upload_phase", "finish"),
+                ("video_id", &video_id),
+                ("video_state", "PUBLISHED"),
+            ],
+        )
+        .await;
+    assert_eq!(graph_error(early).await.0, 6000);
+    let gap = rupload(
+        &h,
+        &upload_url,
+        Some(&page.token),
+        2000,
+        3000,
+        &data[2000..],
+    )
+    .await;
+    assert_eq!(gap.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        rupload(&h, &upload_url, None, 1000, 3000, &data[1000..])
+            .await
+            .status(),
+        StatusCode::BAD_REQUEST
+    );
+    // A range sent again is taken once.
+    let rest = rupload(&h, &upload_url, Some(&page.token), 500, 3000, &data[500..]).await;
+    assert!(rest.status().is_success());
+    let (status, uploading, processing, publishing, _) = reel_status(&h, &page, &video_id).await;
+    assert_eq!(
+        (uploading.as_str(), processing.as_str(), publishing.as_str()),
+        ("complete", "not_started", "not_started"),
+        "{status}: uploaded, waiting for finish"
+    );
+    assert_eq!(
+        json_of(finish_reel(&h, &page, &video_id).await).await,
+        json!({"success": true})
+    );
+    let (status, _, processing, _, _) = reel_status(&h, &page, &video_id).await;
+    assert_eq!(
+        (status.as_str(), processing.as_str()),
+        ("processing", "in_progress")
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let (status, _, processing, publishing, _) = reel_status(&h, &page, &video_id).await;
+    assert_eq!(
+        (status.as_str(), processing.as_str(), publishing.as_str()),
+        ("ready", "complete", "complete")
+    );
+    // Finishing twice publishes once.
+    assert!(finish_reel(&h, &page, &video_id)
+        .await
+        .status()
+        .is_success());
+
+    // The Page's reels of the window are used up: the next publish is refused.
+    let second = json_of(
+        h.post(&reels, &page.token, &[("upload_phase", "start")])
+            .await,
+    )
+    .await;
+    let second_id = second["video_id"].as_str().unwrap().to_owned();
+    let url = second["upload_url"].as_str().unwrap().to_owned();
+    assert!(rupload(&h, &url, Some(&page.token), 0, 3000, &data)
+        .await
+        .status()
+        .is_success());
+    let (code, _, error) = graph_error(finish_reel(&h, &page, &second_id).await).await;
+    assert_eq!(code, 4);
+    assert!(
+        error["message"].as_str().unwrap().contains("reels"),
+        "{error}"
+    );
+    let state = h.sandbox.meta_state();
+    assert_eq!(state.reel_quota_refusals, 1);
+    assert_eq!(
+        state
+            .videos
+            .iter()
+            .filter(|v| v.reel && v.post_id.is_some())
+            .count(),
+        1
+    );
+    let offsets: Vec<(Option<u64>, bool)> = state
+        .reel_uploads
+        .iter()
+        .map(|u| (u.offset, u.accepted))
+        .collect();
+    assert_eq!(
+        offsets,
+        [
+            (Some(0), true),
+            (Some(2000), false),
+            (Some(1000), false),
+            (Some(500), true),
+            (Some(0), true)
+        ]
+    );
+}
+
+/// `upload_phase=finish` of a reel, published with a description.
+async fn finish_reel(h: &Harness, page: &Page, video_id: &str) -> Response {
+    h.post(
+        &format!("/{}/video_reels", page.id),
+        &page.token,
+        &[
+            ("upload_phase", "finish"),
+            ("video_id", video_id),
+            ("video_state", "PUBLISHED"),
+            ("description", "A reel"),
+        ],
+    )
+    .await
+}

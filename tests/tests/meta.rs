@@ -2,7 +2,8 @@
 //! Page, and one per linked Instagram business account → publish every content type → sandbox
 //! Meta twin → projections; the documented error classes; the Instagram publishing limit held
 //! strictly by two worker processes at once; reels uploaded resumably, also across a worker
-//! killed mid-upload; and Facebook's signed Deauthorize Callback ending a person's connections.
+//! killed mid-upload; Facebook Page reels, their resumed upload and the Page's reels of 24 hours;
+//! and Facebook's signed Deauthorize Callback ending a person's connections.
 mod support;
 
 use std::time::Duration;
@@ -12,7 +13,7 @@ use herald_sandbox::{MetaPageSpec, MetaUserSpec, SandboxConfig};
 use serde_json::{json, Value};
 use support::worker::published_or_waiting_for_a_limit;
 use support::worker::SplitApp;
-use support::{event_data, eventually, spawn_app, time, Backend, TestApp};
+use support::{event_data, eventually, spawn_app, spawn_app_configured, time, Backend, TestApp};
 
 const SOON: Duration = Duration::from_secs(20);
 
@@ -394,6 +395,12 @@ async fn postgres_and_kafka_publish_to_a_page_and_to_instagram() {
         .remove(0);
     let account = app.connect_instagram("alice", "meta_pg").await.remove(0);
     let fb = published(&app, &page, json!({"text": "Pages via Kafka"})).await;
+    let reel = published(
+        &app,
+        &page,
+        json!({"text": "A reel via Kafka", "media": [reel_video(&app, "k.mp4", 5000)], "options": {"facebook_pages": {"placement": "reels"}}}),
+    )
+    .await;
     let ig = published(
         &app,
         &account,
@@ -405,6 +412,9 @@ async fn postgres_and_kafka_publish_to_a_page_and_to_instagram() {
     assert_eq!(fb["post_id"], state.page_posts[0].id.as_str());
     assert_eq!(state.instagram_media.len(), 1);
     assert_eq!(ig["post_id"], state.instagram_media[0].id.as_str());
+    let reels: Vec<_> = state.videos.iter().filter(|v| v.reel).collect();
+    assert_eq!(reels.len(), 1);
+    assert_eq!(reel["post_id"], reels[0].post_id.as_deref().unwrap());
     app.stop().await;
 }
 
@@ -952,5 +962,253 @@ async fn old_page_grants_still_publish_and_renew_to_the_new_form() {
         json!({"text": "after renewal too", "media": [media(&app, "new.jpg")]}),
     )
     .await;
+    app.stop().await;
+}
+
+/// A vertical MP4 (1080x1920, 10 s) the sandbox serves, `bytes` long.
+fn reel_video(app: &TestApp, name: &str, bytes: u64) -> Value {
+    json!({
+        "url": format!(
+            "{}/media/{name}?bytes={bytes}&width=1080&height=1920&duration_ms=10000",
+            app.sandbox.base_url()
+        ),
+        "kind": "video",
+        "mime_type": "video/mp4",
+    })
+}
+
+fn reel_options() -> Value {
+    json!({"facebook_pages": {"placement": "reels"}})
+}
+
+/// A Facebook reel: opened on `/video_reels`, its video streamed to rupload in 1 MiB chunks
+/// recorded as upload progress, published once, with the post id and the reel's address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_facebook_reel_is_uploaded_and_published_once() {
+    let app = spawn_app(Backend::Embedded).await;
+    let page = app
+        .connect_facebook_pages("alice", "meta_fb_reel")
+        .await
+        .remove(0);
+    let clip = reel_video(&app, "fb-reel.mp4", 2 * MIB + 10);
+    let job = published(
+        &app,
+        &page,
+        json!({"text": "A Page reel", "link": "https://example.com/r", "media": [clip.clone()], "options": reel_options()}),
+    )
+    .await;
+    let state = app.sandbox.meta_state();
+    assert_eq!(state.videos.len(), 1);
+    let reel = &state.videos[0];
+    assert!(reel.reel);
+    assert_eq!(reel.status, "ready");
+    assert_eq!(
+        reel.description.as_deref(),
+        Some("A Page reel https://example.com/r"),
+        "a reel's link goes into its description"
+    );
+    assert_eq!(
+        reel.upload_checksum.as_deref(),
+        Some(app.media_checksum(&clip).await.as_str())
+    );
+    assert_eq!(job["post_id"], reel.post_id.as_deref().unwrap());
+    assert!(
+        job["post_url"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/reel/{}/", reel.id)),
+        "{job}"
+    );
+    let offsets: Vec<Option<u64>> = state.reel_uploads.iter().map(|u| u.offset).collect();
+    assert_eq!(
+        offsets,
+        [Some(0), Some(MIB), Some(2 * MIB)],
+        "each chunk sent once"
+    );
+    assert_eq!(
+        calls(&app, "POST", "/video_reels"),
+        2,
+        "start and one finish"
+    );
+    assert!(state.page_posts.is_empty(), "a reel, not a feed post");
+    let history = app
+        .history_events("alice", job["job_id"].as_str().unwrap())
+        .await;
+    let sessions = history
+        .iter()
+        .filter(|e| e["event_type"] == "UploadSessionOpened")
+        .count();
+    assert_eq!(sessions, 1);
+
+    // A reel is one vertical video: anything else is refused at acceptance, naming the rule.
+    let refused = app
+        .post(
+            "alice",
+            "/publish",
+            json!({"connection_ids": [page], "content": {"text": "not a reel", "media": [media(&app, "p.jpg")], "options": reel_options()}}),
+        )
+        .await;
+    assert_eq!(refused.status(), 422);
+    let problem: Value = refused.json().await.unwrap();
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("options.facebook_pages.placement"),
+        "{problem}"
+    );
+    app.stop().await;
+}
+
+/// `kill -9` of the worker while a reel's chunk is on its way: the next worker asks Meta what it
+/// holds and resumes the same reel from there; no range is taken twice, nothing before the
+/// recorded offset is sent again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_upload_resumes_the_facebook_reel() {
+    const LOG: &str = "info,herald_infrastructure=debug";
+    let mut split = SplitApp::start(Backend::Embedded).await;
+    let app = &split.app;
+    let page = app
+        .connect_facebook_pages("alice", "meta_fb_crash")
+        .await
+        .remove(0);
+    let size = 4 * MIB;
+    let clip = reel_video(app, "fb-crash.mp4", size);
+    // Every chunk takes Meta 1.5 s to start reading: time to kill the worker mid-chunk.
+    app.meta_fault(
+        "reel_upload",
+        json!({"kind": "slow_processing", "secs": 1.5}),
+        3,
+    )
+    .await;
+    let worker = split.spawn_worker(&split.worker_config(), LOG);
+    let app = &split.app;
+    let job_id = app
+        .publish(
+            "alice",
+            &page,
+            json!({"text": "crash reel", "media": [clip.clone()], "options": reel_options()}),
+        )
+        .await;
+    eventually(
+        "the second chunk is in flight",
+        Duration::from_secs(60),
+        || async {
+            worker.assert_running();
+            let state = app.sandbox.meta_state();
+            let second_in_flight = state
+                .reel_uploads
+                .iter()
+                .any(|u| u.offset == Some(MIB) && u.status.is_none());
+            let recorded =
+                app.history_events("alice", &job_id).await.iter().any(|e| {
+                    e["event_type"] == "UploadChunked" && event_data(e)["bytes_sent"] == MIB
+                });
+            (second_in_flight && recorded).then_some(())
+        },
+    )
+    .await;
+    worker.kill();
+    let second = split.spawn_worker(&split.worker_config(), LOG);
+    let app = &split.app;
+    let job = app
+        .wait_for_status("alice", &job_id, "published", Duration::from_secs(90))
+        .await;
+    second.assert_running();
+
+    let state = app.sandbox.meta_state();
+    assert_eq!(state.videos.len(), 1, "the same reel, resumed");
+    let reel = &state.videos[0];
+    assert_eq!(
+        reel.upload_checksum.as_deref(),
+        Some(app.media_checksum(&clip).await.as_str())
+    );
+    assert_eq!(job["post_id"], reel.post_id.as_deref().unwrap());
+    let taken: Vec<u64> = state
+        .reel_uploads
+        .iter()
+        .filter(|u| u.accepted)
+        .filter_map(|u| u.offset)
+        .collect();
+    assert_eq!(
+        taken,
+        [0, MIB, 2 * MIB, 3 * MIB],
+        "{:?}",
+        state.reel_uploads
+    );
+    // The chunk in flight when the worker died is sent again only if Meta did not get all of
+    // it (the kernel may have delivered the whole body before the process died): the second
+    // worker starts from what Meta says it holds.
+    let starts: Vec<u64> = state.reel_uploads.iter().filter_map(|u| u.offset).collect();
+    assert!(
+        starts == [0, MIB, MIB, 2 * MIB, 3 * MIB] || starts == [0, MIB, 2 * MIB, 3 * MIB],
+        "{:?}",
+        state.reel_uploads
+    );
+    let history = app.history_events("alice", &job_id).await;
+    let sessions = history
+        .iter()
+        .filter(|e| e["event_type"] == "UploadSessionOpened")
+        .count();
+    assert_eq!(sessions, 1, "the second attempt opened no new reel");
+    assert_eq!(
+        calls(app, "POST", "/video_reels"),
+        2,
+        "one start, one finish"
+    );
+    drop(second);
+    split.stop().await;
+}
+
+/// A Page whose reels of the last 24 hours are used up: the next reel waits, told when the
+/// oldest leaves the window, and nothing of it is uploaded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_past_its_reels_of_24_hours_waits_for_the_window() {
+    let app = spawn_app_configured(
+        Backend::Embedded,
+        herald_sandbox::SandboxConfig::default(),
+        herald_api::config::Role::All,
+        |config| config.facebook_reels_per_day = 1,
+    )
+    .await;
+    let page = app
+        .connect_facebook_pages("alice", "meta_fb_limit")
+        .await
+        .remove(0);
+    let first = published(
+        &app,
+        &page,
+        json!({"text": "the day's reel", "media": [reel_video(&app, "l1.mp4", 4000)], "options": reel_options()}),
+    )
+    .await;
+    let late = app
+        .publish(
+            "alice",
+            &page,
+            json!({"text": "one reel too many", "media": [reel_video(&app, "l2.mp4", 4000)], "options": reel_options()}),
+        )
+        .await;
+    let job = app
+        .wait_for_status("alice", &late, "retry_scheduled", SOON)
+        .await;
+    assert_eq!(job["last_error"]["class"], "rate_limited", "{job}");
+    let message = job["last_error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("used its 1 API-published reels of the last 24 hours"),
+        "{message}"
+    );
+    let published_at = time(first["published_at"].as_str().unwrap());
+    let retry_at = time(job["retry_at"].as_str().unwrap());
+    assert!(
+        retry_at >= published_at + TimeDelta::hours(24) - TimeDelta::seconds(5),
+        "waits for the first reel to leave the window: {job}"
+    );
+    let state = app.sandbox.meta_state();
+    assert_eq!(
+        state.videos.len(),
+        1,
+        "nothing of the late reel was uploaded"
+    );
+    assert_eq!(state.reel_quota_refusals, 0);
     app.stop().await;
 }

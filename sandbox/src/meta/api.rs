@@ -118,6 +118,7 @@ pub(crate) async fn post_edge(
         (Node::Me | Node::Page, "feed") => pages::create_post(&state, &req, &id, &body).await,
         (Node::Me | Node::Page, "photos") => pages::upload_photo(&state, &req, &id, &body).await,
         (Node::Me | Node::Page, "videos") => pages::videos(&state, &req, &id, &body).await,
+        (Node::Me | Node::Page, "video_reels") => pages::reels(&state, &req, &id, &body).await,
         (Node::Instagram, "media") => instagram::create_container(&state, &req, &id, &body).await,
         (Node::Instagram, "media_publish") => instagram::publish(&state, &req, &id, &body).await,
         (Node::Unknown, _) => unknown(&state, &req, &id).await,

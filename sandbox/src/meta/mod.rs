@@ -28,6 +28,8 @@
 //! | GET | `/{v}/{ig-user-id}/media`, `/stories` | published media, newest first |
 //! | GET | `/{v}/{ig-user-id}/content_publishing_limit` | `quota_usage` and `config` |
 //! | POST | `/ig-api-upload/{v}/{container-id}` | rupload: a resumable container's bytes (`offset`, `file_size`) |
+//! | POST | `/{v}/{page-id}/video_reels` | a Page reel: `upload_phase=start` (`video_id`, `upload_url`), `finish` (publish, 30 per 24 h) |
+//! | POST | `/video-upload/{v}/{video-id}` | rupload: a reel's bytes (`offset`, `file_size`) |
 //! | GET | `/{v}/{id}` | a post, photo, video (`status`), container (`status_code`) or IG media |
 //! | POST/GET/DELETE | `/_sandbox/faults` | fault injection (not part of Meta) |
 //! | GET | `/_sandbox/state` | read-only state dump (not part of Meta) |
@@ -108,6 +110,10 @@ pub struct MetaConfig {
     pub ig_container_limit: usize,
     /// Containers not published within this expire (facts §4.3: 24 hours).
     pub ig_container_lifetime: Duration,
+    /// Reels a Page may publish through the API in `reel_quota_window` (Meta: 30 in a moving
+    /// 24 hours, Reels Publishing API "Rate Limit").
+    pub reel_quota_total: u32,
+    pub reel_quota_window: Duration,
     /// Calls per usage owner per `usage_window` before the usage headers reach 100 % and Meta
     /// refuses with its throttling error (code 4 for the app, 80001 for a Page, 80002 for an
     /// Instagram account) until the window ends.
@@ -134,6 +140,8 @@ impl Default for MetaConfig {
             ig_quota_duration: Duration::from_secs(86_400),
             ig_container_limit: 400,
             ig_container_lifetime: Duration::from_secs(86_400),
+            reel_quota_total: 30,
+            reel_quota_window: Duration::from_secs(86_400),
             call_budget: 48_000,
             usage_window: Duration::from_secs(3600),
             media_fetch_timeout: Duration::from_secs(5),
@@ -231,6 +239,12 @@ pub enum MetaEndpoint {
     IgUpload,
     /// `GET /{ig-user-id}/media`, `/stories` and `GET /{ig-media-id}`.
     IgListMedia,
+    /// `POST /{page-id}/video_reels` with `upload_phase=start`.
+    ReelStart,
+    /// `POST /video-upload/{v}/{video-id}` (rupload): a reel's bytes.
+    ReelUpload,
+    /// `POST /{page-id}/video_reels` with `upload_phase=finish`.
+    ReelFinish,
     /// `DELETE /{user-id}/permissions/{permission}`.
     RevokePermission,
     /// Wildcard: applies to any endpoint whose own queue is empty.
@@ -258,6 +272,10 @@ pub struct MetaStateSnapshot {
     /// `media_publish` calls refused because the account's publishing quota was used up
     /// (2207042; injected faults not counted).
     pub ig_quota_refusals: u64,
+    /// Every rupload request of a Page reel (`/video-upload`), in order.
+    pub reel_uploads: Vec<MetaReelUploadRecord>,
+    /// Reel publishes refused because the Page had published its reels of the window.
+    pub reel_quota_refusals: u64,
     /// Recent requests to Meta routes (the `/_sandbox` routes are not recorded).
     pub requests: Vec<crate::RequestRecord>,
     /// Every time a usage owner spent its budget, and every call refused for it, oldest first.
@@ -291,6 +309,22 @@ pub struct MetaUsageEvent {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MetaIgUploadRecord {
     pub container_id: String,
+    /// The `offset` header, if it parsed.
+    pub offset: Option<u64>,
+    /// The `file_size` header, if it parsed.
+    pub file_size: Option<u64>,
+    /// Body bytes that arrived.
+    pub bytes_received: u64,
+    /// The answer's status; `None` while the body is still coming (or the client went away).
+    pub status: Option<u16>,
+    /// The bytes were taken.
+    pub accepted: bool,
+}
+
+/// One `POST /video-upload/{v}/{video-id}` (rupload of a Page reel) and what became of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetaReelUploadRecord {
+    pub video_id: String,
     /// The `offset` header, if it parsed.
     pub offset: Option<u64>,
     /// The `file_size` header, if it parsed.
@@ -363,6 +397,10 @@ pub struct MetaVideoSnapshot {
     /// `uploading`, `processing`, `ready` or `error`.
     pub status: String,
     pub post_id: Option<String>,
+    /// Published as a reel (`/video_reels`).
+    pub reel: bool,
+    /// FNV-1a of a reel's uploaded bytes, once all are in.
+    pub upload_checksum: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -437,6 +475,10 @@ pub(crate) fn scope(state: web::Data<MetaState>) -> impl HttpServiceFactory {
     .route(
         "/ig-api-upload/{version}/{container}",
         web::post().to(rupload::upload),
+    )
+    .route(
+        "/video-upload/{version}/{video}",
+        web::post().to(rupload::video_upload),
     )
     .service(
         web::scope("/{version:v[0-9]+\\.[0-9]+}")

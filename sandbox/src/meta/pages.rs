@@ -1,5 +1,16 @@
 //! Users, Pages and Page publishing (platform-facts §3.1, §5): `/me`, `/me/accounts`, Page
-//! objects, `/feed` (text, link, `attached_media`), `/photos` and the chunked `/videos` upload.
+//! objects, `/feed` (text, link, `attached_media`), `/photos`, the chunked `/videos` upload and
+//! reels (`/video_reels`, Reels Publishing API:
+//! developers.facebook.com/docs/video-api/guides/reels-publishing).
+//!
+//! A reel: `upload_phase=start` answers `{video_id, upload_url}`; the bytes go to rupload
+//! (`/video-upload/{v}/{video-id}`, see `rupload`); `upload_phase=finish` with `video_id`,
+//! `video_state=PUBLISHED` and `description` answers `{"success": true}` and publishes the reel
+//! once it has processed. `GET /{video-id}?fields=status` moves through `uploading_phase`
+//! (with `bytes_transfered`, Meta's spelling), `processing_phase` and `publishing_phase`. A
+//! Page publishes at most `reel_quota_total` reels in `reel_quota_window` (Meta: 30 in a moving
+//! 24 hours, enforced on `/video_reels` when publishing); Meta documents no error for it, so the
+//! twin answers with its throttling code 4 and says why.
 
 use std::time::Instant;
 
@@ -8,7 +19,9 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
 use super::fetch::{probe, FetchError};
-use super::state::{Caller, Inner, Page, PagePost, Photo, TokenKind, Video, VideoState};
+use super::state::{
+    Caller, Inner, Page, PagePost, Photo, ResumableUpload, TokenKind, Video, VideoState,
+};
 use super::{
     finish, guard, missing_permission, require_page_token, MetaEndpoint, MetaState, Usage,
     MAX_MESSAGE,
@@ -624,6 +637,9 @@ fn video_start(
         post_id: None,
         reject: false,
         processing: state.config.video_processing_delay,
+        reel: false,
+        upload: None,
+        published_at: None,
     });
     let (start, end) = offsets(0, size, state.config.video_chunk_size);
     Ok(json!({
@@ -814,6 +830,9 @@ async fn video_from_url(
         post_id: Some(post_id.clone()),
         reject,
         processing,
+        reel: false,
+        upload: None,
+        published_at: None,
     });
     inner.posts.push(PagePost {
         id: post_id,
@@ -825,6 +844,175 @@ async fn video_from_url(
         created: chrono::Utc::now(),
     });
     Ok(json!({ "id": video_id }))
+}
+
+/// `POST /{page-id}/video_reels`: `upload_phase=start` opens a reel, `finish` publishes it.
+pub(crate) async fn reels(
+    state: &MetaState,
+    req: &HttpRequest,
+    id: &str,
+    body: &web::Bytes,
+) -> HttpResponse {
+    let p = params(req, body);
+    let phase = param(&p, "upload_phase").map(str::to_owned);
+    let endpoint = match phase.as_deref() {
+        Some("finish") => MetaEndpoint::ReelFinish,
+        _ => MetaEndpoint::ReelStart,
+    };
+    let ctx = guarded!(state, req, p, endpoint, Usage::of);
+    let page = match publishing_page(state, &ctx.caller, id) {
+        Ok(page) => page,
+        Err(resp) => return resp,
+    };
+    let result = match phase.as_deref() {
+        Some("start") => Ok(reel_start(state, req, &page)),
+        Some("finish") => reel_finish(state, &page, &p, ctx.fault.as_ref()),
+        other => Err(invalid_parameter(
+            &format!(
+                "(#100) upload_phase must be start or finish; got {}",
+                other.unwrap_or("nothing")
+            ),
+            None,
+        )),
+    };
+    match result {
+        Ok(body) => finish(ctx, HttpResponse::Ok().json(body)).await,
+        Err(resp) => resp,
+    }
+}
+
+/// Opens a reel whose bytes go to rupload; the upload URL names this twin's own host.
+fn reel_start(state: &MetaState, req: &HttpRequest, page: &Page) -> Value {
+    let version = req
+        .match_info()
+        .get("version")
+        .unwrap_or("v25.0")
+        .to_owned();
+    let info = req.connection_info();
+    let mut inner = state.lock();
+    let video_id = inner.next_object_id();
+    inner.videos.push(Video {
+        id: video_id.clone(),
+        page_id: page.id.clone(),
+        session_id: None,
+        file_size: 0,
+        received: 0,
+        file_url: None,
+        title: None,
+        description: None,
+        state: VideoState::Uploading,
+        post_id: None,
+        reject: false,
+        processing: state.config.video_processing_delay,
+        reel: true,
+        upload: Some(ResumableUpload {
+            file_size: None,
+            received: 0,
+            checksum: 0,
+            head: Vec::new(),
+            processing: state.config.video_processing_delay,
+        }),
+        published_at: None,
+    });
+    json!({
+        "video_id": video_id,
+        "upload_url": format!(
+            "{}://{}/meta/video-upload/{version}/{video_id}",
+            info.scheme(),
+            info.host()
+        ),
+    })
+}
+
+/// Publishes an uploaded reel (`video_state=PUBLISHED`), within the Page's reel limit.
+fn reel_finish(
+    state: &MetaState,
+    page: &Page,
+    p: &[(String, String)],
+    fault: Option<&Fault>,
+) -> Result<Value, HttpResponse> {
+    let processing = processing_time(state, fault);
+    let limit = state.config.reel_quota_total as usize;
+    let window = chrono::TimeDelta::from_std(state.config.reel_quota_window).unwrap_or_default();
+    let mut inner = state.lock();
+    let video_id = param(p, "video_id").unwrap_or_default();
+    let now = chrono::Utc::now();
+    let published = inner
+        .videos
+        .iter()
+        .filter(|v| v.reel && v.page_id == page.id)
+        .filter(|v| v.published_at.is_some_and(|at| at > now - window))
+        .count();
+    let Some(video) = inner
+        .videos
+        .iter_mut()
+        .find(|v| v.id == video_id && v.reel && v.page_id == page.id)
+    else {
+        return Err(invalid_parameter(
+            "(#100) video_id is not a reel this Page opened with upload_phase=start",
+            None,
+        ));
+    };
+    if video.post_id.is_some() {
+        // Finishing twice publishes once.
+        return Ok(json!({ "success": true }));
+    }
+    match param(p, "video_state") {
+        Some("PUBLISHED") => {}
+        Some(other) => {
+            return Err(invalid_parameter(
+                &format!(
+                    "(#100) The twin publishes reels with video_state=PUBLISHED only; got {other}"
+                ),
+                None,
+            ))
+        }
+        None => {
+            return Err(invalid_parameter(
+                "(#100) The parameter video_state is required",
+                None,
+            ))
+        }
+    }
+    let complete = video.upload.as_ref().is_some_and(|u| u.complete());
+    if !complete {
+        return Err(graph_error(
+            StatusCode::BAD_REQUEST,
+            &format!(
+                "(#6000) The video upload is incomplete: {} of {} bytes received",
+                video.received, video.file_size
+            ),
+            "OAuthException",
+            6000,
+            None,
+        ));
+    }
+    if published >= limit {
+        inner.reel_quota_refusals += 1;
+        return Err(graph_error(
+            StatusCode::BAD_REQUEST,
+            &format!("(#4) This Page has published {limit} reels through the API in the last 24 hours, the most it may"),
+            "OAuthException",
+            4,
+            None,
+        ));
+    }
+    video.description = param(p, "description").map(str::to_owned);
+    video.reject |= matches!(fault, Some(Fault::RejectMedia));
+    video.processing = processing;
+    video.state = if video.reject {
+        VideoState::Error(
+            "The video could not be processed: a reel must be an MP4 or MOV video of 3 to 90 seconds."
+                .into(),
+        )
+    } else {
+        VideoState::Processing {
+            ready_at: Instant::now() + processing,
+        }
+    };
+    video.post_id = Some(format!("{}_{}", page.id, video.id));
+    video.published_at = Some(now);
+    Ok(json!({ "success": true }))
 }
 
 /// Whether the caller may read objects of `page_id`.
@@ -929,7 +1117,13 @@ fn video_json(video: &Video, wanted: &[&str], now: Instant) -> Value {
     for f in wanted {
         match *f {
             "status" => {
+                // A reel whose bytes are all in waits for upload_phase=finish.
+                let uploaded = video.reel
+                    && video.post_id.is_none()
+                    && video.upload.as_ref().is_some_and(|u| u.complete());
+                let status = if uploaded { "processing" } else { status };
                 let (uploading, processing, publishing) = match status {
+                    _ if uploaded => ("complete", "not_started", "not_started"),
                     "uploading" => ("in_progress", "not_started", "not_started"),
                     "processing" => ("complete", "in_progress", "not_started"),
                     "ready" => ("complete", "complete", "complete"),
@@ -951,6 +1145,9 @@ fn video_json(video: &Video, wanted: &[&str], now: Instant) -> Value {
                 body["status"] = s;
             }
             // Meta gives video permalinks as a path without the host.
+            "permalink_url" if video.reel => {
+                body["permalink_url"] = json!(format!("/reel/{}/", video.id))
+            }
             "permalink_url" => {
                 body["permalink_url"] = json!(format!("/{}/videos/{}/", video.page_id, video.id))
             }

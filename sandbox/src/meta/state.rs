@@ -11,8 +11,8 @@ use chrono::{DateTime, Utc};
 use super::{
     MetaConfig, MetaContainerSnapshot, MetaEndpoint, MetaIgAccountSnapshot, MetaIgMediaSnapshot,
     MetaIgUploadRecord, MetaIssuedToken, MetaPagePostSnapshot, MetaPageSnapshot, MetaPageSpec,
-    MetaPhotoSnapshot, MetaRevokedPermission, MetaStateSnapshot, MetaUsageEvent, MetaUserSpec,
-    MetaVideoSnapshot, ALL_TASKS,
+    MetaPhotoSnapshot, MetaReelUploadRecord, MetaRevokedPermission, MetaStateSnapshot,
+    MetaUsageEvent, MetaUserSpec, MetaVideoSnapshot, ALL_TASKS,
 };
 use crate::faults::{Fault, FaultQueue, QueuedFault};
 use crate::inspect::RequestLog;
@@ -176,9 +176,15 @@ pub(crate) struct Video {
     pub state: VideoState,
     /// The feed post, once the upload is finished.
     pub post_id: Option<String>,
-    /// Processing ends in an error (the `reject_media` fault).
+    /// Processing ends in an error (the `reject_media` fault, or a reel that is no video).
     pub reject: bool,
     pub processing: Duration,
+    /// Opened by `POST /{page-id}/video_reels`: its bytes arrive through rupload (`upload`) and
+    /// it is published as a reel.
+    pub reel: bool,
+    pub upload: Option<ResumableUpload>,
+    /// When `upload_phase=finish` published the reel (for the 30-per-24-hours limit).
+    pub published_at: Option<DateTime<Utc>>,
 }
 
 impl Video {
@@ -304,6 +310,10 @@ pub(crate) struct Inner {
     pub requests: RequestLog,
     /// Every rupload request, in order.
     pub ig_uploads: Vec<MetaIgUploadRecord>,
+    /// Every rupload request of a Page reel (`/video-upload`), in order.
+    pub reel_uploads: Vec<MetaReelUploadRecord>,
+    /// Reel publishes refused because the Page had published its 30 reels of 24 hours.
+    pub reel_quota_refusals: u64,
     /// `media_publish` calls refused because the publishing quota was used up.
     pub ig_quota_refusals: u64,
     /// API calls per usage owner (`app`, a Page id or an Instagram account id) in its current
@@ -581,6 +591,8 @@ impl MetaState {
             faults: FaultQueue::new(MetaEndpoint::Any),
             requests: RequestLog::default(),
             ig_uploads: Vec::new(),
+            reel_uploads: Vec::new(),
+            reel_quota_refusals: 0,
             ig_quota_refusals: 0,
             calls: HashMap::new(),
             usage_events: Vec::new(),
@@ -800,6 +812,12 @@ impl MetaState {
                     description: v.description.clone(),
                     status: v.status(now).to_owned(),
                     post_id: v.post_id.clone(),
+                    reel: v.reel,
+                    upload_checksum: v
+                        .upload
+                        .as_ref()
+                        .filter(|u| u.complete())
+                        .map(|u| format!("{:016x}", u.checksum)),
                 })
                 .collect(),
             containers: inner
@@ -845,6 +863,8 @@ impl MetaState {
             tokens_issued: inner.issued.clone(),
             ig_uploads: inner.ig_uploads.clone(),
             ig_quota_refusals: inner.ig_quota_refusals,
+            reel_uploads: inner.reel_uploads.clone(),
+            reel_quota_refusals: inner.reel_quota_refusals,
             requests: inner.requests.records(),
             usage_events: inner.usage_events.clone(),
             revoked_permissions: inner.revoked_permissions.clone(),

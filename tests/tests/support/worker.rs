@@ -155,6 +155,10 @@ pub fn config_env(config: &Config) -> Vec<(String, String)> {
             text(&c.facebook_pages_client_secret),
         ),
         ("FACEBOOK_PAGES_API_BASE", text(&c.facebook_pages_api_base)),
+        (
+            "FACEBOOK_REELS_PER_DAY",
+            Some(c.facebook_reels_per_day.to_string()),
+        ),
         ("INSTAGRAM_CLIENT_ID", text(&c.instagram_client_id)),
         ("INSTAGRAM_CLIENT_SECRET", text(&c.instagram_client_secret)),
         ("INSTAGRAM_API_BASE", text(&c.instagram_api_base)),

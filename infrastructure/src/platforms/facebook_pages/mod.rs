@@ -11,13 +11,19 @@
 //! - photos: `upload_media` uploads each one unpublished (`POST /{page}/photos` with `url` and
 //!   `published=false`; nothing is visible yet) and returns `photo:{id}`; `create_post` makes
 //!   the post with `attached_media` — the irreversible call;
-//! - a video: `upload_media` streams it in chunks to `graph-video` and finishes the upload,
-//!   which publishes it with the post's title and text (see [`video`]); `create_post` waits
-//!   until Facebook has processed it and returns the post.
+//! - a video: `upload_phase=start/transfer/finish` on `graph-video`, published with the post's
+//!   title and text (see [`video`]); `create_post` waits until Facebook has processed it and
+//!   returns the post;
+//! - a reel (`options.facebook_pages.placement = "reels"`): `upload_media` opens it on
+//!   `/{page}/video_reels` and streams the video to rupload; `create_post` publishes it
+//!   (`upload_phase=finish`, within the Page's 30 reels per 24 hours) and waits until it is
+//!   published (see [`reel`]).
 //!
 //! Every call asks the shared `RateLimitGate` first and reports Meta's usage headers after.
 //! Rate-limit keys: `facebook_me`, `facebook_feed`, `facebook_photos`, `facebook_videos`,
+//! `facebook_reels`, `facebook_reels_upload`, `facebook_reels_quota` (the reels of 24 hours),
 //! `facebook_read`.
+mod reel;
 mod video;
 
 use std::time::Duration;
@@ -31,7 +37,8 @@ use url::Url;
 use super::http::{self, PlatformApi, SendError};
 use super::meta::errors::{self, GraphPlatform};
 use super::meta::graph::{self, normalize, CallContext};
-use super::meta::login::{self, FacebookLogin, GraphConfig, RenewedPage};
+use super::meta::login::{self, FacebookLogin, GraphConfig, RenewedPage, GRAPH_VERSION};
+use super::x::join;
 use super::{
     AuthorizationStart, ConnectedAccount, CreatedPost, MediaUpload, PlatformAdapter, PostDraft,
     PostError, RateLimitGate, TokenGrant, Unlimited, UploadProgress,
@@ -64,6 +71,9 @@ const VIDEO_START: CallContext = CallContext::api("start the video upload");
 const VIDEO_TRANSFER: CallContext = CallContext::api("send a part of the video");
 const VIDEO_FINISH: CallContext = CallContext::api("finish the video upload");
 const VIDEO_STATUS: CallContext = CallContext::api("check the video's processing");
+const REEL_START: CallContext = CallContext::api("start the reel's upload");
+const REEL_UPLOAD: CallContext = CallContext::api("upload the reel's video");
+const REEL_FINISH: CallContext = CallContext::api("publish the reel");
 
 /// Posts created this long before `since` still count: clocks differ between Herald and Meta.
 const CLOCK_SKEW_SECS: i64 = 5;
@@ -80,6 +90,13 @@ pub struct FacebookPagesConfig {
     pub status_poll_max_wait: Duration,
     /// Which video URLs Herald may download (photos are fetched by Facebook itself).
     pub media_policy: MediaUrlPolicy,
+    /// Reels a Page publishes through the API per moving 24 hours (Meta: 30).
+    pub reels_per_day: u32,
+    /// Versioned base of reel uploads: `{reel_upload_base}/{video-id}`. Herald sends the token
+    /// only here, whatever `upload_url` Meta names.
+    pub reel_upload_base: Url,
+    /// Bytes per reel upload request; each is confirmed (and recorded) before the next.
+    pub reel_chunk_bytes: u64,
 }
 
 impl FacebookPagesConfig {
@@ -91,12 +108,21 @@ impl FacebookPagesConfig {
             status_poll_interval: Duration::from_secs(3),
             status_poll_max_wait: Duration::from_secs(10 * 60),
             media_policy: MediaUrlPolicy::default(),
+            reels_per_day: 30,
+            reel_upload_base: Url::parse(&format!(
+                "https://rupload.facebook.com/video-upload/{GRAPH_VERSION}"
+            ))
+            .expect("static URL is valid"),
+            reel_chunk_bytes: 8 * 1024 * 1024,
         }
     }
 
-    /// Configuration for a Graph-compatible server (the sandbox's `/meta`) at `base`.
+    /// Configuration for a Graph-compatible server (the sandbox's `/meta`) at `base`, which
+    /// also takes reel uploads at `{base}/video-upload/{version}/`.
     pub fn for_base(base: Url, client_id: impl Into<String>, client_secret: Secret) -> Self {
         Self {
+            reel_upload_base: join(&join(&base, "video-upload"), GRAPH_VERSION),
+            reel_chunk_bytes: 1024 * 1024,
             graph: GraphConfig::for_base(base, client_id, client_secret, &DEFAULT_SCOPES),
             status_poll_interval: Duration::from_millis(100),
             status_poll_max_wait: Duration::from_secs(30),
@@ -164,12 +190,17 @@ struct Permalink {
 enum MediaRef<'a> {
     Photo(&'a str),
     Video { page_id: &'a str, video_id: &'a str },
+    Reel { page_id: &'a str, video_id: &'a str },
 }
 
 impl<'a> MediaRef<'a> {
     fn parse(reference: &'a str) -> Option<Self> {
         if let Some(id) = reference.strip_prefix("photo:") {
             return Some(Self::Photo(id));
+        }
+        if let Some(rest) = reference.strip_prefix("reel:") {
+            let (page_id, video_id) = rest.split_once(':')?;
+            return Some(Self::Reel { page_id, video_id });
         }
         let (page_id, video_id) = reference.strip_prefix("video:")?.split_once(':')?;
         Some(Self::Video { page_id, video_id })
@@ -217,6 +248,14 @@ impl FacebookPagesAdapter {
         video_id: &str,
         limits: &dyn RateLimitGate,
     ) -> Result<video::VideoStatus, PlatformFailure> {
+        // The id comes from Meta, but it is a path segment: never let it name another path.
+        if video_id.contains(['/', '?', '#']) {
+            return Err(PlatformFailure::new(
+                ErrorClass::Permanent,
+                "invalid_media_reference",
+                "the video reference is not one Facebook made; publish the media again",
+            ));
+        }
         let mut url = self.url(video_id);
         url.query_pairs_mut()
             .append_pair("fields", "status,permalink_url");
@@ -465,7 +504,8 @@ impl PlatformAdapter for FacebookPagesAdapter {
             .collect())
     }
 
-    /// Photos are uploaded unpublished; a video is uploaded and published (see [`video`]).
+    /// Photos are uploaded unpublished; a video is uploaded and published (see [`video`]); a
+    /// reel's video is uploaded, to be published by `create_post` (see [`reel`]).
     async fn upload_media(
         &self,
         access_token: &Secret,
@@ -474,6 +514,9 @@ impl PlatformAdapter for FacebookPagesAdapter {
         progress: &dyn UploadProgress,
     ) -> Result<String, PlatformFailure> {
         match upload.item.kind {
+            _ if upload.post.options.facebook_pages.is_reel() => {
+                reel::upload(self, access_token, upload, limits, progress).await
+            }
             MediaKind::Image | MediaKind::Gif => {
                 progress.started(0).await;
                 self.upload_photo(access_token, &upload.item.url, limits)
@@ -521,6 +564,12 @@ impl PlatformAdapter for FacebookPagesAdapter {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let post_id = match media.as_slice() {
+            [MediaRef::Reel { page_id, video_id }] => {
+                let created =
+                    reel::publish(self, access_token, draft, page_id, video_id, limits).await?;
+                tracing::Span::current().record("post_id", created.post_id.as_str());
+                return Ok(created);
+            }
             [MediaRef::Video { page_id, video_id }] => {
                 let permalink =
                     video::wait_until_ready(self, access_token, video_id, limits).await?;
@@ -541,7 +590,7 @@ impl PlatformAdapter for FacebookPagesAdapter {
                     .iter()
                     .filter_map(|r| match r {
                         MediaRef::Photo(id) => Some(*id),
-                        MediaRef::Video { .. } => None,
+                        MediaRef::Video { .. } | MediaRef::Reel { .. } => None,
                     })
                     .collect();
                 if photos.len() != refs.len() {
@@ -568,6 +617,14 @@ impl PlatformAdapter for FacebookPagesAdapter {
         draft: &PostDraft,
         limits: &dyn RateLimitGate,
     ) -> Result<Option<CreatedPost>, PlatformFailure> {
+        // A reel is found by its own status: whether its publish reached Meta.
+        if let [reference] = draft.media_ids.as_slice() {
+            if let Some(MediaRef::Reel { page_id, video_id }) = MediaRef::parse(reference) {
+                let found = reel::find(self, access_token, page_id, video_id, limits).await?;
+                tracing::Span::current().record("found", found.is_some());
+                return Ok(found);
+            }
+        }
         let account_id = draft.account.account_id.as_str();
         let start = (since - TimeDelta::seconds(CLOCK_SKEW_SECS)).timestamp();
         let mut url = self.url(account_id);
@@ -624,6 +681,14 @@ mod tests {
                 video_id: "2"
             })
         );
+        assert_eq!(
+            MediaRef::parse(&reel::reference("1", "3")),
+            Some(MediaRef::Reel {
+                page_id: "1",
+                video_id: "3"
+            })
+        );
+        assert_eq!(MediaRef::parse("reel:3"), None);
         assert_eq!(MediaRef::parse("video:2"), None);
         assert_eq!(MediaRef::parse("image:https://x"), None);
     }

@@ -7,6 +7,7 @@ use bytes::{Bytes, BytesMut};
 use herald_domain::{ErrorClass, PlatformFailure};
 use rand::distributions::{Alphanumeric, DistString};
 use reqwest::header::CONTENT_TYPE;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::{FacebookPagesAdapter, VIDEO_FINISH, VIDEO_START, VIDEO_TRANSFER};
@@ -51,7 +52,7 @@ struct TransferBody {
 /// Facebook sends offsets as strings (`"1048576"`), sometimes as numbers.
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(try_from = "serde_json::Value")]
-struct Offset(u64);
+pub(super) struct Offset(pub u64);
 
 impl TryFrom<serde_json::Value> for Offset {
     type Error = String;
@@ -80,13 +81,49 @@ pub(super) struct VideoStatus {
 pub(super) struct VideoStatusDetail {
     pub video_status: Option<String>,
     #[serde(default)]
+    pub uploading_phase: Option<Phase>,
+    #[serde(default)]
     pub processing_phase: Option<Phase>,
+    #[serde(default)]
+    pub publishing_phase: Option<Phase>,
+}
+
+impl VideoStatusDetail {
+    /// Why the video failed, when it did (`video_status` or a phase says `error`).
+    pub fn failure(&self) -> Option<String> {
+        let phases = [
+            &self.uploading_phase,
+            &self.processing_phase,
+            &self.publishing_phase,
+        ];
+        let failed = phases
+            .iter()
+            .copied()
+            .flatten()
+            .find(|p| p.status.as_deref() == Some("error"));
+        if failed.is_none() && self.video_status.as_deref() != Some("error") {
+            return None;
+        }
+        let reason = phases
+            .iter()
+            .copied()
+            .flatten()
+            .flat_map(|p| p.errors.iter())
+            .find_map(|e| e.message.clone());
+        Some(reason.unwrap_or_else(|| "no reason given".into()))
+    }
 }
 
 #[derive(Debug, Deserialize)]
 pub(super) struct Phase {
+    /// `not_started`, `in_progress`, `complete` or `error`.
+    #[serde(default)]
+    pub status: Option<String>,
     #[serde(default)]
     pub errors: Vec<PhaseError>,
+    /// Bytes Meta holds while uploading (Meta spells it `bytes_transfered`).
+    #[serde(default, alias = "bytes_transferred")]
+    pub bytes_transfered: Option<Offset>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -99,9 +136,19 @@ pub(super) fn reference(page_id: &str, video_id: &str) -> String {
     format!("video:{page_id}:{video_id}")
 }
 
+/// The session an earlier attempt handed to the publisher, with the bytes it confirmed; `None`
+/// when there is none (or it is not a session of this kind).
+pub(super) fn resumed<S: DeserializeOwned>(upload: &MediaUpload<'_>) -> Option<(S, u64)> {
+    upload.resume.and_then(|r| {
+        serde_json::from_str::<S>(r.session.expose())
+            .ok()
+            .map(|s| (s, r.bytes_confirmed))
+    })
+}
+
 /// The media, streamed from its URL (through the SSRF-guarded `MediaSource`) with its position
 /// known; moving to another offset asks the server for that range.
-struct Source<'a> {
+pub(super) struct Source<'a> {
     media: &'a MediaSource,
     url: &'a str,
     download: Option<Download>,
@@ -113,7 +160,7 @@ struct Source<'a> {
 
 impl<'a> Source<'a> {
     /// Opens `url` at `offset`.
-    async fn open(
+    pub(super) async fn open(
         media: &'a MediaSource,
         url: &'a str,
         offset: u64,
@@ -137,7 +184,7 @@ impl<'a> Source<'a> {
     }
 
     /// The whole file's size, as the server said.
-    fn total(&self) -> Result<u64, PlatformFailure> {
+    pub(super) fn total(&self) -> Result<u64, PlatformFailure> {
         match &self.download {
             Some(download) => download.require_total(),
             None => Err(PlatformFailure::new(
@@ -149,7 +196,7 @@ impl<'a> Source<'a> {
     }
 
     /// Up to `max` bytes from the current position (fewer only at the end).
-    async fn take(&mut self, max: usize) -> Result<Bytes, PlatformFailure> {
+    pub(super) async fn take(&mut self, max: usize) -> Result<Bytes, PlatformFailure> {
         let mut out = BytesMut::with_capacity(max.min(8 * 1024 * 1024));
         while out.len() < max {
             if self.pending.is_empty() {
@@ -170,7 +217,7 @@ impl<'a> Source<'a> {
     }
 
     /// Moves to `offset` (a range request when it is not where the stream is).
-    async fn seek(&mut self, offset: u64) -> Result<(), PlatformFailure> {
+    pub(super) async fn seek(&mut self, offset: u64) -> Result<(), PlatformFailure> {
         if offset != self.position {
             self.open_at(offset).await?;
         }
@@ -207,11 +254,7 @@ pub(super) async fn upload(
     limits: &dyn RateLimitGate,
     progress: &dyn UploadProgress,
 ) -> Result<String, PlatformFailure> {
-    let resumed = upload.resume.and_then(|r| {
-        serde_json::from_str::<Session>(r.session.expose())
-            .ok()
-            .map(|s| (s, r.bytes_confirmed))
-    });
+    let resumed = resumed::<Session>(upload);
     if let Some((session, _)) = &resumed {
         // An earlier attempt may have finished the upload without learning it.
         if let Some(reference) = already_finished(fb, token, session, limits).await? {
