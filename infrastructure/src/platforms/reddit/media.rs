@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::errors::{s3_error, CallContext};
 use super::RedditAdapter;
 use crate::media_source::Download;
-use crate::platforms::{MediaUpload, RateLimitGate, UploadProgress};
+use crate::platforms::{media_not_taken, MediaUpload, RateLimitGate, UploadProgress};
 use crate::secret::Secret;
 
 /// Image types Reddit leases (PRAW's `_upload_media` table).
@@ -123,6 +123,9 @@ pub(super) async fn upload(
     progress: &dyn UploadProgress,
 ) -> Result<String, PlatformFailure> {
     let item = upload.item;
+    if item.kind == MediaKind::Document {
+        return Err(media_not_taken("Reddit", "documents", "share it as a link"));
+    }
     if item.kind != MediaKind::Video {
         let image = put(
             reddit,
