@@ -80,6 +80,28 @@ const MB: u64 = 1024 * 1024;
 pub struct Poll {
     pub options: Vec<String>,
     pub duration_minutes: u32,
+    /// The question, where the platform shows one apart from the text (LinkedIn); without
+    /// it, the post's text is the question.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub question: Option<String>,
+}
+
+/// How long a platform's polls may run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PollDurations {
+    /// Any number of minutes in this range.
+    Range(u32, u32),
+    /// One of these numbers of minutes.
+    OneOf(Vec<u32>),
+}
+
+/// A platform's poll limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PollRules {
+    pub max_option_chars: usize,
+    pub durations: PollDurations,
+    /// The longest question, where the platform has one apart from the text.
+    pub max_question: Option<usize>,
 }
 
 /// Content as the user submitted it.
@@ -239,10 +261,25 @@ pub enum ContentError {
     DocumentMustBeAlone { platform: Platform, count: usize },
     #[error("a poll needs 2 to 4 options; got {count}")]
     PollOptionCount { count: usize },
-    #[error("poll option {index} must be 1 to 25 characters; it has {length}")]
-    PollOptionLength { index: usize, length: usize },
-    #[error("a poll lasts 5 to 10080 minutes (7 days); got {minutes}")]
-    PollDuration { minutes: u32 },
+    #[error("poll option {index} must be 1 to {limit} characters on {platform}; it has {length}")]
+    PollOptionLength {
+        platform: Platform,
+        index: usize,
+        limit: usize,
+        length: usize,
+    },
+    #[error("a poll on {platform} lasts {allowed} minutes; got {minutes}")]
+    PollDuration {
+        platform: Platform,
+        allowed: String,
+        minutes: u32,
+    },
+    #[error("a poll on {platform} asks a question of 1 to {limit} characters: give poll.question (the text is the question when none is given); it has {length}")]
+    PollQuestionLength {
+        platform: Platform,
+        limit: usize,
+        length: usize,
+    },
     #[error("media item {index}: '{mime_type}' is not a supported {kind:?} type on {platform}; use one of {allowed}")]
     UnsupportedMediaType {
         platform: Platform,
@@ -401,7 +438,8 @@ pub struct ContentRules {
     pub gif_types: Vec<String>,
     /// Document types (empty where the platform takes no documents).
     pub document_types: Vec<String>,
-    pub supports_polls: bool,
+    /// Poll limits, where the platform has polls.
+    pub polls: Option<PollRules>,
     pub supports_threads: bool,
     /// The platform shows a title of at most this many characters.
     pub max_title: Option<usize>,
@@ -442,7 +480,7 @@ impl ContentRules {
             video_types: types(MP4_MOV),
             gif_types: Vec::new(),
             document_types: Vec::new(),
-            supports_polls: false,
+            polls: None,
             supports_threads: false,
             max_title: None,
             title_required: false,
@@ -473,7 +511,12 @@ impl ContentRules {
                 ]),
                 video_types: types(&["video/mp4", "video/quicktime", "video/webm", "video/mp2t"]),
                 gif_types: types(&["image/gif"]),
-                supports_polls: true,
+                // §1.3: 2-4 options of up to 25 characters, 5 minutes to 7 days.
+                polls: Some(PollRules {
+                    max_option_chars: 25,
+                    durations: PollDurations::Range(5, 10_080),
+                    max_question: None,
+                }),
                 supports_threads: true,
                 // §1.4: 0.5-140 s, up to 512 MB.
                 video: Some(VideoLimits::new(0.5, 140.0, 512 * MB)),
@@ -567,6 +610,15 @@ impl ContentRules {
             Platform::Linkedin => ContentRules {
                 max_text: 3000,
                 max_media: 20,
+                // Poll API (learn.microsoft.com/linkedin/marketing/community-management/shares/
+                // poll-post-api): 2-4 options, ONE_DAY, THREE_DAYS, SEVEN_DAYS or FOURTEEN_DAYS;
+                // a question of up to 140 and options of up to 30 characters (third-party
+                // notes; UNCONFIRMED in LinkedIn's own text).
+                polls: Some(PollRules {
+                    max_option_chars: 30,
+                    durations: PollDurations::OneOf(vec![1_440, 4_320, 10_080, 20_160]),
+                    max_question: Some(140),
+                }),
                 image_types: types(&["image/jpeg", "image/png", "image/gif"]),
                 document_types: types(&[
                     "application/pdf",
@@ -643,13 +695,13 @@ impl ContentRules {
         self.check_videos(&content.media, &content.options)?;
         check_media_options(platform, &content.media, &content.options)?;
         if let Some(poll) = &content.poll {
-            if !self.supports_polls {
+            let Some(rules) = &self.polls else {
                 return Err(ContentError::PollsNotSupported { platform });
-            }
+            };
             if !content.media.is_empty() {
                 return Err(ContentError::PollWithMedia { platform });
             }
-            check_poll(poll)?;
+            check_poll(platform, rules, poll, content.text.trim())?;
         }
         if content.thread && !self.supports_threads {
             return Err(ContentError::ThreadsNotSupported { platform });
@@ -996,7 +1048,12 @@ fn trim_at_word(text: &str, limit: usize, length: impl Fn(&str) -> usize) -> Str
     kept
 }
 
-fn check_poll(poll: &Poll) -> Result<(), ContentError> {
+fn check_poll(
+    platform: Platform,
+    rules: &PollRules,
+    poll: &Poll,
+    text: &str,
+) -> Result<(), ContentError> {
     if !(2..=4).contains(&poll.options.len()) {
         return Err(ContentError::PollOptionCount {
             count: poll.options.len(),
@@ -1004,14 +1061,42 @@ fn check_poll(poll: &Poll) -> Result<(), ContentError> {
     }
     for (index, option) in poll.options.iter().enumerate() {
         let length = option.trim().chars().count();
-        if !(1..=25).contains(&length) {
-            return Err(ContentError::PollOptionLength { index, length });
+        if !(1..=rules.max_option_chars).contains(&length) {
+            return Err(ContentError::PollOptionLength {
+                platform,
+                index,
+                limit: rules.max_option_chars,
+                length,
+            });
         }
     }
-    if !(5..=10080).contains(&poll.duration_minutes) {
+    let minutes = poll.duration_minutes;
+    let allowed = match &rules.durations {
+        PollDurations::Range(min, max) => {
+            (!(min..=max).contains(&&minutes)).then(|| format!("{min} to {max}"))
+        }
+        PollDurations::OneOf(choices) => (!choices.contains(&minutes)).then(|| {
+            let choices: Vec<String> = choices.iter().map(u32::to_string).collect();
+            format!("one of {}", choices.join(", "))
+        }),
+    };
+    if let Some(allowed) = allowed {
         return Err(ContentError::PollDuration {
-            minutes: poll.duration_minutes,
+            platform,
+            allowed,
+            minutes,
         });
+    }
+    if let Some(limit) = rules.max_question {
+        let question = poll.question.as_deref().map_or(text, str::trim);
+        let length = question.chars().count();
+        if !(1..=limit).contains(&length) {
+            return Err(ContentError::PollQuestionLength {
+                platform,
+                limit,
+                length,
+            });
+        }
     }
     Ok(())
 }
@@ -1124,6 +1209,7 @@ mod tests {
             poll: Some(Poll {
                 options: vec!["a".into(), "b".into()],
                 duration_minutes: 60,
+                question: None,
             }),
             title: Some("Title".into()),
             link: Some("https://example.com".into()),
@@ -1267,12 +1353,61 @@ mod tests {
     }
 
     #[test]
+    fn given_a_linkedin_poll_when_accepted_then_its_durations_options_and_question_are_linkedins() {
+        let linkedin = rules(Platform::Linkedin);
+        let poll = |question: Option<&str>, options: &[&str], minutes| Content {
+            text: "Which do you ship first?".into(),
+            poll: Some(Poll {
+                options: options.iter().map(|s| s.to_string()).collect(),
+                duration_minutes: minutes,
+                question: question.map(str::to_owned),
+            }),
+            ..Content::default()
+        };
+        // Three days, options of up to 30 characters; the text is the question.
+        let thirty = "o".repeat(30);
+        assert!(linkedin
+            .prepare(&poll(None, &["docs", &thirty], 4_320))
+            .is_ok());
+        assert!(matches!(
+            linkedin.prepare(&poll(None, &["docs", &"o".repeat(31)], 4_320)),
+            Err(ContentError::PollOptionLength { limit: 30, .. })
+        ));
+        // LinkedIn's durations are one, three, seven or fourteen days, nothing between.
+        assert!(linkedin.prepare(&poll(None, &["a", "b"], 20_160)).is_ok());
+        let refused = linkedin.prepare(&poll(None, &["a", "b"], 60)).unwrap_err();
+        assert_eq!(
+            refused.to_string(),
+            "a poll on linkedin lasts one of 1440, 4320, 10080, 20160 minutes; got 60"
+        );
+        // A question apart from the text, of up to 140 characters.
+        let long = "q".repeat(141);
+        assert!(matches!(
+            linkedin.prepare(&poll(Some(&long), &["a", "b"], 1_440)),
+            Err(ContentError::PollQuestionLength {
+                limit: 140,
+                length: 141,
+                ..
+            })
+        ));
+        let mut long_text = poll(None, &["a", "b"], 1_440);
+        long_text.text = "t".repeat(200);
+        assert!(matches!(
+            linkedin.prepare(&long_text),
+            Err(ContentError::PollQuestionLength { length: 200, .. })
+        ));
+        long_text.poll.as_mut().unwrap().question = Some("Docs or tests?".into());
+        assert!(linkedin.prepare(&long_text).is_ok());
+    }
+
+    #[test]
     fn poll_rules() {
         let poll = |options: &[&str], minutes| Content {
             text: "vote".into(),
             poll: Some(Poll {
                 options: options.iter().map(|s| s.to_string()).collect(),
                 duration_minutes: minutes,
+                question: None,
             }),
             ..Content::default()
         };
@@ -1284,13 +1419,19 @@ mod tests {
         assert_eq!(
             x().prepare(&poll(&["a", &"b".repeat(26)], 60)),
             Err(ContentError::PollOptionLength {
+                platform: Platform::X,
                 index: 1,
+                limit: 25,
                 length: 26
             })
         );
         assert_eq!(
             x().prepare(&poll(&["a", "b"], 4)),
-            Err(ContentError::PollDuration { minutes: 4 })
+            Err(ContentError::PollDuration {
+                platform: Platform::X,
+                allowed: "5 to 10080".into(),
+                minutes: 4
+            })
         );
         let mut with_media = poll(&["a", "b"], 60);
         with_media.media = vec![image(1)];
@@ -1437,6 +1578,7 @@ mod tests {
             poll: Some(Poll {
                 options: vec!["a".into(), "b".into()],
                 duration_minutes: 60,
+                question: None,
             }),
             ..Content::default()
         };

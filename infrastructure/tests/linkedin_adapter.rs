@@ -1,5 +1,5 @@
 //! The LinkedIn adapter against the sandbox's LinkedIn twin over real HTTP: connect (member and
-//! organisations), refresh, text/article/image/multi-image/document/video posts, a resumed video
+//! organisations), refresh, text/article/image/multi-image/document/poll/video posts, a resumed video
 //! upload,
 //! reconciliation, and the failure classes the publisher relies on.
 use std::collections::HashMap;
@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use herald_domain::connection::AccountProfile;
-use herald_domain::{ErrorClass, MediaItem, MediaKind, PublishOptions};
+use herald_domain::{ErrorClass, MediaItem, MediaKind, Poll, PublishOptions};
 use herald_infrastructure::media_source::MediaUrlPolicy;
 use herald_infrastructure::platforms::linkedin::{LinkedInAdapter, LinkedInConfig};
 use herald_infrastructure::platforms::{
@@ -460,6 +460,56 @@ async fn image_and_multi_image_posts() {
         state.posts[1].text,
         "two images https://example.com/gallery"
     );
+    env.sandbox.stop().await;
+}
+
+#[tokio::test]
+async fn a_poll_asks_its_question_for_one_of_linkedins_durations() {
+    let env = Env::start().await;
+    let member = env.member("li_polls").await;
+    let draft = PostDraft {
+        text: "Help us pick the next feature (vote below)".into(),
+        link: Some("https://example.com/roadmap".into()),
+        poll: Some(Poll {
+            options: vec!["Docs".into(), " Tests ".into(), "Speed".into()],
+            duration_minutes: 4_320,
+            question: Some("Which should we ship first?".into()),
+        }),
+        ..PostDraft::default()
+    };
+    let created = env.post(&member, &draft).await.unwrap();
+    let state = env.sandbox.linkedin_state();
+    let post = &state.posts[0];
+    assert_eq!(post.urn, created.post_id);
+    assert_eq!(post.content_kind, "poll");
+    assert_eq!(
+        post.poll,
+        Some(serde_json::json!({
+            "question": "Which should we ship first?",
+            "options": [{"text": "Docs"}, {"text": "Tests"}, {"text": "Speed"}],
+            "settings": {"duration": "THREE_DAYS"},
+        }))
+    );
+    // One kind of content per post: the link goes into the text, escaped.
+    assert_eq!(
+        post.text,
+        "Help us pick the next feature (vote below) https://example.com/roadmap"
+    );
+
+    // Without a question apart from it, the text is the question.
+    let plain = PostDraft {
+        text: "Tabs or spaces?".into(),
+        poll: Some(Poll {
+            options: vec!["Tabs".into(), "Spaces".into()],
+            duration_minutes: 20_160,
+            question: None,
+        }),
+        ..PostDraft::default()
+    };
+    env.post(&member, &plain).await.unwrap();
+    let poll = env.sandbox.linkedin_state().posts[1].poll.clone().unwrap();
+    assert_eq!(poll["question"], "Tabs or spaces?");
+    assert_eq!(poll["settings"]["duration"], "FOURTEEN_DAYS");
     env.sandbox.stop().await;
 }
 

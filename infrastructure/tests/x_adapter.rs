@@ -450,6 +450,7 @@ async fn poll_post() {
     draft.poll = Some(Poll {
         options: vec!["Tabs".into(), "Spaces".into()],
         duration_minutes: 1440,
+        question: None,
     });
     let id = env.post(&grant, &draft).await.unwrap();
 

@@ -1,6 +1,6 @@
 //! LinkedIn end to end: connect (the member and the organisations they post for) → publish →
 //! sandbox LinkedIn → projections, for every content type (text, article, image, multi-image,
-//! video, document); the documented refusals; a sunset
+//! video, document, poll); the documented refusals; a sunset
 //! API version; a login without refresh tokens; and the daily limit shared by two worker
 //! processes on Postgres and Kafka.
 mod support;
@@ -201,6 +201,38 @@ async fn member_and_organisation_posts_of_every_kind_are_published_once() {
         "{problem}"
     );
 
+    // A poll for seven days, its question apart from the text; an hour-long one is refused
+    // at once (LinkedIn's polls run one, three, seven or fourteen days).
+    let (_, poll) = publish_once(
+        &app,
+        member,
+        json!({"text": "Tell us", "poll": {"question": "What should we build next?",
+            "options": ["Docs", "Tests"], "duration_minutes": 10_080}}),
+        "Tell us",
+    )
+    .await;
+    assert_eq!(poll.content_kind, "poll");
+    assert_eq!(
+        poll.content_title.as_deref(),
+        Some("What should we build next?")
+    );
+    let hour_long = app
+        .post(
+            "alice",
+            "/publish",
+            json!({"connection_ids": [member], "content": {"text": "quick vote",
+                "poll": {"options": ["a", "b"], "duration_minutes": 60}}}),
+        )
+        .await;
+    assert_eq!(hour_long.status(), 422);
+    let problem: Value = hour_long.json().await.unwrap();
+    assert!(
+        problem["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("lasts one of 1440, 4320, 10080, 20160 minutes")),
+        "{problem}"
+    );
+
     // The organisation's connection posts as the organisation.
     let org = views
         .iter()
@@ -216,7 +248,7 @@ async fn member_and_organisation_posts_of_every_kind_are_published_once() {
     .await;
     assert_eq!(page_post.author, "urn:li:organization:10000001");
     assert!(page_post.created_by.starts_with("urn:li:person:"));
-    assert_eq!(app.sandbox.linkedin_state().posts.len(), 7);
+    assert_eq!(app.sandbox.linkedin_state().posts.len(), 8);
     app.stop().await;
 }
 

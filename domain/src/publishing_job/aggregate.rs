@@ -1035,6 +1035,7 @@ mod tests {
         cmd.content.poll = Some(Poll {
             options: vec!["yes".into()],
             duration_minutes: 60,
+            question: None,
         });
         JobTest::with(())
             .given_no_previous_events()

@@ -784,10 +784,58 @@ fn parse_content(
             article_url: Some(source.to_owned()),
         });
     }
+    if let Some(poll) = obj.get("poll") {
+        return parse_poll(poll);
+    }
     Err(validation_error(
         "/content",
-        "this sandbox supports media, multiImage and article content",
+        "this sandbox supports media, multiImage, article and poll content",
     ))
+}
+
+/// Poll API: a question of up to 140 characters, 2-4 options of up to 30, and a duration of
+/// ONE_DAY, THREE_DAYS, SEVEN_DAYS or FOURTEEN_DAYS (the character limits are third-party
+/// figures).
+fn parse_poll(poll: &Value) -> Result<Content, HttpResponse> {
+    let question = poll["question"].as_str().unwrap_or_default();
+    if !(1..=140).contains(&question.chars().count()) {
+        return Err(validation_error(
+            "/content/poll/question",
+            "length must be between 1 and 140 characters",
+        ));
+    }
+    let options = poll["options"].as_array().cloned().unwrap_or_default();
+    if !(2..=4).contains(&options.len()) {
+        return Err(validation_error(
+            "/content/poll/options",
+            &format!("a poll needs 2 to 4 options; got {}", options.len()),
+        ));
+    }
+    for (i, option) in options.iter().enumerate() {
+        let text = option["text"].as_str().unwrap_or_default();
+        if !(1..=30).contains(&text.chars().count()) {
+            return Err(validation_error(
+                &format!("/content/poll/options/{i}/text"),
+                "length must be between 1 and 30 characters",
+            ));
+        }
+    }
+    let duration = poll["settings"]["duration"].as_str().unwrap_or_default();
+    if !matches!(
+        duration,
+        "ONE_DAY" | "THREE_DAYS" | "SEVEN_DAYS" | "FOURTEEN_DAYS"
+    ) {
+        return Err(validation_error(
+            "/content/poll/settings/duration",
+            "must be one of ONE_DAY, THREE_DAYS, SEVEN_DAYS, FOURTEEN_DAYS",
+        ));
+    }
+    Ok(Content {
+        kind: "poll",
+        media: vec![],
+        title: Some(question.to_owned()),
+        article_url: None,
+    })
 }
 
 fn post_json(p: &Post) -> Value {

@@ -230,7 +230,7 @@ pub struct LinkedInPostSnapshot {
     pub truncated: bool,
     pub visibility: String,
     pub lifecycle_state: String,
-    /// `none`, `image`, `video`, `document`, `multi_image` or `article`.
+    /// `none`, `image`, `video`, `document`, `multi_image`, `article` or `poll`.
     pub content_kind: String,
     /// Image/video/document URNs, in order.
     pub media: Vec<String>,
@@ -238,6 +238,8 @@ pub struct LinkedInPostSnapshot {
     pub content_title: Option<String>,
     /// Article `source` URL.
     pub article_url: Option<String>,
+    /// The poll as posted (`question`, `options`, `settings.duration`).
+    pub poll: Option<serde_json::Value>,
     /// The `LinkedIn-Version` the post was created with.
     pub linkedin_version: String,
     /// Milliseconds since the epoch.

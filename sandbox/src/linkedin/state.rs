@@ -463,6 +463,7 @@ impl LinkedInState {
                     media: p.media.clone(),
                     content_title: p.content_title.clone(),
                     article_url: p.article_url.clone(),
+                    poll: p.content.get("poll").cloned(),
                     linkedin_version: p.linkedin_version.clone(),
                     created_at: p.created_at.timestamp_millis(),
                 })

@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use herald_domain::connection::AccountProfile;
-use herald_domain::{ErrorClass, MediaKind, Platform, PlatformFailure};
+use herald_domain::{ErrorClass, MediaKind, Platform, PlatformFailure, Poll};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -441,6 +441,19 @@ impl LinkedInAdapter {
         let mut text = draft.text.clone();
         let link = draft.link.as_deref().filter(|l| !l.trim().is_empty());
         let content = match (draft.media_ids.as_slice(), link) {
+            ([], _) if draft.poll.is_some() => {
+                // A post has one kind of content: a link goes into the text.
+                if let Some(link) = link {
+                    if !text.is_empty() {
+                        text.push(' ');
+                    }
+                    text.push_str(link);
+                }
+                draft
+                    .poll
+                    .as_ref()
+                    .map(|poll| poll_content(poll, &draft.text))
+            }
             ([], None) => None,
             ([], Some(link)) => {
                 let title = draft
@@ -829,6 +842,28 @@ impl PlatformAdapter for LinkedInAdapter {
         tracing::Span::current().record("found", false);
         Ok(None)
     }
+}
+
+/// A poll (Poll API): the question (the text when none is given), 2-4 options, and one of
+/// LinkedIn's four durations, which the rules table has already checked.
+fn poll_content(poll: &Poll, text: &str) -> Value {
+    let duration = match poll.duration_minutes {
+        1_440 => "ONE_DAY",
+        4_320 => "THREE_DAYS",
+        10_080 => "SEVEN_DAYS",
+        _ => "FOURTEEN_DAYS",
+    };
+    let question = poll.question.as_deref().unwrap_or(text).trim();
+    let options: Vec<Value> = poll
+        .options
+        .iter()
+        .map(|o| json!({ "text": o.trim() }))
+        .collect();
+    json!({"poll": {
+        "question": question,
+        "options": options,
+        "settings": {"duration": duration},
+    }})
 }
 
 /// A document post shows a title above its pages: the one given, else the file's name (as

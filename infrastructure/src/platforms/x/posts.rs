@@ -308,6 +308,7 @@ mod tests {
             poll: Some(Poll {
                 options: vec!["a".into(), "b".into()],
                 duration_minutes: 60,
+                question: None,
             }),
             reply_to: Some("99".into()),
             ..PostDraft::default()
