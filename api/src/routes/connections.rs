@@ -7,6 +7,7 @@ use herald_domain::{ConnectionId, Platform, PlatformFailure, UserId};
 use herald_infrastructure::platforms::TokenGrant;
 use herald_infrastructure::secret::Secret;
 use herald_infrastructure::store::CommandMetadata;
+use herald_projections::connections::ConnectionView;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sqlx::Row;
@@ -270,18 +271,8 @@ async fn grant_still_used(
         if other.connection_id == disconnecting.to_string() {
             continue;
         }
-        let (Ok(id), Ok(platform)) = (
-            ConnectionId::parse(&other.connection_id),
-            other.platform.parse::<Platform>(),
-        ) else {
+        let Some(theirs) = stored_grant(herald, &other).await? else {
             continue;
-        };
-        let Some(stored) = herald.vault.load(&id).await? else {
-            continue;
-        };
-        let theirs = match herald.adapters.get(platform) {
-            Ok(adapter) => adapter.current_form(stored),
-            Err(_) => stored,
         };
         let shared_refresh = matches!(
             (&theirs.refresh_token, &grant.refresh_token),
@@ -297,6 +288,27 @@ async fn grant_still_used(
         }
     }
     Ok(false)
+}
+
+/// The grant the vault holds for a listed connection, in the form its adapter works with
+/// today; `None` if it holds none. Tokens read here go nowhere but the caller's comparison.
+pub(crate) async fn stored_grant(
+    herald: &Herald,
+    connection: &ConnectionView,
+) -> Result<Option<TokenGrant>, ApiError> {
+    let (Ok(id), Ok(platform)) = (
+        ConnectionId::parse(&connection.connection_id),
+        connection.platform.parse::<Platform>(),
+    ) else {
+        return Ok(None);
+    };
+    let Some(stored) = herald.vault.load(&id).await? else {
+        return Ok(None);
+    };
+    Ok(Some(match herald.adapters.get(platform) {
+        Ok(adapter) => adapter.current_form(stored),
+        Err(_) => stored,
+    }))
 }
 
 /// `DELETE /{platform}/disconnect?connection_id=`: revokes at the platform where possible —

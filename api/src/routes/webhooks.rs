@@ -13,12 +13,12 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use cqrs_es::AggregateError;
 use herald_domain::connection::ConnectionCommand;
-use herald_domain::{ConnectionId, Platform};
+use herald_domain::Platform;
 use herald_infrastructure::platforms::{WebhookNotice, WebhookRefusal};
 use herald_infrastructure::store::CommandMetadata;
 use serde_json::json;
 
-use super::connections::parse_platform;
+use super::connections::{parse_platform, stored_grant};
 use crate::auth::RequestId;
 use crate::problem::ApiError;
 use crate::runtime::Herald;
@@ -71,8 +71,7 @@ pub async fn receive(
             let connections: Vec<_> = herald
                 .connection_queries
                 .usable_on(&[platform.as_str()], None)
-                .await
-                .map_err(ApiError::internal)?
+                .await?
                 .into_iter()
                 .filter(|c| c.account_id == account_id)
                 .collect();
@@ -97,18 +96,8 @@ pub async fn receive(
             let family: Vec<&str> = platform.login_family().iter().map(|p| p.as_str()).collect();
             let mut ended = 0;
             for connection in herald.connection_queries.usable_on(&family, None).await? {
-                let (Ok(id), Ok(platform)) = (
-                    ConnectionId::parse(&connection.connection_id),
-                    connection.platform.parse::<Platform>(),
-                ) else {
+                let Some(grant) = stored_grant(&herald, &connection).await? else {
                     continue;
-                };
-                let Some(stored) = herald.vault.load(&id).await? else {
-                    continue;
-                };
-                let grant = match herald.adapters.get(platform) {
-                    Ok(adapter) => adapter.current_form(stored),
-                    Err(_) => stored,
                 };
                 if grant.login_id.as_deref() != Some(login_id.as_str()) {
                     continue;
