@@ -25,7 +25,6 @@
 //! apps are not seen; Meta's refusal then holds the job back like any rate limit.
 use chrono::{DateTime, TimeDelta, Utc};
 use herald_domain::{ErrorClass, MediaKind, PlatformFailure};
-use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
 use serde::{Deserialize, Serialize};
 
 use super::video::{resumed, Source, VideoStatus};
@@ -40,8 +39,6 @@ use crate::platforms::{
 };
 use crate::secret::Secret;
 
-/// The least time one chunk request may take.
-const CHUNK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 /// Rate-limit keys: the Graph calls, the uploads, and the reels-per-24-hours reservation.
 const REELS: &str = "facebook_reels";
 const REELS_UPLOAD: &str = "facebook_reels_upload";
@@ -215,8 +212,6 @@ async fn send(
 ) -> Result<(), PlatformFailure> {
     let url = join(&fb.config.reel_upload_base, &session.video_id);
     let chunk_bytes = fb.config.reel_chunk_bytes.max(1);
-    // A chunk of several MB on a slow uplink takes longer than an API call.
-    let timeout = fb.config.graph.request_timeout.max(CHUNK_TIMEOUT);
     while offset < session.file_size {
         source.seek(offset).await?;
         let len = chunk_bytes.min(session.file_size - offset);
@@ -232,16 +227,15 @@ async fn send(
                 ),
             ));
         }
-        let request = fb
-            .login
-            .http()
-            .post(url.clone())
-            .header(AUTHORIZATION, format!("OAuth {}", token.expose()))
-            .header("offset", offset.to_string())
-            .header("file_size", session.file_size.to_string())
-            .header(CONTENT_TYPE, "application/octet-stream")
-            .timeout(timeout)
-            .body(chunk);
+        let request = graph::rupload_chunk(
+            fb.login.http(),
+            url.clone(),
+            token,
+            offset,
+            session.file_size,
+            fb.config.graph.request_timeout,
+            chunk,
+        );
         let sent: SuccessBody =
             http::call_json(fb, REELS_UPLOAD, limits, request, REEL_UPLOAD).await?;
         if !sent.success {

@@ -12,7 +12,6 @@
 //! from that offset), the video is uploaded again into a new container.
 use bytes::Bytes;
 use herald_domain::{ErrorClass, PlatformFailure};
-use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
 use serde::{Deserialize, Serialize};
 
 use super::{
@@ -21,12 +20,10 @@ use super::{
 };
 use crate::media_source::Download;
 use crate::platforms::http::{self, PlatformApi, SendError};
+use crate::platforms::meta::graph;
 use crate::platforms::x::join;
 use crate::platforms::{MediaUpload, RateLimitGate, UploadProgress};
 use crate::secret::Secret;
-
-/// The least time one chunk request may take.
-const CHUNK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// What the publisher keeps (sealed) to resume an upload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -149,21 +146,18 @@ async fn send(
 ) -> Result<(), Stopped> {
     let url = join(&ig.config.upload_base, &session.container_id);
     let chunk_bytes = ig.config.upload_chunk_bytes.max(1);
-    // A chunk of several MB on a slow uplink takes longer than an API call.
-    let chunk_timeout = ig.config.graph.request_timeout.max(CHUNK_TIMEOUT);
     while offset < session.file_size {
         let len = chunk_bytes.min(session.file_size - offset);
         let chunk = source.read_exact(len).await.map_err(Stopped::Failed)?;
-        let request = ig
-            .login
-            .http()
-            .post(url.clone())
-            .header(AUTHORIZATION, format!("OAuth {}", token.expose()))
-            .header("offset", offset.to_string())
-            .header("file_size", session.file_size.to_string())
-            .header(CONTENT_TYPE, "application/octet-stream")
-            .timeout(chunk_timeout)
-            .body(chunk);
+        let request = graph::rupload_chunk(
+            ig.login.http(),
+            url.clone(),
+            token,
+            offset,
+            session.file_size,
+            ig.config.graph.request_timeout,
+            chunk,
+        );
         let response = match http::send(ig, "instagram_upload", limits, request).await {
             Ok(response) => response,
             Err(SendError::Limited(failure)) => return Err(Stopped::Failed(failure)),

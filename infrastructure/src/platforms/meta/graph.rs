@@ -137,6 +137,33 @@ impl GraphErrorBody {
 }
 
 /// Whether a JSON body is a Graph error envelope.
+/// Least time one rupload chunk may take: several MB on a slow uplink take longer than an API
+/// call.
+const RUPLOAD_CHUNK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// One chunk of a resumable upload to `rupload.facebook.com` (Instagram containers, Page
+/// reels): `Authorization: OAuth`, the chunk's `offset` and the whole `file_size` as headers,
+/// the bytes as the body; allowed `request_timeout` or the chunk floor, whichever is longer.
+pub fn rupload_chunk(
+    http: &reqwest::Client,
+    url: Url,
+    token: &crate::secret::Secret,
+    offset: u64,
+    file_size: u64,
+    request_timeout: std::time::Duration,
+    chunk: bytes::Bytes,
+) -> reqwest::RequestBuilder {
+    use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
+    let timeout = request_timeout.max(RUPLOAD_CHUNK_TIMEOUT);
+    http.post(url)
+        .header(AUTHORIZATION, format!("OAuth {}", token.expose()))
+        .header("offset", offset.to_string())
+        .header("file_size", file_size.to_string())
+        .header(CONTENT_TYPE, "application/octet-stream")
+        .timeout(timeout)
+        .body(chunk)
+}
+
 pub fn is_error_body(body: &serde_json::Value) -> bool {
     body.get("error").is_some()
 }
