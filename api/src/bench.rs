@@ -195,8 +195,17 @@ async fn connect(http: &reqwest::Client, base: &str, token: &str) -> anyhow::Res
     let url = started["authorization_url"]
         .as_str()
         .context("no authorization_url")?;
-    let connected: Value = http
+    let authorized: Value = http
         .get(url)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let connected: Value = http
+        .post(format!("{base}/api/v1/platforms/x/connect/complete"))
+        .bearer_auth(token)
+        .json(&serde_json::json!({"connect_code": authorized["connect_code"]}))
         .send()
         .await?
         .error_for_status()?

@@ -224,6 +224,12 @@ pub struct Config {
     /// Public base URL of this server, for OAuth callbacks (default: taken from each request).
     #[arg(long, env = "HERALD_PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// Comma-separated return URLs of your client application: after a platform authorizes
+    /// Herald, the callback redirects the browser to one of them (the one `POST /connect` names,
+    /// else the first) with a one-time `connect_code`, which your app, as its signed-in user,
+    /// completes with `POST /{platform}/connect/complete`. None: the callback shows the code.
+    #[arg(long, env = "HERALD_OAUTH_RETURN_URLS", default_value = "")]
+    pub oauth_return_urls: String,
     /// Seconds one X API request may take before its outcome counts as unknown.
     #[arg(long, env = "X_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
     pub x_request_timeout_secs: u64,
@@ -320,6 +326,7 @@ impl Config {
             reddit_user_agent: None,
             reddit_request_timeout_secs: 30,
             public_url: None,
+            oauth_return_urls: String::new(),
             worker_concurrency: 32,
             job_lease_secs: 30,
             refresh_scan_secs: 30,
@@ -380,6 +387,25 @@ impl Config {
             Some(host) => policy.allowing(host),
             None => policy,
         }
+    }
+
+    /// The client application's OAuth return URLs (`HERALD_OAUTH_RETURN_URLS`): absolute
+    /// http(s) URLs without a fragment, so the code can be appended as a query parameter.
+    pub fn oauth_return_urls(&self) -> anyhow::Result<Vec<url::Url>> {
+        self.oauth_return_urls
+            .split(',')
+            .map(str::trim)
+            .filter(|raw| !raw.is_empty())
+            .map(|raw| {
+                let url = url::Url::parse(raw)
+                    .with_context(|| format!("HERALD_OAUTH_RETURN_URLS: {raw:?} is not a URL"))?;
+                anyhow::ensure!(
+                    matches!(url.scheme(), "http" | "https") && url.fragment().is_none(),
+                    "HERALD_OAUTH_RETURN_URLS: {raw:?} must be an http(s) URL without a #fragment"
+                );
+                Ok(url)
+            })
+            .collect()
     }
 
     pub fn worker_id(&self) -> String {

@@ -56,6 +56,8 @@ pub struct Herald {
     pub media: MediaSource,
     /// The content rules jobs are accepted under.
     pub rules: RulesTable,
+    /// Where OAuth callbacks may send the browser back to (`HERALD_OAUTH_RETURN_URLS`).
+    pub oauth_return_urls: Vec<url::Url>,
     pub publisher_wake: Arc<Notify>,
     pub shutdown: CancellationToken,
 }
@@ -142,6 +144,8 @@ impl Herald {
         Ok(Herald {
             media,
             rules: config.rules_table()?,
+            // Checked at start-up, so a mistyped return URL stops Herald instead of a connect.
+            oauth_return_urls: config.oauth_return_urls()?,
             job_queries: JobQueries::new(db.any.clone()),
             connection_queries: ConnectionQueries::new(db.any.clone()),
             config,
