@@ -86,6 +86,7 @@ async fn run_in(args: &BenchArgs, database_url: &str) -> anyhow::Result<()> {
     config.x_client_secret = Some(sandbox_config.x.client_secret.clone());
     config.x_api_base = Some(sandbox.x_base_url());
     config.jwt_secret = Some("herald-bench-secret-herald-bench-secret".into());
+    config.vault_key = Some(herald_infrastructure::vault::generate_key());
     let token = crate::auth::mint(
         b"herald-bench-secret-herald-bench-secret",
         USER,

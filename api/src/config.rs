@@ -362,6 +362,39 @@ impl Config {
         )
     }
 
+    /// Production mode (a `DATABASE_URL`) runs only with the secrets that replicas must share
+    /// and that must never be made up on the spot: a generated vault key differs per process
+    /// (one replica could not read another's tokens), and a generated JWT secret would make
+    /// Herald trust tokens nobody configured. The error names the missing setting.
+    pub fn check_production_secrets(&self) -> anyhow::Result<()> {
+        if let Some(secret) = &self.jwt_secret {
+            anyhow::ensure!(
+                secret.len() >= crate::auth::MIN_HS256_SECRET_BYTES,
+                "HERALD_JWT_SECRET must be at least {} bytes (e.g. `openssl rand -base64 32`)",
+                crate::auth::MIN_HS256_SECRET_BYTES
+            );
+        }
+        if self.jwt_jwks_url.is_some() && self.jwt_audience.is_none() {
+            anyhow::bail!(
+                "HERALD_JWT_JWKS_URL needs HERALD_JWT_AUDIENCE: without it, a token the identity provider issued for any other application would be accepted"
+            );
+        }
+        if self.is_embedded() {
+            return Ok(());
+        }
+        if self.dev_auth() {
+            anyhow::bail!(
+                "DATABASE_URL is set (production mode) but no token verification is: set HERALD_JWT_SECRET (at least 32 bytes) or HERALD_JWT_JWKS_URL with HERALD_JWT_AUDIENCE"
+            );
+        }
+        if self.vault_key.is_none() {
+            anyhow::bail!(
+                "DATABASE_URL is set (production mode) but HERALD_VAULT_KEY is not: set it to the base64 of 32 random bytes (`openssl rand -base64 32`), the same for every Herald process"
+            );
+        }
+        Ok(())
+    }
+
     /// Dev-mode auth: a secret generated into the data dir, for the embedded default only.
     pub fn dev_auth(&self) -> bool {
         self.jwt_secret.is_none() && self.jwt_jwks_url.is_none()
@@ -413,5 +446,58 @@ impl Config {
             let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "herald".into());
             format!("{host}-{}", std::process::id())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn production() -> Config {
+        let mut config = Config::embedded(std::env::temp_dir().join("herald-never-created"));
+        // Never reached: the check comes before any connection.
+        config.database_url = Some("postgres://herald@127.0.0.1:1/herald".into());
+        config.jwt_secret = Some("a-production-secret-of-32-bytes!".into());
+        config.vault_key = Some(herald_infrastructure::vault::generate_key());
+        config
+    }
+
+    async fn refusal(config: Config) -> String {
+        match crate::runtime::Herald::build(config).await {
+            Ok(_) => panic!("Herald started"),
+            Err(error) => format!("{error:#}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn production_mode_without_its_secrets_refuses_to_start_naming_the_setting() {
+        let mut no_vault_key = production();
+        no_vault_key.vault_key = None;
+        assert!(refusal(no_vault_key).await.contains("HERALD_VAULT_KEY"));
+
+        let mut no_auth = production();
+        no_auth.jwt_secret = None;
+        let why = refusal(no_auth).await;
+        assert!(
+            why.contains("HERALD_JWT_SECRET") && why.contains("HERALD_JWT_JWKS_URL"),
+            "{why}"
+        );
+
+        let mut short_secret = production();
+        short_secret.jwt_secret = Some("too-short".into());
+        assert!(refusal(short_secret).await.contains("at least 32 bytes"));
+
+        let mut jwks_for_anyone = production();
+        jwks_for_anyone.jwt_secret = None;
+        jwks_for_anyone.jwt_jwks_url = Some("https://idp.example/jwks.json".into());
+        assert!(refusal(jwks_for_anyone)
+            .await
+            .contains("HERALD_JWT_AUDIENCE"));
+
+        assert!(production().check_production_secrets().is_ok());
+        // The embedded default generates both into its data dir, as before.
+        assert!(Config::embedded(std::env::temp_dir())
+            .check_production_secrets()
+            .is_ok());
     }
 }

@@ -65,6 +65,7 @@ pub struct Herald {
 impl Herald {
     /// Opens the store (applying migrations), the vault and the log, and configures adapters.
     pub async fn build(config: Config) -> anyhow::Result<Herald> {
+        config.check_production_secrets()?;
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating the data dir {}", config.data_dir.display()))?;
         let db = Db::connect(&config.database_url(), 16).await?;

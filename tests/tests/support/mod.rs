@@ -113,6 +113,8 @@ pub async fn test_config(backend: Backend, sandbox: &Sandbox, data_dir: PathBuf)
     // The sandbox serves the sample media on loopback: allowed by name, nothing else is.
     config.media_allowed_hosts = sandbox.local_addr().to_string();
     if backend == Backend::PostgresKafka {
+        // Production mode: the vault key is given, as every process must share it.
+        config.vault_key = Some(worker::generate_vault_key());
         config.database_url = Some(fresh_postgres_database().await);
         config.kafka_brokers = Some(required_env("HERALD_TEST_KAFKA_BROKERS"));
         config.kafka_topic_prefix = format!("t{}.", uuid::Uuid::new_v4().simple());
