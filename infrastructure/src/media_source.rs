@@ -288,7 +288,13 @@ impl Resolve for PublicOnlyResolver {
 pub struct MediaSource {
     client: reqwest::Client,
     policy: Arc<MediaUrlPolicy>,
+    /// Bytes all probes of this source may hold at once, in KiB: a video header can be tens of
+    /// MB, so without a shared budget many concurrent requests could hold gigabytes.
+    probe_memory: Arc<tokio::sync::Semaphore>,
 }
+
+/// What all concurrent probes of one `MediaSource` may hold in memory.
+const PROBE_MEMORY_BYTES: u64 = 256 * 1024 * 1024;
 
 impl std::fmt::Debug for MediaSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -318,7 +324,23 @@ impl MediaSource {
             .connect_timeout(read_timeout.min(Duration::from_secs(10)))
             .read_timeout(read_timeout)
             .build()?;
-        Ok(Self { client, policy })
+        Ok(Self {
+            client,
+            policy,
+            probe_memory: Arc::new(tokio::sync::Semaphore::new(
+                (PROBE_MEMORY_BYTES / 1024) as usize,
+            )),
+        })
+    }
+
+    /// Waits until `bytes` fit in the probes' memory budget; released when dropped.
+    async fn reserve_probe_memory(&self, bytes: u64) -> tokio::sync::OwnedSemaphorePermit {
+        let kib = bytes.div_ceil(1024).min(PROBE_MEMORY_BYTES / 1024) as u32;
+        self.probe_memory
+            .clone()
+            .acquire_many_owned(kib)
+            .await
+            .expect("the probe budget is never closed")
     }
 
     /// The policy this source enforces.
@@ -388,6 +410,7 @@ impl MediaSource {
     /// fetching only the header boxes with HTTP ranges, never the media data. `Ok(None)` when
     /// the file is not an MP4/MOV Herald can read (the platform will judge it).
     pub async fn probe_video(&self, url: &str) -> Result<Option<VideoProbe>, PlatformFailure> {
+        let _head = self.reserve_probe_memory(PROBE_HEAD).await;
         let mut reader = RangeReader::open(self, url).await?;
         let total = reader.total;
         let mut offset = 0u64;
@@ -419,6 +442,8 @@ impl MediaSource {
             match name {
                 b"ftyp" if size <= 4096 => ftyp = Some(reader.read_at(offset, size).await?),
                 b"moov" if size <= MAX_MOOV => {
+                    // Held while the header is parsed, a little after this loop.
+                    let _moov = self.reserve_probe_memory(size).await;
                     moov = Some(reader.read_at(offset, size).await?);
                     break;
                 }
@@ -624,13 +649,20 @@ impl Download {
         Some(value.split(';').next()?.trim().to_owned())
     }
 
-    /// The rest of the body at once; for small files only (thumbnails, images).
-    pub async fn into_bytes(mut self) -> Result<bytes::Bytes, PlatformFailure> {
+    /// The rest of the body at once, or `None` as soon as it passes `limit` bytes (a body sent
+    /// without Content-Length is read no further than that); for small files only.
+    pub async fn into_bytes_within(
+        mut self,
+        limit: u64,
+    ) -> Result<Option<bytes::Bytes>, PlatformFailure> {
         let mut all = bytes::BytesMut::new();
         while let Some(piece) = self.chunk().await? {
+            if (all.len() + piece.len()) as u64 > limit {
+                return Ok(None);
+            }
             all.extend_from_slice(&piece);
         }
-        Ok(all.freeze())
+        Ok(Some(all.freeze()))
     }
 
     /// The whole file's size, or a permanent failure saying the URL must send it (platforms
@@ -798,14 +830,11 @@ mod tests {
         .unwrap();
         let url = format!("http://localhost:{port}/a.png");
         assert!(source.policy().check(&url).await.is_ok());
-        let body = source
-            .open(&url, 0)
-            .await
-            .unwrap()
-            .into_bytes()
-            .await
-            .unwrap();
+        let body = source.open(&url, 0).await.unwrap();
+        let body = body.into_bytes_within(2).await.unwrap().unwrap();
         assert_eq!(&body[..], b"ok");
+        let body = source.open(&url, 0).await.unwrap();
+        assert_eq!(body.into_bytes_within(1).await.unwrap(), None);
 
         let other = format!("http://localhost:{}/a.png", port.wrapping_add(1).max(1));
         let refused = source.policy().check(&other).await.unwrap_err();
