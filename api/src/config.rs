@@ -230,6 +230,13 @@ pub struct Config {
     /// completes with `POST /{platform}/connect/complete`. None: the callback shows the code.
     #[arg(long, env = "HERALD_OAUTH_RETURN_URLS", default_value = "")]
     pub oauth_return_urls: String,
+    /// Reads (GET) one user may make a minute, per API process; 0: unlimited.
+    #[arg(long, env = "HERALD_API_QUERIES_PER_MINUTE", default_value_t = 1200)]
+    pub api_queries_per_minute: u32,
+    /// Commands (publish, schedule, connect, retry, cancel, ...) one user may send a minute,
+    /// per API process; 0: unlimited.
+    #[arg(long, env = "HERALD_API_COMMANDS_PER_MINUTE", default_value_t = 300)]
+    pub api_commands_per_minute: u32,
     /// Seconds one X API request may take before its outcome counts as unknown.
     #[arg(long, env = "X_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
     pub x_request_timeout_secs: u64,
@@ -327,6 +334,8 @@ impl Config {
             reddit_request_timeout_secs: 30,
             public_url: None,
             oauth_return_urls: String::new(),
+            api_queries_per_minute: 1200,
+            api_commands_per_minute: 300,
             worker_concurrency: 32,
             job_lease_secs: 30,
             refresh_scan_secs: 30,

@@ -22,6 +22,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub kind: &'static str,
     pub detail: String,
+    /// Headers the response carries besides the problem (`Retry-After`, `RateLimit`, ...).
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl ApiError {
@@ -30,7 +32,14 @@ impl ApiError {
             status,
             kind,
             detail: detail.into(),
+            headers: Vec::new(),
         }
+    }
+
+    /// The same error, answered with `name: value` too.
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
     }
 
     pub fn bad_request(kind: &'static str, detail: impl Into<String>) -> Self {
@@ -90,7 +99,11 @@ impl ResponseError for ApiError {
             status: self.status.as_u16(),
             detail: self.detail.clone(),
         };
-        HttpResponse::build(self.status)
+        let mut response = HttpResponse::build(self.status);
+        for (name, value) in &self.headers {
+            response.insert_header((*name, value.as_str()));
+        }
+        response
             .content_type("application/problem+json")
             .json(problem)
     }

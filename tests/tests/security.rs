@@ -1,7 +1,12 @@
+//! Security and fairness at the API's edge.
+//!
 //! Account linking: the OAuth callback is opened by whoever holds the authorization URL, so it
 //! connects nothing. A login authorized there is attached only when the Herald user who started
 //! the flow claims its one-time code: a flow Mallory starts and sends to someone else can never
 //! give Mallory that person's accounts (the account-linking CSRF of issue 15).
+//!
+//! Request limits: each user has a budget of reads and of commands; one user's flood is answered
+//! 429 while another user's requests go on.
 mod support;
 
 use std::time::Duration;
@@ -307,5 +312,75 @@ async fn a_bad_connect_body_or_code_is_a_clear_problem() {
     );
     assert!(!attached_to(&app, "alice", "x", &authorized).await);
     assert!(!attached_to(&app, "alice", "reddit", &authorized).await);
+    app.stop().await;
+}
+
+/// One user's flood of reads gets 429s with `Retry-After` and the IETF `RateLimit` headers,
+/// while another user's reads, made during the flood, all succeed; commands have their own
+/// budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_users_flood_is_refused_while_another_users_requests_go_on() {
+    use futures::StreamExt;
+    let app = spawn_app_configured(
+        Backend::Embedded,
+        herald_sandbox::SandboxConfig::default(),
+        herald_api::config::Role::All,
+        |config| {
+            // One read a second after a burst of 60: a thousand cannot all pass in this test.
+            config.api_queries_per_minute = 60;
+            config.api_commands_per_minute = 5;
+        },
+    )
+    .await;
+    let shared = &app;
+    let flood = futures::stream::iter(0..1000)
+        .map(|_| async move { shared.get("mallory", "/jobs").await })
+        .buffer_unordered(50);
+    let others = futures::stream::iter(0..20)
+        .map(|_| async move { shared.get("alice", "/jobs").await })
+        .buffer_unordered(2);
+    let (flooded, others): (Vec<reqwest::Response>, Vec<reqwest::Response>) =
+        futures::join!(flood.collect(), others.collect());
+
+    let mut refused = 0;
+    for response in flooded {
+        match response.status().as_u16() {
+            200 => {}
+            429 => {
+                refused += 1;
+                let retry_after: u64 = response.headers()["retry-after"]
+                    .to_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                assert!((1..=60).contains(&retry_after), "{retry_after}");
+                assert!(response.headers().contains_key("ratelimit-policy"));
+                assert_eq!(response.headers()["ratelimit"], "\"queries\";r=0;t=60");
+                let (status, kind) = problem_type(response).await;
+                assert_eq!((status, kind.as_str()), (429, "rate-limited"));
+            }
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert!(refused >= 1000 - 60 - 60, "{refused} of 1000 refused");
+    for response in others {
+        assert_eq!(response.status(), 200);
+        assert_eq!(
+            response.headers()["ratelimit-policy"],
+            "\"queries\";q=60;w=60"
+        );
+    }
+
+    // Commands spend their own budget: mallory's reads are spent, but connects go on, up to 5.
+    for _ in 0..5 {
+        let started = app.post("mallory", "/x/connect", json!({})).await;
+        assert_eq!(started.status(), 200);
+    }
+    let sixth = app.post("mallory", "/x/connect", json!({})).await;
+    assert_eq!(problem_type(sixth).await, (429, "rate-limited".to_owned()));
+    assert_eq!(
+        app.post("alice", "/x/connect", json!({})).await.status(),
+        200
+    );
     app.stop().await;
 }
