@@ -36,21 +36,7 @@ impl DueJobs {
     pub async fn claim(&self, now: DateTime<Utc>, limit: i64) -> anyhow::Result<Vec<JobId>> {
         let now_ms = millis(now);
         let until = now_ms + self.lease.as_millis() as i64;
-        let sql = if self.db.is_postgres() {
-            "UPDATE job_schedule SET lease_owner = $1, lease_until_ms = $2
-             WHERE job_id IN (SELECT job_id FROM job_schedule
-                              WHERE due_at_ms <= $3 AND lease_until_ms <= $3
-                              ORDER BY due_at_ms LIMIT $4 FOR UPDATE SKIP LOCKED)
-             RETURNING job_id"
-        } else {
-            // SQLite serializes writers, so the sub-select needs no row locks.
-            "UPDATE job_schedule SET lease_owner = $1, lease_until_ms = $2
-             WHERE job_id IN (SELECT job_id FROM job_schedule
-                              WHERE due_at_ms <= $3 AND lease_until_ms <= $3
-                              ORDER BY due_at_ms LIMIT $4)
-             RETURNING job_id"
-        };
-        let rows = sqlx::query(sql)
+        let rows = sqlx::query(Self::claim_statement(&self.db))
             .bind(&self.owner)
             .bind(until)
             .bind(now_ms)
@@ -63,6 +49,27 @@ impl DueJobs {
                 Ok(JobId::parse(&id)?)
             })
             .collect()
+    }
+
+    /// The claim: `$1` owner, `$2` lease end, `$3` now, `$4` how many. Both its filter and its
+    /// order are the indexed `job_schedule_claimable` expression (when a row becomes claimable),
+    /// so only claimable rows are read, oldest first, however many are leased or pending.
+    pub fn claim_statement(db: &Db) -> &'static str {
+        if db.is_postgres() {
+            "UPDATE job_schedule SET lease_owner = $1, lease_until_ms = $2
+             WHERE job_id IN (SELECT job_id FROM job_schedule
+                              WHERE GREATEST(due_at_ms, lease_until_ms) <= $3
+                              ORDER BY GREATEST(due_at_ms, lease_until_ms)
+                              LIMIT $4 FOR UPDATE SKIP LOCKED)
+             RETURNING job_id"
+        } else {
+            // SQLite serializes writers, so the sub-select needs no row locks.
+            "UPDATE job_schedule SET lease_owner = $1, lease_until_ms = $2
+             WHERE job_id IN (SELECT job_id FROM job_schedule
+                              WHERE max(due_at_ms, lease_until_ms) <= $3
+                              ORDER BY max(due_at_ms, lease_until_ms) LIMIT $4)
+             RETURNING job_id"
+        }
     }
 
     /// Renews this worker's lease on a job it is still working on.
