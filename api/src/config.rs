@@ -237,6 +237,16 @@ pub struct Config {
     /// per API process; 0: unlimited.
     #[arg(long, env = "HERALD_API_COMMANDS_PER_MINUTE", default_value_t = 300)]
     pub api_commands_per_minute: u32,
+    /// Jobs one user may have waiting or in flight at once; 0: unlimited.
+    #[arg(
+        long,
+        env = "HERALD_MAX_PENDING_JOBS_PER_USER",
+        default_value_t = 10_000
+    )]
+    pub max_pending_jobs_per_user: u32,
+    /// Connected accounts one user may have; 0: unlimited.
+    #[arg(long, env = "HERALD_MAX_CONNECTIONS_PER_USER", default_value_t = 200)]
+    pub max_connections_per_user: u32,
     /// Seconds one X API request may take before its outcome counts as unknown.
     #[arg(long, env = "X_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
     pub x_request_timeout_secs: u64,
@@ -336,6 +346,8 @@ impl Config {
             oauth_return_urls: String::new(),
             api_queries_per_minute: 1200,
             api_commands_per_minute: 300,
+            max_pending_jobs_per_user: 10_000,
+            max_connections_per_user: 200,
             worker_concurrency: 32,
             job_lease_secs: 30,
             refresh_scan_secs: 30,

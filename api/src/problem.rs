@@ -72,6 +72,15 @@ impl ApiError {
         )
     }
 
+    /// A per-user limit of this deployment is reached; `setting` is what raises it.
+    pub fn limit_reached(detail: impl std::fmt::Display, setting: &str) -> Self {
+        Self::new(
+            StatusCode::CONFLICT,
+            "limit-reached",
+            format!("{detail} (this deployment's {setting})"),
+        )
+    }
+
     pub fn unavailable(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", detail)
     }

@@ -384,3 +384,90 @@ async fn one_users_flood_is_refused_while_another_users_requests_go_on() {
     );
     app.stop().await;
 }
+
+/// A user's jobs not ended yet and their connections are capped; reaching a cap is a clear
+/// problem naming the setting, and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_user_caps_on_pending_jobs_and_connections() {
+    let app = spawn_app_configured(
+        Backend::Embedded,
+        herald_sandbox::SandboxConfig::default(),
+        herald_api::config::Role::All,
+        |config| {
+            config.max_pending_jobs_per_user = 3;
+            config.max_connections_per_user = 1;
+        },
+    )
+    .await;
+    let x = app.connect_x("alice", "alice_x").await;
+    let tomorrow = (chrono::Utc::now() + chrono::Duration::days(1)).to_rfc3339();
+    let schedule = |text: &str| json!({"connection_ids": [x], "content": {"text": text}, "publish_at": tomorrow});
+    let mut jobs = Vec::new();
+    for n in 0..3 {
+        let response = app
+            .post("alice", "/schedule", schedule(&format!("post {n}")))
+            .await;
+        assert_eq!(response.status(), 202);
+        let body: Value = response.json().await.unwrap();
+        jobs.push(body["jobs"][0]["job_id"].as_str().unwrap().to_owned());
+    }
+    let listed = || async {
+        let body: Value = app.get("alice", "/jobs").await.json().await.unwrap();
+        body["jobs"].as_array().unwrap().len()
+    };
+    eventually("three jobs listed", Duration::from_secs(30), || async {
+        (listed().await == 3).then_some(())
+    })
+    .await;
+    let fourth = app.post("alice", "/schedule", schedule("post 3")).await;
+    let status = fourth.status().as_u16();
+    let problem: Value = fourth.json().await.unwrap();
+    assert_eq!(
+        (status, problem["type"].as_str()),
+        (409, Some("limit-reached"))
+    );
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("HERALD_MAX_PENDING_JOBS_PER_USER"),
+        "{problem}"
+    );
+    assert_eq!(listed().await, 3, "the refused request stored nothing");
+    // Another user is not held by alice's cap.
+    let y = app.connect_x("bob", "bob_x").await;
+    let bobs = app
+        .post(
+            "bob",
+            "/schedule",
+            json!({"connection_ids": [y], "content": {"text": "bob"}, "publish_at": tomorrow}),
+        )
+        .await;
+    assert_eq!(bobs.status(), 202);
+
+    // Cancelling one makes room again.
+    let cancelled = app.delete("alice", &format!("/jobs/{}", jobs[0])).await;
+    assert!(cancelled.status().is_success());
+    eventually("room for one more job", Duration::from_secs(30), || async {
+        let again = app.post("alice", "/schedule", schedule("post 3")).await;
+        (again.status() == 202).then_some(())
+    })
+    .await;
+
+    // One connection at most: alice has X, so a YouTube login is refused and connects nothing.
+    eventually("alice's X connection listed", Duration::from_secs(30), || async {
+        (connections(&app, "alice").await.len() == 1).then_some(())
+    })
+    .await;
+    let url = start(&app, "alice", "youtube", "alice_yt").await;
+    let authorized = open_in_browser(&app, &url).await;
+    let refused = app.complete_connect("alice", "youtube", &authorized).await;
+    assert_eq!(
+        problem_type(refused).await,
+        (409, "limit-reached".to_owned())
+    );
+    assert!(!attached_to(&app, "alice", "youtube", &authorized).await);
+    // Connecting the same X account again does not count twice.
+    app.connect_x("alice", "alice_x").await;
+    app.stop().await;
+}
