@@ -133,6 +133,9 @@ impl From<PublishingJobError> for ApiError {
             E::ScheduledInPast { .. } | E::InvalidRetryBudget(_) => {
                 Self::bad_request("validation-error", detail)
             }
+            E::ManualRetriesExhausted { .. } => {
+                Self::new(StatusCode::CONFLICT, "limit-reached", detail)
+            }
             E::InvalidState { .. } | E::ReconcileFirst | E::NotDueYet { .. } => {
                 Self::new(StatusCode::CONFLICT, "invalid-state", detail)
             }

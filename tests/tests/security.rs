@@ -455,9 +455,11 @@ async fn per_user_caps_on_pending_jobs_and_connections() {
     .await;
 
     // One connection at most: alice has X, so a YouTube login is refused and connects nothing.
-    eventually("alice's X connection listed", Duration::from_secs(30), || async {
-        (connections(&app, "alice").await.len() == 1).then_some(())
-    })
+    eventually(
+        "alice's X connection listed",
+        Duration::from_secs(30),
+        || async { (connections(&app, "alice").await.len() == 1).then_some(()) },
+    )
     .await;
     let url = start(&app, "alice", "youtube", "alice_yt").await;
     let authorized = open_in_browser(&app, &url).await;
