@@ -256,6 +256,10 @@ pub struct Config {
     /// Seconds a worker's claim on a job lasts without renewal.
     #[arg(long, env = "HERALD_JOB_LEASE_SECS", default_value_t = 30)]
     pub job_lease_secs: u64,
+    /// Seconds `herald serve` gives in-flight work after SIGTERM or SIGINT; then it hands its
+    /// leases back and exits.
+    #[arg(long, env = "HERALD_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
+    pub shutdown_grace_secs: u64,
     /// Seconds between scans for tokens about to expire.
     #[arg(long, env = "HERALD_REFRESH_SCAN_SECS", default_value_t = 30)]
     pub refresh_scan_secs: u64,
@@ -350,6 +354,7 @@ impl Config {
             max_connections_per_user: 200,
             worker_concurrency: 32,
             job_lease_secs: 30,
+            shutdown_grace_secs: 30,
             refresh_scan_secs: 30,
             worker_id: None,
             media_allow_private: false,

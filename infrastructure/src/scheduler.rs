@@ -86,6 +86,20 @@ impl DueJobs {
         Ok(())
     }
 
+    /// Hands back every job this worker holds, to be claimed at once by another: for a worker
+    /// that stops with attempts in flight. The next worker checks with the platform before it
+    /// sends anything again, as after a crash, only without waiting for the leases to run out.
+    pub async fn release_all(&self) -> anyhow::Result<u64> {
+        let released = sqlx::query(
+            "UPDATE job_schedule SET lease_owner = NULL, lease_until_ms = $1 WHERE lease_owner = $2",
+        )
+        .bind(millis(Utc::now()))
+        .bind(&self.owner)
+        .execute(&self.db.any)
+        .await?;
+        Ok(released.rows_affected())
+    }
+
     /// Ends this worker's claim; nobody looks at the job again before `not_before`.
     pub async fn release(&self, job: &JobId, not_before: DateTime<Utc>) -> anyhow::Result<()> {
         sqlx::query(
