@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
+use clap::builder::BoolishValueParser;
 use clap::{Args, ValueEnum};
 use herald_domain::RulesTable;
 use herald_infrastructure::media_source::MediaUrlPolicy;
@@ -53,7 +54,7 @@ pub struct Config {
     #[arg(long, env = "HERALD_JWT_AUDIENCE")]
     pub jwt_audience: Option<String>,
     /// Run the simulated platforms in-process and connect to them instead of the real ones.
-    #[arg(long, env = "HERALD_SANDBOX")]
+    #[arg(long, env = "HERALD_SANDBOX", value_parser = BoolishValueParser::new())]
     pub sandbox: Option<bool>,
     /// Where the in-process sandbox listens.
     #[arg(long, env = "HERALD_SANDBOX_BIND", default_value = "127.0.0.1:8081")]
@@ -268,7 +269,12 @@ pub struct Config {
     pub worker_id: Option<String>,
     /// Let media URLs reach private, loopback and link-local addresses (development only:
     /// it opens Herald's network to whoever may publish).
-    #[arg(long, env = "HERALD_MEDIA_ALLOW_PRIVATE", default_value_t = false)]
+    #[arg(
+        long,
+        env = "HERALD_MEDIA_ALLOW_PRIVATE",
+        default_value_t = false,
+        value_parser = BoolishValueParser::new()
+    )]
     pub media_allow_private: bool,
     /// Comma-separated hosts (`host` or `host:port`) media may come from whatever they resolve
     /// to, e.g. an internal CDN.
@@ -478,6 +484,35 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Settings {
+        #[command(flatten)]
+        config: Config,
+    }
+
+    /// Boolean settings take what operators write: 1/0, true/false, yes/no, on/off.
+    #[test]
+    fn boolean_settings_accept_the_usual_spellings() {
+        for (raw, expected) in [
+            ("1", true),
+            ("yes", true),
+            ("on", true),
+            ("0", false),
+            ("no", false),
+            ("false", false),
+        ] {
+            let parsed = Settings::try_parse_from(["herald", "--sandbox", raw]).unwrap();
+            assert_eq!(parsed.config.sandbox, Some(expected), "{raw}");
+        }
+        assert!(Settings::try_parse_from(["herald", "--sandbox", "maybe"]).is_err());
+        // Read from the environment, as a container sets it.
+        std::env::set_var("HERALD_MEDIA_ALLOW_PRIVATE", "1");
+        let parsed = Settings::try_parse_from(["herald"]);
+        std::env::remove_var("HERALD_MEDIA_ALLOW_PRIVATE");
+        assert!(parsed.unwrap().config.media_allow_private);
+    }
 
     fn production() -> Config {
         let mut config = Config::embedded(std::env::temp_dir().join("herald-never-created"));
