@@ -264,3 +264,51 @@ async fn a_scheduled_job_waits_for_its_time_and_can_be_cancelled() {
         .all(|p| p.text != "never"));
     app.stop().await;
 }
+
+/// A request's id (the caller's `X-Request-Id`, else a new one) is echoed in the response and
+/// correlates the events the request caused, so one id follows a post from the API onwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_request_id_is_echoed_and_carried_into_the_events() {
+    let app = spawn_app(Backend::Embedded).await;
+    let connection = app.connect_x("alice", "alice_x").await;
+    let response = app
+        .http
+        .post(app.api("/publish"))
+        .bearer_auth(app.token("alice"))
+        .header("X-Request-Id", "req-from-the-client-42")
+        .json(&json!({"connection_ids": [connection], "content": {"text": "traced"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    assert_eq!(response.headers()["x-request-id"], "req-from-the-client-42");
+    let body: serde_json::Value = response.json().await.unwrap();
+    let job = body["jobs"][0]["job_id"].as_str().unwrap().to_owned();
+    let history = app.history_events("alice", &job).await;
+    assert_eq!(
+        history[0]["metadata"]["correlation_id"], "req-from-the-client-42",
+        "{}",
+        history[0]
+    );
+
+    // No id given, or one that is not visible ASCII: Herald makes one up and says which.
+    for header in [None, Some("bad id with spaces")] {
+        let mut request = app
+            .http
+            .get(app.api("/jobs"))
+            .bearer_auth(app.token("alice"));
+        if let Some(value) = header {
+            request = request.header("X-Request-Id", value);
+        }
+        let response = request.send().await.unwrap();
+        let id = response.headers()["x-request-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(uuid::Uuid::parse_str(&id).is_ok(), "{id}");
+    }
+    // Errors carry it too.
+    let missing = app.get("alice", "/jobs/not-a-job").await;
+    assert!(missing.headers().contains_key("x-request-id"));
+    app.stop().await;
+}
