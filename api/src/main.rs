@@ -64,7 +64,10 @@ async fn main() -> anyhow::Result<()> {
         Ok("text") | Err(_) => logs.init(),
         Ok(other) => {
             logs.init();
-            tracing::warn!(format = other, "HERALD_LOG_FORMAT is json or text; using text");
+            tracing::warn!(
+                format = other,
+                "HERALD_LOG_FORMAT is json or text; using text"
+            );
         }
     }
     match Cli::parse().command {

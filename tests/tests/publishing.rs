@@ -312,3 +312,80 @@ async fn the_request_id_is_echoed_and_carried_into_the_events() {
     assert!(missing.headers().contains_key("x-request-id"));
     app.stop().await;
 }
+
+/// Errors the framework raises are problem+json too, with the status HTTP gives them: a wrong
+/// method 405 with `Allow`, a body that is not JSON 415, one too large 413, no bearer 401 with
+/// `WWW-Authenticate`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn framework_errors_are_problems_with_their_own_status() {
+    let app = spawn_app(Backend::Embedded).await;
+    let token = app.token("alice");
+    let problem = |response: reqwest::Response| async move {
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        assert_eq!(headers["content-type"], "application/problem+json");
+        let body: Value = response.json().await.unwrap();
+        (
+            status,
+            body["type"].as_str().unwrap_or_default().to_owned(),
+            headers,
+        )
+    };
+
+    let wrong_method = app
+        .http
+        .delete(app.api("/publish"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    let (status, kind, headers) = problem(wrong_method).await;
+    assert_eq!((status, kind.as_str()), (405, "method-not-allowed"));
+    assert_eq!(headers["allow"], "POST");
+    let (status, _, headers) = problem(
+        app.http
+            .put(app.api("/jobs/x"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, headers["allow"].to_str().unwrap()),
+        (405, "GET, DELETE")
+    );
+
+    let not_json = app
+        .http
+        .post(app.api("/publish"))
+        .bearer_auth(&token)
+        .header("content-type", "text/plain")
+        .body("hello")
+        .send()
+        .await
+        .unwrap();
+    let (status, kind, _) = problem(not_json).await;
+    assert_eq!((status, kind.as_str()), (415, "unsupported-media-type"));
+
+    let huge = json!({"connection_ids": [], "content": {"text": "a".repeat(300 * 1024)}});
+    let too_large = app
+        .http
+        .post(app.api("/publish"))
+        .bearer_auth(&token)
+        .json(&huge)
+        .send()
+        .await
+        .unwrap();
+    let (status, kind, _) = problem(too_large).await;
+    assert_eq!((status, kind.as_str()), (413, "payload-too-large"));
+
+    let anonymous = app.http.get(app.api("/jobs")).send().await.unwrap();
+    let (status, kind, headers) = problem(anonymous).await;
+    assert_eq!((status, kind.as_str()), (401, "unauthorized"));
+    assert!(headers["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .starts_with("Bearer"));
+    app.stop().await;
+}
