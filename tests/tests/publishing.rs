@@ -389,3 +389,52 @@ async fn framework_errors_are_problems_with_their_own_status() {
         .starts_with("Bearer"));
     app.stop().await;
 }
+
+/// Readiness checks the database and the event log and reports the relay's lag; when a
+/// dependency fails it says which, and nothing of the cause, to an anonymous caller.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_checks_the_database_and_the_log_and_reports_relay_lag() {
+    let embedded = spawn_app(Backend::Embedded).await;
+    let ready: Value = embedded
+        .http
+        .get(format!("{}/readyz", embedded.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["event_log"], "ok", "{ready}");
+    assert!(
+        ready["relay_lag"].is_null(),
+        "the local log has no relay: {ready}"
+    );
+    embedded.stop().await;
+
+    let app = spawn_app(Backend::PostgresKafka).await;
+    let readyz = format!("{}/readyz", app.url);
+    let ready: Value = app
+        .http
+        .get(&readyz)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (ready["database"].as_str(), ready["event_log"].as_str()),
+        (Some("ok"), Some("ok"))
+    );
+    assert!(ready["relay_lag"].as_i64().is_some(), "{ready}");
+
+    support::drop_postgres_database(app.config.database_url.as_deref().unwrap()).await;
+    let down = app.http.get(&readyz).send().await.unwrap();
+    assert_eq!(down.status(), 503);
+    let problem: Value = down.json().await.unwrap();
+    assert_eq!(
+        problem["detail"], "the database is not reachable",
+        "{problem}"
+    );
+    app.stop().await;
+}

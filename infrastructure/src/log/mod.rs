@@ -8,6 +8,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
+
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -169,6 +171,29 @@ impl EventLog {
             Err(error) => {
                 tracing::error!(error = %format!("{error:#}"), "no outbox relay started");
                 None
+            }
+        }
+    }
+
+    /// Readiness: whether the log can be used now, and how many committed events the relay has
+    /// not put on it yet (Kafka; the local log is its outbox, so it has no relay lag).
+    pub async fn readiness(&self, db: &Db) -> anyhow::Result<Option<i64>> {
+        match self {
+            EventLog::Kafka(config) => {
+                kafka::check_brokers(config, Duration::from_secs(3)).await?;
+                let lag: i64 =
+                    sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+                        .fetch_one(&db.any)
+                        .await
+                        .context("counting the outbox rows not yet relayed")?;
+                Ok(Some(lag))
+            }
+            EventLog::Local(_) => {
+                sqlx::query("SELECT id FROM outbox ORDER BY id DESC LIMIT 1")
+                    .fetch_optional(&db.any)
+                    .await
+                    .context("reading the local log")?;
+                Ok(None)
             }
         }
     }
