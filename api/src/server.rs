@@ -46,6 +46,7 @@ pub async fn start(herald: Herald, listener: TcpListener, role: Role) -> anyhow:
             herald.shutdown.clone(),
         )));
     }
+    crate::metrics::handle();
     let workers = if role == Role::Worker { 1 } else { 2 };
     let server = HttpServer::new(move || {
         App::new()
@@ -66,9 +67,21 @@ pub async fn start(herald: Herald, listener: TcpListener, role: Role) -> anyhow:
                     method = %req.method(),
                     path = %req.path()
                 );
+                let started = std::time::Instant::now();
+                let method = req.method().to_string();
                 let response = service.call(req).instrument(span);
                 async move {
                     let mut response = response.await?;
+                    let route = response
+                        .request()
+                        .match_pattern()
+                        .unwrap_or_else(|| "unmatched".to_owned());
+                    crate::metrics::record_request(
+                        &method,
+                        &route,
+                        response.status().as_u16(),
+                        started.elapsed().as_secs_f64(),
+                    );
                     if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&id.0) {
                         response.headers_mut().insert(
                             actix_web::http::header::HeaderName::from_static("x-request-id"),

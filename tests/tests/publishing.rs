@@ -5,7 +5,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use support::{spawn_app, Backend, TestApp};
+use support::{spawn_app, Backend, TestApp, Twin};
 
 const SOON: Duration = Duration::from_secs(15);
 
@@ -437,4 +437,181 @@ async fn readiness_checks_the_database_and_the_log_and_reports_relay_lag() {
         "{problem}"
     );
     app.stop().await;
+}
+
+/// The value of the series `name` whose labels include all of `labels` in a Prometheus text
+/// exposition, summed over the other labels; 0 when there is none.
+fn series(exposition: &str, name: &str, labels: &[&str]) -> f64 {
+    exposition
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter(|line| {
+            line.starts_with(&format!("{name}{{")) || line.starts_with(&format!("{name} "))
+        })
+        .filter(|line| labels.iter().all(|label| line.contains(label)))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// `/metrics` after a publish, a token refresh, a platform 429, a rejected post and a forged
+/// webhook, on Postgres + Kafka: the series move, every family Herald lists is exported, no
+/// label carries a user, a job or any content; and the alert rules in `deploy/` load in promtool
+/// and, like the dashboard, name only metrics Herald exports.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_move_with_publishing_and_carry_no_user_content() {
+    let app = spawn_app(Backend::PostgresKafka).await;
+    let scrape = || async {
+        app.http
+            .get(format!("{}/metrics", app.url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let before = scrape().await;
+    let connection = app.connect_x("alice", "alice_x").await;
+    // The first post meets a dead access token: Herald refreshes it once.
+    app.fault(Twin::X, "create_tweet", json!({"kind": "expire_token"}), 1)
+        .await;
+    let published = app
+        .publish("alice", &connection, json!({"text": "metric-secret-text"}))
+        .await;
+    app.wait_for_status("alice", &published, "published", Duration::from_secs(60))
+        .await;
+    app.fault(
+        Twin::X,
+        "create_tweet",
+        json!({"kind": "rate_limited", "retry_after_secs": 1}),
+        1,
+    )
+    .await;
+    app.fault(
+        Twin::X,
+        "create_tweet",
+        json!({"kind": "content_rejected"}),
+        1,
+    )
+    .await;
+    let failed = app
+        .publish("alice", &connection, json!({"text": "second"}))
+        .await;
+    app.wait_for_status("alice", &failed, "failed", Duration::from_secs(60))
+        .await;
+    let forged = app
+        .http
+        .post(format!("{}/api/v1/webhooks/tiktok", app.url))
+        .header("TikTok-Signature", "t=1,s=00")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 401);
+    let after = scrape().await;
+
+    let moved =
+        |name: &str, labels: &[&str]| series(&after, name, labels) - series(&before, name, labels);
+    assert!(
+        moved("herald_publish_attempts_total", &["platform=\"x\""]) >= 3.0,
+        "{after}"
+    );
+    assert!(moved("herald_posts_created_total", &["platform=\"x\""]) >= 1.0);
+    assert!(
+        moved(
+            "herald_publish_attempt_failures_total",
+            &["error_class=\"rate_limited\""]
+        ) >= 1.0,
+        "{after}"
+    );
+    assert!(
+        moved(
+            "herald_publish_attempt_failures_total",
+            &["error_class=\"permanent\""]
+        ) >= 1.0,
+        "{after}"
+    );
+    assert!(
+        moved("herald_platform_calls_total", &["outcome=\"rate_limited\""]) >= 1.0,
+        "{after}"
+    );
+    assert!(moved("herald_platform_call_duration_seconds_count", &[]) >= 3.0);
+    assert!(
+        moved(
+            "herald_http_requests_total",
+            &["route=\"/api/v1/platforms/publish\"", "status=\"202\""]
+        ) >= 2.0,
+        "{after}"
+    );
+    assert!(
+        series(&after, "herald_jobs", &["status=\"failed\""]) >= 1.0,
+        "{after}"
+    );
+    assert!(series(&after, "herald_scheduler_delay_seconds_count", &[]) >= 1.0);
+    assert!(
+        moved("herald_token_refreshes_total", &["outcome=\"ok\""]) >= 1.0,
+        "{after}"
+    );
+    assert!(moved("herald_webhook_deliveries_total", &["outcome=\"refused\""]) >= 1.0);
+    for leak in ["alice", "metric-secret-text", &connection, &published] {
+        assert!(!after.contains(leak), "{leak} in /metrics");
+    }
+    app.stop().await;
+
+    let exported: std::collections::BTreeSet<&str> = after
+        .lines()
+        .filter(|line| !line.starts_with('#') && !line.is_empty())
+        .filter_map(|line| line.split(['{', ' ']).next())
+        .map(|name| {
+            ["_bucket", "_count", "_sum"]
+                .iter()
+                .find_map(|suffix| name.strip_suffix(suffix))
+                .unwrap_or(name)
+        })
+        .collect();
+    let listed: std::collections::BTreeSet<&str> = herald_api::metrics::METRICS
+        .iter()
+        .map(|(name, _)| *name)
+        .collect();
+    assert_eq!(
+        listed.difference(&exported).collect::<Vec<_>>(),
+        Vec::<&&str>::new(),
+        "listed but not exported"
+    );
+    let deploy = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
+    for file in ["prometheus/alerts.yml", "grafana/herald-dashboard.json"] {
+        let text = std::fs::read_to_string(deploy.join(file)).unwrap();
+        let named: std::collections::BTreeSet<String> = text
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|word| word.starts_with("herald_"))
+            .map(|word| {
+                ["_bucket", "_count", "_sum"]
+                    .iter()
+                    .find_map(|suffix| word.strip_suffix(suffix))
+                    .unwrap_or(word)
+                    .to_owned()
+            })
+            .collect();
+        assert!(!named.is_empty(), "{file} names no metric");
+        for name in &named {
+            assert!(
+                listed.contains(name.as_str()),
+                "{file} names {name}, which Herald does not export"
+            );
+        }
+    }
+    let promtool = std::env::var("HERALD_PROMTOOL").unwrap_or_else(|_| {
+        panic!("HERALD_PROMTOOL is not set: run the tests through `bash scripts/test.sh`, which installs promtool")
+    });
+    let checked = std::process::Command::new(promtool)
+        .args(["check", "rules"])
+        .arg(deploy.join("prometheus/alerts.yml"))
+        .output()
+        .expect("run promtool");
+    assert!(
+        checked.status.success(),
+        "promtool refused the rules: {}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
 }

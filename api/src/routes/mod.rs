@@ -24,6 +24,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     }))
     .service(resource("/healthz", "GET").route(web::get().to(health::healthz)))
     .service(resource("/readyz", "GET").route(web::get().to(health::readyz)))
+    .service(resource("/metrics", "GET").route(web::get().to(crate::metrics::scrape)))
     .service(
         web::scope("/api/v1/platforms")
             .service(resource("/connections", "GET").route(web::get().to(connections::list)))
