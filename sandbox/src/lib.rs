@@ -7,7 +7,8 @@
 //! `herald serve --sandbox`.
 //!
 //! Layout: platform-independent machinery lives at the crate root
-//! ([`faults`], [`oauth`], [`ratelimit`], [`multipart`], [`inspect`]); each
+//! ([`faults`], [`oauth`], [`ratelimit`], [`multipart`], [`inspect`], and the lock around each
+//! twin's state, `lock`); each
 //! platform has its own module mounted under its own path prefix (X: `/x`, Threads:
 //! `/threads`, YouTube: `/youtube`, LinkedIn: `/linkedin`, TikTok: `/tiktok`, Facebook Pages
 //! and Instagram: `/meta`, Reddit: `/reddit`; see
@@ -18,6 +19,7 @@
 pub mod faults;
 pub mod inspect;
 pub mod linkedin;
+mod lock;
 pub mod media;
 pub mod meta;
 pub mod meta_graph;

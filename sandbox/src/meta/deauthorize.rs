@@ -45,11 +45,7 @@ pub(crate) async fn set_callback(state: web::Data<MetaState>, body: web::Bytes) 
                 .json(json!({"error": format!("'{url}' is not a URL")}));
         }
     }
-    state
-        .deauthorize_url
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .clone_from(&req.url);
+    state.lock().deauthorize_url.clone_from(&req.url);
     HttpResponse::Ok().json(json!({ "url": req.url }))
 }
 
@@ -75,11 +71,7 @@ pub(crate) async fn remove_app(state: web::Data<MetaState>, body: web::Bytes) ->
     };
     // Meta's "Error validating access token: The user has not authorized application".
     state.revoke_user(&user_id, 458);
-    let url = state
-        .deauthorize_url
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .clone();
+    let url = state.lock().deauthorize_url.clone();
     let delivered = match url {
         Some(url) => {
             let signed = signed_request(

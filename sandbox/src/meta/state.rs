@@ -3,7 +3,6 @@
 //! and media, faults and the request log.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -16,6 +15,7 @@ use super::{
 };
 use crate::faults::{Fault, FaultQueue, QueuedFault};
 use crate::inspect::RequestLog;
+use crate::lock::{TwinGuard, TwinLock};
 use crate::oauth::random_token;
 
 /// Facebook user ids (app-scoped) handed out from here.
@@ -325,6 +325,8 @@ pub(crate) struct Inner {
     /// What each user (by id) decided about each permission the app asked for, at their latest
     /// login: Facebook keeps permissions per person and app, not per token.
     pub consents: HashMap<String, BTreeMap<String, &'static str>>,
+    /// The app's Deauthorize Callback URL (Meta: set in the app dashboard).
+    pub deauthorize_url: Option<String>,
 }
 
 /// What [`MetaState::count_call`] decided.
@@ -559,9 +561,7 @@ pub(crate) struct MetaState {
     pub config: MetaConfig,
     /// Fetches media URLs the way Meta does before accepting them.
     pub http: reqwest::Client,
-    inner: Mutex<Inner>,
-    /// The app's Deauthorize Callback URL (Meta: set in the app dashboard).
-    pub deauthorize_url: Mutex<Option<String>>,
+    inner: TwinLock<Inner>,
 }
 
 impl MetaState {
@@ -598,6 +598,7 @@ impl MetaState {
             usage_events: Vec::new(),
             revoked_permissions: Vec::new(),
             consents: HashMap::new(),
+            deauthorize_url: None,
         };
         for spec in &config.users {
             inner.define_user(spec);
@@ -605,14 +606,14 @@ impl MetaState {
         Self {
             config,
             http,
-            inner: Mutex::new(inner),
-            deauthorize_url: Mutex::new(None),
+            inner: TwinLock::new(inner),
         }
     }
 
-    pub fn lock(&self) -> MutexGuard<'_, Inner> {
-        // A panicking handler must not take the whole twin down with it.
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    /// The twin's state for one step of a request. Helpers take the guard's `&Inner`, never
+    /// `&self`, so nothing under it locks again (see [`crate::lock`]).
+    pub fn lock(&self) -> TwinGuard<'_, Inner> {
+        self.inner.lock()
     }
 
     /// The caller of a valid token, or the 190 subcode to answer with (`None`: no subcode).

@@ -1,7 +1,6 @@
 //! The Reddit twin's shared state: users, OAuth artefacts, media leases, posts, rate windows.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
@@ -12,6 +11,7 @@ use super::{
 };
 use crate::faults::{Fault, FaultQueue, QueuedFault};
 use crate::inspect::RequestLog;
+use crate::lock::{TwinGuard, TwinLock};
 use crate::oauth::random_token;
 use crate::ratelimit::{RateLimiter, RateStatus};
 
@@ -186,14 +186,14 @@ pub(crate) fn base36(mut n: u64) -> String {
 #[derive(Debug)]
 pub(crate) struct RedditState {
     pub config: RedditConfig,
-    inner: Mutex<Inner>,
+    inner: TwinLock<Inner>,
 }
 
 impl RedditState {
     pub fn new(config: RedditConfig) -> Self {
         Self {
             config,
-            inner: Mutex::new(Inner {
+            inner: TwinLock::new(Inner {
                 next_post: FIRST_POST,
                 users: HashMap::new(),
                 codes: HashMap::new(),
@@ -211,9 +211,10 @@ impl RedditState {
         }
     }
 
-    pub fn lock(&self) -> MutexGuard<'_, Inner> {
-        // A panicking handler must not take the whole twin down with it.
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    /// The twin's state for one step of a request. Helpers take the guard's `&Inner`, never
+    /// `&self`, so nothing under it locks again (see [`crate::lock`]).
+    pub fn lock(&self) -> TwinGuard<'_, Inner> {
+        self.inner.lock()
     }
 
     pub fn subreddit(&self, name: &str) -> Option<&RedditSubreddit> {

@@ -1,7 +1,6 @@
 //! The Threads twin's shared state: accounts, OAuth artefacts, containers, posts, faults.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::{
@@ -10,6 +9,7 @@ use super::{
 };
 use crate::faults::{Fault, FaultQueue, QueuedFault};
 use crate::inspect::RequestLog;
+use crate::lock::{TwinGuard, TwinLock};
 use crate::oauth::random_token;
 
 /// First user id handed out; Threads user ids are 17-digit numbers.
@@ -204,14 +204,14 @@ impl Inner {
 #[derive(Debug)]
 pub(crate) struct ThreadsState {
     pub config: ThreadsConfig,
-    inner: Mutex<Inner>,
+    inner: TwinLock<Inner>,
 }
 
 impl ThreadsState {
     pub fn new(config: ThreadsConfig) -> Self {
         Self {
             config,
-            inner: Mutex::new(Inner {
+            inner: TwinLock::new(Inner {
                 next_user: FIRST_USER_ID,
                 next_media: FIRST_MEDIA_ID,
                 users: HashMap::new(),
@@ -230,9 +230,10 @@ impl ThreadsState {
         }
     }
 
-    pub fn lock(&self) -> MutexGuard<'_, Inner> {
-        // A panicking handler must not take the whole twin down with it.
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    /// The twin's state for one step of a request. Helpers take the guard's `&Inner`, never
+    /// `&self`, so nothing under it locks again (see [`crate::lock`]).
+    pub fn lock(&self) -> TwinGuard<'_, Inner> {
+        self.inner.lock()
     }
 
     /// The caller of a valid, unexpired token.

@@ -1,7 +1,6 @@
 //! The TikTok twin's shared state: creators, OAuth grants, publishes, uploads, limits, faults.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
@@ -12,6 +11,7 @@ use super::{
 };
 use crate::faults::{Fault, FaultQueue, QueuedFault};
 use crate::inspect::RequestLog;
+use crate::lock::{TwinGuard, TwinLock};
 use crate::oauth::random_token;
 
 /// First post id handed out; TikTok video ids are 19-digit numbers.
@@ -407,14 +407,14 @@ impl Inner {
 #[derive(Debug)]
 pub(crate) struct TiktokState {
     pub config: TiktokConfig,
-    inner: Mutex<Inner>,
+    inner: TwinLock<Inner>,
 }
 
 impl TiktokState {
     pub fn new(config: TiktokConfig) -> Self {
         Self {
             config,
-            inner: Mutex::new(Inner {
+            inner: TwinLock::new(Inner {
                 next_publish: 0,
                 next_post: 0,
                 next_grant: 0,
@@ -438,9 +438,10 @@ impl TiktokState {
         }
     }
 
-    pub fn lock(&self) -> MutexGuard<'_, Inner> {
-        // A panicking handler must not take the whole twin down with it.
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    /// The twin's state for one step of a request. Helpers take the guard's `&Inner`, never
+    /// `&self`, so nothing under it locks again (see [`crate::lock`]).
+    pub fn lock(&self) -> TwinGuard<'_, Inner> {
+        self.inner.lock()
     }
 
     /// The caller of a valid, unexpired access token.

@@ -1,7 +1,6 @@
 //! The X twin's shared state: accounts, OAuth artefacts, media, posts, faults.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
@@ -12,6 +11,7 @@ use super::{
 };
 use crate::faults::{Fault, FaultQueue};
 use crate::inspect::RequestLog;
+use crate::lock::{TwinGuard, TwinLock};
 use crate::oauth::{random_token, PkceMethod};
 use crate::ratelimit::{RateLimiter, RateStatus};
 
@@ -284,7 +284,7 @@ impl XInner {
 /// Shared, lock-protected state of the X twin.
 pub(crate) struct XState {
     pub config: XConfig,
-    inner: Mutex<XInner>,
+    inner: TwinLock<XInner>,
 }
 
 impl XState {
@@ -313,14 +313,16 @@ impl XState {
         };
         Self {
             config,
-            inner: Mutex::new(inner),
+            inner: TwinLock::new(inner),
         }
     }
 
     /// The lock; never held across an await. A panic in another handler must
     /// not take the whole twin down, hence the poison recovery.
-    pub fn lock(&self) -> MutexGuard<'_, XInner> {
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    /// The twin's state for one step of a request. Helpers take the guard's `&Inner`, never
+    /// `&self`, so nothing under it locks again (see [`crate::lock`]).
+    pub fn lock(&self) -> TwinGuard<'_, XInner> {
+        self.inner.lock()
     }
 
     /// The caller behind a bearer token, if it is live.

@@ -2,7 +2,6 @@
 //! sessions, videos, quota, faults.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
@@ -15,6 +14,7 @@ use super::{
 };
 use crate::faults::{Fault, FaultQueue, QueuedFault};
 use crate::inspect::RequestLog;
+use crate::lock::{TwinGuard, TwinLock};
 use crate::oauth::{random_token, PkceMethod};
 
 /// A Google account, with its YouTube channel if it has one.
@@ -280,14 +280,14 @@ impl Inner {
 #[derive(Debug)]
 pub(crate) struct YouTubeState {
     pub config: YouTubeConfig,
-    inner: Mutex<Inner>,
+    inner: TwinLock<Inner>,
 }
 
 impl YouTubeState {
     pub fn new(config: YouTubeConfig) -> Self {
         Self {
             config,
-            inner: Mutex::new(Inner {
+            inner: TwinLock::new(Inner {
                 next_user: 1,
                 next_grant: 1,
                 users: HashMap::new(),
@@ -308,9 +308,10 @@ impl YouTubeState {
         }
     }
 
-    pub fn lock(&self) -> MutexGuard<'_, Inner> {
-        // A panicking handler must not take the whole twin down with it.
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    /// The twin's state for one step of a request. Helpers take the guard's `&Inner`, never
+    /// `&self`, so nothing under it locks again (see [`crate::lock`]).
+    pub fn lock(&self) -> TwinGuard<'_, Inner> {
+        self.inner.lock()
     }
 
     /// The caller of a valid, unexpired access token of an unrevoked grant.
