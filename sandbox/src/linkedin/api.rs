@@ -13,6 +13,7 @@ use super::{
 };
 use crate::faults::{self, Fault};
 use crate::oauth::random_token;
+use crate::twin::Twin as _;
 
 /// Upload URLs are valid for a day.
 const UPLOAD_URL_LIFETIME_MS: i64 = 86_400_000;

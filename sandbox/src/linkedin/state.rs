@@ -9,10 +9,11 @@ use super::{
     LinkedInConfig, LinkedInEndpoint, LinkedInIssuedToken, LinkedInMediaSnapshot,
     LinkedInPostSnapshot, LinkedInStateSnapshot, TokenProblem,
 };
-use crate::faults::{Fault, FaultQueue, QueuedFault};
+use crate::faults::FaultQueue;
 use crate::inspect::RequestLog;
 use crate::lock::{TwinGuard, TwinLock};
 use crate::oauth::random_token;
+use crate::twin::Twin;
 
 /// First numeric id of posts and media (LinkedIn activity ids are 19 digits).
 const FIRST_ID: u64 = 7_300_000_000_000_000_001;
@@ -418,32 +419,26 @@ impl LinkedInState {
         }
         None
     }
+}
 
-    pub fn take_fault(&self, endpoint: LinkedInEndpoint) -> Option<Fault> {
-        self.lock().faults.take(endpoint)
+impl Twin for LinkedInState {
+    type Inner = Inner;
+    type Endpoint = LinkedInEndpoint;
+    type Snapshot = LinkedInStateSnapshot;
+
+    fn state_lock(&self) -> &TwinLock<Inner> {
+        &self.inner
     }
 
-    pub fn inject_fault(&self, endpoint: LinkedInEndpoint, fault: Fault, times: u32) {
-        self.lock().faults.push(endpoint, fault, times);
+    fn faults(inner: &mut Inner) -> &mut FaultQueue<LinkedInEndpoint> {
+        &mut inner.faults
     }
 
-    pub fn clear_faults(&self) -> usize {
-        self.lock().faults.clear()
+    fn requests(inner: &mut Inner) -> &mut RequestLog {
+        &mut inner.requests
     }
 
-    pub fn pending_faults(&self) -> Vec<QueuedFault<LinkedInEndpoint>> {
-        self.lock().faults.pending()
-    }
-
-    pub fn log_start(&self, method: &str, path: &str) -> u64 {
-        self.lock().requests.start(method, path)
-    }
-
-    pub fn log_finish(&self, seq: u64, status: u16) {
-        self.lock().requests.finish(seq, status);
-    }
-
-    pub fn snapshot(&self) -> LinkedInStateSnapshot {
+    fn snapshot(&self) -> LinkedInStateSnapshot {
         let inner = self.lock();
         let now = Instant::now();
         let media = |kind: MediaType| {

@@ -13,10 +13,11 @@ use super::{
     MetaPhotoSnapshot, MetaReelUploadRecord, MetaRevokedPermission, MetaStateSnapshot,
     MetaUsageEvent, MetaUserSpec, MetaVideoSnapshot, ALL_TASKS,
 };
-use crate::faults::{Fault, FaultQueue, QueuedFault};
+use crate::faults::FaultQueue;
 use crate::inspect::RequestLog;
 use crate::lock::{TwinGuard, TwinLock};
 use crate::oauth::random_token;
+use crate::twin::Twin;
 
 /// Facebook user ids (app-scoped) handed out from here.
 const FIRST_USER_ID: u64 = 10_100_000_000_001;
@@ -708,35 +709,29 @@ impl MetaState {
         }
     }
 
-    pub fn take_fault(&self, endpoint: MetaEndpoint) -> Option<Fault> {
-        self.lock().faults.take(endpoint)
-    }
-
-    pub fn inject_fault(&self, endpoint: MetaEndpoint, fault: Fault, times: u32) {
-        self.lock().faults.push(endpoint, fault, times);
-    }
-
-    pub fn clear_faults(&self) -> usize {
-        self.lock().faults.clear()
-    }
-
-    pub fn pending_faults(&self) -> Vec<QueuedFault<MetaEndpoint>> {
-        self.lock().faults.pending()
-    }
-
     pub fn define_user(&self, spec: &MetaUserSpec) -> String {
         self.lock().define_user(spec)
     }
+}
 
-    pub fn log_start(&self, method: &str, path: &str) -> u64 {
-        self.lock().requests.start(method, path)
+impl Twin for MetaState {
+    type Inner = Inner;
+    type Endpoint = MetaEndpoint;
+    type Snapshot = MetaStateSnapshot;
+
+    fn state_lock(&self) -> &TwinLock<Inner> {
+        &self.inner
     }
 
-    pub fn log_finish(&self, seq: u64, status: u16) {
-        self.lock().requests.finish(seq, status);
+    fn faults(inner: &mut Inner) -> &mut FaultQueue<MetaEndpoint> {
+        &mut inner.faults
     }
 
-    pub fn snapshot(&self) -> MetaStateSnapshot {
+    fn requests(inner: &mut Inner) -> &mut RequestLog {
+        &mut inner.requests
+    }
+
+    fn snapshot(&self) -> MetaStateSnapshot {
         let inner = self.lock();
         let now = Instant::now();
         let mut users: Vec<_> = inner.users.values().cloned().collect();

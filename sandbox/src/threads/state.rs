@@ -7,10 +7,11 @@ use super::{
     ThreadsConfig, ThreadsContainerSnapshot, ThreadsEndpoint, ThreadsIssuedToken,
     ThreadsPostSnapshot, ThreadsStateSnapshot, DEFAULT_NAME, DEFAULT_USERNAME,
 };
-use crate::faults::{Fault, FaultQueue, QueuedFault};
+use crate::faults::FaultQueue;
 use crate::inspect::RequestLog;
 use crate::lock::{TwinGuard, TwinLock};
 use crate::oauth::random_token;
+use crate::twin::Twin;
 
 /// First user id handed out; Threads user ids are 17-digit numbers.
 const FIRST_USER_ID: u64 = 17_841_400_000_000_001;
@@ -269,32 +270,26 @@ impl ThreadsState {
         *calls += 1;
         (*calls * 100) / self.config.call_budget.max(1)
     }
+}
 
-    pub fn take_fault(&self, endpoint: ThreadsEndpoint) -> Option<Fault> {
-        self.lock().faults.take(endpoint)
+impl Twin for ThreadsState {
+    type Inner = Inner;
+    type Endpoint = ThreadsEndpoint;
+    type Snapshot = ThreadsStateSnapshot;
+
+    fn state_lock(&self) -> &TwinLock<Inner> {
+        &self.inner
     }
 
-    pub fn inject_fault(&self, endpoint: ThreadsEndpoint, fault: Fault, times: u32) {
-        self.lock().faults.push(endpoint, fault, times);
+    fn faults(inner: &mut Inner) -> &mut FaultQueue<ThreadsEndpoint> {
+        &mut inner.faults
     }
 
-    pub fn clear_faults(&self) -> usize {
-        self.lock().faults.clear()
+    fn requests(inner: &mut Inner) -> &mut RequestLog {
+        &mut inner.requests
     }
 
-    pub fn pending_faults(&self) -> Vec<QueuedFault<ThreadsEndpoint>> {
-        self.lock().faults.pending()
-    }
-
-    pub fn log_start(&self, method: &str, path: &str) -> u64 {
-        self.lock().requests.start(method, path)
-    }
-
-    pub fn log_finish(&self, seq: u64, status: u16) {
-        self.lock().requests.finish(seq, status);
-    }
-
-    pub fn snapshot(&self) -> ThreadsStateSnapshot {
+    fn snapshot(&self) -> ThreadsStateSnapshot {
         let inner = self.lock();
         let now = Instant::now();
         ThreadsStateSnapshot {
