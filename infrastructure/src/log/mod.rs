@@ -72,9 +72,10 @@ pub fn topic_for(aggregate_type: &str) -> String {
     name
 }
 
-/// Something that reacts to log records: a projection or a process manager. It must be
-/// idempotent (it will see a record again after a crash) and record what it applied in the same
-/// transaction as its effect.
+/// Something that reacts to log records exactly as they travel. Projections and process managers
+/// implement [`EventHandler`] instead, which reads events through their upcasters; every
+/// `EventHandler` is a `LogHandler` (below). It must be idempotent (it will see a record again
+/// after a crash) and record what it applied in the same transaction as its effect.
 #[async_trait::async_trait]
 pub trait LogHandler: Send + Sync + 'static {
     /// Consumer name: the Kafka consumer group and the key of its stored positions.
