@@ -51,15 +51,17 @@ impl DueJobs {
             .collect()
     }
 
-    /// The claim: `$1` owner, `$2` lease end, `$3` now, `$4` how many. Both its filter and its
-    /// order are the indexed `job_schedule_claimable` expression (when a row becomes claimable),
-    /// so only claimable rows are read, oldest first, however many are leased or pending.
+    /// The claim: `$1` owner, `$2` lease end, `$3` now, `$4` how many. It takes rows that are
+    /// claimable (due, no live lease) by the indexed `job_schedule_claimable` expression, in the
+    /// order of the indexed `job_schedule_fair` one: claimable time plus 100 ms per rank in the
+    /// user's backlog, so each user's first jobs go before anyone's thousandth. The rank only
+    /// orders: nothing is claimed before it is due, and a user alone runs at full speed.
     pub fn claim_statement(db: &Db) -> &'static str {
         if db.is_postgres() {
             "UPDATE job_schedule SET lease_owner = $1, lease_until_ms = $2
              WHERE job_id IN (SELECT job_id FROM job_schedule
                               WHERE GREATEST(due_at_ms, lease_until_ms) <= $3
-                              ORDER BY GREATEST(due_at_ms, lease_until_ms)
+                              ORDER BY GREATEST(due_at_ms, lease_until_ms) + user_rank * 100
                               LIMIT $4 FOR UPDATE SKIP LOCKED)
              RETURNING job_id"
         } else {
@@ -67,7 +69,8 @@ impl DueJobs {
             "UPDATE job_schedule SET lease_owner = $1, lease_until_ms = $2
              WHERE job_id IN (SELECT job_id FROM job_schedule
                               WHERE max(due_at_ms, lease_until_ms) <= $3
-                              ORDER BY max(due_at_ms, lease_until_ms) LIMIT $4)
+                              ORDER BY max(due_at_ms, lease_until_ms) + user_rank * 100
+                              LIMIT $4)
              RETURNING job_id"
         }
     }

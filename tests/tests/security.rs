@@ -473,3 +473,96 @@ async fn per_user_caps_on_pending_jobs_and_connections() {
     app.connect_x("alice", "alice_x").await;
     app.stop().await;
 }
+
+/// Fair claiming: alice schedules 150 posts for one instant, then bob 5 for a moment later.
+/// Claimed in due order, bob's would start after all of alice's; with each job ranked in its
+/// user's backlog, bob's start among the first few, and every job is published once.
+async fn one_users_backlog_does_not_starve_another(backend: Backend) {
+    // X's per-user windows are lifted: this is about Herald's order, not X's limits.
+    let mut platforms = herald_sandbox::SandboxConfig::default();
+    platforms.x.rate_limits.create_tweet = u32::MAX;
+    let app = spawn_app_configured(
+        backend,
+        platforms,
+        herald_api::config::Role::All,
+        |config| config.worker_concurrency = 2,
+    )
+    .await;
+    let alices = app.connect_x("alice", "alice_x").await;
+    let bobs = app.connect_x("bob", "bob_x").await;
+    let at = chrono::Utc::now() + chrono::Duration::seconds(6);
+    let schedule = |user: &'static str,
+                    connection: String,
+                    text: String,
+                    at: chrono::DateTime<chrono::Utc>| {
+        let app = &app;
+        async move {
+            let response = app
+                .post(
+                    user,
+                    "/schedule",
+                    json!({"connection_ids": [connection], "content": {"text": text}, "publish_at": at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)}),
+                )
+                .await;
+            assert_eq!(response.status(), 202);
+            let body: Value = response.json().await.unwrap();
+            body["jobs"][0]["job_id"].as_str().unwrap().to_owned()
+        }
+    };
+    let mut jobs = Vec::new();
+    for n in 0..150 {
+        jobs.push((
+            "alice",
+            schedule("alice", alices.clone(), format!("alice {n}"), at).await,
+        ));
+    }
+    for n in 0..5 {
+        let later = at + chrono::Duration::milliseconds(1);
+        jobs.push((
+            "bob",
+            schedule("bob", bobs.clone(), format!("bob {n}"), later).await,
+        ));
+    }
+    assert!(
+        chrono::Utc::now() < at,
+        "scheduling took longer than the test allows"
+    );
+
+    let mut starts = Vec::new();
+    for (user, job) in &jobs {
+        let done = app
+            .wait_for_status(user, job, "published", Duration::from_secs(300))
+            .await;
+        assert_eq!(done["attempts"], 1, "{done}");
+        let history = app.history_events(user, job).await;
+        let started = history
+            .iter()
+            .find(|e| e["event_type"] == "AttemptStarted")
+            .map(|e| support::event_data(e)["at"].as_str().unwrap().to_owned())
+            .unwrap();
+        starts.push((support::time(&started), *user));
+    }
+    starts.sort();
+    let positions: Vec<usize> = starts
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, user))| *user == "bob")
+        .map(|(position, _)| position)
+        .collect();
+    assert!(
+        positions.iter().all(|p| *p < 20),
+        "bob's jobs started at positions {positions:?} of 155"
+    );
+    assert_eq!(app.sandbox.x_state().posts.len(), 155);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_users_backlog_does_not_starve_another_embedded() {
+    one_users_backlog_does_not_starve_another(Backend::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_users_backlog_does_not_starve_another_postgres_kafka() {
+    one_users_backlog_does_not_starve_another(Backend::PostgresKafka).await;
+}
