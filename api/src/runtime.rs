@@ -8,7 +8,7 @@ use herald_infrastructure::db::Db;
 use herald_infrastructure::log::{EventLog, KafkaConfig, LocalLog, LogHandler, LogRecord};
 use herald_infrastructure::media_source::MediaSource;
 use herald_infrastructure::platforms::registry;
-use herald_infrastructure::platforms::settings::{SandboxTwin, Services};
+use herald_infrastructure::platforms::settings::{SandboxTwin, Services, Twins};
 use herald_infrastructure::platforms::Adapters;
 use herald_infrastructure::process::publisher::Publisher;
 use herald_infrastructure::process::refresher::{self, ExpiringConnections};
@@ -218,7 +218,7 @@ impl Herald {
 fn adapters(config: &Config, sandbox: Option<&Sandbox>) -> anyhow::Result<Adapters> {
     let twins = |path: &str| sandbox.and_then(|s| sandbox_twin(s, path));
     let services = Services {
-        sandbox: sandbox.map(|_| &twins as &dyn Fn(&str) -> Option<SandboxTwin>),
+        sandbox: sandbox.map(|_| &twins as Twins<'_>),
         media_policy: config.media_policy(sandbox.map(|s| s.local_addr().to_string()).as_deref()),
     };
     registry::build_adapters(&config.platforms, &services)

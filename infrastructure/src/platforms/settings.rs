@@ -239,10 +239,13 @@ pub struct SandboxTwin {
     pub client_secret: String,
 }
 
+/// The running sandbox's twin by its path (`x`, `meta`, ...).
+pub type Twins<'a> = &'a dyn Fn(&str) -> Option<SandboxTwin>;
+
 /// What every adapter factory is given besides its settings.
 pub struct Services<'a> {
-    /// The running sandbox's twin by its path (`x`, `meta`, ...), when the sandbox runs.
-    pub sandbox: Option<&'a dyn Fn(&str) -> Option<SandboxTwin>>,
+    /// The sandbox's twins, when the sandbox runs.
+    pub sandbox: Option<Twins<'a>>,
     /// Which media URLs adapters may download.
     pub media_policy: MediaUrlPolicy,
 }
