@@ -32,6 +32,7 @@ enum Keys {
         url: String,
         http: reqwest::Client,
         cache: RwLock<(Option<JwkSet>, Option<Instant>)>,
+        max_age: Duration,
     },
 }
 
@@ -45,6 +46,15 @@ pub struct Authenticator {
 
 /// Don't refetch the JWKS for an unknown `kid` more often than this.
 const JWKS_REFRESH: Duration = Duration::from_secs(60);
+/// A fetched JWKS is trusted this long; then it is fetched again, so a key the identity
+/// provider removed (rotated out, or leaked) stops verifying tokens within this time.
+const JWKS_MAX_AGE: Duration = Duration::from_secs(600);
+/// While the identity provider cannot be reached, the last JWKS still serves up to this age,
+/// so a short outage of the provider does not lock every user out.
+const JWKS_STALE_LIMIT: Duration = Duration::from_secs(3600);
+/// The shortest HS256 secret accepted: RFC 7518 §3.2 asks for a key at least as long as the
+/// hash output (256 bits).
+pub const MIN_HS256_SECRET_BYTES: usize = 32;
 
 impl Authenticator {
     pub fn hs256(secret: impl Into<Vec<u8>>) -> Self {
@@ -61,9 +71,26 @@ impl Authenticator {
                 url: url.into(),
                 http: reqwest::Client::new(),
                 cache: RwLock::new((None, None)),
+                max_age: JWKS_MAX_AGE,
             }),
             issuer: None,
             audience: None,
+        }
+    }
+
+    /// The same JWKS authenticator trusting a fetched key set for `max_age` only.
+    pub fn with_jwks_max_age(self, age: Duration) -> Self {
+        let Keys::Jwks { url, http, .. } = &*self.keys else {
+            return self;
+        };
+        Self {
+            keys: Arc::new(Keys::Jwks {
+                url: url.clone(),
+                http: http.clone(),
+                cache: RwLock::new((None, None)),
+                max_age: age,
+            }),
+            ..self
         }
     }
 
@@ -76,6 +103,8 @@ impl Authenticator {
     fn validation(&self, algorithm: Algorithm) -> Validation {
         let mut validation = Validation::new(algorithm);
         validation.set_required_spec_claims(&["exp", "sub"]);
+        // A token not valid yet is refused like an expired one.
+        validation.validate_nbf = true;
         if let Some(issuer) = &self.issuer {
             validation.set_issuer(&[issuer]);
         }
@@ -112,7 +141,13 @@ impl Authenticator {
     }
 
     async fn jwk_key(&self, kid: Option<&str>) -> Result<DecodingKey, ApiError> {
-        let Keys::Jwks { url, http, cache } = &*self.keys else {
+        let Keys::Jwks {
+            url,
+            http,
+            cache,
+            max_age,
+        } = &*self.keys
+        else {
             unreachable!("only called for JWKS")
         };
         let find = |set: &JwkSet| {
@@ -121,32 +156,52 @@ impl Authenticator {
                 .find(|k| kid.is_none() || k.common.key_id.as_deref() == kid)
                 .and_then(|jwk| DecodingKey::from_jwk(jwk).ok())
         };
-        {
+        let unknown = || ApiError::unauthorized("the bearer token's signing key is unknown");
+        let stale = {
             let guard = cache.read().await;
-            if let Some(key) = guard.0.as_ref().and_then(find) {
-                return Ok(key);
+            let age = guard.1.map(|at| at.elapsed());
+            let fresh = age.is_some_and(|age| age < *max_age);
+            if fresh {
+                if let Some(key) = guard.0.as_ref().and_then(find) {
+                    return Ok(key);
+                }
+                if age.is_some_and(|age| age < JWKS_REFRESH) {
+                    return Err(unknown());
+                }
             }
-            if guard.1.is_some_and(|at| at.elapsed() < JWKS_REFRESH) {
-                return Err(ApiError::unauthorized(
-                    "the bearer token's signing key is unknown",
-                ));
+            // Kept to fall back on while the provider cannot be reached.
+            match (&guard.0, age) {
+                (Some(set), Some(age)) if age < JWKS_STALE_LIMIT => find(set),
+                _ => None,
+            }
+        };
+        let fetched: Result<JwkSet, ApiError> = async {
+            http.get(url)
+                .timeout(Duration::from_secs(5))
+                .send()
+                .await
+                .and_then(|r| r.error_for_status())
+                .map_err(|e| {
+                    ApiError::unavailable(format!(
+                        "could not fetch the JWKS to verify the token: {e}"
+                    ))
+                })?
+                .json()
+                .await
+                .map_err(|e| ApiError::unavailable(format!("the JWKS is not valid JSON: {e}")))
+        }
+        .await;
+        match fetched {
+            Ok(set) => {
+                let key = find(&set);
+                *cache.write().await = (Some(set), Some(Instant::now()));
+                key.ok_or_else(unknown)
+            }
+            Err(error) => {
+                tracing::warn!(%error, "the JWKS could not be fetched again");
+                stale.ok_or(error)
             }
         }
-        let set: JwkSet = http
-            .get(url)
-            .timeout(Duration::from_secs(5))
-            .send()
-            .await
-            .and_then(|r| r.error_for_status())
-            .map_err(|e| {
-                ApiError::unavailable(format!("could not fetch the JWKS to verify the token: {e}"))
-            })?
-            .json()
-            .await
-            .map_err(|e| ApiError::unavailable(format!("the JWKS is not valid JSON: {e}")))?;
-        let key = find(&set);
-        *cache.write().await = (Some(set), Some(Instant::now()));
-        key.ok_or_else(|| ApiError::unauthorized("the bearer token's signing key is unknown"))
     }
 }
 
@@ -227,6 +282,97 @@ impl FromRequest for RequestId {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine;
+    use serde_json::json;
+
+    const SECRET: &[u8] = b"secret-one-secret-one-secret-one";
+
+    fn sign(secret: &[u8], kid: Option<&str>, claims: serde_json::Value) -> String {
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = kid.map(str::to_owned);
+        encode(&header, &claims, &EncodingKey::from_secret(secret)).unwrap()
+    }
+
+    fn in_an_hour() -> i64 {
+        chrono::Utc::now().timestamp() + 3600
+    }
+
+    /// A JWKS endpoint on loopback serving whatever `keys` holds when asked.
+    async fn jwks_server(keys: Arc<std::sync::Mutex<serde_json::Value>>) -> String {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/jwks.json", listener.local_addr().unwrap());
+        let server = actix_web::HttpServer::new(move || {
+            let keys = keys.clone();
+            actix_web::App::new().route(
+                "/jwks.json",
+                web::get().to(move || {
+                    let body = keys.lock().unwrap().clone();
+                    async move { actix_web::HttpResponse::Ok().json(body) }
+                }),
+            )
+        })
+        .workers(1)
+        .disable_signals()
+        .listen(listener)
+        .unwrap()
+        .run();
+        tokio::spawn(server);
+        url
+    }
+
+    fn oct_jwk(kid: &str, secret: &[u8]) -> serde_json::Value {
+        let k = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret);
+        json!({"kty": "oct", "kid": kid, "alg": "HS256", "k": k})
+    }
+
+    #[tokio::test]
+    async fn a_token_not_valid_yet_is_refused() {
+        let auth = Authenticator::hs256(SECRET.to_vec());
+        let later = sign(
+            SECRET,
+            None,
+            json!({"sub": "alice", "exp": in_an_hour(), "nbf": in_an_hour() - 60}),
+        );
+        assert_eq!(auth.verify(&later).await.unwrap_err().kind, "unauthorized");
+        let now = sign(
+            SECRET,
+            None,
+            json!({"sub": "alice", "exp": in_an_hour(), "nbf": in_an_hour() - 7200}),
+        );
+        assert_eq!(auth.verify(&now).await.unwrap().as_str(), "alice");
+    }
+
+    /// A key the provider removed stops verifying once the fetched set is older than its
+    /// max age (zero here: every verification fetches again), not only at an unknown `kid`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_key_removed_from_the_jwks_stops_verifying_and_the_audience_is_checked() {
+        let keys = Arc::new(std::sync::Mutex::new(
+            json!({"keys": [oct_jwk("k1", SECRET)]}),
+        ));
+        let url = jwks_server(keys.clone()).await;
+        let auth = Authenticator::jwks(url)
+            .with_jwks_max_age(Duration::ZERO)
+            .requiring(None, Some("herald".into()));
+        let token = sign(
+            SECRET,
+            Some("k1"),
+            json!({"sub": "alice", "exp": in_an_hour(), "aud": "herald"}),
+        );
+        assert_eq!(auth.verify(&token).await.unwrap().as_str(), "alice");
+        let for_another_client = sign(
+            SECRET,
+            Some("k1"),
+            json!({"sub": "alice", "exp": in_an_hour(), "aud": "another-app"}),
+        );
+        assert_eq!(
+            auth.verify(&for_another_client).await.unwrap_err().kind,
+            "unauthorized"
+        );
+
+        *keys.lock().unwrap() =
+            json!({"keys": [oct_jwk("k2", b"secret-two-secret-two-secret-two")]});
+        assert_eq!(auth.verify(&token).await.unwrap_err().kind, "unauthorized");
+    }
 
     #[tokio::test]
     async fn tokens_verify_with_the_same_secret_only() {

@@ -88,6 +88,7 @@ async fn run_in(args: &BenchArgs, database_url: &str) -> anyhow::Result<()> {
     let twin = crate::runtime::sandbox_twin(&sandbox, x.twin).context("the sandbox X twin")?;
     config.platforms.use_twin(x.env_prefix, &twin);
     config.jwt_secret = Some("herald-bench-secret-herald-bench-secret".into());
+    config.vault_key = Some(herald_infrastructure::vault::generate_key());
     let token = crate::auth::mint(
         b"herald-bench-secret-herald-bench-secret",
         USER,
@@ -197,8 +198,17 @@ async fn connect(http: &reqwest::Client, base: &str, token: &str) -> anyhow::Res
     let url = started["authorization_url"]
         .as_str()
         .context("no authorization_url")?;
-    let connected: Value = http
+    let authorized: Value = http
         .get(url)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let connected: Value = http
+        .post(format!("{base}/api/v1/platforms/x/connect/complete"))
+        .bearer_auth(token)
+        .json(&serde_json::json!({"connect_code": authorized["connect_code"]}))
         .send()
         .await?
         .error_for_status()?

@@ -66,6 +66,12 @@ pub struct Config {
     /// Public base URL of this server, for OAuth callbacks (default: taken from each request).
     #[arg(long, env = "HERALD_PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// Comma-separated return URLs of your client application: after a platform authorizes
+    /// Herald, the callback redirects the browser to one of them (the one `POST /connect` names,
+    /// else the first) with a one-time `connect_code`, which your app, as its signed-in user,
+    /// completes with `POST /{platform}/connect/complete`. None: the callback shows the code.
+    #[arg(long, env = "HERALD_OAUTH_RETURN_URLS", default_value = "")]
+    pub oauth_return_urls: String,
     /// Publishing attempts running at once in this process.
     #[arg(long, env = "HERALD_WORKER_CONCURRENCY", default_value_t = 32)]
     pub worker_concurrency: usize,
@@ -113,6 +119,7 @@ impl Config {
             sandbox: None,
             sandbox_bind: "127.0.0.1:0".into(),
             public_url: None,
+            oauth_return_urls: String::new(),
             worker_concurrency: 32,
             job_lease_secs: 30,
             refresh_scan_secs: 30,
@@ -139,6 +146,39 @@ impl Config {
     pub fn sandbox_enabled(&self) -> bool {
         self.sandbox
             .unwrap_or(!registry::any_app_configured(&self.platforms))
+    }
+
+    /// Production mode (a `DATABASE_URL`) runs only with the secrets that replicas must share
+    /// and that must never be made up on the spot: a generated vault key differs per process
+    /// (one replica could not read another's tokens), and a generated JWT secret would make
+    /// Herald trust tokens nobody configured. The error names the missing setting.
+    pub fn check_production_secrets(&self) -> anyhow::Result<()> {
+        if let Some(secret) = &self.jwt_secret {
+            anyhow::ensure!(
+                secret.len() >= crate::auth::MIN_HS256_SECRET_BYTES,
+                "HERALD_JWT_SECRET must be at least {} bytes (e.g. `openssl rand -base64 32`)",
+                crate::auth::MIN_HS256_SECRET_BYTES
+            );
+        }
+        if self.jwt_jwks_url.is_some() && self.jwt_audience.is_none() {
+            anyhow::bail!(
+                "HERALD_JWT_JWKS_URL needs HERALD_JWT_AUDIENCE: without it, a token the identity provider issued for any other application would be accepted"
+            );
+        }
+        if self.is_embedded() {
+            return Ok(());
+        }
+        if self.dev_auth() {
+            anyhow::bail!(
+                "DATABASE_URL is set (production mode) but no token verification is: set HERALD_JWT_SECRET (at least 32 bytes) or HERALD_JWT_JWKS_URL with HERALD_JWT_AUDIENCE"
+            );
+        }
+        if self.vault_key.is_none() {
+            anyhow::bail!(
+                "DATABASE_URL is set (production mode) but HERALD_VAULT_KEY is not: set it to the base64 of 32 random bytes (`openssl rand -base64 32`), the same for every Herald process"
+            );
+        }
+        Ok(())
     }
 
     /// Dev-mode auth: a secret generated into the data dir, for the embedded default only.
@@ -168,10 +208,82 @@ impl Config {
         }
     }
 
+    /// The client application's OAuth return URLs (`HERALD_OAUTH_RETURN_URLS`): absolute
+    /// http(s) URLs without a fragment, so the code can be appended as a query parameter.
+    pub fn oauth_return_urls(&self) -> anyhow::Result<Vec<url::Url>> {
+        self.oauth_return_urls
+            .split(',')
+            .map(str::trim)
+            .filter(|raw| !raw.is_empty())
+            .map(|raw| {
+                let url = url::Url::parse(raw)
+                    .with_context(|| format!("HERALD_OAUTH_RETURN_URLS: {raw:?} is not a URL"))?;
+                anyhow::ensure!(
+                    matches!(url.scheme(), "http" | "https") && url.fragment().is_none(),
+                    "HERALD_OAUTH_RETURN_URLS: {raw:?} must be an http(s) URL without a #fragment"
+                );
+                Ok(url)
+            })
+            .collect()
+    }
+
     pub fn worker_id(&self) -> String {
         self.worker_id.clone().unwrap_or_else(|| {
             let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "herald".into());
             format!("{host}-{}", std::process::id())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn production() -> Config {
+        let mut config = Config::embedded(std::env::temp_dir().join("herald-never-created"));
+        // Never reached: the check comes before any connection.
+        config.database_url = Some("postgres://herald@127.0.0.1:1/herald".into());
+        config.jwt_secret = Some("a-production-secret-of-32-bytes!".into());
+        config.vault_key = Some(herald_infrastructure::vault::generate_key());
+        config
+    }
+
+    async fn refusal(config: Config) -> String {
+        match crate::runtime::Herald::build(config).await {
+            Ok(_) => panic!("Herald started"),
+            Err(error) => format!("{error:#}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn production_mode_without_its_secrets_refuses_to_start_naming_the_setting() {
+        let mut no_vault_key = production();
+        no_vault_key.vault_key = None;
+        assert!(refusal(no_vault_key).await.contains("HERALD_VAULT_KEY"));
+
+        let mut no_auth = production();
+        no_auth.jwt_secret = None;
+        let why = refusal(no_auth).await;
+        assert!(
+            why.contains("HERALD_JWT_SECRET") && why.contains("HERALD_JWT_JWKS_URL"),
+            "{why}"
+        );
+
+        let mut short_secret = production();
+        short_secret.jwt_secret = Some("too-short".into());
+        assert!(refusal(short_secret).await.contains("at least 32 bytes"));
+
+        let mut jwks_for_anyone = production();
+        jwks_for_anyone.jwt_secret = None;
+        jwks_for_anyone.jwt_jwks_url = Some("https://idp.example/jwks.json".into());
+        assert!(refusal(jwks_for_anyone)
+            .await
+            .contains("HERALD_JWT_AUDIENCE"));
+
+        assert!(production().check_production_secrets().is_ok());
+        // The embedded default generates both into its data dir, as before.
+        assert!(Config::embedded(std::env::temp_dir())
+            .check_production_secrets()
+            .is_ok());
     }
 }

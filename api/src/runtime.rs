@@ -47,6 +47,8 @@ pub struct Herald {
     pub media: MediaSource,
     /// The content rules jobs are accepted under.
     pub rules: RulesTable,
+    /// Where OAuth callbacks may send the browser back to (`HERALD_OAUTH_RETURN_URLS`).
+    pub oauth_return_urls: Vec<url::Url>,
     pub publisher_wake: Arc<Notify>,
     pub shutdown: CancellationToken,
 }
@@ -54,6 +56,7 @@ pub struct Herald {
 impl Herald {
     /// Opens the store (applying migrations), the vault and the log, and configures adapters.
     pub async fn build(config: Config) -> anyhow::Result<Herald> {
+        config.check_production_secrets()?;
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating the data dir {}", config.data_dir.display()))?;
         let db = Db::connect(&config.database_url(), 16).await?;
@@ -133,6 +136,8 @@ impl Herald {
         Ok(Herald {
             media,
             rules: config.rules_table()?,
+            // Checked at start-up, so a mistyped return URL stops Herald instead of a connect.
+            oauth_return_urls: config.oauth_return_urls()?,
             job_queries: JobQueries::new(db.any.clone()),
             connection_queries: ConnectionQueries::new(db.any.clone()),
             config,

@@ -34,6 +34,26 @@ pub enum MediaUrlRefused {
     },
     #[error("media URL host '{0}' does not resolve")]
     Unresolvable(String),
+    #[error("media URL host '{host}' is allowed by HERALD_MEDIA_ALLOWED_HOSTS on other ports only, not on port {port}")]
+    PortNotAllowed { host: String, port: u16 },
+}
+
+/// An allowlist entry's host and port: `cdn.internal`, `cdn.internal:8081`, `[fd00::1]:8081`.
+fn split_host_port(entry: &str) -> (&str, Option<u16>) {
+    if let Some(rest) = entry.strip_prefix('[') {
+        return match rest.split_once(']') {
+            Some((host, tail)) => (host, tail.strip_prefix(':').and_then(|p| p.parse().ok())),
+            None => (rest, None),
+        };
+    }
+    match entry.rsplit_once(':') {
+        // One colon: name or IPv4 with a port; more: a bare IPv6 address.
+        Some((host, port)) if !host.contains(':') => match port.parse() {
+            Ok(port) => (host, Some(port)),
+            Err(_) => (entry, None),
+        },
+        _ => (entry, None),
+    }
 }
 
 impl MediaUrlPolicy {
@@ -55,16 +75,36 @@ impl MediaUrlPolicy {
         self
     }
 
+    /// Whether `host` on `port` is listed: as `host`, or as `host:port`. `port` is `None` only
+    /// where the caller cannot know it (the resolver): then a `host:port` entry counts too,
+    /// because every URL is checked with its port before its host is resolved
+    /// (`refuse_other_ports`).
     fn host_allowed(&self, host: &str, port: Option<u16>) -> bool {
         let host = host.trim_start_matches('[').trim_end_matches(']');
         let host = host.to_ascii_lowercase();
         self.allowed_hosts.iter().any(|allowed| {
-            let allowed = allowed.as_str();
-            allowed == host
-                || port.is_some_and(|port| {
-                    allowed == format!("{host}:{port}") || allowed == format!("[{host}]:{port}")
-                })
+            let (name, listed_port) = split_host_port(allowed);
+            name == host && (listed_port.is_none() || port.is_none() || listed_port == port)
         })
+    }
+
+    /// A host listed only with other ports (`cdn.internal:8081`) is allowed on those alone;
+    /// on any other port it is refused outright, since its name would pass the resolver.
+    fn refuse_other_ports(&self, url: &Url) -> Result<(), MediaUrlRefused> {
+        let host = url.host_str().unwrap_or_default();
+        let port = url.port_or_known_default();
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        let listed = self
+            .allowed_hosts
+            .iter()
+            .any(|allowed| split_host_port(allowed).0 == bare.to_ascii_lowercase());
+        if listed && !self.host_allowed(host, Some(port.unwrap_or(0))) {
+            return Err(MediaUrlRefused::PortNotAllowed {
+                host: host.to_string(),
+                port: port.unwrap_or(0),
+            });
+        }
+        Ok(())
     }
 
     fn check_address(&self, host: &str, address: IpAddr) -> Result<(), MediaUrlRefused> {
@@ -92,7 +132,11 @@ impl MediaUrlPolicy {
             .host_str()
             .ok_or_else(|| MediaUrlRefused::NotHttp(raw.to_string()))?;
         let port = url.port_or_known_default();
-        if self.host_allowed(host, url.port()) || self.allow_private {
+        if self.allow_private {
+            return Ok(());
+        }
+        self.refuse_other_ports(&url)?;
+        if self.host_allowed(host, port) {
             return Ok(());
         }
         if let Some(ip) = literal_ip(&url) {
@@ -118,7 +162,11 @@ impl MediaUrlPolicy {
             return Err(MediaUrlRefused::NotHttp(url.to_string()));
         }
         let host = url.host_str().unwrap_or_default();
-        if self.host_allowed(host, url.port()) {
+        if self.allow_private {
+            return Ok(());
+        }
+        self.refuse_other_ports(url)?;
+        if self.host_allowed(host, url.port_or_known_default()) {
             return Ok(());
         }
         match literal_ip(url) {
@@ -155,6 +203,8 @@ pub fn non_public_kind(ip: IpAddr) -> Option<&'static str> {
                 || v4.is_broadcast()
                 || a >= 240
                 || v4.is_documentation()
+                // IETF protocol assignments (192.0.0.0/24: DS-Lite, NAT64 discovery, ...).
+                || v4.octets()[..3] == [192, 0, 0]
                 || (a == 198 && (b == 18 || b == 19))
             {
                 Some("reserved")
@@ -163,10 +213,29 @@ pub fn non_public_kind(ip: IpAddr) -> Option<&'static str> {
             }
         }
         IpAddr::V6(v6) => {
+            let segments = v6.segments();
+            let embedded = |high: u16, low: u16| {
+                let [a, b] = high.to_be_bytes();
+                let [c, d] = low.to_be_bytes();
+                std::net::Ipv4Addr::new(a, b, c, d)
+            };
+            // Addresses that carry an IPv4 address reach that address: IPv4-mapped
+            // (::ffff:a.b.c.d), IPv4-compatible (::a.b.c.d), NAT64 (64:ff9b::a.b.c.d), 6to4
+            // (2002:aabb:ccdd::).
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return non_public_kind(IpAddr::V4(v4));
             }
-            let first = v6.segments()[0];
+            if segments[..6] == [0; 6] && !v6.is_loopback() && !v6.is_unspecified() {
+                return non_public_kind(IpAddr::V4(embedded(segments[6], segments[7])))
+                    .or(Some("reserved (IPv4-compatible)"));
+            }
+            if segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+                return non_public_kind(IpAddr::V4(embedded(segments[6], segments[7])));
+            }
+            if segments[0] == 0x2002 {
+                return non_public_kind(IpAddr::V4(embedded(segments[1], segments[2])));
+            }
+            let first = segments[0];
             if v6.is_loopback() {
                 Some("loopback")
             } else if v6.is_unspecified() {
@@ -175,7 +244,14 @@ pub fn non_public_kind(ip: IpAddr) -> Option<&'static str> {
                 Some("private (unique local)")
             } else if first & 0xffc0 == 0xfe80 {
                 Some("link-local")
-            } else if v6.is_multicast() {
+            } else if v6.is_multicast()
+                // Local-use NAT64 (64:ff9b:1::/48), discard-only (100::/64), Teredo
+                // (2001::/32, whose IPv4 part is hidden), documentation (2001:db8::/32).
+                || segments[..3] == [0x64, 0xff9b, 1]
+                || segments[..4] == [0x100, 0, 0, 0]
+                || segments[..2] == [0x2001, 0]
+                || segments[..2] == [0x2001, 0xdb8]
+            {
                 Some("reserved")
             } else {
                 None
@@ -212,7 +288,13 @@ impl Resolve for PublicOnlyResolver {
 pub struct MediaSource {
     client: reqwest::Client,
     policy: Arc<MediaUrlPolicy>,
+    /// Bytes all probes of this source may hold at once, in KiB: a video header can be tens of
+    /// MB, so without a shared budget many concurrent requests could hold gigabytes.
+    probe_memory: Arc<tokio::sync::Semaphore>,
 }
+
+/// What all concurrent probes of one `MediaSource` may hold in memory.
+const PROBE_MEMORY_BYTES: u64 = 256 * 1024 * 1024;
 
 impl std::fmt::Debug for MediaSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -242,7 +324,23 @@ impl MediaSource {
             .connect_timeout(read_timeout.min(Duration::from_secs(10)))
             .read_timeout(read_timeout)
             .build()?;
-        Ok(Self { client, policy })
+        Ok(Self {
+            client,
+            policy,
+            probe_memory: Arc::new(tokio::sync::Semaphore::new(
+                (PROBE_MEMORY_BYTES / 1024) as usize,
+            )),
+        })
+    }
+
+    /// Waits until `bytes` fit in the probes' memory budget; released when dropped.
+    async fn reserve_probe_memory(&self, bytes: u64) -> tokio::sync::OwnedSemaphorePermit {
+        let kib = bytes.div_ceil(1024).min(PROBE_MEMORY_BYTES / 1024) as u32;
+        self.probe_memory
+            .clone()
+            .acquire_many_owned(kib)
+            .await
+            .expect("the probe budget is never closed")
     }
 
     /// The policy this source enforces.
@@ -255,12 +353,8 @@ impl MediaSource {
     /// to drop. A client error is the URL's fault; anything else may pass.
     pub async fn open(&self, url: &str, offset: u64) -> Result<Download, PlatformFailure> {
         let parsed = Url::parse(url).map_err(|_| refused(MediaUrlRefused::NotHttp(url.into())))?;
-        if let Some(ip) = literal_ip(&parsed) {
-            let host = parsed.host_str().unwrap_or_default();
-            if !self.policy.host_allowed(host, parsed.port()) {
-                self.policy.check_address(host, ip).map_err(refused)?;
-            }
-        }
+        // The same checks as a redirect: the scheme, the port of a listed host, a literal IP.
+        self.policy.check_redirect(&parsed).map_err(refused)?;
         let mut request = self.client.get(parsed);
         if offset > 0 {
             request = request.header(reqwest::header::RANGE, format!("bytes={offset}-"));
@@ -316,6 +410,7 @@ impl MediaSource {
     /// fetching only the header boxes with HTTP ranges, never the media data. `Ok(None)` when
     /// the file is not an MP4/MOV Herald can read (the platform will judge it).
     pub async fn probe_video(&self, url: &str) -> Result<Option<VideoProbe>, PlatformFailure> {
+        let _head = self.reserve_probe_memory(PROBE_HEAD).await;
         let mut reader = RangeReader::open(self, url).await?;
         let total = reader.total;
         let mut offset = 0u64;
@@ -347,6 +442,8 @@ impl MediaSource {
             match name {
                 b"ftyp" if size <= 4096 => ftyp = Some(reader.read_at(offset, size).await?),
                 b"moov" if size <= MAX_MOOV => {
+                    // Held while the header is parsed, a little after this loop.
+                    let _moov = self.reserve_probe_memory(size).await;
                     moov = Some(reader.read_at(offset, size).await?);
                     break;
                 }
@@ -552,13 +649,20 @@ impl Download {
         Some(value.split(';').next()?.trim().to_owned())
     }
 
-    /// The rest of the body at once; for small files only (thumbnails, images).
-    pub async fn into_bytes(mut self) -> Result<bytes::Bytes, PlatformFailure> {
+    /// The rest of the body at once, or `None` as soon as it passes `limit` bytes (a body sent
+    /// without Content-Length is read no further than that); for small files only.
+    pub async fn into_bytes_within(
+        mut self,
+        limit: u64,
+    ) -> Result<Option<bytes::Bytes>, PlatformFailure> {
         let mut all = bytes::BytesMut::new();
         while let Some(piece) = self.chunk().await? {
+            if (all.len() + piece.len()) as u64 > limit {
+                return Ok(None);
+            }
             all.extend_from_slice(&piece);
         }
-        Ok(all.freeze())
+        Ok(Some(all.freeze()))
     }
 
     /// The whole file's size, or a permanent failure saying the URL must send it (platforms
@@ -634,10 +738,29 @@ mod tests {
             ("fd00::1", "private (unique local)"),
             ("fe80::1", "link-local"),
             ("::ffff:127.0.0.1", "loopback"),
+            ("::127.0.0.1", "loopback"),
+            ("::10.0.0.1", "private"),
+            ("::8.8.8.8", "reserved (IPv4-compatible)"),
+            ("64:ff9b::10.0.0.1", "private"),
+            ("64:ff9b::169.254.169.254", "link-local"),
+            ("64:ff9b:1::1", "reserved"),
+            ("2002:7f00:1::", "loopback"),
+            ("2002:a9fe:a9fe::1", "link-local"),
+            ("2001:0:4136:e378::1", "reserved"),
+            ("2001:db8::1", "reserved"),
+            ("100::1", "reserved"),
+            ("192.0.0.1", "reserved"),
+            ("192.0.0.170", "reserved"),
         ] {
             assert_eq!(non_public_kind(ip(address)), Some(kind), "{address}");
         }
-        for public in ["93.184.216.34", "8.8.8.8", "2606:4700::1111"] {
+        for public in [
+            "93.184.216.34",
+            "8.8.8.8",
+            "2606:4700::1111",
+            "64:ff9b::808:808",
+            "2002:808:808::1",
+        ] {
             assert_eq!(non_public_kind(ip(public)), None, "{public}");
         }
     }
@@ -668,6 +791,59 @@ mod tests {
             .check("http://127.0.0.1/a.png")
             .await
             .is_ok());
+    }
+
+    #[test]
+    fn allowlist_entries_are_split_into_host_and_port() {
+        assert_eq!(split_host_port("cdn.internal"), ("cdn.internal", None));
+        assert_eq!(
+            split_host_port("cdn.internal:8081"),
+            ("cdn.internal", Some(8081))
+        );
+        assert_eq!(split_host_port("10.0.0.5:80"), ("10.0.0.5", Some(80)));
+        assert_eq!(split_host_port("fd00::1"), ("fd00::1", None));
+        assert_eq!(split_host_port("[fd00::1]:8081"), ("fd00::1", Some(8081)));
+    }
+
+    /// A `host:port` entry lets that name through on that port, to whatever it resolves, as a
+    /// bare `host` entry does on every port; on another port the host is refused.
+    #[tokio::test]
+    async fn a_host_listed_with_a_port_is_fetched_on_that_port_only() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut request = [0u8; 1024];
+                let _ = socket.read(&mut request).await;
+                let _ = socket
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                    )
+                    .await;
+            }
+        });
+        let source = MediaSource::new(
+            MediaUrlPolicy::new(false, &format!("localhost:{port}")),
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        let url = format!("http://localhost:{port}/a.png");
+        assert!(source.policy().check(&url).await.is_ok());
+        let body = source.open(&url, 0).await.unwrap();
+        let body = body.into_bytes_within(2).await.unwrap().unwrap();
+        assert_eq!(&body[..], b"ok");
+        let body = source.open(&url, 0).await.unwrap();
+        assert_eq!(body.into_bytes_within(1).await.unwrap(), None);
+
+        let other = format!("http://localhost:{}/a.png", port.wrapping_add(1).max(1));
+        let refused = source.policy().check(&other).await.unwrap_err();
+        assert!(
+            matches!(refused, MediaUrlRefused::PortNotAllowed { .. }),
+            "{refused}"
+        );
+        let failure = source.open(&other, 0).await.err().unwrap();
+        assert_eq!(failure.code, "media_url_refused", "{failure}");
     }
 
     #[tokio::test]

@@ -204,8 +204,8 @@ pub fn load_or_generate_key(path: &Path) -> anyhow::Result<([u8; KEY_LEN], bool)
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    let mut key = [0u8; KEY_LEN];
-    rand::thread_rng().fill_bytes(&mut key);
+    let encoded = generate_key();
+    let key = parse_key(&encoded)?;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -216,12 +216,15 @@ pub fn load_or_generate_key(path: &Path) -> anyhow::Result<([u8; KEY_LEN], bool)
     let mut file = options
         .open(path)
         .with_context(|| format!("creating the vault key {}", path.display()))?;
-    file.write_all(
-        base64::engine::general_purpose::STANDARD
-            .encode(key)
-            .as_bytes(),
-    )?;
+    file.write_all(encoded.as_bytes())?;
     Ok((key, true))
+}
+
+/// A new random key, encoded as `HERALD_VAULT_KEY` takes it (base64 of 32 bytes).
+pub fn generate_key() -> String {
+    let mut key = [0u8; KEY_LEN];
+    rand::thread_rng().fill_bytes(&mut key);
+    base64::engine::general_purpose::STANDARD.encode(key)
 }
 
 #[cfg(test)]

@@ -377,3 +377,78 @@ async fn a_deployment_adjusts_a_platforms_rules_from_its_configuration() {
     app.stop().await;
     std::fs::remove_file(rules).unwrap();
 }
+
+/// A loopback server that counts the connections made to it and answers each with a 404.
+async fn counting_media_server() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let count = std::sync::Arc::new(AtomicUsize::new(0));
+    let counted = count.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            let mut request = [0u8; 4096];
+            let _ = socket.read(&mut request).await;
+            let _ = socket
+                .write_all(
+                    b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                )
+                .await;
+        }
+    });
+    (address, count)
+}
+
+/// Thousands of media URLs in one body (3,000 fit in the 256 KiB limit) are refused from the counts
+/// alone: no URL is resolved or fetched, so one request cannot make Herald do thousands of
+/// look-ups and probes. The media server would otherwise see them: its host is allowed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousands_of_media_urls_are_refused_before_any_is_fetched() {
+    let (media_server, requests) = counting_media_server().await;
+    let app = support::spawn_app_configured(
+        Backend::Embedded,
+        herald_sandbox::SandboxConfig::default(),
+        herald_api::config::Role::All,
+        |config| {
+            config.media_allowed_hosts = format!("{},{media_server}", config.media_allowed_hosts)
+        },
+    )
+    .await;
+    let x = app.connect_x("alice", "alice_x").await;
+    let media: Vec<_> = (0..3000)
+        .map(|i| json!({"url": format!("http://{media_server}/{i}.mp4"), "kind": "video", "mime_type": "video/mp4"}))
+        .collect();
+    let started = std::time::Instant::now();
+    let response = app
+        .post(
+            "alice",
+            "/publish",
+            json!({"connection_ids": [x], "content": {"text": "many", "media": media}}),
+        )
+        .await;
+    let (kind, detail) = refusal(response, 422).await;
+    eprintln!("refused in {:?}: {detail}", started.elapsed());
+    assert_eq!(kind, "content-invalid", "{detail}");
+    assert_eq!(requests.load(std::sync::atomic::Ordering::SeqCst), 0);
+
+    // The host is allowed: a request within the counts has its one video probed (the server
+    // answers 404, so it is unreadable), and the server sees that.
+    let response = app
+        .post(
+            "alice",
+            "/publish",
+            json!({"connection_ids": [x], "content": {"text": "one", "media": [media[0]]}}),
+        )
+        .await;
+    let (kind, _) = refusal(response, 422).await;
+    assert_eq!(kind, "media-unreadable");
+    assert!(requests.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+    let jobs: serde_json::Value = app.get("alice", "/jobs").await.json().await.unwrap();
+    assert_eq!(jobs["jobs"].as_array().map(Vec::len), Some(0), "{jobs}");
+    app.stop().await;
+}

@@ -4,7 +4,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
 use herald_domain::connection::ConnectionCommand;
 use herald_domain::{ConnectionId, Platform, PlatformFailure, UserId};
-use herald_infrastructure::platforms::TokenGrant;
+use herald_infrastructure::platforms::{ConnectedAccount, TokenGrant};
 use herald_infrastructure::secret::Secret;
 use herald_infrastructure::store::CommandMetadata;
 use herald_projections::connections::ConnectionView;
@@ -74,14 +74,56 @@ fn callback_url(herald: &Herald, req: &HttpRequest, platform: Platform) -> Strin
     )
 }
 
-/// `POST /{platform}/connect`: where to send the user to authorize Herald.
+/// What `POST /{platform}/connect` may say; an empty body takes the defaults.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectRequest {
+    /// One of `HERALD_OAUTH_RETURN_URLS`, where the callback sends the browser with the code.
+    return_url: Option<String>,
+}
+
+/// The return URL a connect asked for: one of the configured ones exactly (anything else would
+/// make the callback an open redirect), else the first configured, else none.
+fn chosen_return_url(herald: &Herald, asked: Option<&str>) -> Result<Option<url::Url>, ApiError> {
+    let configured = &herald.oauth_return_urls;
+    match asked {
+        None => Ok(configured.first().cloned()),
+        Some(raw) => configured
+            .iter()
+            .find(|url| url.as_str() == raw || url.as_str().trim_end_matches('/') == raw)
+            .cloned()
+            .map(Some)
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "validation-error",
+                    if configured.is_empty() {
+                        "return_url: this Herald has no return URLs (HERALD_OAUTH_RETURN_URLS); leave it out".to_string()
+                    } else {
+                        format!("return_url must be one of HERALD_OAUTH_RETURN_URLS, not {raw:?}")
+                    },
+                )
+            }),
+    }
+}
+
+/// `POST /{platform}/connect`: where to send the user to authorize Herald. Whoever opens the
+/// URL only authorizes; the connection is made by `complete`, for the user who called this.
 pub async fn connect(
     herald: web::Data<Herald>,
     user: AuthUser,
     path: web::Path<String>,
     req: HttpRequest,
+    body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let platform = parse_platform(&path)?;
+    let request: ConnectRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        ConnectRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::bad_request("validation-error", format!("the body is not valid: {e}"))
+        })?
+    };
+    let return_url = chosen_return_url(&herald, request.return_url.as_deref())?;
     let adapter = herald
         .adapters
         .get(platform)
@@ -93,10 +135,12 @@ pub async fn connect(
         start.state.as_bytes(),
         start.pkce_verifier.expose().as_bytes(),
     );
-    let expires_at = Utc::now() + AUTHORIZATION_TTL;
+    let now = Utc::now();
+    let expires_at = now + AUTHORIZATION_TTL;
+    purge_expired_authorizations(&herald, now).await?;
     sqlx::query(
-        "INSERT INTO oauth_pending (state, user_id, platform, redirect_uri, nonce, sealed_verifier, expires_at_ms)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO oauth_pending (state, user_id, platform, redirect_uri, nonce, sealed_verifier, expires_at_ms, return_url)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(&start.state)
     .bind(user.0.as_str())
@@ -105,6 +149,7 @@ pub async fn connect(
     .bind(nonce)
     .bind(sealed)
     .bind(expires_at.timestamp_millis())
+    .bind(return_url.as_ref().map(url::Url::as_str))
     .execute(&herald.db.any)
     .await
     .map_err(ApiError::internal)?;
@@ -112,8 +157,24 @@ pub async fn connect(
         "authorization_url": start.url.as_str(),
         "state": start.state,
         "redirect_uri": redirect_uri,
+        "return_url": return_url,
         "expires_at": expires_at,
     })))
+}
+
+/// Authorizations nobody finished are dropped when new ones start, so the tables stay small.
+async fn purge_expired_authorizations(
+    herald: &Herald,
+    now: chrono::DateTime<Utc>,
+) -> Result<(), ApiError> {
+    for table in ["oauth_pending", "oauth_completions"] {
+        sqlx::query(&format!("DELETE FROM {table} WHERE expires_at_ms < $1"))
+            .bind(now.timestamp_millis())
+            .execute(&herald.db.any)
+            .await
+            .map_err(ApiError::internal)?;
+    }
+    Ok(())
 }
 
 #[derive(Debug, Deserialize)]
@@ -124,24 +185,23 @@ pub struct CallbackQuery {
     error_description: Option<String>,
 }
 
-/// `GET /{platform}/callback`: the platform sends the user back here with a code.
-pub async fn callback(
-    herald: web::Data<Herald>,
-    path: web::Path<String>,
-    query: web::Query<CallbackQuery>,
-    request_id: RequestId,
-) -> Result<HttpResponse, ApiError> {
-    let platform = parse_platform(&path)?;
-    let state = query.state.as_deref().ok_or_else(|| {
-        ApiError::bad_request(
-            "oauth-state-invalid",
-            "the callback has no state; start again with POST /connect",
-        )
-    })?;
+/// A started authorization, taken (once) from `oauth_pending` by its `state`.
+struct PendingAuthorization {
+    user_id: UserId,
+    redirect_uri: String,
+    verifier: Secret,
+    return_url: Option<url::Url>,
+}
+
+async fn take_pending(
+    herald: &Herald,
+    platform: Platform,
+    state: &str,
+) -> Result<PendingAuthorization, ApiError> {
     // Single use: the row is gone whatever happens next.
     let row = sqlx::query(
         "DELETE FROM oauth_pending WHERE state = $1
-         RETURNING user_id, platform, redirect_uri, nonce, sealed_verifier, expires_at_ms",
+         RETURNING user_id, platform, redirect_uri, nonce, sealed_verifier, expires_at_ms, return_url",
     )
     .bind(state)
     .fetch_optional(&herald.db.any)
@@ -167,6 +227,103 @@ pub async fn callback(
             "the state belongs to another platform",
         ));
     }
+    let nonce: Vec<u8> = row.try_get("nonce").map_err(ApiError::internal)?;
+    let sealed: Vec<u8> = row.try_get("sealed_verifier").map_err(ApiError::internal)?;
+    let verifier = herald
+        .vault
+        .sealer()
+        .open(state.as_bytes(), &nonce, &sealed)?;
+    let return_url: Option<String> = row.try_get("return_url").map_err(ApiError::internal)?;
+    Ok(PendingAuthorization {
+        user_id: UserId::parse(&get("user_id")?).map_err(ApiError::internal)?,
+        redirect_uri: get("redirect_uri")?,
+        verifier: Secret::new(String::from_utf8(verifier).map_err(ApiError::internal)?),
+        return_url: return_url
+            .as_deref()
+            .map(url::Url::parse)
+            .transpose()
+            .map_err(ApiError::internal)?,
+    })
+}
+
+/// What a platform granted at the callback, kept sealed until the starting user claims it.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct AuthorizedLogin {
+    grant: TokenGrant,
+    accounts: Vec<ConnectedAccount>,
+}
+
+/// How long the one-time code of an authorized login may wait to be claimed.
+const COMPLETION_TTL: chrono::Duration = chrono::Duration::minutes(10);
+
+/// The stored key of a one-time code: its SHA-256, so the table alone claims nothing.
+fn completion_key(code: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(code.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `GET /{platform}/callback`: the platform sends the browser back here with a code. The browser
+/// may not belong to the user who started the flow (anyone can be sent the authorization URL),
+/// so nothing is connected here: the platform's answer is stored under a one-time code, which
+/// goes back to the browser (to the client application's return URL, where one is set) and is
+/// claimed with `POST /{platform}/connect/complete` by the user who started the flow.
+pub async fn callback(
+    herald: web::Data<Herald>,
+    path: web::Path<String>,
+    query: web::Query<CallbackQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let platform = parse_platform(&path)?;
+    let state = query.state.as_deref().ok_or_else(|| {
+        ApiError::bad_request(
+            "oauth-state-invalid",
+            "the callback has no state; start again with POST /connect",
+        )
+    })?;
+    let pending = take_pending(&herald, platform, state).await?;
+    let authorized = authorize(&herald, platform, &query, &pending).await;
+    let Some(return_url) = pending.return_url else {
+        let (code, expires_at, accounts) = authorized?;
+        return Ok(HttpResponse::Ok().json(json!({
+            "status": "authorized",
+            "platform": platform,
+            "connect_code": code,
+            "expires_at": expires_at,
+            "accounts": accounts,
+            "detail": format!(
+                "{platform} authorized Herald; the user who started this connection completes it with POST /api/v1/platforms/{platform}/connect/complete and {{\"connect_code\": \"…\"}}"
+            ),
+        })));
+    };
+    // The client application learns the outcome at its own URL, success or not.
+    let mut location = return_url;
+    {
+        let mut pairs = location.query_pairs_mut();
+        pairs.append_pair("platform", platform.as_str());
+        match &authorized {
+            Ok((code, _, _)) => {
+                pairs.append_pair("connect_code", code);
+            }
+            Err(error) => {
+                pairs.append_pair("error", error.kind);
+                pairs.append_pair("error_description", &error.detail);
+            }
+        }
+    }
+    Ok(HttpResponse::SeeOther()
+        .insert_header((actix_web::http::header::LOCATION, location.as_str()))
+        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
+        .finish())
+}
+
+/// Exchanges the callback's code and stores what the platform granted under a new one-time code;
+/// returns that code, until when it may be claimed, and the accounts (no token) it would connect.
+async fn authorize(
+    herald: &Herald,
+    platform: Platform,
+    query: &CallbackQuery,
+    pending: &PendingAuthorization,
+) -> Result<(String, chrono::DateTime<Utc>, Vec<Value>), ApiError> {
     if let Some(error) = &query.error {
         let why = query.error_description.clone().unwrap_or_default();
         return Err(ApiError::bad_request(
@@ -178,22 +335,12 @@ pub async fn callback(
         .code
         .as_deref()
         .ok_or_else(|| ApiError::bad_request("validation-error", "the callback has no code"))?;
-    let user_id = UserId::parse(&get("user_id")?).map_err(ApiError::internal)?;
-    let redirect_uri = get("redirect_uri")?;
-    let nonce: Vec<u8> = row.try_get("nonce").map_err(ApiError::internal)?;
-    let sealed: Vec<u8> = row.try_get("sealed_verifier").map_err(ApiError::internal)?;
-    let verifier = herald
-        .vault
-        .sealer()
-        .open(state.as_bytes(), &nonce, &sealed)?;
-    let verifier = Secret::new(String::from_utf8(verifier).map_err(ApiError::internal)?);
-
     let adapter = herald
         .adapters
         .get(platform)
         .map_err(|f| ApiError::unprocessable("platform-not-supported", f.message))?;
     let grant = adapter
-        .exchange_code(code, &verifier, &redirect_uri)
+        .exchange_code(code, &pending.verifier, &pending.redirect_uri)
         .await
         .map_err(platform_failure)?;
     let accounts = adapter.accounts(&grant).await.map_err(platform_failure)?;
@@ -203,11 +350,109 @@ pub async fn callback(
             format!("the {platform} login gives access to no account Herald can publish as"),
         ));
     }
-    let mut connected = Vec::with_capacity(accounts.len());
-    for account in accounts {
+    let listed = accounts
+        .iter()
+        .map(|a| {
+            json!({
+                "account_id": a.profile.account_id,
+                "username": a.profile.username,
+                "display_name": a.profile.display_name,
+            })
+        })
+        .collect();
+    let login =
+        serde_json::to_vec(&AuthorizedLogin { grant, accounts }).map_err(ApiError::internal)?;
+    let connect_code = {
+        use base64::Engine;
+        use rand::RngCore;
+        let mut bytes = [0u8; 32];
+        rand::thread_rng().fill_bytes(&mut bytes);
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    };
+    let key = completion_key(&connect_code);
+    let (nonce, sealed) = herald.vault.sealer().seal(key.as_bytes(), &login);
+    let expires_at = Utc::now() + COMPLETION_TTL;
+    sqlx::query(
+        "INSERT INTO oauth_completions (code_hash, user_id, platform, nonce, sealed_login, expires_at_ms)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&key)
+    .bind(pending.user_id.as_str())
+    .bind(platform.as_str())
+    .bind(nonce)
+    .bind(sealed)
+    .bind(expires_at.timestamp_millis())
+    .execute(&herald.db.any)
+    .await
+    .map_err(ApiError::internal)?;
+    Ok((connect_code, expires_at, listed))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompleteRequest {
+    connect_code: String,
+}
+
+/// `POST /{platform}/connect/complete`: the user who started a connection claims what the
+/// platform authorized, by the one-time code the callback gave the browser. Anyone else's claim
+/// is refused and ends the code, so a login authorized from a flow another user started (sent
+/// its authorization URL) is never attached to that user, nor to anyone.
+pub async fn complete(
+    herald: web::Data<Herald>,
+    user: AuthUser,
+    path: web::Path<String>,
+    body: web::Json<CompleteRequest>,
+    request_id: RequestId,
+) -> Result<HttpResponse, ApiError> {
+    let platform = parse_platform(&path)?;
+    let invalid = || {
+        ApiError::bad_request(
+            "connect-code-invalid",
+            "unknown, expired or already used connect_code; start again with POST /connect",
+        )
+    };
+    let key = completion_key(body.connect_code.trim());
+    // Single use, whoever claims it.
+    let row = sqlx::query(
+        "DELETE FROM oauth_completions WHERE code_hash = $1
+         RETURNING user_id, platform, nonce, sealed_login, expires_at_ms",
+    )
+    .bind(&key)
+    .fetch_optional(&herald.db.any)
+    .await
+    .map_err(ApiError::internal)?
+    .ok_or_else(invalid)?;
+    let get = |name: &str| row.try_get::<String, _>(name).map_err(ApiError::internal);
+    let expires_at_ms: i64 = row.try_get("expires_at_ms").map_err(ApiError::internal)?;
+    if expires_at_ms < Utc::now().timestamp_millis() || get("platform")? != platform.as_str() {
+        return Err(invalid());
+    }
+    if get("user_id")? != user.0.as_str() {
+        tracing::warn!(
+            %platform,
+            claimant = %user.0,
+            "a connect code was claimed by a user who did not start the flow; refused and ended"
+        );
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "connect-not-yours",
+            "this authorization belongs to a connection another user started, so it is not connected to anyone; start your own with POST /connect",
+        ));
+    }
+    let nonce: Vec<u8> = row.try_get("nonce").map_err(ApiError::internal)?;
+    let sealed: Vec<u8> = row.try_get("sealed_login").map_err(ApiError::internal)?;
+    let login = herald
+        .vault
+        .sealer()
+        .open(key.as_bytes(), &nonce, &sealed)?;
+    let login: AuthorizedLogin = serde_json::from_slice(&login).map_err(ApiError::internal)?;
+    let user_id = user.0;
+    let mut connected = Vec::with_capacity(login.accounts.len());
+    for account in login.accounts {
         let profile = account.profile;
         // An account with its own token (a Facebook Page) keeps it; others share the login's.
-        let account_grant = account.grant.unwrap_or_else(|| grant.clone());
+        let account_grant = account.grant.unwrap_or_else(|| login.grant.clone());
         let connection_id = ConnectionId::for_account(&user_id, platform, &profile.account_id);
         herald.vault.store(&connection_id, &account_grant).await?;
         let command = ConnectionCommand::Connect {

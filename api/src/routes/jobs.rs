@@ -196,59 +196,132 @@ fn target_contents(
         .collect())
 }
 
+/// Distinct media URLs (images, videos, thumbnails) one request may name. Each is resolved and
+/// each video's header read before the job is accepted, so this bounds the outbound work a
+/// request causes; 50 targets of a 20-image gallery each is already more than any real request.
+const MAX_MEDIA_URLS: usize = 100;
+/// Distinct videos one request may have probed.
+const MAX_VIDEO_PROBES: usize = 25;
+/// URL checks or probes of one request running at once.
+const MEDIA_CHECK_CONCURRENCY: usize = 4;
+/// Every URL check and probe of one request ends within this, however slow the hosts.
+const MEDIA_CHECK_DEADLINE: Duration = Duration::from_secs(20);
+
+/// A media URL with the index of the item naming it (for messages).
+type NamedUrl = (usize, String);
+
+/// A request's distinct media URLs in order, each with its index in the first target naming
+/// it; and, apart, its distinct videos. Refused before any network use when there are more
+/// than one request may have checked.
+fn distinct_media(targets: &[Target]) -> Result<(Vec<NamedUrl>, Vec<NamedUrl>), ApiError> {
+    let mut urls = Vec::new();
+    let mut videos = Vec::new();
+    let (mut seen, mut seen_videos) = (HashSet::new(), HashSet::new());
+    for content in targets.iter().map(|t| &t.content) {
+        let thumbnail = content.options.youtube.thumbnail_url.iter();
+        for (index, url) in content
+            .media
+            .iter()
+            .map(|m| &m.url)
+            .chain(thumbnail)
+            .enumerate()
+        {
+            if seen.insert(url.as_str()) {
+                urls.push((index, url.clone()));
+            }
+        }
+        for (index, item) in content.media.iter().enumerate() {
+            if item.kind == MediaKind::Video && seen_videos.insert(item.url.as_str()) {
+                videos.push((index, item.url.clone()));
+            }
+        }
+    }
+    if urls.len() > MAX_MEDIA_URLS {
+        return Err(ApiError::bad_request(
+            "validation-error",
+            format!(
+                "a request may name at most {MAX_MEDIA_URLS} different media URLs, and this one names {}: publish in several requests",
+                urls.len()
+            ),
+        ));
+    }
+    if videos.len() > MAX_VIDEO_PROBES {
+        return Err(ApiError::bad_request(
+            "validation-error",
+            format!(
+                "a request may carry at most {MAX_VIDEO_PROBES} different videos, and this one carries {}: publish in several requests",
+                videos.len()
+            ),
+        ));
+    }
+    Ok((urls, videos))
+}
+
 /// Media URLs must not reach Herald's own network (SSRF); checked before anything is stored,
 /// and again by the resolver when the media is downloaded. Then each video's header is read,
 /// so the platforms' duration, size and frame limits are checked now rather than after upload.
-/// A URL several targets share is checked and read once.
+/// A URL several targets share is checked and read once; the request's checks run a few at a
+/// time and end within `MEDIA_CHECK_DEADLINE`.
 async fn check_media(herald: &Herald, targets: &mut [Target]) -> Result<(), ApiError> {
-    let mut checked = HashSet::new();
-    for target in targets.iter() {
-        let content = &target.content;
-        let thumbnail = content.options.youtube.thumbnail_url.iter();
-        let urls = content.media.iter().map(|m| &m.url).chain(thumbnail);
-        for (index, url) in urls.enumerate() {
-            if !checked.insert(url.clone()) {
-                continue;
-            }
-            herald.media.policy().check(url).await.map_err(|refused| {
-                ApiError::unprocessable(
-                    "media-url-refused",
-                    format!("media item {index}: {refused}"),
-                )
-            })?;
-        }
-    }
-    let mut probes: HashMap<String, Option<VideoProbe>> = HashMap::new();
-    for target in targets.iter_mut() {
-        for (index, item) in target.content.media.iter_mut().enumerate() {
-            // Only Herald's own reading counts, never a probe sent in the request.
-            item.probe = None;
-            if item.kind != MediaKind::Video {
-                continue;
-            }
-            if let Some(probe) = probes.get(&item.url) {
-                item.probe = *probe;
-                continue;
-            }
-            let probe = match herald.media.probe_video(&item.url).await {
-                Ok(probe) => probe,
-                Err(failure) if failure.class == ErrorClass::Permanent => {
-                    return Err(ApiError::unprocessable(
-                        "media-unreadable",
-                        format!("media item {index}: {}", failure.message),
-                    ))
-                }
-                // The source may be back by publishing time; the platform will judge the file.
-                Err(failure) => {
-                    tracing::info!(index, %failure, "video not probed");
-                    None
-                }
-            };
-            probes.insert(item.url.clone(), probe);
-            item.probe = probe;
-        }
+    use futures::{StreamExt, TryStreamExt};
+    let (urls, videos) = distinct_media(targets)?;
+    let checks = async {
+        futures::stream::iter(urls)
+            .map(|(index, url)| async move {
+                herald.media.policy().check(&url).await.map_err(|refused| {
+                    ApiError::unprocessable(
+                        "media-url-refused",
+                        format!("media item {index}: {refused}"),
+                    )
+                })
+            })
+            .buffer_unordered(MEDIA_CHECK_CONCURRENCY)
+            .try_collect::<Vec<()>>()
+            .await?;
+        futures::stream::iter(videos)
+            .map(|(index, url)| async move {
+                let probe = match herald.media.probe_video(&url).await {
+                    Ok(probe) => probe,
+                    Err(failure) if failure.class == ErrorClass::Permanent => {
+                        return Err(ApiError::unprocessable(
+                            "media-unreadable",
+                            format!("media item {index}: {}", failure.message),
+                        ))
+                    }
+                    // The source may be back by publishing time; the platform will judge it.
+                    Err(failure) => {
+                        tracing::info!(index, %failure, "video not probed");
+                        None
+                    }
+                };
+                Ok((url, probe))
+            })
+            .buffer_unordered(MEDIA_CHECK_CONCURRENCY)
+            .try_collect::<HashMap<String, Option<VideoProbe>>>()
+            .await
+    };
+    let probes = tokio::time::timeout(MEDIA_CHECK_DEADLINE, checks)
+        .await
+        .map_err(|_| {
+            ApiError::unprocessable(
+                "media-check-timeout",
+                format!(
+                    "checking the media URLs did not finish within {} s: make sure their hosts answer promptly, then send the request again",
+                    MEDIA_CHECK_DEADLINE.as_secs()
+                ),
+            )
+        })??;
+    for item in targets.iter_mut().flat_map(|t| t.content.media.iter_mut()) {
+        item.probe = probes.get(&item.url).copied().flatten();
     }
     Ok(())
+}
+
+/// Only Herald's own reading of a video counts, never a probe sent in the request.
+fn forget_request_probes(targets: &mut [Target]) {
+    for item in targets.iter_mut().flat_map(|t| t.content.media.iter_mut()) {
+        item.probe = None;
+    }
 }
 
 /// Every target's content against its platform's rules, so a refusal names the connection and
@@ -296,6 +369,10 @@ async fn accept(
     }
     let targets = load_targets(herald, &user, &connection_ids).await?;
     let mut targets = target_contents(targets, &content, &overrides)?;
+    forget_request_probes(&mut targets);
+    // Counts, sizes and text first, with nothing fetched; then the media; then the rules again
+    // with what the videos' headers say.
+    check_rules(herald, &targets)?;
     check_media(herald, &mut targets).await?;
     check_rules(herald, &targets)?;
     let metadata = CommandMetadata::actor(user.0.as_str()).correlated(request_id.0);
@@ -544,4 +621,62 @@ pub async fn history(
         })
         .collect();
     Ok(HttpResponse::Ok().json(json!({ "job_id": job_id, "events": events })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(media: &[(&str, &str)]) -> Target {
+        let media: Vec<Value> = media
+            .iter()
+            .map(|(url, kind)| json!({"url": url, "kind": kind, "mime_type": "video/mp4"}))
+            .collect();
+        Target {
+            connection_id: ConnectionId::new(),
+            platform: Platform::X,
+            content: serde_json::from_value(json!({"text": "t", "media": media})).unwrap(),
+        }
+    }
+
+    #[test]
+    fn media_urls_are_counted_once_each_and_capped_per_request() {
+        let shared = [
+            ("https://cdn.example/a.mp4", "video"),
+            ("https://cdn.example/b.png", "image"),
+        ];
+        let (urls, videos) = distinct_media(&[target(&shared), target(&shared)]).unwrap();
+        assert_eq!((urls.len(), videos.len()), (2, 1));
+
+        let images: Vec<String> = (0..=MAX_MEDIA_URLS)
+            .map(|i| format!("https://cdn.example/{i}.png"))
+            .collect();
+        let many: Vec<Target> = images
+            .chunks(20)
+            .map(|chunk| {
+                target(
+                    &chunk
+                        .iter()
+                        .map(|u| (u.as_str(), "image"))
+                        .collect::<Vec<_>>(),
+                )
+            })
+            .collect();
+        let refused = distinct_media(&many).unwrap_err();
+        assert_eq!(refused.kind, "validation-error");
+        assert!(
+            refused.detail.contains(&format!("{}", MAX_MEDIA_URLS + 1)),
+            "{refused}"
+        );
+
+        let clips: Vec<String> = (0..=MAX_VIDEO_PROBES)
+            .map(|i| format!("https://cdn.example/{i}.mp4"))
+            .collect();
+        let many: Vec<Target> = clips
+            .iter()
+            .map(|u| target(&[(u.as_str(), "video")]))
+            .collect();
+        let refused = distinct_media(&many).unwrap_err();
+        assert!(refused.detail.contains("different videos"), "{refused}");
+    }
 }

@@ -34,6 +34,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/jobs/{id}/retry", web::post().to(jobs::retry))
             .route("/jobs/{id}/history", web::get().to(jobs::history))
             .route("/{platform}/connect", web::post().to(connections::connect))
+            .route(
+                "/{platform}/connect/complete",
+                web::post().to(connections::complete),
+            )
             .route("/{platform}/callback", web::get().to(connections::callback))
             .route(
                 "/{platform}/disconnect",

@@ -108,7 +108,7 @@ pub struct UploadResume {
 
 /// An account a login gives access to. `grant` is the account's own token where it has one
 /// (a Facebook Page token); otherwise the login's grant is used.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ConnectedAccount {
     pub profile: AccountProfile,
     pub grant: Option<TokenGrant>,

@@ -94,6 +94,8 @@ pub async fn test_config(backend: Backend, sandbox: &Sandbox, data_dir: PathBuf)
     // The sandbox serves the sample media on loopback: allowed by name, nothing else is.
     config.media_allowed_hosts = sandbox.local_addr().to_string();
     if backend == Backend::PostgresKafka {
+        // Production mode: the vault key is given, as every process must share it.
+        config.vault_key = Some(worker::generate_vault_key());
         config.database_url = Some(fresh_postgres_database().await);
         config.kafka_brokers = Some(required_env("HERALD_TEST_KAFKA_BROKERS"));
         config.kafka_topic_prefix = format!("t{}.", uuid::Uuid::new_v4().simple());
@@ -245,6 +247,12 @@ impl TestApp {
         );
         let response = self.http.get(url).send().await.unwrap();
         let ok = response.status() == 200;
+        let authorized: Value = response.json().await.unwrap();
+        if !ok {
+            return Err(authorized);
+        }
+        let response = self.complete_connect(user, platform, &authorized).await;
+        let ok = response.status() == 200;
         let body: Value = response.json().await.unwrap();
         if !ok {
             return Err(body);
@@ -304,7 +312,34 @@ impl TestApp {
             "callback failed: {:?}",
             response.text().await
         );
+        let authorized: Value = response.json().await.unwrap();
+        let response = self.complete_connect(user, platform, &authorized).await;
+        assert_eq!(
+            response.status(),
+            200,
+            "completion failed: {:?}",
+            response.text().await
+        );
         response.json().await.unwrap()
+    }
+
+    /// `user` claims the login the callback answered with (`authorized`, holding its
+    /// `connect_code`): the step a client application takes for its signed-in user.
+    pub async fn complete_connect(
+        &self,
+        user: &str,
+        platform: &str,
+        authorized: &Value,
+    ) -> reqwest::Response {
+        let code = authorized["connect_code"]
+            .as_str()
+            .unwrap_or_else(|| panic!("the callback gave no connect_code: {authorized}"));
+        self.post(
+            user,
+            &format!("/{platform}/connect/complete"),
+            json!({ "connect_code": code }),
+        )
+        .await
     }
 
     /// Publishes `content` to `connection`; returns the job id.

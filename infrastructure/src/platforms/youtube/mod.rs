@@ -233,17 +233,24 @@ impl YouTubeAdapter {
     ) -> Result<(), PlatformFailure> {
         let ctx = CallContext::THUMBNAIL;
         let source = self.media_source.open(url, 0).await?;
-        if source.total.is_some_and(|n| n > MAX_THUMBNAIL_BYTES) {
-            return Err(PlatformFailure::new(
+        let too_large = || {
+            PlatformFailure::new(
                 ErrorClass::Permanent,
                 "thumbnail_too_large",
                 "the thumbnail is larger than the 2 MB YouTube accepts: use a smaller JPEG or PNG",
-            ));
+            )
+        };
+        if source.total.is_some_and(|n| n > MAX_THUMBNAIL_BYTES) {
+            return Err(too_large());
         }
         let mime = source
             .content_type()
             .unwrap_or_else(|| "application/octet-stream".to_owned());
-        let image = source.into_bytes().await?;
+        // Bounded even when the server sends no Content-Length.
+        let image = source
+            .into_bytes_within(MAX_THUMBNAIL_BYTES)
+            .await?
+            .ok_or_else(too_large)?;
         let mut target = self.config.upload_url("thumbnails/set");
         target
             .query_pairs_mut()
