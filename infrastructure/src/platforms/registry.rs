@@ -1,7 +1,7 @@
 //! The platforms Herald knows: one line each. Wiring (`herald serve`, `herald bench`) and the
 //! test harness build adapters through this list only; see `docs/platforms.md` for what a
 //! new platform brings.
-use super::settings::{Factory, PlatformEnv, Services};
+use super::settings::{build, Factory, PlatformEnv, PlatformSettings, Services};
 use super::Adapters;
 use super::{facebook_pages, instagram, linkedin, reddit, threads, tiktok, x, youtube};
 use herald_domain::Platform;
@@ -17,6 +17,19 @@ pub struct PlatformEntry {
     /// Its twin's path in the sandbox (`/x`, `/meta`): twins may serve several platforms.
     pub twin: &'static str,
     pub build: Factory,
+}
+
+impl PlatformEntry {
+    /// The entry of the platform whose settings are `S`.
+    pub const fn of<S: PlatformSettings>(platform: Platform) -> Self {
+        Self {
+            platform,
+            env_prefix: S::PREFIX,
+            also_reads: S::ALSO_READS,
+            twin: S::TWIN,
+            build: build::<S>,
+        }
+    }
 }
 
 /// Every platform, in the order adapters are built.

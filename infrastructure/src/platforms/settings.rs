@@ -180,6 +180,7 @@ impl AppSettings {
                 client_id: client_id.clone(),
                 client_secret: self.client_secret.clone(),
                 base: self.api_base.clone(),
+                request_timeout: self.request_timeout,
             }));
         }
         let Some(twin) = twin else {
@@ -192,6 +193,7 @@ impl AppSettings {
             client_id: twin.client_id,
             client_secret: Some(Secret::new(twin.client_secret)),
             base: Some(base),
+            request_timeout: self.request_timeout,
         }))
     }
 }
@@ -204,6 +206,8 @@ pub struct App {
     pub client_secret: Option<Secret>,
     /// `None`: the platform's real hosts.
     pub base: Option<Url>,
+    /// `{prefix}REQUEST_TIMEOUT_SECS`, if set.
+    pub request_timeout: Option<Duration>,
 }
 
 impl App {
@@ -260,6 +264,52 @@ impl Services<'_> {
 /// platform is off (no app configured and no sandbox).
 pub type Factory =
     fn(&PlatformEnv, &Services<'_>) -> anyhow::Result<Option<Arc<dyn PlatformAdapter>>>;
+
+/// One platform's own settings (the shared ones are [`AppSettings`]): read from its variables,
+/// then made into its adapter.
+pub trait PlatformSettings: Sized {
+    /// Prefix of its variables (`X_`).
+    const PREFIX: &'static str;
+    /// Variables it reads outside its prefix (kept from before the prefixes were uniform).
+    const ALSO_READS: &'static [&'static str] = &[];
+    /// Its twin's path in the sandbox (`x`, `meta`): a twin may serve several platforms.
+    const TWIN: &'static str;
+
+    /// Its own variables; `vars` is scoped to `PREFIX`.
+    fn from_vars(vars: &Vars<'_>) -> Result<Self, SettingError>;
+
+    /// The adapter talking to `app`, with these settings applied.
+    fn adapter(self, app: App, services: &Services<'_>)
+        -> anyhow::Result<Arc<dyn PlatformAdapter>>;
+
+    fn from_env(env: &PlatformEnv) -> Result<Self, SettingError> {
+        Self::from_vars(&env.scoped(Self::PREFIX))
+    }
+}
+
+/// The [`Factory`] of `S`: the shared settings and its own, then its app (configured, or the
+/// sandbox twin), then its adapter.
+pub fn build<S: PlatformSettings>(
+    env: &PlatformEnv,
+    services: &Services<'_>,
+) -> anyhow::Result<Option<Arc<dyn PlatformAdapter>>> {
+    let vars = env.scoped(S::PREFIX);
+    let shared = AppSettings::from_env(&vars)?;
+    let own = S::from_vars(&vars)?;
+    match shared.app(services.twin(S::TWIN))? {
+        Some(app) => own.adapter(app, services).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// What a platform's `settings.rs` uses.
+pub mod prelude {
+    pub use std::sync::Arc;
+
+    pub use super::{App, PlatformSettings, Services, SettingError, Vars};
+    pub use crate::platforms::registry::PlatformEntry;
+    pub use crate::platforms::PlatformAdapter;
+}
 
 /// Splits a list setting on `separators`, dropping empty items.
 pub fn list(raw: &str, separators: &[char]) -> Vec<String> {

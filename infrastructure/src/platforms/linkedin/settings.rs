@@ -1,25 +1,16 @@
 //! What an operator sets for LinkedIn (`LINKEDIN_*`), and how the adapter is built from it.
-use std::sync::Arc;
-
 use super::{LinkedInAdapter, LinkedInConfig};
-use crate::platforms::registry::PlatformEntry;
-use crate::platforms::settings::{list, AppSettings, PlatformEnv, Services, SettingError};
-use crate::platforms::PlatformAdapter;
+use crate::platforms::settings::list;
+use crate::platforms::settings::prelude::*;
 
-pub const ENTRY: PlatformEntry = PlatformEntry {
-    platform: herald_domain::Platform::Linkedin,
-    env_prefix: "LINKEDIN_",
-    also_reads: &[],
-    twin: "linkedin",
-    build,
-};
+pub const ENTRY: PlatformEntry =
+    PlatformEntry::of::<LinkedInSettings>(herald_domain::Platform::Linkedin);
 
-/// `LINKEDIN_CLIENT_ID` and `LINKEDIN_CLIENT_SECRET`, `LINKEDIN_API_BASE`,
-/// `LINKEDIN_REQUEST_TIMEOUT_SECS`, and the settings below; unset, each keeps
+/// Besides the shared `LINKEDIN_CLIENT_ID`, `LINKEDIN_CLIENT_SECRET`, `LINKEDIN_API_BASE` and
+/// `LINKEDIN_REQUEST_TIMEOUT_SECS`: the settings below. Unset, each keeps
 /// [`LinkedInConfig`]'s default.
 #[derive(Debug, Clone)]
 pub struct LinkedInSettings {
-    pub app: AppSettings,
     /// `LINKEDIN_VERSION`: the `LinkedIn-Version` (YYYYMM) sent with every versioned call;
     /// raise it when LinkedIn sunsets the one in use (426 NONEXISTENT_VERSION).
     pub version: Option<String>,
@@ -31,48 +22,38 @@ pub struct LinkedInSettings {
     pub throttle_backoff_secs: Option<u64>,
 }
 
-impl LinkedInSettings {
-    pub fn from_env(env: &PlatformEnv) -> Result<Self, SettingError> {
-        let vars = env.scoped(ENTRY.env_prefix);
+impl PlatformSettings for LinkedInSettings {
+    const PREFIX: &'static str = "LINKEDIN_";
+    const TWIN: &'static str = "linkedin";
+
+    fn from_vars(vars: &Vars<'_>) -> Result<Self, SettingError> {
         Ok(Self {
-            app: AppSettings::from_env(&vars)?,
             version: vars.text("VERSION").map(|v| v.trim().to_owned()),
             scopes: vars.text("SCOPES").map(|s| list(&s, &[' ', '\t', '\n'])),
             throttle_backoff_secs: vars.parse("THROTTLE_BACKOFF_SECS")?,
         })
     }
-}
 
-fn build(
-    env: &PlatformEnv,
-    services: &Services<'_>,
-) -> anyhow::Result<Option<Arc<dyn PlatformAdapter>>> {
-    let settings = LinkedInSettings::from_env(env)?;
-    let Some(app) = settings.app.app(services.twin(ENTRY.twin))? else {
-        return Ok(None);
-    };
-    // LinkedIn's token endpoint always wants the client secret in the body.
-    let secret = app.required_secret()?;
-    let mut config = app.config(secret, LinkedInConfig::new, LinkedInConfig::for_base);
-    if let Some(timeout) = settings.app.request_timeout {
-        config.request_timeout = timeout;
+    fn adapter(self, app: App, with: &Services<'_>) -> anyhow::Result<Arc<dyn PlatformAdapter>> {
+        // LinkedIn's token endpoint always wants the client secret in the body.
+        let secret = app.required_secret()?;
+        let timeout = app.request_timeout;
+        let mut config = app.config(secret, LinkedInConfig::new, LinkedInConfig::for_base);
+        config.request_timeout = timeout.unwrap_or(config.request_timeout);
+        config.version = self.version.unwrap_or(config.version);
+        config.scopes = self.scopes.unwrap_or(config.scopes);
+        if let Some(secs) = self.throttle_backoff_secs {
+            config.throttle_backoff = std::time::Duration::from_secs(secs);
+        }
+        config.media_policy = with.media_policy.clone();
+        Ok(Arc::new(LinkedInAdapter::new(config)?))
     }
-    if let Some(version) = settings.version {
-        config.version = version;
-    }
-    if let Some(scopes) = settings.scopes {
-        config.scopes = scopes;
-    }
-    if let Some(secs) = settings.throttle_backoff_secs {
-        config.throttle_backoff = std::time::Duration::from_secs(secs);
-    }
-    config.media_policy = services.media_policy.clone();
-    Ok(Some(Arc::new(LinkedInAdapter::new(config)?)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::platforms::settings::PlatformEnv;
 
     #[test]
     fn scopes_and_backoff_default_override_and_bad_value() {

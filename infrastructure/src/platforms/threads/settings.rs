@@ -1,24 +1,14 @@
 //! What an operator sets for Threads (`THREADS_*`), and how the adapter is built from it.
-use std::sync::Arc;
-
 use super::{ThreadsAdapter, ThreadsConfig};
-use crate::platforms::registry::PlatformEntry;
-use crate::platforms::settings::{AppSettings, PlatformEnv, Services, SettingError};
-use crate::platforms::PlatformAdapter;
+use crate::platforms::settings::prelude::*;
 
-pub const ENTRY: PlatformEntry = PlatformEntry {
-    platform: herald_domain::Platform::Threads,
-    env_prefix: "THREADS_",
-    also_reads: &[],
-    twin: "threads",
-    build,
-};
+pub const ENTRY: PlatformEntry =
+    PlatformEntry::of::<ThreadsSettings>(herald_domain::Platform::Threads);
 
-/// `THREADS_CLIENT_ID` and `THREADS_CLIENT_SECRET` (the app id and secret), `THREADS_API_BASE`,
-/// `THREADS_REQUEST_TIMEOUT_SECS`, and the quotas below.
+/// Besides the shared `THREADS_CLIENT_ID`, `THREADS_CLIENT_SECRET` (the app id and secret),
+/// `THREADS_API_BASE` and `THREADS_REQUEST_TIMEOUT_SECS`: the quotas.
 #[derive(Debug, Clone)]
 pub struct ThreadsSettings {
-    pub app: AppSettings,
     /// `THREADS_PUBLISH_QUOTA`: posts per profile per 24 hours when Threads gives no figure,
     /// and a cap on the one it gives.
     pub publish_quota: Option<u32>,
@@ -26,45 +16,40 @@ pub struct ThreadsSettings {
     pub reply_quota: Option<u32>,
 }
 
-impl ThreadsSettings {
-    pub fn from_env(env: &PlatformEnv) -> Result<Self, SettingError> {
-        let vars = env.scoped(ENTRY.env_prefix);
+impl PlatformSettings for ThreadsSettings {
+    const PREFIX: &'static str = "THREADS_";
+    const TWIN: &'static str = "threads";
+
+    fn from_vars(vars: &Vars<'_>) -> Result<Self, SettingError> {
         Ok(Self {
-            app: AppSettings::from_env(&vars)?,
             publish_quota: vars.parse("PUBLISH_QUOTA")?,
             reply_quota: vars.parse("REPLY_QUOTA")?,
         })
     }
-}
 
-fn build(
-    env: &PlatformEnv,
-    services: &Services<'_>,
-) -> anyhow::Result<Option<Arc<dyn PlatformAdapter>>> {
-    let settings = ThreadsSettings::from_env(env)?;
-    let Some(app) = settings.app.app(services.twin(ENTRY.twin))? else {
-        return Ok(None);
-    };
-    // Threads has no public clients: every token call carries the app secret.
-    let secret = app.required_secret()?;
-    let mut config = app.config(secret, ThreadsConfig::new, ThreadsConfig::for_base);
-    if let Some(timeout) = settings.app.request_timeout {
-        config.request_timeout = timeout;
+    /// Threads fetches media itself, from public URLs: no media policy to apply.
+    fn adapter(self, app: App, _: &Services<'_>) -> anyhow::Result<Arc<dyn PlatformAdapter>> {
+        // Threads has no public clients: every token call carries the app secret.
+        let secret = app.required_secret()?;
+        let timeout = app.request_timeout;
+        let mut config = app.config(secret, ThreadsConfig::new, ThreadsConfig::for_base);
+        config.request_timeout = timeout.unwrap_or(config.request_timeout);
+        if let Some(quota) = self.publish_quota {
+            config.publish_quota_cap = Some(quota);
+            config.publish_quota_fallback = quota;
+        }
+        if let Some(quota) = self.reply_quota {
+            config.reply_quota_cap = Some(quota);
+            config.reply_quota_fallback = quota;
+        }
+        Ok(Arc::new(ThreadsAdapter::new(config)?))
     }
-    if let Some(quota) = settings.publish_quota {
-        config.publish_quota_cap = Some(quota);
-        config.publish_quota_fallback = quota;
-    }
-    if let Some(quota) = settings.reply_quota {
-        config.reply_quota_cap = Some(quota);
-        config.reply_quota_fallback = quota;
-    }
-    Ok(Some(Arc::new(ThreadsAdapter::new(config)?)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::platforms::settings::PlatformEnv;
 
     #[test]
     fn quotas_default_override_and_bad_value() {

@@ -1,25 +1,16 @@
 //! What an operator sets for TikTok (`TIKTOK_*`), and how the adapter is built from it.
-use std::sync::Arc;
-
 use super::{TiktokAdapter, TiktokConfig};
-use crate::platforms::registry::PlatformEntry;
-use crate::platforms::settings::{list, AppSettings, PlatformEnv, Services, SettingError};
-use crate::platforms::PlatformAdapter;
+use crate::platforms::settings::list;
+use crate::platforms::settings::prelude::*;
 
-pub const ENTRY: PlatformEntry = PlatformEntry {
-    platform: herald_domain::Platform::Tiktok,
-    env_prefix: "TIKTOK_",
-    also_reads: &[],
-    twin: "tiktok",
-    build,
-};
+pub const ENTRY: PlatformEntry =
+    PlatformEntry::of::<TiktokSettings>(herald_domain::Platform::Tiktok);
 
-/// `TIKTOK_CLIENT_ID` (the app's client key) and `TIKTOK_CLIENT_SECRET`, `TIKTOK_API_BASE`
-/// (the consent page lives under it too), `TIKTOK_REQUEST_TIMEOUT_SECS`, and the settings
-/// below; unset, each keeps [`TiktokConfig`]'s default.
+/// Besides the shared `TIKTOK_CLIENT_ID` (the app's client key), `TIKTOK_CLIENT_SECRET`,
+/// `TIKTOK_API_BASE` (the consent page lives under it too) and `TIKTOK_REQUEST_TIMEOUT_SECS`:
+/// the settings below. Unset, each keeps [`TiktokConfig`]'s default.
 #[derive(Debug, Clone)]
 pub struct TiktokSettings {
-    pub app: AppSettings,
     /// `TIKTOK_CHUNK_BYTES`: chunk size of video uploads (5-64 MiB).
     pub chunk_bytes: Option<u64>,
     /// `TIKTOK_PULL_FROM_URL_PREFIXES`: comma-separated URL prefixes verified for the app;
@@ -30,52 +21,40 @@ pub struct TiktokSettings {
     pub scopes: Option<Vec<String>>,
 }
 
-impl TiktokSettings {
-    pub fn from_env(env: &PlatformEnv) -> Result<Self, SettingError> {
-        let vars = env.scoped(ENTRY.env_prefix);
+impl PlatformSettings for TiktokSettings {
+    const PREFIX: &'static str = "TIKTOK_";
+    const TWIN: &'static str = "tiktok";
+
+    fn from_vars(vars: &Vars<'_>) -> Result<Self, SettingError> {
+        let prefixes = vars.text("PULL_FROM_URL_PREFIXES").unwrap_or_default();
         Ok(Self {
-            app: AppSettings::from_env(&vars)?,
             chunk_bytes: vars.parse("CHUNK_BYTES")?,
-            pull_from_url_prefixes: vars
-                .text("PULL_FROM_URL_PREFIXES")
-                .map(|p| list(&p, &[',']))
-                .unwrap_or_default(),
+            pull_from_url_prefixes: list(&prefixes, &[',']),
             // TikTok separates scopes with commas; spaces are forgiven.
             scopes: vars
                 .text("SCOPES")
                 .map(|s| list(&s, &[',', ' ', '\t', '\n'])),
         })
     }
-}
 
-fn build(
-    env: &PlatformEnv,
-    services: &Services<'_>,
-) -> anyhow::Result<Option<Arc<dyn PlatformAdapter>>> {
-    let settings = TiktokSettings::from_env(env)?;
-    let Some(app) = settings.app.app(services.twin(ENTRY.twin))? else {
-        return Ok(None);
-    };
-    // Every TikTok token call carries the client secret.
-    let secret = app.required_secret()?;
-    let mut config = app.config(secret, TiktokConfig::new, TiktokConfig::for_base);
-    if let Some(timeout) = settings.app.request_timeout {
-        config.request_timeout = timeout;
+    fn adapter(self, app: App, with: &Services<'_>) -> anyhow::Result<Arc<dyn PlatformAdapter>> {
+        // Every TikTok token call carries the client secret.
+        let secret = app.required_secret()?;
+        let timeout = app.request_timeout;
+        let mut config = app.config(secret, TiktokConfig::new, TiktokConfig::for_base);
+        config.request_timeout = timeout.unwrap_or(config.request_timeout);
+        config.chunk_bytes = self.chunk_bytes.unwrap_or(config.chunk_bytes);
+        config.pull_from_url_prefixes = self.pull_from_url_prefixes;
+        config.scopes = self.scopes.unwrap_or(config.scopes);
+        config.media_policy = with.media_policy.clone();
+        Ok(Arc::new(TiktokAdapter::new(config)?))
     }
-    if let Some(bytes) = settings.chunk_bytes {
-        config.chunk_bytes = bytes;
-    }
-    config.pull_from_url_prefixes = settings.pull_from_url_prefixes;
-    if let Some(scopes) = settings.scopes {
-        config.scopes = scopes;
-    }
-    config.media_policy = services.media_policy.clone();
-    Ok(Some(Arc::new(TiktokAdapter::new(config)?)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::platforms::settings::PlatformEnv;
 
     #[test]
     fn lists_default_override_and_bad_value() {

@@ -1,26 +1,15 @@
 //! What an operator sets for YouTube (`YOUTUBE_*`), and how the adapter is built from it.
-use std::sync::Arc;
-
 use super::{InsertQuota, YouTubeAdapter, YouTubeConfig};
-use crate::platforms::registry::PlatformEntry;
-use crate::platforms::settings::{AppSettings, PlatformEnv, Services, SettingError};
-use crate::platforms::PlatformAdapter;
+use crate::platforms::settings::prelude::*;
 
-pub const ENTRY: PlatformEntry = PlatformEntry {
-    platform: herald_domain::Platform::Youtube,
-    env_prefix: "YOUTUBE_",
-    also_reads: &[],
-    twin: "youtube",
-    build,
-};
+pub const ENTRY: PlatformEntry =
+    PlatformEntry::of::<YouTubeSettings>(herald_domain::Platform::Youtube);
 
-/// `YOUTUBE_CLIENT_ID` and `YOUTUBE_CLIENT_SECRET` (the project's OAuth web client),
-/// `YOUTUBE_API_BASE`, `YOUTUBE_REQUEST_TIMEOUT_SECS` (upload chunks get at least their own
-/// timeout), and the chunking and quota settings below. Unset, each keeps
-/// [`YouTubeConfig`]'s default.
+/// Besides the shared `YOUTUBE_CLIENT_ID`, `YOUTUBE_CLIENT_SECRET` (the project's OAuth web
+/// client), `YOUTUBE_API_BASE` and `YOUTUBE_REQUEST_TIMEOUT_SECS` (upload chunks get at least
+/// that too): chunking and the project's quota. Unset, each keeps [`YouTubeConfig`]'s default.
 #[derive(Debug, Clone)]
 pub struct YouTubeSettings {
-    pub app: AppSettings,
     /// `YOUTUBE_CHUNK_BYTES`: bytes per upload chunk (rounded down to a multiple of 256 KiB).
     pub chunk_bytes: Option<usize>,
     /// `YOUTUBE_DAILY_QUOTA_UNITS`: the project's daily units (reset at midnight Pacific).
@@ -33,23 +22,8 @@ pub struct YouTubeSettings {
 }
 
 impl YouTubeSettings {
-    pub fn from_env(env: &PlatformEnv) -> Result<Self, SettingError> {
-        let vars = env.scoped(ENTRY.env_prefix);
-        Ok(Self {
-            app: AppSettings::from_env(&vars)?,
-            chunk_bytes: vars.parse("CHUNK_BYTES")?,
-            daily_quota_units: vars.parse("DAILY_QUOTA_UNITS")?,
-            insert_quota_cost: vars.parse("INSERT_QUOTA_COST")?,
-            inserts_per_day: vars.parse("INSERTS_PER_DAY")?,
-        })
-    }
-
     /// Applies what is set to `config`.
     pub fn apply(&self, config: &mut YouTubeConfig) {
-        if let Some(timeout) = self.app.request_timeout {
-            config.request_timeout = timeout;
-        }
-        config.chunk_timeout = config.chunk_timeout.max(config.request_timeout);
         if let Some(bytes) = self.chunk_bytes {
             config.chunk_bytes = bytes;
         }
@@ -64,25 +38,36 @@ impl YouTubeSettings {
     }
 }
 
-fn build(
-    env: &PlatformEnv,
-    services: &Services<'_>,
-) -> anyhow::Result<Option<Arc<dyn PlatformAdapter>>> {
-    let settings = YouTubeSettings::from_env(env)?;
-    let Some(app) = settings.app.app(services.twin(ENTRY.twin))? else {
-        return Ok(None);
-    };
-    // A web client: Google's token endpoint wants the secret with every call.
-    let secret = app.required_secret()?;
-    let mut config = app.config(secret, YouTubeConfig::new, YouTubeConfig::for_base);
-    settings.apply(&mut config);
-    config.media_policy = services.media_policy.clone();
-    Ok(Some(Arc::new(YouTubeAdapter::new(config)?)))
+impl PlatformSettings for YouTubeSettings {
+    const PREFIX: &'static str = "YOUTUBE_";
+    const TWIN: &'static str = "youtube";
+
+    fn from_vars(vars: &Vars<'_>) -> Result<Self, SettingError> {
+        Ok(Self {
+            chunk_bytes: vars.parse("CHUNK_BYTES")?,
+            daily_quota_units: vars.parse("DAILY_QUOTA_UNITS")?,
+            insert_quota_cost: vars.parse("INSERT_QUOTA_COST")?,
+            inserts_per_day: vars.parse("INSERTS_PER_DAY")?,
+        })
+    }
+
+    fn adapter(self, app: App, with: &Services<'_>) -> anyhow::Result<Arc<dyn PlatformAdapter>> {
+        // A web client: Google's token endpoint wants the secret with every call.
+        let secret = app.required_secret()?;
+        let timeout = app.request_timeout;
+        let mut config = app.config(secret, YouTubeConfig::new, YouTubeConfig::for_base);
+        config.request_timeout = timeout.unwrap_or(config.request_timeout);
+        config.chunk_timeout = config.chunk_timeout.max(config.request_timeout);
+        self.apply(&mut config);
+        config.media_policy = with.media_policy.clone();
+        Ok(Arc::new(YouTubeAdapter::new(config)?))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::platforms::settings::PlatformEnv;
     use crate::platforms::youtube::QuotaConfig;
     use crate::secret::Secret;
 
