@@ -238,6 +238,10 @@ impl FromRequest for AuthUser {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let auth = req.app_data::<web::Data<Authenticator>>().cloned();
+        let limits = req
+            .app_data::<web::Data<crate::rate_limit::ApiRateLimits>>()
+            .cloned();
+        let req = req.clone();
         let header = req
             .headers()
             .get(actix_web::http::header::AUTHORIZATION)
@@ -254,7 +258,12 @@ impl FromRequest for AuthUser {
                 .ok_or_else(|| {
                     ApiError::unauthorized("the Authorization header must use the Bearer scheme")
                 })?;
-            auth.verify(token.trim()).await.map(AuthUser)
+            let user = auth.verify(token.trim()).await?;
+            // Counted per verified user, so nobody can spend another user's budget.
+            if let Some(limits) = limits {
+                limits.spend_for(&req, user.as_str())?;
+            }
+            Ok(AuthUser(user))
         })
     }
 }

@@ -89,6 +89,10 @@ async fn run_in(args: &BenchArgs, database_url: &str) -> anyhow::Result<()> {
     config.platforms.use_twin(x.env_prefix, &twin);
     config.jwt_secret = Some("herald-bench-secret-herald-bench-secret".into());
     config.vault_key = Some(herald_infrastructure::vault::generate_key());
+    // The bench is one user sending as fast as it can.
+    config.api_queries_per_minute = 0;
+    config.api_commands_per_minute = 0;
+    config.max_pending_jobs_per_user = 0;
     let token = crate::auth::mint(
         b"herald-bench-secret-herald-bench-secret",
         USER,

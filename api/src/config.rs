@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
+use clap::builder::BoolishValueParser;
 use clap::{Args, ValueEnum};
 use herald_domain::RulesTable;
 use herald_infrastructure::media_source::MediaUrlPolicy;
@@ -58,7 +59,7 @@ pub struct Config {
     #[arg(long, env = "HERALD_JWT_AUDIENCE")]
     pub jwt_audience: Option<String>,
     /// Run the simulated platforms in-process and connect to them instead of the real ones.
-    #[arg(long, env = "HERALD_SANDBOX")]
+    #[arg(long, env = "HERALD_SANDBOX", value_parser = BoolishValueParser::new())]
     pub sandbox: Option<bool>,
     /// Where the in-process sandbox listens.
     #[arg(long, env = "HERALD_SANDBOX_BIND", default_value = "127.0.0.1:8081")]
@@ -72,12 +73,33 @@ pub struct Config {
     /// completes with `POST /{platform}/connect/complete`. None: the callback shows the code.
     #[arg(long, env = "HERALD_OAUTH_RETURN_URLS", default_value = "")]
     pub oauth_return_urls: String,
+    /// Reads (GET) one user may make a minute, per API process; 0: unlimited.
+    #[arg(long, env = "HERALD_API_QUERIES_PER_MINUTE", default_value_t = 1200)]
+    pub api_queries_per_minute: u32,
+    /// Commands (publish, schedule, connect, retry, cancel, ...) one user may send a minute,
+    /// per API process; 0: unlimited.
+    #[arg(long, env = "HERALD_API_COMMANDS_PER_MINUTE", default_value_t = 300)]
+    pub api_commands_per_minute: u32,
+    /// Jobs one user may have waiting or in flight at once; 0: unlimited.
+    #[arg(
+        long,
+        env = "HERALD_MAX_PENDING_JOBS_PER_USER",
+        default_value_t = 10_000
+    )]
+    pub max_pending_jobs_per_user: u32,
+    /// Connected accounts one user may have; 0: unlimited.
+    #[arg(long, env = "HERALD_MAX_CONNECTIONS_PER_USER", default_value_t = 200)]
+    pub max_connections_per_user: u32,
     /// Publishing attempts running at once in this process.
     #[arg(long, env = "HERALD_WORKER_CONCURRENCY", default_value_t = 32)]
     pub worker_concurrency: usize,
     /// Seconds a worker's claim on a job lasts without renewal.
     #[arg(long, env = "HERALD_JOB_LEASE_SECS", default_value_t = 30)]
     pub job_lease_secs: u64,
+    /// Seconds `herald serve` gives in-flight work after SIGTERM or SIGINT; then it hands its
+    /// leases back and exits.
+    #[arg(long, env = "HERALD_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
+    pub shutdown_grace_secs: u64,
     /// Seconds between scans for tokens about to expire.
     #[arg(long, env = "HERALD_REFRESH_SCAN_SECS", default_value_t = 30)]
     pub refresh_scan_secs: u64,
@@ -86,7 +108,12 @@ pub struct Config {
     pub worker_id: Option<String>,
     /// Let media URLs reach private, loopback and link-local addresses (development only:
     /// it opens Herald's network to whoever may publish).
-    #[arg(long, env = "HERALD_MEDIA_ALLOW_PRIVATE", default_value_t = false)]
+    #[arg(
+        long,
+        env = "HERALD_MEDIA_ALLOW_PRIVATE",
+        default_value_t = false,
+        value_parser = BoolishValueParser::new()
+    )]
     pub media_allow_private: bool,
     /// Comma-separated hosts (`host` or `host:port`) media may come from whatever they resolve
     /// to, e.g. an internal CDN.
@@ -120,8 +147,13 @@ impl Config {
             sandbox_bind: "127.0.0.1:0".into(),
             public_url: None,
             oauth_return_urls: String::new(),
+            api_queries_per_minute: 1200,
+            api_commands_per_minute: 300,
+            max_pending_jobs_per_user: 10_000,
+            max_connections_per_user: 200,
             worker_concurrency: 32,
             job_lease_secs: 30,
+            shutdown_grace_secs: 30,
             refresh_scan_secs: 30,
             worker_id: None,
             media_allow_private: false,
@@ -238,6 +270,35 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Settings {
+        #[command(flatten)]
+        config: Config,
+    }
+
+    /// Boolean settings take what operators write: 1/0, true/false, yes/no, on/off.
+    #[test]
+    fn boolean_settings_accept_the_usual_spellings() {
+        for (raw, expected) in [
+            ("1", true),
+            ("yes", true),
+            ("on", true),
+            ("0", false),
+            ("no", false),
+            ("false", false),
+        ] {
+            let parsed = Settings::try_parse_from(["herald", "--sandbox", raw]).unwrap();
+            assert_eq!(parsed.config.sandbox, Some(expected), "{raw}");
+        }
+        assert!(Settings::try_parse_from(["herald", "--sandbox", "maybe"]).is_err());
+        // Read from the environment, as a container sets it.
+        std::env::set_var("HERALD_MEDIA_ALLOW_PRIVATE", "1");
+        let parsed = Settings::try_parse_from(["herald"]);
+        std::env::remove_var("HERALD_MEDIA_ALLOW_PRIVATE");
+        assert!(parsed.unwrap().config.media_allow_private);
+    }
 
     fn production() -> Config {
         let mut config = Config::embedded(std::env::temp_dir().join("herald-never-created"));

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod bench;
 pub mod config;
 pub mod problem;
+pub mod rate_limit;
 pub mod replay;
 pub mod routes;
 pub mod runtime;

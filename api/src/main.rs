@@ -6,6 +6,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use herald_api::config::{Config, Role};
 use herald_api::runtime::Herald;
+use herald_infrastructure::scheduler::DueJobs;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Parser)]
@@ -92,14 +93,49 @@ async fn main() -> anyhow::Result<()> {
 
 async fn serve(config: Config, bind: &str, role: Role) -> anyhow::Result<()> {
     let embedded = config.is_embedded();
+    let grace = Duration::from_secs(config.shutdown_grace_secs);
     let herald = Herald::build(config).await?;
+    // The same owner and lease as the publisher's, to hand its jobs back if it must.
+    let leases = DueJobs::new(
+        herald.db.clone(),
+        herald.config.worker_id(),
+        Duration::from_secs(herald.config.job_lease_secs.max(1)),
+    );
     let listener = TcpListener::bind(bind).with_context(|| format!("binding {bind}"))?;
     let running = herald_api::server::start(herald, listener, role).await?;
     tracing::info!(url = %running.url, embedded, "Herald is running");
-    tokio::signal::ctrl_c()
-        .await
-        .context("waiting for Ctrl-C")?;
-    tracing::info!("shutting down");
-    running.stop().await;
+    let signal = stop_signal().await?;
+    tracing::info!(
+        signal,
+        grace_secs = grace.as_secs(),
+        "shutting down: no new work is claimed, and work in flight has the grace period to finish"
+    );
+    if tokio::time::timeout(grace, running.stop()).await.is_err() {
+        let released = leases.release_all().await?;
+        tracing::warn!(
+            released,
+            "the grace period ended with work in flight: its jobs are handed back, and the next worker checks with each platform before sending anything again"
+        );
+    }
     Ok(())
+}
+
+/// Waits for SIGTERM (a container stopping) or SIGINT (Ctrl-C); names the one that came.
+async fn stop_signal() -> anyhow::Result<&'static str> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut terminate = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+        tokio::select! {
+            interrupted = tokio::signal::ctrl_c() => interrupted.map(|()| "SIGINT").context("listening for SIGINT"),
+            _ = terminate.recv() => Ok("SIGTERM"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c()
+            .await
+            .context("listening for Ctrl-C")?;
+        Ok("Ctrl-C")
+    }
 }

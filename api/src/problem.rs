@@ -22,6 +22,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub kind: &'static str,
     pub detail: String,
+    /// Headers the response carries besides the problem (`Retry-After`, `RateLimit`, ...).
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl ApiError {
@@ -30,7 +32,14 @@ impl ApiError {
             status,
             kind,
             detail: detail.into(),
+            headers: Vec::new(),
         }
+    }
+
+    /// The same error, answered with `name: value` too.
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
     }
 
     pub fn bad_request(kind: &'static str, detail: impl Into<String>) -> Self {
@@ -63,6 +72,15 @@ impl ApiError {
         )
     }
 
+    /// A per-user limit of this deployment is reached; `setting` is what raises it.
+    pub fn limit_reached(detail: impl std::fmt::Display, setting: &str) -> Self {
+        Self::new(
+            StatusCode::CONFLICT,
+            "limit-reached",
+            format!("{detail} (this deployment's {setting})"),
+        )
+    }
+
     pub fn unavailable(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", detail)
     }
@@ -90,7 +108,11 @@ impl ResponseError for ApiError {
             status: self.status.as_u16(),
             detail: self.detail.clone(),
         };
-        HttpResponse::build(self.status)
+        let mut response = HttpResponse::build(self.status);
+        for (name, value) in &self.headers {
+            response.insert_header((*name, value.as_str()));
+        }
+        response
             .content_type("application/problem+json")
             .json(problem)
     }
@@ -110,6 +132,9 @@ impl From<PublishingJobError> for ApiError {
             ),
             E::ScheduledInPast { .. } | E::InvalidRetryBudget(_) => {
                 Self::bad_request("validation-error", detail)
+            }
+            E::ManualRetriesExhausted { .. } => {
+                Self::new(StatusCode::CONFLICT, "limit-reached", detail)
             }
             E::InvalidState { .. } | E::ReconcileFirst | E::NotDueYet { .. } => {
                 Self::new(StatusCode::CONFLICT, "invalid-state", detail)

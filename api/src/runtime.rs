@@ -49,6 +49,8 @@ pub struct Herald {
     pub rules: RulesTable,
     /// Where OAuth callbacks may send the browser back to (`HERALD_OAUTH_RETURN_URLS`).
     pub oauth_return_urls: Vec<url::Url>,
+    /// Each user's request budgets in this process.
+    pub api_limits: crate::rate_limit::ApiRateLimits,
     pub publisher_wake: Arc<Notify>,
     pub shutdown: CancellationToken,
 }
@@ -138,6 +140,10 @@ impl Herald {
             rules: config.rules_table()?,
             // Checked at start-up, so a mistyped return URL stops Herald instead of a connect.
             oauth_return_urls: config.oauth_return_urls()?,
+            api_limits: crate::rate_limit::ApiRateLimits::new(
+                config.api_queries_per_minute,
+                config.api_commands_per_minute,
+            ),
             job_queries: JobQueries::new(db.any.clone()),
             connection_queries: ConnectionQueries::new(db.any.clone()),
             config,

@@ -1,7 +1,7 @@
 //! The HTTP server and the process lifecycle.
 use std::net::TcpListener;
 
-use actix_web::{web, App, HttpServer};
+use actix_web::{web, App, HttpMessage, HttpServer};
 use tokio::task::JoinHandle;
 
 use crate::config::Role;
@@ -38,11 +38,45 @@ pub async fn start(herald: Herald, listener: TcpListener, role: Role) -> anyhow:
     let url = format!("http://{}", listener.local_addr()?);
     let data = web::Data::new(herald.clone());
     let auth = web::Data::new(herald.auth.clone());
+    let limits = web::Data::new(herald.api_limits.clone());
+    let mut tasks = tasks;
+    if role != Role::Worker {
+        tasks.push(tokio::spawn(forget_idle_users(
+            herald.api_limits.clone(),
+            herald.shutdown.clone(),
+        )));
+    }
     let workers = if role == Role::Worker { 1 } else { 2 };
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
             .app_data(auth.clone())
+            .app_data(limits.clone())
+            .wrap_fn(|req, service| {
+                use actix_web::dev::Service;
+                let response = service.call(req);
+                async move {
+                    let mut response = response.await?;
+                    let standing = response
+                        .request()
+                        .extensions()
+                        .get::<crate::rate_limit::Standing>()
+                        .cloned();
+                    if let Some(standing) = standing {
+                        for (name, value) in standing.headers() {
+                            if let Ok(value) =
+                                actix_web::http::header::HeaderValue::from_str(&value)
+                            {
+                                response.headers_mut().insert(
+                                    actix_web::http::header::HeaderName::from_static(name),
+                                    value,
+                                );
+                            }
+                        }
+                    }
+                    Ok(response)
+                }
+            })
             .wrap(tracing_actix())
             .configure(crate::routes::configure)
     })
@@ -59,6 +93,20 @@ pub async fn start(herald: Herald, listener: TcpListener, role: Role) -> anyhow:
         tasks,
         server_task,
     })
+}
+
+/// Keeps the rate limiters' tables to the users active in the last minutes.
+async fn forget_idle_users(
+    limits: crate::rate_limit::ApiRateLimits,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = every.tick() => limits.forget_idle(),
+        }
+    }
 }
 
 fn tracing_actix() -> actix_web::middleware::Logger {

@@ -36,21 +36,7 @@ impl DueJobs {
     pub async fn claim(&self, now: DateTime<Utc>, limit: i64) -> anyhow::Result<Vec<JobId>> {
         let now_ms = millis(now);
         let until = now_ms + self.lease.as_millis() as i64;
-        let sql = if self.db.is_postgres() {
-            "UPDATE job_schedule SET lease_owner = $1, lease_until_ms = $2
-             WHERE job_id IN (SELECT job_id FROM job_schedule
-                              WHERE due_at_ms <= $3 AND lease_until_ms <= $3
-                              ORDER BY due_at_ms LIMIT $4 FOR UPDATE SKIP LOCKED)
-             RETURNING job_id"
-        } else {
-            // SQLite serializes writers, so the sub-select needs no row locks.
-            "UPDATE job_schedule SET lease_owner = $1, lease_until_ms = $2
-             WHERE job_id IN (SELECT job_id FROM job_schedule
-                              WHERE due_at_ms <= $3 AND lease_until_ms <= $3
-                              ORDER BY due_at_ms LIMIT $4)
-             RETURNING job_id"
-        };
-        let rows = sqlx::query(sql)
+        let rows = sqlx::query(Self::claim_statement(&self.db))
             .bind(&self.owner)
             .bind(until)
             .bind(now_ms)
@@ -65,6 +51,27 @@ impl DueJobs {
             .collect()
     }
 
+    /// The claim: `$1` owner, `$2` lease end, `$3` now, `$4` how many. Both its filter and its
+    /// order are the indexed `job_schedule_claimable` expression (when a row becomes claimable),
+    /// so only claimable rows are read, oldest first, however many are leased or pending.
+    pub fn claim_statement(db: &Db) -> &'static str {
+        if db.is_postgres() {
+            "UPDATE job_schedule SET lease_owner = $1, lease_until_ms = $2
+             WHERE job_id IN (SELECT job_id FROM job_schedule
+                              WHERE GREATEST(due_at_ms, lease_until_ms) <= $3
+                              ORDER BY GREATEST(due_at_ms, lease_until_ms)
+                              LIMIT $4 FOR UPDATE SKIP LOCKED)
+             RETURNING job_id"
+        } else {
+            // SQLite serializes writers, so the sub-select needs no row locks.
+            "UPDATE job_schedule SET lease_owner = $1, lease_until_ms = $2
+             WHERE job_id IN (SELECT job_id FROM job_schedule
+                              WHERE max(due_at_ms, lease_until_ms) <= $3
+                              ORDER BY max(due_at_ms, lease_until_ms) LIMIT $4)
+             RETURNING job_id"
+        }
+    }
+
     /// Renews this worker's lease on a job it is still working on.
     pub async fn renew(&self, job: &JobId) -> anyhow::Result<()> {
         let until = millis(Utc::now()) + self.lease.as_millis() as i64;
@@ -77,6 +84,20 @@ impl DueJobs {
         .execute(&self.db.any)
         .await?;
         Ok(())
+    }
+
+    /// Hands back every job this worker holds, to be claimed at once by another: for a worker
+    /// that stops with attempts in flight. The next worker checks with the platform before it
+    /// sends anything again, as after a crash, only without waiting for the leases to run out.
+    pub async fn release_all(&self) -> anyhow::Result<u64> {
+        let released = sqlx::query(
+            "UPDATE job_schedule SET lease_owner = NULL, lease_until_ms = $1 WHERE lease_owner = $2",
+        )
+        .bind(millis(Utc::now()))
+        .bind(&self.owner)
+        .execute(&self.db.any)
+        .await?;
+        Ok(released.rows_affected())
     }
 
     /// Ends this worker's claim; nobody looks at the job again before `not_before`.

@@ -328,6 +328,19 @@ impl JobQueries {
         row.as_ref().map(JobView::from_row).transpose()
     }
 
+    /// How many of the user's jobs have not ended yet (scheduled, publishing, waiting to retry
+    /// or to learn an outcome).
+    pub async fn count_pending(&self, user_id: &str) -> anyhow::Result<i64> {
+        let count: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM job_views WHERE user_id = $1
+             AND status IN ('new', 'scheduled', 'publishing', 'retry_scheduled', 'outcome_unknown')",
+        )
+        .bind(user_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(count)
+    }
+
     /// The user's jobs, newest first.
     pub async fn list(&self, user_id: &str, filter: &JobFilter) -> anyhow::Result<Vec<JobView>> {
         let rows = sqlx::query(&format!(

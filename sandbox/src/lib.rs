@@ -23,6 +23,7 @@ pub mod meta;
 pub mod meta_graph;
 pub mod multipart;
 pub mod oauth;
+mod outbound;
 pub mod ratelimit;
 pub mod reddit;
 pub mod threads;

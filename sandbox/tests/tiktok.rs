@@ -1069,3 +1069,32 @@ async fn video_list_pages_the_public_videos_newest_first() {
     assert_eq!(refusals.len(), 1);
     assert_eq!(refusals[0].endpoint, TiktokEndpoint::VideoList);
 }
+
+/// The twin posts webhooks of its own, so it takes a webhook URL on this machine only: a
+/// sandbox left reachable must not post to (or through) anything else.
+#[tokio::test]
+async fn the_webhook_url_must_be_on_this_machine() {
+    let h = spawn().await;
+    for refused in [
+        "http://169.254.169.254/latest/meta-data",
+        "http://10.0.0.1/hook",
+        "https://example.com/hook",
+    ] {
+        let resp = h
+            .http
+            .put(h.url("/_sandbox/webhook"))
+            .json(&json!({ "url": refused }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 400, "{refused}");
+    }
+    let resp = h
+        .http
+        .put(h.url("/_sandbox/webhook"))
+        .json(&json!({ "url": "http://127.0.0.1:9/hook" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+}

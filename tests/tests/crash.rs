@@ -239,3 +239,64 @@ async fn many_posts_timing_out_after_creation_are_reconciled_not_resent() {
     drop(worker);
     split.stop().await;
 }
+
+/// `kill -TERM` while jobs are in flight at a platform that does not answer: the worker stops
+/// claiming, gives its work the grace period, then hands its jobs back and exits; a new worker
+/// takes them at once (no lease to wait out), checks with X and finishes every job with exactly
+/// one post.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_jobs_in_flight_exits_within_the_grace_period_and_hands_them_back() {
+    let mut split = SplitApp::start(Backend::Embedded).await;
+    let app = &split.app;
+    let connection = app.connect_x("alice", "alice_x").await;
+    app.fault(
+        Twin::X,
+        "create_tweet",
+        json!({"kind": "timeout_after_success", "secs": 600}),
+        FIRST_WORKER_CONCURRENCY as u32,
+    )
+    .await;
+    let mut first = split.worker_config();
+    first.platforms.set("X_REQUEST_TIMEOUT_SECS", "3600");
+    first.worker_concurrency = FIRST_WORKER_CONCURRENCY;
+    first.shutdown_grace_secs = 2;
+    // Long leases: only the hand-back lets the next worker in before the patience runs out.
+    first.job_lease_secs = 600;
+    let worker = split.spawn_worker(&first, DEBUG_LOG);
+    let app = &split.app;
+    let texts: Vec<String> = (0..JOBS).map(|i| format!("sigterm post #{i}")).collect();
+    let job_ids = publish_all(app, &connection, &texts).await;
+    eventually("the worker has sent its posts", PATIENCE, || async {
+        worker.assert_running();
+        (app.x_requests("POST", "/2/tweets").len() >= FIRST_WORKER_CONCURRENCY).then_some(())
+    })
+    .await;
+
+    // Within the grace period and a generous margin for a loaded machine, not a measurement.
+    let exited = worker.terminate(Duration::from_secs(60));
+    assert!(
+        exited.is_some(),
+        "still running long after SIGTERM:\n{}",
+        worker.log()
+    );
+    let log = worker.log();
+    assert!(log.contains("SIGTERM"), "{log}");
+    assert!(log.contains("handed back"), "{log}");
+    app.clear_x_faults().await;
+
+    let mut second = split.worker_config();
+    second.platforms.set("X_REQUEST_TIMEOUT_SECS", "60");
+    second.job_lease_secs = 600;
+    let next = split.spawn_worker(&second, DEBUG_LOG);
+    let app = &split.app;
+    assert_one_post_per_job(app, &job_ids, &texts).await;
+    next.assert_running();
+    let reconciled = reconciliations(app, &job_ids).await;
+    let found = reconciled
+        .iter()
+        .filter(|(r, attempts)| r.len() == 1 && !r[0].is_null() && *attempts == 1)
+        .count();
+    assert_eq!(found, FIRST_WORKER_CONCURRENCY, "{reconciled:?}");
+    drop(next);
+    split.stop().await;
+}

@@ -1,4 +1,6 @@
 //! Connecting, listing and disconnecting platform accounts.
+use std::collections::HashSet;
+
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
@@ -388,6 +390,43 @@ async fn authorize(
     Ok((connect_code, expires_at, listed))
 }
 
+/// A user has at most `max_connections_per_user` connections not disconnected; connecting an
+/// account again does not count twice.
+async fn check_connection_limit(
+    herald: &Herald,
+    user: &UserId,
+    platform: Platform,
+    accounts: &[ConnectedAccount],
+) -> Result<(), ApiError> {
+    let limit = herald.config.max_connections_per_user as usize;
+    if limit == 0 {
+        return Ok(());
+    }
+    let current: HashSet<String> = herald
+        .connection_queries
+        .list(user.as_str(), None)
+        .await?
+        .into_iter()
+        .filter(|c| c.status != "disconnected")
+        .map(|c| c.connection_id)
+        .collect();
+    let new = accounts
+        .iter()
+        .map(|a| ConnectionId::for_account(user, platform, &a.profile.account_id).to_string())
+        .filter(|id| !current.contains(id))
+        .count();
+    if current.len() + new > limit {
+        return Err(ApiError::limit_reached(
+            format!(
+                "you have {} connections and this login would add {new}, past the {limit} one user may have: disconnect some first",
+                current.len()
+            ),
+            "HERALD_MAX_CONNECTIONS_PER_USER",
+        ));
+    }
+    Ok(())
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CompleteRequest {
@@ -448,6 +487,7 @@ pub async fn complete(
         .open(key.as_bytes(), &nonce, &sealed)?;
     let login: AuthorizedLogin = serde_json::from_slice(&login).map_err(ApiError::internal)?;
     let user_id = user.0;
+    check_connection_limit(&herald, &user_id, platform, &login.accounts).await?;
     let mut connected = Vec::with_capacity(login.accounts.len());
     for account in login.accounts {
         let profile = account.profile;

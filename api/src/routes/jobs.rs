@@ -324,6 +324,29 @@ fn forget_request_probes(targets: &mut [Target]) {
     }
 }
 
+/// A user has at most `max_pending_jobs_per_user` jobs not ended at once. Counted from the jobs
+/// read model, so requests arriving together may pass it by what the projection has not seen.
+async fn check_pending_limit(
+    herald: &Herald,
+    user: &AuthUser,
+    adding: usize,
+) -> Result<(), ApiError> {
+    let limit = i64::from(herald.config.max_pending_jobs_per_user);
+    if limit == 0 {
+        return Ok(());
+    }
+    let pending = herald.job_queries.count_pending(user.0.as_str()).await?;
+    if pending + adding as i64 > limit {
+        return Err(ApiError::limit_reached(
+            format!(
+                "you have {pending} jobs scheduled or in flight and may have at most {limit}: wait for some to finish, or cancel some"
+            ),
+            "HERALD_MAX_PENDING_JOBS_PER_USER",
+        ));
+    }
+    Ok(())
+}
+
 /// Every target's content against its platform's rules, so a refusal names the connection and
 /// nothing is stored for any.
 fn check_rules(herald: &Herald, targets: &[Target]) -> Result<(), ApiError> {
@@ -368,6 +391,7 @@ async fn accept(
         ));
     }
     let targets = load_targets(herald, &user, &connection_ids).await?;
+    check_pending_limit(herald, &user, targets.len()).await?;
     let mut targets = target_contents(targets, &content, &overrides)?;
     forget_request_probes(&mut targets);
     // Counts, sizes and text first, with nothing fetched; then the media; then the rules again

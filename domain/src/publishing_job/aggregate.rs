@@ -20,6 +20,9 @@ const MAX_RETRY_BUDGET: u32 = 20;
 /// Waits for a rate limit or quota in a row after which a job gives up: a limit that never
 /// reopens (a quota of zero, a ban) must not keep a job waiting for ever.
 pub const MAX_LIMIT_WAITS: u32 = 100;
+/// Retries a user may ask for one job: each grants a fresh attempt budget, so without a bound
+/// one failing job could be sent to a platform for ever.
+pub const MAX_MANUAL_RETRIES: u32 = 5;
 
 /// Where a job is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -107,6 +110,8 @@ pub struct PublishingJob {
     pub posted_parts: Vec<String>,
     pub first_post_url: Option<String>,
     pub published_post_id: Option<String>,
+    /// Retries the user asked for (`RetryRequested`), each with a fresh attempt budget.
+    pub manual_retries: u32,
 }
 
 /// A resumable upload in progress: the sealed session handle and the bytes the platform has
@@ -556,6 +561,11 @@ impl PublishingJob {
                 if self.status != JobStatus::Failed {
                     return Err(self.invalid("be retried (only failed jobs can)"));
                 }
+                if self.manual_retries >= MAX_MANUAL_RETRIES {
+                    return Err(PublishingJobError::ManualRetriesExhausted {
+                        retries: self.manual_retries,
+                    });
+                }
                 Ok(vec![E::RetryRequested {
                     max_attempts: self.spent_attempts() + self.max_attempts.max(1),
                     at,
@@ -714,6 +724,7 @@ impl Aggregate for PublishingJob {
                 self.due_at = Some(retry_at);
             }
             E::RetryRequested { max_attempts, at } => {
+                self.manual_retries += 1;
                 self.status = JobStatus::RetryScheduled;
                 self.limit_waits_in_a_row = 0;
                 self.max_attempts = max_attempts;
@@ -1648,6 +1659,46 @@ mod tests {
             .then_expect_error(PublishingJobError::InvalidState {
                 status: "scheduled",
                 action: "be retried (only failed jobs can)",
+            });
+    }
+
+    #[test]
+    fn given_a_job_retried_as_often_as_allowed_when_retried_again_then_refused() {
+        let failed = || PublishingJobEvent::Failed {
+            class: ErrorClass::Permanent,
+            code: "403".into(),
+            message: "m".into(),
+            at: t0(),
+        };
+        let mut history = vec![scheduled(), started(1), failed()];
+        for n in 0..MAX_MANUAL_RETRIES {
+            history.push(PublishingJobEvent::RetryRequested {
+                max_attempts: 1 + (n + 1) * 3,
+                at: t0(),
+            });
+            history.push(started(n + 2));
+            history.push(failed());
+        }
+        // One retry fewer: still allowed, with a fresh budget on top of the attempts spent.
+        let mut allowed = history.clone();
+        allowed.truncate(history.len() - 3);
+        let mut job = PublishingJob::default();
+        for event in allowed.clone() {
+            job.apply(event);
+        }
+        assert_eq!(job.manual_retries, MAX_MANUAL_RETRIES - 1);
+        JobTest::with(())
+            .given(allowed)
+            .when(PublishingJobCommand::Retry { at: t0() })
+            .then_expect_events(vec![PublishingJobEvent::RetryRequested {
+                max_attempts: job.spent_attempts() + job.max_attempts,
+                at: t0(),
+            }]);
+        JobTest::with(())
+            .given(history)
+            .when(PublishingJobCommand::Retry { at: t0() })
+            .then_expect_error(PublishingJobError::ManualRetriesExhausted {
+                retries: MAX_MANUAL_RETRIES,
             });
     }
 

@@ -28,6 +28,8 @@ pub enum PublishingJobError {
     ReconcileFirst,
     #[error("all {max_attempts} attempts are used")]
     RetryBudgetExhausted { max_attempts: u32 },
+    #[error("this job was already retried {retries} times, the most a job may be; publish it again as a new job if it should still go out")]
+    ManualRetriesExhausted { retries: u32 },
     #[error("thread part {part_index} is not the next part to publish (expected {expected})")]
     UnexpectedPart { part_index: usize, expected: usize },
     #[error("media item {0} does not exist in this job")]

@@ -5,7 +5,9 @@ mod commands;
 mod error;
 mod events;
 
-pub use aggregate::{JobStatus, NextStep, PublishingJob, UploadSession, DEFAULT_MAX_ATTEMPTS};
+pub use aggregate::{
+    JobStatus, NextStep, PublishingJob, UploadSession, DEFAULT_MAX_ATTEMPTS, MAX_MANUAL_RETRIES,
+};
 pub use commands::{FoundPost, PublishingJobCommand, SchedulePublish};
 pub use error::PublishingJobError;
 pub use events::PublishingJobEvent;

@@ -40,9 +40,8 @@ pub(crate) async fn set_callback(state: web::Data<MetaState>, body: web::Bytes) 
         Err(e) => return HttpResponse::BadRequest().json(json!({"error": e.to_string()})),
     };
     if let Some(url) = &req.url {
-        if url::Url::parse(url).is_err() {
-            return HttpResponse::BadRequest()
-                .json(json!({"error": format!("'{url}' is not a URL")}));
+        if let Err(refused) = crate::outbound::loopback_only(url) {
+            return HttpResponse::BadRequest().json(json!({ "error": refused }));
         }
     }
     state

@@ -21,12 +21,7 @@ pub(crate) enum FetchError {
 
 /// Requests `url` and reads only its headers.
 pub(crate) async fn probe(http: &reqwest::Client, url: &str) -> Result<Fetched, FetchError> {
-    let parsed = url::Url::parse(url)
-        .ok()
-        .filter(|u| matches!(u.scheme(), "http" | "https"))
-        .ok_or_else(|| {
-            FetchError::Unreachable(format!("'{url}' is not an absolute http(s) URL"))
-        })?;
+    let parsed = crate::outbound::loopback_only(url).map_err(FetchError::Unreachable)?;
     let response = http.get(parsed).send().await.map_err(|e| {
         if e.is_timeout() {
             FetchError::Timeout

@@ -566,10 +566,7 @@ pub(crate) struct MetaState {
 
 impl MetaState {
     pub fn new(config: MetaConfig) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(config.media_fetch_timeout)
-            .build()
-            .unwrap_or_default();
+        let http = crate::outbound::client(config.media_fetch_timeout);
         let mut inner = Inner {
             next_user: FIRST_USER_ID,
             next_page: FIRST_PAGE_ID,

@@ -223,8 +223,8 @@ pub(crate) async fn set_webhook(state: web::Data<TiktokState>, body: web::Bytes)
         Err(resp) => return resp,
     };
     if let Some(url) = &req.url {
-        if url::Url::parse(url).is_err() {
-            return control_error(format!("'{url}' is not a URL"));
+        if let Err(refused) = crate::outbound::loopback_only(url) {
+            return control_error(refused);
         }
     }
     state.lock().webhook_url.clone_from(&req.url);

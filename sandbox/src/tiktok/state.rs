@@ -481,7 +481,7 @@ impl TiktokState {
         })
         .to_string();
         let signature = webhook_signature(&self.config.client_secret, now, &body);
-        let answer = reqwest::Client::new()
+        let answer = crate::outbound::client(Duration::from_secs(10))
             .post(&url)
             .header("Content-Type", "application/json")
             .header("TikTok-Signature", signature)

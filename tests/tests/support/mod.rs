@@ -89,6 +89,9 @@ pub async fn test_config(backend: Backend, sandbox: &Sandbox, data_dir: PathBuf)
             chrono::Utc::now().format("%Y%m").to_string(),
         );
     config.jwt_secret = Some(JWT_SECRET.into());
+    // Tests poll freely; the limits have tests of their own.
+    config.api_queries_per_minute = 0;
+    config.api_commands_per_minute = 0;
     config.job_lease_secs = 3;
     config.worker_id = Some(format!("test-{}", uuid::Uuid::new_v4().simple()));
     // The sandbox serves the sample media on loopback: allowed by name, nothing else is.

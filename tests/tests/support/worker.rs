@@ -53,6 +53,10 @@ pub fn config_env(config: &Config) -> Vec<(String, String)> {
         ),
         ("HERALD_JOB_LEASE_SECS", c.job_lease_secs.to_string()),
         (
+            "HERALD_SHUTDOWN_GRACE_SECS",
+            c.shutdown_grace_secs.to_string(),
+        ),
+        (
             "HERALD_MEDIA_ALLOW_PRIVATE",
             c.media_allow_private.to_string(),
         ),
@@ -128,6 +132,27 @@ impl WorkerProcess {
         let mut child = self.child.lock().unwrap_or_else(|e| e.into_inner());
         let _ = child.kill();
         let _ = child.wait();
+    }
+
+    /// `kill -TERM`: asks the process to stop; its exit status once it has, or `None` if it is
+    /// still running after `within` (then it is killed, so no test leaves it behind).
+    pub fn terminate(&self, within: std::time::Duration) -> Option<std::process::ExitStatus> {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM failed");
+        let deadline = std::time::Instant::now() + within;
+        let mut child = self.child.lock().unwrap_or_else(|e| e.into_inner());
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(exited)) = child.try_wait() {
+                return Some(exited);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
     }
 
     /// Panics with the log if the process has exited.

@@ -1,7 +1,12 @@
+//! Security and fairness at the API's edge.
+//!
 //! Account linking: the OAuth callback is opened by whoever holds the authorization URL, so it
 //! connects nothing. A login authorized there is attached only when the Herald user who started
 //! the flow claims its one-time code: a flow Mallory starts and sends to someone else can never
 //! give Mallory that person's accounts (the account-linking CSRF of issue 15).
+//!
+//! Request limits: each user has a budget of reads and of commands; one user's flood is answered
+//! 429 while another user's requests go on.
 mod support;
 
 use std::time::Duration;
@@ -307,5 +312,164 @@ async fn a_bad_connect_body_or_code_is_a_clear_problem() {
     );
     assert!(!attached_to(&app, "alice", "x", &authorized).await);
     assert!(!attached_to(&app, "alice", "reddit", &authorized).await);
+    app.stop().await;
+}
+
+/// One user's flood of reads gets 429s with `Retry-After` and the IETF `RateLimit` headers,
+/// while another user's reads, made during the flood, all succeed; commands have their own
+/// budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_users_flood_is_refused_while_another_users_requests_go_on() {
+    use futures::StreamExt;
+    let app = spawn_app_configured(
+        Backend::Embedded,
+        herald_sandbox::SandboxConfig::default(),
+        herald_api::config::Role::All,
+        |config| {
+            // One read a second after a burst of 60: a thousand cannot all pass in this test.
+            config.api_queries_per_minute = 60;
+            config.api_commands_per_minute = 5;
+        },
+    )
+    .await;
+    let shared = &app;
+    let flood = futures::stream::iter(0..1000)
+        .map(|_| async move { shared.get("mallory", "/jobs").await })
+        .buffer_unordered(50);
+    let others = futures::stream::iter(0..20)
+        .map(|_| async move { shared.get("alice", "/jobs").await })
+        .buffer_unordered(2);
+    let (flooded, others): (Vec<reqwest::Response>, Vec<reqwest::Response>) =
+        futures::join!(flood.collect(), others.collect());
+
+    let mut refused = 0;
+    for response in flooded {
+        match response.status().as_u16() {
+            200 => {}
+            429 => {
+                refused += 1;
+                let retry_after: u64 = response.headers()["retry-after"]
+                    .to_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                assert!((1..=60).contains(&retry_after), "{retry_after}");
+                assert!(response.headers().contains_key("ratelimit-policy"));
+                assert_eq!(response.headers()["ratelimit"], "\"queries\";r=0;t=60");
+                let (status, kind) = problem_type(response).await;
+                assert_eq!((status, kind.as_str()), (429, "rate-limited"));
+            }
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert!(refused >= 1000 - 60 - 60, "{refused} of 1000 refused");
+    for response in others {
+        assert_eq!(response.status(), 200);
+        assert_eq!(
+            response.headers()["ratelimit-policy"],
+            "\"queries\";q=60;w=60"
+        );
+    }
+
+    // Commands spend their own budget: mallory's reads are spent, but connects go on, up to 5.
+    for _ in 0..5 {
+        let started = app.post("mallory", "/x/connect", json!({})).await;
+        assert_eq!(started.status(), 200);
+    }
+    let sixth = app.post("mallory", "/x/connect", json!({})).await;
+    assert_eq!(problem_type(sixth).await, (429, "rate-limited".to_owned()));
+    assert_eq!(
+        app.post("alice", "/x/connect", json!({})).await.status(),
+        200
+    );
+    app.stop().await;
+}
+
+/// A user's jobs not ended yet and their connections are capped; reaching a cap is a clear
+/// problem naming the setting, and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_user_caps_on_pending_jobs_and_connections() {
+    let app = spawn_app_configured(
+        Backend::Embedded,
+        herald_sandbox::SandboxConfig::default(),
+        herald_api::config::Role::All,
+        |config| {
+            config.max_pending_jobs_per_user = 3;
+            config.max_connections_per_user = 1;
+        },
+    )
+    .await;
+    let x = app.connect_x("alice", "alice_x").await;
+    let tomorrow = (chrono::Utc::now() + chrono::Duration::days(1)).to_rfc3339();
+    let schedule = |text: &str| json!({"connection_ids": [x], "content": {"text": text}, "publish_at": tomorrow});
+    let mut jobs = Vec::new();
+    for n in 0..3 {
+        let response = app
+            .post("alice", "/schedule", schedule(&format!("post {n}")))
+            .await;
+        assert_eq!(response.status(), 202);
+        let body: Value = response.json().await.unwrap();
+        jobs.push(body["jobs"][0]["job_id"].as_str().unwrap().to_owned());
+    }
+    let listed = || async {
+        let body: Value = app.get("alice", "/jobs").await.json().await.unwrap();
+        body["jobs"].as_array().unwrap().len()
+    };
+    eventually("three jobs listed", Duration::from_secs(30), || async {
+        (listed().await == 3).then_some(())
+    })
+    .await;
+    let fourth = app.post("alice", "/schedule", schedule("post 3")).await;
+    let status = fourth.status().as_u16();
+    let problem: Value = fourth.json().await.unwrap();
+    assert_eq!(
+        (status, problem["type"].as_str()),
+        (409, Some("limit-reached"))
+    );
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("HERALD_MAX_PENDING_JOBS_PER_USER"),
+        "{problem}"
+    );
+    assert_eq!(listed().await, 3, "the refused request stored nothing");
+    // Another user is not held by alice's cap.
+    let y = app.connect_x("bob", "bob_x").await;
+    let bobs = app
+        .post(
+            "bob",
+            "/schedule",
+            json!({"connection_ids": [y], "content": {"text": "bob"}, "publish_at": tomorrow}),
+        )
+        .await;
+    assert_eq!(bobs.status(), 202);
+
+    // Cancelling one makes room again.
+    let cancelled = app.delete("alice", &format!("/jobs/{}", jobs[0])).await;
+    assert!(cancelled.status().is_success());
+    eventually("room for one more job", Duration::from_secs(30), || async {
+        let again = app.post("alice", "/schedule", schedule("post 3")).await;
+        (again.status() == 202).then_some(())
+    })
+    .await;
+
+    // One connection at most: alice has X, so a YouTube login is refused and connects nothing.
+    eventually(
+        "alice's X connection listed",
+        Duration::from_secs(30),
+        || async { (connections(&app, "alice").await.len() == 1).then_some(()) },
+    )
+    .await;
+    let url = start(&app, "alice", "youtube", "alice_yt").await;
+    let authorized = open_in_browser(&app, &url).await;
+    let refused = app.complete_connect("alice", "youtube", &authorized).await;
+    assert_eq!(
+        problem_type(refused).await,
+        (409, "limit-reached".to_owned())
+    );
+    assert!(!attached_to(&app, "alice", "youtube", &authorized).await);
+    // Connecting the same X account again does not count twice.
+    app.connect_x("alice", "alice_x").await;
     app.stop().await;
 }
