@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Brings up what the integration tests need — PostgreSQL and a tansu Kafka broker — and prints
+# Brings up what the integration tests need — PostgreSQL, a tansu Kafka broker and promtool — and prints
 # `export VAR=...` lines on stdout, so a caller can run:
 #
 #   eval "$(bash scripts/test-services.sh)"
@@ -140,8 +140,29 @@ start_tansu() {
     TANSU_PORT=$port
 }
 
+# --- promtool (checks deploy/prometheus/alerts.yml) ----------------------------------------------
+# From Debian's prometheus package, unpacked into the state dir: nothing is installed or started.
+install_promtool() {
+    PROMTOOL=$(command -v promtool || true)
+    [[ -n $PROMTOOL ]] && return
+    PROMTOOL="$STATE_DIR/prometheus/usr/bin/promtool"
+    [[ -x $PROMTOOL ]] && return
+    local download="$STATE_DIR/prometheus-deb"
+    rm -rf "$download" && mkdir -p "$download"
+    if ! (cd "$download" && apt-get download prometheus); then
+        log "apt-get download failed; updating the package lists once"
+        apt-get update -qq || die "apt-get update failed (needed for promtool)"
+        (cd "$download" && apt-get download prometheus) || die "apt-get download prometheus failed"
+    fi
+    dpkg -x "$download"/prometheus_*.deb "$STATE_DIR/prometheus" || die "unpacking prometheus failed"
+    [[ -x $PROMTOOL ]] || die "no promtool in Debian's prometheus package"
+    log "promtool unpacked to $PROMTOOL"
+}
+
 start_postgres
 start_tansu
+install_promtool
 
 echo "export HERALD_TEST_DATABASE_URL=$PG_URL" >&3
 echo "export HERALD_TEST_KAFKA_BROKERS=127.0.0.1:$TANSU_PORT" >&3
+echo "export HERALD_PROMTOOL=$PROMTOOL" >&3

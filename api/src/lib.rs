@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod bench;
 pub mod config;
+pub mod metrics;
 pub mod problem;
 pub mod rate_limit;
 pub mod replay;

@@ -58,8 +58,10 @@ impl ApiError {
         )
     }
 
+    /// RFC 6750: a 401 names the scheme the API takes.
     pub fn unauthorized(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
+            .with_header("WWW-Authenticate", "Bearer realm=\"herald\"")
     }
 
     /// Infrastructure failure: logged in full, returned without internals.

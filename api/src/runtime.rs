@@ -5,7 +5,7 @@ use std::time::Duration;
 use anyhow::Context;
 use herald_domain::{Connection, ConnectionId, PublishingJob, RulesTable};
 use herald_infrastructure::db::Db;
-use herald_infrastructure::log::{EventLog, KafkaConfig, LocalLog, LogHandler, LogRecord};
+use herald_infrastructure::log::{EventLog, KafkaConfig, LocalLog, LogHandler};
 use herald_infrastructure::media_source::MediaSource;
 use herald_infrastructure::platforms::registry;
 use herald_infrastructure::platforms::settings::{SandboxTwin, Services, Twins};
@@ -19,7 +19,7 @@ use herald_infrastructure::vault::{self, Sealer, Vault};
 use herald_projections::connections::{ConnectionQueries, ConnectionsProjection};
 use herald_projections::due_jobs::DueJobsProjection;
 use herald_projections::jobs::{JobQueries, JobsProjection};
-use herald_projections::{apply_in, apply_once, Projection};
+use herald_projections::ProjectionHandler;
 use herald_sandbox::{Sandbox, SandboxConfig};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -174,13 +174,11 @@ impl Herald {
     /// (with Kafka) the outbox relay.
     pub async fn spawn_workers(&self) -> Vec<JoinHandle<()>> {
         let (jobs_projection, due_projection) = self.job_projections();
+        let pool = &self.db.any;
         let handlers: Vec<Arc<dyn LogHandler>> = vec![
-            Arc::new(ProjectionHandler::new(jobs_projection, self.db.clone())),
-            Arc::new(ProjectionHandler::new(
-                ConnectionsProjection,
-                self.db.clone(),
-            )),
-            Arc::new(ProjectionHandler::new(due_projection, self.db.clone())),
+            Arc::new(ProjectionHandler::new(jobs_projection, pool.clone())),
+            Arc::new(ProjectionHandler::new(ConnectionsProjection, pool.clone())),
+            Arc::new(ProjectionHandler::new(due_projection, pool.clone())),
         ];
         let mut tasks = Vec::new();
         for handler in handlers {
@@ -242,95 +240,6 @@ pub fn sandbox_twin(sandbox: &Sandbox, path: &str) -> Option<SandboxTwin> {
         client_id: twin.client_id,
         client_secret: twin.client_secret,
     })
-}
-
-/// Feeds one projection from the event log, deserializing the record into its event type.
-pub struct ProjectionHandler<P: Projection> {
-    projection: P,
-    db: Db,
-    types: [&'static str; 1],
-}
-
-impl<P: Projection> ProjectionHandler<P> {
-    pub fn new(projection: P, db: Db) -> Self {
-        let types = [projection.aggregate_type()];
-        Self {
-            projection,
-            db,
-            types,
-        }
-    }
-
-    /// Applies one record (also used by `herald replay`).
-    pub async fn apply(&self, record: &LogRecord) -> anyhow::Result<bool> {
-        let event = self.decode(record)?;
-        apply_once(
-            &self.db.any,
-            &self.projection,
-            &record.aggregate_id,
-            record.sequence,
-            &event,
-        )
-        .await
-    }
-
-    fn decode(&self, record: &LogRecord) -> anyhow::Result<P::Event> {
-        serde_json::from_value(record.payload.clone())
-            .with_context(|| format!("decoding {} v{}", record.event_type, record.event_version))
-    }
-
-    pub fn projection(&self) -> &P {
-        &self.projection
-    }
-}
-
-#[async_trait::async_trait]
-impl<P: Projection> LogHandler for ProjectionHandler<P> {
-    fn name(&self) -> &str {
-        self.projection.name()
-    }
-
-    fn aggregate_types(&self) -> &[&'static str] {
-        &self.types
-    }
-
-    async fn handle(&self, record: &LogRecord) -> anyhow::Result<()> {
-        self.apply(record).await.map(|_| ())
-    }
-
-    /// One transaction for the whole batch: one commit instead of one per record.
-    async fn handle_batch(&self, records: &[LogRecord]) -> Option<anyhow::Result<()>> {
-        Some(self.apply_batch(records).await)
-    }
-}
-
-impl<P: Projection> ProjectionHandler<P> {
-    async fn apply_batch(&self, records: &[LogRecord]) -> anyhow::Result<()> {
-        let events = records
-            .iter()
-            .map(|record| self.decode(record))
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        let mut tx = self.db.any.begin().await?;
-        let mut applied = Vec::new();
-        for (record, event) in records.iter().zip(&events) {
-            if apply_in(
-                &mut tx,
-                &self.projection,
-                &record.aggregate_id,
-                record.sequence,
-                event,
-            )
-            .await?
-            {
-                applied.push(event);
-            }
-        }
-        tx.commit().await?;
-        for event in applied {
-            self.projection.after_commit(event);
-        }
-        Ok(())
-    }
 }
 
 /// The refresher's work list, from the connections read model.

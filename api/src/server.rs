@@ -46,6 +46,7 @@ pub async fn start(herald: Herald, listener: TcpListener, role: Role) -> anyhow:
             herald.shutdown.clone(),
         )));
     }
+    crate::metrics::handle();
     let workers = if role == Role::Worker { 1 } else { 2 };
     let server = HttpServer::new(move || {
         App::new()
@@ -54,9 +55,39 @@ pub async fn start(herald: Herald, listener: TcpListener, role: Role) -> anyhow:
             .app_data(limits.clone())
             .wrap_fn(|req, service| {
                 use actix_web::dev::Service;
-                let response = service.call(req);
+                use tracing::Instrument;
+                // One id per request: the caller's X-Request-Id, else a new one. It names the
+                // request's span (so every log line of it carries the id), correlates the
+                // events it causes, and is echoed in the response.
+                let id = crate::auth::RequestId::of(req.request());
+                req.extensions_mut().insert(id.clone());
+                let span = tracing::info_span!(
+                    "request",
+                    request_id = %id.0,
+                    method = %req.method(),
+                    path = %req.path()
+                );
+                let started = std::time::Instant::now();
+                let method = req.method().to_string();
+                let response = service.call(req).instrument(span);
                 async move {
                     let mut response = response.await?;
+                    let route = response
+                        .request()
+                        .match_pattern()
+                        .unwrap_or_else(|| "unmatched".to_owned());
+                    crate::metrics::record_request(
+                        &method,
+                        &route,
+                        response.status().as_u16(),
+                        started.elapsed().as_secs_f64(),
+                    );
+                    if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&id.0) {
+                        response.headers_mut().insert(
+                            actix_web::http::header::HeaderName::from_static("x-request-id"),
+                            value,
+                        );
+                    }
                     let standing = response
                         .request()
                         .extensions()
@@ -111,5 +142,8 @@ async fn forget_idle_users(
 
 fn tracing_actix() -> actix_web::middleware::Logger {
     // Paths and statuses only: query strings may carry OAuth codes, so they are not logged.
-    actix_web::middleware::Logger::new("%m %U %s %Dms").exclude("/healthz")
+    // actix's Logger has no method placeholder (`%m` printed a literal "m"), hence METHOD.
+    actix_web::middleware::Logger::new("%{METHOD}xi %U %s %Dms %{x-request-id}o")
+        .custom_request_replace("METHOD", |req| req.method().to_string())
+        .exclude("/healthz")
 }

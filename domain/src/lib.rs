@@ -12,6 +12,7 @@ pub mod platform;
 pub mod publishing_job;
 pub mod retry;
 pub mod rules_table;
+pub mod stored;
 
 pub use connection::Connection;
 pub use content::{
@@ -23,7 +24,6 @@ pub use options::PublishOptions;
 pub use platform::Platform;
 pub use publishing_job::PublishingJob;
 pub use rules_table::{RulesOverride, RulesTable};
-
-/// Version stamped on every event type from the first release; bump per event when its shape
-/// changes and add an upcaster in infrastructure.
-pub const EVENT_VERSION_1: &str = "1.0";
+pub use stored::{
+    EventHandler, EventReader, HandlerError, VersionedEvent, EVENT_VERSION_1, EVENT_VERSION_2,
+};

@@ -13,5 +13,4 @@ pub mod scheduler;
 pub mod secret;
 pub mod store;
 pub mod tokens;
-pub mod upcast;
 pub mod vault;

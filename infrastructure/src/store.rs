@@ -5,11 +5,16 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use cqrs_es::event_sink::EventSink;
-use cqrs_es::persist::{EventStoreAggregateContext, PersistedEventRepository, PersistedEventStore};
+use cqrs_es::persist::{
+    EventStoreAggregateContext, PersistedEventRepository, PersistedEventStore, SerializedEvent,
+};
 use cqrs_es::{Aggregate, AggregateError, CqrsFramework, EventEnvelope, EventStore};
+use herald_domain::VersionedEvent;
 use postgres_es::PostgresEventRepository;
 use sqlite_es::SqliteEventRepository;
+use sqlx::Row;
 
 use crate::db::{Db, Engine};
 
@@ -157,6 +162,7 @@ where
     A: Aggregate<Services = ()> + 'static,
     A::Command: Clone + Send,
     A::Error: 'static,
+    A::Event: VersionedEvent,
 {
     /// `on_commit` runs after every successful command (wakes the local log's consumers).
     pub fn new(db: &Db, on_commit: Arc<dyn Fn() + Send + Sync>) -> Self {
@@ -164,7 +170,7 @@ where
             Engine::Postgres(pool) => {
                 let store = || {
                     PersistedEventStore::new_event_store(PostgresEventRepository::new(pool.clone()))
-                        .with_upcasters(crate::upcast::upcasters())
+                        .with_upcasters(A::Event::upcasters())
                 };
                 Arc::new(CqrsBackend {
                     cqrs: CqrsFramework::new(store(), vec![], ()),
@@ -174,7 +180,7 @@ where
             Engine::Sqlite(pool) => {
                 let store = || {
                     PersistedEventStore::new_event_store(SqliteEventRepository::new(pool.clone()))
-                        .with_upcasters(crate::upcast::upcasters())
+                        .with_upcasters(A::Event::upcasters())
                 };
                 Arc::new(CqrsBackend {
                     cqrs: CqrsFramework::new(store(), vec![], ()),
@@ -263,6 +269,7 @@ where
     A: Aggregate<Services = ()> + Clone + 'static,
     A::Command: Clone + Send,
     A::Error: 'static,
+    A::Event: VersionedEvent,
 {
     /// The aggregate's state as loaded at most `max_age` ago: for checks where a second of
     /// staleness is harmless (a connection's owner never changes; its status is checked again
@@ -292,3 +299,34 @@ where
 
 /// Entries kept by `load_recent` before expired ones are dropped.
 const RECENT_CAPACITY: usize = 10_000;
+
+/// Every stored event of `aggregate_type` as it was stored (not upcast: its reader does that), in
+/// per-stream order: what `herald replay` feeds the projections.
+pub async fn stored_events(db: &Db, aggregate_type: &str) -> anyhow::Result<Vec<SerializedEvent>> {
+    // JSON text in SQLite and json in Postgres; read both as text.
+    let sql = if db.is_postgres() {
+        "SELECT aggregate_id, sequence, event_type, event_version, payload::text AS payload, metadata::text AS metadata
+         FROM events WHERE aggregate_type = $1 ORDER BY aggregate_id, sequence"
+    } else {
+        "SELECT aggregate_id, sequence, event_type, event_version, payload, metadata
+         FROM events WHERE aggregate_type = $1 ORDER BY aggregate_id, sequence"
+    };
+    let rows = sqlx::query(sql)
+        .bind(aggregate_type)
+        .fetch_all(&db.any)
+        .await
+        .context("reading the event store")?;
+    rows.iter()
+        .map(|row| {
+            Ok(SerializedEvent::new(
+                row.try_get("aggregate_id")?,
+                usize::try_from(row.try_get::<i64, _>("sequence")?)?,
+                aggregate_type.to_string(),
+                row.try_get("event_type")?,
+                row.try_get("event_version")?,
+                serde_json::from_str(&row.try_get::<String, _>("payload")?)?,
+                serde_json::from_str(&row.try_get::<String, _>("metadata")?)?,
+            ))
+        })
+        .collect()
+}

@@ -188,6 +188,14 @@ impl TokenService {
         let _in_process = lock.lock().await;
         self.acquire_refresh_lease(connection_id).await?;
         let outcome = self.refresh_holding_lease(connection_id, when).await;
+        let result = match &outcome {
+            Ok(_) => "ok",
+            Err(failure) if failure.class == herald_domain::ErrorClass::ReauthorizationRequired => {
+                "reauthorization_required"
+            }
+            Err(_) => "failed",
+        };
+        metrics::counter!("herald_token_refreshes_total", "outcome" => result).increment(1);
         if let Err(error) = self.release_refresh_lease(connection_id).await {
             tracing::warn!(error = %error, "could not release the refresh lease; it expires by itself");
         }

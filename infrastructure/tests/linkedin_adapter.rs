@@ -693,6 +693,41 @@ async fn a_video_goes_up_in_byte_ranges_and_resumes_after_a_failed_part() {
     env.sandbox.stop().await;
 }
 
+/// An organisation's video: the twin checks the organisation role when the upload is finalized
+/// and when its status is read, which once blocked the twin for good.
+#[tokio::test]
+async fn an_organisation_publishes_a_video() {
+    let env = Env::start().await;
+    let conns = env.connect("herald_sandbox").await;
+    let org = conns
+        .iter()
+        .find(|c| c.account.account_id == "urn:li:organization:10000003")
+        .expect("the content administrator's organisation is a connection");
+    let clip = video(env.media_url("clip.mp4", 250_000));
+    let progress = Progress::default();
+    let urn = env
+        .upload(org, &clip, None, &progress)
+        .await
+        .expect("the organisation's video uploads and finalizes");
+    let post = PostDraft {
+        text: "an organisation's video".into(),
+        title: Some("Clip".into()),
+        media_ids: vec![urn.clone()],
+        media: vec![clip],
+        ..PostDraft::default()
+    };
+    let created = env.post(org, &post).await.unwrap();
+    assert!(created.post_id.starts_with("urn:li:ugcPost:"));
+    let state = env.sandbox.linkedin_state();
+    assert_eq!(state.videos.len(), 1);
+    assert_eq!(state.videos[0].owner, "urn:li:organization:10000003");
+    assert_eq!(state.videos[0].status, "AVAILABLE");
+    assert_eq!(state.posts.len(), 1);
+    assert_eq!(state.posts[0].author, "urn:li:organization:10000003");
+    assert_eq!(state.posts[0].media, vec![urn]);
+    env.sandbox.stop().await;
+}
+
 #[tokio::test]
 async fn refusals_are_classified_for_the_publisher() {
     let env = Env::start_with(|s| s.posts_per_day = 3, |_| {}).await;

@@ -146,15 +146,14 @@ impl JobView {
                 self.post_url.get_or_insert_with(|| url.clone());
             }
             E::Published {
-                post_id,
-                url,
                 post_ids,
+                first_post_url,
                 at,
                 ..
             } => {
                 self.status = "published".into();
-                self.post_id = Some(post_id.clone());
-                self.post_url = Some(url.clone());
+                self.post_id = post_ids.first().cloned();
+                self.post_url = Some(first_post_url.clone());
                 self.post_ids = post_ids.clone();
                 self.published_at = Some(*at);
                 self.retry_at = None;

@@ -5,15 +5,19 @@
 
 pub mod connections;
 pub mod due_jobs;
+mod handler;
 pub mod jobs;
 
-use serde::de::DeserializeOwned;
+pub use handler::ProjectionHandler;
+
+use herald_domain::VersionedEvent;
 use sqlx::{Any, AnyPool, Transaction};
 
 /// A read model fed by one aggregate type's events.
 #[async_trait::async_trait]
 pub trait Projection: Send + Sync + 'static {
-    type Event: DeserializeOwned + Send + Sync;
+    /// Its aggregate's events, read in their latest shape (older stored versions are upcast).
+    type Event: VersionedEvent;
 
     /// Consumer name: key of its stored positions (and Kafka consumer group).
     fn name(&self) -> &'static str;

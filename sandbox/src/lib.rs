@@ -7,20 +7,21 @@
 //! `herald serve --sandbox`.
 //!
 //! Layout: platform-independent machinery lives at the crate root
-//! ([`faults`], [`oauth`], [`ratelimit`], [`multipart`], [`inspect`]); each
-//! platform has its own module mounted under its own path prefix (X: `/x`, Threads:
+//! ([`faults`], [`oauth`], [`ratelimit`], [`multipart`], [`inspect`]), with what every twin
+//! shares: its state behind a lock that cannot be taken twice by one request (`lock`), and the
+//! fault queue, request log, state snapshot and `/_sandbox` control routes over it (`twin`).
+//! Each platform has its own module mounted under its own path prefix (X: `/x`, Threads:
 //! `/threads`, YouTube: `/youtube`, LinkedIn: `/linkedin`, TikTok: `/tiktok`, Facebook Pages
-//! and Instagram: `/meta`, Reddit: `/reddit`; see
-//! [`meta_graph`] for what the Meta twins share);
-//! [`media`] serves sample files to publish.
+//! and Instagram: `/meta`, Reddit: `/reddit`; see [`meta::graph`] for the Graph API pieces the
+//! Meta twins and Threads share); [`media`] serves sample files to publish.
 #![forbid(unsafe_code)]
 
 pub mod faults;
 pub mod inspect;
 pub mod linkedin;
+mod lock;
 pub mod media;
 pub mod meta;
-pub mod meta_graph;
 pub mod multipart;
 pub mod oauth;
 mod outbound;
@@ -28,6 +29,7 @@ pub mod ratelimit;
 pub mod reddit;
 pub mod threads;
 pub mod tiktok;
+mod twin;
 pub mod x;
 pub mod youtube;
 
@@ -36,6 +38,7 @@ use std::sync::Arc;
 
 use actix_web::{dev::ServerHandle, web, App, HttpServer};
 
+use crate::twin::Twin as _;
 pub use faults::Fault;
 pub use inspect::RequestRecord;
 pub use linkedin::{

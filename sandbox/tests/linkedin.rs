@@ -31,8 +31,10 @@ async fn spawn_with(config: LinkedInConfig) -> Harness {
     )
     .await
     .expect("start");
+    // A twin that stops answering fails the test instead of hanging it.
     let http = Client::builder()
         .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
         .build()
         .unwrap();
     let base = sandbox.linkedin_base_url();
@@ -552,6 +554,98 @@ async fn video_upload_in_byte_ranges_then_processing_then_post() {
     let state = h.sandbox.linkedin_state();
     assert_eq!(state.videos[0].parts_uploaded, 3);
     assert_eq!(state.posts[0].content_title.as_deref(), Some("clip"));
+    h.sandbox.stop().await;
+}
+
+/// An organisation's video, from initializeUpload to a post: finalizeUpload checks the
+/// organisation role under the state lock it holds, which once took that lock a second time
+/// and blocked the worker, and every twin it served, for good.
+#[tokio::test]
+async fn an_organisation_uploads_finalizes_and_posts_a_video() {
+    let h = spawn().await;
+    let a = h.connect("herald_sandbox").await;
+    let org = "urn:li:organization:10000001";
+    let size = 150_000u64;
+    let init = h
+        .rest(
+            reqwest::Method::POST,
+            "/rest/videos?action=initializeUpload",
+            &a.token,
+        )
+        .json(&json!({"initializeUploadRequest": {
+            "owner": org, "fileSizeBytes": size, "uploadCaptions": false, "uploadThumbnail": false,
+        }}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(init.status(), 200);
+    let init = json_of(init).await["value"].clone();
+    let video = init["video"].as_str().unwrap().to_owned();
+    let mut etags = Vec::new();
+    for p in init["uploadInstructions"].as_array().unwrap() {
+        let len = p["lastByte"].as_u64().unwrap() - p["firstByte"].as_u64().unwrap() + 1;
+        let resp = h
+            .http
+            .put(p["uploadUrl"].as_str().unwrap())
+            .body(vec![1u8; len as usize])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 201);
+        etags.push(resp.headers()["etag"].to_str().unwrap().to_owned());
+    }
+    let finalize = h
+        .rest(
+            reqwest::Method::POST,
+            "/rest/videos?action=finalizeUpload",
+            &a.token,
+        )
+        .json(&json!({"finalizeUploadRequest": {
+            "video": video, "uploadToken": init["uploadToken"], "uploadedPartIds": etags,
+        }}))
+        .send()
+        .await
+        .expect("finalizeUpload answers");
+    assert_eq!(finalize.status(), 200);
+
+    // The status is read until processing ends, as the adapter does.
+    let status_url = format!("/rest/videos/{}", urlencode(&video));
+    let mut status = String::new();
+    for _ in 0..200 {
+        let resp = h
+            .rest(reqwest::Method::GET, &status_url, &a.token)
+            .send()
+            .await
+            .expect("the video status answers");
+        assert_eq!(resp.status(), 200);
+        let body = json_of(resp).await;
+        assert_eq!(body["owner"], org);
+        status = body["status"].as_str().unwrap().to_owned();
+        if status != "PROCESSING" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, "AVAILABLE");
+
+    let mut post = text_post(org, "an organisation's video");
+    post["content"] = json!({"media": {"id": video, "title": "clip"}});
+    let resp = h.post(&a, post).await;
+    assert_eq!(resp.status(), 201);
+    let state = h.sandbox.linkedin_state();
+    assert_eq!(state.posts.len(), 1);
+    assert_eq!(state.posts[0].author, org);
+    assert_eq!(state.posts[0].media, vec![video]);
+    assert_eq!(state.videos[0].owner, org);
+
+    // A member with no role there may not read it.
+    let other = h.connect("li_outsider").await;
+    let resp = h
+        .rest(reqwest::Method::GET, &status_url, &other.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
     h.sandbox.stop().await;
 }
 

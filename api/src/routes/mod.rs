@@ -1,4 +1,5 @@
 //! HTTP routes. Commands go to aggregates; queries read projections only.
+use actix_web::http::StatusCode;
 use actix_web::{error::JsonPayloadError, web, HttpRequest};
 
 use crate::problem::ApiError;
@@ -21,32 +22,39 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .app_data(web::PathConfig::default().error_handler(|e, _| {
         ApiError::bad_request("validation-error", format!("invalid path: {e}")).into()
     }))
-    .route("/healthz", web::get().to(health::healthz))
-    .route("/readyz", web::get().to(health::readyz))
+    .service(resource("/healthz", "GET").route(web::get().to(health::healthz)))
+    .service(resource("/readyz", "GET").route(web::get().to(health::readyz)))
+    .service(resource("/metrics", "GET").route(web::get().to(crate::metrics::scrape)))
     .service(
         web::scope("/api/v1/platforms")
-            .route("/connections", web::get().to(connections::list))
-            .route("/publish", web::post().to(jobs::publish))
-            .route("/schedule", web::post().to(jobs::schedule))
-            .route("/jobs", web::get().to(jobs::list))
-            .route("/jobs/{id}", web::get().to(jobs::get))
-            .route("/jobs/{id}", web::delete().to(jobs::cancel))
-            .route("/jobs/{id}/retry", web::post().to(jobs::retry))
-            .route("/jobs/{id}/history", web::get().to(jobs::history))
-            .route("/{platform}/connect", web::post().to(connections::connect))
-            .route(
-                "/{platform}/connect/complete",
-                web::post().to(connections::complete),
+            .service(resource("/connections", "GET").route(web::get().to(connections::list)))
+            .service(resource("/publish", "POST").route(web::post().to(jobs::publish)))
+            .service(resource("/schedule", "POST").route(web::post().to(jobs::schedule)))
+            .service(resource("/jobs", "GET").route(web::get().to(jobs::list)))
+            .service(
+                resource("/jobs/{id}", "GET, DELETE")
+                    .route(web::get().to(jobs::get))
+                    .route(web::delete().to(jobs::cancel)),
             )
-            .route("/{platform}/callback", web::get().to(connections::callback))
-            .route(
-                "/{platform}/disconnect",
-                web::delete().to(connections::disconnect),
+            .service(resource("/jobs/{id}/retry", "POST").route(web::post().to(jobs::retry)))
+            .service(resource("/jobs/{id}/history", "GET").route(web::get().to(jobs::history)))
+            .service(
+                resource("/{platform}/connect", "POST").route(web::post().to(connections::connect)),
+            )
+            .service(
+                resource("/{platform}/connect/complete", "POST")
+                    .route(web::post().to(connections::complete)),
+            )
+            .service(
+                resource("/{platform}/callback", "GET").route(web::get().to(connections::callback)),
+            )
+            .service(
+                resource("/{platform}/disconnect", "DELETE")
+                    .route(web::delete().to(connections::disconnect)),
             ),
     )
-    .route(
-        "/api/v1/webhooks/{platform}",
-        web::post().to(webhooks::receive),
+    .service(
+        resource("/api/v1/webhooks/{platform}", "POST").route(web::post().to(webhooks::receive)),
     )
     .default_service(web::to(|| async {
         Err::<actix_web::HttpResponse, _>(ApiError::new(
@@ -57,16 +65,37 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     }));
 }
 
+/// A path whose other methods answer 405 with `Allow: allow`, as problem+json.
+fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(move || async move {
+        Err::<actix_web::HttpResponse, _>(
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                format!("this path takes {allow}"),
+            )
+            .with_header("Allow", allow),
+        )
+    }))
+}
+
 fn json_error(error: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
-    let detail = match &error {
-        JsonPayloadError::ContentType => {
-            "send the body as JSON with 'Content-Type: application/json'".to_string()
-        }
+    match &error {
+        JsonPayloadError::ContentType => ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "send the body as JSON with 'Content-Type: application/json'",
+        ),
         JsonPayloadError::Overflow { limit }
-        | JsonPayloadError::OverflowKnownLength { limit, .. } => {
-            format!("the body is larger than {limit} bytes")
-        }
-        other => format!("the body is not valid: {other}"),
-    };
-    ApiError::bad_request("validation-error", detail).into()
+        | JsonPayloadError::OverflowKnownLength { limit, .. } => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload-too-large",
+            format!("the body is larger than {limit} bytes"),
+        ),
+        other => ApiError::bad_request(
+            "validation-error",
+            format!("the body is not valid: {other}"),
+        ),
+    }
+    .into()
 }

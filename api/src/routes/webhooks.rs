@@ -45,6 +45,12 @@ pub async fn receive(
         .read_webhook(&headers, &body, Utc::now())
         .map_err(|refusal| {
             tracing::warn!(%platform, %refusal, "webhook delivery refused");
+            metrics::counter!(
+                "herald_webhook_deliveries_total",
+                "platform" => platform.as_str(),
+                "outcome" => "refused"
+            )
+            .increment(1);
             match refusal {
                 WebhookRefusal::NotSupported => ApiError::new(
                     StatusCode::NOT_FOUND,
@@ -62,6 +68,12 @@ pub async fn receive(
                 ),
             }
         })?;
+    metrics::counter!(
+        "herald_webhook_deliveries_total",
+        "platform" => platform.as_str(),
+        "outcome" => "accepted"
+    )
+    .increment(1);
     match notice {
         WebhookNotice::AccessRemoved {
             account_id,

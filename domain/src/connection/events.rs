@@ -3,7 +3,7 @@ use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};
 
 use super::commands::AccountProfile;
-use crate::{ConnectionId, ErrorClass, Platform, UserId, EVENT_VERSION_1};
+use crate::{ConnectionId, ErrorClass, Platform, UserId, VersionedEvent, EVENT_VERSION_1};
 
 /// Everything that happened to a connection. No token appears here, ever.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -59,5 +59,12 @@ impl DomainEvent for ConnectionEvent {
 
     fn event_version(&self) -> String {
         EVENT_VERSION_1.to_string()
+    }
+}
+
+impl VersionedEvent for ConnectionEvent {
+    /// Every connection event is still at its first version.
+    fn upcasters() -> Vec<Box<dyn cqrs_es::persist::EventUpcaster>> {
+        Vec::new()
     }
 }

@@ -290,9 +290,8 @@ impl PublishingJob {
         let first_url = self.first_post_url.clone().unwrap_or(url);
         events.push(PublishingJobEvent::Published {
             attempt_id,
-            post_id: post_ids[0].clone(),
-            url: first_url,
             post_ids,
+            first_post_url: first_url,
             at,
         });
         Ok(events)
@@ -674,15 +673,14 @@ impl Aggregate for PublishingJob {
                 self.first_post_url.get_or_insert(url);
             }
             E::Published {
-                post_id,
-                url,
                 post_ids,
+                first_post_url,
                 ..
             } => {
                 self.status = JobStatus::Published;
+                self.published_post_id = post_ids.first().cloned();
                 self.posted_parts = post_ids;
-                self.first_post_url = Some(url);
-                self.published_post_id = Some(post_id);
+                self.first_post_url = Some(first_post_url);
                 self.due_at = None;
             }
             E::AttemptFailed { class, .. } => {
@@ -1139,9 +1137,8 @@ mod tests {
             })
             .then_expect_events(vec![PublishingJobEvent::Published {
                 attempt_id: attempt(1),
-                post_id: "99".into(),
-                url: "https://x.com/a/status/99".into(),
                 post_ids: vec!["99".into()],
+                first_post_url: "https://x.com/a/status/99".into(),
                 at: t0(),
             }]);
     }
@@ -1185,9 +1182,8 @@ mod tests {
             })
             .then_expect_events(vec![PublishingJobEvent::Published {
                 attempt_id: attempt(1),
-                post_id: "1".into(),
-                url: "u1".into(),
                 post_ids: vec!["1".into(), "2".into()],
+                first_post_url: "u1".into(),
                 at: t0(),
             }]);
     }
@@ -1228,9 +1224,8 @@ mod tests {
                 started(1),
                 PublishingJobEvent::Published {
                     attempt_id: attempt(1),
-                    post_id: "9".into(),
-                    url: "u".into(),
                     post_ids: vec!["9".into()],
+                    first_post_url: "u".into(),
                     at: t0(),
                 },
             ])
@@ -1594,9 +1589,8 @@ mod tests {
                 },
                 PublishingJobEvent::Published {
                     attempt_id: attempt(1),
-                    post_id: "5".into(),
-                    url: "u5".into(),
                     post_ids: vec!["5".into()],
+                    first_post_url: "u5".into(),
                     at: t0(),
                 },
             ]);

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     AttemptId, ConnectionId, ErrorClass, JobId, Platform, PreparedContent, UserId, EVENT_VERSION_1,
+    EVENT_VERSION_2,
 };
 
 /// Everything that happened to a publishing job. Events carry no secrets.
@@ -65,13 +66,15 @@ pub enum PublishingJobEvent {
         url: String,
         at: DateTime<Utc>,
     },
+    /// The last part is on the platform: the job is done. Version 2 (see `upcast.rs`): version
+    /// 1 stored the first post's id twice (`post_id` and the head of `post_ids`) and called its
+    /// URL `url`.
     Published {
         attempt_id: AttemptId,
-        /// The first (or only) post.
-        post_id: String,
-        url: String,
-        /// Every post of the job in order (one unless a thread).
+        /// Every post of the job in order (one unless a thread); the first is the job's post.
         post_ids: Vec<String>,
+        /// Where the first post is seen.
+        first_post_url: String,
         at: DateTime<Utc>,
     },
     AttemptFailed {
@@ -178,6 +181,10 @@ impl DomainEvent for PublishingJobEvent {
     }
 
     fn event_version(&self) -> String {
-        EVENT_VERSION_1.to_string()
+        match self {
+            PublishingJobEvent::Published { .. } => EVENT_VERSION_2,
+            _ => EVENT_VERSION_1,
+        }
+        .to_string()
     }
 }

@@ -4,6 +4,7 @@ mod aggregate;
 mod commands;
 mod error;
 mod events;
+mod upcast;
 
 pub use aggregate::{
     JobStatus, NextStep, PublishingJob, UploadSession, DEFAULT_MAX_ATTEMPTS, MAX_MANUAL_RETRIES,

@@ -149,6 +149,25 @@ pub async fn ensure_topics(config: &KafkaConfig, aggregate_types: &[&str]) -> an
     Ok(())
 }
 
+/// Whether the brokers answer a metadata request within `timeout` (readiness).
+pub async fn check_brokers(config: &KafkaConfig, timeout: Duration) -> anyhow::Result<()> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &config.brokers)
+        .set("client.id", &config.client_id)
+        .create()
+        .context("creating the Kafka admin client")?;
+    // librdkafka's metadata call blocks its thread.
+    tokio::task::spawn_blocking(move || {
+        admin
+            .inner()
+            .fetch_metadata(None, timeout)
+            .map(|_| ())
+            .context("fetching Kafka metadata")
+    })
+    .await
+    .context("the metadata request did not finish")?
+}
+
 /// Most records handed to `LogHandler::handle_batch` at once.
 const MAX_BATCH: usize = 256;
 

@@ -8,6 +8,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
+use cqrs_es::persist::SerializedEvent;
+use herald_domain::EventHandler;
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -24,7 +27,9 @@ pub use kafka::{ensure_topics, KafkaConfig, KafkaConsumerRunner};
 pub use local::{LocalConsumerRunner, LocalLog};
 pub use relay::{OutboxRelay, RelayOptions};
 
-/// One event as it travels on the log. The same JSON is the Kafka message value.
+/// One event as it travels on the log. The same JSON is the Kafka message value. It is the
+/// event as stored, at the version it was stored with; readers upcast it (see
+/// [`herald_domain::stored`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LogRecord {
     pub aggregate_type: String,
@@ -34,6 +39,21 @@ pub struct LogRecord {
     pub event_version: String,
     pub payload: serde_json::Value,
     pub metadata: serde_json::Value,
+}
+
+impl LogRecord {
+    /// The stored event this record carries, as event handlers take it.
+    pub fn to_event(&self) -> anyhow::Result<SerializedEvent> {
+        Ok(SerializedEvent::new(
+            self.aggregate_id.clone(),
+            usize::try_from(self.sequence).context("a negative sequence")?,
+            self.aggregate_type.clone(),
+            self.event_type.clone(),
+            self.event_version.clone(),
+            self.payload.clone(),
+            self.metadata.clone(),
+        ))
+    }
 }
 
 /// `PublishingJob` → `herald.publishing_job`; one topic per aggregate type.
@@ -52,9 +72,10 @@ pub fn topic_for(aggregate_type: &str) -> String {
     name
 }
 
-/// Something that reacts to log records: a projection or a process manager. It must be
-/// idempotent (it will see a record again after a crash) and record what it applied in the same
-/// transaction as its effect.
+/// Something that reacts to log records exactly as they travel. Projections and process managers
+/// implement [`EventHandler`] instead, which reads events through their upcasters; every
+/// `EventHandler` is a `LogHandler` (below). It must be idempotent (it will see a record again
+/// after a crash) and record what it applied in the same transaction as its effect.
 #[async_trait::async_trait]
 pub trait LogHandler: Send + Sync + 'static {
     /// Consumer name: the Kafka consumer group and the key of its stored positions.
@@ -70,6 +91,34 @@ pub trait LogHandler: Send + Sync + 'static {
     /// a batch need not be all-or-nothing but must stay idempotent.
     async fn handle_batch(&self, _records: &[LogRecord]) -> Option<anyhow::Result<()>> {
         None
+    }
+}
+
+/// Every event handler (a projection's feed, a process manager) consumes the log: it gets each
+/// record as the stored event it carries and reads it through its upcasters.
+#[async_trait::async_trait]
+impl<H: EventHandler> LogHandler for H {
+    fn name(&self) -> &str {
+        EventHandler::name(self)
+    }
+
+    fn aggregate_types(&self) -> &[&'static str] {
+        EventHandler::aggregate_types(self)
+    }
+
+    async fn handle(&self, record: &LogRecord) -> anyhow::Result<()> {
+        EventHandler::handle(self, &record.to_event()?)
+            .await
+            .map_err(anyhow::Error::from_boxed)
+    }
+
+    async fn handle_batch(&self, records: &[LogRecord]) -> Option<anyhow::Result<()>> {
+        let events: Vec<_> = match records.iter().map(LogRecord::to_event).collect() {
+            Ok(events) => events,
+            Err(error) => return Some(Err(error)),
+        };
+        let done = EventHandler::handle_batch(self, &events).await?;
+        Some(done.map_err(anyhow::Error::from_boxed))
     }
 }
 
@@ -169,6 +218,29 @@ impl EventLog {
             Err(error) => {
                 tracing::error!(error = %format!("{error:#}"), "no outbox relay started");
                 None
+            }
+        }
+    }
+
+    /// Readiness: whether the log can be used now, and how many committed events the relay has
+    /// not put on it yet (Kafka; the local log is its outbox, so it has no relay lag).
+    pub async fn readiness(&self, db: &Db) -> anyhow::Result<Option<i64>> {
+        match self {
+            EventLog::Kafka(config) => {
+                kafka::check_brokers(config, Duration::from_secs(3)).await?;
+                let lag: i64 =
+                    sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+                        .fetch_one(&db.any)
+                        .await
+                        .context("counting the outbox rows not yet relayed")?;
+                Ok(Some(lag))
+            }
+            EventLog::Local(_) => {
+                sqlx::query("SELECT id FROM outbox ORDER BY id DESC LIMIT 1")
+                    .fetch_optional(&db.any)
+                    .await
+                    .context("reading the local log")?;
+                Ok(None)
             }
         }
     }

@@ -142,7 +142,20 @@ pub async fn send<P: PlatformApi>(
             .await
             .map_err(|until| SendError::Limited(local_limit(api.name(), key, until)))?;
     }
-    let response = request.send().await.map_err(SendError::Transport)?;
+    let started = std::time::Instant::now();
+    let sent = request.send().await;
+    let outcome = match &sent {
+        Ok(response) if response.status().is_success() => "ok",
+        Ok(response) if response.status().as_u16() == 429 => "rate_limited",
+        Ok(response) if response.status().is_server_error() => "server_error",
+        Ok(_) => "client_error",
+        Err(_) => "transport_error",
+    };
+    metrics::counter!("herald_platform_calls_total", "platform" => api.name(), "outcome" => outcome)
+        .increment(1);
+    metrics::histogram!("herald_platform_call_duration_seconds", "platform" => api.name())
+        .record(started.elapsed().as_secs_f64());
+    let response = sent.map_err(SendError::Transport)?;
     let now = Utc::now();
     let (remaining, reset) = api.rate_limit(response.status(), response.headers(), now);
     if remaining.is_some() || reset.is_some() {

@@ -216,6 +216,13 @@ impl Publisher {
                     })) => return Ok(Continue::ReleaseUntil(due_at)),
                     Err(error) => return Err(error.into()),
                 }
+                metrics::counter!("herald_publish_attempts_total", "platform" => platform_label(&job))
+                    .increment(1);
+                if let Some(due_at) = job.due_at {
+                    // How late the attempt starts after the job was due (the claim's delay).
+                    let late = (now - due_at).num_milliseconds().max(0) as f64 / 1000.0;
+                    metrics::histogram!("herald_scheduler_delay_seconds").record(late);
+                }
                 let job = self.jobs.load(&job_id.to_string()).await?;
                 self.attempt(job_id, &job, attempt_id, refresh_token_first)
                     .await
@@ -302,10 +309,17 @@ impl Publisher {
     async fn fail_attempt(
         &self,
         job_id: &JobId,
+        job: &PublishingJob,
         attempt_id: AttemptId,
         failure: PlatformFailure,
     ) -> StepResult {
         tracing::info!(class = failure.class.as_str(), code = %failure.code, "attempt failed");
+        metrics::counter!(
+            "herald_publish_attempt_failures_total",
+            "platform" => platform_label(job),
+            "error_class" => failure.class.as_str()
+        )
+        .increment(1);
         self.execute(
             job_id,
             PublishingJobCommand::RecordAttemptFailure {
@@ -328,12 +342,12 @@ impl Publisher {
     ) -> StepResult {
         let (adapter, (account, limits)) = match self.adapter_for(job) {
             Ok(adapter) => (adapter, self.account_and_limits(job).await?),
-            Err(failure) => return self.fail_attempt(job_id, attempt_id, failure).await,
+            Err(failure) => return self.fail_attempt(job_id, job, attempt_id, failure).await,
         };
         let connection_id = job.connection_id.expect("a scheduled job has a connection");
         let mut token = match self.token(&connection_id, refresh_first).await {
             Ok(token) => token,
-            Err(failure) => return self.fail_attempt(job_id, attempt_id, failure).await,
+            Err(failure) => return self.fail_attempt(job_id, job, attempt_id, failure).await,
         };
         let post = Self::draft(job, &account, 0);
         for (media_index, item) in post.media.iter().enumerate() {
@@ -373,7 +387,7 @@ impl Publisher {
                     )
                     .await?;
                 }
-                Err(failure) => return self.fail_attempt(job_id, attempt_id, failure).await,
+                Err(failure) => return self.fail_attempt(job_id, job, attempt_id, failure).await,
             }
         }
         let mut job = self.jobs.load(&job_id.to_string()).await?;
@@ -389,7 +403,9 @@ impl Publisher {
                             result = adapter.create_post(&token, &draft, &limits).await;
                         }
                         Err(refresh_failure) => {
-                            return self.fail_attempt(job_id, attempt_id, refresh_failure).await
+                            return self
+                                .fail_attempt(job_id, &job, attempt_id, refresh_failure)
+                                .await
                         }
                     }
                 }
@@ -397,6 +413,8 @@ impl Publisher {
             match result {
                 Ok(post) => {
                     tracing::info!(part_index, post_id = %post.post_id, "post created");
+                    metrics::counter!("herald_posts_created_total", "platform" => platform_label(&job))
+                        .increment(1);
                     self.execute(
                         job_id,
                         PublishingJobCommand::RecordPostCreated {
@@ -441,7 +459,7 @@ impl Publisher {
                     return Ok(Continue::Again);
                 }
                 Err(PostError::Failed(failure)) => {
-                    return self.fail_attempt(job_id, attempt_id, failure).await;
+                    return self.fail_attempt(job_id, &job, attempt_id, failure).await;
                 }
             }
         }
@@ -614,4 +632,9 @@ impl UploadProgress for ProgressRecorder<'_> {
             tracing::warn!(error = %error, "could not record upload progress");
         }
     }
+}
+
+/// The job's platform as a metric label (a fixed set of eight names).
+fn platform_label(job: &PublishingJob) -> &'static str {
+    job.platform.map_or("unknown", |p| p.as_str())
 }

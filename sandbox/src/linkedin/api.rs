@@ -6,13 +6,14 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Map, Value};
 
-use super::state::{Caller, Media, MediaType, Part, Post};
+use super::state::{Caller, Inner, Media, MediaType, Part, Post};
 use super::{
     access_denied, bad_request, finish, guard, little, param, params, rest_error,
     too_many_requests, validation_error, Ctx, LinkedInEndpoint, LinkedInState, MAX_COMMENTARY,
 };
 use crate::faults::{self, Fault};
 use crate::oauth::random_token;
+use crate::twin::Twin as _;
 
 /// Upload URLs are valid for a day.
 const UPLOAD_URL_LIFETIME_MS: i64 = 86_400_000;
@@ -22,22 +23,6 @@ const MULTI_IMAGE: std::ops::RangeInclusive<usize> = 2..=20;
 /// `{version}01`, the form LinkedIn prints versions in inside permission messages.
 fn printed_version(ctx: &Ctx) -> String {
     format!("{}01", ctx.version.split('.').next().unwrap_or_default())
-}
-
-/// Whether the caller may read `author`'s posts and media.
-fn may_read(state: &LinkedInState, caller: &Caller, author: &str) -> bool {
-    if author == caller.urn() {
-        return true;
-    }
-    author
-        .strip_prefix("urn:li:organization:")
-        .and_then(|id| id.parse::<u64>().ok())
-        .is_some_and(|org| {
-            state
-                .roles_of(&caller.member_id)
-                .iter()
-                .any(|(id, _)| *id == org)
-        })
 }
 
 /// `GET /rest/organizationAcls?q=roleAssignee[&role=][&state=]`.
@@ -73,8 +58,8 @@ pub(crate) async fn organization_acls(
         .unwrap_or(10)
         .min(100);
     let member = ctx.caller.urn();
-    let all: Vec<Value> = state
-        .roles_of(&ctx.caller.member_id)
+    let roles = state.lock().roles_of(&state.config, &ctx.caller.member_id);
+    let all: Vec<Value> = roles
         .into_iter()
         .filter(|(_, r)| role.is_none_or(|want| want == r))
         .filter(|_| wanted_state.is_none_or(|s| s == "APPROVED"))
@@ -157,7 +142,7 @@ fn upload_owner(state: &LinkedInState, ctx: &Ctx, request: &Value) -> Result<Str
             "field is required but not found and has no default value",
         ));
     };
-    if !state.may_act_as(&ctx.caller, owner) {
+    if !state.lock().may_act_as(&state.config, &ctx.caller, owner) {
         return Err(access_denied(&format!(
             "partnerApiAssets.ACTION-initializeUpload.{}",
             printed_version(ctx)
@@ -381,6 +366,11 @@ async fn finalize_video(state: &LinkedInState, ctx: Ctx, request: &Value) -> Htt
     let (slow, reject) = processing_fault(&ctx.fault);
     let result = {
         let mut inner = state.lock();
+        // Decided on the guard already held: a second lock here blocked the worker for good.
+        let may_act = inner
+            .media
+            .get(urn)
+            .is_some_and(|m| inner.may_act_as(&state.config, &ctx.caller, &m.owner));
         match inner
             .media
             .get_mut(urn)
@@ -390,7 +380,7 @@ async fn finalize_video(state: &LinkedInState, ctx: Ctx, request: &Value) -> Htt
                 "/finalizeUploadRequest/video",
                 "the video does not exist",
             )),
-            Some(m) if !state.may_act_as(&ctx.caller, &m.owner) => Err(access_denied(&format!(
+            Some(_) if !may_act => Err(access_denied(&format!(
                 "partnerApiVideos.ACTION-finalizeUpload.{}",
                 printed_version(&ctx)
             ))),
@@ -510,17 +500,12 @@ fn is_document(bytes: &[u8]) -> bool {
 }
 
 fn media_status(state: &LinkedInState, ctx: &Ctx, urn: &str, kind: MediaType) -> Option<Value> {
-    // Cloned so the lock is released before `may_read`, which takes it again.
-    let m = state
-        .lock()
+    let inner = state.lock();
+    let m = inner
         .media
         .get(urn)
-        .filter(|m| m.kind == kind)
-        .cloned()?;
+        .filter(|m| m.kind == kind && inner.may_read(&state.config, &ctx.caller, &m.owner))?;
     let video = kind == MediaType::Video;
-    if !may_read(state, &ctx.caller, &m.owner) {
-        return None;
-    }
     let status = m.status(Instant::now());
     let mut body = json!({ "id": m.urn, "owner": m.owner, "status": status });
     if status == "PROCESSING_FAILED" {
@@ -643,7 +628,7 @@ struct Content {
 
 /// A media URN usable in a post by `author`.
 fn usable_media(
-    state: &LinkedInState,
+    inner: &Inner,
     author: &str,
     urn: &str,
     path: &str,
@@ -655,7 +640,6 @@ fn usable_media(
             &format!("{urn} is not a valid {prefix} URN"),
         ));
     }
-    let inner = state.lock();
     let Some(m) = inner.media.get(urn) else {
         return Err(validation_error(path, &format!("{urn} does not exist")));
     };
@@ -678,7 +662,7 @@ fn usable_media(
 }
 
 fn parse_content(
-    state: &LinkedInState,
+    inner: &Inner,
     author: &str,
     content: Option<&Value>,
 ) -> Result<Content, HttpResponse> {
@@ -710,7 +694,7 @@ fn parse_content(
         } else {
             ("image", MediaType::Image.urn_prefix())
         };
-        usable_media(state, author, id, "/content/media/id", prefix)?;
+        usable_media(inner, author, id, "/content/media/id", prefix)?;
         let media_title = title(media).filter(|t| !t.trim().is_empty());
         // A document is shown under its title: LinkedIn's examples always give one.
         if kind == "document" && media_title.is_none() {
@@ -741,7 +725,7 @@ fn parse_content(
         for (i, image) in images.iter().enumerate() {
             let id = image["id"].as_str().unwrap_or_default();
             let path = format!("/content/multiImage/images/{i}/id");
-            usable_media(state, author, id, &path, "urn:li:image:")?;
+            usable_media(inner, author, id, &path, "urn:li:image:")?;
             ids.push(id.to_owned());
         }
         return Ok(Content {
@@ -770,7 +754,7 @@ fn parse_content(
         };
         if let Some(thumb) = article["thumbnail"].as_str() {
             usable_media(
-                state,
+                inner,
                 author,
                 thumb,
                 "/content/article/thumbnail",
@@ -882,11 +866,31 @@ pub(crate) async fn create_post(
         return resp;
     }
     let author = body["author"].as_str().unwrap_or_default().to_owned();
-    if !state.may_act_as(&ctx.caller, &author) {
-        return access_denied(&format!(
+    let urn = match record_post(&state, &ctx, &body, author) {
+        Ok(urn) => urn,
+        Err(resp) => return resp,
+    };
+    let resp = HttpResponse::Created()
+        .insert_header(("x-restli-id", urn.clone()))
+        .insert_header(("x-linkedin-id", urn))
+        .finish();
+    finish(&ctx, resp).await
+}
+
+/// The checks of `POST /rest/posts` that read the twin's state, and the post they allow, under
+/// one guard (so what was checked is what is posted) in a function that cannot await.
+fn record_post(
+    state: &LinkedInState,
+    ctx: &Ctx,
+    body: &Value,
+    author: String,
+) -> Result<String, HttpResponse> {
+    let mut inner = state.lock();
+    if !inner.may_act_as(&state.config, &ctx.caller, &author) {
+        return Err(access_denied(&format!(
             "partnerApiPostsExternal.CREATE.{}",
-            printed_version(&ctx)
-        ));
+            printed_version(ctx)
+        )));
     }
     let visibility = body["visibility"].as_str().unwrap_or_default().to_owned();
     let organization = author.starts_with("urn:li:organization:");
@@ -894,62 +898,64 @@ pub(crate) async fn create_post(
         "PUBLIC" | "LOGGED_IN" => {}
         "CONNECTIONS" if !organization => {}
         "CONNECTIONS" => {
-            return validation_error(
+            return Err(validation_error(
                 "/visibility",
                 "CONNECTIONS is only available to member authors",
-            )
+            ))
         }
         other => {
-            return validation_error(
+            return Err(validation_error(
                 "/visibility",
                 &format!("{other} is not one of PUBLIC, CONNECTIONS, LOGGED_IN"),
-            )
+            ))
         }
     }
     let feed = body["distribution"]["feedDistribution"]
         .as_str()
         .unwrap_or_default();
     if !matches!(feed, "MAIN_FEED" | "NONE") {
-        return validation_error(
+        return Err(validation_error(
             "/distribution/feedDistribution",
             "field is required and must be MAIN_FEED or NONE",
-        );
+        ));
     }
     let lifecycle = body["lifecycleState"]
         .as_str()
         .unwrap_or_default()
         .to_owned();
     if !matches!(lifecycle.as_str(), "PUBLISHED" | "DRAFT") {
-        return validation_error("/lifecycleState", "must be PUBLISHED or DRAFT");
+        return Err(validation_error(
+            "/lifecycleState",
+            "must be PUBLISHED or DRAFT",
+        ));
     }
     let Some(commentary) = body["commentary"].as_str().map(str::to_owned) else {
-        return validation_error("/commentary", "must be a string");
+        return Err(validation_error("/commentary", "must be a string"));
     };
-    let content = match parse_content(&state, &author, body.get("content")) {
-        Ok(c) => c,
-        Err(resp) => return resp,
-    };
+    let content = parse_content(&inner, &author, body.get("content"))?;
     let (text, truncated) = little::render(&commentary);
     let length = text.chars().count();
     if length > MAX_COMMENTARY {
-        return validation_error(
+        return Err(validation_error(
             "/commentary",
             &format!("length {length} exceeds the maximum allowed length of {MAX_COMMENTARY}"),
-        );
+        ));
     }
     if text.trim().is_empty() && content.kind == "none" {
-        return validation_error("/commentary", "a post without content needs commentary");
+        return Err(validation_error(
+            "/commentary",
+            "a post without content needs commentary",
+        ));
     }
     let content_json = body.get("content").cloned().unwrap_or(Value::Null);
-    let urn = {
-        let mut inner = state.lock();
+    {
         let duplicate = inner
             .posts
             .iter()
             .find(|p| p.author == author && p.commentary == commentary && p.content == content_json)
             .map(|p| p.urn.clone());
         if let Some(existing) = duplicate {
-            return HttpResponse::UnprocessableEntity().json(json!({
+            return Err(HttpResponse::UnprocessableEntity().json(json!({
                 "errorDetailType": "com.linkedin.common.error.BadRequest",
                 "message": format!("com.linkedin.content.common.exception.BadRequestResponseException: Content is a duplicate of {existing}"),
                 "errorDetails": {"inputErrors": [{
@@ -958,10 +964,10 @@ pub(crate) async fn create_post(
                     "code": "DUPLICATE_POST",
                 }]},
                 "status": 422,
-            }));
+            })));
         }
         if inner.posts_today(&ctx.caller.member_id) >= state.config.posts_per_day as usize {
-            return too_many_requests(Some("MEMBER"));
+            return Err(too_many_requests(Some("MEMBER")));
         }
         let id = inner.next_id();
         let urn = if content.kind == "video" {
@@ -987,13 +993,8 @@ pub(crate) async fn create_post(
             content: content_json,
             distribution: body["distribution"].clone(),
         });
-        urn
-    };
-    let resp = HttpResponse::Created()
-        .insert_header(("x-restli-id", urn.clone()))
-        .insert_header(("x-linkedin-id", urn))
-        .finish();
-    finish(&ctx, resp).await
+        Ok(urn)
+    }
 }
 
 /// Whether the caller may list `author`'s posts: their own with `r_member_social`, an
@@ -1004,7 +1005,7 @@ fn may_list(state: &LinkedInState, caller: &Caller, author: &str) -> bool {
     }
     author.starts_with("urn:li:organization:")
         && caller.has("r_organization_social")
-        && may_read(state, caller, author)
+        && state.lock().may_read(&state.config, caller, author)
 }
 
 /// `GET /rest/posts?q=author&author={urn}[&count=][&start=][&sortBy=]`: newest first.
@@ -1068,7 +1069,7 @@ pub(crate) async fn get_post(
     let urn = path.into_inner();
     let post = state.lock().posts.iter().find(|p| p.urn == urn).cloned();
     match post {
-        Some(p) if may_read(&state, &ctx.caller, &p.author) => {
+        Some(p) if state.lock().may_read(&state.config, &ctx.caller, &p.author) => {
             finish(&ctx, HttpResponse::Ok().json(post_json(&p))).await
         }
         _ => rest_error(

@@ -34,7 +34,6 @@
 #![allow(clippy::result_large_err)]
 
 mod api;
-mod control;
 mod little;
 mod oauth;
 mod state;
@@ -48,6 +47,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::faults::{self, Fault};
+use crate::twin::Twin as _;
 pub use little::{escape as little_escape, render as little_render};
 use state::Caller;
 pub(crate) use state::LinkedInState;
@@ -272,44 +272,34 @@ pub struct LinkedInIssuedToken {
 
 /// The `/linkedin` scope with every route and the request-recording middleware.
 pub(crate) fn scope(state: web::Data<LinkedInState>) -> impl HttpServiceFactory {
-    crate::inspect::recorded_scope(
-        "/linkedin",
-        state.clone().into_inner(),
-        LinkedInState::log_start,
-        LinkedInState::log_finish,
-    )
-    .app_data(state)
-    .route("/_sandbox/faults", web::post().to(control::add_fault))
-    .route("/_sandbox/faults", web::get().to(control::list_faults))
-    .route("/_sandbox/faults", web::delete().to(control::clear_faults))
-    .route("/_sandbox/state", web::get().to(control::state))
-    .route("/oauth/v2/authorization", web::get().to(oauth::authorize))
-    .route("/oauth/v2/accessToken", web::post().to(oauth::access_token))
-    .route("/oauth/v2/revoke", web::post().to(oauth::revoke))
-    .route("/v2/userinfo", web::get().to(oauth::userinfo))
-    .route(
-        "/rest/organizationAcls",
-        web::get().to(api::organization_acls),
-    )
-    .route("/rest/organizations/{id}", web::get().to(api::organization))
-    .route("/rest/images", web::post().to(api::images_action))
-    .route("/rest/images/{urn}", web::get().to(api::image_status))
-    .route("/rest/documents", web::post().to(api::documents_action))
-    .route("/rest/documents/{urn}", web::get().to(api::document_status))
-    .route("/rest/videos", web::post().to(api::videos_action))
-    .route("/rest/videos/{urn}", web::get().to(api::video_status))
-    .route("/dms-uploads/{key}", web::put().to(api::upload))
-    .route("/rest/posts", web::post().to(api::create_post))
-    .route("/rest/posts", web::get().to(api::list_posts))
-    .route("/rest/posts/{urn}", web::get().to(api::get_post))
-    .default_service(web::to(|| async {
-        rest_error(
-            StatusCode::NOT_FOUND,
-            None,
-            Some("RESOURCE_NOT_FOUND"),
-            "No virtual resource found",
+    crate::twin::scope("/linkedin", state)
+        .route("/oauth/v2/authorization", web::get().to(oauth::authorize))
+        .route("/oauth/v2/accessToken", web::post().to(oauth::access_token))
+        .route("/oauth/v2/revoke", web::post().to(oauth::revoke))
+        .route("/v2/userinfo", web::get().to(oauth::userinfo))
+        .route(
+            "/rest/organizationAcls",
+            web::get().to(api::organization_acls),
         )
-    }))
+        .route("/rest/organizations/{id}", web::get().to(api::organization))
+        .route("/rest/images", web::post().to(api::images_action))
+        .route("/rest/images/{urn}", web::get().to(api::image_status))
+        .route("/rest/documents", web::post().to(api::documents_action))
+        .route("/rest/documents/{urn}", web::get().to(api::document_status))
+        .route("/rest/videos", web::post().to(api::videos_action))
+        .route("/rest/videos/{urn}", web::get().to(api::video_status))
+        .route("/dms-uploads/{key}", web::put().to(api::upload))
+        .route("/rest/posts", web::post().to(api::create_post))
+        .route("/rest/posts", web::get().to(api::list_posts))
+        .route("/rest/posts/{urn}", web::get().to(api::get_post))
+        .default_service(web::to(|| async {
+            rest_error(
+                StatusCode::NOT_FOUND,
+                None,
+                Some("RESOURCE_NOT_FOUND"),
+                "No virtual resource found",
+            )
+        }))
 }
 
 /// A Rest.li error: `{"status", "serviceErrorCode"?, "code"?, "message"}`.

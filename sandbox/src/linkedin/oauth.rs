@@ -13,6 +13,7 @@ use super::{
     DEFAULT_USERNAME,
 };
 use crate::oauth::{constant_time_eq, parse_redirect_uri, random_token, redirect_with};
+use crate::twin::Twin as _;
 
 /// Scopes the twin knows (platform-facts §8.1 and the usual product scopes).
 pub(crate) const KNOWN_SCOPES: &[&str] = &[

@@ -1,7 +1,6 @@
 //! The LinkedIn twin's shared state: members, organisations, OAuth artefacts, media, posts.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
@@ -10,9 +9,11 @@ use super::{
     LinkedInConfig, LinkedInEndpoint, LinkedInIssuedToken, LinkedInMediaSnapshot,
     LinkedInPostSnapshot, LinkedInStateSnapshot, TokenProblem,
 };
-use crate::faults::{Fault, FaultQueue, QueuedFault};
+use crate::faults::FaultQueue;
 use crate::inspect::RequestLog;
+use crate::lock::{TwinGuard, TwinLock};
 use crate::oauth::random_token;
+use crate::twin::Twin;
 
 /// First numeric id of posts and media (LinkedIn activity ids are 19 digits).
 const FIRST_ID: u64 = 7_300_000_000_000_000_001;
@@ -201,6 +202,60 @@ impl Inner {
             .filter(|p| p.created_by == member_id && p.created_at.date_naive() == today)
             .count()
     }
+
+    /// The roles `member_id` holds, as `(organisation id, role)`.
+    pub fn roles_of(&self, config: &LinkedInConfig, member_id: &str) -> Vec<(u64, String)> {
+        let username = self
+            .members
+            .get(member_id)
+            .map(|m| m.username.as_str())
+            .unwrap_or_default();
+        config
+            .organizations
+            .iter()
+            .flat_map(|o| {
+                o.roles
+                    .iter()
+                    .filter(|(u, _)| *u == username)
+                    .map(move |(_, role)| (o.id, role.clone()))
+            })
+            .collect()
+    }
+
+    /// Whether the caller may act as `author` (their own person URN, or an organisation where
+    /// they hold a posting role and the token has `w_organization_social`).
+    pub fn may_act_as(&self, config: &LinkedInConfig, caller: &Caller, author: &str) -> bool {
+        if author == caller.urn() {
+            return caller.has("w_member_social");
+        }
+        let Some(org) = author
+            .strip_prefix("urn:li:organization:")
+            .and_then(|id| id.parse::<u64>().ok())
+        else {
+            return false;
+        };
+        caller.has("w_organization_social")
+            && self
+                .roles_of(config, &caller.member_id)
+                .iter()
+                .any(|(id, role)| *id == org && super::POSTING_ROLES.contains(&role.as_str()))
+    }
+
+    /// Whether the caller may read `author`'s posts and media: their own, or an organisation's
+    /// where they hold any role.
+    pub fn may_read(&self, config: &LinkedInConfig, caller: &Caller, author: &str) -> bool {
+        if author == caller.urn() {
+            return true;
+        }
+        author
+            .strip_prefix("urn:li:organization:")
+            .and_then(|id| id.parse::<u64>().ok())
+            .is_some_and(|org| {
+                self.roles_of(config, &caller.member_id)
+                    .iter()
+                    .any(|(id, _)| *id == org)
+            })
+    }
 }
 
 /// A stable LinkedIn-looking person id (10 alphanumerics) for `username`.
@@ -217,14 +272,14 @@ fn person_id(username: &str) -> String {
 #[derive(Debug)]
 pub(crate) struct LinkedInState {
     pub config: LinkedInConfig,
-    inner: Mutex<Inner>,
+    inner: TwinLock<Inner>,
 }
 
 impl LinkedInState {
     pub fn new(config: LinkedInConfig) -> Self {
         Self {
             config,
-            inner: Mutex::new(Inner {
+            inner: TwinLock::new(Inner {
                 next_id: FIRST_ID,
                 members: HashMap::new(),
                 codes: HashMap::new(),
@@ -242,9 +297,10 @@ impl LinkedInState {
         }
     }
 
-    pub fn lock(&self) -> MutexGuard<'_, Inner> {
-        // A panicking handler must not take the whole twin down with it.
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    /// The twin's state for one step of a request. Helpers take the guard's `&Inner`, never
+    /// `&self`, so nothing under it locks again (see [`crate::lock`]).
+    pub fn lock(&self) -> TwinGuard<'_, Inner> {
+        self.inner.lock()
     }
 
     /// Issues an access token (and, for MDP apps, a refresh token; `refresh` keeps an existing
@@ -363,71 +419,26 @@ impl LinkedInState {
         }
         None
     }
+}
 
-    /// The roles `member_id` holds, as `(organisation id, role)`.
-    pub fn roles_of(&self, member_id: &str) -> Vec<(u64, String)> {
-        let username = self
-            .lock()
-            .members
-            .get(member_id)
-            .map(|m| m.username.clone())
-            .unwrap_or_default();
-        self.config
-            .organizations
-            .iter()
-            .flat_map(|o| {
-                o.roles
-                    .iter()
-                    .filter(|(u, _)| *u == username)
-                    .map(move |(_, role)| (o.id, role.clone()))
-            })
-            .collect()
+impl Twin for LinkedInState {
+    type Inner = Inner;
+    type Endpoint = LinkedInEndpoint;
+    type Snapshot = LinkedInStateSnapshot;
+
+    fn state_lock(&self) -> &TwinLock<Inner> {
+        &self.inner
     }
 
-    /// Whether the caller may act as `author` (their own person URN, or an organisation where
-    /// they hold a posting role and the token has `w_organization_social`).
-    pub fn may_act_as(&self, caller: &Caller, author: &str) -> bool {
-        if author == caller.urn() {
-            return caller.has("w_member_social");
-        }
-        let Some(org) = author
-            .strip_prefix("urn:li:organization:")
-            .and_then(|id| id.parse::<u64>().ok())
-        else {
-            return false;
-        };
-        caller.has("w_organization_social")
-            && self
-                .roles_of(&caller.member_id)
-                .iter()
-                .any(|(id, role)| *id == org && super::POSTING_ROLES.contains(&role.as_str()))
+    fn faults(inner: &mut Inner) -> &mut FaultQueue<LinkedInEndpoint> {
+        &mut inner.faults
     }
 
-    pub fn take_fault(&self, endpoint: LinkedInEndpoint) -> Option<Fault> {
-        self.lock().faults.take(endpoint)
+    fn requests(inner: &mut Inner) -> &mut RequestLog {
+        &mut inner.requests
     }
 
-    pub fn inject_fault(&self, endpoint: LinkedInEndpoint, fault: Fault, times: u32) {
-        self.lock().faults.push(endpoint, fault, times);
-    }
-
-    pub fn clear_faults(&self) -> usize {
-        self.lock().faults.clear()
-    }
-
-    pub fn pending_faults(&self) -> Vec<QueuedFault<LinkedInEndpoint>> {
-        self.lock().faults.pending()
-    }
-
-    pub fn log_start(&self, method: &str, path: &str) -> u64 {
-        self.lock().requests.start(method, path)
-    }
-
-    pub fn log_finish(&self, seq: u64, status: u16) {
-        self.lock().requests.finish(seq, status);
-    }
-
-    pub fn snapshot(&self) -> LinkedInStateSnapshot {
+    fn snapshot(&self) -> LinkedInStateSnapshot {
         let inner = self.lock();
         let now = Instant::now();
         let media = |kind: MediaType| {

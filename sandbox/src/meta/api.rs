@@ -3,8 +3,8 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 
+use super::graph::{graph_error, no_object, params};
 use super::{guard, instagram, pages, MetaEndpoint, MetaState, Usage};
-use crate::meta_graph::{graph_error, no_object, params};
 
 /// What an id in a Graph path names.
 enum Node {

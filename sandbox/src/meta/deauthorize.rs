@@ -44,11 +44,7 @@ pub(crate) async fn set_callback(state: web::Data<MetaState>, body: web::Bytes) 
             return HttpResponse::BadRequest().json(json!({ "error": refused }));
         }
     }
-    state
-        .deauthorize_url
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .clone_from(&req.url);
+    state.lock().deauthorize_url.clone_from(&req.url);
     HttpResponse::Ok().json(json!({ "url": req.url }))
 }
 
@@ -74,11 +70,7 @@ pub(crate) async fn remove_app(state: web::Data<MetaState>, body: web::Bytes) ->
     };
     // Meta's "Error validating access token: The user has not authorized application".
     state.revoke_user(&user_id, 458);
-    let url = state
-        .deauthorize_url
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .clone();
+    let url = state.lock().deauthorize_url.clone();
     let delivered = match url {
         Some(url) => {
             let signed = signed_request(

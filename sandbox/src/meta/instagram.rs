@@ -9,12 +9,12 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
 use super::fetch::{probe, FetchError};
+use super::graph::{
+    fields, graph_error, graph_time, invalid_parameter, no_object, param, params, parse_time,
+};
 use super::state::{Caller, Container, IgAccount, IgMedia, Inner, ResumableUpload};
 use super::{finish, guard, missing_permission, MetaEndpoint, MetaState, Usage};
 use crate::faults::{self, Fault};
-use crate::meta_graph::{
-    fields, graph_error, graph_time, invalid_parameter, no_object, param, params, parse_time,
-};
 use crate::oauth::random_token;
 
 pub(crate) const BASIC: &str = "instagram_basic";

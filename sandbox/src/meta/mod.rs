@@ -47,6 +47,7 @@ mod api;
 mod control;
 mod deauthorize;
 mod fetch;
+pub mod graph;
 mod instagram;
 mod oauth;
 mod pages;
@@ -61,8 +62,9 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 
 use crate::faults::Fault;
-use crate::meta_graph::{self, graph_error, Throttle};
+use crate::twin::Twin as _;
 pub use deauthorize::signed_request;
+use graph::{graph_error, Throttle};
 pub(crate) use state::MetaState;
 use state::{Caller, TokenKind};
 
@@ -452,49 +454,39 @@ pub struct MetaIssuedToken {
 
 /// The `/meta` scope with every route and the request-recording middleware.
 pub(crate) fn scope(state: web::Data<MetaState>) -> impl HttpServiceFactory {
-    crate::inspect::recorded_scope(
-        "/meta",
-        state.clone().into_inner(),
-        MetaState::log_start,
-        MetaState::log_finish,
-    )
-    .app_data(state)
-    .route("/_sandbox/faults", web::post().to(control::add_fault))
-    .route("/_sandbox/faults", web::get().to(control::list_faults))
-    .route("/_sandbox/faults", web::delete().to(control::clear_faults))
-    .route("/_sandbox/state", web::get().to(control::state))
-    .route("/_sandbox/users", web::post().to(control::define_user))
-    .route(
-        "/_sandbox/deauthorize_callback",
-        web::put().to(deauthorize::set_callback),
-    )
-    .route(
-        "/_sandbox/deauthorize",
-        web::post().to(deauthorize::remove_app),
-    )
-    .route(
-        "/ig-api-upload/{version}/{container}",
-        web::post().to(rupload::upload),
-    )
-    .route(
-        "/video-upload/{version}/{video}",
-        web::post().to(rupload::video_upload),
-    )
-    .service(
-        web::scope("/{version:v[0-9]+\\.[0-9]+}")
-            .route("/dialog/oauth", web::get().to(oauth::dialog))
-            .route("/oauth/access_token", web::get().to(oauth::access_token))
-            .route("/oauth/access_token", web::post().to(oauth::access_token))
-            .route("/{id}/{edge}", web::get().to(api::get_edge))
-            .route("/{id}/{edge}", web::post().to(api::post_edge))
-            .route("/{id}", web::get().to(api::get_object))
-            .route(
-                "/{id}/permissions/{permission}",
-                web::delete().to(api::revoke_permission),
-            )
-            .default_service(web::to(unsupported)),
-    )
-    .default_service(web::to(unsupported))
+    crate::twin::scope("/meta", state)
+        .route("/_sandbox/users", web::post().to(control::define_user))
+        .route(
+            "/_sandbox/deauthorize_callback",
+            web::put().to(deauthorize::set_callback),
+        )
+        .route(
+            "/_sandbox/deauthorize",
+            web::post().to(deauthorize::remove_app),
+        )
+        .route(
+            "/ig-api-upload/{version}/{container}",
+            web::post().to(rupload::upload),
+        )
+        .route(
+            "/video-upload/{version}/{video}",
+            web::post().to(rupload::video_upload),
+        )
+        .service(
+            web::scope("/{version:v[0-9]+\\.[0-9]+}")
+                .route("/dialog/oauth", web::get().to(oauth::dialog))
+                .route("/oauth/access_token", web::get().to(oauth::access_token))
+                .route("/oauth/access_token", web::post().to(oauth::access_token))
+                .route("/{id}/{edge}", web::get().to(api::get_edge))
+                .route("/{id}/{edge}", web::post().to(api::post_edge))
+                .route("/{id}", web::get().to(api::get_object))
+                .route(
+                    "/{id}/permissions/{permission}",
+                    web::delete().to(api::revoke_permission),
+                )
+                .default_service(web::to(unsupported)),
+        )
+        .default_service(web::to(unsupported))
 }
 
 async fn unsupported() -> HttpResponse {
@@ -592,9 +584,9 @@ impl Usage {
     /// Instagram account's (platform-facts §3.3).
     fn set_headers(&self, resp: &mut HttpResponse, count: state::CallCount) {
         match self.throttle().buc {
-            None => meta_graph::set_app_usage(resp, count.percent),
+            None => graph::set_app_usage(resp, count.percent),
             Some((owner, kind)) => {
-                meta_graph::set_buc_usage(resp, owner, kind, count.percent, count.regain_minutes)
+                graph::set_buc_usage(resp, owner, kind, count.percent, count.regain_minutes)
             }
         }
     }
@@ -628,7 +620,7 @@ pub(crate) async fn guard(
     usage: impl FnOnce(&Caller) -> Usage,
 ) -> Result<Ctx, HttpResponse> {
     let caller =
-        match meta_graph::request_token(req, params) {
+        match graph::request_token(req, params) {
             None => return Err(graph_error(
                 StatusCode::BAD_REQUEST,
                 "An active access token must be used to query information about the current user.",
@@ -649,7 +641,7 @@ pub(crate) async fn guard(
     if let Some(fault) = &fault {
         tracing::info!(?endpoint, ?fault, "meta sandbox applying fault");
         let response =
-            meta_graph::blocking_fault_response(fault, usage.throttle(), usage.rejection()).await;
+            graph::blocking_fault_response(fault, usage.throttle(), usage.rejection()).await;
         if let Some(resp) = response {
             return Err(resp);
         }
@@ -676,7 +668,7 @@ pub(crate) async fn guard(
 /// Adds the usage headers and applies `timeout_after_success`.
 pub(crate) async fn finish(ctx: Ctx, mut resp: HttpResponse) -> HttpResponse {
     ctx.usage.set_headers(&mut resp, ctx.count);
-    meta_graph::delay_after_success(ctx.fault.as_ref()).await;
+    graph::delay_after_success(ctx.fault.as_ref()).await;
     resp
 }
 

@@ -7,12 +7,13 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
-use super::state::{AuthCode, TokenKind};
-use super::{invalid_token, MetaEndpoint, MetaState, DEFAULT_USERNAME};
-use crate::meta_graph::{
+use super::graph::{
     self, bad_client_secret, graph_error, invalid_parameter, param, params, Throttle,
 };
+use super::state::{AuthCode, TokenKind};
+use super::{invalid_token, MetaEndpoint, MetaState, DEFAULT_USERNAME};
 use crate::oauth::{constant_time_eq, parse_redirect_uri, random_token, redirect_with};
+use crate::twin::Twin as _;
 
 /// Permissions the twin knows; anything else is an invalid scope.
 const KNOWN_SCOPES: &[&str] = &[
@@ -138,7 +139,7 @@ async fn token_fault(state: &MetaState) -> Option<HttpResponse> {
         message: "(#4) Application request limit reached",
         buc: None,
     };
-    meta_graph::blocking_fault_response(&fault, throttle, (368, None)).await
+    graph::blocking_fault_response(&fault, throttle, (368, None)).await
 }
 
 fn token_body(token: &str, lifetime: Duration) -> HttpResponse {

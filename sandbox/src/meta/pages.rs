@@ -19,6 +19,10 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
 use super::fetch::{probe, FetchError};
+use super::graph::{
+    fields, graph_error, graph_error_with, graph_time, invalid_parameter, no_object, paginate,
+    paging, param, params, parse_time,
+};
 use super::state::{
     Caller, Inner, Page, PagePost, Photo, ResumableUpload, TokenKind, Video, VideoState,
 };
@@ -27,10 +31,6 @@ use super::{
     MAX_MESSAGE,
 };
 use crate::faults::{self, Fault};
-use crate::meta_graph::{
-    fields, graph_error, graph_error_with, graph_time, invalid_parameter, no_object, paginate,
-    paging, param, params, parse_time,
-};
 
 /// Image types a Page photo may have.
 const PHOTO_TYPES: &[&str] = &[

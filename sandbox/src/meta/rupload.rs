@@ -21,6 +21,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use futures::StreamExt;
 use serde_json::json;
 
+use super::graph::{graph_error, invalid_parameter, no_object};
 use super::instagram::{
     account_for, ig_error, BASIC, MAX_REEL_BYTES, MAX_STORY_VIDEO_BYTES, PUBLISH,
 };
@@ -30,7 +31,6 @@ use super::{
     MetaState, Usage,
 };
 use crate::faults::{self, Fault};
-use crate::meta_graph::{graph_error, invalid_parameter, no_object};
 use crate::tiktok::{fnv1a, FNV_OFFSET};
 
 fn header_u64(req: &HttpRequest, name: &str) -> Option<u64> {

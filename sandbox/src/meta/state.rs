@@ -3,7 +3,6 @@
 //! and media, faults and the request log.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -14,9 +13,11 @@ use super::{
     MetaPhotoSnapshot, MetaReelUploadRecord, MetaRevokedPermission, MetaStateSnapshot,
     MetaUsageEvent, MetaUserSpec, MetaVideoSnapshot, ALL_TASKS,
 };
-use crate::faults::{Fault, FaultQueue, QueuedFault};
+use crate::faults::FaultQueue;
 use crate::inspect::RequestLog;
+use crate::lock::{TwinGuard, TwinLock};
 use crate::oauth::random_token;
+use crate::twin::Twin;
 
 /// Facebook user ids (app-scoped) handed out from here.
 const FIRST_USER_ID: u64 = 10_100_000_000_001;
@@ -325,6 +326,8 @@ pub(crate) struct Inner {
     /// What each user (by id) decided about each permission the app asked for, at their latest
     /// login: Facebook keeps permissions per person and app, not per token.
     pub consents: HashMap<String, BTreeMap<String, &'static str>>,
+    /// The app's Deauthorize Callback URL (Meta: set in the app dashboard).
+    pub deauthorize_url: Option<String>,
 }
 
 /// What [`MetaState::count_call`] decided.
@@ -559,9 +562,7 @@ pub(crate) struct MetaState {
     pub config: MetaConfig,
     /// Fetches media URLs the way Meta does before accepting them.
     pub http: reqwest::Client,
-    inner: Mutex<Inner>,
-    /// The app's Deauthorize Callback URL (Meta: set in the app dashboard).
-    pub deauthorize_url: Mutex<Option<String>>,
+    inner: TwinLock<Inner>,
 }
 
 impl MetaState {
@@ -595,6 +596,7 @@ impl MetaState {
             usage_events: Vec::new(),
             revoked_permissions: Vec::new(),
             consents: HashMap::new(),
+            deauthorize_url: None,
         };
         for spec in &config.users {
             inner.define_user(spec);
@@ -602,14 +604,14 @@ impl MetaState {
         Self {
             config,
             http,
-            inner: Mutex::new(inner),
-            deauthorize_url: Mutex::new(None),
+            inner: TwinLock::new(inner),
         }
     }
 
-    pub fn lock(&self) -> MutexGuard<'_, Inner> {
-        // A panicking handler must not take the whole twin down with it.
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    /// The twin's state for one step of a request. Helpers take the guard's `&Inner`, never
+    /// `&self`, so nothing under it locks again (see [`crate::lock`]).
+    pub fn lock(&self) -> TwinGuard<'_, Inner> {
+        self.inner.lock()
     }
 
     /// The caller of a valid token, or the 190 subcode to answer with (`None`: no subcode).
@@ -704,35 +706,29 @@ impl MetaState {
         }
     }
 
-    pub fn take_fault(&self, endpoint: MetaEndpoint) -> Option<Fault> {
-        self.lock().faults.take(endpoint)
-    }
-
-    pub fn inject_fault(&self, endpoint: MetaEndpoint, fault: Fault, times: u32) {
-        self.lock().faults.push(endpoint, fault, times);
-    }
-
-    pub fn clear_faults(&self) -> usize {
-        self.lock().faults.clear()
-    }
-
-    pub fn pending_faults(&self) -> Vec<QueuedFault<MetaEndpoint>> {
-        self.lock().faults.pending()
-    }
-
     pub fn define_user(&self, spec: &MetaUserSpec) -> String {
         self.lock().define_user(spec)
     }
+}
 
-    pub fn log_start(&self, method: &str, path: &str) -> u64 {
-        self.lock().requests.start(method, path)
+impl Twin for MetaState {
+    type Inner = Inner;
+    type Endpoint = MetaEndpoint;
+    type Snapshot = MetaStateSnapshot;
+
+    fn state_lock(&self) -> &TwinLock<Inner> {
+        &self.inner
     }
 
-    pub fn log_finish(&self, seq: u64, status: u16) {
-        self.lock().requests.finish(seq, status);
+    fn faults(inner: &mut Inner) -> &mut FaultQueue<MetaEndpoint> {
+        &mut inner.faults
     }
 
-    pub fn snapshot(&self) -> MetaStateSnapshot {
+    fn requests(inner: &mut Inner) -> &mut RequestLog {
+        &mut inner.requests
+    }
+
+    fn snapshot(&self) -> MetaStateSnapshot {
         let inner = self.lock();
         let now = Instant::now();
         let mut users: Vec<_> = inner.users.values().cloned().collect();

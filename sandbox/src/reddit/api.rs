@@ -15,6 +15,7 @@ use super::{
 use crate::faults::{self, Fault};
 use crate::multipart;
 use crate::oauth::random_token;
+use crate::twin::Twin as _;
 
 const IMAGE_TYPES: &[&str] = &["image/png", "image/jpeg", "image/gif"];
 const VIDEO_TYPES: &[&str] = &["video/mp4", "video/quicktime"];

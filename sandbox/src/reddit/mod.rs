@@ -37,7 +37,6 @@
 #![allow(clippy::result_large_err)]
 
 mod api;
-mod control;
 mod oauth;
 mod state;
 
@@ -52,6 +51,7 @@ use serde_json::json;
 
 use crate::faults::{self, Fault};
 use crate::ratelimit::RateStatus;
+use crate::twin::Twin as _;
 use state::Caller;
 pub(crate) use state::RedditState;
 
@@ -290,33 +290,23 @@ pub struct RedditIssuedToken {
 
 /// The `/reddit` scope with every route and the request-recording middleware.
 pub(crate) fn scope(state: web::Data<RedditState>) -> impl HttpServiceFactory {
-    crate::inspect::recorded_scope(
-        "/reddit",
-        state.clone().into_inner(),
-        RedditState::log_start,
-        RedditState::log_finish,
-    )
-    .app_data(state)
-    .route("/_sandbox/faults", web::post().to(control::add_fault))
-    .route("/_sandbox/faults", web::get().to(control::list_faults))
-    .route("/_sandbox/faults", web::delete().to(control::clear_faults))
-    .route("/_sandbox/state", web::get().to(control::state))
-    .route("/api/v1/authorize", web::get().to(oauth::authorize))
-    .route("/api/v1/access_token", web::post().to(oauth::access_token))
-    .route("/api/v1/revoke_token", web::post().to(oauth::revoke))
-    .route("/api/v1/me", web::get().to(api::me))
-    .route("/api/submit", web::post().to(api::submit))
-    .route(
-        "/api/submit_gallery_post.json",
-        web::post().to(api::submit_gallery),
-    )
-    .route("/api/media/asset.json", web::post().to(api::media_asset))
-    .route("/media-upload", web::post().to(api::media_upload))
-    .route("/r/{sr}/api/link_flair_v2", web::get().to(api::link_flairs))
-    .route("/user/{name}/submitted", web::get().to(api::submitted))
-    .default_service(web::to(|| async {
-        reddit_error(StatusCode::NOT_FOUND, "Not Found")
-    }))
+    crate::twin::scope("/reddit", state)
+        .route("/api/v1/authorize", web::get().to(oauth::authorize))
+        .route("/api/v1/access_token", web::post().to(oauth::access_token))
+        .route("/api/v1/revoke_token", web::post().to(oauth::revoke))
+        .route("/api/v1/me", web::get().to(api::me))
+        .route("/api/submit", web::post().to(api::submit))
+        .route(
+            "/api/submit_gallery_post.json",
+            web::post().to(api::submit_gallery),
+        )
+        .route("/api/media/asset.json", web::post().to(api::media_asset))
+        .route("/media-upload", web::post().to(api::media_upload))
+        .route("/r/{sr}/api/link_flair_v2", web::get().to(api::link_flairs))
+        .route("/user/{name}/submitted", web::get().to(api::submitted))
+        .default_service(web::to(|| async {
+            reddit_error(StatusCode::NOT_FOUND, "Not Found")
+        }))
 }
 
 /// Reddit's plain error body: `{"message": "...", "error": <status>}`.

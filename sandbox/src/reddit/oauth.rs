@@ -16,6 +16,7 @@ use super::{
 use crate::oauth::{
     constant_time_eq, parse_basic_auth, parse_redirect_uri, random_token, redirect_with,
 };
+use crate::twin::Twin as _;
 
 /// Scopes Reddit knows.
 const KNOWN_SCOPES: &[&str] = &[

@@ -1,7 +1,6 @@
 //! The Reddit twin's shared state: users, OAuth artefacts, media leases, posts, rate windows.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
@@ -10,10 +9,12 @@ use super::{
     RedditAssetSnapshot, RedditConfig, RedditEndpoint, RedditIssuedToken, RedditPostSnapshot,
     RedditStateSnapshot, RedditSubreddit,
 };
-use crate::faults::{Fault, FaultQueue, QueuedFault};
+use crate::faults::FaultQueue;
 use crate::inspect::RequestLog;
+use crate::lock::{TwinGuard, TwinLock};
 use crate::oauth::random_token;
 use crate::ratelimit::{RateLimiter, RateStatus};
+use crate::twin::Twin;
 
 /// First post id (base 36 `1a2b3c`-like ids grow from here).
 const FIRST_POST: u64 = 60_000_000;
@@ -186,14 +187,14 @@ pub(crate) fn base36(mut n: u64) -> String {
 #[derive(Debug)]
 pub(crate) struct RedditState {
     pub config: RedditConfig,
-    inner: Mutex<Inner>,
+    inner: TwinLock<Inner>,
 }
 
 impl RedditState {
     pub fn new(config: RedditConfig) -> Self {
         Self {
             config,
-            inner: Mutex::new(Inner {
+            inner: TwinLock::new(Inner {
                 next_post: FIRST_POST,
                 users: HashMap::new(),
                 codes: HashMap::new(),
@@ -211,9 +212,10 @@ impl RedditState {
         }
     }
 
-    pub fn lock(&self) -> MutexGuard<'_, Inner> {
-        // A panicking handler must not take the whole twin down with it.
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    /// The twin's state for one step of a request. Helpers take the guard's `&Inner`, never
+    /// `&self`, so nothing under it locks again (see [`crate::lock`]).
+    pub fn lock(&self) -> TwinGuard<'_, Inner> {
+        self.inner.lock()
     }
 
     pub fn subreddit(&self, name: &str) -> Option<&RedditSubreddit> {
@@ -372,32 +374,26 @@ impl RedditState {
         }
         inner.user_agents.push(agent.to_owned());
     }
+}
 
-    pub fn take_fault(&self, endpoint: RedditEndpoint) -> Option<Fault> {
-        self.lock().faults.take(endpoint)
+impl Twin for RedditState {
+    type Inner = Inner;
+    type Endpoint = RedditEndpoint;
+    type Snapshot = RedditStateSnapshot;
+
+    fn state_lock(&self) -> &TwinLock<Inner> {
+        &self.inner
     }
 
-    pub fn inject_fault(&self, endpoint: RedditEndpoint, fault: Fault, times: u32) {
-        self.lock().faults.push(endpoint, fault, times);
+    fn faults(inner: &mut Inner) -> &mut FaultQueue<RedditEndpoint> {
+        &mut inner.faults
     }
 
-    pub fn clear_faults(&self) -> usize {
-        self.lock().faults.clear()
+    fn requests(inner: &mut Inner) -> &mut RequestLog {
+        &mut inner.requests
     }
 
-    pub fn pending_faults(&self) -> Vec<QueuedFault<RedditEndpoint>> {
-        self.lock().faults.pending()
-    }
-
-    pub fn log_start(&self, method: &str, path: &str) -> u64 {
-        self.lock().requests.start(method, path)
-    }
-
-    pub fn log_finish(&self, seq: u64, status: u16) {
-        self.lock().requests.finish(seq, status);
-    }
-
-    pub fn snapshot(&self) -> RedditStateSnapshot {
+    fn snapshot(&self) -> RedditStateSnapshot {
         let inner = self.lock();
         RedditStateSnapshot {
             posts: inner

@@ -9,14 +9,15 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
+use super::graph::{fields, graph_time, no_object, paginate, paging, parse_time};
 use super::state::{Caller, Container, Inner, Post};
 use super::{
     finish, graph_error, guard, invalid_parameter, invalid_token, param, params, text_length,
     ThreadsEndpoint, ThreadsState, DEFAULT_USERNAME, MAX_TEXT,
 };
 use crate::faults::{self, Fault};
-use crate::meta_graph::{fields, graph_time, no_object, paginate, paging, parse_time};
 use crate::oauth::{constant_time_eq, parse_redirect_uri, random_token, redirect_with};
+use crate::twin::Twin as _;
 
 const BASIC: &str = "threads_basic";
 const PUBLISH: &str = "threads_content_publish";
@@ -144,7 +145,7 @@ pub(crate) async fn exchange_code(
         return invalid_parameter("Invalid client_id", None);
     }
     if !secret_ok(&state, param(&p, "client_secret")) {
-        return crate::meta_graph::bad_client_secret();
+        return super::graph::bad_client_secret();
     }
     if param(&p, "grant_type") != Some("authorization_code") {
         return invalid_parameter("grant_type must be authorization_code", None);
@@ -187,7 +188,7 @@ pub(crate) async fn exchange_long_lived(
         return invalid_parameter("grant_type must be th_exchange_token", None);
     }
     if !secret_ok(&state, param(&p, "client_secret")) {
-        return crate::meta_graph::bad_client_secret();
+        return super::graph::bad_client_secret();
     }
     let Some(caller) = param(&p, "access_token").and_then(|t| state.authenticate(t)) else {
         // An expired short-lived token cannot be exchanged.

@@ -24,7 +24,6 @@
 //! Tokens are accepted as `access_token` (query or form) or `Authorization: Bearer`.
 
 mod api;
-mod control;
 mod state;
 
 use std::time::Duration;
@@ -35,8 +34,9 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 
 use crate::faults::Fault;
-use crate::meta_graph::{self, Throttle};
-pub(crate) use crate::meta_graph::{graph_error, invalid_parameter, param, params};
+use crate::meta::graph::{self, Throttle};
+pub(crate) use crate::meta::graph::{graph_error, invalid_parameter, param, params};
+use crate::twin::Twin as _;
 use state::Caller;
 pub(crate) use state::ThreadsState;
 
@@ -182,40 +182,30 @@ pub struct ThreadsIssuedToken {
 
 /// The `/threads` scope with every route and the request-recording middleware.
 pub(crate) fn scope(state: web::Data<ThreadsState>) -> impl HttpServiceFactory {
-    crate::inspect::recorded_scope(
-        "/threads",
-        state.clone().into_inner(),
-        ThreadsState::log_start,
-        ThreadsState::log_finish,
-    )
-    .app_data(state)
-    .route("/_sandbox/faults", web::post().to(control::add_fault))
-    .route("/_sandbox/faults", web::get().to(control::list_faults))
-    .route("/_sandbox/faults", web::delete().to(control::clear_faults))
-    .route("/_sandbox/state", web::get().to(control::state))
-    .route("/oauth/authorize", web::get().to(api::authorize))
-    .route("/oauth/access_token", web::post().to(api::exchange_code))
-    .route("/access_token", web::get().to(api::exchange_long_lived))
-    .route("/refresh_access_token", web::get().to(api::refresh))
-    .route("/me", web::get().to(api::me))
-    .route("/{user_id}/threads", web::post().to(api::create_container))
-    .route("/{user_id}/threads", web::get().to(api::list_threads))
-    .route("/{user_id}/threads_publish", web::post().to(api::publish))
-    .route("/{id}/replies", web::get().to(api::list_replies))
-    .route(
-        "/{user_id}/threads_publishing_limit",
-        web::get().to(api::publishing_limit),
-    )
-    .route("/{id}", web::get().to(api::get_object))
-    .default_service(web::to(|| async {
-        graph_error(
-            StatusCode::BAD_REQUEST,
-            "Unsupported request - method type or path not supported",
-            "GraphMethodException",
-            100,
-            None,
+    crate::twin::scope("/threads", state)
+        .route("/oauth/authorize", web::get().to(api::authorize))
+        .route("/oauth/access_token", web::post().to(api::exchange_code))
+        .route("/access_token", web::get().to(api::exchange_long_lived))
+        .route("/refresh_access_token", web::get().to(api::refresh))
+        .route("/me", web::get().to(api::me))
+        .route("/{user_id}/threads", web::post().to(api::create_container))
+        .route("/{user_id}/threads", web::get().to(api::list_threads))
+        .route("/{user_id}/threads_publish", web::post().to(api::publish))
+        .route("/{id}/replies", web::get().to(api::list_replies))
+        .route(
+            "/{user_id}/threads_publishing_limit",
+            web::get().to(api::publishing_limit),
         )
-    }))
+        .route("/{id}", web::get().to(api::get_object))
+        .default_service(web::to(|| async {
+            graph_error(
+                StatusCode::BAD_REQUEST,
+                "Unsupported request - method type or path not supported",
+                "GraphMethodException",
+                100,
+                None,
+            )
+        }))
 }
 
 /// Error 190: the token is invalid, expired or revoked.
@@ -240,7 +230,7 @@ pub(crate) async fn blocking_fault_response(
         message: "Application request limit reached",
         buc: Some((user_id.unwrap_or("0"), "threads")),
     };
-    meta_graph::blocking_fault_response(fault, throttle, (10, Some(2_207_051))).await
+    graph::blocking_fault_response(fault, throttle, (10, Some(2_207_051))).await
 }
 
 /// What an authorized API request carries into its handler.
@@ -260,7 +250,7 @@ pub(crate) async fn guard(
     endpoint: ThreadsEndpoint,
     scopes: &[&str],
 ) -> Result<Ctx, HttpResponse> {
-    let Some(caller) = meta_graph::request_token(req, params).and_then(|t| state.authenticate(&t))
+    let Some(caller) = graph::request_token(req, params).and_then(|t| state.authenticate(&t))
     else {
         return Err(invalid_token(None));
     };
@@ -305,8 +295,8 @@ pub(crate) async fn guard(
 /// Adds the usage header and applies `timeout_after_success` (the effect has happened; the
 /// client should time out before this answer arrives).
 pub(crate) async fn finish(ctx: Ctx, mut resp: HttpResponse) -> HttpResponse {
-    meta_graph::set_app_usage(&mut resp, ctx.usage);
-    meta_graph::delay_after_success(ctx.fault.as_ref()).await;
+    graph::set_app_usage(&mut resp, ctx.usage);
+    graph::delay_after_success(ctx.fault.as_ref()).await;
     resp
 }
 

@@ -1,16 +1,17 @@
 //! The Threads twin's shared state: accounts, OAuth artefacts, containers, posts, faults.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::{
     ThreadsConfig, ThreadsContainerSnapshot, ThreadsEndpoint, ThreadsIssuedToken,
     ThreadsPostSnapshot, ThreadsStateSnapshot, DEFAULT_NAME, DEFAULT_USERNAME,
 };
-use crate::faults::{Fault, FaultQueue, QueuedFault};
+use crate::faults::FaultQueue;
 use crate::inspect::RequestLog;
+use crate::lock::{TwinGuard, TwinLock};
 use crate::oauth::random_token;
+use crate::twin::Twin;
 
 /// First user id handed out; Threads user ids are 17-digit numbers.
 const FIRST_USER_ID: u64 = 17_841_400_000_000_001;
@@ -204,14 +205,14 @@ impl Inner {
 #[derive(Debug)]
 pub(crate) struct ThreadsState {
     pub config: ThreadsConfig,
-    inner: Mutex<Inner>,
+    inner: TwinLock<Inner>,
 }
 
 impl ThreadsState {
     pub fn new(config: ThreadsConfig) -> Self {
         Self {
             config,
-            inner: Mutex::new(Inner {
+            inner: TwinLock::new(Inner {
                 next_user: FIRST_USER_ID,
                 next_media: FIRST_MEDIA_ID,
                 users: HashMap::new(),
@@ -230,9 +231,10 @@ impl ThreadsState {
         }
     }
 
-    pub fn lock(&self) -> MutexGuard<'_, Inner> {
-        // A panicking handler must not take the whole twin down with it.
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    /// The twin's state for one step of a request. Helpers take the guard's `&Inner`, never
+    /// `&self`, so nothing under it locks again (see [`crate::lock`]).
+    pub fn lock(&self) -> TwinGuard<'_, Inner> {
+        self.inner.lock()
     }
 
     /// The caller of a valid, unexpired token.
@@ -268,32 +270,26 @@ impl ThreadsState {
         *calls += 1;
         (*calls * 100) / self.config.call_budget.max(1)
     }
+}
 
-    pub fn take_fault(&self, endpoint: ThreadsEndpoint) -> Option<Fault> {
-        self.lock().faults.take(endpoint)
+impl Twin for ThreadsState {
+    type Inner = Inner;
+    type Endpoint = ThreadsEndpoint;
+    type Snapshot = ThreadsStateSnapshot;
+
+    fn state_lock(&self) -> &TwinLock<Inner> {
+        &self.inner
     }
 
-    pub fn inject_fault(&self, endpoint: ThreadsEndpoint, fault: Fault, times: u32) {
-        self.lock().faults.push(endpoint, fault, times);
+    fn faults(inner: &mut Inner) -> &mut FaultQueue<ThreadsEndpoint> {
+        &mut inner.faults
     }
 
-    pub fn clear_faults(&self) -> usize {
-        self.lock().faults.clear()
+    fn requests(inner: &mut Inner) -> &mut RequestLog {
+        &mut inner.requests
     }
 
-    pub fn pending_faults(&self) -> Vec<QueuedFault<ThreadsEndpoint>> {
-        self.lock().faults.pending()
-    }
-
-    pub fn log_start(&self, method: &str, path: &str) -> u64 {
-        self.lock().requests.start(method, path)
-    }
-
-    pub fn log_finish(&self, seq: u64, status: u16) {
-        self.lock().requests.finish(seq, status);
-    }
-
-    pub fn snapshot(&self) -> ThreadsStateSnapshot {
+    fn snapshot(&self) -> ThreadsStateSnapshot {
         let inner = self.lock();
         let now = Instant::now();
         ThreadsStateSnapshot {

@@ -8,17 +8,7 @@ use serde_json::json;
 
 use super::state::{InjectedError, Mode};
 use super::{documented_status, TiktokEndpoint, TiktokState};
-use crate::faults::Fault;
-
-/// Body of `POST /tiktok/_sandbox/faults`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FaultRequest {
-    endpoint: TiktokEndpoint,
-    fault: Fault,
-    #[serde(default = "one")]
-    times: u32,
-}
+use crate::twin::{control_error, one};
 
 /// Body of `POST /tiktok/_sandbox/errors`: answer `endpoint` with TikTok's `code`, at its
 /// documented HTTP status unless `http_status` says otherwise.
@@ -65,42 +55,8 @@ struct CompleteRequest {
     publish_id: String,
 }
 
-fn one() -> u32 {
-    1
-}
-
-fn control_error(detail: String) -> HttpResponse {
-    HttpResponse::BadRequest().json(json!({ "error": detail }))
-}
-
 fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, HttpResponse> {
     serde_json::from_slice(body).map_err(|e| control_error(format!("invalid request: {e}")))
-}
-
-/// `POST /_sandbox/faults`: queues a generic fault.
-pub(crate) async fn add_fault(state: web::Data<TiktokState>, body: web::Bytes) -> HttpResponse {
-    let req: FaultRequest = match parse(&body) {
-        Ok(r) => r,
-        Err(resp) => return resp,
-    };
-    if let Err(e) = req.fault.validate() {
-        return control_error(e);
-    }
-    state.inject_fault(req.endpoint, req.fault.clone(), req.times);
-    HttpResponse::Ok().json(json!({
-        "queued": true, "endpoint": req.endpoint, "fault": req.fault, "times": req.times,
-    }))
-}
-
-/// `GET /_sandbox/faults`: generic faults still queued.
-pub(crate) async fn list_faults(state: web::Data<TiktokState>) -> HttpResponse {
-    HttpResponse::Ok().json(json!({ "faults": state.pending_faults() }))
-}
-
-/// `DELETE /_sandbox/faults`: drops every queued fault, error code and fail reason.
-pub(crate) async fn clear_faults(state: web::Data<TiktokState>) -> HttpResponse {
-    let cleared = state.clear_faults();
-    HttpResponse::Ok().json(json!({ "cleared": cleared }))
 }
 
 /// `POST /_sandbox/errors`: queues a TikTok error code for an endpoint.
@@ -201,11 +157,6 @@ pub(crate) async fn complete_inbox(
         }
         None => control_error(format!("no inbox publish {}", req.publish_id)),
     }
-}
-
-/// `GET /_sandbox/state`: read-only dump.
-pub(crate) async fn state(state: web::Data<TiktokState>) -> HttpResponse {
-    HttpResponse::Ok().json(state.snapshot())
 }
 
 /// Body of `PUT /tiktok/_sandbox/webhook`: the app's callback URL (TikTok: set in the

@@ -54,6 +54,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::faults::{self, Fault};
+use crate::twin::Twin as _;
 use state::Caller;
 pub(crate) use state::TiktokState;
 
@@ -313,66 +314,56 @@ pub(crate) fn fnv1a(mut hash: u64, bytes: &[u8]) -> u64 {
 
 /// The `/tiktok` scope with every route and the request-recording middleware.
 pub(crate) fn scope(state: web::Data<TiktokState>) -> impl HttpServiceFactory {
-    crate::inspect::recorded_scope(
-        "/tiktok",
-        state.clone().into_inner(),
-        TiktokState::log_start,
-        TiktokState::log_finish,
-    )
-    .app_data(state)
-    .route("/_sandbox/faults", web::post().to(control::add_fault))
-    .route("/_sandbox/faults", web::get().to(control::list_faults))
-    .route("/_sandbox/faults", web::delete().to(control::clear_faults))
-    .route("/_sandbox/errors", web::post().to(control::add_error))
-    .route(
-        "/_sandbox/fail_reasons",
-        web::post().to(control::add_fail_reason),
-    )
-    .route("/_sandbox/creators", web::post().to(control::set_creator))
-    .route(
-        "/_sandbox/inbox/complete",
-        web::post().to(control::complete_inbox),
-    )
-    .route("/_sandbox/state", web::get().to(control::state))
-    .route("/_sandbox/webhook", web::put().to(control::set_webhook))
-    .route(
-        "/_sandbox/deauthorize",
-        web::post().to(control::deauthorize),
-    )
-    .route("/v2/auth/authorize/", web::get().to(oauth::authorize))
-    .route("/v2/oauth/token/", web::post().to(oauth::token))
-    .route("/v2/oauth/revoke/", web::post().to(oauth::revoke))
-    .route("/v2/user/info/", web::get().to(api::user_info))
-    .route(
-        "/v2/post/publish/creator_info/query/",
-        web::post().to(api::creator_info),
-    )
-    .route(
-        "/v2/post/publish/video/init/",
-        web::post().to(api::video_init),
-    )
-    .route(
-        "/v2/post/publish/inbox/video/init/",
-        web::post().to(api::inbox_video_init),
-    )
-    .route(
-        "/v2/post/publish/content/init/",
-        web::post().to(api::content_init),
-    )
-    .route(
-        "/v2/post/publish/status/fetch/",
-        web::post().to(api::status_fetch),
-    )
-    .route("/v2/post/publish/cancel/", web::post().to(api::cancel))
-    .route("/v2/video/list/", web::post().to(api::video_list))
-    .route("/upload/video/", web::put().to(upload::put_chunk))
-    .default_service(web::to(|| async {
-        envelope_error(
-            StatusCode::NOT_FOUND,
-            "invalid_params",
-            "The requested path does not exist.",
+    crate::twin::scope("/tiktok", state)
+        .route("/_sandbox/errors", web::post().to(control::add_error))
+        .route(
+            "/_sandbox/fail_reasons",
+            web::post().to(control::add_fail_reason),
         )
-    }))
+        .route("/_sandbox/creators", web::post().to(control::set_creator))
+        .route(
+            "/_sandbox/inbox/complete",
+            web::post().to(control::complete_inbox),
+        )
+        .route("/_sandbox/webhook", web::put().to(control::set_webhook))
+        .route(
+            "/_sandbox/deauthorize",
+            web::post().to(control::deauthorize),
+        )
+        .route("/v2/auth/authorize/", web::get().to(oauth::authorize))
+        .route("/v2/oauth/token/", web::post().to(oauth::token))
+        .route("/v2/oauth/revoke/", web::post().to(oauth::revoke))
+        .route("/v2/user/info/", web::get().to(api::user_info))
+        .route(
+            "/v2/post/publish/creator_info/query/",
+            web::post().to(api::creator_info),
+        )
+        .route(
+            "/v2/post/publish/video/init/",
+            web::post().to(api::video_init),
+        )
+        .route(
+            "/v2/post/publish/inbox/video/init/",
+            web::post().to(api::inbox_video_init),
+        )
+        .route(
+            "/v2/post/publish/content/init/",
+            web::post().to(api::content_init),
+        )
+        .route(
+            "/v2/post/publish/status/fetch/",
+            web::post().to(api::status_fetch),
+        )
+        .route("/v2/post/publish/cancel/", web::post().to(api::cancel))
+        .route("/v2/video/list/", web::post().to(api::video_list))
+        .route("/upload/video/", web::put().to(upload::put_chunk))
+        .default_service(web::to(|| async {
+            envelope_error(
+                StatusCode::NOT_FOUND,
+                "invalid_params",
+                "The requested path does not exist.",
+            )
+        }))
 }
 
 /// A TikTok `log_id`: a timestamp and random hex, like `20240102030405A1B2C3D4E5F6A7B8C9D0`.

@@ -15,6 +15,7 @@ use serde_json::json;
 use super::state::AuthCode;
 use super::{log_id, TiktokEndpoint, TiktokState, DEFAULT_USERNAME};
 use crate::oauth::{constant_time_eq, parse_redirect_uri, random_token, redirect_with};
+use crate::twin::Twin as _;
 
 /// Scopes the twin knows; `user.info.basic` is always required.
 const KNOWN_SCOPES: &[&str] = &[

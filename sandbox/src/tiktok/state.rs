@@ -1,7 +1,6 @@
 //! The TikTok twin's shared state: creators, OAuth grants, publishes, uploads, limits, faults.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
@@ -10,9 +9,11 @@ use super::{
     TiktokConfig, TiktokEndpoint, TiktokIssuedToken, TiktokPostSnapshot, TiktokPublishSnapshot,
     TiktokRefusal, TiktokStateSnapshot, TiktokUploadRecord, FNV_OFFSET,
 };
-use crate::faults::{Fault, FaultQueue, QueuedFault};
+use crate::faults::FaultQueue;
 use crate::inspect::RequestLog;
+use crate::lock::{TwinGuard, TwinLock};
 use crate::oauth::random_token;
+use crate::twin::Twin;
 
 /// First post id handed out; TikTok video ids are 19-digit numbers.
 const FIRST_POST_ID: u64 = 7_300_000_000_000_000_001;
@@ -407,14 +408,14 @@ impl Inner {
 #[derive(Debug)]
 pub(crate) struct TiktokState {
     pub config: TiktokConfig,
-    inner: Mutex<Inner>,
+    inner: TwinLock<Inner>,
 }
 
 impl TiktokState {
     pub fn new(config: TiktokConfig) -> Self {
         Self {
             config,
-            inner: Mutex::new(Inner {
+            inner: TwinLock::new(Inner {
                 next_publish: 0,
                 next_post: 0,
                 next_grant: 0,
@@ -438,9 +439,10 @@ impl TiktokState {
         }
     }
 
-    pub fn lock(&self) -> MutexGuard<'_, Inner> {
-        // A panicking handler must not take the whole twin down with it.
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    /// The twin's state for one step of a request. Helpers take the guard's `&Inner`, never
+    /// `&self`, so nothing under it locks again (see [`crate::lock`]).
+    pub fn lock(&self) -> TwinGuard<'_, Inner> {
+        self.inner.lock()
     }
 
     /// The caller of a valid, unexpired access token.
@@ -548,28 +550,6 @@ impl TiktokState {
         true
     }
 
-    pub fn take_fault(&self, endpoint: TiktokEndpoint) -> Option<Fault> {
-        self.lock().faults.take(endpoint)
-    }
-
-    pub fn inject_fault(&self, endpoint: TiktokEndpoint, fault: Fault, times: u32) {
-        self.lock().faults.push(endpoint, fault, times);
-    }
-
-    pub fn clear_faults(&self) -> usize {
-        let mut inner = self.lock();
-        let n = inner.faults.clear()
-            + inner.errors.values().map(VecDeque::len).sum::<usize>()
-            + inner.fail_reasons.len();
-        inner.errors.clear();
-        inner.fail_reasons.clear();
-        n
-    }
-
-    pub fn pending_faults(&self) -> Vec<QueuedFault<TiktokEndpoint>> {
-        self.lock().faults.pending()
-    }
-
     /// Queues a TikTok error code for the next `times` calls of `endpoint`.
     pub fn inject_error(&self, endpoint: TiktokEndpoint, error: InjectedError, times: u32) {
         if times == 0 {
@@ -593,16 +573,105 @@ impl TiktokState {
         }
         Some(error)
     }
+}
 
-    pub fn log_start(&self, method: &str, path: &str) -> u64 {
-        self.lock().requests.start(method, path)
+/// The public URL of a post: `https://www.tiktok.com/@{username}/video/{id}` (or `/photo/`).
+pub(crate) fn post_url(username: &str, media_type: &str, id: &str) -> String {
+    let kind = if media_type == "PHOTO" {
+        "photo"
+    } else {
+        "video"
+    };
+    format!("https://www.tiktok.com/@{username}/{kind}/{id}")
+}
+
+/// A fresh publish with every optional field empty.
+pub(crate) fn new_publish(
+    publish_id: String,
+    open_id: &str,
+    mode: Mode,
+    media_type: &'static str,
+    source: &'static str,
+) -> Publish {
+    Publish {
+        publish_id,
+        open_id: open_id.to_owned(),
+        mode,
+        media_type,
+        source,
+        title: None,
+        description: None,
+        privacy_level: None,
+        disable_comment: false,
+        disable_duet: false,
+        disable_stitch: false,
+        is_aigc: false,
+        video_size: None,
+        chunk_size: None,
+        total_chunk_count: None,
+        video_url: None,
+        photo_images: Vec::new(),
+        upload_id: None,
+        upload_token: None,
+        upload_expires_at: Instant::now(),
+        uploaded_bytes: 0,
+        checksum: FNV_OFFSET,
+        media_in_at: None,
+        processing: Duration::ZERO,
+        fail_reason: None,
+        cancelled: false,
+        created_at: chrono::Utc::now(),
+        done_at: None,
+        post_id: None,
+        inbox_completed: false,
+    }
+}
+
+/// `TikTok-Signature: t=<unix>,s=<hex>`: HMAC-SHA256 keyed with the client secret over
+/// `"{t}.{body}"` (https://developers.tiktok.com/doc/webhooks-verification).
+pub fn webhook_signature(client_secret: &str, timestamp: i64, body: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(client_secret.as_bytes())
+        .expect("HMAC takes a key of any length");
+    mac.update(format!("{timestamp}.{body}").as_bytes());
+    let hex: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("t={timestamp},s={hex}")
+}
+
+impl Twin for TiktokState {
+    type Inner = Inner;
+    type Endpoint = TiktokEndpoint;
+    type Snapshot = TiktokStateSnapshot;
+
+    fn state_lock(&self) -> &TwinLock<Inner> {
+        &self.inner
     }
 
-    pub fn log_finish(&self, seq: u64, status: u16) {
-        self.lock().requests.finish(seq, status);
+    fn faults(inner: &mut Inner) -> &mut FaultQueue<TiktokEndpoint> {
+        &mut inner.faults
     }
 
-    pub fn snapshot(&self) -> TiktokStateSnapshot {
+    fn requests(inner: &mut Inner) -> &mut RequestLog {
+        &mut inner.requests
+    }
+
+    /// Also drops the queued TikTok error codes and fail reasons.
+    fn clear_faults(&self) -> usize {
+        let mut inner = self.lock();
+        let n = inner.faults.clear()
+            + inner.errors.values().map(VecDeque::len).sum::<usize>()
+            + inner.fail_reasons.len();
+        inner.errors.clear();
+        inner.fail_reasons.clear();
+        n
+    }
+
+    fn snapshot(&self) -> TiktokStateSnapshot {
         let mut inner = self.lock();
         let now = Instant::now();
         inner.settle(&self.config, now);
@@ -675,72 +744,4 @@ impl TiktokState {
             requests: inner.requests.records(),
         }
     }
-}
-
-/// The public URL of a post: `https://www.tiktok.com/@{username}/video/{id}` (or `/photo/`).
-pub(crate) fn post_url(username: &str, media_type: &str, id: &str) -> String {
-    let kind = if media_type == "PHOTO" {
-        "photo"
-    } else {
-        "video"
-    };
-    format!("https://www.tiktok.com/@{username}/{kind}/{id}")
-}
-
-/// A fresh publish with every optional field empty.
-pub(crate) fn new_publish(
-    publish_id: String,
-    open_id: &str,
-    mode: Mode,
-    media_type: &'static str,
-    source: &'static str,
-) -> Publish {
-    Publish {
-        publish_id,
-        open_id: open_id.to_owned(),
-        mode,
-        media_type,
-        source,
-        title: None,
-        description: None,
-        privacy_level: None,
-        disable_comment: false,
-        disable_duet: false,
-        disable_stitch: false,
-        is_aigc: false,
-        video_size: None,
-        chunk_size: None,
-        total_chunk_count: None,
-        video_url: None,
-        photo_images: Vec::new(),
-        upload_id: None,
-        upload_token: None,
-        upload_expires_at: Instant::now(),
-        uploaded_bytes: 0,
-        checksum: FNV_OFFSET,
-        media_in_at: None,
-        processing: Duration::ZERO,
-        fail_reason: None,
-        cancelled: false,
-        created_at: chrono::Utc::now(),
-        done_at: None,
-        post_id: None,
-        inbox_completed: false,
-    }
-}
-
-/// `TikTok-Signature: t=<unix>,s=<hex>`: HMAC-SHA256 keyed with the client secret over
-/// `"{t}.{body}"` (https://developers.tiktok.com/doc/webhooks-verification).
-pub fn webhook_signature(client_secret: &str, timestamp: i64, body: &str) -> String {
-    use hmac::{Hmac, Mac};
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(client_secret.as_bytes())
-        .expect("HMAC takes a key of any length");
-    mac.update(format!("{timestamp}.{body}").as_bytes());
-    let hex: String = mac
-        .finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("t={timestamp},s={hex}")
 }

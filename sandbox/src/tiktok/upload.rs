@@ -14,6 +14,7 @@ use futures::StreamExt;
 use super::state::Inner;
 use super::{envelope_error, fnv1a, TiktokEndpoint, TiktokState, TiktokUploadRecord};
 use crate::faults::{self, Fault};
+use crate::twin::Twin as _;
 
 const VIDEO_TYPES: &[&str] = &["video/mp4", "video/quicktime", "video/webm"];
 

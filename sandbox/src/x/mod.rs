@@ -19,7 +19,6 @@
 //! | POST/GET/DELETE | `/_sandbox/faults` | fault injection (not part of X) |
 //! | GET | `/_sandbox/state` | read-only state dump (not part of X) |
 
-mod control;
 mod media;
 mod oauth;
 mod problem;
@@ -36,6 +35,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::faults::{self, Fault};
 use crate::ratelimit::RateStatus;
+use crate::twin::Twin as _;
 pub use problem::Problem;
 use state::Caller;
 pub(crate) use state::XState;
@@ -251,35 +251,25 @@ pub struct XIssuedTokens {
 
 /// The `/x` scope with every route and the request-recording middleware.
 pub(crate) fn scope(state: web::Data<XState>) -> impl HttpServiceFactory {
-    crate::inspect::recorded_scope(
-        "/x",
-        state.clone().into_inner(),
-        XState::log_start,
-        XState::log_finish,
-    )
-    .app_data(state)
-    .route("/i/oauth2/authorize", web::get().to(oauth::authorize))
-    .route("/2/oauth2/token", web::post().to(oauth::token))
-    .route("/2/oauth2/revoke", web::post().to(oauth::revoke))
-    .route("/2/users/me", web::get().to(users::me))
-    .route("/2/users/{id}/tweets", web::get().to(tweets::user_tweets))
-    .route("/2/tweets", web::post().to(tweets::create))
-    .route(
-        "/2/media/upload/initialize",
-        web::post().to(media::initialize),
-    )
-    .route("/2/media/upload/{id}/append", web::post().to(media::append))
-    .route(
-        "/2/media/upload/{id}/finalize",
-        web::post().to(media::finalize),
-    )
-    .route("/2/media/upload", web::get().to(media::status))
-    .route("/2/media/upload", web::post().to(media::upload))
-    .route("/_sandbox/faults", web::post().to(control::add_fault))
-    .route("/_sandbox/faults", web::get().to(control::list_faults))
-    .route("/_sandbox/faults", web::delete().to(control::clear_faults))
-    .route("/_sandbox/state", web::get().to(control::state))
-    .default_service(web::to(not_found))
+    crate::twin::scope("/x", state)
+        .route("/i/oauth2/authorize", web::get().to(oauth::authorize))
+        .route("/2/oauth2/token", web::post().to(oauth::token))
+        .route("/2/oauth2/revoke", web::post().to(oauth::revoke))
+        .route("/2/users/me", web::get().to(users::me))
+        .route("/2/users/{id}/tweets", web::get().to(tweets::user_tweets))
+        .route("/2/tweets", web::post().to(tweets::create))
+        .route(
+            "/2/media/upload/initialize",
+            web::post().to(media::initialize),
+        )
+        .route("/2/media/upload/{id}/append", web::post().to(media::append))
+        .route(
+            "/2/media/upload/{id}/finalize",
+            web::post().to(media::finalize),
+        )
+        .route("/2/media/upload", web::get().to(media::status))
+        .route("/2/media/upload", web::post().to(media::upload))
+        .default_service(web::to(not_found))
 }
 
 async fn not_found() -> HttpResponse {

@@ -15,6 +15,7 @@ use crate::oauth::{
     constant_time_eq, parse_basic_auth, parse_redirect_uri, random_token, redirect_with,
     verify_pkce, PkceMethod,
 };
+use crate::twin::Twin as _;
 
 /// Scopes X documents for OAuth 2.0 user context.
 const KNOWN_SCOPES: &[&str] = &[

@@ -1,7 +1,6 @@
 //! The X twin's shared state: accounts, OAuth artefacts, media, posts, faults.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
@@ -10,10 +9,12 @@ use super::{
     XConfig, XEndpoint, XIssuedTokens, XMediaSnapshot, XPollSnapshot, XPostSnapshot,
     XStateSnapshot, DEFAULT_NAME, DEFAULT_USERNAME, DEFAULT_USER_ID,
 };
-use crate::faults::{Fault, FaultQueue};
+use crate::faults::FaultQueue;
 use crate::inspect::RequestLog;
+use crate::lock::{TwinGuard, TwinLock};
 use crate::oauth::{random_token, PkceMethod};
 use crate::ratelimit::{RateLimiter, RateStatus};
+use crate::twin::Twin;
 
 /// X's snowflake epoch (2010-11-04T01:42:54.657Z), so ids look and sort like X's.
 const SNOWFLAKE_EPOCH_MS: i64 = 1_288_834_974_657;
@@ -284,7 +285,7 @@ impl XInner {
 /// Shared, lock-protected state of the X twin.
 pub(crate) struct XState {
     pub config: XConfig,
-    inner: Mutex<XInner>,
+    inner: TwinLock<XInner>,
 }
 
 impl XState {
@@ -313,14 +314,16 @@ impl XState {
         };
         Self {
             config,
-            inner: Mutex::new(inner),
+            inner: TwinLock::new(inner),
         }
     }
 
     /// The lock; never held across an await. A panic in another handler must
     /// not take the whole twin down, hence the poison recovery.
-    pub fn lock(&self) -> MutexGuard<'_, XInner> {
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    /// The twin's state for one step of a request. Helpers take the guard's `&Inner`, never
+    /// `&self`, so nothing under it locks again (see [`crate::lock`]).
+    pub fn lock(&self) -> TwinGuard<'_, XInner> {
+        self.inner.lock()
     }
 
     /// The caller behind a bearer token, if it is live.
@@ -358,33 +361,41 @@ impl XState {
             crate::epoch_now(),
         )
     }
+}
 
-    pub fn take_fault(&self, endpoint: XEndpoint) -> Option<Fault> {
-        self.lock().faults.take(endpoint)
+fn post_snapshot(p: &Post) -> XPostSnapshot {
+    XPostSnapshot {
+        id: p.id.to_string(),
+        author_id: p.author_id.clone(),
+        text: p.text.clone(),
+        media_ids: p.media_ids.iter().map(u64::to_string).collect(),
+        poll: p.poll.clone(),
+        in_reply_to_tweet_id: p.in_reply_to.map(|i| i.to_string()),
+        quote_tweet_id: p.quote_of.map(|i| i.to_string()),
+        created_at: p
+            .created_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    }
+}
+
+impl Twin for XState {
+    type Inner = XInner;
+    type Endpoint = XEndpoint;
+    type Snapshot = XStateSnapshot;
+
+    fn state_lock(&self) -> &TwinLock<XInner> {
+        &self.inner
     }
 
-    pub fn inject_fault(&self, endpoint: XEndpoint, fault: Fault, times: u32) {
-        tracing::info!(?endpoint, ?fault, times, "x sandbox fault queued");
-        self.lock().faults.push(endpoint, fault, times);
+    fn faults(inner: &mut XInner) -> &mut FaultQueue<XEndpoint> {
+        &mut inner.faults
     }
 
-    pub fn clear_faults(&self) -> usize {
-        self.lock().faults.clear()
+    fn requests(inner: &mut XInner) -> &mut RequestLog {
+        &mut inner.log
     }
 
-    pub fn pending_faults(&self) -> Vec<crate::faults::QueuedFault<XEndpoint>> {
-        self.lock().faults.pending()
-    }
-
-    pub fn log_start(&self, method: &str, path: &str) -> u64 {
-        self.lock().log.start(method, path)
-    }
-
-    pub fn log_finish(&self, seq: u64, status: u16) {
-        self.lock().log.finish(seq, status);
-    }
-
-    pub fn snapshot(&self) -> XStateSnapshot {
+    fn snapshot(&self) -> XStateSnapshot {
         let inner = self.lock();
         let now = Instant::now();
         XStateSnapshot {
@@ -410,20 +421,5 @@ impl XState {
             tokens_issued: inner.tokens_issued.clone(),
             requests: inner.log.records(),
         }
-    }
-}
-
-fn post_snapshot(p: &Post) -> XPostSnapshot {
-    XPostSnapshot {
-        id: p.id.to_string(),
-        author_id: p.author_id.clone(),
-        text: p.text.clone(),
-        media_ids: p.media_ids.iter().map(u64::to_string).collect(),
-        poll: p.poll.clone(),
-        in_reply_to_tweet_id: p.in_reply_to.map(|i| i.to_string()),
-        quote_tweet_id: p.quote_of.map(|i| i.to_string()),
-        created_at: p
-            .created_at
-            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
     }
 }

@@ -4,22 +4,8 @@ use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{YouTubeEndpoint, YouTubeState};
-use crate::faults::Fault;
-
-/// Body of `POST /youtube/_sandbox/faults`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FaultRequest {
-    endpoint: YouTubeEndpoint,
-    fault: Fault,
-    #[serde(default = "one")]
-    times: u32,
-}
-
-fn one() -> u32 {
-    1
-}
+use super::YouTubeState;
+use crate::twin::control_error;
 
 /// Body of `POST /youtube/_sandbox/quota`: today's usage to set.
 #[derive(Debug, Deserialize)]
@@ -27,45 +13,6 @@ fn one() -> u32 {
 struct QuotaRequest {
     units_used: Option<u64>,
     inserts: Option<u64>,
-}
-
-fn control_error(detail: String) -> HttpResponse {
-    HttpResponse::BadRequest().json(json!({ "error": detail }))
-}
-
-/// `POST /_sandbox/faults`: queues a fault.
-pub(crate) async fn add_fault(state: web::Data<YouTubeState>, body: web::Bytes) -> HttpResponse {
-    let req: FaultRequest = match serde_json::from_slice(&body) {
-        Ok(r) => r,
-        Err(e) => return control_error(format!("invalid fault request: {e}")),
-    };
-    if let Err(e) = req.fault.validate() {
-        return control_error(e);
-    }
-    state.inject_fault(req.endpoint, req.fault.clone(), req.times);
-    HttpResponse::Ok().json(json!({
-        "queued": true,
-        "endpoint": req.endpoint,
-        "fault": req.fault,
-        "times": req.times,
-    }))
-}
-
-/// `GET /_sandbox/faults`: faults still queued.
-pub(crate) async fn list_faults(state: web::Data<YouTubeState>) -> HttpResponse {
-    HttpResponse::Ok().json(json!({ "faults": state.pending_faults() }))
-}
-
-/// `DELETE /_sandbox/faults`: drops every queued fault.
-pub(crate) async fn clear_faults(state: web::Data<YouTubeState>) -> HttpResponse {
-    let cleared = state.clear_faults();
-    HttpResponse::Ok().json(json!({ "cleared": cleared }))
-}
-
-/// `GET /_sandbox/state`: read-only dump of videos, sessions, byte ranges, tokens, quota and
-/// requests.
-pub(crate) async fn state(state: web::Data<YouTubeState>) -> HttpResponse {
-    HttpResponse::Ok().json(state.snapshot())
 }
 
 /// `GET /_sandbox/quota`: today's quota usage.

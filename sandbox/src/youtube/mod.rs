@@ -49,6 +49,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::faults::{self, Fault};
+use crate::twin::Twin as _;
 pub use quota::{next_pacific_midnight, pacific_date};
 use state::Caller;
 pub(crate) use state::YouTubeState;
@@ -249,60 +250,50 @@ pub struct YouTubeQuotaSnapshot {
 
 /// The `/youtube` scope with every route and the request-recording middleware.
 pub(crate) fn scope(state: web::Data<YouTubeState>) -> impl HttpServiceFactory {
-    crate::inspect::recorded_scope(
-        "/youtube",
-        state.clone().into_inner(),
-        YouTubeState::log_start,
-        YouTubeState::log_finish,
-    )
-    .app_data(state)
-    .route("/_sandbox/faults", web::post().to(control::add_fault))
-    .route("/_sandbox/faults", web::get().to(control::list_faults))
-    .route("/_sandbox/faults", web::delete().to(control::clear_faults))
-    .route("/_sandbox/state", web::get().to(control::state))
-    .route("/_sandbox/quota", web::get().to(control::quota))
-    .route("/_sandbox/quota", web::post().to(control::set_quota))
-    .route(
-        "/_sandbox/expire_sessions",
-        web::post().to(control::expire_sessions),
-    )
-    .route("/o/oauth2/v2/auth", web::get().to(oauth::authorize))
-    .route("/token", web::post().to(oauth::token))
-    .route("/revoke", web::post().to(oauth::revoke))
-    .route("/youtube/v3/channels", web::get().to(api::channels))
-    .route("/youtube/v3/videos", web::get().to(api::list_videos))
-    .route(
-        "/youtube/v3/playlistItems",
-        web::get().to(api::playlist_items),
-    )
-    .route("/youtube/v3/search", web::get().to(api::search))
-    .route(
-        "/upload/youtube/v3/videos",
-        web::post().to(upload::start_session),
-    )
-    .route(
-        "/resumable/upload/youtube/v3/videos",
-        web::post().to(upload::start_session),
-    )
-    .route(
-        "/upload/youtube/v3/videos",
-        web::put().to(upload::put_chunk),
-    )
-    .route(
-        "/resumable/upload/youtube/v3/videos",
-        web::put().to(upload::put_chunk),
-    )
-    .route(
-        "/upload/youtube/v3/thumbnails/set",
-        web::post().to(api::set_thumbnail),
-    )
-    .route(
-        "/youtube/v3/thumbnails/set",
-        web::post().to(api::set_thumbnail),
-    )
-    .default_service(web::to(|| async {
-        google_error(StatusCode::NOT_FOUND, "notFound", "global", "Not Found")
-    }))
+    crate::twin::scope("/youtube", state)
+        .route("/_sandbox/quota", web::get().to(control::quota))
+        .route("/_sandbox/quota", web::post().to(control::set_quota))
+        .route(
+            "/_sandbox/expire_sessions",
+            web::post().to(control::expire_sessions),
+        )
+        .route("/o/oauth2/v2/auth", web::get().to(oauth::authorize))
+        .route("/token", web::post().to(oauth::token))
+        .route("/revoke", web::post().to(oauth::revoke))
+        .route("/youtube/v3/channels", web::get().to(api::channels))
+        .route("/youtube/v3/videos", web::get().to(api::list_videos))
+        .route(
+            "/youtube/v3/playlistItems",
+            web::get().to(api::playlist_items),
+        )
+        .route("/youtube/v3/search", web::get().to(api::search))
+        .route(
+            "/upload/youtube/v3/videos",
+            web::post().to(upload::start_session),
+        )
+        .route(
+            "/resumable/upload/youtube/v3/videos",
+            web::post().to(upload::start_session),
+        )
+        .route(
+            "/upload/youtube/v3/videos",
+            web::put().to(upload::put_chunk),
+        )
+        .route(
+            "/resumable/upload/youtube/v3/videos",
+            web::put().to(upload::put_chunk),
+        )
+        .route(
+            "/upload/youtube/v3/thumbnails/set",
+            web::post().to(api::set_thumbnail),
+        )
+        .route(
+            "/youtube/v3/thumbnails/set",
+            web::post().to(api::set_thumbnail),
+        )
+        .default_service(web::to(|| async {
+            google_error(StatusCode::NOT_FOUND, "notFound", "global", "Not Found")
+        }))
 }
 
 /// The gRPC-style `status` Google puts beside `code`.

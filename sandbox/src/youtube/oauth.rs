@@ -18,6 +18,7 @@ use crate::oauth::{
     constant_time_eq, parse_basic_auth, parse_redirect_uri, random_token, redirect_with,
     verify_pkce, PkceMethod,
 };
+use crate::twin::Twin as _;
 
 /// Scopes the twin grants: YouTube's (discovery doc) and the OpenID ones.
 const YOUTUBE_SCOPES: &[&str] = &[

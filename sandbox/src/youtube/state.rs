@@ -2,7 +2,6 @@
 //! sessions, videos, quota, faults.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
@@ -13,9 +12,11 @@ use super::{
     YouTubeSessionSnapshot, YouTubeStateSnapshot, YouTubeVideoSnapshot, DEFAULT_CHANNEL_TITLE,
     DEFAULT_USERNAME, NO_CHANNEL_PREFIX,
 };
-use crate::faults::{Fault, FaultQueue, QueuedFault};
+use crate::faults::FaultQueue;
 use crate::inspect::RequestLog;
+use crate::lock::{TwinGuard, TwinLock};
 use crate::oauth::{random_token, PkceMethod};
+use crate::twin::Twin;
 
 /// A Google account, with its YouTube channel if it has one.
 #[derive(Debug, Clone)]
@@ -280,14 +281,14 @@ impl Inner {
 #[derive(Debug)]
 pub(crate) struct YouTubeState {
     pub config: YouTubeConfig,
-    inner: Mutex<Inner>,
+    inner: TwinLock<Inner>,
 }
 
 impl YouTubeState {
     pub fn new(config: YouTubeConfig) -> Self {
         Self {
             config,
-            inner: Mutex::new(Inner {
+            inner: TwinLock::new(Inner {
                 next_user: 1,
                 next_grant: 1,
                 users: HashMap::new(),
@@ -308,9 +309,10 @@ impl YouTubeState {
         }
     }
 
-    pub fn lock(&self) -> MutexGuard<'_, Inner> {
-        // A panicking handler must not take the whole twin down with it.
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    /// The twin's state for one step of a request. Helpers take the guard's `&Inner`, never
+    /// `&self`, so nothing under it locks again (see [`crate::lock`]).
+    pub fn lock(&self) -> TwinGuard<'_, Inner> {
+        self.inner.lock()
     }
 
     /// The caller of a valid, unexpired access token of an unrevoked grant.
@@ -344,22 +346,6 @@ impl YouTubeState {
             .charge(cost, self.config.quota_model, self.config.daily_units, now)
     }
 
-    pub fn take_fault(&self, endpoint: YouTubeEndpoint) -> Option<Fault> {
-        self.lock().faults.take(endpoint)
-    }
-
-    pub fn inject_fault(&self, endpoint: YouTubeEndpoint, fault: Fault, times: u32) {
-        self.lock().faults.push(endpoint, fault, times);
-    }
-
-    pub fn clear_faults(&self) -> usize {
-        self.lock().faults.clear()
-    }
-
-    pub fn pending_faults(&self) -> Vec<QueuedFault<YouTubeEndpoint>> {
-        self.lock().faults.pending()
-    }
-
     /// Every open session answers 404 from now on.
     pub fn expire_sessions(&self) -> usize {
         let mut inner = self.lock();
@@ -371,14 +357,6 @@ impl YouTubeState {
             }
         }
         n
-    }
-
-    pub fn log_start(&self, method: &str, path: &str) -> u64 {
-        self.lock().requests.start(method, path)
-    }
-
-    pub fn log_finish(&self, seq: u64, status: u16) {
-        self.lock().requests.finish(seq, status);
     }
 
     pub fn quota_snapshot(&self) -> super::YouTubeQuotaSnapshot {
@@ -403,8 +381,36 @@ impl YouTubeState {
             inner.quota.inserts = inserts;
         }
     }
+}
 
-    pub fn snapshot(&self) -> YouTubeStateSnapshot {
+/// Lowercase hex of a digest.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The SHA-256 of the bytes fed to `hasher` so far.
+pub(crate) fn digest_hex(hasher: &Sha256) -> String {
+    hex(&hasher.clone().finalize())
+}
+
+impl Twin for YouTubeState {
+    type Inner = Inner;
+    type Endpoint = YouTubeEndpoint;
+    type Snapshot = YouTubeStateSnapshot;
+
+    fn state_lock(&self) -> &TwinLock<Inner> {
+        &self.inner
+    }
+
+    fn faults(inner: &mut Inner) -> &mut FaultQueue<YouTubeEndpoint> {
+        &mut inner.faults
+    }
+
+    fn requests(inner: &mut Inner) -> &mut RequestLog {
+        &mut inner.requests
+    }
+
+    fn snapshot(&self) -> YouTubeStateSnapshot {
         let quota = self.quota_snapshot();
         let inner = self.lock();
         let now = Instant::now();
@@ -453,14 +459,4 @@ impl YouTubeState {
             requests: inner.requests.records(),
         }
     }
-}
-
-/// Lowercase hex of a digest.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// The SHA-256 of the bytes fed to `hasher` so far.
-pub(crate) fn digest_hex(hasher: &Sha256) -> String {
-    hex(&hasher.clone().finalize())
 }

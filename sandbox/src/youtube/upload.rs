@@ -18,6 +18,7 @@ use super::{
     MAX_DESCRIPTION_BYTES, MAX_TAGS_CHARS, MAX_TITLE_CHARS,
 };
 use crate::faults::{self, Fault};
+use crate::twin::Twin as _;
 
 const INSERT_SCOPES: &[&str] = &[
     "youtube",

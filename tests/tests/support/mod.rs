@@ -494,6 +494,18 @@ impl TestApp {
         );
     }
 
+    /// The twin's read-only state document, over HTTP (`GET /_sandbox/state`).
+    pub async fn twin_state(&self, twin: Twin) -> Value {
+        let response = self
+            .http
+            .get(format!("{}/_sandbox/state", twin.base_url(&self.sandbox)))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{twin:?} state");
+        response.json().await.unwrap()
+    }
+
     /// Queues `fault` (`{"kind": ...}`) for the next `times` calls to the twin's `endpoint`.
     pub async fn fault(&self, twin: Twin, endpoint: &str, fault: Value, times: u32) {
         let body = json!({"endpoint": endpoint, "fault": fault, "times": times});
@@ -551,7 +563,7 @@ pub enum Twin {
 }
 
 impl Twin {
-    fn base_url(self, sandbox: &Sandbox) -> String {
+    pub fn base_url(self, sandbox: &Sandbox) -> String {
         match self {
             Self::X => sandbox.x_base_url(),
             Self::Threads => sandbox.threads_base_url(),
