@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Args;
+use herald_domain::Platform;
+use herald_infrastructure::platforms::registry;
 use herald_sandbox::{Sandbox, SandboxConfig};
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
@@ -74,7 +76,7 @@ async fn run_in(args: &BenchArgs, database_url: &str) -> anyhow::Result<()> {
     sandbox_config.x.rate_limits.create_tweet = u32::MAX;
     sandbox_config.x.rate_limits.user_tweets = u32::MAX;
     sandbox_config.x.rate_limits.users_me = u32::MAX;
-    let sandbox = Sandbox::start("127.0.0.1:0", sandbox_config.clone()).await?;
+    let sandbox = Sandbox::start("127.0.0.1:0", sandbox_config).await?;
     let data_dir =
         std::env::temp_dir().join(format!("herald-bench-{}", uuid::Uuid::new_v4().simple()));
     let mut config = Config::embedded(data_dir.clone());
@@ -82,9 +84,9 @@ async fn run_in(args: &BenchArgs, database_url: &str) -> anyhow::Result<()> {
     config.kafka_brokers = Some(args.kafka_brokers.clone());
     config.kafka_topic_prefix = format!("bench{}.", uuid::Uuid::new_v4().simple());
     config.sandbox = Some(false);
-    config.x_client_id = Some(sandbox_config.x.client_id.clone());
-    config.x_client_secret = Some(sandbox_config.x.client_secret.clone());
-    config.x_api_base = Some(sandbox.x_base_url());
+    let x = registry::entry(Platform::X);
+    let twin = crate::runtime::sandbox_twin(&sandbox, x.twin).context("the sandbox X twin")?;
+    config.platforms.use_twin(x.env_prefix, &twin);
     config.jwt_secret = Some("herald-bench-secret-herald-bench-secret".into());
     config.vault_key = Some(herald_infrastructure::vault::generate_key());
     // The bench is one user sending as fast as it can.

@@ -1,4 +1,5 @@
-//! Configuration, from flags or environment variables. With nothing set, Herald runs the
+//! Process configuration, from flags or environment variables; each platform's settings are
+//! its own (`herald_infrastructure::platforms::registry`). With nothing set, Herald runs the
 //! embedded default: SQLite in `./data`, the local event log, the sandbox platforms, a generated
 //! vault key and dev-mode auth.
 use std::path::PathBuf;
@@ -8,6 +9,8 @@ use clap::builder::BoolishValueParser;
 use clap::{Args, ValueEnum};
 use herald_domain::RulesTable;
 use herald_infrastructure::media_source::MediaUrlPolicy;
+use herald_infrastructure::platforms::registry;
+use herald_infrastructure::platforms::settings::PlatformEnv;
 
 /// What this process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -20,8 +23,10 @@ pub enum Role {
     Worker,
 }
 
-/// Settings shared by every command that opens the store.
+/// Settings shared by every command that opens the store. Platform settings are not flags:
+/// each platform reads its own variables (see `after_help`).
 #[derive(Debug, Clone, Args)]
+#[command(after_help = registry::env_help())]
 pub struct Config {
     /// Where the embedded default keeps its database, vault key and dev auth secret.
     #[arg(long, env = "HERALD_DATA_DIR", default_value = "data")]
@@ -59,169 +64,6 @@ pub struct Config {
     /// Where the in-process sandbox listens.
     #[arg(long, env = "HERALD_SANDBOX_BIND", default_value = "127.0.0.1:8081")]
     pub sandbox_bind: String,
-    /// X OAuth client id (a confidential client: give the secret too).
-    #[arg(long, env = "X_CLIENT_ID")]
-    pub x_client_id: Option<String>,
-    #[arg(long, env = "X_CLIENT_SECRET", hide_env_values = true)]
-    pub x_client_secret: Option<String>,
-    /// X API base (default https://api.x.com); with a custom base, OAuth endpoints live under it.
-    #[arg(long, env = "X_API_BASE")]
-    pub x_api_base: Option<String>,
-    /// Threads app id (Meta developer portal); give the app secret too.
-    #[arg(long, env = "THREADS_CLIENT_ID")]
-    pub threads_client_id: Option<String>,
-    #[arg(long, env = "THREADS_CLIENT_SECRET", hide_env_values = true)]
-    pub threads_client_secret: Option<String>,
-    /// Threads API base (default https://graph.threads.net/v1.0, tokens at
-    /// https://graph.threads.net); with a custom base, OAuth endpoints live under it.
-    #[arg(long, env = "THREADS_API_BASE")]
-    pub threads_api_base: Option<String>,
-    /// Seconds one Threads API request may take before its outcome counts as unknown.
-    #[arg(long, env = "THREADS_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
-    pub threads_request_timeout_secs: u64,
-    /// Threads posts per profile per 24 hours. Threads documents 250; Herald reads the live
-    /// figure from threads_publishing_limit and never goes above this one (default: the live
-    /// figure, 250 when Threads gives none).
-    #[arg(long, env = "THREADS_PUBLISH_QUOTA")]
-    pub threads_publish_quota: Option<u32>,
-    /// Threads replies (the later parts of a thread) per profile per 24 hours, a quota apart
-    /// from posts. Threads documents 1,000; Herald reads the live figure and never goes above
-    /// this one (default: the live figure, 1,000 when Threads gives none).
-    #[arg(long, env = "THREADS_REPLY_QUOTA")]
-    pub threads_reply_quota: Option<u32>,
-    /// YouTube: the Google Cloud project's OAuth client id (a web client; give the secret too).
-    #[arg(long, env = "YOUTUBE_CLIENT_ID")]
-    pub youtube_client_id: Option<String>,
-    #[arg(long, env = "YOUTUBE_CLIENT_SECRET", hide_env_values = true)]
-    pub youtube_client_secret: Option<String>,
-    /// YouTube API base (default https://www.googleapis.com, OAuth at accounts.google.com and
-    /// oauth2.googleapis.com); with a custom base, OAuth endpoints live under it.
-    #[arg(long, env = "YOUTUBE_API_BASE")]
-    pub youtube_api_base: Option<String>,
-    /// Seconds one YouTube API request may take (upload chunks get at least five minutes).
-    #[arg(long, env = "YOUTUBE_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
-    pub youtube_request_timeout_secs: u64,
-    /// The Google project's daily YouTube Data API quota in units (reset at midnight Pacific).
-    #[arg(long, env = "YOUTUBE_DAILY_QUOTA_UNITS", default_value_t = 10_000)]
-    pub youtube_daily_quota_units: u64,
-    /// Units one video upload (`videos.insert`) costs: 1600 in the long-standing documentation.
-    #[arg(long, env = "YOUTUBE_INSERT_QUOTA_COST", default_value_t = 1600)]
-    pub youtube_insert_quota_cost: u64,
-    /// When set, uploads have a daily bucket of this many calls of their own instead of
-    /// costing units (the newer documentation: 100).
-    #[arg(long, env = "YOUTUBE_INSERTS_PER_DAY")]
-    pub youtube_inserts_per_day: Option<u64>,
-    /// Bytes per upload chunk (rounded down to a multiple of 256 KiB; default 8 MiB, 1 MiB
-    /// against the sandbox).
-    #[arg(long, env = "YOUTUBE_CHUNK_BYTES")]
-    pub youtube_chunk_bytes: Option<usize>,
-    /// Meta app id for Facebook Pages (Facebook Login); give the app secret too.
-    #[arg(long, env = "FACEBOOK_PAGES_CLIENT_ID")]
-    pub facebook_pages_client_id: Option<String>,
-    #[arg(long, env = "FACEBOOK_PAGES_CLIENT_SECRET", hide_env_values = true)]
-    pub facebook_pages_client_secret: Option<String>,
-    /// Graph API base (default: graph.facebook.com, graph-video.facebook.com and the
-    /// www.facebook.com dialog); with a custom base, everything lives under `{base}/v25.0`.
-    #[arg(long, env = "FACEBOOK_PAGES_API_BASE")]
-    pub facebook_pages_api_base: Option<String>,
-    /// Seconds one Facebook request may take before its outcome counts as unknown.
-    #[arg(
-        long,
-        env = "FACEBOOK_PAGES_REQUEST_TIMEOUT_SECS",
-        default_value_t = 30
-    )]
-    pub facebook_pages_request_timeout_secs: u64,
-    /// Reels each Page publishes through the API per moving 24 hours (Meta allows 30; Herald
-    /// counts its own across every worker and holds a reel back when the Page has none left).
-    #[arg(long, env = "FACEBOOK_REELS_PER_DAY", default_value_t = 30)]
-    pub facebook_reels_per_day: u32,
-    /// Meta app id for Instagram (with Facebook Login; may be the Facebook Pages app).
-    #[arg(long, env = "INSTAGRAM_CLIENT_ID")]
-    pub instagram_client_id: Option<String>,
-    #[arg(long, env = "INSTAGRAM_CLIENT_SECRET", hide_env_values = true)]
-    pub instagram_client_secret: Option<String>,
-    /// Graph API base for Instagram, like FACEBOOK_PAGES_API_BASE.
-    #[arg(long, env = "INSTAGRAM_API_BASE")]
-    pub instagram_api_base: Option<String>,
-    /// Seconds one Instagram request may take before its outcome counts as unknown.
-    #[arg(long, env = "INSTAGRAM_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
-    pub instagram_request_timeout_secs: u64,
-    /// Instagram posts per account per 24 hours. Meta's docs say 50 or 100; Herald reads the
-    /// live figure from content_publishing_limit and never goes above this one (default: the
-    /// live figure, 50 when Meta gives none).
-    #[arg(long, env = "INSTAGRAM_PUBLISH_QUOTA")]
-    pub instagram_publish_quota: Option<u32>,
-    /// How videos reach Instagram: `resumable` (Herald uploads them to Meta, resuming after a
-    /// failure; needs an app with Facebook Login for Business) or `url` (Meta fetches them from
-    /// their public URL).
-    #[arg(long, env = "INSTAGRAM_VIDEO_UPLOAD", default_value = "resumable")]
-    pub instagram_video_upload: herald_infrastructure::platforms::instagram::VideoUpload,
-    /// Bytes per resumable-upload request to Meta (default 8 MiB, 1 MiB against the sandbox).
-    #[arg(long, env = "INSTAGRAM_UPLOAD_CHUNK_BYTES")]
-    pub instagram_upload_chunk_bytes: Option<u64>,
-    /// TikTok app `client_key` (TikTok for Developers); give the client secret too.
-    #[arg(long, env = "TIKTOK_CLIENT_ID")]
-    pub tiktok_client_id: Option<String>,
-    #[arg(long, env = "TIKTOK_CLIENT_SECRET", hide_env_values = true)]
-    pub tiktok_client_secret: Option<String>,
-    /// TikTok API base (default https://open.tiktokapis.com, consent at
-    /// https://www.tiktok.com/v2/auth/authorize/); with a custom base, the consent page lives
-    /// under it.
-    #[arg(long, env = "TIKTOK_API_BASE")]
-    pub tiktok_api_base: Option<String>,
-    /// Seconds one TikTok API request may take.
-    #[arg(long, env = "TIKTOK_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
-    pub tiktok_request_timeout_secs: u64,
-    /// Chunk size of TikTok video uploads (5-64 MiB; default 10 MiB).
-    #[arg(long, env = "TIKTOK_CHUNK_BYTES", default_value_t = 10 * 1024 * 1024)]
-    pub tiktok_chunk_bytes: u64,
-    /// Comma-separated URL prefixes verified for the TikTok app: videos under them are pulled
-    /// by TikTok (PULL_FROM_URL) instead of uploaded in chunks.
-    #[arg(long, env = "TIKTOK_PULL_FROM_URL_PREFIXES")]
-    pub tiktok_pull_from_url_prefixes: Option<String>,
-    /// Comma-separated scopes to request (default: user.info.basic, user.info.profile,
-    /// video.publish, video.upload). Add video.list where the app is approved for it: a pulled
-    /// public post whose init answer was lost is then looked up instead of left to the user.
-    #[arg(long, env = "TIKTOK_SCOPES")]
-    pub tiktok_scopes: Option<String>,
-    /// LinkedIn app client id; give the client secret too.
-    #[arg(long, env = "LINKEDIN_CLIENT_ID")]
-    pub linkedin_client_id: Option<String>,
-    #[arg(long, env = "LINKEDIN_CLIENT_SECRET", hide_env_values = true)]
-    pub linkedin_client_secret: Option<String>,
-    /// LinkedIn API base (default https://api.linkedin.com, OAuth at
-    /// https://www.linkedin.com/oauth/v2); with a custom base, OAuth endpoints live under it.
-    #[arg(long, env = "LINKEDIN_API_BASE")]
-    pub linkedin_api_base: Option<String>,
-    /// `LinkedIn-Version` (YYYYMM) sent with every versioned call; raise it when LinkedIn
-    /// sunsets the one in use (426 NONEXISTENT_VERSION).
-    #[arg(long, env = "LINKEDIN_VERSION")]
-    pub linkedin_version: Option<String>,
-    /// Space-separated scopes to request (default: member and organisation posting).
-    #[arg(long, env = "LINKEDIN_SCOPES")]
-    pub linkedin_scopes: Option<String>,
-    /// Seconds one LinkedIn API request may take before its outcome counts as unknown.
-    #[arg(long, env = "LINKEDIN_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
-    pub linkedin_request_timeout_secs: u64,
-    /// Seconds to wait after a LinkedIn 429 that names no daily limit (LinkedIn sends no
-    /// Retry-After).
-    #[arg(long, env = "LINKEDIN_THROTTLE_BACKOFF_SECS", default_value_t = 60)]
-    pub linkedin_throttle_backoff_secs: u64,
-    /// Reddit app client id (a "web app": give the secret too).
-    #[arg(long, env = "REDDIT_CLIENT_ID")]
-    pub reddit_client_id: Option<String>,
-    #[arg(long, env = "REDDIT_CLIENT_SECRET", hide_env_values = true)]
-    pub reddit_client_secret: Option<String>,
-    /// Reddit base for API and OAuth calls (default https://oauth.reddit.com for the API and
-    /// https://www.reddit.com for OAuth); with a custom base, both live under it.
-    #[arg(long, env = "REDDIT_API_BASE")]
-    pub reddit_api_base: Option<String>,
-    /// The unique User-Agent Reddit asks for: `<platform>:<app ID>:<version> (by /u/<username>)`.
-    #[arg(long, env = "REDDIT_USER_AGENT")]
-    pub reddit_user_agent: Option<String>,
-    /// Seconds one Reddit API request may take before its outcome counts as unknown.
-    #[arg(long, env = "REDDIT_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
-    pub reddit_request_timeout_secs: u64,
     /// Public base URL of this server, for OAuth callbacks (default: taken from each request).
     #[arg(long, env = "HERALD_PUBLIC_URL")]
     pub public_url: Option<String>,
@@ -248,9 +90,6 @@ pub struct Config {
     /// Connected accounts one user may have; 0: unlimited.
     #[arg(long, env = "HERALD_MAX_CONNECTIONS_PER_USER", default_value_t = 200)]
     pub max_connections_per_user: u32,
-    /// Seconds one X API request may take before its outcome counts as unknown.
-    #[arg(long, env = "X_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
-    pub x_request_timeout_secs: u64,
     /// Publishing attempts running at once in this process.
     #[arg(long, env = "HERALD_WORKER_CONCURRENCY", default_value_t = 32)]
     pub worker_concurrency: usize,
@@ -284,6 +123,9 @@ pub struct Config {
     /// `{"x": {"max_text": 25000}, "instagram": {"video": {"max_secs": 180}}}`.
     #[arg(long, env = "HERALD_CONTENT_RULES")]
     pub content_rules: Option<PathBuf>,
+    /// Each platform's settings, read by the platform itself (`X_CLIENT_ID`, ...).
+    #[arg(skip = PlatformEnv::from_process())]
+    pub platforms: PlatformEnv,
 }
 
 impl Config {
@@ -303,55 +145,6 @@ impl Config {
             jwt_audience: None,
             sandbox: None,
             sandbox_bind: "127.0.0.1:0".into(),
-            x_client_id: None,
-            x_client_secret: None,
-            x_api_base: None,
-            x_request_timeout_secs: 30,
-            threads_client_id: None,
-            threads_client_secret: None,
-            threads_api_base: None,
-            threads_request_timeout_secs: 30,
-            threads_publish_quota: None,
-            threads_reply_quota: None,
-            youtube_client_id: None,
-            youtube_client_secret: None,
-            youtube_api_base: None,
-            youtube_request_timeout_secs: 30,
-            youtube_daily_quota_units: 10_000,
-            youtube_insert_quota_cost: 1600,
-            youtube_inserts_per_day: None,
-            youtube_chunk_bytes: None,
-            facebook_pages_client_id: None,
-            facebook_pages_client_secret: None,
-            facebook_pages_api_base: None,
-            facebook_pages_request_timeout_secs: 30,
-            facebook_reels_per_day: 30,
-            instagram_client_id: None,
-            instagram_client_secret: None,
-            instagram_api_base: None,
-            instagram_request_timeout_secs: 30,
-            instagram_publish_quota: None,
-            instagram_video_upload: Default::default(),
-            instagram_upload_chunk_bytes: None,
-            tiktok_client_id: None,
-            tiktok_client_secret: None,
-            tiktok_api_base: None,
-            tiktok_request_timeout_secs: 30,
-            tiktok_chunk_bytes: 10 * 1024 * 1024,
-            tiktok_pull_from_url_prefixes: None,
-            tiktok_scopes: None,
-            linkedin_client_id: None,
-            linkedin_client_secret: None,
-            linkedin_api_base: None,
-            linkedin_version: None,
-            linkedin_scopes: None,
-            linkedin_request_timeout_secs: 30,
-            linkedin_throttle_backoff_secs: 60,
-            reddit_client_id: None,
-            reddit_client_secret: None,
-            reddit_api_base: None,
-            reddit_user_agent: None,
-            reddit_request_timeout_secs: 30,
             public_url: None,
             oauth_return_urls: String::new(),
             api_queries_per_minute: 1200,
@@ -366,6 +159,7 @@ impl Config {
             media_allow_private: false,
             media_allowed_hosts: String::new(),
             content_rules: None,
+            platforms: PlatformEnv::default(),
         }
     }
 
@@ -380,18 +174,10 @@ impl Config {
             .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("herald.db").display()))
     }
 
-    /// The sandbox runs unless switched off, or unless real credentials are configured.
+    /// The sandbox runs unless switched off, or unless a platform's app is configured.
     pub fn sandbox_enabled(&self) -> bool {
-        let no_meta = self.facebook_pages_client_id.is_none() && self.instagram_client_id.is_none();
-        self.sandbox.unwrap_or(
-            self.x_client_id.is_none()
-                && self.threads_client_id.is_none()
-                && self.youtube_client_id.is_none()
-                && self.tiktok_client_id.is_none()
-                && self.linkedin_client_id.is_none()
-                && self.reddit_client_id.is_none()
-                && no_meta,
-        )
+        self.sandbox
+            .unwrap_or(!registry::any_app_configured(&self.platforms))
     }
 
     /// Production mode (a `DATABASE_URL`) runs only with the secrets that replicas must share

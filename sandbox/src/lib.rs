@@ -94,9 +94,20 @@ pub struct SandboxConfig {
     pub reddit: RedditConfig,
 }
 
+/// A twin as an adapter reaches it: its base URL and the app (client id and secret) it
+/// accepts. See [`Sandbox::twin`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TwinApp {
+    pub base_url: String,
+    pub client_id: String,
+    pub client_secret: String,
+}
+
 /// A running sandbox server hosting all platform twins on one port.
 pub struct Sandbox {
     addr: SocketAddr,
+    /// Each twin's path with the client id and secret it accepts.
+    apps: Vec<(&'static str, String, String)>,
     handle: ServerHandle,
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     x: Arc<x::XState>,
@@ -113,6 +124,36 @@ impl Sandbox {
     /// Binds on `addr` (use `"127.0.0.1:0"` in tests), starts the actix server on
     /// the current tokio runtime and returns once the socket is listening.
     pub async fn start(addr: &str, config: SandboxConfig) -> std::io::Result<Sandbox> {
+        let app = |path, id: &String, secret: &String| (path, id.clone(), secret.clone());
+        let apps = vec![
+            app("x", &config.x.client_id, &config.x.client_secret),
+            app(
+                "threads",
+                &config.threads.client_id,
+                &config.threads.client_secret,
+            ),
+            app(
+                "youtube",
+                &config.youtube.client_id,
+                &config.youtube.client_secret,
+            ),
+            app(
+                "linkedin",
+                &config.linkedin.client_id,
+                &config.linkedin.client_secret,
+            ),
+            app(
+                "tiktok",
+                &config.tiktok.client_key,
+                &config.tiktok.client_secret,
+            ),
+            app("meta", &config.meta.client_id, &config.meta.client_secret),
+            app(
+                "reddit",
+                &config.reddit.client_id,
+                &config.reddit.client_secret,
+            ),
+        ];
         // State is created once, outside the per-worker factory, so all workers
         // share the same posts, tokens, faults and rate-limit windows.
         let x_state = Arc::new(x::XState::new(config.x));
@@ -161,6 +202,7 @@ impl Sandbox {
 
         Ok(Sandbox {
             addr,
+            apps,
             handle,
             task: Some(task),
             x: x_state,
@@ -187,6 +229,20 @@ impl Sandbox {
     /// Base URL of the server, e.g. `http://127.0.0.1:40123`.
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// The twin at `path` (`x`, `threads`, `youtube`, `linkedin`, `tiktok`, `meta`, `reddit`):
+    /// where it listens and the app it accepts; what Herald's platform registry points an
+    /// adapter at.
+    pub fn twin(&self, path: &str) -> Option<TwinApp> {
+        self.apps
+            .iter()
+            .find(|(p, _, _)| *p == path)
+            .map(|(path, id, secret)| TwinApp {
+                base_url: format!("{}/{path}", self.base_url()),
+                client_id: id.clone(),
+                client_secret: secret.clone(),
+            })
     }
 
     /// Base URL of the X twin (`base_url() + "/x"`); X API paths such as

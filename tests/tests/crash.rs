@@ -98,7 +98,7 @@ async fn a_killed_worker_loses_and_doubles_nothing(backend: Backend) {
     )
     .await;
     let mut first = split.worker_config();
-    first.x_request_timeout_secs = 3600;
+    first.platforms.set("X_REQUEST_TIMEOUT_SECS", "3600");
     first.worker_concurrency = FIRST_WORKER_CONCURRENCY;
     let worker = split.spawn_worker(&first, DEBUG_LOG);
 
@@ -146,7 +146,7 @@ async fn a_killed_worker_loses_and_doubles_nothing(backend: Backend) {
     // The test counts what the kill left in flight; a create outlasting a short timeout on a
     // loaded machine would add a reconciliation the kill did not cause, so it has a long one.
     let mut second_config = split.worker_config();
-    second_config.x_request_timeout_secs = 60;
+    second_config.platforms.set("X_REQUEST_TIMEOUT_SECS", "60");
     let second = split.spawn_worker(&second_config, DEBUG_LOG);
     let app = &split.app;
     assert_one_post_per_job(app, &job_ids, &texts).await;
@@ -205,7 +205,7 @@ async fn many_posts_timing_out_after_creation_are_reconciled_not_resent() {
     )
     .await;
     let config = split.worker_config();
-    assert_eq!(config.x_request_timeout_secs, 2);
+    assert_eq!(config.platforms.get("X_REQUEST_TIMEOUT_SECS"), Some("2"));
     let worker = split.spawn_worker(&config, DEBUG_LOG);
     let app = &split.app;
     let texts: Vec<String> = (0..JOBS).map(|i| format!("ambiguous post #{i}")).collect();
@@ -257,7 +257,7 @@ async fn sigterm_with_jobs_in_flight_exits_within_the_grace_period_and_hands_the
     )
     .await;
     let mut first = split.worker_config();
-    first.x_request_timeout_secs = 3600;
+    first.platforms.set("X_REQUEST_TIMEOUT_SECS", "3600");
     first.worker_concurrency = FIRST_WORKER_CONCURRENCY;
     first.shutdown_grace_secs = 2;
     // Long leases: only the hand-back lets the next worker in before the patience runs out.
@@ -285,7 +285,7 @@ async fn sigterm_with_jobs_in_flight_exits_within_the_grace_period_and_hands_the
     app.clear_x_faults().await;
 
     let mut second = split.worker_config();
-    second.x_request_timeout_secs = 60;
+    second.platforms.set("X_REQUEST_TIMEOUT_SECS", "60");
     second.job_lease_secs = 600;
     let next = split.spawn_worker(&second, DEBUG_LOG);
     let app = &split.app;

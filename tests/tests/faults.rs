@@ -325,7 +325,10 @@ async fn a_revoked_grant_fails_the_job_and_expires_the_connection_without_a_retr
 async fn a_post_that_timed_out_after_success_is_reconciled_not_resent(app: &TestApp) {
     let connection = app.connect_x("alice", "alice_x").await;
     // The test config gives X requests 2 s; the sandbox answers after 5 s.
-    assert_eq!(app.config.x_request_timeout_secs, 2);
+    assert_eq!(
+        app.config.platforms.get("X_REQUEST_TIMEOUT_SECS"),
+        Some("2")
+    );
     app.fault(
         Twin::X,
         "create_tweet",

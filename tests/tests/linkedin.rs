@@ -438,7 +438,9 @@ async fn a_sunset_api_version_fails_with_the_setting_to_change() {
         Backend::Embedded,
         SandboxConfig::default(),
         Role::All,
-        |c| c.linkedin_version = Some("202301".into()),
+        |c| {
+            c.platforms.set("LINKEDIN_VERSION", "202301");
+        },
     )
     .await;
     let member = app.connect_linkedin("alice", "li_dave").await.remove(0);

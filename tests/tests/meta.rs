@@ -856,10 +856,12 @@ async fn the_embedded_default_connects_facebook_and_instagram_to_its_sandbox() {
         herald_api::config::Role::All,
         |config| {
             config.sandbox = Some(true);
-            config.facebook_pages_client_id = None;
-            config.facebook_pages_api_base = None;
-            config.instagram_client_id = None;
-            config.instagram_api_base = None;
+            config
+                .platforms
+                .remove("FACEBOOK_PAGES_CLIENT_ID")
+                .remove("FACEBOOK_PAGES_API_BASE")
+                .remove("INSTAGRAM_CLIENT_ID")
+                .remove("INSTAGRAM_API_BASE");
         },
     )
     .await;
@@ -1168,7 +1170,9 @@ async fn a_page_past_its_reels_of_24_hours_waits_for_the_window() {
         Backend::Embedded,
         herald_sandbox::SandboxConfig::default(),
         herald_api::config::Role::All,
-        |config| config.facebook_reels_per_day = 1,
+        |config| {
+            config.platforms.set("FACEBOOK_REELS_PER_DAY", "1");
+        },
     )
     .await;
     let page = app

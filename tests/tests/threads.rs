@@ -345,7 +345,10 @@ async fn a_server_error_on_publish_is_retried_into_one_post() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_timeout_after_publish_is_reconciled_not_resent() {
     let app = spawn_app(Backend::Embedded).await;
-    assert_eq!(app.config.threads_request_timeout_secs, 2);
+    assert_eq!(
+        app.config.platforms.get("THREADS_REQUEST_TIMEOUT_SECS"),
+        Some("2")
+    );
     let connection = app.connect_threads("alice", "alice_th").await;
     app.threads_fault(
         "publish",
@@ -455,9 +458,11 @@ async fn the_embedded_default_connects_threads_to_its_sandbox() {
         Role::All,
         |config| {
             config.sandbox = Some(true);
-            config.threads_client_id = None;
-            config.threads_client_secret = None;
-            config.threads_api_base = None;
+            config
+                .platforms
+                .remove("THREADS_CLIENT_ID")
+                .remove("THREADS_CLIENT_SECRET")
+                .remove("THREADS_API_BASE");
         },
     )
     .await;

@@ -285,9 +285,14 @@ async fn a_pulled_public_post_whose_init_answer_was_lost_is_found_not_sent_twice
         Role::All,
         |config| {
             // The sandbox serves the media on the one allowed host.
-            config.tiktok_pull_from_url_prefixes =
-                Some(format!("http://{}/media/pull-", config.media_allowed_hosts));
-            config.tiktok_scopes = Some(format!("{},{VIDEO_LIST_SCOPE}", DEFAULT_SCOPES.join(",")));
+            let pull = format!("http://{}/media/pull-", config.media_allowed_hosts);
+            config
+                .platforms
+                .set("TIKTOK_PULL_FROM_URL_PREFIXES", pull)
+                .set(
+                    "TIKTOK_SCOPES",
+                    format!("{},{VIDEO_LIST_SCOPE}", DEFAULT_SCOPES.join(",")),
+                );
         },
     )
     .await;
@@ -666,9 +671,11 @@ async fn the_sixth_pending_inbox_share_waits_and_says_how_long() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_embedded_default_connects_tiktok_to_its_sandbox() {
     let url = support::connect_through_the_embedded_sandbox("tiktok", |config| {
-        config.tiktok_client_id = None;
-        config.tiktok_client_secret = None;
-        config.tiktok_api_base = None;
+        config
+            .platforms
+            .remove("TIKTOK_CLIENT_ID")
+            .remove("TIKTOK_CLIENT_SECRET")
+            .remove("TIKTOK_API_BASE");
     })
     .await;
     assert!(

@@ -464,7 +464,7 @@ async fn two_workers_respect_the_project_quota_together() {
     // One job at a time each, so both processes take part.
     let workers = split
         .spawn_workers(2, DEBUG_LOG, |config| {
-            config.youtube_daily_quota_units = 3300;
+            config.platforms.set("YOUTUBE_DAILY_QUOTA_UNITS", "3300");
             config.worker_concurrency = 1;
         })
         .await;
@@ -519,9 +519,11 @@ async fn two_workers_respect_the_project_quota_together() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_embedded_default_connects_youtube_to_its_sandbox() {
     let url = support::connect_through_the_embedded_sandbox("youtube", |config| {
-        config.youtube_client_id = None;
-        config.youtube_client_secret = None;
-        config.youtube_api_base = None;
+        config
+            .platforms
+            .remove("YOUTUBE_CLIENT_ID")
+            .remove("YOUTUBE_CLIENT_SECRET")
+            .remove("YOUTUBE_API_BASE");
     })
     .await;
     assert!(url.contains("/youtube/o/oauth2/v2/auth"), "{url}");

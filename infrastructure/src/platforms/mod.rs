@@ -15,6 +15,8 @@ pub mod instagram;
 pub mod linkedin;
 pub mod meta;
 pub mod reddit;
+pub mod registry;
+pub mod settings;
 pub mod threads;
 pub mod tiktok;
 pub mod x;

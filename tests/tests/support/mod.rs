@@ -13,8 +13,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use herald_api::config::{Config, Role};
-use herald_api::runtime::Herald;
+use herald_api::runtime::{sandbox_twin, Herald};
 use herald_api::server::Running;
+use herald_infrastructure::platforms::registry::PLATFORMS;
 use herald_sandbox::{Sandbox, SandboxConfig};
 use serde_json::{json, Value};
 
@@ -68,45 +69,25 @@ pub async fn drop_postgres_database(url: &str) {
 
 /// The configuration of a test app talking to `sandbox`.
 pub async fn test_config(backend: Backend, sandbox: &Sandbox, data_dir: PathBuf) -> Config {
-    let defaults = SandboxConfig::default();
     let mut config = Config::embedded(data_dir);
     config.sandbox = Some(false);
-    config.x_client_id = Some(defaults.x.client_id);
-    config.x_client_secret = Some(defaults.x.client_secret);
-    config.x_api_base = Some(sandbox.x_base_url());
-    config.x_request_timeout_secs = 2;
-    config.threads_client_id = Some(defaults.threads.client_id);
-    config.threads_client_secret = Some(defaults.threads.client_secret);
-    config.threads_api_base = Some(sandbox.threads_base_url());
-    config.threads_request_timeout_secs = 2;
-    config.youtube_client_id = Some(defaults.youtube.client_id);
-    config.youtube_client_secret = Some(defaults.youtube.client_secret);
-    config.youtube_api_base = Some(sandbox.youtube_base_url());
-    config.youtube_request_timeout_secs = 2;
-    config.facebook_pages_client_id = Some(defaults.meta.client_id.clone());
-    config.facebook_pages_client_secret = Some(defaults.meta.client_secret.clone());
-    config.facebook_pages_api_base = Some(sandbox.meta_base_url());
-    config.facebook_pages_request_timeout_secs = 2;
-    config.instagram_client_id = Some(defaults.meta.client_id);
-    config.instagram_client_secret = Some(defaults.meta.client_secret);
-    config.instagram_api_base = Some(sandbox.meta_base_url());
-    config.instagram_request_timeout_secs = 2;
-    config.tiktok_client_id = Some(defaults.tiktok.client_key);
-    config.tiktok_client_secret = Some(defaults.tiktok.client_secret);
-    config.tiktok_api_base = Some(sandbox.tiktok_base_url());
-    config.tiktok_request_timeout_secs = 2;
-    // Small chunks, so test videos of a few MB upload in several.
-    config.tiktok_chunk_bytes = 5 * 1024 * 1024;
-    config.linkedin_client_id = Some(defaults.linkedin.client_id);
-    config.linkedin_client_secret = Some(defaults.linkedin.client_secret);
-    config.linkedin_api_base = Some(sandbox.linkedin_base_url());
-    config.linkedin_request_timeout_secs = 2;
-    // The twin keeps the last twelve months active, as LinkedIn does.
-    config.linkedin_version = Some(chrono::Utc::now().format("%Y%m").to_string());
-    config.reddit_client_id = Some(defaults.reddit.client_id);
-    config.reddit_client_secret = Some(defaults.reddit.client_secret);
-    config.reddit_api_base = Some(sandbox.reddit_base_url());
-    config.reddit_request_timeout_secs = 2;
+    // Every platform at its twin, as an operator would configure a real one.
+    for platform in PLATFORMS {
+        let twin = sandbox_twin(sandbox, platform.twin).expect("the sandbox runs every twin");
+        config
+            .platforms
+            .use_twin(platform.env_prefix, &twin)
+            .set(format!("{}REQUEST_TIMEOUT_SECS", platform.env_prefix), "2");
+    }
+    config
+        .platforms
+        // Small chunks, so test videos of a few MB upload in several.
+        .set("TIKTOK_CHUNK_BYTES", (5 * 1024 * 1024).to_string())
+        // The twin keeps the last twelve months active, as LinkedIn does.
+        .set(
+            "LINKEDIN_VERSION",
+            chrono::Utc::now().format("%Y%m").to_string(),
+        );
     config.jwt_secret = Some(JWT_SECRET.into());
     // Tests poll freely; the limits have tests of their own.
     config.api_queries_per_minute = 0;

@@ -6,7 +6,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 
 use herald_api::config::Config;
-use herald_infrastructure::platforms::instagram::VideoUpload;
 
 /// The `herald` binary built by `cargo build --bin herald` (`scripts/test.sh` does that first).
 pub fn herald_binary() -> PathBuf {
@@ -43,61 +42,11 @@ fn shown<T: ToString>(value: Option<T>) -> Option<String> {
 pub fn config_env(config: &Config) -> Vec<(String, String)> {
     let c = config;
     let text = |value: &Option<String>| value.clone();
-    let video_upload = match c.instagram_video_upload {
-        VideoUpload::Resumable => "resumable",
-        VideoUpload::Url => "url",
-    };
     // Settings with a value, then settings an operator may leave unset.
     let always: Vec<(&str, String)> = vec![
         ("HERALD_DATA_DIR", c.data_dir.display().to_string()),
         ("HERALD_KAFKA_TOPIC_PREFIX", c.kafka_topic_prefix.clone()),
         ("HERALD_KAFKA_PARTITIONS", c.kafka_partitions.to_string()),
-        (
-            "X_REQUEST_TIMEOUT_SECS",
-            c.x_request_timeout_secs.to_string(),
-        ),
-        (
-            "YOUTUBE_REQUEST_TIMEOUT_SECS",
-            c.youtube_request_timeout_secs.to_string(),
-        ),
-        (
-            "YOUTUBE_DAILY_QUOTA_UNITS",
-            c.youtube_daily_quota_units.to_string(),
-        ),
-        (
-            "YOUTUBE_INSERT_QUOTA_COST",
-            c.youtube_insert_quota_cost.to_string(),
-        ),
-        (
-            "LINKEDIN_REQUEST_TIMEOUT_SECS",
-            c.linkedin_request_timeout_secs.to_string(),
-        ),
-        (
-            "LINKEDIN_THROTTLE_BACKOFF_SECS",
-            c.linkedin_throttle_backoff_secs.to_string(),
-        ),
-        (
-            "THREADS_REQUEST_TIMEOUT_SECS",
-            c.threads_request_timeout_secs.to_string(),
-        ),
-        (
-            "REDDIT_REQUEST_TIMEOUT_SECS",
-            c.reddit_request_timeout_secs.to_string(),
-        ),
-        (
-            "FACEBOOK_PAGES_REQUEST_TIMEOUT_SECS",
-            c.facebook_pages_request_timeout_secs.to_string(),
-        ),
-        (
-            "INSTAGRAM_REQUEST_TIMEOUT_SECS",
-            c.instagram_request_timeout_secs.to_string(),
-        ),
-        ("INSTAGRAM_VIDEO_UPLOAD", video_upload.to_string()),
-        (
-            "TIKTOK_REQUEST_TIMEOUT_SECS",
-            c.tiktok_request_timeout_secs.to_string(),
-        ),
-        ("TIKTOK_CHUNK_BYTES", c.tiktok_chunk_bytes.to_string()),
         (
             "HERALD_WORKER_CONCURRENCY",
             c.worker_concurrency.to_string(),
@@ -124,62 +73,17 @@ pub fn config_env(config: &Config) -> Vec<(String, String)> {
             "HERALD_CONTENT_RULES",
             c.content_rules.as_ref().map(|r| r.display().to_string()),
         ),
-        ("X_CLIENT_ID", text(&c.x_client_id)),
-        ("X_CLIENT_SECRET", text(&c.x_client_secret)),
-        ("X_API_BASE", text(&c.x_api_base)),
-        ("YOUTUBE_CLIENT_ID", text(&c.youtube_client_id)),
-        ("YOUTUBE_CLIENT_SECRET", text(&c.youtube_client_secret)),
-        ("YOUTUBE_API_BASE", text(&c.youtube_api_base)),
-        ("YOUTUBE_INSERTS_PER_DAY", shown(c.youtube_inserts_per_day)),
-        ("YOUTUBE_CHUNK_BYTES", shown(c.youtube_chunk_bytes)),
-        ("LINKEDIN_CLIENT_ID", text(&c.linkedin_client_id)),
-        ("LINKEDIN_CLIENT_SECRET", text(&c.linkedin_client_secret)),
-        ("LINKEDIN_API_BASE", text(&c.linkedin_api_base)),
-        ("LINKEDIN_VERSION", text(&c.linkedin_version)),
-        ("REDDIT_CLIENT_ID", text(&c.reddit_client_id)),
-        ("REDDIT_CLIENT_SECRET", text(&c.reddit_client_secret)),
-        ("REDDIT_API_BASE", text(&c.reddit_api_base)),
-        ("REDDIT_USER_AGENT", text(&c.reddit_user_agent)),
-        ("THREADS_CLIENT_ID", text(&c.threads_client_id)),
-        ("THREADS_CLIENT_SECRET", text(&c.threads_client_secret)),
-        ("THREADS_API_BASE", text(&c.threads_api_base)),
-        ("THREADS_PUBLISH_QUOTA", shown(c.threads_publish_quota)),
-        ("THREADS_REPLY_QUOTA", shown(c.threads_reply_quota)),
-        (
-            "FACEBOOK_PAGES_CLIENT_ID",
-            text(&c.facebook_pages_client_id),
-        ),
-        (
-            "FACEBOOK_PAGES_CLIENT_SECRET",
-            text(&c.facebook_pages_client_secret),
-        ),
-        ("FACEBOOK_PAGES_API_BASE", text(&c.facebook_pages_api_base)),
-        (
-            "FACEBOOK_REELS_PER_DAY",
-            Some(c.facebook_reels_per_day.to_string()),
-        ),
-        ("INSTAGRAM_CLIENT_ID", text(&c.instagram_client_id)),
-        ("INSTAGRAM_CLIENT_SECRET", text(&c.instagram_client_secret)),
-        ("INSTAGRAM_API_BASE", text(&c.instagram_api_base)),
-        ("INSTAGRAM_PUBLISH_QUOTA", shown(c.instagram_publish_quota)),
-        (
-            "INSTAGRAM_UPLOAD_CHUNK_BYTES",
-            shown(c.instagram_upload_chunk_bytes),
-        ),
-        ("TIKTOK_CLIENT_ID", text(&c.tiktok_client_id)),
-        ("TIKTOK_CLIENT_SECRET", text(&c.tiktok_client_secret)),
-        ("TIKTOK_API_BASE", text(&c.tiktok_api_base)),
-        (
-            "TIKTOK_PULL_FROM_URL_PREFIXES",
-            text(&c.tiktok_pull_from_url_prefixes),
-        ),
-        ("TIKTOK_SCOPES", text(&c.tiktok_scopes)),
     ];
     always
         .into_iter()
         .map(|(name, value)| (name, Some(value)))
         .chain(optional)
         .filter_map(|(name, value)| value.map(|v| (name.to_owned(), v)))
+        .chain(
+            c.platforms
+                .iter()
+                .map(|(name, value)| (name.to_owned(), value.to_owned())),
+        )
         .collect()
 }
 

@@ -24,7 +24,10 @@
 //! `facebook_reels`, `facebook_reels_upload`, `facebook_reels_quota` (the reels of 24 hours),
 //! `facebook_read`.
 mod reel;
+mod settings;
 mod video;
+
+pub use settings::{FacebookPagesSettings, ENTRY};
 
 use std::time::Duration;
 

@@ -26,7 +26,10 @@
 //! is used up the job waits for the next free slot, and the gate remembers it so other workers
 //! do not make containers meanwhile. Other rate-limit keys: `instagram_me`, `instagram_media`,
 //! `instagram_upload`, `instagram_status`, `instagram_publish`, `instagram_read`.
+mod settings;
 mod upload;
+
+pub use settings::{InstagramSettings, ENTRY};
 
 use std::time::Duration;
 

@@ -24,6 +24,7 @@
 mod config;
 mod errors;
 mod media;
+mod settings;
 mod text;
 
 use std::time::Duration;
@@ -37,6 +38,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 pub use config::{LinkedInConfig, DEFAULT_POSTING_ROLES, DEFAULT_SCOPES, DEFAULT_VERSION};
+pub use settings::{LinkedInSettings, ENTRY};
 
 use self::errors::{classify, publish_transport_error, CallContext};
 use super::http::{self, PlatformApi, Reply, SendError};

@@ -19,6 +19,7 @@
 mod config;
 mod errors;
 mod media;
+mod settings;
 
 use std::time::Duration;
 
@@ -31,6 +32,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 pub use config::{default_user_agent, RedditConfig, DEFAULT_SCOPES};
+pub use settings::{RedditSettings, ENTRY};
 
 use self::errors::{classify_http, classify_submit, submit_transport_error, CallContext};
 use self::media::UploadedMedia;

@@ -31,6 +31,7 @@
 //! [`meta::quota`]: crate::platforms::meta::quota
 mod config;
 mod errors;
+mod settings;
 
 use std::time::Duration;
 
@@ -41,6 +42,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 pub use config::{ThreadsConfig, DEFAULT_SCOPES};
+pub use settings::{ThreadsSettings, ENTRY};
 
 use self::errors::{classify, publish_transport_error, transport_failure, CallContext};
 use super::http::{self, PlatformApi, SendError};

@@ -22,6 +22,7 @@
 mod config;
 mod errors;
 mod publish;
+mod settings;
 mod video_list;
 mod webhook;
 
@@ -36,6 +37,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 pub use config::{PkceEncoding, TiktokConfig, TiktokLimits, DEFAULT_SCOPES, MB, VIDEO_LIST_SCOPE};
+pub use settings::{TiktokSettings, ENTRY};
 
 use self::errors::{classify, classify_code, ApiError, CallContext, Envelope};
 use super::http::{self, PlatformApi};

@@ -9,6 +9,7 @@ mod config;
 mod errors;
 mod media;
 mod posts;
+mod settings;
 
 use std::time::Duration;
 
@@ -21,6 +22,7 @@ use serde::Deserialize;
 
 pub(crate) use config::join;
 pub use config::{XConfig, DEFAULT_SCOPES};
+pub use settings::{XSettings, ENTRY};
 
 use self::errors::{classify, rate_limit_headers, transport_failure, CallContext};
 use super::http::{self, PlatformApi};

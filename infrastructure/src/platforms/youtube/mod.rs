@@ -16,6 +16,7 @@ mod config;
 mod errors;
 mod metadata;
 mod quota;
+mod settings;
 mod upload;
 
 use std::time::Duration;
@@ -28,6 +29,7 @@ use serde::Deserialize;
 
 pub use config::{InsertQuota, QuotaConfig, YouTubeConfig, CHUNK_GRANULARITY, DEFAULT_SCOPES};
 pub use quota::next_pacific_midnight;
+pub use settings::{YouTubeSettings, ENTRY};
 
 use self::errors::{classify, is_error_body, processing_failure, transport_failure, CallContext};
 use self::quota::{Cost, Quota};
