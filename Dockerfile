@@ -12,10 +12,14 @@ COPY . .
 RUN cargo chef prepare --recipe-path recipe.json
 
 FROM chef AS build
+# Production images carry no sandbox platforms; the compose file's dev profile passes
+# HERALD_FEATURES=sandbox.
+ARG HERALD_FEATURES=""
 COPY --from=planner /src/recipe.json recipe.json
-RUN cargo chef cook --release --recipe-path recipe.json --bin herald
+RUN cargo chef cook --release --recipe-path recipe.json --bin herald \
+    --no-default-features --features "$HERALD_FEATURES"
 COPY . .
-RUN cargo build --release --bin herald
+RUN cargo build --release --bin herald --no-default-features --features "$HERALD_FEATURES"
 
 FROM debian:bookworm-slim
 # curl serves the health check only.

@@ -85,7 +85,7 @@ async fn run_in(args: &BenchArgs, database_url: &str) -> anyhow::Result<()> {
     config.kafka_topic_prefix = format!("bench{}.", uuid::Uuid::new_v4().simple());
     config.sandbox = Some(false);
     let x = registry::entry(Platform::X);
-    let twin = crate::runtime::sandbox_twin(&sandbox, x.twin).context("the sandbox X twin")?;
+    let twin = crate::sandbox::twin(&sandbox, x.twin).context("the sandbox X twin")?;
     config.platforms.use_twin(x.env_prefix, &twin);
     config.jwt_secret = Some("herald-bench-secret-herald-bench-secret".into());
     config.vault_key = Some(herald_infrastructure::vault::generate_key());

@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+#[cfg(feature = "sandbox")]
 pub mod bench;
 pub mod config;
 pub mod metrics;
@@ -10,4 +11,5 @@ pub mod rate_limit;
 pub mod replay;
 pub mod routes;
 pub mod runtime;
+pub mod sandbox;
 pub mod server;

@@ -48,6 +48,7 @@ enum Command {
         config: Config,
     },
     /// Measure the pipeline against a raw-insert baseline (see the README).
+    #[cfg(feature = "sandbox")]
     Bench(herald_api::bench::BenchArgs),
 }
 
@@ -97,6 +98,7 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        #[cfg(feature = "sandbox")]
         Command::Bench(args) => herald_api::bench::run(args).await,
     }
 }

@@ -2,13 +2,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::sandbox::{self, Sandbox};
 use anyhow::Context;
 use herald_domain::{Connection, ConnectionId, PublishingJob, RulesTable};
 use herald_infrastructure::db::Db;
 use herald_infrastructure::log::{EventLog, KafkaConfig, LocalLog, LogHandler};
 use herald_infrastructure::media_source::MediaSource;
 use herald_infrastructure::platforms::registry;
-use herald_infrastructure::platforms::settings::{SandboxTwin, Services, Twins};
+use herald_infrastructure::platforms::settings::{Services, Twins};
 use herald_infrastructure::platforms::Adapters;
 use herald_infrastructure::process::publisher::Publisher;
 use herald_infrastructure::process::refresher::{self, ExpiringConnections};
@@ -20,7 +21,6 @@ use herald_projections::connections::{ConnectionQueries, ConnectionsProjection};
 use herald_projections::due_jobs::DueJobsProjection;
 use herald_projections::jobs::{JobQueries, JobsProjection};
 use herald_projections::ProjectionHandler;
-use herald_sandbox::{Sandbox, SandboxConfig};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -100,12 +100,12 @@ impl Herald {
         };
         let vault = Vault::new(db.clone(), Sealer::new(&key));
         let sandbox = if config.sandbox_enabled() {
-            let sandbox = Sandbox::start(&config.sandbox_bind, SandboxConfig::default())
+            let sandbox = sandbox::start(&config.sandbox_bind)
                 .await
                 .with_context(|| {
                     format!("starting the sandbox platforms on {}", config.sandbox_bind)
                 })?;
-            tracing::info!(url = %sandbox.base_url(), "sandbox platforms running");
+            tracing::info!(address = %sandbox::local_addr(&sandbox), "sandbox platforms running");
             Some(Arc::new(sandbox))
         } else {
             None
@@ -130,8 +130,8 @@ impl Herald {
         .requiring(config.jwt_issuer.clone(), config.jwt_audience.clone());
         let media_policy = config.media_policy(
             sandbox
-                .as_ref()
-                .map(|s| s.local_addr().to_string())
+                .as_deref()
+                .map(|s| sandbox::local_addr(s).to_string())
                 .as_deref(),
         );
         let media = MediaSource::new(media_policy, Duration::from_secs(10))?;
@@ -225,21 +225,16 @@ impl Herald {
 /// Every platform's adapter, built through the platform registry: its own settings, or its
 /// sandbox twin when the sandbox runs and no app of its own is configured.
 fn adapters(config: &Config, sandbox: Option<&Sandbox>) -> anyhow::Result<Adapters> {
-    let twins = |path: &str| sandbox.and_then(|s| sandbox_twin(s, path));
+    let twins = |path: &str| sandbox.and_then(|s| sandbox::twin(s, path));
     let services = Services {
         sandbox: sandbox.map(|_| &twins as Twins<'_>),
-        media_policy: config.media_policy(sandbox.map(|s| s.local_addr().to_string()).as_deref()),
+        media_policy: config.media_policy(
+            sandbox
+                .map(|s| sandbox::local_addr(s).to_string())
+                .as_deref(),
+        ),
     };
     registry::build_adapters(&config.platforms, &services)
-}
-
-/// The sandbox twin at `path` as the platform registry reaches it.
-pub fn sandbox_twin(sandbox: &Sandbox, path: &str) -> Option<SandboxTwin> {
-    sandbox.twin(path).map(|twin| SandboxTwin {
-        base_url: twin.base_url,
-        client_id: twin.client_id,
-        client_secret: twin.client_secret,
-    })
 }
 
 /// The refresher's work list, from the connections read model.

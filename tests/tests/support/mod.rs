@@ -13,7 +13,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use herald_api::config::{Config, Role};
-use herald_api::runtime::{sandbox_twin, Herald};
+use herald_api::runtime::Herald;
+use herald_api::sandbox::twin as sandbox_twin;
 use herald_api::server::Running;
 use herald_infrastructure::platforms::registry::PLATFORMS;
 use herald_sandbox::{Sandbox, SandboxConfig};
