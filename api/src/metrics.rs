@@ -88,7 +88,7 @@ pub async fn scrape(herald: web::Data<Herald>) -> HttpResponse {
         }
         Err(error) => tracing::warn!(%error, "could not count jobs by status for /metrics"),
     }
-    if let Ok(Some(lag)) = herald.log.readiness(&herald.db).await {
+    if let Ok(Some(lag)) = herald.log.relay_lag(&herald.db).await {
         metrics::gauge!("herald_relay_lag_events").set(lag as f64);
     }
     let handle = handle();

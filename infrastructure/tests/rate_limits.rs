@@ -1,29 +1,13 @@
 //! The shared gate on a real store: application-wide budgets shared by every account of one
 //! client id, account budgets kept apart, and reports from one window merged conservatively.
 //! Runs on SQLite, and on Postgres too when `HERALD_TEST_DATABASE_URL` is set (scripts/test.sh).
+mod common;
+
 use chrono::{TimeDelta, Utc};
 use herald_domain::Platform;
-use herald_infrastructure::db::{create_scratch_database, Db};
+use herald_infrastructure::db::Db;
 use herald_infrastructure::platforms::{app_key, RateLimitGate};
 use herald_infrastructure::rate_limit::SharedRateLimits;
-
-/// A fresh SQLite store, and a fresh Postgres database when the test services are up.
-async fn stores() -> Vec<Db> {
-    let path = std::env::temp_dir().join(format!(
-        "herald_rate_limits_{}.db",
-        uuid::Uuid::new_v4().simple()
-    ));
-    let mut stores = vec![Db::connect(&format!("sqlite://{}", path.display()), 4)
-        .await
-        .unwrap()];
-    if let Ok(admin) = std::env::var("HERALD_TEST_DATABASE_URL") {
-        let (url, _) = create_scratch_database(&admin, "herald_test")
-            .await
-            .expect("create a test database");
-        stores.push(Db::connect(&url, 4).await.unwrap());
-    }
-    stores
-}
 
 async fn buckets(db: &Db) -> Vec<String> {
     sqlx::query_scalar("SELECT bucket FROM rate_limits ORDER BY bucket")
@@ -34,7 +18,7 @@ async fn buckets(db: &Db) -> Vec<String> {
 
 #[tokio::test]
 async fn two_accounts_of_one_app_share_the_app_budget_and_keep_their_own() {
-    for db in stores().await {
+    for db in common::stores("rate_limits").await {
         // Two workers, each publishing for another account of the same Reddit app.
         let alice = SharedRateLimits::new(db.clone(), Platform::Reddit, "t2_alice");
         let bob = SharedRateLimits::new(db.clone(), Platform::Reddit, "t2_bob");
@@ -89,7 +73,7 @@ async fn two_accounts_of_one_app_share_the_app_budget_and_keep_their_own() {
 
 #[tokio::test]
 async fn reports_from_one_window_never_raise_what_is_left() {
-    for db in stores().await {
+    for db in common::stores("rate_limits").await {
         let first = SharedRateLimits::new(db.clone(), Platform::X, "user-1");
         let second = SharedRateLimits::new(db.clone(), Platform::X, "user-1");
         let reset = Utc::now() + TimeDelta::minutes(15);
@@ -130,7 +114,7 @@ async fn reports_from_one_window_never_raise_what_is_left() {
 
 #[tokio::test]
 async fn calls_made_before_a_new_window_is_reported_are_counted_against_it() {
-    for db in stores().await {
+    for db in common::stores("rate_limits").await {
         let one = SharedRateLimits::new(db.clone(), Platform::X, "user-1");
         let two = SharedRateLimits::new(db.clone(), Platform::X, "user-1");
         // Nothing known yet: both workers call (the headers cannot say anything before the
@@ -160,7 +144,7 @@ async fn calls_made_before_a_new_window_is_reported_are_counted_against_it() {
 
 #[tokio::test]
 async fn a_reset_window_is_not_overrun_before_the_platform_answers() {
-    for db in stores().await {
+    for db in common::stores("rate_limits").await {
         let one = SharedRateLimits::new(db.clone(), Platform::X, "user-1");
         let two = SharedRateLimits::new(db.clone(), Platform::X, "user-1");
         // X said the window allows three calls; it has since reset.

@@ -2,49 +2,44 @@
 //! an index, so its cost does not grow with the rows that are leased or not due yet; and one
 //! user's backlog does not keep another user's jobs waiting behind all of it. Runs on SQLite, and on Postgres too when
 //! `HERALD_TEST_DATABASE_URL` is set (scripts/test.sh).
+mod common;
+
 use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
-use herald_infrastructure::db::{create_scratch_database, millis, Db};
+use herald_infrastructure::db::{millis, Db};
 use herald_infrastructure::scheduler::DueJobs;
 
-async fn stores() -> Vec<Db> {
-    let path = std::env::temp_dir().join(format!(
-        "herald_scheduler_{}.db",
-        uuid::Uuid::new_v4().simple()
-    ));
-    let mut stores = vec![Db::connect(&format!("sqlite://{}", path.display()), 4)
-        .await
-        .unwrap()];
-    if let Ok(admin) = std::env::var("HERALD_TEST_DATABASE_URL") {
-        let (url, _) = create_scratch_database(&admin, "herald_test")
-            .await
-            .expect("create a test database");
-        stores.push(Db::connect(&url, 4).await.unwrap());
-    }
-    stores
-}
-
 /// `count` rows whose job ids start with `prefix` (8 hex digits), due at `due_ms + n`, leased
-/// until `lease_until_ms`.
-async fn insert(db: &Db, prefix: &str, count: usize, due_ms: i64, lease_until_ms: i64) {
+/// until `lease_until_ms`, of `user` (none: rows from before users were recorded) and ranked in
+/// its backlog as the due-jobs projection ranks them (the user's jobs already waiting).
+async fn insert(
+    db: &Db,
+    prefix: &str,
+    count: usize,
+    due_ms: i64,
+    lease_until_ms: i64,
+    user: Option<&str>,
+) {
     for chunk in (0..count).collect::<Vec<_>>().chunks(500) {
         let values: Vec<String> = chunk
             .iter()
             .map(|n| {
                 format!(
-                    "('{prefix}-0000-4000-8000-{n:012}', {}, {}, {lease_until_ms})",
+                    "('{prefix}-0000-4000-8000-{n:012}', {}, {}, {lease_until_ms}, '{}', {})",
                     due_ms + *n as i64,
                     if lease_until_ms > 0 {
                         "'other'"
                     } else {
                         "NULL"
-                    }
+                    },
+                    user.unwrap_or_default(),
+                    if user.is_some() { *n } else { 0 },
                 )
             })
             .collect();
         sqlx::query(&format!(
-            "INSERT INTO job_schedule (job_id, due_at_ms, lease_owner, lease_until_ms) VALUES {}",
+            "INSERT INTO job_schedule (job_id, due_at_ms, lease_owner, lease_until_ms, user_id, user_rank) VALUES {}",
             values.join(",")
         ))
         .execute(&db.any)
@@ -55,16 +50,16 @@ async fn insert(db: &Db, prefix: &str, count: usize, due_ms: i64, lease_until_ms
 
 #[tokio::test]
 async fn a_claim_reads_only_claimable_rows_through_its_index() {
-    for db in stores().await {
+    for db in common::stores("scheduler").await {
         let now = Utc::now();
         let now_ms = millis(now);
         let hour = TimeDelta::hours(1).num_milliseconds();
         // 20,000 pending for tomorrow, 3,000 due but leased by a live worker, and 40 claimable:
         // 30 due, 10 whose worker's lease ran out.
-        insert(&db, "10000000", 20_000, now_ms + 24 * hour, 0).await;
-        insert(&db, "20000000", 3_000, now_ms - hour, now_ms + hour).await;
-        insert(&db, "30000000", 30, now_ms - 2 * hour, 0).await;
-        insert(&db, "40000000", 10, now_ms - 3 * hour, now_ms - 1000).await;
+        insert(&db, "10000000", 20_000, now_ms + 24 * hour, 0, None).await;
+        insert(&db, "20000000", 3_000, now_ms - hour, now_ms + hour, None).await;
+        insert(&db, "30000000", 30, now_ms - 2 * hour, 0, None).await;
+        insert(&db, "40000000", 10, now_ms - 3 * hour, now_ms - 1000, None).await;
         let analyze = if db.is_postgres() {
             "ANALYZE job_schedule"
         } else {
@@ -129,36 +124,17 @@ async fn a_claim_reads_only_claimable_rows_through_its_index() {
     }
 }
 
-/// User A has 2,000 jobs due at one instant, user B 5 due a moment later. With claims in due
+/// User A has 2,000 jobs waiting, user B 5 due after all of them. With claims in due
 /// order B would wait for all of A's; ordered by backlog rank, B's five come in the first claim.
 #[tokio::test]
 async fn one_users_backlog_does_not_keep_another_users_jobs_waiting() {
-    for db in stores().await {
+    for db in common::stores("scheduler").await {
         let now = Utc::now();
-        let due_ms = millis(now) - 1000;
-        for (user, prefix, count, due) in [
-            ("a", "a0000000", 2000, due_ms),
-            ("b", "b0000000", 5, due_ms + 1),
-        ] {
-            for chunk in (0..count).collect::<Vec<_>>().chunks(500) {
-                let values: Vec<String> = chunk
-                    .iter()
-                    .map(|n| {
-                        // As the due-jobs projection ranks them: the user's jobs already waiting.
-                        format!(
-                            "('{prefix}-0000-4000-8000-{n:012}', {due}, NULL, 0, '{user}', {n})"
-                        )
-                    })
-                    .collect();
-                sqlx::query(&format!(
-                    "INSERT INTO job_schedule (job_id, due_at_ms, lease_owner, lease_until_ms, user_id, user_rank) VALUES {}",
-                    values.join(",")
-                ))
-                .execute(&db.any)
-                .await
-                .unwrap();
-            }
-        }
+        // A's 2,000 are due a millisecond apart, B's 5 after all of them: in due order B's
+        // would be the last five claimed. All are due by now.
+        let due_ms = millis(now) - 5000;
+        insert(&db, "a0000000", 2000, due_ms, 0, Some("a")).await;
+        insert(&db, "b0000000", 5, due_ms + 2000, 0, Some("b")).await;
         let due = DueJobs::new(db.clone(), "me", Duration::from_secs(30));
         let first = due.claim(now, 32).await.unwrap();
         let of_b = first

@@ -228,12 +228,7 @@ impl EventLog {
         match self {
             EventLog::Kafka(config) => {
                 kafka::check_brokers(config, Duration::from_secs(3)).await?;
-                let lag: i64 =
-                    sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
-                        .fetch_one(&db.any)
-                        .await
-                        .context("counting the outbox rows not yet relayed")?;
-                Ok(Some(lag))
+                self.relay_lag(db).await
             }
             EventLog::Local(_) => {
                 sqlx::query("SELECT id FROM outbox ORDER BY id DESC LIMIT 1")
@@ -243,6 +238,19 @@ impl EventLog {
                 Ok(None)
             }
         }
+    }
+
+    /// How many committed events the relay has not put on Kafka yet; `None` for the local log,
+    /// which is its outbox. One indexed count (`outbox_unpublished`), no broker round trip.
+    pub async fn relay_lag(&self, db: &Db) -> anyhow::Result<Option<i64>> {
+        if let EventLog::Local(_) = self {
+            return Ok(None);
+        }
+        let lag: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+            .fetch_one(&db.any)
+            .await
+            .context("counting the outbox rows not yet relayed")?;
+        Ok(Some(lag))
     }
 
     /// Tells the log that events were committed: wakes local consumers at once; nothing to do
