@@ -7,10 +7,13 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::builder::BoolishValueParser;
 use clap::{Args, ValueEnum};
+use herald_domain::retry::RetryPolicy;
+use herald_domain::webhook::DeliverySchedule;
 use herald_domain::RulesTable;
 use herald_infrastructure::media_source::MediaUrlPolicy;
 use herald_infrastructure::platforms::registry;
 use herald_infrastructure::platforms::settings::PlatformEnv;
+use herald_infrastructure::webhooks::DeliverySettings;
 
 /// What this process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -119,6 +122,44 @@ pub struct Config {
     /// to, e.g. an internal CDN.
     #[arg(long, env = "HERALD_MEDIA_ALLOWED_HOSTS", default_value = "")]
     pub media_allowed_hosts: String,
+    /// Webhook subscriptions one user may have; 0: unlimited.
+    #[arg(
+        long,
+        env = "HERALD_MAX_WEBHOOK_SUBSCRIPTIONS_PER_USER",
+        default_value_t = 25
+    )]
+    pub max_webhook_subscriptions_per_user: u32,
+    /// Let webhook target URLs reach private, loopback and link-local addresses (development
+    /// only: it lets any user make Herald post to its own network).
+    #[arg(
+        long,
+        env = "HERALD_WEBHOOK_ALLOW_PRIVATE",
+        default_value_t = false,
+        value_parser = BoolishValueParser::new()
+    )]
+    pub webhook_allow_private: bool,
+    /// Comma-separated hosts (`host` or `host:port`) webhooks may be sent to whatever they
+    /// resolve to.
+    #[arg(long, env = "HERALD_WEBHOOK_ALLOWED_HOSTS", default_value = "")]
+    pub webhook_allowed_hosts: String,
+    /// Seconds one webhook request may take, from connecting to the end of the answer.
+    #[arg(long, env = "HERALD_WEBHOOK_TIMEOUT_SECS", default_value_t = 10)]
+    pub webhook_timeout_secs: u64,
+    /// Seconds before the first retry of a failed webhook delivery; doubled for each further
+    /// one (with jitter), up to `HERALD_WEBHOOK_RETRY_MAX_SECS`.
+    #[arg(long, env = "HERALD_WEBHOOK_RETRY_FIRST_SECS", default_value_t = 10)]
+    pub webhook_retry_first_secs: u64,
+    /// Longest wait between two tries of a webhook delivery.
+    #[arg(long, env = "HERALD_WEBHOOK_RETRY_MAX_SECS", default_value_t = 7200)]
+    pub webhook_retry_max_secs: u64,
+    /// Seconds a webhook delivery is retried from its first attempt before it is given up and
+    /// its subscription disabled.
+    #[arg(
+        long,
+        env = "HERALD_WEBHOOK_RETRY_WINDOW_SECS",
+        default_value_t = 86_400
+    )]
+    pub webhook_retry_window_secs: u64,
     /// A JSON file adjusting the platforms' content rules, e.g.
     /// `{"x": {"max_text": 25000}, "instagram": {"video": {"max_secs": 180}}}`.
     #[arg(long, env = "HERALD_CONTENT_RULES")]
@@ -159,6 +200,13 @@ impl Config {
             media_allow_private: false,
             media_allowed_hosts: String::new(),
             content_rules: None,
+            max_webhook_subscriptions_per_user: 25,
+            webhook_allow_private: false,
+            webhook_allowed_hosts: String::new(),
+            webhook_timeout_secs: 10,
+            webhook_retry_first_secs: 10,
+            webhook_retry_max_secs: 7200,
+            webhook_retry_window_secs: 86_400,
             platforms: PlatformEnv::default(),
         }
     }
@@ -237,6 +285,28 @@ impl Config {
         match sandbox_host {
             Some(host) => policy.allowing(host),
             None => policy,
+        }
+    }
+
+    /// Which URLs webhooks may be sent to: the media URL rules, with settings of their own.
+    pub fn webhook_policy(&self) -> MediaUrlPolicy {
+        MediaUrlPolicy::new(self.webhook_allow_private, &self.webhook_allowed_hosts)
+    }
+
+    /// How the webhook delivery worker sends and retries.
+    pub fn webhook_delivery(&self) -> DeliverySettings {
+        let seconds =
+            |secs: u64| chrono::Duration::seconds(i64::try_from(secs).unwrap_or(i64::MAX));
+        DeliverySettings {
+            schedule: DeliverySchedule {
+                backoff: RetryPolicy {
+                    base: seconds(self.webhook_retry_first_secs.max(1)),
+                    max: seconds(self.webhook_retry_max_secs.max(1)),
+                },
+                give_up_after: seconds(self.webhook_retry_window_secs),
+            },
+            timeout: std::time::Duration::from_secs(self.webhook_timeout_secs.max(1)),
+            ..DeliverySettings::default()
         }
     }
 

@@ -23,6 +23,7 @@ pub const METRICS: &[(&str, &str)] = &[
     ("herald_scheduler_delay_seconds", "How late attempts start after their job was due"),
     ("herald_token_refreshes_total", "Token refreshes, by outcome (ok, failed, reauthorization_required)"),
     ("herald_webhook_deliveries_total", "Platform webhook deliveries received, by platform and outcome (accepted, refused)"),
+    ("herald_outbound_webhooks_total", "Attempts at sending webhooks to users' subscriptions, by outcome (delivered, failed: retried later, gave_up: the subscription was disabled)"),
     ("herald_jobs", "Jobs by status, read from the jobs read model when scraped"),
     ("herald_relay_lag_events", "Committed events not yet relayed to Kafka, read when scraped"),
 ];

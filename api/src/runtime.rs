@@ -7,7 +7,7 @@ use anyhow::Context;
 use herald_domain::{Connection, ConnectionId, PublishingJob, RulesTable};
 use herald_infrastructure::db::Db;
 use herald_infrastructure::log::{EventLog, KafkaConfig, LocalLog, LogHandler};
-use herald_infrastructure::media_source::MediaSource;
+use herald_infrastructure::media_source::{MediaSource, MediaUrlPolicy};
 use herald_infrastructure::platforms::registry;
 use herald_infrastructure::platforms::settings::{Services, Twins};
 use herald_infrastructure::platforms::Adapters;
@@ -17,6 +17,7 @@ use herald_infrastructure::scheduler::DueJobs;
 use herald_infrastructure::store::Aggregates;
 use herald_infrastructure::tokens::TokenService;
 use herald_infrastructure::vault::{self, Sealer, Vault};
+use herald_infrastructure::webhooks::{DeliveryWorker, WebhookFanout, WebhookSubscriptions};
 use herald_projections::connections::{ConnectionQueries, ConnectionsProjection};
 use herald_projections::due_jobs::DueJobsProjection;
 use herald_projections::jobs::{JobQueries, JobsProjection};
@@ -52,6 +53,12 @@ pub struct Herald {
     /// Each user's request budgets in this process.
     pub api_limits: crate::rate_limit::ApiRateLimits,
     pub publisher_wake: Arc<Notify>,
+    /// Users' webhook subscriptions, their deliveries and attempts.
+    pub webhooks: WebhookSubscriptions,
+    /// Which URLs webhooks may be sent to (`HERALD_WEBHOOK_ALLOW_PRIVATE`, `_ALLOWED_HOSTS`).
+    pub webhook_policy: MediaUrlPolicy,
+    /// Wakes this process's webhook delivery worker when deliveries are recorded.
+    pub webhook_wake: Arc<Notify>,
     pub shutdown: CancellationToken,
 }
 
@@ -144,6 +151,9 @@ impl Herald {
                 config.api_queries_per_minute,
                 config.api_commands_per_minute,
             ),
+            webhooks: WebhookSubscriptions::new(db.clone(), vault.sealer().clone()),
+            webhook_policy: config.webhook_policy(),
+            webhook_wake: Arc::new(Notify::new()),
             job_queries: JobQueries::new(db.any.clone()),
             connection_queries: ConnectionQueries::new(db.any.clone()),
             config,
@@ -170,8 +180,8 @@ impl Herald {
         )
     }
 
-    /// Starts the workers: projections, the scheduler, the publisher, the token refresher and
-    /// (with Kafka) the outbox relay.
+    /// Starts the workers: projections, the scheduler, the publisher, the token refresher, the
+    /// webhook fan-out and delivery worker, and (with Kafka) the outbox relay.
     pub async fn spawn_workers(&self) -> Vec<JoinHandle<()>> {
         let (jobs_projection, due_projection) = self.job_projections();
         let pool = &self.db.any;
@@ -179,6 +189,13 @@ impl Herald {
             Arc::new(ProjectionHandler::new(jobs_projection, pool.clone())),
             Arc::new(ProjectionHandler::new(ConnectionsProjection, pool.clone())),
             Arc::new(ProjectionHandler::new(due_projection, pool.clone())),
+            Arc::new(WebhookFanout::new(
+                self.db.clone(),
+                self.webhooks.clone(),
+                self.jobs.clone(),
+                self.connections.clone(),
+                self.webhook_wake.clone(),
+            )),
         ];
         let mut tasks = Vec::new();
         for handler in handlers {
@@ -212,6 +229,18 @@ impl Herald {
         tasks.push(tokio::spawn(
             publisher.run(self.publisher_wake.clone(), self.shutdown.clone()),
         ));
+        match DeliveryWorker::new(
+            self.db.clone(),
+            self.webhooks.clone(),
+            self.webhook_policy.clone(),
+            self.config.webhook_delivery(),
+            self.webhook_wake.clone(),
+        ) {
+            Ok(worker) => tasks.push(tokio::spawn(worker.run(self.shutdown.clone()))),
+            Err(error) => {
+                tracing::error!(error = %format!("{error:#}"), "no webhook delivery worker started")
+            }
+        }
         tasks.push(tokio::spawn(refresher::run(
             self.tokens.clone(),
             ReadModelExpiry(self.connection_queries.clone()),

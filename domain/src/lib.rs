@@ -13,6 +13,7 @@ pub mod publishing_job;
 pub mod retry;
 pub mod rules_table;
 pub mod stored;
+pub mod webhook;
 
 pub use connection::Connection;
 pub use content::{

@@ -14,3 +14,4 @@ pub mod secret;
 pub mod store;
 pub mod tokens;
 pub mod vault;
+pub mod webhooks;

@@ -283,6 +283,15 @@ impl Resolve for PublicOnlyResolver {
     }
 }
 
+/// A client builder for requests to URLs users name: its resolver refuses, at connection time,
+/// any answer `policy` does not allow, so a name that resolved to a public address when it was
+/// checked cannot be pointed at Herald's own network afterwards (DNS rebinding). Callers still
+/// check each URL first (`MediaUrlPolicy::check`: literal IPs never reach a resolver) and choose
+/// their redirect policy.
+pub fn guarded_client(policy: Arc<MediaUrlPolicy>) -> reqwest::ClientBuilder {
+    reqwest::Client::builder().dns_resolver(Arc::new(PublicOnlyResolver { policy }))
+}
+
 /// Streams media from user-given URLs under a `MediaUrlPolicy`.
 #[derive(Clone)]
 pub struct MediaSource {
@@ -308,10 +317,7 @@ impl MediaSource {
     pub fn new(policy: MediaUrlPolicy, read_timeout: Duration) -> reqwest::Result<Self> {
         let policy = Arc::new(policy);
         let redirect_policy = policy.clone();
-        let client = reqwest::Client::builder()
-            .dns_resolver(Arc::new(PublicOnlyResolver {
-                policy: policy.clone(),
-            }))
+        let client = guarded_client(policy.clone())
             .redirect(reqwest::redirect::Policy::custom(move |attempt| {
                 if attempt.previous().len() >= 5 {
                     return attempt.error("too many redirects");

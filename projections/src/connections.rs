@@ -302,7 +302,7 @@ impl Projection for ConnectionsProjection {
                 view.updated_at = *at;
                 view
             }
-            (ConnectionEvent::ReauthorizationRequired { reason, at }, Some(mut view)) => {
+            (ConnectionEvent::ReauthorizationRequired { reason, at, .. }, Some(mut view)) => {
                 view.status = "expired".into();
                 view.status_reason = Some(reason.clone());
                 view.updated_at = *at;

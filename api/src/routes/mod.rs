@@ -7,6 +7,7 @@ use crate::problem::ApiError;
 pub mod connections;
 pub mod health;
 pub mod jobs;
+pub mod subscriptions;
 pub mod webhooks;
 
 /// Mounts every route, with problem+json for malformed JSON, paths and queries.
@@ -52,6 +53,29 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 resource("/{platform}/disconnect", "DELETE")
                     .route(web::delete().to(connections::disconnect)),
             ),
+    )
+    // Before `/api/v1/webhooks/{platform}`, which would otherwise take `subscriptions`.
+    .service(
+        web::scope("/api/v1/webhooks/subscriptions")
+            .service(
+                resource("", "GET, POST")
+                    .route(web::get().to(subscriptions::list))
+                    .route(web::post().to(subscriptions::create)),
+            )
+            .service(
+                resource("/{id}", "GET, DELETE")
+                    .route(web::get().to(subscriptions::get))
+                    .route(web::delete().to(subscriptions::delete)),
+            )
+            .service(resource("/{id}/enable", "POST").route(web::post().to(subscriptions::enable)))
+            .service(
+                resource("/{id}/deliveries", "GET").route(web::get().to(subscriptions::deliveries)),
+            )
+            .service(
+                resource("/{id}/deliveries/{delivery_id}/redeliver", "POST")
+                    .route(web::post().to(subscriptions::redeliver)),
+            )
+            .service(resource("/{id}/replay", "POST").route(web::post().to(subscriptions::replay))),
     )
     .service(
         resource("/api/v1/webhooks/{platform}", "POST").route(web::post().to(webhooks::receive)),

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::commands::{AccountProfile, ConnectionCommand};
 use super::error::ConnectionError;
-use super::events::ConnectionEvent;
+use super::events::{ConnectionEvent, ReauthorizationCause};
 use crate::{ConnectionId, ErrorClass, Platform, UserId};
 
 /// Consecutive transient refresh failures after which the connection shows `error`.
@@ -125,6 +125,7 @@ impl Connection {
                                 "the {platform} login ended on {} ({platform} ends a login a fixed time after it was first authorized, however often its token is refreshed): connect the account again to keep publishing",
                                 ended.format("%Y-%m-%d %H:%M UTC")
                             ),
+                            cause: Some(ReauthorizationCause::LoginEnded),
                             at,
                         }])
                     }
@@ -150,6 +151,7 @@ impl Connection {
                     reason: format!(
                         "{platform} says Herald's access was removed ({why}): connect the account again to keep publishing"
                     ),
+                    cause: Some(ReauthorizationCause::AccessRemoved),
                     at,
                 }])
             }
@@ -173,6 +175,7 @@ impl Connection {
                             "the platform refused to refresh the token ({}): {}. Connect the account again",
                             failure.code, failure.message
                         ),
+                        cause: Some(ReauthorizationCause::RefreshRefused),
                         at,
                     });
                 }
@@ -353,9 +356,11 @@ mod tests {
             })
             .inspect_result()
             .unwrap();
-        let [ConnectionEvent::ReauthorizationRequired { reason, .. }] = events.as_slice() else {
+        let [ConnectionEvent::ReauthorizationRequired { reason, cause, .. }] = events.as_slice()
+        else {
             panic!("expected ReauthorizationRequired, got {events:?}");
         };
+        assert_eq!(*cause, Some(ReauthorizationCause::LoginEnded));
         assert!(
             reason.contains("LinkedIn login ended on 2027-11-22"),
             "{reason}"
@@ -381,10 +386,12 @@ mod tests {
             .when(access_removed(t0() + chrono::Duration::hours(1)))
             .inspect_result()
             .unwrap();
-        let [ConnectionEvent::ReauthorizationRequired { reason, at }] = events.as_slice() else {
+        let [ConnectionEvent::ReauthorizationRequired { reason, cause, at }] = events.as_slice()
+        else {
             panic!("expected ReauthorizationRequired, got {events:?}");
         };
         assert_eq!(*at, t0() + chrono::Duration::hours(1));
+        assert_eq!(*cause, Some(ReauthorizationCause::AccessRemoved));
         assert!(
             reason.contains(
                 "X says Herald's access was removed (the user disconnected Herald in the app)"
@@ -417,6 +424,7 @@ mod tests {
         // Delivered again after the connection already needs the user.
         let expired = ConnectionEvent::ReauthorizationRequired {
             reason: "removed".into(),
+            cause: Some(ReauthorizationCause::AccessRemoved),
             at: t0(),
         };
         ConnectionTest::with(())
@@ -544,7 +552,10 @@ mod tests {
         assert_eq!(events.len(), 2);
         assert!(matches!(
             events[1],
-            ConnectionEvent::ReauthorizationRequired { .. }
+            ConnectionEvent::ReauthorizationRequired {
+                cause: Some(ReauthorizationCause::RefreshRefused),
+                ..
+            }
         ));
     }
 

@@ -38,11 +38,27 @@ pub enum ConnectionEvent {
     },
     ReauthorizationRequired {
         reason: String,
+        /// Why, as a fact a program can act on (`reason` says it in words). Absent in events
+        /// written before Herald recorded it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cause: Option<ReauthorizationCause>,
         at: DateTime<Utc>,
     },
     Disconnected {
         at: DateTime<Utc>,
     },
+}
+
+/// Why a connection needs its user to connect the account again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReauthorizationCause {
+    /// The login reached the end the platform gives every login (LinkedIn's 365 days).
+    LoginEnded,
+    /// The platform says the account removed Herald's access.
+    AccessRemoved,
+    /// The platform refused to refresh the token.
+    RefreshRefused,
 }
 
 impl DomainEvent for ConnectionEvent {

@@ -8,4 +8,4 @@ mod events;
 pub use aggregate::{Connection, ConnectionStatus, REFRESH_FAILURES_BEFORE_ERROR};
 pub use commands::{AccountProfile, ConnectionCommand};
 pub use error::ConnectionError;
-pub use events::ConnectionEvent;
+pub use events::{ConnectionEvent, ReauthorizationCause};
