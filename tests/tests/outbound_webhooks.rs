@@ -417,6 +417,27 @@ async fn published_and_failed_jobs_reach_a_verifying_receiver(backend: Backend) 
         assert!(received.iter().any(|r| r.id == delivery["delivery_id"]));
     }
 
+    // Attempts are counted by outcome (the counter is the process's, shared by the tests).
+    let metrics = app
+        .http
+        .get(format!("{}/metrics", app.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let delivered: f64 = metrics
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix("herald_outbound_webhooks_total{outcome=\"delivered\"} ")
+        })
+        .unwrap_or_else(|| panic!("no delivered count in /metrics: {metrics}"))
+        .parse()
+        .unwrap();
+    assert!(delivered >= 3.0, "{delivered}");
+    assert!(!metrics.contains(&secret) && !metrics.contains(&alice));
+
     // The secret was shown once: no later answer has it.
     for rest in [
         String::new(),
