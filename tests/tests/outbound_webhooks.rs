@@ -26,6 +26,8 @@ enum Answer {
     Status(u16, Option<u64>),
     /// No answer for this long (the test stops the receiver before).
     Hang(Duration),
+    /// `307` to this path of the same receiver.
+    Redirect(&'static str),
 }
 
 /// One request the receiver got.
@@ -109,6 +111,9 @@ async fn receive(
             }
             response.body("not now")
         }
+        Answer::Redirect(to) => HttpResponse::TemporaryRedirect()
+            .insert_header(("Location", to))
+            .finish(),
         Answer::Hang(for_how_long) => {
             tokio::time::sleep(for_how_long).await;
             HttpResponse::NoContent().finish()
@@ -854,5 +859,38 @@ async fn a_hanging_receiver_delays_only_its_own_subscription() {
     );
     // Dropping the hanging connections ends those attempts, so the app stops promptly.
     receiver.stop().await;
+    app.stop().await;
+}
+
+/// A redirect is not followed: the signed body goes only where its owner said.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirecting_receiver_is_not_followed() {
+    let receiver = Receiver::start().await;
+    let app = app_for(Backend::Embedded, &receiver, |_| {}).await;
+    let subscription = subscribe(&app, "alice", &receiver, "/moved", &["job.published"]).await;
+    receiver.answer("/moved", Answer::Redirect("/elsewhere"));
+    let connection = app.connect_x("alice", "alice_x").await;
+    let job = app
+        .publish("alice", &connection, json!({"text": "no detours"}))
+        .await;
+    app.wait_for_status("alice", &job, "published", SOON).await;
+    let delivery = eventually("an attempt answered by the redirect", SOON, || async {
+        deliveries(&app, "alice", &subscription)
+            .await
+            .into_iter()
+            .find(|d| !d["attempts"].as_array().unwrap().is_empty())
+    })
+    .await;
+    let attempt = &delivery["attempts"][0];
+    assert_eq!(attempt["status_code"], 307, "{delivery}");
+    assert!(
+        attempt["error"]
+            .as_str()
+            .unwrap()
+            .contains("redirects are not followed"),
+        "{delivery}"
+    );
+    assert_eq!(delivery["status"], "pending", "retried later: {delivery}");
+    assert!(receiver.received("/elsewhere").is_empty());
     app.stop().await;
 }
