@@ -46,6 +46,8 @@ struct ReceiverState {
     secrets: HashMap<String, String>,
     answers: HashMap<String, Answer>,
     received: HashMap<String, Vec<Received>>,
+    /// The `webhook-id` of every request that arrived, whatever it was answered.
+    arrived: HashMap<String, Vec<String>>,
 }
 
 /// A receiver of the users' own systems, on 127.0.0.1, that can go down and come back on the
@@ -70,7 +72,13 @@ async fn receive(
         );
     }
     let (secret, answer) = {
-        let state = state.lock().unwrap();
+        let mut state = state.lock().unwrap();
+        let id = headers
+            .get("webhook-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        state.arrived.entry(path.clone()).or_default().push(id);
         (
             state.secrets.get(&path).cloned(),
             state.answers.get(&path).copied().unwrap_or(Answer::Ok),
@@ -190,6 +198,17 @@ impl Receiver {
             .lock()
             .unwrap()
             .received
+            .get(path)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The `webhook-id` of every request to `path`, in arrival order.
+    fn arrived(&self, path: &str) -> Vec<String> {
+        self.state
+            .lock()
+            .unwrap()
+            .arrived
             .get(path)
             .cloned()
             .unwrap_or_default()
@@ -893,4 +912,62 @@ async fn a_redirecting_receiver_is_not_followed() {
     assert_eq!(delivery["status"], "pending", "retried later: {delivery}");
     assert!(receiver.received("/elsewhere").is_empty());
     app.stop().await;
+}
+
+/// At least once across a crash: a worker process killed with `kill -9` while its request is
+/// in flight loses its claim when the lease runs out, and another worker sends the same
+/// delivery, under the same `webhook-id`.
+async fn a_delivery_in_flight_when_its_worker_is_killed_is_sent_by_another(backend: Backend) {
+    let receiver = Receiver::start().await;
+    let allowed = receiver.host();
+    let mut split =
+        support::worker::SplitApp::start_configured(backend, SandboxConfig::default(), |config| {
+            config.webhook_allowed_hosts = allowed;
+            config.webhook_retry_first_secs = 1;
+            config.webhook_retry_max_secs = 2;
+            config.webhook_timeout_secs = 10;
+        })
+        .await;
+    let app = &split.app;
+    let subscription = subscribe(app, "alice", &receiver, "/crash", &["job.published"]).await;
+    receiver.answer("/crash", Answer::Hang(Duration::from_secs(600)));
+    let first = split.worker_config();
+    let worker = split.spawn_worker(&first, "info");
+    let app = &split.app;
+    let connection = app.connect_x("alice", "alice_x").await;
+    let job = app
+        .publish("alice", &connection, json!({"text": "sent at least once"}))
+        .await;
+    app.wait_for_status("alice", &job, "published", SOON).await;
+    let in_flight = eventually("the first worker's request arrived", SOON, || async {
+        receiver.arrived("/crash").first().cloned()
+    })
+    .await;
+    worker.kill();
+    assert_eq!(
+        deliveries(app, "alice", &subscription).await[0]["attempts"],
+        json!([]),
+        "the killed worker recorded no attempt"
+    );
+    receiver.answer("/crash", Answer::Ok);
+    let second = split.worker_config();
+    let _survivor = split.spawn_worker(&second, "info");
+    let received = wait_for_distinct(&receiver, "/crash", 1).await;
+    assert_verified(&received);
+    assert_eq!(
+        received[0].id, in_flight,
+        "the same delivery, under the same id"
+    );
+    assert_eq!(types_of_job(&received, &job), ["job.published"]);
+    split.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_in_flight_when_its_worker_is_killed_is_sent_by_another_embedded() {
+    a_delivery_in_flight_when_its_worker_is_killed_is_sent_by_another(Backend::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_in_flight_when_its_worker_is_killed_is_sent_by_another_postgres_kafka() {
+    a_delivery_in_flight_when_its_worker_is_killed_is_sent_by_another(Backend::PostgresKafka).await;
 }

@@ -30,8 +30,9 @@ use crate::media_source::{guarded_client, MediaUrlPolicy};
 pub const PER_SUBSCRIPTION: usize = 4;
 /// Bytes of a receiver's answer kept (in the attempt's error); the rest is not read.
 const ANSWER_KEPT: usize = 512;
-/// How long past the request timeout a claim lasts, for recording the attempt.
-const LEASE_MARGIN: Duration = Duration::from_secs(30);
+/// How long past the request timeout a claim lasts, for recording the attempt. Past it, another
+/// worker may send the delivery again (same id): a duplicate, never a loss.
+const LEASE_MARGIN: Duration = Duration::from_secs(10);
 
 /// How the worker sends.
 #[derive(Debug, Clone)]

@@ -61,6 +61,30 @@ pub fn config_env(config: &Config) -> Vec<(String, String)> {
             c.media_allow_private.to_string(),
         ),
         ("HERALD_MEDIA_ALLOWED_HOSTS", c.media_allowed_hosts.clone()),
+        (
+            "HERALD_WEBHOOK_ALLOW_PRIVATE",
+            c.webhook_allow_private.to_string(),
+        ),
+        (
+            "HERALD_WEBHOOK_ALLOWED_HOSTS",
+            c.webhook_allowed_hosts.clone(),
+        ),
+        (
+            "HERALD_WEBHOOK_TIMEOUT_SECS",
+            c.webhook_timeout_secs.to_string(),
+        ),
+        (
+            "HERALD_WEBHOOK_RETRY_FIRST_SECS",
+            c.webhook_retry_first_secs.to_string(),
+        ),
+        (
+            "HERALD_WEBHOOK_RETRY_MAX_SECS",
+            c.webhook_retry_max_secs.to_string(),
+        ),
+        (
+            "HERALD_WEBHOOK_RETRY_WINDOW_SECS",
+            c.webhook_retry_window_secs.to_string(),
+        ),
     ];
     let optional: Vec<(&str, Option<String>)> = vec![
         ("DATABASE_URL", text(&c.database_url)),
@@ -197,12 +221,25 @@ impl SplitApp {
         backend: super::Backend,
         sandbox: herald_sandbox::SandboxConfig,
     ) -> SplitApp {
+        Self::start_configured(backend, sandbox, |_| {}).await
+    }
+
+    /// `start_with`, letting the test adjust the configuration (the workers' too: see
+    /// `worker_config`).
+    pub async fn start_configured(
+        backend: super::Backend,
+        sandbox: herald_sandbox::SandboxConfig,
+        adjust: impl FnOnce(&mut Config),
+    ) -> SplitApp {
         let key = generate_vault_key();
         let app = super::spawn_app_configured(
             backend,
             sandbox,
             herald_api::config::Role::Api,
-            |config| config.vault_key = Some(key),
+            |config| {
+                config.vault_key = Some(key);
+                adjust(config);
+            },
         )
         .await;
         let log_dir = std::env::temp_dir()
