@@ -1,7 +1,7 @@
 //! Each user's webhook subscriptions, and what their owner may see and do with the deliveries:
 //! list them with every attempt, send one again, or send again everything since a time. Every
 //! query names the user, so another user's subscription is simply not found.
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use anyhow::{anyhow, Context};
 use chrono::{DateTime, Utc};
@@ -371,25 +371,44 @@ impl WebhookSubscriptions {
             .iter()
             .map(DeliveryView::from_row)
             .collect::<anyhow::Result<Vec<_>>>()?;
+        let mut attempts = self.attempts_of(&deliveries).await?;
         for delivery in &mut deliveries {
-            delivery.attempts = self.attempts(&delivery.delivery_id).await?;
+            delivery.attempts = attempts.remove(&delivery.delivery_id).unwrap_or_default();
         }
         Ok(Some(deliveries))
     }
 
-    async fn attempts(&self, delivery_id: &str) -> anyhow::Result<Vec<AttemptView>> {
-        let rows = sqlx::query(
-            "SELECT attempt_number, attempted_at_ms, status_code, latency_ms, error, \
-             next_retry_at_ms FROM webhook_attempts WHERE delivery_id = $1 \
-             ORDER BY attempt_number",
-        )
-        .bind(delivery_id)
-        .fetch_all(&self.db.any)
-        .await
-        .context("reading delivery attempts")?;
-        rows.iter()
-            .map(|row| {
-                Ok(AttemptView {
+    /// The attempts of `deliveries`, in order, by delivery id: one query for the whole page.
+    async fn attempts_of(
+        &self,
+        deliveries: &[DeliveryView],
+    ) -> anyhow::Result<HashMap<String, Vec<AttemptView>>> {
+        if deliveries.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let placeholders = (1..=deliveries.len())
+            .map(|n| format!("${n}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT delivery_id, attempt_number, attempted_at_ms, status_code, latency_ms, error, \
+             next_retry_at_ms FROM webhook_attempts WHERE delivery_id IN ({placeholders}) \
+             ORDER BY delivery_id, attempt_number"
+        );
+        let mut query = sqlx::query(&sql);
+        for delivery in deliveries {
+            query = query.bind(delivery.delivery_id.as_str());
+        }
+        let rows = query
+            .fetch_all(&self.db.any)
+            .await
+            .context("reading delivery attempts")?;
+        let mut attempts: HashMap<String, Vec<AttemptView>> = HashMap::new();
+        for row in &rows {
+            attempts
+                .entry(row.try_get("delivery_id")?)
+                .or_default()
+                .push(AttemptView {
                     attempt: row.try_get("attempt_number")?,
                     attempted_at: from_millis(row.try_get("attempted_at_ms")?),
                     status_code: row.try_get("status_code")?,
@@ -398,9 +417,9 @@ impl WebhookSubscriptions {
                     next_retry_at: row
                         .try_get::<Option<i64>, _>("next_retry_at_ms")?
                         .map(from_millis),
-                })
-            })
-            .collect()
+                });
+        }
+        Ok(attempts)
     }
 
     /// Sends one delivery again, now, with the same `webhook-id` and body, and a fresh retry
