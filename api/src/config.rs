@@ -160,6 +160,9 @@ pub struct Config {
         default_value_t = 86_400
     )]
     pub webhook_retry_window_secs: u64,
+    /// Days delivered and given-up webhook deliveries are kept for their owners to see.
+    #[arg(long, env = "HERALD_WEBHOOK_RETENTION_DAYS", default_value_t = 30)]
+    pub webhook_retention_days: u32,
     /// A JSON file adjusting the platforms' content rules, e.g.
     /// `{"x": {"max_text": 25000}, "instagram": {"video": {"max_secs": 180}}}`.
     #[arg(long, env = "HERALD_CONTENT_RULES")]
@@ -207,6 +210,7 @@ impl Config {
             webhook_retry_first_secs: 10,
             webhook_retry_max_secs: 7200,
             webhook_retry_window_secs: 86_400,
+            webhook_retention_days: 30,
             platforms: PlatformEnv::default(),
         }
     }
@@ -306,6 +310,7 @@ impl Config {
                 give_up_after: seconds(self.webhook_retry_window_secs),
             },
             timeout: std::time::Duration::from_secs(self.webhook_timeout_secs.max(1)),
+            retention: chrono::Duration::days(i64::from(self.webhook_retention_days)),
             ..DeliverySettings::default()
         }
     }

@@ -475,6 +475,15 @@ async fn published_and_failed_jobs_reach_a_verifying_receiver(backend: Backend) 
             "the secret is in GET {rest}: {body}"
         );
     }
+    // Delivered deliveries are forgotten after the retention time; nothing else is.
+    let webhooks = &app.herald().webhooks;
+    let an_hour_ago = chrono::Utc::now() - chrono::Duration::hours(1);
+    assert_eq!(webhooks.prune(an_hour_ago).await.unwrap(), 0);
+    assert_eq!(deliveries(&app, "alice", &alice).await.len(), 3);
+    let in_a_minute = chrono::Utc::now() + chrono::Duration::minutes(1);
+    assert_eq!(webhooks.prune(in_a_minute).await.unwrap(), 3);
+    assert!(deliveries(&app, "alice", &alice).await.is_empty());
+
     // Nor is it stored in clear anywhere (Postgres: every row of every table).
     if let Some(url) = &app.config.database_url {
         for (table, row) in support::db::dump_postgres(url).await {
@@ -911,6 +920,10 @@ async fn a_redirecting_receiver_is_not_followed() {
     );
     assert_eq!(delivery["status"], "pending", "retried later: {delivery}");
     assert!(receiver.received("/elsewhere").is_empty());
+    // A delivery still waiting is kept, however old.
+    let in_a_day = chrono::Utc::now() + chrono::Duration::days(1);
+    assert_eq!(app.herald().webhooks.prune(in_a_day).await.unwrap(), 0);
+    assert_eq!(deliveries(&app, "alice", &subscription).await.len(), 1);
     app.stop().await;
 }
 

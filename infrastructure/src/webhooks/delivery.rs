@@ -30,6 +30,8 @@ use crate::media_source::{guarded_client, MediaUrlPolicy};
 pub const PER_SUBSCRIPTION: usize = 4;
 /// Bytes of a receiver's answer kept (in the attempt's error); the rest is not read.
 const ANSWER_KEPT: usize = 512;
+/// How often old deliveries are pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
 /// How long past the request timeout a claim lasts, for recording the attempt. Past it, another
 /// worker may send the delivery again (same id): a duplicate, never a loss.
 const LEASE_MARGIN: Duration = Duration::from_secs(10);
@@ -44,6 +46,8 @@ pub struct DeliverySettings {
     pub concurrency: usize,
     /// How often due deliveries are looked for when nothing wakes the worker.
     pub poll: Duration,
+    /// How long delivered and given-up deliveries are kept for their owner to see.
+    pub retention: chrono::Duration,
 }
 
 impl Default for DeliverySettings {
@@ -53,6 +57,7 @@ impl Default for DeliverySettings {
             timeout: Duration::from_secs(10),
             concurrency: 64,
             poll: Duration::from_secs(1),
+            retention: chrono::Duration::days(30),
         }
     }
 }
@@ -124,7 +129,15 @@ impl DeliveryWorker {
         }
         let permits = Arc::new(Semaphore::new(self.settings.concurrency.max(1)));
         let mut sends = JoinSet::new();
+        let mut pruned_at: Option<Instant> = None;
         while !shutdown.is_cancelled() {
+            if pruned_at.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
+                pruned_at = Some(Instant::now());
+                let before = Utc::now() - self.settings.retention;
+                if let Err(error) = self.subscriptions.prune(before).await {
+                    tracing::warn!(error = %format!("{error:#}"), "could not prune old webhook deliveries");
+                }
+            }
             if let Err(error) = self.claim_and_send(&permits, &mut sends).await {
                 tracing::warn!(error = %format!("{error:#}"), "could not claim webhook deliveries");
             }

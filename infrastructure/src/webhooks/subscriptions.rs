@@ -422,6 +422,31 @@ impl WebhookSubscriptions {
         Ok(attempts)
     }
 
+    /// Forgets deliveries recorded before `before` that are no longer waiting (delivered or
+    /// given up), with their attempts; how many. Waiting ones are kept whatever their age.
+    pub async fn prune(&self, before: DateTime<Utc>) -> anyhow::Result<u64> {
+        let mut tx = self.db.any.begin().await?;
+        sqlx::query(
+            "DELETE FROM webhook_attempts WHERE delivery_id IN \
+             (SELECT delivery_id FROM webhook_deliveries \
+              WHERE status <> 'pending' AND created_at_ms < $1)",
+        )
+        .bind(millis(before))
+        .execute(&mut *tx)
+        .await
+        .context("forgetting old delivery attempts")?;
+        let pruned = sqlx::query(
+            "DELETE FROM webhook_deliveries WHERE status <> 'pending' AND created_at_ms < $1",
+        )
+        .bind(millis(before))
+        .execute(&mut *tx)
+        .await
+        .context("forgetting old deliveries")?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(pruned)
+    }
+
     /// Sends one delivery again, now, with the same `webhook-id` and body, and a fresh retry
     /// window; `false` if no such delivery of `user`'s subscription exists.
     pub async fn redeliver(

@@ -85,6 +85,10 @@ pub fn config_env(config: &Config) -> Vec<(String, String)> {
             "HERALD_WEBHOOK_RETRY_WINDOW_SECS",
             c.webhook_retry_window_secs.to_string(),
         ),
+        (
+            "HERALD_WEBHOOK_RETENTION_DAYS",
+            c.webhook_retention_days.to_string(),
+        ),
     ];
     let optional: Vec<(&str, Option<String>)> = vec![
         ("DATABASE_URL", text(&c.database_url)),
