@@ -158,22 +158,39 @@ impl DeliveryWorker {
         sends: &mut JoinSet<()>,
     ) -> anyhow::Result<()> {
         let now = millis(Utc::now());
+        // Subscriptions with no free place are left out of the query, so a backlog of one
+        // (thousands due at once after it is enabled) cannot fill every round's candidates.
+        let full = self.full_subscriptions();
+        let leave_out = if full.is_empty() {
+            String::new()
+        } else {
+            let placeholders = (3..3 + full.len())
+                .map(|n| format!("${n}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!("AND d.subscription_id NOT IN ({placeholders})")
+        };
         // Only the head of each subscription's stream: nothing earlier of it is pending.
-        let candidates = sqlx::query(
+        let sql = format!(
             "SELECT d.delivery_id, d.subscription_id FROM webhook_deliveries d \
              JOIN webhook_subscriptions s ON s.subscription_id = d.subscription_id \
              WHERE d.status = 'pending' AND d.next_attempt_at_ms <= $1 \
-               AND d.lease_until_ms < $1 AND s.status = 'active' \
+               AND d.lease_until_ms < $1 AND s.status = 'active' {leave_out} \
                AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e \
                    WHERE e.subscription_id = d.subscription_id AND e.stream_id = d.stream_id \
                      AND e.status = 'pending' AND e.stream_seq < d.stream_seq) \
-             ORDER BY d.next_attempt_at_ms LIMIT $2",
-        )
-        .bind(now)
-        .bind(i64::try_from(self.settings.concurrency.max(1) * 2).unwrap_or(128))
-        .fetch_all(&self.db.any)
-        .await
-        .context("finding due deliveries")?;
+             ORDER BY d.next_attempt_at_ms LIMIT $2"
+        );
+        let mut query = sqlx::query(&sql)
+            .bind(now)
+            .bind(i64::try_from(self.settings.concurrency.max(1) * 2).unwrap_or(128));
+        for subscription_id in &full {
+            query = query.bind(subscription_id.as_str());
+        }
+        let candidates = query
+            .fetch_all(&self.db.any)
+            .await
+            .context("finding due deliveries")?;
         for row in candidates {
             let delivery_id: String = row.try_get("delivery_id")?;
             let subscription_id: String = row.try_get("subscription_id")?;
@@ -224,6 +241,16 @@ impl DeliveryWorker {
             });
         }
         Ok(())
+    }
+
+    /// The subscriptions whose in-flight places are all taken in this process.
+    fn full_subscriptions(&self) -> Vec<String> {
+        let in_flight = self.in_flight.lock().expect("in-flight lock");
+        in_flight
+            .iter()
+            .filter(|(_, count)| **count >= PER_SUBSCRIPTION)
+            .map(|(id, _)| id.clone())
+            .collect()
     }
 
     /// Takes one of the subscription's in-flight places, if one is free.
