@@ -5,7 +5,6 @@
 //! again, send again everything since a time, and enable a subscription Herald disabled.
 use std::collections::BTreeSet;
 
-use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Utc};
 use herald_domain::webhook::WebhookEventType;
@@ -28,10 +27,6 @@ pub struct SubscribeRequest {
     url: String,
     /// Which events, by name (`job.published`, ...); at least one.
     event_types: Vec<String>,
-}
-
-fn subscription_json(subscription: &Subscription) -> serde_json::Value {
-    json!(subscription)
 }
 
 /// The target URL, parsed and checked for shape; the address policy is checked after.
@@ -104,7 +99,7 @@ pub async fn create(
         .webhooks
         .create(&user.0, url.as_str(), &types)
         .await?;
-    let mut answer = subscription_json(&created.subscription);
+    let mut answer = json!(created.subscription);
     answer["secret"] = json!(created.secret.expose());
     Ok(HttpResponse::Created()
         .insert_header((
@@ -138,7 +133,7 @@ pub async fn get(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let subscription = owned(&herald, &user, &path).await?;
-    Ok(HttpResponse::Ok().json(subscription_json(&subscription)))
+    Ok(HttpResponse::Ok().json(&subscription))
 }
 
 /// `DELETE /webhooks/subscriptions/{id}`: the subscription and its deliveries are gone.
@@ -165,7 +160,7 @@ pub async fn enable(
         .await?
         .ok_or_else(|| ApiError::not_found("webhook subscription"))?;
     herald.webhook_wake.notify_one();
-    Ok(HttpResponse::Ok().json(subscription_json(&subscription)))
+    Ok(HttpResponse::Ok().json(&subscription))
 }
 
 #[derive(Debug, Deserialize)]
@@ -263,8 +258,7 @@ pub async fn replay(
         })?
         .with_timezone(&Utc);
     if since > Utc::now() {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
+        return Err(ApiError::bad_request(
             "validation-error",
             "since is in the future: nothing happened since then yet",
         ));
