@@ -30,6 +30,8 @@ impl Running {
 
 /// Starts the API (unless `role` is worker) on `listener` and the workers (unless api).
 pub async fn start(herald: Herald, listener: TcpListener, role: Role) -> anyhow::Result<Running> {
+    // Installed before the workers start, so what they record from their first moment counts.
+    crate::metrics::handle();
     let tasks = if role == Role::Api {
         Vec::new()
     } else {
@@ -46,7 +48,6 @@ pub async fn start(herald: Herald, listener: TcpListener, role: Role) -> anyhow:
             herald.shutdown.clone(),
         )));
     }
-    crate::metrics::handle();
     let workers = if role == Role::Worker { 1 } else { 2 };
     let server = HttpServer::new(move || {
         App::new()
