@@ -984,3 +984,51 @@ async fn a_delivery_in_flight_when_its_worker_is_killed_is_sent_by_another_embed
 async fn a_delivery_in_flight_when_its_worker_is_killed_is_sent_by_another_postgres_kafka() {
     a_delivery_in_flight_when_its_worker_is_killed_is_sent_by_another(Backend::PostgresKafka).await;
 }
+
+/// A refused grant tells both: the job failed, and the connection needs its user.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_grant_is_told_as_a_failed_job_and_a_connection_needing_its_user() {
+    let receiver = Receiver::start().await;
+    let app = app_for(Backend::Embedded, &receiver, |_| {}).await;
+    subscribe(
+        &app,
+        "alice",
+        &receiver,
+        "/grants",
+        &[
+            "job.failed",
+            "connection.reauthorization_required",
+            "connection.expired",
+        ],
+    )
+    .await;
+    let connection = app.connect_x("alice", "alice_x").await;
+    app.fault(Twin::X, "create_tweet", json!({"kind": "expire_token"}), 1)
+        .await;
+    app.fault(Twin::X, "token", json!({"kind": "revoke_grant"}), 1)
+        .await;
+    let job = app
+        .publish("alice", &connection, json!({"text": "never posted"}))
+        .await;
+    app.wait_for_status("alice", &job, "failed", SOON).await;
+    let received = wait_for_distinct(&receiver, "/grants", 2).await;
+    assert_verified(&received);
+    assert_eq!(types_of_job(&received, &job), ["job.failed"]);
+    let needs_user = received
+        .iter()
+        .find(|r| r.body["type"] == "connection.reauthorization_required")
+        .unwrap_or_else(|| panic!("no connection event in {received:?}"));
+    let data = &needs_user.body["data"];
+    assert_eq!(data["connection_id"], connection.as_str(), "{data}");
+    assert_eq!(data["platform"], "x");
+    assert_eq!(data["status"], "expired");
+    assert_eq!(data["account_username"], "alice_x", "{data}");
+    assert!(
+        data["reason"]
+            .as_str()
+            .unwrap()
+            .contains("Connect the account again"),
+        "{data}"
+    );
+    app.stop().await;
+}
