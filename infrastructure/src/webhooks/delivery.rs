@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{signing, WebhookSubscriptions};
 use crate::db::{from_millis, millis, Db};
-use crate::media_source::{guarded_client, MediaUrlPolicy};
+use crate::media_source::{guarded_client, MediaUrlPolicy, MediaUrlRefused};
 
 /// Sends in flight at once for one subscription.
 pub const PER_SUBSCRIPTION: usize = 4;
@@ -522,6 +522,10 @@ fn transport_error(error: &reqwest::Error, timeout: Duration) -> String {
         let mut why = String::from("could not connect");
         let mut source = std::error::Error::source(error);
         while let Some(cause) = source {
+            // The resolver refused the address the name points at now (DNS rebinding).
+            if let Some(refusal) = cause.downcast_ref::<MediaUrlRefused>() {
+                return format!("not sent: {}", super::url_refusal(refusal));
+            }
             why = format!("could not connect: {cause}");
             source = cause.source();
         }
