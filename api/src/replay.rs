@@ -97,8 +97,19 @@ async fn rebuild(
     let mut applied = vec![0; handlers.len()];
     while let Some(page) = next_page.recv().await {
         read += page.len() as u64;
-        for (handler, count) in handlers.iter().zip(&mut applied) {
-            *count += handler.rebuild_batch(&page).await?;
+        // Postgres writes each projection's transaction on its own connection at once; SQLite
+        // has one writer, so its projections take turns.
+        let counts = if db.is_postgres() {
+            futures::future::try_join_all(handlers.iter().map(|h| h.rebuild_batch(&page))).await?
+        } else {
+            let mut counts = Vec::with_capacity(handlers.len());
+            for handler in handlers {
+                counts.push(handler.rebuild_batch(&page).await?);
+            }
+            counts
+        };
+        for (total, count) in applied.iter_mut().zip(counts) {
+            *total += count;
         }
     }
     reader.await??;

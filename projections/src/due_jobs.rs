@@ -202,7 +202,7 @@ async fn write_folded(
             "SELECT user_id, pending FROM schedule_user_load WHERE user_id IN {}",
             values_list(chunk.len(), 1, 1)
         );
-        let mut query = sqlx::query(&sql);
+        let mut query = sqlx::query(&sql).persistent(chunk.len() == 1);
         for user in chunk {
             query = query.bind(*user);
         }
@@ -233,7 +233,7 @@ async fn write_folded(
              ON CONFLICT (user_id) DO UPDATE SET pending = excluded.pending",
             values_list(2, chunk.len(), 1)
         );
-        let mut query = sqlx::query(&sql);
+        let mut query = sqlx::query(&sql).persistent(chunk.len() == 1);
         for (user, pending) in chunk {
             query = query.bind(*user).bind(*pending);
         }
@@ -244,7 +244,7 @@ async fn write_folded(
             "INSERT INTO job_schedule (job_id, due_at_ms, lease_owner, lease_until_ms, user_id, user_rank) VALUES {}",
             values_list(6, chunk.len(), 1)
         );
-        let mut query = sqlx::query(&sql);
+        let mut query = sqlx::query(&sql).persistent(chunk.len() == 1);
         for (job, due, user, rank) in chunk {
             query = query
                 .bind(*job)

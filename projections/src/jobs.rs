@@ -273,7 +273,7 @@ async fn save_all(tx: &mut Transaction<'static, Any>, views: &[JobView]) -> anyh
                 limit_waits = excluded.limit_waits",
             values_list(COLUMNS, chunk.len(), 1)
         );
-        let mut query = sqlx::query(&sql);
+        let mut query = sqlx::query(&sql).persistent(chunk.len() == 1);
         for view in chunk {
             query = query
                 .bind(&view.job_id)

@@ -125,7 +125,9 @@ pub async fn rebuild_in<P: Projection>(
             "SELECT stream_id, last_sequence FROM consumer_stream_positions WHERE consumer = $1 AND stream_id IN {}",
             values_list(chunk.len(), 1, 2)
         );
-        let mut query = sqlx::query(&sql).bind(projection.name());
+        let mut query = sqlx::query(&sql)
+            .persistent(chunk.len() == 1)
+            .bind(projection.name());
         for run in chunk {
             query = query.bind(&run.stream_id);
         }
@@ -148,7 +150,7 @@ pub async fn rebuild_in<P: Projection>(
              ON CONFLICT (consumer, stream_id) DO UPDATE SET last_sequence = excluded.last_sequence",
             values_list(3, chunk.len(), 1)
         );
-        let mut query = sqlx::query(&sql);
+        let mut query = sqlx::query(&sql).persistent(chunk.len() == 1);
         for run in chunk {
             let (last, _) = run.events.last().expect("empty runs were dropped");
             query = query
@@ -164,6 +166,8 @@ pub async fn rebuild_in<P: Projection>(
 
 /// `($n, $n+1), ($n+2, $n+3), …`: `rows` rows of `columns` placeholders numbered from `first`,
 /// for a multi-row statement (`$n` placeholders are what both databases accept through `Any`).
+/// Such statements are run unprepared (`persistent(false)`) unless they have one row: each row
+/// count is another statement, and caching them all on every connection costs memory.
 pub fn values_list(columns: usize, rows: usize, first: usize) -> String {
     (0..rows)
         .map(|row| {
