@@ -46,6 +46,10 @@ enum Command {
     Replay {
         #[command(flatten)]
         config: Config,
+        /// Also time a plain scan of the event table afterwards and print the replay's rate as
+        /// a ratio of it.
+        #[arg(long)]
+        measure: bool,
     },
     /// Measure the pipeline against a raw-insert baseline (see the README).
     #[cfg(feature = "sandbox")]
@@ -86,15 +90,28 @@ async fn main() -> anyhow::Result<()> {
             println!("{token}");
             Ok(())
         }
-        Command::Replay { config } => {
+        Command::Replay { config, measure } => {
             let herald = Herald::build(Config {
                 sandbox: Some(false),
                 ..config
             })
             .await?;
-            let counts = herald_api::replay::replay(&herald).await?;
-            for (projection, applied) in counts {
+            let report = herald_api::replay::replay(&herald).await?;
+            for (projection, applied) in &report.applied {
                 println!("{projection}: {applied} events applied");
+            }
+            let seconds = report.elapsed.as_secs_f64();
+            let rate = report.events_read as f64 / seconds;
+            println!(
+                "replayed {} events in {seconds:.2} s: {rate:.0} events/s",
+                report.events_read
+            );
+            if measure {
+                let (rows, scan_rate) = herald_api::replay::raw_scan_rate(&herald.db).await?;
+                println!(
+                    "raw scan of the event table: {rows} rows at {scan_rate:.0} rows/s; replay/scan = {:.3}",
+                    rate / scan_rate
+                );
             }
             Ok(())
         }

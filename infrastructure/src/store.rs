@@ -300,19 +300,31 @@ where
 /// Entries kept by `load_recent` before expired ones are dropped.
 const RECENT_CAPACITY: usize = 10_000;
 
-/// Every stored event of `aggregate_type` as it was stored (not upcast: its reader does that), in
-/// per-stream order: what `herald replay` feeds the projections.
-pub async fn stored_events(db: &Db, aggregate_type: &str) -> anyhow::Result<Vec<SerializedEvent>> {
+/// One page of an aggregate type's stored events as stored (not upcast: the reader does that),
+/// in stream then sequence order, starting after position `after` (`(stream id, sequence)`;
+/// `("", -1)` for the first page). Reading page by page keeps a rebuild's memory constant
+/// however long the history is; each page is a range of the primary key.
+pub async fn stored_events_page(
+    db: &Db,
+    aggregate_type: &str,
+    after: (&str, i64),
+    limit: i64,
+) -> anyhow::Result<Vec<SerializedEvent>> {
     // JSON text in SQLite and json in Postgres; read both as text.
     let sql = if db.is_postgres() {
         "SELECT aggregate_id, sequence, event_type, event_version, payload::text AS payload, metadata::text AS metadata
-         FROM events WHERE aggregate_type = $1 ORDER BY aggregate_id, sequence"
+         FROM events WHERE aggregate_type = $1 AND (aggregate_id, sequence) > ($2, $3)
+         ORDER BY aggregate_id, sequence LIMIT $4"
     } else {
         "SELECT aggregate_id, sequence, event_type, event_version, payload, metadata
-         FROM events WHERE aggregate_type = $1 ORDER BY aggregate_id, sequence"
+         FROM events WHERE aggregate_type = $1 AND (aggregate_id, sequence) > ($2, $3)
+         ORDER BY aggregate_id, sequence LIMIT $4"
     };
     let rows = sqlx::query(sql)
         .bind(aggregate_type)
+        .bind(after.0)
+        .bind(after.1)
+        .bind(limit)
         .fetch_all(&db.any)
         .await
         .context("reading the event store")?;

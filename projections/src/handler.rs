@@ -5,7 +5,7 @@ use cqrs_es::persist::SerializedEvent;
 use herald_domain::{EventHandler, EventReader, HandlerError};
 use sqlx::AnyPool;
 
-use crate::{apply_in, apply_once, Projection};
+use crate::{apply_in, apply_once, rebuild_in, reset, Projection, StreamRun};
 
 /// One projection as an [`EventHandler`]: the event log runs it as a consumer, and replay calls
 /// [`ProjectionHandler::apply`] on every stored event.
@@ -89,5 +89,57 @@ impl<P: Projection> EventHandler for ProjectionHandler<P> {
 
     async fn handle_batch(&self, events: &[SerializedEvent]) -> Option<Result<(), HandlerError>> {
         Some(self.apply_batch(events).await.map_err(Into::into))
+    }
+}
+
+/// A projection as `herald replay` drives it, whatever its event type.
+#[async_trait::async_trait]
+pub trait Rebuild: Send + Sync {
+    fn name(&self) -> &'static str;
+    /// The aggregate type whose events it is fed.
+    fn aggregate_type(&self) -> &'static str;
+    /// Empties its tables and stored positions.
+    async fn reset(&self) -> anyhow::Result<()>;
+    /// Applies stored events (ordered by stream, then sequence, as the event store lists them)
+    /// in one transaction, each stream's run through [`Projection::apply_stream`]. Returns how
+    /// many events were applied.
+    async fn rebuild_batch(&self, events: &[SerializedEvent]) -> anyhow::Result<u64>;
+}
+
+#[async_trait::async_trait]
+impl<P: Projection> Rebuild for ProjectionHandler<P> {
+    fn name(&self) -> &'static str {
+        self.projection.name()
+    }
+
+    fn aggregate_type(&self) -> &'static str {
+        self.projection.aggregate_type()
+    }
+
+    async fn reset(&self) -> anyhow::Result<()> {
+        reset(&self.pool, &self.projection).await
+    }
+
+    async fn rebuild_batch(&self, events: &[SerializedEvent]) -> anyhow::Result<u64> {
+        let runs = events
+            .chunk_by(|a, b| a.aggregate_id == b.aggregate_id)
+            .map(|run| {
+                let events = run
+                    .iter()
+                    .map(|event| {
+                        let (_, sequence, decoded) = self.decode(event)?;
+                        Ok((sequence, decoded))
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                Ok(StreamRun {
+                    stream_id: run[0].aggregate_id.clone(),
+                    events,
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let mut tx = self.pool.begin().await?;
+        let applied = rebuild_in(&mut tx, &self.projection, runs).await?;
+        tx.commit().await?;
+        Ok(applied as u64)
     }
 }

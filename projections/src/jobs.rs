@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyPool, Row, Transaction};
 
-use crate::{from_millis, millis, Projection};
+use crate::{from_millis, millis, rows_per_statement, values_list, Projection, StreamRun};
 
 /// One job as users see it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -250,12 +250,20 @@ impl JobView {
     }
 
     async fn save(&self, tx: &mut Transaction<'static, Any>) -> anyhow::Result<()> {
-        sqlx::query(
+        save_all(tx, std::slice::from_ref(self)).await
+    }
+}
+
+/// Inserts or updates views, many per statement.
+async fn save_all(tx: &mut Transaction<'static, Any>, views: &[JobView]) -> anyhow::Result<()> {
+    const COLUMNS: usize = 23;
+    for chunk in views.chunks(rows_per_statement(tx, COLUMNS)) {
+        let sql = format!(
             "INSERT INTO job_views (job_id, user_id, connection_id, platform, status, text_preview, part_count,
                 media_count, publish_at_ms, attempts, max_attempts, uploads, post_id, post_url, post_ids,
                 last_error_class, last_error_code, last_error_message, retry_at_ms, created_at_ms, updated_at_ms,
                 published_at_ms, limit_waits)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)
+             VALUES {}
              ON CONFLICT (job_id) DO UPDATE SET status = excluded.status, publish_at_ms = excluded.publish_at_ms,
                 attempts = excluded.attempts, max_attempts = excluded.max_attempts, uploads = excluded.uploads,
                 post_id = excluded.post_id, post_url = excluded.post_url, post_ids = excluded.post_ids,
@@ -263,34 +271,38 @@ impl JobView {
                 last_error_message = excluded.last_error_message, retry_at_ms = excluded.retry_at_ms,
                 updated_at_ms = excluded.updated_at_ms, published_at_ms = excluded.published_at_ms,
                 limit_waits = excluded.limit_waits",
-        )
-        .bind(&self.job_id)
-        .bind(&self.user_id)
-        .bind(&self.connection_id)
-        .bind(&self.platform)
-        .bind(&self.status)
-        .bind(&self.text_preview)
-        .bind(self.part_count as i32)
-        .bind(self.media_count as i32)
-        .bind(self.publish_at.map(millis))
-        .bind(self.attempts as i32)
-        .bind(self.max_attempts as i32)
-        .bind(serde_json::to_string(&self.uploads)?)
-        .bind(&self.post_id)
-        .bind(&self.post_url)
-        .bind(serde_json::to_string(&self.post_ids)?)
-        .bind(&self.last_error_class)
-        .bind(&self.last_error_code)
-        .bind(&self.last_error_message)
-        .bind(self.retry_at.map(millis))
-        .bind(millis(self.created_at))
-        .bind(millis(self.updated_at))
-        .bind(self.published_at.map(millis))
-        .bind(self.limit_waits as i32)
-        .execute(&mut **tx)
-        .await?;
-        Ok(())
+            values_list(COLUMNS, chunk.len(), 1)
+        );
+        let mut query = sqlx::query(&sql).persistent(chunk.len() == 1);
+        for view in chunk {
+            query = query
+                .bind(&view.job_id)
+                .bind(&view.user_id)
+                .bind(&view.connection_id)
+                .bind(&view.platform)
+                .bind(&view.status)
+                .bind(&view.text_preview)
+                .bind(view.part_count as i32)
+                .bind(view.media_count as i32)
+                .bind(view.publish_at.map(millis))
+                .bind(view.attempts as i32)
+                .bind(view.max_attempts as i32)
+                .bind(serde_json::to_string(&view.uploads)?)
+                .bind(&view.post_id)
+                .bind(&view.post_url)
+                .bind(serde_json::to_string(&view.post_ids)?)
+                .bind(&view.last_error_class)
+                .bind(&view.last_error_code)
+                .bind(&view.last_error_message)
+                .bind(view.retry_at.map(millis))
+                .bind(millis(view.created_at))
+                .bind(millis(view.updated_at))
+                .bind(view.published_at.map(millis))
+                .bind(view.limit_waits as i32);
+        }
+        query.execute(&mut **tx).await?;
     }
+    Ok(())
 }
 
 const SELECT_JOB: &str = "SELECT job_id, user_id, connection_id, platform, status, text_preview, part_count,
@@ -391,18 +403,45 @@ impl Projection for JobsProjection {
         _sequence: i64,
         event: &PublishingJobEvent,
     ) -> anyhow::Result<()> {
-        let view = match JobView::scheduled(aggregate_id, event) {
-            Some(view) => view,
-            None => {
-                let Some(mut view) = load(tx, aggregate_id).await? else {
-                    anyhow::bail!("job {aggregate_id} has events but no JobScheduled was applied");
-                };
-                view.record(event);
-                view
-            }
-        };
-        view.save(tx).await
+        folded(tx, aggregate_id, [event]).await?.save(tx).await
     }
+
+    async fn apply_runs(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        runs: &[StreamRun<PublishingJobEvent>],
+    ) -> anyhow::Result<()> {
+        let mut views = Vec::with_capacity(runs.len());
+        for run in runs {
+            let events: Vec<&PublishingJobEvent> = run.events.iter().map(|(_, e)| e).collect();
+            views.push(folded(tx, &run.stream_id, events).await?);
+        }
+        save_all(tx, &views).await
+    }
+}
+
+/// The job's view after `events`: built from its `JobScheduled`, or from the stored view when
+/// the run starts later in the stream (read once, however many events follow).
+async fn folded<'e>(
+    tx: &mut Transaction<'static, Any>,
+    job_id: &str,
+    events: impl IntoIterator<Item = &'e PublishingJobEvent>,
+) -> anyhow::Result<JobView> {
+    let mut view: Option<JobView> = None;
+    for event in events {
+        if let Some(scheduled) = JobView::scheduled(job_id, event) {
+            view = Some(scheduled);
+            continue;
+        }
+        let current = match view.as_mut() {
+            Some(current) => current,
+            None => view.insert(load(tx, job_id).await?.ok_or_else(|| {
+                anyhow::anyhow!("job {job_id} has events but no JobScheduled was applied")
+            })?),
+        };
+        current.record(event);
+    }
+    view.ok_or_else(|| anyhow::anyhow!("no events to apply to job {job_id}"))
 }
 
 #[cfg(test)]

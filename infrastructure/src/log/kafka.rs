@@ -12,8 +12,9 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 use super::consume::{handle_with_retry, park_until_done, Outcome, ParkedMessage, RetryPolicy};
@@ -105,7 +106,14 @@ impl KafkaConfig {
             .set("auto.commit.interval.ms", "1000")
             .set("auto.offset.reset", "earliest")
             .set("fetch.wait.max.ms", "10")
-            .set("fetch.error.backoff.ms", "50");
+            .set("fetch.error.backoff.ms", "50")
+            // A member that dies without leaving (kill -9) holds its partitions until the
+            // coordinator gives up on it: 10 s instead of the default 45 s.
+            .set(
+                "session.timeout.ms",
+                SESSION_TIMEOUT.as_millis().to_string(),
+            )
+            .set("heartbeat.interval.ms", "2000");
         config
     }
 }
@@ -171,6 +179,124 @@ pub async fn check_brokers(config: &KafkaConfig, timeout: Duration) -> anyhow::R
 /// Most records handed to `LogHandler::handle_batch` at once.
 const MAX_BATCH: usize = 256;
 
+/// How long the group coordinator waits for a silent member before it drops it.
+const SESSION_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often a consumer checks that it is not stalled (see [`StallWatch`]).
+const STALL_CHECK_EVERY: Duration = Duration::from_secs(5);
+/// How long a consumer may hold no partition while its group's records wait, none of them
+/// consumed by anyone, before it leaves the group and joins again.
+const STALL_AFTER: Duration = Duration::from_secs(20);
+
+/// Watches for a consumer group that is stuck: this member holds no partition, records are
+/// waiting, and no member's committed offset moves. A group can end up so after a member dies
+/// without leaving: the test broker (tansu 0.6) drops a dead member only when a request notices,
+/// and may then settle the group with nothing assigned to anyone, for good (seen after `kill
+/// -9` of a worker: its jobs stayed `publishing` in the read model). Leaving and joining again
+/// starts a clean rebalance in which this member takes the partitions. A member that is idle
+/// because others hold every partition sees their offsets move, or nothing waiting, and stays.
+#[derive(Debug, Default)]
+pub struct StallWatch {
+    /// Since when this member has held nothing while records waited, and where the group's
+    /// committed offsets stood then.
+    idle: Option<(std::time::Instant, Vec<PartitionBacklog>)>,
+}
+
+/// A partition with records not yet consumed by the group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionBacklog {
+    pub topic: String,
+    pub partition: i32,
+    /// The group's committed offset (the low watermark if it committed nothing yet).
+    pub committed: i64,
+}
+
+impl StallWatch {
+    /// Takes one observation; true when the member should leave and join again. `backlog` is
+    /// `None` when it could not be read (nothing is decided on a failed read).
+    pub fn observe(
+        &mut self,
+        now: std::time::Instant,
+        holds_partitions: bool,
+        backlog: Option<Vec<PartitionBacklog>>,
+    ) -> bool {
+        let backlog = match backlog {
+            Some(backlog) if !holds_partitions && !backlog.is_empty() => backlog,
+            Some(_) => {
+                self.idle = None;
+                return false;
+            }
+            None => return false,
+        };
+        match &self.idle {
+            Some((since, before)) if *before == backlog => {
+                if now.duration_since(*since) >= STALL_AFTER {
+                    self.idle = None;
+                    return true;
+                }
+                false
+            }
+            // First idle observation, or someone consumed meanwhile: start counting again.
+            _ => {
+                self.idle = Some((now, backlog));
+                false
+            }
+        }
+    }
+}
+
+/// The partitions of `topics` where the consumer's group has records waiting. Blocking (it asks
+/// the brokers): run off the async threads.
+fn group_backlog(
+    consumer: &StreamConsumer,
+    topics: &[String],
+) -> KafkaResult<Vec<PartitionBacklog>> {
+    let timeout = Duration::from_secs(3);
+    let mut partitions = TopicPartitionList::new();
+    for topic in topics {
+        let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+        for found in metadata.topics() {
+            for partition in found.partitions() {
+                partitions.add_partition(found.name(), partition.id());
+            }
+        }
+    }
+    let committed = consumer.committed_offsets(partitions, timeout)?;
+    let mut backlog = Vec::new();
+    for element in committed.elements() {
+        let (low, high) =
+            consumer.fetch_watermarks(element.topic(), element.partition(), timeout)?;
+        let committed = match element.offset() {
+            Offset::Offset(offset) => offset.max(low),
+            _ => low,
+        };
+        if high > committed {
+            backlog.push(PartitionBacklog {
+                topic: element.topic().to_string(),
+                partition: element.partition(),
+                committed,
+            });
+        }
+    }
+    Ok(backlog)
+}
+
+/// Creates a consumer in the handler's group, subscribed to `topics`.
+fn subscribed_consumer(
+    config: &KafkaConfig,
+    handler_name: &str,
+    topics: &[String],
+) -> anyhow::Result<Arc<StreamConsumer>> {
+    let consumer: StreamConsumer = config
+        .consumer_config(&config.group_id(handler_name))
+        .create()
+        .context("creating the Kafka consumer")?;
+    let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+    consumer
+        .subscribe(&topic_refs)
+        .context("subscribing to the handler's topics")?;
+    Ok(Arc::new(consumer))
+}
+
 /// Runs one [`LogHandler`] as a member of the Kafka consumer group named after it.
 pub struct KafkaConsumerRunner;
 
@@ -194,20 +320,43 @@ impl KafkaConsumerRunner {
             .iter()
             .map(|t| config.topic(t))
             .collect();
-        let consumer: StreamConsumer = config
-            .consumer_config(&config.group_id(handler.name()))
-            .create()
-            .context("creating the Kafka consumer")?;
-        let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
-        consumer
-            .subscribe(&topic_refs)
-            .context("subscribing to the handler's topics")?;
+        let mut consumer = subscribed_consumer(&config, handler.name(), &topics)?;
         tracing::info!(?topics, "consumer started");
+        let mut stall_watch = StallWatch::default();
+        let mut stall_checks = tokio::time::interval(STALL_CHECK_EVERY);
+        stall_checks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
         loop {
             let received = tokio::select! {
                 _ = shutdown.cancelled() => break,
                 received = consumer.recv() => received,
+                _ = stall_checks.tick() => {
+                    let holds_partitions = consumer.assignment().is_ok_and(|a| a.count() > 0);
+                    let backlog = if holds_partitions {
+                        Some(Vec::new())
+                    } else {
+                        let (consumer, topics) = (consumer.clone(), topics.clone());
+                        tokio::task::spawn_blocking(move || group_backlog(&consumer, &topics))
+                            .await
+                            .ok()
+                            .and_then(|read| {
+                                read.inspect_err(|error| tracing::debug!(%error, "could not read the group's backlog")).ok()
+                            })
+                    };
+                    if stall_watch.observe(std::time::Instant::now(), holds_partitions, backlog) {
+                        tracing::warn!(
+                            stalled_secs = STALL_AFTER.as_secs(),
+                            "this consumer holds no partition while its group's records wait and nobody consumes them: leaving the group and joining again"
+                        );
+                        // Leave first (closing sends LeaveGroup and waits for the broker: off
+                        // the async threads), then join: a member joining while the stalled one
+                        // is still in the group could inherit the same stuck state.
+                        let stalled = consumer;
+                        let _ = tokio::task::spawn_blocking(move || drop(stalled)).await;
+                        consumer = subscribed_consumer(&config, handler.name(), &topics)?;
+                    }
+                    continue;
+                }
             };
             let message = match received {
                 Ok(message) => message,
@@ -326,5 +475,52 @@ async fn resolve(
             )
             .await
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+
+    fn waiting(committed: i64) -> Option<Vec<PartitionBacklog>> {
+        Some(vec![PartitionBacklog {
+            topic: "herald.publishing_job".into(),
+            partition: 1,
+            committed,
+        }])
+    }
+
+    #[test]
+    fn a_member_holding_nothing_while_records_wait_unconsumed_rejoins_after_the_stall_window() {
+        let (mut watch, start) = (StallWatch::default(), Instant::now());
+        assert!(!watch.observe(start, false, waiting(4)));
+        assert!(!watch.observe(start + STALL_AFTER / 2, false, waiting(4)));
+        assert!(watch.observe(start + STALL_AFTER, false, waiting(4)));
+        // Rejoining starts a new watch.
+        assert!(!watch.observe(start + STALL_AFTER * 2, false, waiting(4)));
+    }
+
+    #[test]
+    fn an_idle_member_stays_while_others_consume_or_nothing_waits() {
+        let (mut watch, start) = (StallWatch::default(), Instant::now());
+        // Another member holds the partition and moves its offset.
+        assert!(!watch.observe(start, false, waiting(4)));
+        assert!(!watch.observe(start + STALL_AFTER, false, waiting(9)));
+        assert!(!watch.observe(start + STALL_AFTER * 3 / 2, false, waiting(9)));
+        // Nothing waits: more members than partitions is normal.
+        assert!(!watch.observe(start + STALL_AFTER * 2, false, Some(vec![])));
+        assert!(!watch.observe(start + STALL_AFTER * 4, false, Some(vec![])));
+    }
+
+    #[test]
+    fn holding_a_partition_or_an_unread_backlog_decides_nothing() {
+        let (mut watch, start) = (StallWatch::default(), Instant::now());
+        assert!(!watch.observe(start, false, waiting(4)));
+        assert!(!watch.observe(start + STALL_AFTER, true, Some(vec![])));
+        assert!(!watch.observe(start + STALL_AFTER * 2, false, waiting(4)));
+        assert!(!watch.observe(start + STALL_AFTER * 5 / 2, false, None));
+        assert!(watch.observe(start + STALL_AFTER * 3, false, waiting(4)));
     }
 }
