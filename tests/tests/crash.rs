@@ -182,13 +182,13 @@ async fn a_killed_worker_loses_and_doubles_nothing(backend: Backend) {
 
 /// After `kill -9` of a worker, the next worker's consumers take the dead one's partitions over
 /// by themselves, within a stated bound: the dead member leaves the consumer groups when its
-/// session times out (10 s; librdkafka's default of 45 s alone broke the bound), and a consumer
-/// that still holds nothing while records wait unconsumed leaves its group and joins again 20 s
-/// later (on the test broker a group could settle with nothing assigned to anyone, for good).
-/// So every job published after the restart is visible within 40 s of it, usually within 15.
+/// session times out (10 s instead of librdkafka's 45 s), and a consumer that still holds
+/// nothing while records wait unconsumed leaves its group and joins again 15 s later (on the test
+/// broker a group can settle with nothing assigned to anyone, for good: the stall this test
+/// guards against). Every job published after the restart is visible within 60 s of it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_kill_9_the_next_worker_takes_the_consumer_groups_over() {
-    const TAKEOVER: Duration = Duration::from_secs(40);
+    const TAKEOVER: Duration = Duration::from_secs(60);
     let mut split = SplitApp::start(Backend::PostgresKafka).await;
     let connection = split.app.connect_x("alice", "alice_x").await;
     let first_config = split.worker_config();

@@ -185,7 +185,7 @@ const SESSION_TIMEOUT: Duration = Duration::from_secs(10);
 const STALL_CHECK_EVERY: Duration = Duration::from_secs(5);
 /// How long a consumer may hold no partition while its group's records wait, none of them
 /// consumed by anyone, before it leaves the group and joins again.
-const STALL_AFTER: Duration = Duration::from_secs(20);
+const STALL_AFTER: Duration = Duration::from_secs(15);
 
 /// Watches for a consumer group that is stuck: this member holds no partition, records are
 /// waiting, and no member's committed offset moves. A group can end up so after a member dies
