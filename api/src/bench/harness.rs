@@ -154,20 +154,6 @@ fn fixed(x: f64, digits: usize) -> String {
     }
 }
 
-/// How many published jobs the next poll of the query API asks for. The list is newest
-/// first, so a page that is mostly new may have missed some: ask for more (up to the API's
-/// 500); a page that is mostly old costs serialisation for nothing: ask for fewer (down to 50).
-pub fn next_page_size(current: i64, new_on_page: usize) -> i64 {
-    let new_on_page = new_on_page as i64;
-    if new_on_page * 2 > current {
-        (current * 2).min(500)
-    } else if new_on_page * 8 < current {
-        (current / 2).max(50)
-    } else {
-        current
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,14 +244,5 @@ mod tests {
         assert!(line.starts_with("peer=herald mode=steady-noop jobs=4 jobs_per_s=1234.6 p50_ms=NaN p99_ms=NaN lost=0"), "{line}");
         assert!(!line.contains("posts=") && !line.contains("enqueue_per_s="));
         assert!(line.ends_with("concurrency=50 rate=100.0"), "{line}");
-    }
-
-    #[test]
-    fn the_poll_page_grows_when_it_may_miss_jobs_and_shrinks_when_idle() {
-        assert_eq!(next_page_size(100, 100), 200);
-        assert_eq!(next_page_size(400, 400), 500);
-        assert_eq!(next_page_size(100, 30), 100);
-        assert_eq!(next_page_size(100, 5), 50);
-        assert_eq!(next_page_size(50, 0), 50);
     }
 }

@@ -35,8 +35,7 @@ use tokio::task::JoinHandle;
 use url::Url;
 
 use super::harness::{
-    connection_index, next_page_size, post_text, Mode, PeerResult, RunKind, Task,
-    HARNESS_CONNECTIONS,
+    connection_index, post_text, Mode, PeerResult, RunKind, Task, HARNESS_CONNECTIONS,
 };
 use super::noop::NoopPosts;
 use crate::config::{Config, Role};
@@ -95,10 +94,8 @@ pub struct PeerArgs {
 
 const USER: &str = "queue-bench";
 const JWT_SECRET: &str = "herald-bench-peer-secret-herald-bench-peer";
-/// How often the bench reads the newest published jobs from the query API.
+/// How often the bench looks for newly published jobs.
 const POLL_EVERY: Duration = Duration::from_millis(10);
-/// How often it looks for failed jobs (they end a wait as published ones do).
-const FAILED_POLL_EVERY: Duration = Duration::from_secs(1);
 /// Waiting stops early when no job was seen published for this long.
 const STALLED_AFTER: Duration = Duration::from_secs(120);
 /// How long a closed connection's backend takes to exit and report its counts to
@@ -190,7 +187,8 @@ struct Observed {
     warm: usize,
     /// Jobs sent besides `expected` (steady's readiness probe).
     probes: usize,
-    /// Query API reads the bench made: each is one transaction in the scratch database.
+    /// Reads the bench made of the scratch database (the watcher's, the probe's
+    /// `GET /jobs/{id}`): each is one transaction there.
     reads: u64,
 }
 
@@ -248,9 +246,9 @@ async fn measure(
         noop_posts: (kind.task == Task::Noop).then(|| noop_posts.clone()),
     };
     let run = if kind.burst {
-        burst(args, clock, &client, &connections, &workers).await
+        burst(args, database_url, clock, &client, &connections, &workers).await
     } else {
-        steady(args, clock, &client, &connections, &workers).await
+        steady(args, database_url, clock, &client, &connections, &workers).await
     };
     let api_herald = api.herald.clone();
     api.stop().await;
@@ -527,84 +525,90 @@ impl ApiClient {
             .to_owned())
     }
 
-    /// The ids of the user's newest `limit` jobs in `status` (`GET /jobs`).
-    async fn list(&self, status: &str, limit: i64) -> anyhow::Result<Vec<String>> {
-        let body: Value = self
-            .http
-            .get(format!(
-                "{}/api/v1/platforms/jobs?status={status}&limit={limit}",
-                self.base
-            ))
-            .bearer_auth(&self.token)
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
-        Ok(body["jobs"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|job| job["job_id"].as_str().map(str::to_owned))
-            .collect())
-    }
-
-    /// One job's status (`GET /jobs/{id}`).
-    async fn status(&self, job_id: &str) -> anyhow::Result<String> {
-        let job: Value = self
+    /// One job's status (`GET /jobs/{id}`); `None` while the read model has no row for it.
+    async fn status(&self, job_id: &str) -> anyhow::Result<Option<String>> {
+        let response = self
             .http
             .get(format!("{}/api/v1/platforms/jobs/{job_id}", self.base))
             .bearer_auth(&self.token)
             .send()
-            .await?
-            .error_for_status()?
-            .json()
             .await?;
-        Ok(job["status"].as_str().unwrap_or_default().to_owned())
+        if response.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let job: Value = response.error_for_status()?.json().await?;
+        Ok(job["status"].as_str().map(str::to_owned))
     }
 }
 
-/// Watches the query API as a client would: the newest published jobs every few
-/// milliseconds, noting when each job is first seen; failed jobs now and then, as they end a
-/// wait too.
+/// Watches the read model the query API answers from (`job_views`: `GET /jobs/{id}` is one
+/// SELECT of its row, with no cache) for the jobs accepted so far, noting when each is first
+/// seen published or failed. The API's list cannot do it: it is newest-created first and
+/// cannot page, while a burst is published out of creation order (by Kafka partition and
+/// per-user rank), so older jobs published late would never be listed. The oldest
+/// `FRONTIER` unseen jobs are looked up every `POLL_EVERY`, all of them every `SWEEP_EVERY`.
 struct Watch {
-    published: Arc<Mutex<HashMap<String, f64>>>,
-    failed: Arc<Mutex<HashMap<String, f64>>>,
+    /// Accepted job ids not yet handed to the watcher, in the order they were sent.
+    incoming: Arc<Mutex<Vec<String>>>,
+    /// Each ended job's first sighting (ms) and whether it was published (else failed).
+    ended: Arc<Mutex<HashMap<String, (f64, bool)>>>,
     reads: Arc<AtomicU64>,
     task: JoinHandle<()>,
+    pool: PgPool,
 }
 
+/// Unseen jobs looked up on every poll: a burst publishes roughly in sending order.
+const FRONTIER: usize = 1000;
+/// How often every unseen job is looked up, for those published far out of order.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
 impl Watch {
-    fn start(client: ApiClient, clock: Clock) -> Self {
-        let published: Arc<Mutex<HashMap<String, f64>>> = Arc::default();
-        let failed: Arc<Mutex<HashMap<String, f64>>> = Arc::default();
+    async fn start(database_url: &str, clock: Clock) -> anyhow::Result<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .connect(database_url)
+            .await?;
+        let incoming: Arc<Mutex<Vec<String>>> = Arc::default();
+        let ended: Arc<Mutex<HashMap<String, (f64, bool)>>> = Arc::default();
         let reads = Arc::new(AtomicU64::new(0));
         let task = {
-            let (published, failed, reads) = (published.clone(), failed.clone(), reads.clone());
+            let (pool, incoming, ended, reads) =
+                (pool.clone(), incoming.clone(), ended.clone(), reads.clone());
             tokio::spawn(async move {
-                let mut page = 100;
-                let mut failed_checked = Instant::now();
+                let mut unseen: Vec<String> = Vec::new();
+                let mut swept = Instant::now();
                 loop {
-                    let listed = client.list("published", page).await;
-                    let at = clock.now_ms();
-                    reads.fetch_add(1, Ordering::Relaxed);
-                    if let Ok(ids) = listed {
-                        let mut seen = published.lock().await;
-                        let new = ids
-                            .into_iter()
-                            .filter(|id| seen.insert(id.clone(), at).is_none())
-                            .count();
-                        page = next_page_size(page, new);
+                    unseen.append(&mut *incoming.lock().await);
+                    let sweep = swept.elapsed() >= SWEEP_EVERY;
+                    if sweep {
+                        swept = Instant::now();
                     }
-                    if failed_checked.elapsed() >= FAILED_POLL_EVERY {
-                        failed_checked = Instant::now();
-                        let listed = client.list("failed", 500).await;
+                    let looked_up = if sweep {
+                        unseen.len()
+                    } else {
+                        unseen.len().min(FRONTIER)
+                    };
+                    if looked_up > 0 {
+                        // A join, not `job_id = ANY($1)`: with a prepared statement's generic
+                        // plan Postgres would scan the table testing each row against the
+                        // whole array, and the watcher would take the CPU it measures.
+                        let rows: Result<Vec<(String, String)>, _> = sqlx::query_as(
+                            "SELECT v.job_id, v.status FROM unnest($1::text[]) AS u (job_id)
+                             JOIN job_views v ON v.job_id = u.job_id
+                             WHERE v.status IN ('published', 'failed')",
+                        )
+                        .bind(&unseen[..looked_up])
+                        .fetch_all(&pool)
+                        .await;
                         let at = clock.now_ms();
                         reads.fetch_add(1, Ordering::Relaxed);
-                        if let Ok(ids) = listed {
-                            let mut seen = failed.lock().await;
-                            for id in ids {
-                                seen.entry(id).or_insert(at);
+                        if let Ok(rows) = rows {
+                            if !rows.is_empty() {
+                                let mut ended = ended.lock().await;
+                                for (job_id, status) in rows {
+                                    ended.entry(job_id).or_insert((at, status == "published"));
+                                }
+                                unseen.retain(|id| !ended.contains_key(id));
                             }
                         }
                     }
@@ -612,45 +616,53 @@ impl Watch {
                 }
             })
         };
-        Self {
-            published,
-            failed,
+        Ok(Self {
+            incoming,
+            ended,
             reads,
             task,
-        }
+            pool,
+        })
     }
 
-    /// Waits until every job in `accepted` is seen published or failed, until `deadline`, or
-    /// until none was seen published for `STALLED_AFTER`.
-    async fn wait_for(&self, accepted: &[Accepted], deadline: Instant) {
+    /// Where to hand accepted job ids to the watcher, in the order they were sent.
+    fn inbox(&self) -> Arc<Mutex<Vec<String>>> {
+        self.incoming.clone()
+    }
+
+    /// Waits until `count` jobs have ended, until `deadline`, or until none ended for
+    /// `STALLED_AFTER`.
+    async fn wait_for(&self, count: usize, deadline: Instant) {
         let mut last_count = 0;
         let mut last_progress = Instant::now();
         loop {
-            let ended = {
-                let published = self.published.lock().await;
-                let failed = self.failed.lock().await;
-                let count = published.len();
-                if count != last_count {
-                    last_count = count;
-                    last_progress = Instant::now();
-                }
-                accepted
-                    .iter()
-                    .all(|a| published.contains_key(&a.job_id) || failed.contains_key(&a.job_id))
-            };
+            let ended = self.ended.lock().await.len();
+            if ended != last_count {
+                last_count = ended;
+                last_progress = Instant::now();
+            }
             let now = Instant::now();
-            if ended || now >= deadline || now - last_progress >= STALLED_AFTER {
+            if ended >= count || now >= deadline || now - last_progress >= STALLED_AFTER {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
-    /// Stops watching; returns each job's first sighting as published and the reads made.
+    /// Stops watching (its connection closed, so its reads are counted by Postgres); returns
+    /// each published job's first sighting and the reads made.
     async fn stop(self) -> (HashMap<String, f64>, u64) {
         self.task.abort();
         let _ = self.task.await;
-        let published = std::mem::take(&mut *self.published.lock().await);
+        self.pool.close().await;
+        let published = self
+            .ended
+            .lock()
+            .await
+            .iter()
+            .filter(|(_, (_, published))| *published)
+            .map(|(id, (at, _))| (id.clone(), *at))
+            .collect();
         (published, self.reads.load(Ordering::Relaxed))
     }
 }
@@ -658,6 +670,7 @@ impl Watch {
 /// Burst: every job accepted by the API while no worker runs, then the workers drain.
 async fn burst(
     args: &PeerArgs,
+    database_url: &str,
     clock: &Clock,
     client: &ApiClient,
     connections: &[String],
@@ -674,17 +687,23 @@ async fn burst(
         .collect()
         .await;
     let enqueue_s = (clock.now_ms() - enqueue_started) / 1000.0;
-    let (accepted, enqueue_errors) = sort_out(
+    let (mut accepted, enqueue_errors) = sort_out(
         results
             .into_iter()
             .map(|(sent_ms, job)| (sent_ms, false, job)),
     );
-    let watch = Watch::start(client.clone(), *clock);
+    accepted.sort_by(|a, b| a.sent_ms.total_cmp(&b.sent_ms));
+    let watch = Watch::start(database_url, *clock).await?;
+    watch
+        .inbox()
+        .lock()
+        .await
+        .extend(accepted.iter().map(|a| a.job_id.clone()));
     let workers_started_ms = clock.now_ms();
     let running = workers.start().await?;
     watch
         .wait_for(
-            &accepted,
+            accepted.len(),
             Instant::now() + Duration::from_secs(args.timeout),
         )
         .await;
@@ -709,6 +728,7 @@ async fn burst(
 /// Steady: workers running, one request per job at `rate`, open loop.
 async fn steady(
     args: &PeerArgs,
+    database_url: &str,
     clock: &Clock,
     client: &ApiClient,
     connections: &[String],
@@ -725,7 +745,13 @@ async fn steady(
 
     let total = (args.rate * (args.warmup + args.duration)).round() as usize;
     let warm = (args.rate * args.warmup).round() as usize;
-    let watch = Watch::start(client.clone(), *clock);
+    let watch = match Watch::start(database_url, *clock).await {
+        Ok(watch) => watch,
+        Err(error) => {
+            running.stop().await;
+            return Err(error);
+        }
+    };
     let started = Instant::now();
     let mut senders = tokio::task::JoinSet::new();
     let mut sent = 0;
@@ -740,7 +766,14 @@ async fn steady(
                 first_measured_ms = Some(sent_ms);
             }
             let (client, connection) = (client.clone(), connections[connection_index(n)].clone());
-            senders.spawn(async move { (sent_ms, n < warm, client.publish(n, &connection).await) });
+            let inbox = watch.inbox();
+            senders.spawn(async move {
+                let job = client.publish(n, &connection).await;
+                if let Ok(job_id) = &job {
+                    inbox.lock().await.push(job_id.clone());
+                }
+                (sent_ms, n < warm, job)
+            });
         }
         let next = started + Duration::from_secs_f64(sent as f64 / args.rate);
         tokio::time::sleep_until(next.into()).await;
@@ -748,7 +781,7 @@ async fn steady(
     let (accepted, enqueue_errors) = sort_out(senders.join_all().await);
     watch
         .wait_for(
-            &accepted,
+            accepted.len(),
             Instant::now() + Duration::from_secs(args.timeout),
         )
         .await;
@@ -779,7 +812,7 @@ async fn ready(client: &ApiClient, connection: &str) -> anyhow::Result<u64> {
     let ready_by = Instant::now() + Duration::from_secs(120);
     loop {
         reads += 1;
-        if client.status(&probe).await? == "published" {
+        if client.status(&probe).await?.as_deref() == Some("published") {
             return Ok(reads);
         }
         anyhow::ensure!(
