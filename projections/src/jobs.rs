@@ -97,6 +97,24 @@ impl JobView {
         })
     }
 
+    /// The view after `events`, read from the start of the job's stream: the fold the projection
+    /// applies, for reading a job from the event store (its state at a past time, or before the
+    /// projection has caught up). `None` when the events hold no `JobScheduled`.
+    pub fn folded<'e>(
+        job_id: &str,
+        events: impl IntoIterator<Item = &'e PublishingJobEvent>,
+    ) -> Option<JobView> {
+        let mut view: Option<JobView> = None;
+        for event in events {
+            if let Some(scheduled) = JobView::scheduled(job_id, event) {
+                view = Some(scheduled);
+            } else if let Some(current) = view.as_mut() {
+                current.record(event);
+            }
+        }
+        view
+    }
+
     /// Applies one later event of the job's stream.
     pub fn record(&mut self, event: &PublishingJobEvent) {
         use PublishingJobEvent as E;

@@ -3,8 +3,10 @@ use std::collections::HashSet;
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use chrono::Utc;
-use herald_domain::connection::ConnectionCommand;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use herald_domain::connection::{ConnectionCommand, ConnectionEvent};
 use herald_domain::{ConnectionId, Platform, PlatformFailure, UserId};
 use herald_infrastructure::platforms::{ConnectedAccount, TokenGrant};
 use herald_infrastructure::secret::Secret;
@@ -488,6 +490,8 @@ pub async fn complete(
     let login: AuthorizedLogin = serde_json::from_slice(&login).map_err(ApiError::internal)?;
     let user_id = user.0;
     check_connection_limit(&herald, &user_id, platform, &login.accounts).await?;
+    let connected_at = Utc::now();
+    let mut connected_ids = Vec::with_capacity(login.accounts.len());
     let mut connected = Vec::with_capacity(login.accounts.len());
     for account in login.accounts {
         let profile = account.profile;
@@ -504,7 +508,7 @@ pub async fn complete(
             token_expires_at: account_grant.expires_at,
             can_refresh: account_grant.refresh_token.is_some(),
             login_expires_at: account_grant.refresh_token_expires_at,
-            at: Utc::now(),
+            at: connected_at,
         };
         herald
             .connections
@@ -514,6 +518,7 @@ pub async fn complete(
                 &CommandMetadata::actor(user_id.as_str()).correlated(request_id.0.clone()),
             )
             .await?;
+        connected_ids.push(connection_id);
         connected.push(json!({
             "connection_id": connection_id,
             "platform": platform,
@@ -523,6 +528,7 @@ pub async fn complete(
             "status": "active",
         }));
     }
+    wait_until_listed(&herald, &user_id, &connected_ids, connected_at).await?;
     // The first account's fields stay at the top level for single-account platforms.
     let mut body = connected[0].clone();
     body["connections"] = Value::Array(connected);
@@ -658,4 +664,132 @@ pub async fn disconnect(
         )
         .await?;
     Ok(HttpResponse::Ok().json(json!({"connection_id": connection_id, "status": "disconnected"})))
+}
+
+/// How long `complete` waits for the connections read model to show what it recorded.
+/// The local log applies an event within milliseconds and Kafka usually within a second; a
+/// completed connect is a person's action, so waiting a little longer at worst is cheap.
+const READ_YOUR_WRITES_WAIT: Duration = Duration::from_secs(5);
+
+/// Read-your-writes for connecting: returns once the read model lists each of `ids` as
+/// connected at `at` or later, so the client's next `GET /connections` shows them (a reconnect
+/// of a known account counts only once its new `Connected` is applied). After
+/// `READ_YOUR_WRITES_WAIT` it returns anyway: the connection is recorded, only its listing lags.
+async fn wait_until_listed(
+    herald: &Herald,
+    user: &UserId,
+    ids: &[ConnectionId],
+    at: DateTime<Utc>,
+) -> Result<(), ApiError> {
+    let deadline = Instant::now() + READ_YOUR_WRITES_WAIT;
+    for id in ids {
+        loop {
+            let listed = herald
+                .connection_queries
+                .get(user.as_str(), &id.to_string())
+                .await?
+                .is_some_and(|view| view.updated_at.timestamp_millis() >= at.timestamp_millis());
+            if listed {
+                break;
+            }
+            if Instant::now() >= deadline {
+                tracing::warn!(connection = %id, "the connections read model did not show a completed connect in time");
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    Ok(())
+}
+
+/// `GET /connections/{id}/history`: the connection's events in order (connected, refreshed,
+/// refresh failed, reauthorization required, disconnected), for its owner only.
+pub async fn history(
+    herald: web::Data<Herald>,
+    user: AuthUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let connection_id =
+        ConnectionId::parse(&path).map_err(|_| ApiError::not_found("connection"))?;
+    let events = herald
+        .connections
+        .events(&connection_id.to_string())
+        .await?;
+    let owner = events.iter().find_map(|e| match &e.payload {
+        ConnectionEvent::Connected { user_id, .. } => Some(user_id),
+        _ => None,
+    });
+    if owner != Some(&user.0) {
+        return Err(ApiError::not_found("connection"));
+    }
+    let events: Vec<Value> = events
+        .iter()
+        .map(|envelope| {
+            use cqrs_es::DomainEvent;
+            json!({
+                "sequence": envelope.sequence,
+                "event_type": envelope.payload.event_type(),
+                "event_version": envelope.payload.event_version(),
+                "data": connection_event_json(&envelope.payload),
+                "metadata": envelope.metadata,
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "connection_id": connection_id, "events": events })))
+}
+
+/// What the history shows of a connection event, field by field rather than the event as
+/// stored, so that a field added to an event later is not shown until someone decides it may
+/// be. Connection events hold no token (those are sealed in the vault); this keeps it so.
+fn connection_event_json(event: &ConnectionEvent) -> Value {
+    match event {
+        ConnectionEvent::Connected {
+            platform,
+            account,
+            scopes,
+            token_expires_at,
+            can_refresh,
+            login_expires_at,
+            at,
+            ..
+        } => json!({
+            "platform": platform,
+            "account_id": account.account_id,
+            "username": account.username,
+            "display_name": account.display_name,
+            "scopes": scopes,
+            "token_expires_at": token_expires_at,
+            "can_refresh": can_refresh,
+            "login_expires_at": login_expires_at,
+            "at": at,
+        }),
+        ConnectionEvent::TokenRefreshed {
+            token_expires_at,
+            login_expires_at,
+            at,
+        } => json!({
+            "token_expires_at": token_expires_at,
+            "login_expires_at": login_expires_at,
+            "at": at,
+        }),
+        ConnectionEvent::TokenRefreshFailed {
+            class,
+            code,
+            message,
+            consecutive_failures,
+            at,
+        } => json!({
+            "class": class,
+            "code": code,
+            "message": message,
+            "consecutive_failures": consecutive_failures,
+            "at": at,
+        }),
+        ConnectionEvent::ReauthorizationRequired { reason, cause, at } => json!({
+            "reason": reason,
+            "cause": cause,
+            "at": at,
+        }),
+        ConnectionEvent::Disconnected { at } => json!({ "at": at }),
+    }
 }

@@ -5,6 +5,7 @@ use std::time::Duration;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
+use cqrs_es::EventEnvelope;
 use herald_domain::publishing_job::{PublishingJobCommand, SchedulePublish, DEFAULT_MAX_ATTEMPTS};
 use herald_domain::{
     ConnectionId, Content, ContentOverride, ErrorClass, JobId, MediaKind, Platform, PublishingJob,
@@ -57,14 +58,15 @@ struct Submission {
     publish_at: Option<DateTime<Utc>>,
 }
 
-/// RFC 3339 with an offset; a time without one is refused rather than guessed.
-pub(crate) fn parse_time(raw: &str) -> Result<DateTime<Utc>, ApiError> {
+/// The time in `field`, RFC 3339 with an offset; a time without one is refused rather than
+/// guessed.
+pub(crate) fn parse_time(field: &str, raw: &str) -> Result<DateTime<Utc>, ApiError> {
     DateTime::parse_from_rfc3339(raw)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|_| {
             ApiError::bad_request(
                 "validation-error",
-                format!("publish_at '{raw}' must be RFC 3339 with an offset, e.g. 2026-12-01T09:00:00Z or 2026-12-01T10:00:00+01:00"),
+                format!("{field} '{raw}' must be RFC 3339 with an offset, e.g. 2026-12-01T09:00:00Z or 2026-12-01T10:00:00+01:00"),
             )
         })
 }
@@ -468,7 +470,7 @@ pub async fn schedule(
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let submission = Submission {
-        publish_at: Some(parse_time(&body.publish_at)?),
+        publish_at: Some(parse_time("publish_at", &body.publish_at)?),
         connection_ids: body.connection_ids,
         content: body.content,
         overrides: body.overrides,
@@ -553,18 +555,82 @@ pub async fn list(
     Ok(HttpResponse::Ok().json(json!({ "jobs": jobs.iter().map(job_json).collect::<Vec<_>>() })))
 }
 
-/// `GET /jobs/{id}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AsOfQuery {
+    /// RFC 3339 with an offset: the job as it stood then.
+    as_of: Option<String>,
+}
+
+/// `GET /jobs/{id}?as_of=`: the job from the jobs read model; or, with `as_of`, the job as it
+/// stood then, folded from its events up to that time (see [`events_until`]).
+///
+/// Read-your-writes: a job the read model does not hold yet but the event store does (the
+/// projection lags the 202 by the log's delay, most on Kafka) is folded from its events the same
+/// way, so a client never sees 404 for a job it was just told about, and nothing waits.
 pub async fn get(
     herald: web::Data<Herald>,
     user: AuthUser,
     path: web::Path<String>,
+    query: web::Query<AsOfQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let view = herald
-        .job_queries
-        .get(user.0.as_str(), &path)
-        .await?
+    let as_of = query
+        .as_of
+        .as_deref()
+        .map(|raw| parse_time("as_of", raw))
+        .transpose()?;
+    if as_of.is_none() {
+        if let Some(view) = herald.job_queries.get(user.0.as_str(), &path).await? {
+            return Ok(HttpResponse::Ok().json(job_json(&view)));
+        }
+    }
+    let (job_id, events) = owned_job_events(&herald, &user, &path).await?;
+    let events = match as_of {
+        Some(as_of) => events_until(&events, as_of),
+        None => &events[..],
+    };
+    // Before its `JobScheduled`, the job did not exist yet.
+    let view = JobView::folded(&job_id.to_string(), events.iter().map(|e| &e.payload))
         .ok_or_else(|| ApiError::not_found("job"))?;
     Ok(HttpResponse::Ok().json(job_json(&view)))
+}
+
+type JobEvents = Vec<EventEnvelope<PublishingJob>>;
+
+/// The user's job's events, upcast to their latest shape by the event store, or 404 (also for
+/// someone else's job, and for an id with no events).
+async fn owned_job_events(
+    herald: &Herald,
+    user: &AuthUser,
+    raw: &str,
+) -> Result<(JobId, JobEvents), ApiError> {
+    use herald_domain::publishing_job::PublishingJobEvent;
+    let job_id = JobId::parse(raw).map_err(|_| ApiError::not_found("job"))?;
+    let events = herald.jobs.events(&job_id.to_string()).await?;
+    let owner = events.iter().find_map(|e| match &e.payload {
+        PublishingJobEvent::JobScheduled { user_id, .. } => Some(user_id),
+        _ => None,
+    });
+    if owner != Some(&user.0) {
+        return Err(ApiError::not_found("job"));
+    }
+    Ok((job_id, events))
+}
+
+/// The job's events that count as having happened at or before `until`: its stream up to (not
+/// including) the first event that occurred after `until`. An event without a time of its own
+/// (upload progress, `UploadChunked`) goes with the event before it. Cutting at the first later
+/// event instead of filtering keeps the answer a prefix of the stream, so folding it gives a
+/// state the job really was in, even when two workers' clocks disagree by a little.
+fn events_until(
+    events: &[EventEnvelope<PublishingJob>],
+    until: DateTime<Utc>,
+) -> &[EventEnvelope<PublishingJob>] {
+    let end = events
+        .iter()
+        .position(|e| e.payload.occurred_at().is_some_and(|at| at > until))
+        .unwrap_or(events.len());
+    &events[..end]
 }
 
 /// The user's job from the event store, or 404 (also for someone else's job).
@@ -622,16 +688,33 @@ pub async fn cancel(
     Ok(HttpResponse::Ok().json(json!({"job_id": job_id, "status": "cancelled"})))
 }
 
-/// `GET /jobs/{id}/history`: every event of the job in order — the audit trail.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryQuery {
+    /// RFC 3339 with an offset: only the events up to then.
+    until: Option<String>,
+}
+
+/// `GET /jobs/{id}/history?until=`: every event of the job in order — the audit trail — or
+/// those up to `until` (see [`events_until`]).
 pub async fn history(
     herald: web::Data<Herald>,
     user: AuthUser,
     path: web::Path<String>,
+    query: web::Query<HistoryQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let (job_id, _) = owned_job(&herald, &user, &path).await?;
-    let events = herald.jobs.events(&job_id.to_string()).await?;
+    let until = query
+        .until
+        .as_deref()
+        .map(|raw| parse_time("until", raw))
+        .transpose()?;
+    let (job_id, events) = owned_job_events(&herald, &user, &path).await?;
+    let events = match until {
+        Some(until) => events_until(&events, until),
+        None => &events[..],
+    };
     let events: Vec<Value> = events
-        .into_iter()
+        .iter()
         .map(|envelope| {
             use cqrs_es::DomainEvent;
             json!({

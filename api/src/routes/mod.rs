@@ -29,6 +29,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         web::scope("/api/v1/platforms")
             .service(resource("/connections", "GET").route(web::get().to(connections::list)))
+            .service(
+                resource("/connections/{id}/history", "GET")
+                    .route(web::get().to(connections::history)),
+            )
             .service(resource("/publish", "POST").route(web::post().to(jobs::publish)))
             .service(resource("/schedule", "POST").route(web::post().to(jobs::schedule)))
             .service(resource("/jobs", "GET").route(web::get().to(jobs::list)))
