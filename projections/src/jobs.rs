@@ -482,9 +482,9 @@ mod tests {
         AttemptId::from_uuid(uuid::Uuid::from_u128(n))
     }
 
-    fn video_job() -> JobView {
+    fn video_scheduled() -> PublishingJobEvent {
         let user = UserId::parse("alice").unwrap();
-        let scheduled = PublishingJobEvent::JobScheduled {
+        PublishingJobEvent::JobScheduled {
             job_id: JobId::from_uuid(uuid::Uuid::from_u128(7)),
             connection_id: ConnectionId::for_account(&user, Platform::Youtube, "channel"),
             user_id: user,
@@ -502,8 +502,11 @@ mod tests {
             publish_at: at(),
             max_attempts: 3,
             at: at(),
-        };
-        JobView::scheduled("job", &scheduled).expect("a JobScheduled event makes a view")
+        }
+    }
+
+    fn video_job() -> JobView {
+        JobView::scheduled("job", &video_scheduled()).expect("a JobScheduled event makes a view")
     }
 
     fn record(view: &mut JobView, events: Vec<PublishingJobEvent>) {
@@ -546,6 +549,25 @@ mod tests {
             sealed_session: "sealed".into(),
             at: at(),
         }
+    }
+
+    #[test]
+    fn folding_from_the_stream_start_gives_what_the_projection_builds_event_by_event() {
+        let mut by_event = video_job();
+        let later = vec![
+            attempt_started(1),
+            upload_started(1, 0),
+            chunked(1, 250_000),
+        ];
+        let scheduled = video_scheduled();
+        assert_eq!(
+            JobView::folded("job", later.iter()),
+            None,
+            "no JobScheduled yet"
+        );
+        let folded = JobView::folded("job", std::iter::once(&scheduled).chain(&later));
+        record(&mut by_event, later);
+        assert_eq!(folded, Some(by_event));
     }
 
     #[test]

@@ -306,5 +306,5 @@ async fn writes_are_readable_at_once_embedded() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_are_readable_at_once_postgres_kafka() {
-    writes_are_readable_at_once(Backend::PostgresKafka, 40).await;
+    writes_are_readable_at_once(Backend::PostgresKafka, 100).await;
 }

@@ -732,6 +732,8 @@ pub async fn history(
 
 #[cfg(test)]
 mod tests {
+    use herald_domain::publishing_job::PublishingJobEvent;
+
     use super::*;
 
     fn target(media: &[(&str, &str)]) -> Target {
@@ -744,6 +746,51 @@ mod tests {
             platform: Platform::X,
             content: serde_json::from_value(json!({"text": "t", "media": media})).unwrap(),
         }
+    }
+
+    fn envelope(sequence: usize, event: PublishingJobEvent) -> EventEnvelope<PublishingJob> {
+        EventEnvelope {
+            aggregate_id: "job".into(),
+            sequence,
+            payload: event,
+            metadata: HashMap::new(),
+        }
+    }
+
+    #[test]
+    fn a_cut_keeps_the_prefix_up_to_the_first_later_event_with_untimed_events_going_with_their_predecessor(
+    ) {
+        let time = |seconds: i64| DateTime::from_timestamp(1_800_000_000 + seconds, 0).unwrap();
+        let attempt_id = herald_domain::AttemptId::from_uuid(uuid::Uuid::from_u128(1));
+        let started = |at| PublishingJobEvent::AttemptStarted {
+            attempt_id,
+            attempt_number: 1,
+            at,
+        };
+        let events = vec![
+            envelope(1, started(time(10))),
+            envelope(
+                2,
+                PublishingJobEvent::UploadChunked {
+                    attempt_id,
+                    media_index: 0,
+                    bytes_sent: 1,
+                    total_bytes: 2,
+                },
+            ),
+            envelope(3, PublishingJobEvent::Cancelled { at: time(20) }),
+            // A clock a little behind: still after the cut once an earlier event is.
+            envelope(4, PublishingJobEvent::Cancelled { at: time(15) }),
+        ];
+        let cut_at = |seconds| events_until(&events, time(seconds)).len();
+        assert_eq!(cut_at(9), 0, "before the first event");
+        assert_eq!(cut_at(10), 2, "at an event: it and the progress after it");
+        assert_eq!(cut_at(19), 2);
+        assert_eq!(
+            cut_at(20),
+            4,
+            "the late clock's event follows its predecessor"
+        );
     }
 
     #[test]
