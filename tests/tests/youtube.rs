@@ -120,6 +120,13 @@ async fn publishes_a_video_once(app: &TestApp) {
     assert_eq!(count(&history, "UploadChunked"), 3, "{history:?}");
     assert_eq!(history.last().map(String::as_str), Some("Published"));
     assert_eq!(state.quota.inserts, 1);
+    let events = app.history_events("alice", &job_id).await;
+    assert!(
+        events
+            .iter()
+            .all(|e| !e["data"].to_string().contains("sealed")),
+        "the sealed upload session stays out of the history: {events:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,7 +6,9 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use cqrs_es::EventEnvelope;
-use herald_domain::publishing_job::{PublishingJobCommand, SchedulePublish, DEFAULT_MAX_ATTEMPTS};
+use herald_domain::publishing_job::{
+    PublishingJobCommand, PublishingJobEvent, SchedulePublish, DEFAULT_MAX_ATTEMPTS,
+};
 use herald_domain::{
     ConnectionId, Content, ContentOverride, ErrorClass, JobId, MediaKind, Platform, PublishingJob,
     VideoProbe,
@@ -604,7 +606,6 @@ async fn owned_job_events(
     user: &AuthUser,
     raw: &str,
 ) -> Result<(JobId, JobEvents), ApiError> {
-    use herald_domain::publishing_job::PublishingJobEvent;
     let job_id = JobId::parse(raw).map_err(|_| ApiError::not_found("job"))?;
     let events = herald.jobs.events(&job_id.to_string()).await?;
     let owner = events.iter().find_map(|e| match &e.payload {
@@ -722,7 +723,7 @@ pub async fn history(
                 "event_type": envelope.payload.event_type(),
                 "event_version": envelope.payload.event_version(),
                 "occurred_at": envelope.payload.occurred_at(),
-                "data": envelope.payload,
+                "data": shown_event(&envelope.payload),
                 "metadata": envelope.metadata,
             })
         })
@@ -730,10 +731,22 @@ pub async fn history(
     Ok(HttpResponse::Ok().json(json!({ "job_id": job_id, "events": events })))
 }
 
+/// A job event as its history shows it: as stored, except an upload session, which is sealed
+/// with the vault key and means nothing to anyone but the publisher (ciphertext stays out of
+/// responses too).
+fn shown_event(event: &PublishingJobEvent) -> Value {
+    let mut shown = json!(event);
+    if let Some(opened) = shown
+        .get_mut("UploadSessionOpened")
+        .and_then(Value::as_object_mut)
+    {
+        opened.remove("sealed_session");
+    }
+    shown
+}
+
 #[cfg(test)]
 mod tests {
-    use herald_domain::publishing_job::PublishingJobEvent;
-
     use super::*;
 
     fn target(media: &[(&str, &str)]) -> Target {
