@@ -567,9 +567,10 @@ pub struct AsOfQuery {
 /// `GET /jobs/{id}?as_of=`: the job from the jobs read model; or, with `as_of`, the job as it
 /// stood then, folded from its events up to that time (see [`events_until`]).
 ///
-/// Read-your-writes: a job the read model does not hold yet but the event store does (the
-/// projection lags the 202 by the log's delay, most on Kafka) is folded from its events the same
-/// way, so a client never sees 404 for a job it was just told about, and nothing waits.
+/// Read-your-writes: the read model lags a 202 by the log's delay (most on Kafka). For a job it
+/// does not hold yet but the event store does, the answer waits for the read model up to
+/// `READ_YOUR_WRITES_WAIT`, then is folded from the job's events the same way the read model
+/// folds them; so a client never sees 404 for a job it was just told about.
 pub async fn get(
     herald: web::Data<Herald>,
     user: AuthUser,
@@ -589,12 +590,39 @@ pub async fn get(
     let (job_id, events) = owned_job_events(&herald, &user, &path).await?;
     let events = match as_of {
         Some(as_of) => events_until(&events, as_of),
-        None => &events[..],
+        None => {
+            if let Some(view) = projected_soon(&herald, &user, &job_id).await? {
+                return Ok(HttpResponse::Ok().json(job_json(&view)));
+            }
+            &events[..]
+        }
     };
     // Before its `JobScheduled`, the job did not exist yet.
     let view = JobView::folded(&job_id.to_string(), events.iter().map(|e| &e.payload))
         .ok_or_else(|| ApiError::not_found("job"))?;
     Ok(HttpResponse::Ok().json(job_json(&view)))
+}
+
+/// How long a read of a job the event store holds waits for the jobs read model to show it.
+const READ_YOUR_WRITES_WAIT: Duration = Duration::from_secs(2);
+
+/// The job from the read model once it shows it, or `None` after `READ_YOUR_WRITES_WAIT`.
+async fn projected_soon(
+    herald: &Herald,
+    user: &AuthUser,
+    job_id: &JobId,
+) -> Result<Option<JobView>, ApiError> {
+    let deadline = std::time::Instant::now() + READ_YOUR_WRITES_WAIT;
+    loop {
+        let view = herald
+            .job_queries
+            .get(user.0.as_str(), &job_id.to_string())
+            .await?;
+        if view.is_some() || std::time::Instant::now() >= deadline {
+            return Ok(view);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 type JobEvents = Vec<EventEnvelope<PublishingJob>>;
