@@ -57,14 +57,15 @@ struct Submission {
     publish_at: Option<DateTime<Utc>>,
 }
 
-/// RFC 3339 with an offset; a time without one is refused rather than guessed.
-pub(crate) fn parse_time(raw: &str) -> Result<DateTime<Utc>, ApiError> {
+/// RFC 3339 with an offset; a time without one is refused rather than guessed. `field` names
+/// the parameter in the error.
+pub(crate) fn parse_time(field: &str, raw: &str) -> Result<DateTime<Utc>, ApiError> {
     DateTime::parse_from_rfc3339(raw)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|_| {
             ApiError::bad_request(
                 "validation-error",
-                format!("publish_at '{raw}' must be RFC 3339 with an offset, e.g. 2026-12-01T09:00:00Z or 2026-12-01T10:00:00+01:00"),
+                format!("{field} '{raw}' must be RFC 3339 with an offset, e.g. 2026-12-01T09:00:00Z or 2026-12-01T10:00:00+01:00"),
             )
         })
 }
@@ -468,7 +469,7 @@ pub async fn schedule(
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let submission = Submission {
-        publish_at: Some(parse_time(&body.publish_at)?),
+        publish_at: Some(parse_time("publish_at", &body.publish_at)?),
         connection_ids: body.connection_ids,
         content: body.content,
         overrides: body.overrides,
