@@ -206,7 +206,8 @@ fn change(facts: Option<&JobFacts>, event: &PublishingJobEvent) -> anyhow::Resul
 #[derive(Debug, Default)]
 pub struct AnalyticsProjection;
 
-const SELECT_FACTS: &str = "SELECT user_id, connection_id, platform, accepted_at_ms, due_at_ms, upload_bytes,
+const SELECT_FACTS: &str =
+    "SELECT user_id, connection_id, platform, accepted_at_ms, due_at_ms, upload_bytes,
     published_at_ms FROM analytics_jobs WHERE job_id = $1";
 
 #[async_trait::async_trait]
@@ -539,7 +540,7 @@ impl AnalyticsQueries {
                 .or_insert(figure);
         }
         let mut figures: Vec<ErrorFigure> = figures.into_values().collect();
-        figures.sort_by(|a, b| b.count.cmp(&a.count));
+        figures.sort_by_key(|figure| std::cmp::Reverse(figure.count));
         Ok(figures)
     }
 }
@@ -596,7 +597,10 @@ mod tests {
         assert_eq!(percentile(&[1, 2, 3, 1000], 50), Some(2));
         assert_eq!(percentile(&[1, 2, 3, 1000], 95), Some(1000));
         let spread = Percentiles::of(vec![30, 10, 20]);
-        assert_eq!((spread.count, spread.p50, spread.p99), (3, Some(20), Some(30)));
+        assert_eq!(
+            (spread.count, spread.p50, spread.p99),
+            (3, Some(20), Some(30))
+        );
     }
 
     fn scheduled(publish_at: DateTime<Utc>) -> PublishingJobEvent {
@@ -619,7 +623,11 @@ mod tests {
         assert_eq!(change.counts.accepted, 1);
         let facts = change.facts.unwrap();
         assert_eq!(
-            (facts.accepted_at_ms, facts.due_at_ms, facts.platform.as_str()),
+            (
+                facts.accepted_at_ms,
+                facts.due_at_ms,
+                facts.platform.as_str()
+            ),
             (millis(at(0)), millis(at(30)), "x")
         );
         let moved = super::change(
@@ -652,7 +660,10 @@ mod tests {
         .unwrap();
         assert_eq!(failed.counts.limit_waits, 1);
         assert_eq!(failed.failure.unwrap().code, "http_429");
-        assert!(failed.facts.is_none(), "a failure changes no fact of the job");
+        assert!(
+            failed.facts.is_none(),
+            "a failure changes no fact of the job"
+        );
     }
 
     #[test]

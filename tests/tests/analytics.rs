@@ -98,12 +98,17 @@ async fn scripted_run(app: &TestApp) {
     job_ending(app, "bob", &bob, "bob's own", "published").await;
 }
 
+/// An error class and code.
+type ErrorKey = (String, String);
+type Time = chrono::DateTime<chrono::Utc>;
+/// (class, code) → (failures, latest message, its job).
+type ErrorFigures = BTreeMap<ErrorKey, (i64, String, String)>;
+
 /// A user's figures counted by hand from `GET /jobs` and each job's history.
 #[derive(Debug, Default, PartialEq)]
 struct ByHand {
     counts: Value,
-    /// (class, code) → (failures, latest message, its job).
-    errors: BTreeMap<(String, String), (i64, String, String)>,
+    errors: ErrorFigures,
 }
 
 async fn by_hand(app: &TestApp, user: &str) -> ByHand {
@@ -112,8 +117,8 @@ async fn by_hand(app: &TestApp, user: &str) -> ByHand {
     let with_status = |status: &str| jobs.iter().filter(|j| j["status"] == status).count();
     let sum = |field: &str| jobs.iter().map(|j| j[field].as_i64().unwrap()).sum::<i64>();
     let mut retries = 0;
-    let mut latest: BTreeMap<(String, String), (i64, chrono::DateTime<chrono::Utc>, String, String)> =
-        BTreeMap::new();
+    // (class, code) → (failures, latest failure's time, message and job).
+    let mut latest: BTreeMap<ErrorKey, (i64, Time, String, String)> = BTreeMap::new();
     for job in jobs {
         let job_id = job["job_id"].as_str().unwrap();
         for event in app.history_events(user, job_id).await {
@@ -127,7 +132,10 @@ async fn by_hand(app: &TestApp, user: &str) -> ByHand {
                     );
                     let at = time(data["at"].as_str().unwrap());
                     let message = data["message"].as_str().unwrap().to_string();
-                    let entry = latest.entry(key).or_insert((0, at, message.clone(), job_id.into()));
+                    let entry =
+                        latest
+                            .entry(key)
+                            .or_insert((0, at, message.clone(), job_id.into()));
                     entry.0 += 1;
                     if (at, job_id) > (entry.1, entry.3.as_str()) {
                         (entry.1, entry.2, entry.3) = (at, message, job_id.into());
@@ -156,7 +164,7 @@ async fn by_hand(app: &TestApp, user: &str) -> ByHand {
     }
 }
 
-fn errors_of(answer: &Value) -> BTreeMap<(String, String), (i64, String, String)> {
+fn errors_of(answer: &Value) -> ErrorFigures {
     answer["errors"]
         .as_array()
         .unwrap()
@@ -213,7 +221,11 @@ async fn analytics_equal_the_jobs_counted_by_hand(backend: Backend) {
     let bob = by_hand(&app, "bob").await;
     assert_eq!(alice.counts["accepted"], 5, "{alice:?}");
     assert_eq!(alice.counts["limit_waits"], 1, "{alice:?}");
-    assert_eq!(alice.errors.len(), 3, "a 429, a 503 and rejected content: {alice:?}");
+    assert_eq!(
+        alice.errors.len(),
+        3,
+        "a 429, a 503 and rejected content: {alice:?}"
+    );
 
     // The projection follows the log: wait until it has seen the whole run.
     eventually("analytics caught up with the jobs", SOON, || {
@@ -244,7 +256,10 @@ async fn analytics_equal_the_jobs_counted_by_hand(backend: Backend) {
     assert_eq!(summary["counts"], alice.counts, "{summary}");
     assert_eq!(summary["failed"], 1, "{summary}");
     assert_eq!(summary["rate_limit_waits"], 1, "{summary}");
-    assert_eq!(summary["success_rate"], 0.75, "3 published of 4 ended: {summary}");
+    assert_eq!(
+        summary["success_rate"], 0.75,
+        "3 published of 4 ended: {summary}"
+    );
     for latency in ["accepted_to_published_ms", "due_to_published_ms"] {
         let percentiles = &summary["latency"][latency];
         assert_eq!(percentiles["count"], 3, "{summary}");
@@ -256,8 +271,12 @@ async fn analytics_equal_the_jobs_counted_by_hand(backend: Backend) {
         assert!(0 <= p50 && p50 <= p95 && p95 <= p99, "{summary}");
     }
     for bucket in ["hour", "day"] {
-        let series =
-            analytics_json(&app, "alice", &format!("/timeseries?bucket={bucket}&{range}")).await;
+        let series = analytics_json(
+            &app,
+            "alice",
+            &format!("/timeseries?bucket={bucket}&{range}"),
+        )
+        .await;
         assert_eq!(timeseries_total(&series), alice.counts, "{series}");
     }
     let errors = analytics_json(&app, "alice", &format!("/errors?{range}&platform=x")).await;
