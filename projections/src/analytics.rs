@@ -15,7 +15,7 @@ use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyPool, Row, Transaction};
 
-use crate::{millis, Projection};
+use crate::{millis, rows_per_statement, values_list, Projection, StreamRun};
 
 const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 24 * HOUR_MS;
@@ -226,145 +226,248 @@ impl Projection for AnalyticsProjection {
         &["analytics_jobs", "analytics_hourly", "analytics_errors"]
     }
 
+    /// One event is a run of one: the live path and a rebuild write through the same fold.
     async fn apply(
         &self,
         tx: &mut Transaction<'static, Any>,
         aggregate_id: &str,
-        _sequence: i64,
+        sequence: i64,
         event: &PublishingJobEvent,
     ) -> anyhow::Result<()> {
-        let stored = match event {
-            PublishingJobEvent::JobScheduled { .. } => None,
-            _ => sqlx::query(SELECT_FACTS)
-                .bind(aggregate_id)
-                .fetch_optional(&mut **tx)
-                .await?
-                .as_ref()
-                .map(JobFacts::from_row)
-                .transpose()?,
+        let run = StreamRun {
+            stream_id: aggregate_id.to_string(),
+            events: vec![(sequence, event.clone())],
         };
-        let change = change(stored.as_ref(), event)
-            .map_err(|e| anyhow::anyhow!("analytics of job {aggregate_id}: {e}"))?;
-        if let Some(facts) = &change.facts {
-            save_facts(tx, aggregate_id, facts).await?;
+        self.apply_runs(tx, std::slice::from_ref(&run)).await
+    }
+
+    async fn apply_runs(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        runs: &[StreamRun<PublishingJobEvent>],
+    ) -> anyhow::Result<()> {
+        let mut batch = Batch::default();
+        for run in runs {
+            let mut facts: Option<JobFacts> = None;
+            let mut changed = false;
+            for (_, event) in &run.events {
+                if facts.is_none() && !matches!(event, PublishingJobEvent::JobScheduled { .. }) {
+                    facts = load_facts(tx, &run.stream_id).await?;
+                }
+                let mut change = change(facts.as_ref(), event)
+                    .map_err(|e| anyhow::anyhow!("analytics of job {}: {e}", run.stream_id))?;
+                if let Some(next) = change.facts.take() {
+                    facts = Some(next);
+                    changed = true;
+                }
+                let current = facts.as_ref().expect("change refuses a job without facts");
+                batch.add(&run.stream_id, current, event, &change);
+            }
+            if let (true, Some(facts)) = (changed, facts) {
+                batch.jobs.push((run.stream_id.clone(), facts));
+            }
         }
-        let facts = change.facts.as_ref().or(stored.as_ref()).expect("checked");
+        save_facts(tx, &batch.jobs).await?;
+        add_counts(tx, &batch.hours).await?;
+        add_failures(tx, &batch.errors).await
+    }
+}
+
+async fn load_facts(
+    tx: &mut Transaction<'static, Any>,
+    job_id: &str,
+) -> anyhow::Result<Option<JobFacts>> {
+    sqlx::query(SELECT_FACTS)
+        .bind(job_id)
+        .fetch_optional(&mut **tx)
+        .await?
+        .as_ref()
+        .map(JobFacts::from_row)
+        .transpose()
+}
+
+/// An hour of one user's connection.
+type HourKey = (String, String, i64);
+/// An hour of one user's connection, error class and code.
+type ErrorKey = (String, String, i64, &'static str, String);
+
+/// Failed attempts of one error key, and the latest of them.
+#[derive(Debug)]
+struct FailureRow {
+    platform: String,
+    failures: i64,
+    latest_at_ms: i64,
+    latest_job_id: String,
+    latest_message: String,
+}
+
+/// What a run of events changes, summed in memory and written with a few statements.
+#[derive(Debug, Default)]
+struct Batch {
+    /// Jobs whose facts changed, with their facts after the run.
+    jobs: Vec<(String, JobFacts)>,
+    hours: BTreeMap<HourKey, (String, Counts)>,
+    errors: BTreeMap<ErrorKey, FailureRow>,
+}
+
+impl Batch {
+    fn add(&mut self, job_id: &str, facts: &JobFacts, event: &PublishingJobEvent, change: &Change) {
         // Events without a time (upload chunks) change no counter.
         let Some(at) = event.occurred_at() else {
-            return Ok(());
+            return;
         };
-        let hour = hour_start(millis(at));
+        let (at_ms, hour) = (millis(at), hour_start(millis(at)));
         if change.counts != Counts::default() {
-            add_counts(tx, facts, hour, &change.counts).await?;
+            self.hours
+                .entry((facts.user_id.clone(), facts.connection_id.clone(), hour))
+                .or_insert_with(|| (facts.platform.clone(), Counts::default()))
+                .1
+                .add(&change.counts);
         }
         if let Some(failure) = &change.failure {
-            add_failure(tx, facts, hour, aggregate_id, millis(at), failure).await?;
+            let key = (
+                facts.user_id.clone(),
+                facts.connection_id.clone(),
+                hour,
+                failure.class.as_str(),
+                failure.code.clone(),
+            );
+            let row = self.errors.entry(key).or_insert_with(|| FailureRow {
+                platform: facts.platform.clone(),
+                failures: 0,
+                latest_at_ms: at_ms,
+                latest_job_id: job_id.to_string(),
+                latest_message: failure.message.clone(),
+            });
+            row.failures += 1;
+            // Strictly later, as the table's upsert decides: of equal ones the first stays.
+            if (at_ms, job_id) > (row.latest_at_ms, row.latest_job_id.as_str()) {
+                row.latest_at_ms = at_ms;
+                row.latest_job_id = job_id.to_string();
+                row.latest_message = failure.message.clone();
+            }
         }
-        Ok(())
     }
 }
 
 async fn save_facts(
     tx: &mut Transaction<'static, Any>,
-    job_id: &str,
-    facts: &JobFacts,
+    jobs: &[(String, JobFacts)],
 ) -> anyhow::Result<()> {
-    let latency = |from: i64| facts.published_at_ms.map(|at| (at - from).max(0));
-    sqlx::query(
-        "INSERT INTO analytics_jobs (job_id, user_id, connection_id, platform, accepted_at_ms, due_at_ms,
-            upload_bytes, published_at_ms, accepted_to_published_ms, due_to_published_ms)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-         ON CONFLICT (job_id) DO UPDATE SET due_at_ms = excluded.due_at_ms, upload_bytes = excluded.upload_bytes,
-            published_at_ms = excluded.published_at_ms,
-            accepted_to_published_ms = excluded.accepted_to_published_ms,
-            due_to_published_ms = excluded.due_to_published_ms",
-    )
-    .bind(job_id)
-    .bind(&facts.user_id)
-    .bind(&facts.connection_id)
-    .bind(&facts.platform)
-    .bind(facts.accepted_at_ms)
-    .bind(facts.due_at_ms)
-    .bind(serde_json::to_string(&facts.upload_bytes)?)
-    .bind(facts.published_at_ms)
-    .bind(latency(facts.accepted_at_ms))
-    // A job published before it was due (published now after being scheduled) waited nothing.
-    .bind(latency(facts.due_at_ms))
-    .execute(&mut **tx)
-    .await?;
+    const COLUMNS: usize = 10;
+    for chunk in jobs.chunks(rows_per_statement(tx, COLUMNS)) {
+        let sql = format!(
+            "INSERT INTO analytics_jobs (job_id, user_id, connection_id, platform, accepted_at_ms, due_at_ms,
+                upload_bytes, published_at_ms, accepted_to_published_ms, due_to_published_ms)
+             VALUES {}
+             ON CONFLICT (job_id) DO UPDATE SET due_at_ms = excluded.due_at_ms, upload_bytes = excluded.upload_bytes,
+                published_at_ms = excluded.published_at_ms,
+                accepted_to_published_ms = excluded.accepted_to_published_ms,
+                due_to_published_ms = excluded.due_to_published_ms",
+            values_list(COLUMNS, chunk.len(), 1)
+        );
+        let mut query = sqlx::query(&sql).persistent(chunk.len() == 1);
+        for (job_id, facts) in chunk {
+            // A job published before it was due (sent at once, or early) waited nothing.
+            let latency = |from: i64| facts.published_at_ms.map(|at| (at - from).max(0));
+            query = query
+                .bind(job_id)
+                .bind(&facts.user_id)
+                .bind(&facts.connection_id)
+                .bind(&facts.platform)
+                .bind(facts.accepted_at_ms)
+                .bind(facts.due_at_ms)
+                .bind(serde_json::to_string(&facts.upload_bytes)?)
+                .bind(facts.published_at_ms)
+                .bind(latency(facts.accepted_at_ms))
+                .bind(latency(facts.due_at_ms));
+        }
+        query.execute(&mut **tx).await?;
+    }
     Ok(())
 }
 
 async fn add_counts(
     tx: &mut Transaction<'static, Any>,
-    facts: &JobFacts,
-    hour: i64,
-    counts: &Counts,
+    hours: &BTreeMap<HourKey, (String, Counts)>,
 ) -> anyhow::Result<()> {
-    sqlx::query(
-        "INSERT INTO analytics_hourly (user_id, connection_id, platform, hour_ms, accepted, published, failed,
-            cancelled, attempts, retries, limit_waits, bytes_uploaded)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-         ON CONFLICT (user_id, connection_id, hour_ms) DO UPDATE SET
-            accepted = analytics_hourly.accepted + excluded.accepted,
-            published = analytics_hourly.published + excluded.published,
-            failed = analytics_hourly.failed + excluded.failed,
-            cancelled = analytics_hourly.cancelled + excluded.cancelled,
-            attempts = analytics_hourly.attempts + excluded.attempts,
-            retries = analytics_hourly.retries + excluded.retries,
-            limit_waits = analytics_hourly.limit_waits + excluded.limit_waits,
-            bytes_uploaded = analytics_hourly.bytes_uploaded + excluded.bytes_uploaded",
-    )
-    .bind(&facts.user_id)
-    .bind(&facts.connection_id)
-    .bind(&facts.platform)
-    .bind(hour)
-    .bind(counts.accepted)
-    .bind(counts.published)
-    .bind(counts.failed)
-    .bind(counts.cancelled)
-    .bind(counts.attempts)
-    .bind(counts.retries)
-    .bind(counts.limit_waits)
-    .bind(counts.bytes_uploaded)
-    .execute(&mut **tx)
-    .await?;
+    const COLUMNS: usize = 12;
+    let hours: Vec<_> = hours.iter().collect();
+    for chunk in hours.chunks(rows_per_statement(tx, COLUMNS)) {
+        let sql = format!(
+            "INSERT INTO analytics_hourly (user_id, connection_id, platform, hour_ms, accepted, published, failed,
+                cancelled, attempts, retries, limit_waits, bytes_uploaded)
+             VALUES {}
+             ON CONFLICT (user_id, connection_id, hour_ms) DO UPDATE SET
+                accepted = analytics_hourly.accepted + excluded.accepted,
+                published = analytics_hourly.published + excluded.published,
+                failed = analytics_hourly.failed + excluded.failed,
+                cancelled = analytics_hourly.cancelled + excluded.cancelled,
+                attempts = analytics_hourly.attempts + excluded.attempts,
+                retries = analytics_hourly.retries + excluded.retries,
+                limit_waits = analytics_hourly.limit_waits + excluded.limit_waits,
+                bytes_uploaded = analytics_hourly.bytes_uploaded + excluded.bytes_uploaded",
+            values_list(COLUMNS, chunk.len(), 1)
+        );
+        let mut query = sqlx::query(&sql).persistent(chunk.len() == 1);
+        for ((user_id, connection_id, hour), (platform, counts)) in chunk {
+            query = query
+                .bind(user_id)
+                .bind(connection_id)
+                .bind(platform)
+                .bind(*hour)
+                .bind(counts.accepted)
+                .bind(counts.published)
+                .bind(counts.failed)
+                .bind(counts.cancelled)
+                .bind(counts.attempts)
+                .bind(counts.retries)
+                .bind(counts.limit_waits)
+                .bind(counts.bytes_uploaded);
+        }
+        query.execute(&mut **tx).await?;
+    }
     Ok(())
 }
 
-async fn add_failure(
+async fn add_failures(
     tx: &mut Transaction<'static, Any>,
-    facts: &JobFacts,
-    hour: i64,
-    job_id: &str,
-    at_ms: i64,
-    failure: &Failure,
+    errors: &BTreeMap<ErrorKey, FailureRow>,
 ) -> anyhow::Result<()> {
+    const COLUMNS: usize = 10;
     // The latest failure by (time, job id) names the message and example job, whatever order
     // different jobs' events were applied in.
     const LATER: &str = "(excluded.latest_at_ms > analytics_errors.latest_at_ms
         OR (excluded.latest_at_ms = analytics_errors.latest_at_ms AND excluded.latest_job_id > analytics_errors.latest_job_id))";
-    sqlx::query(&format!(
-        "INSERT INTO analytics_errors (user_id, connection_id, platform, hour_ms, error_class, error_code, failures,
-            latest_at_ms, latest_job_id, latest_message)
-         VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $8, $9)
-         ON CONFLICT (user_id, connection_id, hour_ms, error_class, error_code) DO UPDATE SET
-            failures = analytics_errors.failures + 1,
-            latest_message = CASE WHEN {LATER} THEN excluded.latest_message ELSE analytics_errors.latest_message END,
-            latest_job_id = CASE WHEN {LATER} THEN excluded.latest_job_id ELSE analytics_errors.latest_job_id END,
-            latest_at_ms = CASE WHEN {LATER} THEN excluded.latest_at_ms ELSE analytics_errors.latest_at_ms END"
-    ))
-    .bind(&facts.user_id)
-    .bind(&facts.connection_id)
-    .bind(&facts.platform)
-    .bind(hour)
-    .bind(failure.class.as_str())
-    .bind(&failure.code)
-    .bind(at_ms)
-    .bind(job_id)
-    .bind(&failure.message)
-    .execute(&mut **tx)
-    .await?;
+    let errors: Vec<_> = errors.iter().collect();
+    for chunk in errors.chunks(rows_per_statement(tx, COLUMNS)) {
+        let sql = format!(
+            "INSERT INTO analytics_errors (user_id, connection_id, platform, hour_ms, error_class, error_code, failures,
+                latest_at_ms, latest_job_id, latest_message)
+             VALUES {}
+             ON CONFLICT (user_id, connection_id, hour_ms, error_class, error_code) DO UPDATE SET
+                failures = analytics_errors.failures + excluded.failures,
+                latest_message = CASE WHEN {LATER} THEN excluded.latest_message ELSE analytics_errors.latest_message END,
+                latest_job_id = CASE WHEN {LATER} THEN excluded.latest_job_id ELSE analytics_errors.latest_job_id END,
+                latest_at_ms = CASE WHEN {LATER} THEN excluded.latest_at_ms ELSE analytics_errors.latest_at_ms END",
+            values_list(COLUMNS, chunk.len(), 1)
+        );
+        let mut query = sqlx::query(&sql).persistent(chunk.len() == 1);
+        for ((user_id, connection_id, hour, class, code), row) in chunk {
+            query = query
+                .bind(user_id)
+                .bind(connection_id)
+                .bind(&row.platform)
+                .bind(*hour)
+                .bind(*class)
+                .bind(code)
+                .bind(row.failures)
+                .bind(row.latest_at_ms)
+                .bind(&row.latest_job_id)
+                .bind(&row.latest_message);
+        }
+        query.execute(&mut **tx).await?;
+    }
     Ok(())
 }
 
@@ -693,6 +796,42 @@ mod tests {
         )
         .unwrap();
         assert_eq!(completed.counts.bytes_uploaded, 5_000);
+    }
+
+    #[test]
+    fn a_batch_sums_an_hour_and_keeps_the_latest_failure_whatever_the_job_order() {
+        let facts = change(None, &scheduled(at(0))).unwrap().facts.unwrap();
+        let failed = |minute: i64, message: &str| PublishingJobEvent::AttemptFailed {
+            attempt_id: AttemptId::from_uuid(uuid::Uuid::from_u128(2)),
+            attempt_number: 1,
+            class: ErrorClass::Retryable,
+            code: "http_503".into(),
+            message: message.into(),
+            retry_at: None,
+            at: at(minute),
+        };
+        let events = [
+            ("job-b", failed(5, "later")),
+            ("job-a", failed(1, "earlier")),
+            ("job-a", failed(5, "tie")),
+        ];
+        let mut forward = Batch::default();
+        let mut backward = Batch::default();
+        for (job, event) in &events {
+            forward.add(job, &facts, event, &change(Some(&facts), event).unwrap());
+        }
+        for (job, event) in events.iter().rev() {
+            backward.add(job, &facts, event, &change(Some(&facts), event).unwrap());
+        }
+        for batch in [forward, backward] {
+            let row = batch.errors.values().next().unwrap();
+            assert_eq!(batch.errors.len(), 1, "one hour, class and code");
+            assert_eq!(row.failures, 3);
+            assert_eq!(
+                (row.latest_job_id.as_str(), row.latest_message.as_str()),
+                ("job-b", "later")
+            );
+        }
     }
 
     #[test]
