@@ -51,15 +51,17 @@ enum Command {
         #[arg(long)]
         measure: bool,
     },
-    /// Measure the pipeline against a raw-insert baseline (see the README).
+    /// Measure the pipeline against a raw-insert baseline, or (`bench peer`) as a queue-bench
+    /// peer (see the README).
     #[cfg(feature = "sandbox")]
-    Bench(herald_api::bench::BenchArgs),
+    Bench(herald_api::bench::BenchCommand),
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
     let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,actix_server=warn"));
+        .unwrap_or_else(|_| EnvFilter::new(default_log_filter(&cli.command)));
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -75,7 +77,7 @@ async fn main() -> anyhow::Result<()> {
             );
         }
     }
-    match Cli::parse().command {
+    match cli.command {
         Command::Serve { config, bind, role } => serve(config, &bind, role).await,
         Command::Token {
             config,
@@ -117,6 +119,17 @@ async fn main() -> anyhow::Result<()> {
         }
         #[cfg(feature = "sandbox")]
         Command::Bench(args) => herald_api::bench::run(args).await,
+    }
+}
+
+/// Info and above, except for `bench peer`: there Herald logs a line or more per job, which
+/// would cost the measured run what the harness spares its other peers (it keeps only their
+/// warnings and errors). `RUST_LOG` overrides either.
+fn default_log_filter(command: &Command) -> &'static str {
+    match command {
+        #[cfg(feature = "sandbox")]
+        Command::Bench(herald_api::bench::BenchCommand { peer: Some(_), .. }) => "warn",
+        _ => "info,sqlx=warn,actix_server=warn",
     }
 }
 

@@ -26,6 +26,7 @@ pub const METRICS: &[(&str, &str)] = &[
     ("herald_outbound_webhooks_total", "Attempts at sending webhooks to users' subscriptions, by outcome (delivered, failed: retried later, gave_up: the subscription was disabled)"),
     ("herald_jobs", "Jobs by status, read from the jobs read model when scraped"),
     ("herald_relay_lag_events", "Committed events not yet relayed to Kafka, read when scraped"),
+    ("herald_consumer_lag_records", "Records on the event log a consumer has not handled yet, by consumer (each worker process reports the partitions it holds: sum them), measured every few seconds"),
 ];
 
 /// Seconds: from a millisecond to a few minutes (uploads, scheduler delays).

@@ -12,6 +12,7 @@ pub mod rate_limit;
 pub mod scheduler;
 pub mod secret;
 pub mod store;
+pub mod text;
 pub mod tokens;
 pub mod vault;
 pub mod webhooks;

@@ -22,6 +22,7 @@ use url::Url;
 
 use crate::platforms::{AuthorizationStart, TokenGrant};
 use crate::secret::Secret;
+use crate::text::truncate;
 
 /// How the client authenticates at the token and revocation endpoints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -463,13 +464,6 @@ pub(crate) fn redact(text: &str, secrets: &[&str]) -> String {
         .iter()
         .filter(|s| s.len() >= 4)
         .fold(text.to_owned(), |t, s| t.replace(s, "[redacted]"))
-}
-
-fn truncate(text: &str, max_chars: usize) -> String {
-    match text.char_indices().nth(max_chars) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_owned(),
-    }
 }
 
 /// What went wrong talking to the token endpoint, with what classification needs.

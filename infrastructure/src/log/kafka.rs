@@ -280,6 +280,25 @@ fn group_backlog(
     Ok(backlog)
 }
 
+/// Records the partitions this consumer holds have after its position. Blocking (it asks the
+/// brokers for their high watermarks): run off the async threads.
+fn held_partitions_lag(consumer: &StreamConsumer) -> KafkaResult<i64> {
+    let mut lag = 0;
+    for element in consumer.position()?.elements() {
+        let (low, high) = consumer.fetch_watermarks(
+            element.topic(),
+            element.partition(),
+            Duration::from_secs(3),
+        )?;
+        let position = match element.offset() {
+            Offset::Offset(offset) => offset.max(low),
+            _ => low,
+        };
+        lag += (high - position).max(0);
+    }
+    Ok(lag)
+}
+
 /// Creates a consumer in the handler's group, subscribed to `topics`.
 fn subscribed_consumer(
     config: &KafkaConfig,
@@ -333,8 +352,13 @@ impl KafkaConsumerRunner {
                 _ = stall_checks.tick() => {
                     let holds_partitions = consumer.assignment().is_ok_and(|a| a.count() > 0);
                     let backlog = if holds_partitions {
+                        let held = consumer.clone();
+                        if let Ok(Ok(lag)) = tokio::task::spawn_blocking(move || held_partitions_lag(&held)).await {
+                            super::record_consumer_lag(handler.name(), lag);
+                        }
                         Some(Vec::new())
                     } else {
+                        super::record_consumer_lag(handler.name(), 0);
                         let (consumer, topics) = (consumer.clone(), topics.clone());
                         tokio::task::spawn_blocking(move || group_backlog(&consumer, &topics))
                             .await

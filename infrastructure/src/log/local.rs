@@ -201,6 +201,11 @@ impl LocalConsumerRunner {
             log.batch_size
         );
         tracing::info!(position, "local consumer started");
+        let lag_sql = format!(
+            "SELECT COUNT(*) FROM outbox WHERE id > $1 AND aggregate_type IN ({})",
+            placeholders.join(", ")
+        );
+        let mut lag_measured = std::time::Instant::now() - super::LAG_MEASURE_EVERY;
 
         'consume: while !shutdown.is_cancelled() {
             // Registered before reading, so a commit signalled during the read is not missed.
@@ -247,6 +252,19 @@ impl LocalConsumerRunner {
                 if let Err(error) = log.store_position(&consumer, position).await {
                     // Only costs a redelivery after a restart; the next store covers it.
                     tracing::warn!(error = %format!("{error:#}"), "could not store the position");
+                }
+            }
+            if !full_batch {
+                super::record_consumer_lag(&consumer, 0);
+            } else if lag_measured.elapsed() >= super::LAG_MEASURE_EVERY {
+                // Behind by at least a batch: count how far, now and then.
+                lag_measured = std::time::Instant::now();
+                let mut count = sqlx::query_scalar::<_, i64>(&lag_sql).bind(position);
+                for aggregate_type in types {
+                    count = count.bind(*aggregate_type);
+                }
+                if let Ok(lag) = count.fetch_one(&pool).await {
+                    super::record_consumer_lag(&consumer, lag);
                 }
             }
             if full_batch {

@@ -24,6 +24,16 @@ pub mod relay;
 
 pub use consume::{parked_total, RetryPolicy};
 pub use kafka::{ensure_topics, KafkaConfig, KafkaConsumerRunner};
+
+/// How often a consumer that is behind measures how far.
+pub(crate) const LAG_MEASURE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Sets `herald_consumer_lag_records` for `consumer`: the records on the log it has not handled
+/// yet, of the partitions this process holds (sum over processes for the group's lag).
+pub(crate) fn record_consumer_lag(consumer: &str, lag: i64) {
+    metrics::gauge!("herald_consumer_lag_records", "consumer" => consumer.to_owned())
+        .set(lag.max(0) as f64);
+}
 pub use local::{LocalConsumerRunner, LocalLog};
 pub use relay::{OutboxRelay, RelayOptions};
 

@@ -39,7 +39,7 @@ use url::Url;
 
 use super::http::{self, PlatformApi, SendError};
 use super::meta::errors::{self, GraphPlatform};
-use super::meta::graph::{self, normalize, CallContext};
+use super::meta::graph::{self, CallContext};
 use super::meta::login::{self, FacebookLogin, GraphConfig, RenewedPage, GRAPH_VERSION};
 use super::x::join;
 use super::{
@@ -50,6 +50,7 @@ use crate::media_source::{MediaSource, MediaUrlPolicy};
 use crate::oauth::SetupError;
 use crate::platforms::media_not_taken;
 use crate::secret::Secret;
+use crate::text::normalize_whitespace as normalize;
 
 /// Permissions Herald asks for: list the Pages, read and publish as them (facts §5).
 pub const DEFAULT_SCOPES: [&str; 3] = [

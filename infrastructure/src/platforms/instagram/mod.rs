@@ -41,7 +41,7 @@ use url::Url;
 
 use super::http::{self, PlatformApi, SendError};
 use super::meta::errors::{self, instagram_subcode, GraphPlatform};
-use super::meta::graph::{self, normalize, CallContext};
+use super::meta::graph::{self, CallContext};
 use super::meta::login::{self, FacebookLogin, GraphConfig, IdRef, RenewedPage, GRAPH_VERSION};
 use super::meta::quota::{self, parse_graph_time, PublishingQuota, QuotaEntry};
 use super::x::join;
@@ -53,6 +53,7 @@ use crate::media_source::{MediaSource, MediaUrlPolicy};
 use crate::oauth::SetupError;
 use crate::platforms::media_not_taken;
 use crate::secret::Secret;
+use crate::text::normalize_whitespace as normalize;
 
 /// Permissions Herald asks for (facts §4: Instagram API with Facebook Login).
 pub const DEFAULT_SCOPES: [&str; 4] = [

@@ -13,6 +13,7 @@ use herald_domain::{ErrorClass, PlatformFailure};
 use serde::Deserialize;
 
 use crate::platforms::PostError;
+use crate::text::truncate;
 
 /// What the failed call was doing.
 #[derive(Debug, Clone, Copy)]
@@ -214,13 +215,6 @@ pub(crate) fn publish_transport_error(error: &reqwest::Error) -> PostError {
     PostError::OutcomeUnknown(format!(
         "the request to create the post {what} after it was sent; the post may exist on LinkedIn"
     ))
-}
-
-fn truncate(text: &str, max_chars: usize) -> String {
-    match text.char_indices().nth(max_chars) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_owned(),
-    }
 }
 
 #[cfg(test)]

@@ -804,7 +804,8 @@ impl PlatformAdapter for LinkedInAdapter {
         let author = author(&draft.account)?;
         let token = access_token.expose();
         let expected = self.post_body(author, draft)?;
-        let wanted_text = text::normalize(expected["commentary"].as_str().unwrap_or_default());
+        let wanted_text =
+            crate::text::normalize_whitespace(expected["commentary"].as_str().unwrap_or_default());
         let wanted_kind = content_kind(expected.get("content"));
         let since_ms = since.timestamp_millis() - CLOCK_SKEW_MS;
         for page in 0..LIST_PAGES {
@@ -827,7 +828,7 @@ impl PlatformAdapter for LinkedInAdapter {
                     older = true;
                     continue;
                 }
-                if text::normalize(&post.commentary) == wanted_text
+                if crate::text::normalize_whitespace(&post.commentary) == wanted_text
                     && content_kind(post.content.as_ref()) == wanted_kind
                 {
                     tracing::Span::current().record("found", true);

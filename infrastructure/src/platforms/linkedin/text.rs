@@ -20,11 +20,6 @@ pub(crate) fn escape(text: &str) -> String {
     out
 }
 
-/// Whitespace-insensitive text, for matching a post LinkedIn may have re-spaced.
-pub(crate) fn normalize(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
 /// A title for an article share that has none: the text's first line cut at a word boundary
 /// to `limit` characters, or the link itself.
 pub(crate) fn derive_title(text: &str, link: &str, limit: usize) -> String {

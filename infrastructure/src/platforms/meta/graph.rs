@@ -8,6 +8,7 @@ use serde::Deserialize;
 use url::Url;
 
 use crate::platforms::PostError;
+use crate::text::truncate;
 
 /// Meta does not say when app-level usage recovers; its window is a rolling hour.
 const APP_USAGE_WINDOW_MINUTES: i64 = 60;
@@ -365,19 +366,6 @@ fn transport_kind(platform: &str, error: &reqwest::Error) -> String {
     }
 }
 
-/// `text` cut to `max_chars` characters, with an ellipsis when cut.
-pub fn truncate(text: &str, max_chars: usize) -> String {
-    match text.char_indices().nth(max_chars) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_owned(),
-    }
-}
-
-/// Whitespace-insensitive text, for matching a post the platform may have re-spaced.
-pub fn normalize(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -460,7 +448,5 @@ mod tests {
         assert_eq!(body.explanation().as_deref(), Some("Try again"));
         assert_eq!(body.error.error_data.unwrap()["start_offset"], 5);
         assert_eq!(GraphErrorBody::parse(b"nope").code_name(502), "http_502");
-        assert_eq!(truncate("abcdef", 3), "abc…");
-        assert_eq!(normalize(" a \n b "), "a b");
     }
 }

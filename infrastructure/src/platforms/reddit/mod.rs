@@ -44,6 +44,7 @@ use super::{
 use crate::media_source::MediaSource;
 use crate::oauth::{ClientAuth, OAuthClient, OAuthEndpoints, SetupError};
 use crate::secret::Secret;
+use crate::text::normalize_whitespace as normalize;
 
 /// Posts created this long before `since` still count: clocks differ between Herald and Reddit.
 const CLOCK_SKEW_SECS: f64 = 5.0;
@@ -345,11 +346,6 @@ fn derive_title(text: &str) -> String {
         _ => cut,
     };
     format!("{at_word}…")
-}
-
-/// Whitespace-insensitive text, for matching a post Reddit may have re-spaced.
-fn normalize(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 impl RedditAdapter {

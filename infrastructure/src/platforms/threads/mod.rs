@@ -46,7 +46,7 @@ pub use settings::{ThreadsSettings, ENTRY};
 
 use self::errors::{classify, publish_transport_error, transport_failure, CallContext};
 use super::http::{self, PlatformApi, SendError};
-use super::meta::graph::{self, normalize, Listing};
+use super::meta::graph::{self, Listing};
 use super::meta::quota::{self, PublishingQuota, QuotaConfig, QuotaEntry};
 use super::{
     AuthorizationStart, CreatedPost, MediaUpload, PlatformAdapter, PostDraft, PostError,
@@ -55,6 +55,7 @@ use super::{
 use crate::oauth::{redact, ClientAuth, OAuthClient, OAuthEndpoints, SetupError};
 use crate::platforms::media_not_taken;
 use crate::secret::Secret;
+use crate::text::normalize_whitespace as normalize;
 
 /// Posts created this long before `since` still count: clocks differ between Herald and Threads.
 const CLOCK_SKEW_SECS: i64 = 5;

@@ -1,6 +1,7 @@
 //! TikTok's error envelope and fail reasons, and how each is classified (platform-facts §2.2,
 //! §2.3, §2.6, §2.7; ARCHITECTURE invariant 7). Messages say what to do; they never carry a
 //! token.
+use crate::text::truncate;
 use chrono::{DateTime, TimeDelta, Utc};
 use herald_domain::{ErrorClass, PlatformFailure};
 use serde::Deserialize;
@@ -67,13 +68,6 @@ impl ApiError {
         } else {
             format!("{message} (TikTok log_id {})", self.log_id)
         }
-    }
-}
-
-pub(crate) fn truncate(text: &str, max_chars: usize) -> String {
-    match text.char_indices().nth(max_chars) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_owned(),
     }
 }
 

@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use crate::oauth::retry_after;
 use crate::platforms::PostError;
+use crate::text::truncate;
 
 /// What the failed call was doing; shapes the message.
 #[derive(Debug, Clone, Copy)]
@@ -279,13 +280,6 @@ fn transport_kind(error: &reqwest::Error) -> &'static str {
         "could not connect to X"
     } else {
         "lost its connection"
-    }
-}
-
-fn truncate(text: &str, max_chars: usize) -> String {
-    match text.char_indices().nth(max_chars) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_owned(),
     }
 }
 

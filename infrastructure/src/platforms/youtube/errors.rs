@@ -7,6 +7,7 @@ use serde::Deserialize;
 
 use super::quota::next_pacific_midnight;
 use crate::platforms::http::retry_after;
+use crate::text::truncate;
 
 /// How long a short-term `rateLimitExceeded` without `Retry-After` keeps Herald away.
 const SHORT_TERM_BACKOFF_SECS: i64 = 60;
@@ -323,13 +324,6 @@ fn strip_tags(text: &str) -> String {
         }
     }
     out
-}
-
-fn truncate(text: &str, max_chars: usize) -> String {
-    match text.char_indices().nth(max_chars) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_owned(),
-    }
 }
 
 #[cfg(test)]

@@ -6,13 +6,20 @@
 //! 2. end-to-end latency at a steady rate: publish accepted → `published` visible in the
 //!    query API, p50 and p99;
 //! 3. scheduling delay: how long after its `publish_at` a scheduled job starts.
+//!
+//! `herald bench peer` (`peer.rs`) measures Herald instead as one more peer of the queue-bench
+//! harness, the way it measures job queues.
+pub mod harness;
+mod noop;
+pub mod peer;
+
 use std::collections::HashMap;
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use clap::Args;
+use clap::{Args, Subcommand};
 use herald_domain::Platform;
 use herald_infrastructure::platforms::registry;
 use herald_sandbox::{Sandbox, SandboxConfig};
@@ -21,6 +28,24 @@ use tokio::sync::Mutex;
 
 use crate::config::{Config, Role};
 use crate::runtime::Herald;
+
+/// `herald bench` measures the pipeline against a raw-insert baseline; `herald bench peer`
+/// joins the queue-bench harness.
+#[derive(Debug, Clone, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct BenchCommand {
+    #[command(subcommand)]
+    pub peer: Option<BenchPeer>,
+    #[command(flatten)]
+    pub pipeline: BenchArgs,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum BenchPeer {
+    /// Run as a queue-bench peer: the harness's jobs through Herald's API, published to its
+    /// fake platform; prints one `peer=herald mode=...` line (docs/bench.md).
+    Peer(peer::PeerArgs),
+}
 
 /// Benchmark settings.
 #[derive(Debug, Clone, Args)]
@@ -33,8 +58,9 @@ pub struct BenchArgs {
     )]
     pub database_url: String,
     /// Kafka bootstrap servers (e.g. from `eval "$(bash scripts/test-services.sh)"`).
+    /// Optional to clap only so that `herald bench peer` parses without it; the run needs it.
     #[arg(long, env = "HERALD_TEST_KAFKA_BROKERS")]
-    pub kafka_brokers: String,
+    pub kafka_brokers: Option<String>,
     /// Concurrent clients for the throughput phase (and the baseline).
     #[arg(long, default_value_t = 8)]
     pub clients: usize,
@@ -57,11 +83,22 @@ pub struct BenchArgs {
 
 const USER: &str = "bench";
 
-pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
+    match command.peer {
+        Some(BenchPeer::Peer(args)) => peer::run(args).await,
+        None => run_pipeline(command.pipeline).await,
+    }
+}
+
+async fn run_pipeline(args: BenchArgs) -> anyhow::Result<()> {
+    let kafka_brokers = args
+        .kafka_brokers
+        .clone()
+        .context("set --kafka-brokers or HERALD_TEST_KAFKA_BROKERS")?;
     let (database_url, database) =
         herald_infrastructure::db::create_scratch_database(&args.database_url, "herald_bench")
             .await?;
-    let result = run_in(&args, &database_url).await;
+    let result = run_in(&args, &kafka_brokers, &database_url).await;
     if args.keep_database {
         println!("kept database: {database_url}");
     } else {
@@ -70,7 +107,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     result
 }
 
-async fn run_in(args: &BenchArgs, database_url: &str) -> anyhow::Result<()> {
+async fn run_in(args: &BenchArgs, kafka_brokers: &str, database_url: &str) -> anyhow::Result<()> {
     let mut sandbox_config = SandboxConfig::default();
     // The sandbox stands in for a platform with room to spare; Herald's own limits are measured.
     sandbox_config.x.rate_limits.create_tweet = u32::MAX;
@@ -81,7 +118,7 @@ async fn run_in(args: &BenchArgs, database_url: &str) -> anyhow::Result<()> {
         std::env::temp_dir().join(format!("herald-bench-{}", uuid::Uuid::new_v4().simple()));
     let mut config = Config::embedded(data_dir.clone());
     config.database_url = Some(database_url.to_string());
-    config.kafka_brokers = Some(args.kafka_brokers.clone());
+    config.kafka_brokers = Some(kafka_brokers.to_owned());
     config.kafka_topic_prefix = format!("bench{}.", uuid::Uuid::new_v4().simple());
     config.sandbox = Some(false);
     let x = registry::entry(Platform::X);
@@ -511,4 +548,63 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     }
     let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[index]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        bench: BenchCommand,
+    }
+
+    /// Exactly what the harness's run.sh passes to `$EXTRA_PEER_CMD`.
+    #[test]
+    fn bench_peer_takes_the_harness_arguments() {
+        let cli = Cli::try_parse_from([
+            "bench",
+            "peer",
+            "--mode",
+            "burst",
+            "--task",
+            "noop",
+            "--jobs",
+            "2000",
+            "--concurrency",
+            "50",
+            "--rate",
+            "100",
+            "--duration",
+            "20",
+            "--warmup",
+            "2",
+            "--platform",
+            "http://127.0.0.1:18080",
+            "--kafka-brokers",
+            "127.0.0.1:9092",
+        ])
+        .unwrap();
+        let Some(BenchPeer::Peer(args)) = cli.bench.peer else {
+            panic!("no peer subcommand: {cli:?}");
+        };
+        assert_eq!(
+            harness::RunKind::of(args.mode, args.task).label,
+            "burst-noop"
+        );
+        assert_eq!((args.jobs, args.concurrency), (2000, 50));
+        assert_eq!((args.rate, args.duration, args.warmup), (100.0, 20.0, 2.0));
+        assert_eq!(args.platform.as_str(), "http://127.0.0.1:18080/");
+    }
+
+    #[test]
+    fn bench_alone_is_still_the_pipeline_bench() {
+        let cli =
+            Cli::try_parse_from(["bench", "--clients", "4", "--kafka-brokers", "k:9092"]).unwrap();
+        assert!(cli.bench.peer.is_none());
+        assert_eq!(cli.bench.pipeline.clients, 4);
+        assert!(Cli::try_parse_from(["bench", "--clients", "4", "peer"]).is_err());
+    }
 }
