@@ -163,6 +163,10 @@ pub struct Config {
     /// Days delivered and given-up webhook deliveries are kept for their owners to see.
     #[arg(long, env = "HERALD_WEBHOOK_RETENTION_DAYS", default_value_t = 30)]
     pub webhook_retention_days: u32,
+    /// Comma-separated subjects (`sub` claims) of operators: they may read the analytics of
+    /// every user (`?user_id=` narrows to one); everyone else sees only their own.
+    #[arg(long, env = "HERALD_OPERATOR_SUBJECTS", default_value = "")]
+    pub operator_subjects: String,
     /// A JSON file adjusting the platforms' content rules, e.g.
     /// `{"x": {"max_text": 25000}, "instagram": {"video": {"max_secs": 180}}}`.
     #[arg(long, env = "HERALD_CONTENT_RULES")]
@@ -211,6 +215,7 @@ impl Config {
             webhook_retry_max_secs: 7200,
             webhook_retry_window_secs: 86_400,
             webhook_retention_days: 30,
+            operator_subjects: String::new(),
             platforms: PlatformEnv::default(),
         }
     }
@@ -290,6 +295,14 @@ impl Config {
             Some(host) => policy.allowing(host),
             None => policy,
         }
+    }
+
+    /// Whether `subject` is one of the configured operators.
+    pub fn is_operator(&self, subject: &str) -> bool {
+        self.operator_subjects
+            .split(',')
+            .map(str::trim)
+            .any(|operator| !operator.is_empty() && operator == subject)
     }
 
     /// Which URLs webhooks may be sent to: the media URL rules, with settings of their own.

@@ -34,11 +34,12 @@ pub async fn replay(herald: &Herald) -> anyhow::Result<ReplayReport> {
 /// [`replay`] reading and applying `page` events at a time.
 pub async fn replay_in_pages(herald: &Herald, page: i64) -> anyhow::Result<ReplayReport> {
     let started = Instant::now();
-    let (jobs, due) = herald.job_projections();
+    let (jobs, due, analytics) = herald.job_projections();
     let pool = &herald.db.any;
-    let job_handlers: [Box<dyn Rebuild>; 2] = [
+    let job_handlers: [Box<dyn Rebuild>; 3] = [
         Box::new(ProjectionHandler::new(jobs, pool.clone())),
         Box::new(ProjectionHandler::new(due, pool.clone())),
+        Box::new(ProjectionHandler::new(analytics, pool.clone())),
     ];
     let (job_events, job_counts) = rebuild(&herald.db, &job_handlers, page).await?;
     let connection_handlers: [Box<dyn Rebuild>; 1] = [Box::new(ProjectionHandler::new(

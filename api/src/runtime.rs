@@ -18,6 +18,7 @@ use herald_infrastructure::store::Aggregates;
 use herald_infrastructure::tokens::TokenService;
 use herald_infrastructure::vault::{self, Sealer, Vault};
 use herald_infrastructure::webhooks::{DeliveryWorker, WebhookFanout, WebhookSubscriptions};
+use herald_projections::analytics::{AnalyticsProjection, AnalyticsQueries};
 use herald_projections::connections::{ConnectionQueries, ConnectionsProjection};
 use herald_projections::due_jobs::DueJobsProjection;
 use herald_projections::jobs::{JobQueries, JobsProjection};
@@ -41,6 +42,7 @@ pub struct Herald {
     pub tokens: TokenService,
     pub log: EventLog,
     pub job_queries: JobQueries,
+    pub analytics_queries: AnalyticsQueries,
     pub connection_queries: ConnectionQueries,
     pub auth: Authenticator,
     pub sandbox: Option<Arc<Sandbox>>,
@@ -155,6 +157,7 @@ impl Herald {
             webhook_policy: config.webhook_policy(),
             webhook_wake: Arc::new(Notify::new()),
             job_queries: JobQueries::new(db.any.clone()),
+            analytics_queries: AnalyticsQueries::new(db.any.clone()),
             connection_queries: ConnectionQueries::new(db.any.clone()),
             config,
             db,
@@ -171,24 +174,26 @@ impl Herald {
         })
     }
 
-    /// The projections this process feeds (also what `herald replay` rebuilds).
-    pub fn job_projections(&self) -> (JobsProjection, DueJobsProjection) {
+    /// The projections of job events this process feeds (also what `herald replay` rebuilds).
+    pub fn job_projections(&self) -> (JobsProjection, DueJobsProjection, AnalyticsProjection) {
         let wake = self.publisher_wake.clone();
         (
             JobsProjection,
             DueJobsProjection::new(Arc::new(move || wake.notify_one())),
+            AnalyticsProjection,
         )
     }
 
     /// Starts the workers: projections, the scheduler, the publisher, the token refresher, the
     /// webhook fan-out and delivery worker, and (with Kafka) the outbox relay.
     pub async fn spawn_workers(&self) -> Vec<JoinHandle<()>> {
-        let (jobs_projection, due_projection) = self.job_projections();
+        let (jobs_projection, due_projection, analytics_projection) = self.job_projections();
         let pool = &self.db.any;
         let handlers: Vec<Arc<dyn LogHandler>> = vec![
             Arc::new(ProjectionHandler::new(jobs_projection, pool.clone())),
             Arc::new(ProjectionHandler::new(ConnectionsProjection, pool.clone())),
             Arc::new(ProjectionHandler::new(due_projection, pool.clone())),
+            Arc::new(ProjectionHandler::new(analytics_projection, pool.clone())),
             Arc::new(WebhookFanout::new(
                 self.db.clone(),
                 self.webhooks.clone(),

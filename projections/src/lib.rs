@@ -3,6 +3,7 @@
 //! skips anything at or below it (ARCHITECTURE invariant 3) — and rebuildable from the events.
 #![forbid(unsafe_code)]
 
+pub mod analytics;
 pub mod connections;
 pub mod due_jobs;
 mod handler;

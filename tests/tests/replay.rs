@@ -28,6 +28,21 @@ const READ_MODELS: &[(&str, &str, &str)] = &[
         "connection_id",
     ),
     (
+        "analytics_jobs",
+        "job_id, user_id, connection_id, platform, accepted_at_ms, due_at_ms, upload_bytes, published_at_ms, accepted_to_published_ms, due_to_published_ms",
+        "job_id",
+    ),
+    (
+        "analytics_hourly",
+        "user_id, connection_id, platform, hour_ms, accepted, published, failed, cancelled, attempts, retries, limit_waits, bytes_uploaded",
+        "user_id, connection_id, hour_ms",
+    ),
+    (
+        "analytics_errors",
+        "user_id, connection_id, platform, hour_ms, error_class, error_code, failures, latest_at_ms, latest_job_id, latest_message",
+        "user_id, connection_id, hour_ms, error_class, error_code",
+    ),
+    (
         "consumer_stream_positions",
         "consumer, stream_id, last_sequence",
         "consumer, stream_id",
@@ -147,7 +162,7 @@ async fn caught_up(app: &TestApp) {
             let stored: i64 = sqlx::query_scalar(
                 "SELECT COUNT(*) FROM events e WHERE NOT EXISTS (
                      SELECT 1 FROM consumer_stream_positions p
-                     WHERE p.consumer IN ('jobs', 'scheduler', 'connections') AND p.stream_id = e.aggregate_id
+                     WHERE p.consumer IN ('jobs', 'scheduler', 'analytics', 'connections') AND p.stream_id = e.aggregate_id
                        AND p.last_sequence >= e.sequence)",
             )
             .fetch_one(&pool)
@@ -182,7 +197,7 @@ async fn replay_rebuilds_the_same_read_models(backend: Backend) {
         .await
         .unwrap();
         for (name, applied) in &report.applied {
-            if name == "jobs" || name == "scheduler" {
+            if ["jobs", "scheduler", "analytics"].contains(&name.as_str()) {
                 assert_eq!(
                     *applied as i64, stored,
                     "{name}: every job event applied once"

@@ -60,8 +60,8 @@ struct Submission {
     publish_at: Option<DateTime<Utc>>,
 }
 
-/// The time in `field`, RFC 3339 with an offset; a time without one is refused rather than
-/// guessed.
+/// RFC 3339 with an offset; a time without one is refused rather than guessed. `field` names
+/// the parameter in the error.
 pub(crate) fn parse_time(field: &str, raw: &str) -> Result<DateTime<Utc>, ApiError> {
     DateTime::parse_from_rfc3339(raw)
         .map(|t| t.with_timezone(&Utc))

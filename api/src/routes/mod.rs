@@ -4,6 +4,7 @@ use actix_web::{error::JsonPayloadError, web, HttpRequest};
 
 use crate::problem::ApiError;
 
+pub mod analytics;
 pub mod connections;
 pub mod health;
 pub mod jobs;
@@ -26,6 +27,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(resource("/healthz", "GET").route(web::get().to(health::healthz)))
     .service(resource("/readyz", "GET").route(web::get().to(health::readyz)))
     .service(resource("/metrics", "GET").route(web::get().to(crate::metrics::scrape)))
+    .service(
+        web::scope("/api/v1/analytics")
+            .service(resource("/summary", "GET").route(web::get().to(analytics::summary)))
+            .service(resource("/timeseries", "GET").route(web::get().to(analytics::timeseries)))
+            .service(resource("/errors", "GET").route(web::get().to(analytics::errors))),
+    )
     .service(
         web::scope("/api/v1/platforms")
             .service(resource("/connections", "GET").route(web::get().to(connections::list)))
