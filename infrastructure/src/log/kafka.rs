@@ -263,12 +263,7 @@ fn group_backlog(
     let committed = consumer.committed_offsets(partitions, timeout)?;
     let mut backlog = Vec::new();
     for element in committed.elements() {
-        let (low, high) =
-            consumer.fetch_watermarks(element.topic(), element.partition(), timeout)?;
-        let committed = match element.offset() {
-            Offset::Offset(offset) => offset.max(low),
-            _ => low,
-        };
+        let (committed, high) = offset_and_high_watermark(consumer, &element)?;
         if high > committed {
             backlog.push(PartitionBacklog {
                 topic: element.topic().to_string(),
@@ -285,18 +280,25 @@ fn group_backlog(
 fn held_partitions_lag(consumer: &StreamConsumer) -> KafkaResult<i64> {
     let mut lag = 0;
     for element in consumer.position()?.elements() {
-        let (low, high) = consumer.fetch_watermarks(
-            element.topic(),
-            element.partition(),
-            Duration::from_secs(3),
-        )?;
-        let position = match element.offset() {
-            Offset::Offset(offset) => offset.max(low),
-            _ => low,
-        };
+        let (position, high) = offset_and_high_watermark(consumer, &element)?;
         lag += (high - position).max(0);
     }
     Ok(lag)
+}
+
+/// A partition's offset as `element` gives it (a position or a committed offset; the low
+/// watermark when there is none yet, or when it fell behind retention) and its high watermark.
+fn offset_and_high_watermark(
+    consumer: &StreamConsumer,
+    element: &rdkafka::topic_partition_list::TopicPartitionListElem<'_>,
+) -> KafkaResult<(i64, i64)> {
+    let (low, high) =
+        consumer.fetch_watermarks(element.topic(), element.partition(), Duration::from_secs(3))?;
+    let offset = match element.offset() {
+        Offset::Offset(offset) => offset.max(low),
+        _ => low,
+    };
+    Ok((offset, high))
 }
 
 /// Creates a consumer in the handler's group, subscribed to `topics`.
